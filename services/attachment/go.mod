@@ -1,0 +1,7 @@
+module github.com/securemsg/securemsg/services/attachment
+
+go 1.26
+
+replace github.com/securemsg/securemsg/gen => ../../gen
+replace github.com/securemsg/securemsg/services/internal/platform => ../internal/platform
+replace github.com/securemsg/securemsg/services/internal/testkit => ../internal/testkit
