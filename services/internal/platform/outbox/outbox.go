@@ -1,0 +1,153 @@
+// Package outbox is the suite's transactional outbox: events are written to Postgres in the
+// same transaction as the state change they describe, and a relay publishes them to JetStream.
+//
+// # The table
+//
+// Each service schema has a table `outbox` (created by this package's migrations, which the
+// migrate package runs before the service's own):
+//
+//	seq          bigint identity   write order; the relay publishes in seq order
+//	id           text, unique      the event id, sent as Nats-Msg-Id (uuid v7 when Add makes one)
+//	subject      text              the NATS subject (securemsg.events.<kind>.<action>[.<pool>])
+//	payload      bytea             the encoded event (ids and metadata only, never PHI content)
+//	headers      jsonb             extra NATS headers, string to string
+//	created_at   timestamptz       when the event was written
+//	published_at timestamptz null  when JetStream acknowledged it; null while unsent
+//	attempts     integer           publish attempts so far
+//	last_error   text null         the last publish error (NATS error text, never payloads)
+//
+// An AFTER INSERT trigger sends NOTIFY securemsg_outbox with the schema name as payload, which
+// Postgres delivers only when the writing transaction commits.
+//
+// # Guarantees
+//
+//   - Atomic with the change: Add writes in the caller's transaction. If it rolls back, the
+//     events never existed; if it commits, they will be published.
+//   - At least once into JetStream, effectively once in the stream: the relay marks a row
+//     published only after the stream's PubAck. If it crashes (or its mark fails) after the
+//     publish, the row is sent again with the same Nats-Msg-Id and JetStream drops the copy,
+//     provided the retry comes within the stream's duplicate window (natsx uses 10 minutes).
+//     Consumers are idempotent anyway, for redeliveries and for outages longer than that.
+//   - NATS being down delays events, never loses them: rows wait in the table, and the relay
+//     retries with capped exponential backoff.
+//   - Order: one relay at a time publishes a schema's rows, in seq order, so events of one
+//     transaction, and of transactions that serialise on the same rows, reach the stream in
+//     the order they were written. Events of concurrent, unrelated transactions have no order
+//     to keep. The one exception: when a publish in the middle of a batch fails while later ones
+//     succeed, the failed event arrives after them on retry.
+//
+// # Several replicas
+//
+// Every replica runs a Relay; each batch is a short transaction that first takes a
+// transaction-scoped advisory lock for the schema (pg_try_advisory_xact_lock). The replica that
+// gets it publishes the batch and marks it; the others find the lock taken and go back to
+// waiting. We chose this over FOR UPDATE SKIP LOCKED because SKIP LOCKED lets two replicas
+// publish adjacent batches at the same time, which reorders events of the same thread; one
+// publisher with asynchronous, pipelined publishes already does thousands of events per second,
+// far above a portal's event rate. Failover needs no lease: a lock held by a dead replica dies
+// with its transaction.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Event is one message for JetStream. Payload carries ids and metadata only, never PHI.
+type Event struct {
+	// ID is the event id and Nats-Msg-Id; Add fills in a uuid v7 when it is empty. Set it
+	// yourself (NewID) when the event id must also appear in the payload.
+	ID string
+	// Subject is the NATS subject to publish to; no wildcards or spaces.
+	Subject string
+	// Payload is the encoded event (protobuf).
+	Payload []byte
+	// Headers become NATS headers (Nats-Msg-Id is set by the relay and may not be given here).
+	Headers map[string]string
+}
+
+// ErrInvalidEvent is returned by Add for an event that could never be published. The error
+// names the event's position, id and subject, never its payload or headers.
+var ErrInvalidEvent = errors.New("outbox: invalid event")
+
+// NewID returns a new event id: a uuid v7, so ids sort by creation time.
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString() // only fails if the random source fails; v4 is still unique
+	}
+	return id.String()
+}
+
+const insertSQL = `
+INSERT INTO outbox (id, subject, payload, headers)
+SELECT id, subject, payload, headers::jsonb
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) WITH ORDINALITY AS e(id, subject, payload, headers, n)
+ORDER BY n`
+
+// Add writes events to the outbox inside tx, the caller's transaction, in the order given.
+// They are published after tx commits and never if it rolls back. The events' IDs must be
+// unique; a repeated ID fails the insert (and so the caller's transaction).
+func Add(ctx context.Context, tx pgx.Tx, events ...Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	ids := make([]string, len(events))
+	subjects := make([]string, len(events))
+	payloads := make([][]byte, len(events))
+	headers := make([]string, len(events))
+	for i, e := range events {
+		if e.ID == "" {
+			e.ID = NewID()
+		}
+		if err := validate(e); err != nil {
+			return fmt.Errorf("%w: event %d (id %q): %v", ErrInvalidEvent, i, e.ID, err)
+		}
+		h := e.Headers
+		if h == nil {
+			h = map[string]string{}
+		}
+		hj, err := json.Marshal(h)
+		if err != nil {
+			return fmt.Errorf("%w: event %d (id %q): encode headers", ErrInvalidEvent, i, e.ID)
+		}
+		ids[i], subjects[i], headers[i] = e.ID, e.Subject, string(hj)
+		payloads[i] = e.Payload
+		if payloads[i] == nil {
+			payloads[i] = []byte{} // the column is NOT NULL; an empty event is still an event
+		}
+	}
+	if _, err := tx.Exec(ctx, insertSQL, ids, subjects, payloads, headers); err != nil {
+		// pgx errors do not echo parameter values, so the payload cannot leak through err.
+		return fmt.Errorf("outbox: insert %d events: %w", len(events), err)
+	}
+	return nil
+}
+
+func validate(e Event) error {
+	switch {
+	case len(e.ID) > 128:
+		return errors.New("id longer than 128 bytes")
+	case e.Subject == "" || len(e.Subject) > 255:
+		return errors.New("subject empty or longer than 255 bytes")
+	case strings.ContainsAny(e.Subject, " \t\r\n*>"):
+		return fmt.Errorf("subject %q has whitespace or wildcards", e.Subject)
+	case strings.HasPrefix(e.Subject, ".") || strings.HasSuffix(e.Subject, ".") || strings.Contains(e.Subject, ".."):
+		return fmt.Errorf("subject %q has an empty token", e.Subject)
+	}
+	for k := range e.Headers {
+		if strings.EqualFold(k, "Nats-Msg-Id") {
+			return errors.New("header Nats-Msg-Id is set by the relay from the event id")
+		}
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
+			return errors.New("header name empty or malformed")
+		}
+	}
+	return nil
+}
