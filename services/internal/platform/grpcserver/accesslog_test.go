@@ -1,0 +1,124 @@
+package grpcserver_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
+	"github.com/securemsg/securemsg/services/internal/platform/logging"
+)
+
+// principalGuard records the caller as an auth guard would.
+type principalGuard struct{}
+
+func (principalGuard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		logging.AddFields(ctx, slog.String(logging.KeyPrincipal, "user-123"), slog.String(logging.KeyClientApp, "portal-web"))
+		return handler(ctx, req)
+	}
+}
+
+func (principalGuard) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		logging.AddFields(ss.Context(), slog.String(logging.KeyPrincipal, "user-123"), slog.String(logging.KeyClientApp, "portal-web"))
+		return handler(srv, ss)
+	}
+}
+
+func TestAccessLog(t *testing.T) {
+	t.Parallel()
+	pki := grpctest.NewPKI(t)
+	h := startServer(t, pki, pki.ServerConfig(false), grpcserver.WithGuards(principalGuard{}))
+	conn := h.dial(t)
+	for _, kind := range callKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			// The payload is PHI: it must not reach the log, while the rpc must.
+			id, _, err := kind.call(t.Context(), conn, phiMarker)
+			if err != nil {
+				t.Fatalf("Echo() = %v", err)
+			}
+			method := echoMethod
+			if kind.name == "stream" {
+				method = streamMethod
+			}
+			var line map[string]any
+			waitFor(t, "the access log line", func() bool {
+				for _, l := range logLines(t, h.logs.String()) {
+					if l["msg"] == "rpc finished" && l[logging.KeyRequestID] == id {
+						line = l
+						return true
+					}
+				}
+				return false
+			})
+			want := map[string]any{
+				logging.KeyMethod:    method,
+				logging.KeyCode:      "OK",
+				logging.KeyPrincipal: "user-123",
+				logging.KeyClientApp: "portal-web",
+				"level":              "INFO",
+			}
+			for k, v := range want {
+				if line[k] != v {
+					t.Errorf("access log %s = %v, want %v (line %v)", k, line[k], v, line)
+				}
+			}
+			if _, ok := line[logging.KeyDurationMS].(float64); !ok {
+				t.Errorf("access log %s = %v, want a number", logging.KeyDurationMS, line[logging.KeyDurationMS])
+			}
+			if p, _ := line[logging.KeyPeer].(string); !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("access log %s = %q, want 127.0.0.1:port", logging.KeyPeer, p)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if strings.Contains(h.logs.String(), phiMarker) {
+			t.Errorf("logs contain the request payload:\n%s", h.logs.String())
+		}
+	})
+}
+
+func TestAccessLogNamesMTLSPeer(t *testing.T) {
+	t.Parallel()
+	pki := grpctest.NewPKI(t)
+	h := startServer(t, pki, pki.ServerConfig(true))
+	id, _, err := echo(t.Context(), h.dial(t), "hello")
+	if err != nil {
+		t.Fatalf("Echo() = %v", err)
+	}
+	waitFor(t, "the access log line", func() bool {
+		for _, l := range logLines(t, h.logs.String()) {
+			if l["msg"] == "rpc finished" && l[logging.KeyRequestID] == id {
+				if l[logging.KeyPeerService] != "client" {
+					t.Errorf("access log %s = %v, want client (the certificate's CN)", logging.KeyPeerService, l[logging.KeyPeerService])
+				}
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestAccessLogHealthAtDebug(t *testing.T) {
+	t.Parallel()
+	pki := grpctest.NewPKI(t)
+	h := startServer(t, pki, pki.ServerConfig(false))
+	if _, err := healthpb.NewHealthClient(h.dial(t)).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("Check() = %v", err)
+	}
+	waitFor(t, "the health access log line", func() bool {
+		for _, l := range logLines(t, h.logs.String()) {
+			if l[logging.KeyMethod] == "/grpc.health.v1.Health/Check" {
+				return l["level"] == "DEBUG"
+			}
+		}
+		return false
+	})
+}

@@ -1,0 +1,106 @@
+package grpcserver_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
+	"github.com/securemsg/securemsg/services/internal/platform/logging"
+)
+
+var maskedMessage = regexp.MustCompile(`^internal error \(request id ([0-9a-f-]{36})\)$`)
+
+func TestErrorMappingEndToEnd(t *testing.T) {
+	t.Parallel()
+	pki := grpctest.NewPKI(t)
+	h := startServer(t, pki, pki.ServerConfig(false),
+		grpcserver.WithErrorMappers(grpcserver.MapError(errSentinel, codes.NotFound, "no such record")))
+	conn := h.dial(t)
+	tests := []struct {
+		value    string
+		wantCode codes.Code
+		wantMsg  string // "" means masked
+	}{
+		{"internal", codes.Internal, ""},
+		{"status-internal", codes.Internal, ""},
+		{"notfound", codes.NotFound, "thread not found"},
+		{"wrapped-status", codes.NotFound, "thread not found"},
+		{"domain", codes.FailedPrecondition, "thread is closed"},
+		{"sentinel", codes.NotFound, "no such record"},
+		{"canceled", codes.Canceled, "request canceled"},
+	}
+	for _, kind := range callKinds {
+		for _, tt := range tests {
+			t.Run(kind.name+"/"+tt.value, func(t *testing.T) {
+				t.Parallel()
+				_, header, err := kind.call(t.Context(), conn, tt.value)
+				st := status.Convert(err)
+				if st.Code() != tt.wantCode {
+					t.Fatalf("Echo(%s) code = %v, want %v (err %v)", tt.value, st.Code(), tt.wantCode, err)
+				}
+				if strings.Contains(err.Error(), secretMarker) {
+					t.Fatalf("Echo(%s) error = %q, reveals the secret marker to the client", tt.value, err)
+				}
+				if tt.wantMsg != "" {
+					if st.Message() != tt.wantMsg {
+						t.Errorf("Echo(%s) message = %q, want %q", tt.value, st.Message(), tt.wantMsg)
+					}
+					return
+				}
+				m := maskedMessage.FindStringSubmatch(st.Message())
+				if m == nil {
+					t.Fatalf("Echo(%s) message = %q, want %q", tt.value, st.Message(), maskedMessage)
+				}
+				if m[1] != header {
+					t.Errorf("Echo(%s) masked request id = %s, want the x-request-id header %s", tt.value, m[1], header)
+				}
+				// The real cause is logged under the same id, for the operator.
+				waitFor(t, "the internal error log line", func() bool {
+					for _, line := range logLines(t, h.logs.String()) {
+						if line["msg"] == "rpc failed with an internal error" && line[logging.KeyRequestID] == m[1] {
+							return strings.Contains(line[logging.KeyError].(string), secretMarker)
+						}
+					}
+					return false
+				})
+			})
+		}
+	}
+}
+
+func TestToStatus(t *testing.T) {
+	t.Parallel()
+	ctx := logging.WithRequestID(logging.WithLogger(t.Context(), slog.New(slog.DiscardHandler)), "req-00000001")
+	tests := []struct {
+		name     string
+		err      error
+		wantCode codes.Code
+		wantMsg  string
+	}{
+		{"nil", nil, codes.OK, ""},
+		{"status passes", status.Error(codes.PermissionDenied, "denied"), codes.PermissionDenied, "denied"},
+		{"unknown status is masked", status.Error(codes.Unknown, secretMarker), codes.Internal, "internal error (request id req-00000001)"},
+		{"data loss is masked", status.Error(codes.DataLoss, secretMarker), codes.Internal, "internal error (request id req-00000001)"},
+		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},
+		{"plain error", errors.New(secretMarker), codes.Internal, "internal error (request id req-00000001)"},
+		{"domain error via GRPCStatus", domainErr{}, codes.FailedPrecondition, "thread is closed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := grpcserver.ToStatus(ctx, tt.err)
+			st := status.Convert(got)
+			if st.Code() != tt.wantCode || st.Message() != tt.wantMsg {
+				t.Errorf("ToStatus(%v) = %v %q, want %v %q", tt.err, st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+			}
+		})
+	}
+}

@@ -1,0 +1,273 @@
+package grpcserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/securemsg/securemsg/services/internal/platform/config"
+)
+
+// Limits and timings that are policy rather than deployment settings.
+const (
+	// maxHeaderListBytes bounds request metadata: a bearer token is a few KB; megabytes of
+	// headers are an attack.
+	maxHeaderListBytes = 64 << 10
+	// handshakeTimeout bounds the TLS handshake so idle half-open connections cannot pile up.
+	handshakeTimeout = 10 * time.Second
+	// keepaliveMinTime is the most often a client may ping; more often and the server sends
+	// GOAWAY (too_many_pings). Dial's clients ping every clientKeepaliveTime, above it.
+	keepaliveMinTime = 15 * time.Second
+)
+
+// Server is a configured gRPC server. Register services on GRPC() before calling Run or Serve.
+type Server struct {
+	cfg    config.Server
+	log    *slog.Logger
+	grpc   *grpc.Server
+	health *health.Server
+	// stopWatchers ends health Watch streams so GracefulStop need not wait for them.
+	stopWatchers context.CancelFunc
+	metrics      *grpcprom.ServerMetrics
+	registry     *prometheus.Registry
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	logger        *slog.Logger
+	guards        []Guard
+	mappers       []ErrorMapper
+	tlsConfig     *tls.Config
+	registry      *prometheus.Registry
+	serverOptions []grpc.ServerOption
+}
+
+// WithLogger sets the logger (default slog.Default()). Build it with logging.New so redaction
+// applies.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithGuards appends guards (authentication, policy, rate limits, IP lists) to the chain, run in
+// the order given. Health and reflection calls bypass them.
+func WithGuards(g ...Guard) Option { return func(o *options) { o.guards = append(o.guards, g...) } }
+
+// WithErrorMappers registers mappers for domain errors that do not carry a gRPC status
+// themselves; the first that claims an error wins. See ToStatus.
+func WithErrorMappers(m ...ErrorMapper) Option {
+	return func(o *options) { o.mappers = append(o.mappers, m...) }
+}
+
+// WithTLSConfig replaces the certificates from the configuration's files with c (tests, or
+// certificates from elsewhere). The minimum version is still raised to TLS 1.2.
+func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tlsConfig = c } }
+
+// WithMetricsRegistry registers the server's metrics in r instead of a fresh registry (which
+// holds the Go and process collectors). MetricsHandler serves r.
+func WithMetricsRegistry(r *prometheus.Registry) Option {
+	return func(o *options) { o.registry = r }
+}
+
+// WithServerOptions appends raw grpc.ServerOptions. This is the tracing slot: OpenTelemetry's
+// otelgrpc is a stats handler, so WithServerOptions(grpc.StatsHandler(otelgrpc.NewServerHandler()))
+// traces every rpc around the whole interceptor chain. No tracing is installed by default.
+func WithServerOptions(so ...grpc.ServerOption) Option {
+	return func(o *options) { o.serverOptions = append(o.serverOptions, so...) }
+}
+
+// New builds a server from cfg. It loads the TLS material now, so a bad certificate fails at
+// start-up rather than on the first handshake.
+func New(cfg config.Server, opts ...Option) (*Server, error) {
+	o := options{logger: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	tlsConf, err := serverTLSConfig(cfg, o.tlsConfig)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxRecvMsgBytes <= 0 || cfg.MaxConcurrentStreams == 0 {
+		return nil, errors.New("grpcserver: MaxRecvMsgBytes and MaxConcurrentStreams must be positive")
+	}
+
+	s := &Server{cfg: cfg, log: o.logger, health: health.NewServer(), registry: o.registry}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+		s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s.metrics = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	panics := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "grpc_server_panics_recovered_total",
+		Help: "Panics recovered in gRPC handlers and guards.",
+	})
+	if err := errors.Join(s.registry.Register(s.metrics), s.registry.Register(panics)); err != nil {
+		return nil, fmt.Errorf("grpcserver: register metrics: %w", err)
+	}
+
+	unary, stream := buildChain(s.metrics, s.log, o.guards, o.mappers, panics)
+	serverOpts := append([]grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(tlsConf)),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             keepaliveMinTime,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: 15 * time.Minute,
+			// Recycling connections lets clients re-resolve and spread over new replicas.
+			MaxConnectionAge:      30 * time.Minute,
+			MaxConnectionAgeGrace: cfg.ShutdownTimeout,
+			Time:                  time.Minute,
+			Timeout:               20 * time.Second,
+		}),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
+		// Bounds concurrent handlers per connection; with grpc-go's own rapid-reset defences this
+		// caps what an HTTP/2 RST_STREAM flood can start.
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.MaxHeaderListSize(maxHeaderListBytes),
+		grpc.ConnectionTimeout(handshakeTimeout),
+	}, o.serverOptions...)
+	s.grpc = grpc.NewServer(serverOpts...)
+
+	watchCtx, stopWatchers := context.WithCancel(context.Background())
+	s.stopWatchers = stopWatchers
+	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, stopping: watchCtx})
+	if cfg.Dev {
+		// Reflection lists every rpc and message; handy with grpcurl, needless in production.
+		reflection.Register(s.grpc)
+	}
+	return s, nil
+}
+
+// GRPC returns the underlying server, for registering services.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Health returns the health service. Serve marks the server and every registered service
+// SERVING; shutdown marks them NOT_SERVING. A service may flip its own status in between (for
+// example while its database is unreachable).
+func (s *Server) Health() *health.Server { return s.health }
+
+// MetricsRegistry returns the registry the server's metrics live in; services register their
+// own collectors here so one /metrics endpoint serves all.
+func (s *Server) MetricsRegistry() *prometheus.Registry { return s.registry }
+
+// MetricsHandler serves the registry in the Prometheus exposition format.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})
+}
+
+// Run listens on cfg.GRPCAddr (and cfg.MetricsAddr, when set, serving /metrics over HTTP) and
+// serves until ctx is done, then shuts down as Serve does.
+func (s *Server) Run(ctx context.Context) error {
+	lis, err := net.Listen("tcp", s.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpcserver: listen on %s: %w", s.cfg.GRPCAddr, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if s.cfg.MetricsAddr != "" {
+		mlis, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			_ = lis.Close()
+			return fmt.Errorf("grpcserver: listen on %s for metrics: %w", s.cfg.MetricsAddr, err)
+		}
+		g.Go(func() error { return s.serveMetrics(gctx, mlis) })
+	}
+	g.Go(func() error { return s.Serve(gctx, lis) })
+	return g.Wait()
+}
+
+func (s *Server) serveMetrics(ctx context.Context, lis net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.MetricsHandler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("grpcserver: metrics server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return hs.Shutdown(shutdownCtx)
+}
+
+// Serve serves on lis until ctx is done, then shuts down gracefully: health turns NOT_SERVING,
+// the server keeps serving for cfg.ShutdownDrain so balancers notice, then GracefulStop lets open
+// rpcs finish; whatever is still running when cfg.ShutdownTimeout (counted from ctx being done)
+// passes is cut off with Stop. It returns nil after a shutdown caused by ctx.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	s.metrics.InitializeMetrics(s.grpc)
+	s.health.Resume()
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+
+	errc := make(chan error, 1)
+	go func() { errc <- s.grpc.Serve(lis) }()
+	s.log.InfoContext(ctx, "grpc server listening", "addr", lis.Addr().String(), "dev", s.cfg.Dev)
+
+	select {
+	case err := <-errc:
+		s.health.Shutdown()
+		return fmt.Errorf("grpcserver: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.shutdown(ctx)
+	<-errc // Serve returns once stopped
+	return nil
+}
+
+func (s *Server) shutdown(ctx context.Context) {
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	s.log.InfoContext(ctx, "grpc server shutting down", "drain", s.cfg.ShutdownDrain.String())
+	s.health.Shutdown() // every service NOT_SERVING; watchers are told at once
+
+	drain := time.NewTimer(s.cfg.ShutdownDrain)
+	<-drain.C
+	s.stopWatchers()
+
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	timeout := time.NewTimer(time.Until(deadline))
+	defer timeout.Stop()
+	select {
+	case <-stopped:
+		s.log.InfoContext(ctx, "grpc server stopped")
+	case <-timeout.C:
+		s.log.WarnContext(ctx, "grpc server graceful stop timed out; cutting off open rpcs")
+		s.grpc.Stop()
+		<-stopped
+	}
+}
+
+// SignalContext returns a context cancelled on SIGTERM or SIGINT, for Run. Call stop to release
+// the signal handler; a second signal after the first then kills the process as usual.
+func SignalContext(parent context.Context) (ctx context.Context, stop context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
