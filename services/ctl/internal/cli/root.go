@@ -1,0 +1,23 @@
+// Package cli assembles securemsgctl's command tree.
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/securemsg/securemsg/services/ctl/internal/config"
+	"github.com/securemsg/securemsg/services/ctl/internal/keyscmd"
+)
+
+// NewRootCommand returns the securemsgctl root command with every subcommand wired in.
+func NewRootCommand(env config.Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "securemsgctl",
+		Short:         "Operate securemsg: keys, audit, retention, tokens",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(keyscmd.NewCommand(env))
+	// LEAD: wire the token commands here once services/ctl/internal/tokencmd lands:
+	//   root.AddCommand(tokencmd.NewCommand())
+	return root
+}

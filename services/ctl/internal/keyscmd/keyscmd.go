@@ -1,0 +1,306 @@
+// Package keyscmd implements `securemsgctl keys`: rotate a Transit key, rewrap every stored
+// wrapped DEK onto the latest version (batched, resumable, with a progress bar and a dry run),
+// report coverage, show a key's versions and retire old versions once coverage is 100%.
+package keyscmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/securemsg/securemsg/services/ctl/internal/config"
+	"github.com/securemsg/securemsg/services/internal/platform/keys"
+)
+
+// options are the flags shared by the keys subcommands.
+type options struct {
+	env        config.Env
+	vault      keys.Config
+	key        string
+	stores     []string
+	pgURL      string
+	batch      int
+	dryRun     bool
+	resumeFile string
+	minVersion int
+	errOut     io.Writer // progress bar
+}
+
+// NewCommand returns the `keys` command with its subcommands.
+func NewCommand(env config.Env) *cobra.Command {
+	o := &options{env: env}
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Rotate Transit keys, rewrap stored DEKs, report coverage, retire old versions",
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.vault.Addr, "vault-addr", env.VaultAddr, "Vault address ($SECUREMSG_VAULT_ADDR)")
+	pf.StringVar(&o.vault.Token, "vault-token", "", "Vault token (default $SECUREMSG_VAULT_TOKEN)")
+	pf.StringVar(&o.vault.CACert, "vault-cacert", env.VaultCACert, "PEM CA file for Vault's TLS certificate ($SECUREMSG_VAULT_CACERT)")
+	pf.StringVar(&o.vault.ServerName, "vault-server-name", env.VaultServerName, "TLS server name of Vault ($SECUREMSG_VAULT_SERVER_NAME)")
+	pf.StringVar(&o.vault.KubernetesRole, "vault-k8s-role", env.VaultK8sRole, "Vault role for Kubernetes auth instead of a token ($SECUREMSG_VAULT_K8S_ROLE)")
+	pf.StringVar(&o.vault.KubernetesMount, "vault-k8s-mount", env.VaultK8sMount, "Kubernetes auth mount ($SECUREMSG_VAULT_K8S_MOUNT)")
+	pf.StringVar(&o.vault.TransitMount, "transit-mount", env.TransitMount, "Transit mount ($SECUREMSG_VAULT_TRANSIT_MOUNT)")
+	pf.StringVar(&o.key, "key", "", "Transit key name (required)")
+	_ = cmd.MarkPersistentFlagRequired("key")
+
+	storeFlags := func(c *cobra.Command) {
+		c.Flags().StringArrayVar(&o.stores, "store", nil,
+			"a table holding wrapped DEKs: pg:<schema>.<table>.<id column>.<wrapped column> (repeat for each)")
+		c.Flags().StringVar(&o.pgURL, "pg-url", "", "Postgres URL for pg: stores (default $SECUREMSG_PG_URL)")
+		c.Flags().IntVar(&o.batch, "batch", 500, "wrapped DEKs per scan and per Vault rewrap request")
+		_ = c.MarkFlagRequired("store")
+	}
+
+	status := &cobra.Command{
+		Use: "status", Short: "Show the key's versions and min_decryption_version",
+		RunE: func(c *cobra.Command, _ []string) error { return o.run(c, o.status) },
+	}
+	rotate := &cobra.Command{
+		Use: "rotate", Short: "Add a new key version; new DEKs are wrapped under it",
+		RunE: func(c *cobra.Command, _ []string) error { return o.run(c, o.rotate) },
+	}
+	coverage := &cobra.Command{
+		Use: "coverage", Short: "Count wrapped DEKs per key version in each store",
+		RunE: func(c *cobra.Command, _ []string) error { return o.run(c, o.coverage) },
+	}
+	storeFlags(coverage)
+	rewrap := &cobra.Command{
+		Use:   "rewrap",
+		Short: "Rewrap every wrapped DEK in the stores onto the latest key version (Vault rewrap: no plaintext leaves Vault)",
+		RunE:  func(c *cobra.Command, _ []string) error { return o.run(c, o.rewrap) },
+	}
+	storeFlags(rewrap)
+	rewrap.Flags().BoolVar(&o.dryRun, "dry-run", false, "count what would be rewrapped; change nothing")
+	rewrap.Flags().StringVar(&o.resumeFile, "resume", "", "checkpoint file: progress is saved there and a rerun resumes from it")
+	retire := &cobra.Command{
+		Use:   "retire",
+		Short: "Raise min_decryption_version; refused unless every store is 100% on the latest version",
+		RunE:  func(c *cobra.Command, _ []string) error { return o.run(c, o.retire) },
+	}
+	storeFlags(retire)
+	retire.Flags().IntVar(&o.minVersion, "min-version", 0, "new min_decryption_version (required)")
+	_ = retire.MarkFlagRequired("min-version")
+
+	cmd.AddCommand(status, rotate, coverage, rewrap, retire)
+	return cmd
+}
+
+// run builds the Transit client and calls fn.
+func (o *options) run(c *cobra.Command, fn func(context.Context, io.Writer, *keys.Transit) error) error {
+	if o.vault.Token == "" && o.vault.KubernetesRole == "" {
+		o.vault.Token = o.env.VaultToken
+	}
+	o.errOut = c.ErrOrStderr()
+	tr, err := keys.NewTransit(c.Context(), o.vault)
+	if err != nil {
+		return err
+	}
+	return fn(c.Context(), c.OutOrStdout(), tr)
+}
+
+func (o *options) status(ctx context.Context, out io.Writer, tr *keys.Transit) error {
+	info, err := tr.ReadKey(ctx, o.key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "key %s (%s)\n", info.Name, info.Type)
+	fmt.Fprintf(out, "  versions:               %s\n", joinInts(info.Versions))
+	fmt.Fprintf(out, "  latest_version:         %d\n", info.LatestVersion)
+	fmt.Fprintf(out, "  min_decryption_version: %d\n", info.MinDecryptionVersion)
+	fmt.Fprintf(out, "  min_encryption_version: %d\n", info.MinEncryptionVersion)
+	return nil
+}
+
+func (o *options) rotate(ctx context.Context, out io.Writer, tr *keys.Transit) error {
+	if err := tr.Rotate(ctx, o.key); err != nil {
+		return err
+	}
+	info, err := tr.ReadKey(ctx, o.key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "rotated %s: latest version is now %d; run `securemsgctl keys rewrap` next\n", o.key, info.LatestVersion)
+	return nil
+}
+
+// openStores connects to Postgres and opens every --store.
+func (o *options) openStores(ctx context.Context) ([]keys.WrappedKeyStore, func(), error) {
+	var specs []keys.PGStoreSpec
+	var errs []error
+	for _, s := range o.stores {
+		spec, err := keys.ParsePGStoreSpec(s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		specs = append(specs, spec)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	url := o.pgURL
+	if url == "" {
+		url = o.env.PostgresURL
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, nil, errors.New("postgres: invalid --pg-url / SECUREMSG_PG_URL") // the URL may hold a password
+	}
+	var stores []keys.WrappedKeyStore
+	for _, spec := range specs {
+		s, err := keys.NewPGStore(ctx, pool, spec)
+		if err != nil {
+			pool.Close()
+			return nil, nil, err
+		}
+		stores = append(stores, s)
+	}
+	return stores, pool.Close, nil
+}
+
+func (o *options) measure(ctx context.Context, tr *keys.Transit) (keys.KeyInfo, []keys.StoreCoverage, func(), error) {
+	info, err := tr.ReadKey(ctx, o.key)
+	if err != nil {
+		return info, nil, nil, err
+	}
+	stores, closeFn, err := o.openStores(ctx)
+	if err != nil {
+		return info, nil, nil, err
+	}
+	cov, err := keys.Coverage(ctx, info.LatestVersion, o.batch, stores...)
+	if err != nil {
+		closeFn()
+		return info, nil, nil, err
+	}
+	return info, cov, closeFn, nil
+}
+
+func (o *options) coverage(ctx context.Context, out io.Writer, tr *keys.Transit) error {
+	_, cov, closeFn, err := o.measure(ctx, tr)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	printCoverage(out, cov)
+	return nil
+}
+
+func printCoverage(out io.Writer, cov []keys.StoreCoverage) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STORE\tTOTAL\tPER VERSION\tON LATEST\t% ON LATEST")
+	for _, c := range cov {
+		var per []string
+		for _, v := range c.Versions() {
+			per = append(per, fmt.Sprintf("v%d:%d", v, c.PerVersion[v]))
+		}
+		if c.Invalid > 0 {
+			per = append(per, fmt.Sprintf("invalid:%d", c.Invalid))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d (v%d)\t%.2f%%\n", c.Store, c.Total, strings.Join(per, " "), c.OnLatest(), c.LatestVersion, c.Percent())
+	}
+	_ = tw.Flush()
+}
+
+func (o *options) rewrap(ctx context.Context, out io.Writer, tr *keys.Transit) error {
+	_, cov, closeFn, err := o.measure(ctx, tr)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	stores, closeStores, err := o.openStores(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeStores()
+	total := 0
+	for _, c := range cov {
+		total += c.Total
+	}
+	bar := progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(o.errOut),
+		progressbar.OptionSetDescription("scanning wrapped DEKs"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionThrottle(0),
+		progressbar.OptionClearOnFinish())
+	rw := &keys.Rewrapper{
+		Transit: tr, KeyName: o.key, BatchSize: o.batch, DryRun: o.dryRun, CheckpointFile: o.resumeFile,
+		Progress: func(p keys.Progress) {
+			bar.Describe(p.Store)
+			_ = bar.Add(p.Scanned)
+		},
+	}
+	reports, err := rw.Run(ctx, stores...)
+	_ = bar.Finish()
+	verb := "rewrapped"
+	if o.dryRun {
+		verb = "would rewrap"
+	}
+	for _, r := range reports {
+		if r.Skipped {
+			fmt.Fprintf(out, "%s: already finished in %s, skipped\n", r.Store, o.resumeFile)
+			continue
+		}
+		fmt.Fprintf(out, "%s: scanned %d, %s %d, already latest %d, conflicts %d, retired %d, invalid %d\n",
+			r.Store, r.Scanned, verb, r.Rewrapped, r.AlreadyLatest, r.Conflicts, r.Retired, r.Invalid)
+	}
+	if err != nil {
+		if o.resumeFile != "" {
+			return fmt.Errorf("%w (progress saved; rerun with --resume %s)", err, o.resumeFile)
+		}
+		return err
+	}
+	info, after, closeAfter, err := o.measure(ctx, tr)
+	if err != nil {
+		return err
+	}
+	defer closeAfter()
+	fmt.Fprintf(out, "coverage after rewrap (latest v%d):\n", info.LatestVersion)
+	printCoverage(out, after)
+	return nil
+}
+
+func (o *options) retire(ctx context.Context, out io.Writer, tr *keys.Transit) error {
+	info, cov, closeFn, err := o.measure(ctx, tr)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if o.minVersion < 1 || o.minVersion > info.LatestVersion {
+		return fmt.Errorf("--min-version %d: must be between 1 and the latest version %d", o.minVersion, info.LatestVersion)
+	}
+	if o.minVersion < info.MinDecryptionVersion {
+		return fmt.Errorf("--min-version %d is below the current min_decryption_version %d", o.minVersion, info.MinDecryptionVersion)
+	}
+	var behind []string
+	for _, c := range cov {
+		if !c.Complete() {
+			behind = append(behind, fmt.Sprintf("%s %.2f%%", c.Store, c.Percent()))
+		}
+	}
+	if len(behind) > 0 {
+		printCoverage(out, cov)
+		return fmt.Errorf("refusing to retire versions below %d: coverage is not 100%% (%s); run `securemsgctl keys rewrap` first",
+			o.minVersion, strings.Join(behind, ", "))
+	}
+	if err := tr.SetMinDecryptionVersion(ctx, o.key, o.minVersion); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "min_decryption_version of %s is now %d\n", o.key, o.minVersion)
+	return nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range slices.Clone(v) {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
+}
