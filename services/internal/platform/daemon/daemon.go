@@ -1,0 +1,166 @@
+// Package daemon runs what every securemsg service process has in common, so that each
+// service's main stays a few lines of configuration and wiring: the structured logger, the
+// Postgres pool with the service's schema migrated, the NATS connection with the suite's
+// JetStream streams declared, the transactional-outbox relay, the gRPC server, and an orderly
+// shutdown (gRPC drains first, then background work stops, then NATS drains, then the pool
+// closes).
+//
+// It starts nothing a service did not ask for beyond those shared parts; a service adds its own
+// background work (consumers, purge jobs) with Go before calling Run.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/securemsg/securemsg/services/internal/platform/config"
+	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/logging"
+	"github.com/securemsg/securemsg/services/internal/platform/migrate"
+	"github.com/securemsg/securemsg/services/internal/platform/natsx"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+)
+
+// Base is the configuration every service shares; a service embeds it in its own config struct.
+type Base struct {
+	Server   config.Server
+	Log      config.Log
+	Postgres config.Postgres
+	NATS     config.NATS
+}
+
+// Spec names a service and what it owns.
+type Spec struct {
+	// Name is the service's short name ("messaging"); it prefixes client names and logs.
+	Name string
+	// Schema is the Postgres schema the service owns (DESIGN.md: one schema per service).
+	Schema string
+	// Migrations holds the service's own SQL migrations; nil when it has none yet.
+	Migrations fs.FS
+	// Topology names the JetStream streams; the zero value means natsx.DefaultTopology().
+	Topology natsx.Topology
+}
+
+// Process is a started service: its shared dependencies, ready for the service to register its
+// gRPC handlers and background work before Run.
+type Process struct {
+	Logger *slog.Logger
+	Pool   *pgxpool.Pool
+	NATS   *nats.Conn
+	JS     jetstream.JetStream
+	Server *grpcserver.Server
+
+	spec  Spec
+	tasks []func(context.Context) error
+}
+
+// Start connects to Postgres (migrating the service's schema), to NATS (declaring the streams)
+// and builds the gRPC server with opts. It fails, releasing what it opened, when any part is
+// unusable: a service that cannot reach its database must not report itself healthy.
+func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option) (_ *Process, err error) {
+	logger := logging.New(os.Stderr, base.Log.Level).With(slog.String(logging.KeyService, spec.Name))
+	p := &Process{Logger: logger, spec: spec}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+
+	p.Pool, err = pg.NewPool(ctx, pg.Config{
+		URL:             base.Postgres.URL.Reveal(),
+		Schema:          spec.Schema,
+		ApplicationName: "securemsg-" + spec.Name,
+		MaxConns:        base.Postgres.MaxConns,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	if err := migrate.Up(ctx, p.Pool, spec.Schema, spec.Migrations, logger); err != nil {
+		return nil, fmt.Errorf("migrate schema %s: %w", spec.Schema, err)
+	}
+
+	p.NATS, err = natsx.Connect(natsx.ConnConfig{
+		URL: base.NATS.URL, Name: "securemsg-" + spec.Name, Options: natsOptions(base.NATS), Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	if p.JS, err = natsx.JetStream(p.NATS); err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	topology := spec.Topology
+	if topology == (natsx.Topology{}) {
+		topology = natsx.DefaultTopology()
+	}
+	if err := natsx.EnsureStreams(ctx, p.JS, topology); err != nil {
+		return nil, fmt.Errorf("declare jetstream streams: %w", err)
+	}
+
+	p.Server, err = grpcserver.New(base.Server, append([]grpcserver.Option{grpcserver.WithLogger(logger)}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("build grpc server: %w", err)
+	}
+
+	relay := outbox.NewRelay(p.Pool, p.JS, outbox.Options{Logger: logger, Registerer: p.Server.MetricsRegistry()})
+	p.Go(relay.Run)
+	return p, nil
+}
+
+func natsOptions(c config.NATS) []nats.Option {
+	var opts []nats.Option
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.CACert != "" {
+		opts = append(opts, nats.RootCAs(c.CACert))
+	}
+	return opts
+}
+
+// Go adds background work that runs beside the gRPC server until shutdown. The work must return
+// when its context is cancelled; an error from it stops the whole process.
+func (p *Process) Go(task func(context.Context) error) {
+	p.tasks = append(p.tasks, task)
+}
+
+// Run serves gRPC and runs the background work until ctx is cancelled (SIGTERM) or one of them
+// fails, then shuts down in order and releases the connections.
+func (p *Process) Run(ctx context.Context) error {
+	defer p.close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Server.Run(gctx) })
+	for _, task := range p.tasks {
+		g.Go(func() error {
+			if err := task(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		})
+	}
+	p.Logger.Info("service started")
+	err := g.Wait()
+	p.Logger.Info("service stopped")
+	return err
+}
+
+func (p *Process) close() {
+	if p.NATS != nil {
+		// Drain flushes pending publishes and acks before closing.
+		if err := p.NATS.Drain(); err != nil {
+			p.NATS.Close()
+		}
+	}
+	if p.Pool != nil {
+		p.Pool.Close()
+	}
+}
