@@ -6,6 +6,7 @@ import (
 
 	"github.com/securemsg/securemsg/services/ctl/internal/config"
 	"github.com/securemsg/securemsg/services/ctl/internal/keyscmd"
+	"github.com/securemsg/securemsg/services/ctl/internal/tokencmd"
 )
 
 // NewRootCommand returns the securemsgctl root command with every subcommand wired in.
@@ -17,7 +18,6 @@ func NewRootCommand(env config.Env) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(keyscmd.NewCommand(env))
-	// LEAD: wire the token commands here once services/ctl/internal/tokencmd lands:
-	//   root.AddCommand(tokencmd.NewCommand())
+	root.AddCommand(tokencmd.NewCommand())
 	return root
 }
