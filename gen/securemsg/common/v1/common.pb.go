@@ -370,71 +370,15 @@ func (PurposeOfUse) EnumDescriptor() ([]byte, []int) {
 	return file_securemsg_common_v1_common_proto_rawDescGZIP(), []int{4}
 }
 
-// ProxyScope is what a proxy grant allows.
-type ProxyScope int32
-
-const (
-	// Not set; allows nothing.
-	ProxyScope_PROXY_SCOPE_UNSPECIFIED ProxyScope = 0
-	// Read the patient's normal threads.
-	ProxyScope_PROXY_SCOPE_READ ProxyScope = 1
-	// Read and write (create threads, reply) on the patient's normal threads.
-	ProxyScope_PROXY_SCOPE_READ_WRITE ProxyScope = 2
-	// Read and write, including SENSITIVITY_SENSITIVE threads. Never adolescent-confidential ones.
-	ProxyScope_PROXY_SCOPE_FULL ProxyScope = 3
-)
-
-// Enum value maps for ProxyScope.
-var (
-	ProxyScope_name = map[int32]string{
-		0: "PROXY_SCOPE_UNSPECIFIED",
-		1: "PROXY_SCOPE_READ",
-		2: "PROXY_SCOPE_READ_WRITE",
-		3: "PROXY_SCOPE_FULL",
-	}
-	ProxyScope_value = map[string]int32{
-		"PROXY_SCOPE_UNSPECIFIED": 0,
-		"PROXY_SCOPE_READ":        1,
-		"PROXY_SCOPE_READ_WRITE":  2,
-		"PROXY_SCOPE_FULL":        3,
-	}
-)
-
-func (x ProxyScope) Enum() *ProxyScope {
-	p := new(ProxyScope)
-	*p = x
-	return p
-}
-
-func (x ProxyScope) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (ProxyScope) Descriptor() protoreflect.EnumDescriptor {
-	return file_securemsg_common_v1_common_proto_enumTypes[5].Descriptor()
-}
-
-func (ProxyScope) Type() protoreflect.EnumType {
-	return &file_securemsg_common_v1_common_proto_enumTypes[5]
-}
-
-func (x ProxyScope) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use ProxyScope.Descriptor instead.
-func (ProxyScope) EnumDescriptor() ([]byte, []int) {
-	return file_securemsg_common_v1_common_proto_rawDescGZIP(), []int{5}
-}
-
 // ProxyGrant lets a proxy act for one patient, within a scope, until it expires. Grants come
 // from the identity provider's token claims; revoking one takes effect within the token lifetime.
 type ProxyGrant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The patient the proxy may act for (an opaque patient id, not a name).
 	PatientId string `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
-	// What the proxy may do.
-	Scope ProxyScope `protobuf:"varint,2,opt,name=scope,proto3,enum=securemsg.common.v1.ProxyScope" json:"scope,omitempty"`
+	// What the proxy may do, as the proxy scopes of the token's proxy_grants claim and of the
+	// access policies (deploy/policies): "read", "write", "notifications".
+	Scopes []string `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// When the grant ends; a grant past its expiry allows nothing.
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -478,11 +422,11 @@ func (x *ProxyGrant) GetPatientId() string {
 	return ""
 }
 
-func (x *ProxyGrant) GetScope() ProxyScope {
+func (x *ProxyGrant) GetScopes() []string {
 	if x != nil {
-		return x.Scope
+		return x.Scopes
 	}
-	return ProxyScope_PROXY_SCOPE_UNSPECIFIED
+	return nil
 }
 
 func (x *ProxyGrant) GetExpiresAt() *timestamppb.Timestamp {
@@ -507,8 +451,11 @@ type Principal struct {
 	CarePoolIds []string `protobuf:"bytes,4,rep,name=care_pool_ids,json=carePoolIds,proto3" json:"care_pool_ids,omitempty"`
 	// Active proxy grants held by the subject.
 	ProxyGrants []*ProxyGrant `protobuf:"bytes,5,rep,name=proxy_grants,json=proxyGrants,proto3" json:"proxy_grants,omitempty"`
-	// True when the token's `amr` shows multi-factor authentication.
-	Mfa bool `protobuf:"varint,6,opt,name=mfa,proto3" json:"mfa,omitempty"`
+	// The authentication methods the identity provider used (the token's `amr`, RFC 8176); the
+	// access policies decide which of them count as multi-factor.
+	Amr []string `protobuf:"bytes,11,rep,name=amr,proto3" json:"amr,omitempty"`
+	// When the token was issued (`iat`).
+	IssuedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
 	// When the subject last authenticated interactively (`auth_time`); sensitive actions need it
 	// to be recent.
 	AuthTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=auth_time,json=authTime,proto3" json:"auth_time,omitempty"`
@@ -587,11 +534,18 @@ func (x *Principal) GetProxyGrants() []*ProxyGrant {
 	return nil
 }
 
-func (x *Principal) GetMfa() bool {
+func (x *Principal) GetAmr() []string {
 	if x != nil {
-		return x.Mfa
+		return x.Amr
 	}
-	return false
+	return nil
+}
+
+func (x *Principal) GetIssuedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedAt
+	}
+	return nil
 }
 
 func (x *Principal) GetAuthTime() *timestamppb.Timestamp {
@@ -626,14 +580,14 @@ var File_securemsg_common_v1_common_proto protoreflect.FileDescriptor
 
 const file_securemsg_common_v1_common_proto_rawDesc = "" +
 	"\n" +
-	" securemsg/common/v1/common.proto\x12\x13securemsg.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n" +
+	" securemsg/common/v1/common.proto\x12\x13securemsg.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n" +
 	"\n" +
 	"ProxyGrant\x12\x1d\n" +
 	"\n" +
-	"patient_id\x18\x01 \x01(\tR\tpatientId\x125\n" +
-	"\x05scope\x18\x02 \x01(\x0e2\x1f.securemsg.common.v1.ProxyScopeR\x05scope\x129\n" +
+	"patient_id\x18\x01 \x01(\tR\tpatientId\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x129\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x86\x03\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtJ\x04\b\x02\x10\x03R\x05scope\"\xca\x03\n" +
 	"\tPrincipal\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12/\n" +
 	"\x05roles\x18\x02 \x03(\x0e2\x19.securemsg.common.v1.RoleR\x05roles\x12\x1d\n" +
@@ -641,12 +595,13 @@ const file_securemsg_common_v1_common_proto_rawDesc = "" +
 	"patient_id\x18\x03 \x01(\tR\tpatientId\x12\"\n" +
 	"\rcare_pool_ids\x18\x04 \x03(\tR\vcarePoolIds\x12B\n" +
 	"\fproxy_grants\x18\x05 \x03(\v2\x1f.securemsg.common.v1.ProxyGrantR\vproxyGrants\x12\x10\n" +
-	"\x03mfa\x18\x06 \x01(\bR\x03mfa\x127\n" +
+	"\x03amr\x18\v \x03(\tR\x03amr\x127\n" +
+	"\tissued_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x127\n" +
 	"\tauth_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bauthTime\x12\x1b\n" +
 	"\tclient_id\x18\b \x01(\tR\bclientId\x12\x16\n" +
 	"\x06scopes\x18\t \x03(\tR\x06scopes\x12'\n" +
 	"\x0forganisation_id\x18\n" +
-	" \x01(\tR\x0eorganisationId*\x86\x01\n" +
+	" \x01(\tR\x0eorganisationIdJ\x04\b\x06\x10\aR\x03mfa*\x86\x01\n" +
 	"\vSensitivity\x12\x1b\n" +
 	"\x17SENSITIVITY_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SENSITIVITY_NORMAL\x10\x01\x12\x19\n" +
@@ -687,13 +642,7 @@ const file_securemsg_common_v1_common_proto_rawDesc = "" +
 	"\x16PURPOSE_OF_USE_PAYMENT\x10\x03\x12\x1d\n" +
 	"\x19PURPOSE_OF_USE_OPERATIONS\x10\x04\x12\"\n" +
 	"\x1ePURPOSE_OF_USE_PATIENT_REQUEST\x10\x05\x12\x18\n" +
-	"\x14PURPOSE_OF_USE_LEGAL\x10\x06*q\n" +
-	"\n" +
-	"ProxyScope\x12\x1b\n" +
-	"\x17PROXY_SCOPE_UNSPECIFIED\x10\x00\x12\x14\n" +
-	"\x10PROXY_SCOPE_READ\x10\x01\x12\x1a\n" +
-	"\x16PROXY_SCOPE_READ_WRITE\x10\x02\x12\x14\n" +
-	"\x10PROXY_SCOPE_FULL\x10\x03B\xd5\x01\n" +
+	"\x14PURPOSE_OF_USE_LEGAL\x10\x06B\xd5\x01\n" +
 	"\x17com.securemsg.common.v1B\vCommonProtoP\x01Z?github.com/securemsg/securemsg/gen/securemsg/common/v1;commonv1\xa2\x02\x03SCX\xaa\x02\x13Securemsg.Common.V1\xca\x02\x13Securemsg\\Common\\V1\xe2\x02\x1fSecuremsg\\Common\\V1\\GPBMetadata\xea\x02\x15Securemsg::Common::V1b\x06proto3"
 
 var (
@@ -708,7 +657,7 @@ func file_securemsg_common_v1_common_proto_rawDescGZIP() []byte {
 	return file_securemsg_common_v1_common_proto_rawDescData
 }
 
-var file_securemsg_common_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_securemsg_common_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_securemsg_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_securemsg_common_v1_common_proto_goTypes = []any{
 	(Sensitivity)(0),              // 0: securemsg.common.v1.Sensitivity
@@ -716,17 +665,16 @@ var file_securemsg_common_v1_common_proto_goTypes = []any{
 	(Role)(0),                     // 2: securemsg.common.v1.Role
 	(Component)(0),                // 3: securemsg.common.v1.Component
 	(PurposeOfUse)(0),             // 4: securemsg.common.v1.PurposeOfUse
-	(ProxyScope)(0),               // 5: securemsg.common.v1.ProxyScope
-	(*ProxyGrant)(nil),            // 6: securemsg.common.v1.ProxyGrant
-	(*Principal)(nil),             // 7: securemsg.common.v1.Principal
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*ProxyGrant)(nil),            // 5: securemsg.common.v1.ProxyGrant
+	(*Principal)(nil),             // 6: securemsg.common.v1.Principal
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_securemsg_common_v1_common_proto_depIdxs = []int32{
-	5, // 0: securemsg.common.v1.ProxyGrant.scope:type_name -> securemsg.common.v1.ProxyScope
-	8, // 1: securemsg.common.v1.ProxyGrant.expires_at:type_name -> google.protobuf.Timestamp
-	2, // 2: securemsg.common.v1.Principal.roles:type_name -> securemsg.common.v1.Role
-	6, // 3: securemsg.common.v1.Principal.proxy_grants:type_name -> securemsg.common.v1.ProxyGrant
-	8, // 4: securemsg.common.v1.Principal.auth_time:type_name -> google.protobuf.Timestamp
+	7, // 0: securemsg.common.v1.ProxyGrant.expires_at:type_name -> google.protobuf.Timestamp
+	2, // 1: securemsg.common.v1.Principal.roles:type_name -> securemsg.common.v1.Role
+	5, // 2: securemsg.common.v1.Principal.proxy_grants:type_name -> securemsg.common.v1.ProxyGrant
+	7, // 3: securemsg.common.v1.Principal.issued_at:type_name -> google.protobuf.Timestamp
+	7, // 4: securemsg.common.v1.Principal.auth_time:type_name -> google.protobuf.Timestamp
 	5, // [5:5] is the sub-list for method output_type
 	5, // [5:5] is the sub-list for method input_type
 	5, // [5:5] is the sub-list for extension type_name
@@ -744,7 +692,7 @@ func file_securemsg_common_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_common_v1_common_proto_rawDesc), len(file_securemsg_common_v1_common_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      5,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -80,6 +81,20 @@ func NewPKI(t testing.TB) *PKI {
 // localhost and ServerName, and returns it with its PEM files.
 func (p *PKI) Issue(t testing.TB, name string, usage x509.ExtKeyUsage) (cert tls.Certificate, certFile, keyFile string) {
 	t.Helper()
+	return p.issue(t, name, []x509.ExtKeyUsage{usage}, nil)
+}
+
+// IssueService issues a certificate carrying the service identity of a securemsg service (the
+// URI SAN spiffe://securemsg.local/service/<service>, as the dev CA and cert-manager issue them),
+// usable as both client and server certificate, so tests can call a server as that service.
+func (p *PKI) IssueService(t testing.TB, service string) (cert tls.Certificate, certFile, keyFile string) {
+	t.Helper()
+	id := &url.URL{Scheme: "spiffe", Host: "securemsg.local", Path: "/service/" + service}
+	return p.issue(t, "service-"+service, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}, []*url.URL{id})
+}
+
+func (p *PKI) issue(t testing.TB, name string, usages []x509.ExtKeyUsage, uris []*url.URL) (cert tls.Certificate, certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatalf("generate %s key: %v", name, err)
@@ -94,9 +109,10 @@ func (p *PKI) Issue(t testing.TB, name string, usage x509.ExtKeyUsage) (cert tls
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  usages,
 		DNSNames:     []string{"localhost", ServerName},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		URIs:         uris,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
 	if err != nil {
