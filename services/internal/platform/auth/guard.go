@@ -101,7 +101,7 @@ func bearer(ctx context.Context) (raw string, present, ok bool) {
 
 func (g *Guard) refuse(ctx context.Context, fullMethod string, reason Reason) error {
 	g.logger.LogAttrs(ctx, slog.LevelInfo, "authentication refused",
-		slog.String("method", fullMethod), slog.String("reason", string(reason)))
+		slog.String("method", fullMethod), slog.String("reason_code", string(reason)))
 	if g.recorder != nil {
 		rec := NewRecord(ctx, nil, g.now())
 		rec.Action = fullMethod

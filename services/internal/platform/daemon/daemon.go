@@ -1,7 +1,9 @@
 // Package daemon runs what every securemsg service process has in common, so that each
 // service's main stays a few lines of configuration and wiring: the structured logger, the
 // Postgres pool with the service's schema migrated, the NATS connection with the suite's
-// JetStream streams declared, the transactional-outbox relay, the gRPC server, and an orderly
+// JetStream streams declared, the transactional-outbox relay, the audit emitter, the access
+// guards (IP lists, OIDC token verification, rate limits, the Cedar policy engine — in that
+// order, so the cheapest refusals come first), the gRPC server, and an orderly
 // shutdown (gRPC drains first, then background work stops, then NATS drains, then the pool
 // closes).
 //
@@ -16,19 +18,26 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/ipfilter"
 	"github.com/securemsg/securemsg/services/internal/platform/logging"
 	"github.com/securemsg/securemsg/services/internal/platform/migrate"
 	"github.com/securemsg/securemsg/services/internal/platform/natsx"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/policy"
+	"github.com/securemsg/securemsg/services/internal/platform/ratelimit"
 )
 
 // Base is the configuration every service shares; a service embeds it in its own config struct.
@@ -37,12 +46,16 @@ type Base struct {
 	Log      config.Log
 	Postgres config.Postgres
 	NATS     config.NATS
+	OIDC     config.OIDC
+	Access   config.Access
 }
 
 // Spec names a service and what it owns.
 type Spec struct {
 	// Name is the service's short name ("messaging"); it prefixes client names and logs.
 	Name string
+	// Component identifies the service in audit records (the producer).
+	Component commonv1.Component
 	// Schema is the Postgres schema the service owns (DESIGN.md: one schema per service).
 	Schema string
 	// Migrations holds the service's own SQL migrations; nil when it has none yet.
@@ -59,6 +72,11 @@ type Process struct {
 	NATS   *nats.Conn
 	JS     jetstream.JetStream
 	Server *grpcserver.Server
+	// Audit writes audit records into the service's outbox, in the caller's transaction.
+	Audit *auditlog.Emitter
+	// Policy answers record-level questions in use cases; the rpc-level check already ran in
+	// the guard chain before a handler is called.
+	Policy *policy.Engine
 
 	spec  Spec
 	tasks []func(context.Context) error
@@ -106,7 +124,13 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 		return nil, fmt.Errorf("declare jetstream streams: %w", err)
 	}
 
-	p.Server, err = grpcserver.New(base.Server, append([]grpcserver.Option{grpcserver.WithLogger(logger)}, opts...)...)
+	guards, err := p.accessGuards(ctx, spec, base, topology)
+	if err != nil {
+		return nil, err
+	}
+	p.Server, err = grpcserver.New(base.Server, append([]grpcserver.Option{
+		grpcserver.WithLogger(logger), grpcserver.WithGuards(guards...),
+	}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("build grpc server: %w", err)
 	}
@@ -114,6 +138,55 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 	relay := outbox.NewRelay(p.Pool, p.JS, outbox.Options{Logger: logger, Registerer: p.Server.MetricsRegistry()})
 	p.Go(relay.Run)
 	return p, nil
+}
+
+// accessGuards builds the audit emitter, the policy engine and the guard chain. Every denial and
+// every allowed PHI read the guards see is recorded through the service's own outbox.
+func (p *Process) accessGuards(ctx context.Context, spec Spec, base Base, topology natsx.Topology) ([]grpcserver.Guard, error) {
+	var err error
+	if p.Audit, err = auditlog.NewEmitter(spec.Component, auditlog.WithSubjectPrefix(topology.AuditSubject)); err != nil {
+		return nil, fmt.Errorf("audit emitter: %w", err)
+	}
+	recorder := p.Audit.Recorder(p.Pool)
+	if p.Policy, err = policy.New(base.Access.PolicyDir, policy.Options{Recorder: recorder, Logger: p.Logger}); err != nil {
+		return nil, fmt.Errorf("load policies from %s: %w", base.Access.PolicyDir, err)
+	}
+	if base.Access.PolicyReloadInterval > 0 {
+		p.Go(func(ctx context.Context) error {
+			p.Policy.WatchFiles(ctx, base.Access.PolicyReloadInterval)
+			return nil
+		})
+	}
+	p.Go(func(ctx context.Context) error { p.Policy.ReloadOnSignal(ctx, syscall.SIGHUP); return nil })
+
+	ips, err := ipfilter.New(base.Access.IPAllow, base.Access.IPDeny, recorder)
+	if err != nil {
+		return nil, fmt.Errorf("ip lists: %w", err)
+	}
+	verifier, err := auth.NewVerifier(ctx, auth.VerifierConfig{
+		Issuer:      base.OIDC.Issuer,
+		Audience:    base.OIDC.Audience,
+		ClockSkew:   base.Access.ClockSkew,
+		MaxTokenAge: base.Access.MaxTokenAge,
+		MaxAuthAge:  base.Access.MaxSessionAge,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("oidc verifier for %s: %w", base.OIDC.Issuer, err)
+	}
+	limiter, err := ratelimit.New(ratelimit.Config{
+		PerPrincipal: ratelimit.Limit{Rate: base.Access.RatePerPrincipal, Burst: base.Access.BurstPerPrincipal},
+		PerClient:    ratelimit.Limit{Rate: base.Access.RatePerClient, Burst: base.Access.BurstPerClient},
+		Recorder:     recorder,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rate limits: %w", err)
+	}
+	return []grpcserver.Guard{
+		ips,
+		auth.NewGuard(verifier, auth.WithRecorder(recorder), auth.WithLogger(p.Logger)),
+		limiter,
+		p.Policy.Guard(),
+	}, nil
 }
 
 func natsOptions(c config.NATS) []nats.Option {

@@ -2,112 +2,118 @@ package daemon_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
-	"github.com/securemsg/securemsg/services/internal/platform/config"
+	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
-	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
-	"github.com/securemsg/securemsg/services/internal/platform/natsx"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/testkit"
+	"github.com/securemsg/securemsg/services/internal/testkit/servicetest"
 )
 
-// TestProcessServesHealthAndRelaysOutbox starts a service process against the real Postgres and
-// NATS, checks it answers gRPC health over TLS, that an outbox row committed by the service
-// reaches JetStream, and that cancelling the context shuts everything down cleanly.
-func TestProcessServesHealthAndRelaysOutbox(t *testing.T) {
-	stack := testkit.LoadStack()
-	admin := testkit.Postgres(t)
-	schema := testkit.NewSchema(t, admin)
-	nc := testkit.NATS(t)
-	names := testkit.UniqueNATSNames(t, nc)
-	topology := natsx.DefaultTopology()
-	topology.EventsStream, topology.EventsSubject = names.StreamPrefix+"EVENTS", names.SubjectPrefix+".events"
-	topology.AuditStream, topology.AuditSubject = names.StreamPrefix+"AUDIT", names.SubjectPrefix+".audit"
-
-	pki := grpctest.NewPKI(t)
-	server := pki.ServerConfig(false)
-	server.GRPCAddr = freeAddr(t)
-	base := daemon.Base{
-		Server:   server,
-		Log:      config.Log{},
-		Postgres: config.Postgres{URL: config.Secret(stack.PostgresURL), MaxConns: 4},
-		NATS:     config.NATS{URL: stack.NATSURL},
-	}
-
-	ctx, cancel := context.WithCancel(t.Context())
-	proc, err := daemon.Start(ctx, daemon.Spec{Name: "daemontest", Schema: schema, Topology: topology}, base)
-	if err != nil {
-		t.Fatalf("Start() = %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- proc.Run(ctx) }()
-
-	conn, err := grpc.NewClient(server.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(false))))
-	if err != nil {
-		t.Fatalf("grpc.NewClient() = %v", err)
-	}
-	defer conn.Close()
-	waitFor(t, "health SERVING", func() bool {
-		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
-	})
-
-	event := outbox.Event{ID: outbox.NewID(), Subject: topology.EventsSubject + ".thread.created.pool-a", Payload: []byte{1}}
-	if err := pg.WithTx(ctx, proc.Pool, func(tx pgx.Tx) error { return outbox.Add(ctx, tx, event) }); err != nil {
-		t.Fatalf("outbox.Add() = %v", err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "event relayed to JetStream", func() bool {
-		stream, err := js.Stream(ctx, topology.EventsStream)
-		if err != nil {
-			return false
-		}
-		info, err := stream.Info(ctx)
-		return err == nil && info.State.Msgs == 1
-	})
-
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run() after cancel = %v, want nil", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run() did not return within 30s of cancel")
-	}
+type stubMessaging struct {
+	messagingv1.UnimplementedMessagingServiceServer
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	_ = lis.Close()
-	return addr
+type stubAudit struct {
+	auditv1.UnimplementedAuditServiceServer
 }
 
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// TestProcess starts a service process against the real Postgres and NATS and checks the parts
+// every service inherits: gRPC health over TLS, the outbox relay, the access guards, and that
+// refusals are audited through the outbox.
+func TestProcess(t *testing.T) {
+	h := servicetest.Start(t, daemon.Spec{Name: "messaging", Component: commonv1.Component_COMPONENT_MESSAGING}, servicetest.Options{},
+		func(p *daemon.Process) error {
+			messagingv1.RegisterMessagingServiceServer(p.Server.GRPC(), stubMessaging{})
+			auditv1.RegisterAuditServiceServer(p.Server.GRPC(), stubAudit{})
+			return nil
+		})
+	ctx := t.Context()
+
+	t.Run("health over TLS", func(t *testing.T) {
+		testkit.WaitFor(t, 15*time.Second, "health SERVING", func() bool {
+			resp, err := healthpb.NewHealthClient(h.Portal).Check(ctx, &healthpb.HealthCheckRequest{})
+			return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+		})
+	})
+
+	t.Run("outbox relayed", func(t *testing.T) {
+		event := outbox.Event{ID: outbox.NewID(), Subject: h.Topology.EventsSubject + ".thread.created.pool-a", Payload: []byte{1}}
+		if err := pg.WithTx(ctx, h.Proc.Pool, func(tx pgx.Tx) error { return outbox.Add(ctx, tx, event) }); err != nil {
+			t.Fatalf("outbox.Add() = %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		testkit.WaitFor(t, 15*time.Second, "event in the events stream", func() bool {
+			return streamMsgs(ctx, h.JS, h.Topology.EventsStream) == 1
+		})
+	})
+
+	t.Run("guards refuse and audit", func(t *testing.T) {
+		client := messagingv1.NewMessagingServiceClient(h.Portal)
+		_, err := client.GetThread(ctx, &messagingv1.GetThreadRequest{ThreadId: "t-1"})
+		if got := status.Code(err); got != codes.Unauthenticated {
+			t.Errorf("GetThread without a token = %v, want Unauthenticated", got)
+		}
+		auditClient := auditv1.NewAuditServiceClient(h.Portal)
+		_, err = auditClient.QueryAuditEvents(h.As(t, ctx, servicetest.Patient), &auditv1.QueryAuditEventsRequest{})
+		if got := status.Code(err); got != codes.PermissionDenied {
+			t.Errorf("QueryAuditEvents as a patient = %v, want PermissionDenied", got)
+		}
+		var denials int
+		testkit.WaitFor(t, 15*time.Second, "two DENY audit records", func() bool {
+			denials = 0
+			for _, rec := range auditRecords(t, ctx, h.JS, h.Topology.AuditStream) {
+				if rec.GetAction() == eventsv1.Action_ACTION_DENY && rec.GetOutcome() == eventsv1.Outcome_OUTCOME_DENIED {
+					denials++
+				}
+			}
+			return denials == 2
+		})
+	})
+}
+
+func streamMsgs(ctx context.Context, js jetstream.JetStream, name string) uint64 {
+	stream, err := js.Stream(ctx, name)
+	if err != nil {
+		return 0
 	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs
+}
+
+func auditRecords(t *testing.T, ctx context.Context, js jetstream.JetStream, name string) []*eventsv1.AuditRecord {
+	t.Helper()
+	n := streamMsgs(ctx, js, name)
+	stream, err := js.Stream(ctx, name)
+	if err != nil || n == 0 {
+		return nil
+	}
+	var out []*eventsv1.AuditRecord
+	for seq := uint64(1); seq <= n; seq++ {
+		msg, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		rec := &eventsv1.AuditRecord{}
+		if err := proto.Unmarshal(msg.Data, rec); err != nil {
+			t.Fatalf("audit payload is not an AuditRecord: %v", err)
+		}
+		out = append(out, rec)
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
@@ -31,7 +32,7 @@ func run() error {
 	}
 	ctx, stop := grpcserver.SignalContext(context.Background())
 	defer stop()
-	proc, err := daemon.Start(ctx, daemon.Spec{Name: "messaging", Schema: "messaging"}, cfg.Base)
+	proc, err := daemon.Start(ctx, daemon.Spec{Name: "messaging", Schema: "messaging", Component: commonv1.Component_COMPONENT_MESSAGING}, cfg.Base)
 	if err != nil {
 		return err
 	}
