@@ -78,9 +78,15 @@ type Process struct {
 	// the guard chain before a handler is called.
 	Policy *policy.Engine
 
-	spec  Spec
-	tasks []func(context.Context) error
+	spec     Spec
+	topology natsx.Topology
+	tasks    []func(context.Context) error
 }
+
+// Topology is the JetStream layout the process declared: the stream names and the subject
+// prefixes events (Topology().EventsSubject + ".message.created.<pool>") and audit records go to.
+// Services build subjects from it rather than hard-coding "securemsg.", so tests stay isolated.
+func (p *Process) Topology() natsx.Topology { return p.topology }
 
 // Start connects to Postgres (migrating the service's schema), to NATS (declaring the streams)
 // and builds the gRPC server with opts. It fails, releasing what it opened, when any part is
@@ -120,6 +126,7 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 	if topology == (natsx.Topology{}) {
 		topology = natsx.DefaultTopology()
 	}
+	p.topology = topology
 	if err := natsx.EnsureStreams(ctx, p.JS, topology); err != nil {
 		return nil, fmt.Errorf("declare jetstream streams: %w", err)
 	}
