@@ -1,0 +1,80 @@
+package oidcdev
+
+import (
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// User is a seeded demo identity the dev issuer can mint tokens for.
+type User struct {
+	Name      string
+	Roles     []string
+	PatientID string
+	CarePools []string
+	AMR       []string
+	Scopes    []string
+	// ProxyFor lists the grants of a proxy; their expires_at is set at mint time (GrantTTL
+	// from now) so a demo token never carries an already expired grant.
+	ProxyFor []ProxyGrant
+}
+
+// GrantTTL is how long a seeded proxy grant stays valid after a token is minted.
+const GrantTTL = 30 * 24 * time.Hour
+
+var portalScopes = []string{
+	ScopeMessagesRead, ScopeMessagesWrite, ScopeAttachmentsRead, ScopeAttachmentsWrite,
+	ScopeNotificationsManage,
+}
+
+// Users are the seeded demo users, by name. `teen` is an adolescent patient: their threads are
+// confidential and never visible to a proxy.
+var Users = map[string]User{
+	"patient": {
+		Name: "patient", Roles: []string{RolePatient}, PatientID: "p-1001",
+		AMR: []string{AMRPassword}, Scopes: portalScopes,
+	},
+	"proxy": {
+		Name: "proxy", Roles: []string{RoleProxy}, AMR: []string{AMRPassword}, Scopes: portalScopes,
+		ProxyFor: []ProxyGrant{{PatientID: "p-1001", Scope: []string{"read", "write", "notifications"}}},
+	},
+	"teen": {
+		Name: "teen", Roles: []string{RolePatient}, PatientID: "p-2001",
+		AMR: []string{AMRPassword}, Scopes: portalScopes,
+	},
+	"clinician": {
+		Name: "clinician", Roles: []string{RoleClinician}, CarePools: []string{"pool-cardiology"},
+		AMR: []string{AMRPassword, AMROTP}, Scopes: portalScopes,
+	},
+	// staff-nomfa exists to prove that staff actions without a second factor are refused.
+	"staff-nomfa": {
+		Name: "staff-nomfa", Roles: []string{RoleStaff}, AMR: []string{AMRPassword},
+		Scopes: portalScopes,
+	},
+	"auditor": {
+		Name: "auditor", Roles: []string{RoleAuditor}, AMR: []string{AMRPassword, AMROTP},
+		Scopes: []string{ScopeAuditRead},
+	},
+	"admin": {
+		Name: "admin", Roles: []string{RoleAdmin}, AMR: []string{AMRPassword, AMROTP},
+		Scopes: []string{ScopeAdmin, ScopeNotificationsManage},
+	},
+}
+
+// UserNames lists the seeded users in a stable order (for help texts and errors).
+func UserNames() []string {
+	names := make([]string, 0, len(Users))
+	for n := range Users {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// scopeString joins scopes the OAuth way, de-duplicated and sorted for stable tokens.
+func scopeString(scopes []string) string {
+	s := slices.Clone(scopes)
+	slices.Sort(s)
+	return strings.Join(slices.Compact(s), " ")
+}
