@@ -1,0 +1,10 @@
+# securemsg-notification: the notification service's pods (Kubernetes auth role securemsg-notification). It creates
+# data-encryption keys under its own Transit key and unwraps them; it cannot rotate, configure,
+# read, rewrap, export or delete any key, nor touch another service's key.
+path "transit/datakey/plaintext/securemsg-notification" {
+  capabilities = ["update"]
+}
+
+path "transit/decrypt/securemsg-notification" {
+  capabilities = ["update"]
+}
