@@ -79,7 +79,7 @@ func TestLoadDefaults(t *testing.T) {
 		},
 		Log:      config.Log{Level: slog.LevelInfo},
 		Postgres: config.Postgres{URL: "postgres://postgres@127.0.0.1:5432/securemsg?sslmode=disable", MaxConns: 10},
-		NATS:     config.NATS{URL: "nats://127.0.0.1:4222"},
+		NATS:     config.NATS{URL: "nats://127.0.0.1:4222", StreamReplicas: 1},
 		Vault: config.Vault{
 			Addr: "http://127.0.0.1:8200", Token: "hvs.secret-token-value",
 			KubernetesMount: "kubernetes", TransitMount: "transit",

@@ -36,6 +36,10 @@ type Server struct {
 	ShutdownDrain time.Duration `env:"SHUTDOWN_DRAIN" envDefault:"2s"`
 	// MetricsAddr, when set, serves Prometheus metrics over HTTP at /metrics on this host:port.
 	MetricsAddr string `env:"METRICS_ADDR"`
+	// HealthAddr, when set, serves only grpc.health.v1 in plaintext on this host:port, for
+	// probes that cannot speak TLS (Kubernetes' native gRPC probes). It carries no data: the
+	// API itself is served only over TLS on GRPCAddr.
+	HealthAddr string `env:"HEALTH_ADDR"`
 	// MaxRecvMsgBytes caps one received message; attachments stream in chunks well below it.
 	MaxRecvMsgBytes int `env:"GRPC_MAX_RECV_BYTES" envDefault:"4194304"`
 	// MaxConcurrentStreams caps concurrent streams per HTTP/2 connection; it also bounds the work
@@ -60,6 +64,7 @@ func (s Server) Validate() error {
 		p.addf("SECUREMSG_SHUTDOWN_DRAIN must be at least 0 and shorter than SECUREMSG_SHUTDOWN_TIMEOUT")
 	}
 	checkHostPort(&p, "SECUREMSG_METRICS_ADDR", s.MetricsAddr, false)
+	checkHostPort(&p, "SECUREMSG_HEALTH_ADDR", s.HealthAddr, false)
 	if s.MaxRecvMsgBytes <= 0 {
 		p.addf("SECUREMSG_GRPC_MAX_RECV_BYTES must be positive")
 	}
@@ -111,11 +116,17 @@ type NATS struct {
 	CredsFile string `env:"NATS_CREDS_FILE"`
 	// CACert is an optional PEM CA bundle for the server's TLS certificate.
 	CACert string `env:"NATS_CACERT"`
+	// StreamReplicas is the replication factor of the JetStream streams the services declare:
+	// 1 for a single dev server, 3 in production so a node loss loses no event.
+	StreamReplicas int `env:"NATS_STREAM_REPLICAS" envDefault:"1"`
 }
 
 // Validate reports every problem with the NATS settings.
 func (c NATS) Validate() error {
 	var p problems
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		p.addf("SECUREMSG_NATS_STREAM_REPLICAS must be between 1 and 5")
+	}
 	if c.URL == "" {
 		p.addf("SECUREMSG_NATS_URL must be set")
 	}

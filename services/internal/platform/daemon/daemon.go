@@ -125,6 +125,7 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 	topology := spec.Topology
 	if topology == (natsx.Topology{}) {
 		topology = natsx.DefaultTopology()
+		topology.Replicas = base.NATS.StreamReplicas
 	}
 	p.topology = topology
 	if err := natsx.EnsureStreams(ctx, p.JS, topology); err != nil {

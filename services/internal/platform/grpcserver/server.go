@@ -193,8 +193,33 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		g.Go(func() error { return s.serveMetrics(gctx, mlis) })
 	}
+	if s.cfg.HealthAddr != "" {
+		hlis, err := net.Listen("tcp", s.cfg.HealthAddr)
+		if err != nil {
+			_ = lis.Close()
+			return fmt.Errorf("grpcserver: listen on %s for health probes: %w", s.cfg.HealthAddr, err)
+		}
+		g.Go(func() error { return s.serveHealthProbes(gctx, hlis) })
+	}
 	g.Go(func() error { return s.Serve(gctx, lis) })
 	return g.Wait()
+}
+
+// serveHealthProbes serves the health service alone, in plaintext, for probes that cannot speak
+// TLS. It shares the main server's health state, so it turns NOT_SERVING during shutdown too.
+func (s *Server) serveHealthProbes(ctx context.Context, lis net.Listener) error {
+	hs := grpc.NewServer(grpc.MaxRecvMsgSize(4096), grpc.MaxConcurrentStreams(16))
+	healthpb.RegisterHealthServer(hs, s.health)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(lis) }()
+	s.log.InfoContext(ctx, "health probe listener", "addr", lis.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("grpcserver: health probe listener: %w", err)
+	case <-ctx.Done():
+	}
+	hs.Stop()
+	return nil
 }
 
 func (s *Server) serveMetrics(ctx context.Context, lis net.Listener) error {

@@ -293,3 +293,54 @@ func TestMetricsHandler(t *testing.T) {
 		t.Errorf("GET /metrics contains a request payload or error text")
 	}
 }
+
+// TestHealthProbeListener checks the plaintext probe port answers health and nothing else, and
+// follows the main server's state.
+func TestHealthProbeListener(t *testing.T) {
+	t.Parallel()
+	pki := grpctest.NewPKI(t)
+	cfg := pki.ServerConfig(false)
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HealthAddr = probe.Addr().String()
+	_ = probe.Close()
+	main, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.GRPCAddr = main.Addr().String()
+	_ = main.Close()
+	srv, err := grpcserver.New(cfg, grpcserver.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+
+	conn, err := grpc.NewClient(cfg.HealthAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitFor(t, "probe port SERVING", func() bool {
+		resp, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
+	// Only health lives there: no API is reachable without TLS.
+	err = conn.Invoke(t.Context(), "/securemsg.messaging.v1.MessagingService/GetThread", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
+	if got := status.Code(err); got != codes.Unimplemented {
+		t.Errorf("an API method on the probe port = %v, want Unimplemented", got)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run() after cancel = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run() did not return within 10s of cancel")
+	}
+}

@@ -75,7 +75,7 @@ func Start(t testing.TB, spec daemon.Spec, opts Options, register func(*daemon.P
 	base := daemon.Base{
 		Server:   server,
 		Postgres: config.Postgres{URL: config.Secret(stack.PostgresURL), MaxConns: 8},
-		NATS:     config.NATS{URL: stack.NATSURL},
+		NATS:     config.NATS{URL: stack.NATSURL, StreamReplicas: 1},
 		OIDC:     config.OIDC{Issuer: h.Issuer.URL, Audience: authtest.Audience},
 		Access:   access,
 	}
