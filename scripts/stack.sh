@@ -364,15 +364,32 @@ SECUREMSG_VAULT_TOKEN=$VAULT_TOKEN_VALUE
 SECUREMSG_OIDC_ISSUER=$OIDC_ISSUER
 SECUREMSG_OIDC_AUDIENCE=securemsg
 SECUREMSG_DEV=true
+SECUREMSG_POLICY_DIR=$ROOT/deploy/policies
+SECUREMSG_METRICS_ADDR=$HOST:$metrics_port
+EOF
+  # What only one service needs goes to that service alone (least privilege, even in dev).
+  case $svc in
+    attachment)
+      cat >>"$STACK_DIR/$svc.env" <<EOF
 SECUREMSG_S3_ENDPOINT=$S3_ENDPOINT
 SECUREMSG_S3_ACCESS_KEY=$S3_ACCESS_KEY
 SECUREMSG_S3_SECRET_KEY=$S3_SECRET_KEY
 SECUREMSG_S3_BUCKET=$S3_BUCKET
 SECUREMSG_CLAMD_ADDR=$HOST:$CLAMD_PORT
-SECUREMSG_SMTP_ADDR=$HOST:$SMTP_PORT
-SECUREMSG_POLICY_DIR=$ROOT/deploy/policies
-SECUREMSG_METRICS_ADDR=$HOST:$metrics_port
 EOF
+      ;;
+    notification)
+      cat >>"$STACK_DIR/$svc.env" <<EOF
+SECUREMSG_SMTP_ADDR=$HOST:$SMTP_PORT
+EOF
+      ;;
+    audit)
+      mkdir -p "$STACK_DIR/audit"
+      cat >>"$STACK_DIR/$svc.env" <<EOF
+SECUREMSG_AUDIT_SIGNING_KEY_FILE=$STACK_DIR/audit/signing-key.pem
+EOF
+      ;;
+  esac
   # How to reach every peer over mTLS, presenting this service's own certificate
   # (config.Client: SECUREMSG_<PEER>_ADDR, _TLS_CERT_FILE, _TLS_KEY_FILE, _TLS_CA_FILE).
   local peer prefix

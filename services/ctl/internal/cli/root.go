@@ -4,6 +4,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/securemsg/securemsg/services/ctl/internal/auditcmd"
 	"github.com/securemsg/securemsg/services/ctl/internal/config"
 	"github.com/securemsg/securemsg/services/ctl/internal/keyscmd"
 	"github.com/securemsg/securemsg/services/ctl/internal/tokencmd"
@@ -19,5 +20,6 @@ func NewRootCommand(env config.Env) *cobra.Command {
 	}
 	root.AddCommand(keyscmd.NewCommand(env))
 	root.AddCommand(tokencmd.NewCommand())
+	root.AddCommand(auditcmd.NewCommand())
 	return root
 }

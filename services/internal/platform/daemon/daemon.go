@@ -145,6 +145,11 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 
 	relay := outbox.NewRelay(p.Pool, p.JS, outbox.Options{Logger: logger, Registerer: p.Server.MetricsRegistry()})
 	p.Go(relay.Run)
+	// Producers answer the audit service's gap checks, so an audit record JetStream acknowledged
+	// but lost is published again (DESIGN.md, Audit: nothing is silently lost).
+	reconciler := auditlog.NewReconciler(p.Pool, p.NATS, p.Audit)
+	reconciler.SubjectPrefix, reconciler.Log = topology.ReconcileSubject, logger
+	p.Go(func(ctx context.Context) error { reconciler.Run(ctx); return nil })
 	return p, nil
 }
 

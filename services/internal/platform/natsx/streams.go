@@ -19,6 +19,9 @@ type Topology struct {
 	// AuditStream captures AuditSubject + ".>" (audit records for the audit service).
 	AuditStream  string
 	AuditSubject string
+	// ReconcileSubject is where producers ask the audit service which audit records it lacks
+	// (core NATS request/reply, not a stream).
+	ReconcileSubject string
 	// Replicas is the stream replication factor: 1 in dev, 3 in production.
 	Replicas int
 	// MaxAge bounds how long events stay in the streams. Consumers must keep up within it.
@@ -34,19 +37,23 @@ const (
 	EventsSubject = "securemsg.events"
 	AuditStream   = "SECUREMSG_AUDIT"
 	AuditSubject  = "securemsg.audit"
+	// ReconcileSubject is the core-NATS subject tree of audit reconciliation requests; it lies
+	// outside AuditSubject on purpose, so the audit stream never captures a request.
+	ReconcileSubject = "securemsg.reconcile.audit"
 )
 
 // DefaultTopology is the development topology: file storage, 1 replica, 7 days of events, a
 // 10-minute duplicate window (longer than any relay restart we expect).
 func DefaultTopology() Topology {
 	return Topology{
-		EventsStream:    EventsStream,
-		EventsSubject:   EventsSubject,
-		AuditStream:     AuditStream,
-		AuditSubject:    AuditSubject,
-		Replicas:        1,
-		MaxAge:          7 * 24 * time.Hour,
-		DuplicateWindow: 10 * time.Minute,
+		EventsStream:     EventsStream,
+		EventsSubject:    EventsSubject,
+		AuditStream:      AuditStream,
+		AuditSubject:     AuditSubject,
+		ReconcileSubject: ReconcileSubject,
+		Replicas:         1,
+		MaxAge:           7 * 24 * time.Hour,
+		DuplicateWindow:  10 * time.Minute,
 	}
 }
 
@@ -81,7 +88,7 @@ func (t Topology) Validate() error {
 	var errs []error
 	for field, v := range map[string]string{
 		"EventsStream": t.EventsStream, "EventsSubject": t.EventsSubject,
-		"AuditStream": t.AuditStream, "AuditSubject": t.AuditSubject,
+		"AuditStream": t.AuditStream, "AuditSubject": t.AuditSubject, "ReconcileSubject": t.ReconcileSubject,
 	} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("natsx: topology %s is empty", field))

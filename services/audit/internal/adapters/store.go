@@ -1,0 +1,555 @@
+// Package adapters implements the audit service's storage on Postgres (schema `audit`): the
+// append-only, month-partitioned log with its single-writer head row, the Merkle tree's stored
+// nodes and proofs, checkpoints, retention and reconciliation marks.
+package adapters
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+
+	"github.com/securemsg/securemsg/services/audit/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+)
+
+// nodeStride is the level spacing of stored tree nodes: levels 8, 16, 24, ... are persisted, so
+// any perfect subtree hash is computed from at most 2^8 stored hashes.
+const nodeStride = 8
+
+// Store is the Postgres log. Its pool's search_path is the audit schema.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a store on pool.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Pool is the store's pool (for the outbox writes of the use cases).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// partitionName names the partition of the month holding t.
+func partitionName(t time.Time) string {
+	t = t.UTC()
+	return fmt.Sprintf("entries_p%04d%02d", t.Year(), int(t.Month()))
+}
+
+func monthStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+
+// EnsurePartitions creates the monthly partitions from the month of now to ahead months later.
+// Safe to call concurrently and repeatedly.
+func (s *Store) EnsurePartitions(ctx context.Context, now time.Time, ahead int) error {
+	m := monthStart(now)
+	for i := 0; i <= ahead; i++ {
+		from := m.AddDate(0, i, 0)
+		to := from.AddDate(0, 1, 0)
+		sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF entries FOR VALUES FROM ('%s') TO ('%s')`,
+			partitionName(from), from.Format(time.RFC3339), to.Format(time.RFC3339))
+		if _, err := s.pool.Exec(ctx, sql); err != nil && !pg.IsUniqueViolation(err) && !isDuplicateTable(err) {
+			return fmt.Errorf("create partition %s: %w", partitionName(from), err)
+		}
+	}
+	return nil
+}
+
+func isDuplicateTable(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "42P07") || strings.Contains(err.Error(), "already exists"))
+}
+
+const headSQL = `SELECT size, chain_hash, tree_state, first_sequence FROM log_head`
+
+func scanHead(row pgx.Row) (domain.Head, error) {
+	var size, first int64
+	var chain []byte
+	var state [][]byte
+	if err := row.Scan(&size, &chain, &state, &first); err != nil {
+		return domain.Head{}, fmt.Errorf("read log head: %w", err)
+	}
+	tree, err := tlog.TreeFromState(uint64(size), state)
+	if err != nil {
+		return domain.Head{}, err
+	}
+	return domain.Head{Size: uint64(size), Chain: chain, Tree: tree, FirstSequence: uint64(first)}, nil
+}
+
+// Head reads the log's end without locking it.
+func (s *Store) Head(ctx context.Context) (domain.Head, error) {
+	return scanHead(s.pool.QueryRow(ctx, headSQL))
+}
+
+// BeginTx starts a transaction on the store's pool (the use cases write their own audit
+// records to the outbox with it).
+func (s *Store) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+	return s.pool.BeginTx(ctx, opts)
+}
+
+var entryColumns = []string{"sequence", "appended_at", "event_id", "occurred_at", "producer", "actor_subject", "actor_role",
+	"actor_org", "on_behalf_of", "action", "outcome", "severity", "record_type", "record_id", "patient_id", "pool_id",
+	"sensitivity", "purpose", "record_bytes", "leaf_hash", "prev_chain_hash", "chain_hash"}
+
+// Append adds records to the log in one transaction, in the order given: records whose event
+// id the log already holds (or that repeat within the batch) are skipped. It returns the
+// entries appended. hook, when not nil, runs inside the transaction after the entries were
+// written (anomaly detection writes its alerts there, so they commit or roll back with the
+// records). The head row lock makes appends from several replicas take turns, so
+// sequences have no gaps and the chain has no forks.
+func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Time, hook func(context.Context, pgx.Tx, []domain.Entry) error) ([]domain.Entry, error) {
+	var out []domain.Entry
+	err := pg.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		out = out[:0]
+		ids := make([]string, 0, len(recs))
+		seen := make(map[string]bool, len(recs))
+		for _, r := range recs {
+			if !seen[r.EventID] {
+				seen[r.EventID] = true
+				ids = append(ids, r.EventID)
+			}
+		}
+		// One round trip: lock the head, then look the event ids up. The duplicate check must
+		// probe the primary key; without statistics (a new table, or one that grew fast before
+		// autovacuum analysed it) the planner may scan the whole table for every batch, which
+		// makes ingest slow down as the log grows — hence enable_seqscan off for this query.
+		var head domain.Head
+		var have []string
+		b := &pgx.Batch{}
+		b.Queue(headSQL + " FOR UPDATE").QueryRow(func(row pgx.Row) error {
+			var err error
+			head, err = scanHead(row)
+			return err
+		})
+		b.Queue("SET LOCAL enable_seqscan = off")
+		b.Queue(`SELECT event_id FROM event_ids WHERE event_id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+			var err error
+			have, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+		b.Queue("SET LOCAL enable_seqscan = on")
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("lock head and look up event ids: %w", err)
+		}
+		dup := make(map[string]bool, len(have))
+		for _, id := range have {
+			dup[id] = true
+		}
+		now = now.UTC().Truncate(time.Microsecond)
+		chain := head.Chain
+		tree := head.Tree
+		seq := head.Size
+		var nodes [][]any
+		visit := func(level uint, index uint64, hash []byte) {
+			if level > 0 && level%nodeStride == 0 {
+				nodes = append(nodes, []any{int16(level), int64(index), hash})
+			}
+		}
+		rowsIn := make([][]any, 0, len(recs))
+		idRows := make([][]any, 0, len(recs))
+		for _, r := range recs {
+			if dup[r.EventID] {
+				continue
+			}
+			dup[r.EventID] = true
+			seq++
+			leaf := tlog.LeafHash(r.Bytes)
+			next := tlog.ChainHash(chain, leaf)
+			tree.Append(leaf, visit)
+			p := domain.Project(r.Record)
+			e := domain.Entry{Sequence: seq, AppendedAt: now, Bytes: r.Bytes, Leaf: leaf, PrevChain: chain, Chain: next, Projection: p}
+			out = append(out, e)
+			rowsIn = append(rowsIn, []any{int64(seq), now, p.EventID, p.OccurredAt, p.Producer, p.ActorSubject, p.ActorRole,
+				p.ActorOrg, p.OnBehalfOf, p.Action, p.Outcome, p.Severity, p.RecordType, p.RecordID, p.PatientID, p.PoolID,
+				p.Sensitivity, p.Purpose, r.Bytes, leaf, chain, next})
+			idRows = append(idRows, []any{p.EventID, int64(seq)})
+			chain = next
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"entries"}, entryColumns, pgx.CopyFromRows(rowsIn)); err != nil {
+			return fmt.Errorf("append %d entries: %w", len(rowsIn), err)
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"event_ids"}, []string{"event_id", "sequence"}, pgx.CopyFromRows(idRows)); err != nil {
+			return fmt.Errorf("record event ids: %w", err)
+		}
+		if len(nodes) > 0 {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tree_nodes"}, []string{"level", "idx", "hash"}, pgx.CopyFromRows(nodes)); err != nil {
+				return fmt.Errorf("store tree nodes: %w", err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE log_head SET size = $1, chain_hash = $2, tree_state = $3, updated_at = now()`,
+			int64(seq), chain, tree.State()); err != nil {
+			return fmt.Errorf("advance log head: %w", err)
+		}
+		if hook != nil {
+			return hook(ctx, tx, out)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+const selectEntry = `SELECT sequence, appended_at, record_bytes, leaf_hash, prev_chain_hash, chain_hash, event_id, occurred_at,
+	producer, actor_subject, actor_role, actor_org, on_behalf_of, action, outcome, severity, record_type, record_id, patient_id,
+	pool_id, sensitivity, purpose FROM entries`
+
+func scanEntry(row pgx.CollectableRow) (domain.Entry, error) {
+	var e domain.Entry
+	var seq int64
+	p := &e.Projection
+	err := row.Scan(&seq, &e.AppendedAt, &e.Bytes, &e.Leaf, &e.PrevChain, &e.Chain, &p.EventID, &p.OccurredAt, &p.Producer,
+		&p.ActorSubject, &p.ActorRole, &p.ActorOrg, &p.OnBehalfOf, &p.Action, &p.Outcome, &p.Severity, &p.RecordType,
+		&p.RecordID, &p.PatientID, &p.PoolID, &p.Sensitivity, &p.Purpose)
+	e.Sequence = uint64(seq)
+	p.OccurredAt = p.OccurredAt.UTC()
+	return e, err
+}
+
+// Range calls fn for the entries with from <= sequence <= to, in sequence order, reading in
+// chunks so memory stays bounded.
+func (s *Store) Range(ctx context.Context, from, to uint64, fn func(domain.Entry) error) error {
+	const chunk = 2000
+	for next := from; next <= to; {
+		hi := min(to, next+chunk-1)
+		rows, err := s.pool.Query(ctx, selectEntry+` WHERE sequence BETWEEN $1 AND $2 ORDER BY sequence`, int64(next), int64(hi))
+		if err != nil {
+			return fmt.Errorf("read entries %d..%d: %w", next, hi, err)
+		}
+		entries, err := pgx.CollectRows(rows, scanEntry)
+		if err != nil {
+			return fmt.Errorf("read entries %d..%d: %w", next, hi, err)
+		}
+		for _, e := range entries {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		next = hi + 1
+	}
+	return nil
+}
+
+// Query returns one page of entries matching f.
+func (s *Store) Query(ctx context.Context, f domain.Filter, p domain.Page) ([]domain.Entry, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.ActorSubject != "" {
+		where = append(where, "actor_subject = "+arg(f.ActorSubject))
+	}
+	if f.PatientID != "" {
+		where = append(where, "patient_id = "+arg(f.PatientID))
+	}
+	if f.RecordType != 0 {
+		where = append(where, "record_type = "+arg(int16(f.RecordType)))
+	}
+	if f.RecordID != "" {
+		where = append(where, "record_id = "+arg(f.RecordID))
+	}
+	if len(f.Actions) > 0 {
+		where = append(where, "action = ANY("+arg(enumInts(f.Actions))+")")
+	}
+	if len(f.Outcomes) > 0 {
+		where = append(where, "outcome = ANY("+arg(enumInts(f.Outcomes))+")")
+	}
+	if len(f.ExcludeRoles) > 0 {
+		where = append(where, "NOT (actor_role = ANY("+arg(enumInts(f.ExcludeRoles))+"))")
+	}
+	if len(f.ExcludeSensitivity) > 0 {
+		where = append(where, "NOT (sensitivity = ANY("+arg(enumInts(f.ExcludeSensitivity))+"))")
+	}
+	if !f.Start.IsZero() {
+		where = append(where, "occurred_at >= "+arg(f.Start))
+	}
+	if !f.End.IsZero() {
+		where = append(where, "occurred_at < "+arg(f.End))
+	}
+	if f.FromSeq > 0 {
+		where = append(where, "sequence >= "+arg(int64(f.FromSeq)))
+	}
+	if f.ToSeq > 0 {
+		where = append(where, "sequence <= "+arg(int64(f.ToSeq)))
+	}
+	if f.MinSeverity > 0 {
+		where = append(where, "severity >= "+arg(int16(f.MinSeverity)))
+	}
+	order := "ASC"
+	if p.Desc {
+		order = "DESC"
+		if p.After > 0 {
+			where = append(where, "sequence < "+arg(int64(p.After)))
+		}
+	} else if p.After > 0 {
+		where = append(where, "sequence > "+arg(int64(p.After)))
+	}
+	sql := selectEntry
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	sql += " ORDER BY sequence " + order + " LIMIT " + arg(p.Limit)
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query entries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanEntry)
+	if err != nil {
+		return nil, fmt.Errorf("query entries: %w", err)
+	}
+	return out, nil
+}
+
+func enumInts[E ~int32](vs []E) []int16 {
+	out := make([]int16, len(vs))
+	for i, v := range vs {
+		out[i] = int16(v)
+	}
+	return out
+}
+
+// nodeHashes computes the hashes of perfect subtrees ids from stored leaves and nodes.
+func (s *Store) nodeHashes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		h, err := s.nodeHash(ctx, id.Level, id.Index)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+func (s *Store) nodeHash(ctx context.Context, level uint, index uint64) ([]byte, error) {
+	stored := (level / nodeStride) * nodeStride
+	width := uint64(1) << (level - stored)
+	lo := index << (level - stored)
+	var rows pgx.Rows
+	var err error
+	if stored == 0 {
+		rows, err = s.pool.Query(ctx, `SELECT leaf_hash FROM entries WHERE sequence BETWEEN $1 AND $2 ORDER BY sequence`,
+			int64(lo+1), int64(lo+width))
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT hash FROM tree_nodes WHERE level = $1 AND idx BETWEEN $2 AND $3 ORDER BY idx`,
+			int16(stored), int64(lo), int64(lo+width-1))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tree hashes: %w", err)
+	}
+	hashes, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, fmt.Errorf("read tree hashes: %w", err)
+	}
+	if uint64(len(hashes)) != width {
+		return nil, fmt.Errorf("%w: node (%d, %d) needs %d hashes, %d stored", domain.ErrPruned, level, index, width, len(hashes))
+	}
+	return tlog.PerfectRoot(hashes)
+}
+
+// TreeAt rebuilds the Merkle tree as it was at size leaves (its compact range).
+func (s *Store) TreeAt(ctx context.Context, size uint64) (*tlog.Tree, error) {
+	hashes, err := s.nodeHashes(ctx, tlog.CompactNodes(size))
+	if err != nil {
+		return nil, err
+	}
+	return tlog.TreeFromState(size, hashes)
+}
+
+// InclusionProof returns the RFC 6962 audit path of leaf index in the tree of size.
+func (s *Store) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	nodes, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", domain.ErrInvalidArgument, err)
+	}
+	hashes, err := s.nodeHashes(ctx, nodes.IDs)
+	if err != nil {
+		return nil, err
+	}
+	return nodes.Rehash(hashes, tlog.NodeHash)
+}
+
+// ConsistencyProof returns the RFC 6962 consistency proof between two tree sizes.
+func (s *Store) ConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error) {
+	nodes, err := proof.Consistency(size1, size2)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", domain.ErrInvalidArgument, err)
+	}
+	hashes, err := s.nodeHashes(ctx, nodes.IDs)
+	if err != nil {
+		return nil, err
+	}
+	return nodes.Rehash(hashes, tlog.NodeHash)
+}
+
+// LeafHash returns the stored leaf hash of sequence.
+func (s *Store) LeafHash(ctx context.Context, seq uint64) ([]byte, error) {
+	var h []byte
+	err := s.pool.QueryRow(ctx, `SELECT leaf_hash FROM entries WHERE sequence = $1`, int64(seq)).Scan(&h)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: sequence %d", domain.ErrPruned, seq)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read leaf %d: %w", seq, err)
+	}
+	return h, nil
+}
+
+// SaveCheckpoint stores cp; saving a checkpoint of an existing size again is a no-op.
+func (s *Store) SaveCheckpoint(ctx context.Context, cp domain.Checkpoint) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO checkpoints (tree_size, root_hash, signature, key_id, signed_body, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size) DO NOTHING`,
+		int64(cp.TreeSize), cp.Root, cp.Signature, cp.KeyID, cp.SignedBody, cp.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("save checkpoint %d: %w", cp.TreeSize, err)
+	}
+	return nil
+}
+
+const selectCheckpoint = `SELECT tree_size, root_hash, signature, key_id, signed_body, created_at FROM checkpoints`
+
+func scanCheckpoint(row pgx.CollectableRow) (domain.Checkpoint, error) {
+	var cp domain.Checkpoint
+	var size int64
+	err := row.Scan(&size, &cp.Root, &cp.Signature, &cp.KeyID, &cp.SignedBody, &cp.CreatedAt)
+	cp.TreeSize = uint64(size)
+	return cp, err
+}
+
+// Checkpoints returns checkpoints with from <= tree_size <= to, smallest first.
+func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]domain.Checkpoint, error) {
+	rows, err := s.pool.Query(ctx, selectCheckpoint+` WHERE tree_size BETWEEN $1 AND $2 ORDER BY tree_size`, int64(from), int64(to))
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanCheckpoint)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	return out, nil
+}
+
+// LatestCheckpoint returns the largest checkpoint, or domain.ErrNotFound.
+func (s *Store) LatestCheckpoint(ctx context.Context) (domain.Checkpoint, error) {
+	rows, err := s.pool.Query(ctx, selectCheckpoint+` ORDER BY tree_size DESC LIMIT 1`)
+	if err != nil {
+		return domain.Checkpoint{}, fmt.Errorf("read checkpoint: %w", err)
+	}
+	cps, err := pgx.CollectRows(rows, scanCheckpoint)
+	if err != nil {
+		return domain.Checkpoint{}, fmt.Errorf("read checkpoint: %w", err)
+	}
+	if len(cps) == 0 {
+		return domain.Checkpoint{}, fmt.Errorf("%w: no checkpoint yet", domain.ErrNotFound)
+	}
+	return cps[0], nil
+}
+
+// DropExpired drops every monthly partition that ends at or before cutoff, oldest first, with
+// the event ids pointing into it, and moves the log's first sequence past it. It returns the
+// partitions dropped. Dropping whole partitions keeps the dropped sequences a prefix of the log.
+func (s *Store) DropExpired(ctx context.Context, cutoff time.Time) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT c.relname FROM pg_inherits i
+		JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+		WHERE p.relname = 'entries' AND p.relnamespace = current_schema()::regnamespace ORDER BY c.relname`)
+	if err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	slices.Sort(names)
+	var dropped []string
+	for _, name := range names {
+		var y, m int
+		if _, err := fmt.Sscanf(name, "entries_p%04d%02d", &y, &m); err != nil {
+			continue
+		}
+		end := time.Date(y, time.Month(m), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 1, 0)
+		if end.After(cutoff) {
+			break
+		}
+		err := pg.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM log_head FOR UPDATE`); err != nil {
+				return err
+			}
+			var maxSeq *int64
+			if err := tx.QueryRow(ctx, `SELECT max(sequence) FROM `+pgx.Identifier{name}.Sanitize()).Scan(&maxSeq); err != nil {
+				return err
+			}
+			if maxSeq != nil {
+				if _, err := tx.Exec(ctx, `SET LOCAL securemsg.audit_retention = 'on'`); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `DELETE FROM event_ids WHERE sequence <= $1`, *maxSeq); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `UPDATE log_head SET first_sequence = greatest(first_sequence, $1 + 1)`, *maxSeq); err != nil {
+					return err
+				}
+			}
+			_, err := tx.Exec(ctx, `DROP TABLE `+pgx.Identifier{name}.Sanitize())
+			return err
+		})
+		if err != nil {
+			return dropped, fmt.Errorf("drop partition %s: %w", name, err)
+		}
+		dropped = append(dropped, name)
+	}
+	return dropped, nil
+}
+
+// HasEvents reports which of ids the log holds.
+func (s *Store) HasEvents(ctx context.Context, ids []string) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT event_id FROM event_ids WHERE event_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up event ids: %w", err)
+	}
+	have, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("look up event ids: %w", err)
+	}
+	out := make(map[string]bool, len(have))
+	for _, id := range have {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// ReconcileMark returns the producer's confirmed outbox seq (0 when none).
+func (s *Store) ReconcileMark(ctx context.Context, producer string) (int64, error) {
+	var seq int64
+	err := s.pool.QueryRow(ctx, `SELECT outbox_seq FROM reconcile_marks WHERE producer = $1`, producer).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read reconcile mark: %w", err)
+	}
+	return seq, nil
+}
+
+// SetReconcileMark raises the producer's confirmed outbox seq (never lowers it).
+func (s *Store) SetReconcileMark(ctx context.Context, producer string, seq int64) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO reconcile_marks (producer, outbox_seq) VALUES ($1, $2)
+		ON CONFLICT (producer) DO UPDATE SET outbox_seq = greatest(reconcile_marks.outbox_seq, excluded.outbox_seq), updated_at = now()`,
+		producer, seq)
+	if err != nil {
+		return fmt.Errorf("write reconcile mark: %w", err)
+	}
+	return nil
+}

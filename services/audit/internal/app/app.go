@@ -1,0 +1,355 @@
+// Package app holds the audit service's use cases: ingesting records into the hash-chained log
+// (with anomaly detection in the same transaction), signing checkpoints, verifying ranges,
+// proofs, auditor queries and exports (themselves audited), patients' access reports,
+// retention, and the audit side of reconciliation with the producers' outboxes.
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/audit/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+)
+
+// Store is the log storage the use cases need (adapters.Store implements it).
+type Store interface {
+	pg.TxBeginner
+	Head(ctx context.Context) (domain.Head, error)
+	Append(ctx context.Context, recs []domain.Incoming, now time.Time, hook func(context.Context, pgx.Tx, []domain.Entry) error) ([]domain.Entry, error)
+	Range(ctx context.Context, from, to uint64, fn func(domain.Entry) error) error
+	Query(ctx context.Context, f domain.Filter, p domain.Page) ([]domain.Entry, error)
+	TreeAt(ctx context.Context, size uint64) (*tlog.Tree, error)
+	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
+	ConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error)
+	LeafHash(ctx context.Context, seq uint64) ([]byte, error)
+	SaveCheckpoint(ctx context.Context, cp domain.Checkpoint) error
+	Checkpoints(ctx context.Context, from, to uint64) ([]domain.Checkpoint, error)
+	LatestCheckpoint(ctx context.Context) (domain.Checkpoint, error)
+	DropExpired(ctx context.Context, cutoff time.Time) ([]string, error)
+	EnsurePartitions(ctx context.Context, now time.Time, ahead int) error
+}
+
+// Config tunes the use cases. Zero values take the defaults named.
+type Config struct {
+	// CheckpointEvery signs a checkpoint once this many records were appended since the last
+	// (default 1000) ...
+	CheckpointEvery uint64
+	// CheckpointInterval ... or when this much time passed with new records (default 30s).
+	CheckpointInterval time.Duration
+	// Retention is how long records stay (default six years); whole months are dropped.
+	Retention time.Duration
+	// PartitionsAhead is how many future months have partitions ready (default 3).
+	PartitionsAhead int
+	// ExportLimit caps the records of one export (default 1,000,000).
+	ExportLimit uint64
+	// AnomalySubject is where AnomalyAlert events go (default securemsg.events.anomaly.raised).
+	AnomalySubject string
+	// Rules configures anomaly detection (default domain.DefaultAnomalyRules()).
+	Rules *domain.AnomalyRules
+	// ShowStaffNames lets access reports name staff; names come from StaffNames.
+	ShowStaffNames bool
+	// StaffNames maps actor subjects to display names (used only when ShowStaffNames).
+	StaffNames map[string]string
+	// OrganisationNames maps organisation ids to display names.
+	OrganisationNames map[string]string
+	// Logger receives operational logs (ids and counts only).
+	Logger *slog.Logger
+}
+
+// DefaultRetention is six years (HIPAA's documentation retention), counted as 6×365+2 days.
+const DefaultRetention = (6*365 + 2) * 24 * time.Hour
+
+// Service implements the use cases.
+type Service struct {
+	store    Store
+	signer   *tlog.Signer
+	emitter  *auditlog.Emitter
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	mu       sync.Mutex // serialises the detector (appends take the head lock anyway)
+	detector *domain.Detector
+}
+
+// New wires the use cases. emitter must be the audit service's own (COMPONENT_AUDIT): queries,
+// exports and alerts are recorded through it into the audit schema's outbox and so come back
+// into the same log.
+func New(store Store, signer *tlog.Signer, emitter *auditlog.Emitter, cfg Config) (*Service, error) {
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = 1000
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 30 * time.Second
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.PartitionsAhead == 0 {
+		cfg.PartitionsAhead = 3
+	}
+	if cfg.ExportLimit == 0 {
+		cfg.ExportLimit = 1_000_000
+	}
+	if cfg.AnomalySubject == "" {
+		cfg.AnomalySubject = "securemsg.events.anomaly.raised"
+	}
+	if cfg.Rules == nil {
+		r := domain.DefaultAnomalyRules()
+		cfg.Rules = &r
+	}
+	if err := cfg.Rules.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{store: store, signer: signer, emitter: emitter, cfg: cfg, log: cfg.Logger, now: time.Now,
+		detector: domain.NewDetector(*cfg.Rules)}, nil
+}
+
+// SetClock replaces time.Now (tests).
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
+
+// Ingest appends a batch of received records (duplicates by event id are skipped) and, in the
+// same transaction, runs the anomaly rules over the new entries and writes their alerts and
+// alert audit records to the outbox. It returns the entries appended.
+func (s *Service) Ingest(ctx context.Context, recs []domain.Incoming) ([]domain.Entry, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	now := s.now()
+	if err := s.store.EnsurePartitions(ctx, now, 0); err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*eventsv1.AuditRecord, len(recs))
+	for _, r := range recs {
+		byID[r.EventID] = r.Record
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.store.Append(ctx, recs, now, func(ctx context.Context, tx pgx.Tx, appended []domain.Entry) error {
+		var events []outbox.Event
+		for _, e := range appended {
+			for _, a := range s.detector.Observe(e.Sequence, byID[e.Projection.EventID]) {
+				evs, err := s.alertEvents(ctx, a)
+				if err != nil {
+					return err
+				}
+				events = append(events, evs...)
+			}
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		return outbox.Add(ctx, tx, events...)
+	})
+}
+
+// alertEvents builds the AnomalyAlert event and the audit record that says it was raised.
+func (s *Service) alertEvents(ctx context.Context, a domain.Alert) ([]outbox.Event, error) {
+	id := outbox.NewID()
+	now := s.now()
+	alert := &eventsv1.AnomalyAlert{
+		Meta:          &eventsv1.EventMeta{EventId: id, OccurredAt: timestamppb.New(now), Producer: commonv1.Component_COMPONENT_AUDIT},
+		RuleId:        a.RuleID,
+		Actor:         a.Actor,
+		WindowStart:   timestamppb.New(a.WindowStart),
+		WindowEnd:     timestamppb.New(a.WindowEnd),
+		Count:         a.Count,
+		Threshold:     a.Threshold,
+		Severity:      eventsv1.Severity_SEVERITY_HIGH,
+		FirstSequence: a.FirstSeq,
+		LastSequence:  a.LastSeq,
+	}
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(alert)
+	if err != nil {
+		return nil, fmt.Errorf("encode alert: %w", err)
+	}
+	rec := &eventsv1.AuditRecord{
+		Actor:      &eventsv1.AuditActor{Subject: "service:audit", Role: commonv1.Role_ROLE_SERVICE},
+		Action:     eventsv1.Action_ACTION_ALERT_SENT,
+		RecordType: eventsv1.RecordType_RECORD_TYPE_AUDIT_LOG,
+		RecordId:   id,
+		Outcome:    eventsv1.Outcome_OUTCOME_SUCCESS,
+		ReasonCode: "anomaly:" + a.RuleID,
+		Severity:   eventsv1.Severity_SEVERITY_HIGH,
+		Operation:  "anomaly-detector",
+	}
+	ev, err := s.emitter.Event(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Warn("anomaly rule fired", "rule", a.RuleID, "actor", a.Actor.GetSubject(), "count", a.Count,
+		"first_sequence", a.FirstSeq, "last_sequence", a.LastSeq, "alert_id", id)
+	return []outbox.Event{{ID: id, Subject: s.cfg.AnomalySubject, Payload: payload}, ev}, nil
+}
+
+// Checkpoint signs the log's current head if it grew since the last checkpoint (or force) and
+// returns the newest checkpoint.
+func (s *Service) Checkpoint(ctx context.Context, force bool) (*auditv1.Checkpoint, error) {
+	head, err := s.store.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	last, err := s.store.LatestCheckpoint(ctx)
+	if err != nil && !errors.Is(err, domain.ErrNotFound) {
+		return nil, err
+	}
+	if head.Size == 0 || (err == nil && last.TreeSize >= head.Size && !force) {
+		if err != nil {
+			return nil, err
+		}
+		return CheckpointProto(last), nil
+	}
+	if err == nil && last.TreeSize == head.Size {
+		return CheckpointProto(last), nil
+	}
+	cp := s.signer.Sign(head.Size, head.Tree.Root(), s.now())
+	if err := s.store.SaveCheckpoint(ctx, CheckpointFromProto(cp)); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// RunCheckpointer signs a checkpoint every CheckpointEvery records or CheckpointInterval,
+// whichever comes first, until ctx ends.
+func (s *Service) RunCheckpointer(ctx context.Context) {
+	tick := time.NewTicker(min(s.cfg.CheckpointInterval, time.Second))
+	defer tick.Stop()
+	lastAt := time.Now()
+	var lastSize uint64
+	if cp, err := s.store.LatestCheckpoint(ctx); err == nil {
+		lastSize = cp.TreeSize
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		head, err := s.store.Head(ctx)
+		if err != nil {
+			continue
+		}
+		if head.Size == lastSize || (head.Size-lastSize < s.cfg.CheckpointEvery && time.Since(lastAt) < s.cfg.CheckpointInterval) {
+			continue
+		}
+		cp, err := s.Checkpoint(ctx, false)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("checkpoint failed", "error", err)
+			}
+			continue
+		}
+		lastSize, lastAt = cp.GetTreeSize(), time.Now()
+	}
+}
+
+// RunMaintenance creates partitions ahead and drops expired ones, now and then daily.
+func (s *Service) RunMaintenance(ctx context.Context) {
+	for {
+		if err := s.Maintain(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("audit maintenance failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(24 * time.Hour):
+		}
+	}
+}
+
+// Maintain creates the partitions ahead and drops those past retention.
+func (s *Service) Maintain(ctx context.Context) error {
+	now := s.now()
+	if err := s.store.EnsurePartitions(ctx, now, s.cfg.PartitionsAhead); err != nil {
+		return err
+	}
+	dropped, err := s.store.DropExpired(ctx, now.Add(-s.cfg.Retention))
+	if len(dropped) > 0 {
+		s.log.Info("audit retention dropped partitions", "partitions", dropped)
+	}
+	return err
+}
+
+// CheckpointProto converts a stored checkpoint.
+func CheckpointProto(c domain.Checkpoint) *auditv1.Checkpoint {
+	return &auditv1.Checkpoint{TreeSize: c.TreeSize, RootHash: c.Root, Signature: c.Signature, KeyId: c.KeyID,
+		CreateTime: timestamppb.New(c.CreatedAt), SignedBody: c.SignedBody}
+}
+
+// CheckpointFromProto converts an API checkpoint for storage.
+func CheckpointFromProto(c *auditv1.Checkpoint) domain.Checkpoint {
+	return domain.Checkpoint{TreeSize: c.GetTreeSize(), Root: c.GetRootHash(), Signature: c.GetSignature(), KeyID: c.GetKeyId(),
+		SignedBody: c.GetSignedBody(), CreatedAt: c.GetCreateTime().AsTime()}
+}
+
+// EntryProto converts a stored entry (decoding its record bytes).
+func EntryProto(e domain.Entry) (*auditv1.AuditEntry, error) {
+	rec := &eventsv1.AuditRecord{}
+	if err := proto.Unmarshal(e.Bytes, rec); err != nil {
+		return nil, fmt.Errorf("entry %d: record does not decode", e.Sequence)
+	}
+	return &auditv1.AuditEntry{Sequence: e.Sequence, Record: rec, RecordBytes: e.Bytes, LeafHash: e.Leaf,
+		PrevChainHash: e.PrevChain, ChainHash: e.Chain, AppendTime: timestamppb.New(e.AppendedAt)}, nil
+}
+
+// pageToken encodes the last sequence of a page bound to the request it belongs to.
+func pageToken(bind []byte, last uint64) string {
+	sum := sha256.Sum256(bind)
+	b := make([]byte, 8+8)
+	copy(b, sum[:8])
+	binary.BigEndian.PutUint64(b[8:], last)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func parsePageToken(tok string, bind []byte) (uint64, error) {
+	if tok == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) != 16 {
+		return 0, fmt.Errorf("%w: malformed page_token", domain.ErrInvalidArgument)
+	}
+	sum := sha256.Sum256(bind)
+	if string(b[:8]) != string(sum[:8]) {
+		return 0, fmt.Errorf("%w: page_token was issued for another request", domain.ErrInvalidArgument)
+	}
+	return binary.BigEndian.Uint64(b[8:]), nil
+}
+
+// requireAny checks the caller holds one of roles (services count when allowService).
+func requireAny(ctx context.Context, allowService bool, roles ...auth.Role) (*auth.Principal, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, fmt.Errorf("%w: no principal", domain.ErrPermissionDenied)
+	}
+	if allowService && p.Kind == auth.KindService {
+		return p, nil
+	}
+	for _, r := range roles {
+		if p.HasRole(r) {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: role required", domain.ErrPermissionDenied)
+}

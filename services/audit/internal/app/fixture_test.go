@@ -1,0 +1,144 @@
+package app_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/audit/internal/adapters"
+	"github.com/securemsg/securemsg/services/audit/internal/app"
+	"github.com/securemsg/securemsg/services/audit/internal/domain"
+	"github.com/securemsg/securemsg/services/audit/migrations"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/migrate"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/testkit"
+)
+
+// fixture is one test's audit log: a migrated throw-away schema, the store and the use cases.
+type fixture struct {
+	pool   *pgxpool.Pool
+	schema string
+	store  *adapters.Store
+	svc    *app.Service
+	pub    ed25519.PublicKey
+	signer *tlog.Signer
+	msgEm  *auditlog.Emitter // a producer's emitter, to make realistic record bytes
+}
+
+func newFixture(t testing.TB, cfg app.Config) *fixture {
+	t.Helper()
+	admin := testkit.Postgres(t)
+	schema := testkit.NewSchema(t, admin)
+	ctx := context.Background()
+	if err := migrate.Up(ctx, admin, schema, migrations.FS, nil); err != nil {
+		t.Fatalf("migrate.Up() error = %v", err)
+	}
+	pool, err := pg.NewPool(ctx, pg.Config{URL: testkit.LoadStack().PostgresURL, Schema: schema, MaxConns: 6})
+	if err != nil {
+		t.Fatalf("NewPool() error = %v", err)
+	}
+	t.Cleanup(pool.Close)
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer := tlog.NewSigner(priv)
+	em, _ := auditlog.NewEmitter(commonv1.Component_COMPONENT_AUDIT)
+	store := adapters.NewStore(pool)
+	svc, err := app.New(store, signer, em, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Maintain(ctx); err != nil {
+		t.Fatalf("Maintain() error = %v", err)
+	}
+	msgEm, _ := auditlog.NewEmitter(commonv1.Component_COMPONENT_MESSAGING)
+	return &fixture{pool: pool, schema: schema, store: store, svc: svc, pub: pub, signer: signer, msgEm: msgEm}
+}
+
+var base = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+
+// rec builds a clinician's read of patient p's thread, at base + i seconds.
+func rec(i int, actor, patient string) *eventsv1.AuditRecord {
+	return &eventsv1.AuditRecord{
+		Meta:         &eventsv1.EventMeta{EventId: fmt.Sprintf("evt-%s-%d", actor, i), OccurredAt: timestamppb.New(base.Add(time.Duration(i) * time.Second))},
+		Actor:        &eventsv1.AuditActor{Subject: actor, Role: commonv1.Role_ROLE_CLINICIAN, OrganisationId: "org-1"},
+		Action:       eventsv1.Action_ACTION_READ,
+		RecordType:   eventsv1.RecordType_RECORD_TYPE_THREAD,
+		RecordId:     fmt.Sprintf("thread-%d", i),
+		PatientId:    patient,
+		Outcome:      eventsv1.Outcome_OUTCOME_SUCCESS,
+		ReasonCode:   "pool_member",
+		SourceIp:     "10.1.2.3",
+		ClientApp:    "careteam-app",
+		Operation:    "/securemsg.messaging.v1.MessagingService/GetThread",
+		PoolId:       "pool-a",
+		Sensitivity:  commonv1.Sensitivity_SENSITIVITY_NORMAL,
+		PurposeOfUse: commonv1.PurposeOfUse_PURPOSE_OF_USE_TREATMENT,
+	}
+}
+
+// incoming encodes records the way a producer's emitter does.
+func (f *fixture) incoming(t testing.TB, recs ...*eventsv1.AuditRecord) []domain.Incoming {
+	t.Helper()
+	out := make([]domain.Incoming, len(recs))
+	for i, r := range recs {
+		ev, err := f.msgEm.Event(context.Background(), r)
+		if err != nil {
+			t.Fatalf("Event() error = %v", err)
+		}
+		in, err := domain.ParseIncoming(ev.Payload)
+		if err != nil {
+			t.Fatalf("ParseIncoming() error = %v", err)
+		}
+		out[i] = in
+	}
+	return out
+}
+
+// fill appends n reads by a few actors about a few patients.
+func (f *fixture) fill(t testing.TB, from, n int) {
+	t.Helper()
+	var recs []*eventsv1.AuditRecord
+	for i := from; i < from+n; i++ {
+		recs = append(recs, rec(i, fmt.Sprintf("clin-%d", i%3), fmt.Sprintf("patient-%d", i%5)))
+	}
+	for len(recs) > 0 {
+		k := min(len(recs), 200)
+		if _, err := f.svc.Ingest(context.Background(), f.incoming(t, recs[:k]...)); err != nil {
+			t.Fatalf("Ingest() error = %v", err)
+		}
+		recs = recs[k:]
+	}
+}
+
+func auditorCtx(ctx context.Context) context.Context {
+	return auth.WithPrincipal(ctx, &auth.Principal{Kind: auth.KindUser, Subject: "auditor-1", Roles: []auth.Role{auth.RoleAuditor}, ClientID: "audit-console"})
+}
+
+// superuserExec runs SQL on the fixture's schema with triggers disabled, as an attacker with
+// superuser rights could.
+func (f *fixture) superuserExec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := f.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = conn.Exec(ctx, "SET session_replication_role = origin") }()
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("tamper %q: %v", sql, err)
+	}
+}

@@ -1,0 +1,174 @@
+// Package domain holds the audit log's types and rules, without I/O: what an ingested record
+// must look like, the projection of a record into filterable columns, query filters, the
+// access-report rules and the anomaly rules. The hashing itself lives in platform/auditlog/tlog,
+// shared with securemsgctl's offline verifier.
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
+)
+
+// Errors the use cases return; ports map them to gRPC codes.
+var (
+	// ErrInvalidArgument is returned for malformed requests (bad ranges, page tokens, sizes).
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrOutOfRange is returned when a sequence or tree size lies beyond the log's end.
+	ErrOutOfRange = errors.New("out of range")
+	// ErrNotFound is returned when nothing exists yet (no checkpoint).
+	ErrNotFound = errors.New("not found")
+	// ErrPermissionDenied is returned when the caller may not see what was asked.
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrPruned is returned when a proof needs hashes of records retention already dropped.
+	ErrPruned = errors.New("records needed were removed by retention")
+	// ErrTooLarge is returned when an export exceeds the per-request record limit.
+	ErrTooLarge = errors.New("export too large; narrow the range")
+	// ErrUndecodable marks a NATS message whose payload is not an AuditRecord (never retried).
+	ErrUndecodable = errors.New("payload is not an audit record")
+)
+
+// Incoming is a record received for appending: its exact bytes and their decoding.
+type Incoming struct {
+	EventID string
+	Bytes   []byte
+	Record  *eventsv1.AuditRecord
+}
+
+// ParseIncoming decodes and validates a received record. Records that fail here can never be
+// appended and are terminated, not retried; the error names fields, never values.
+func ParseIncoming(b []byte) (Incoming, error) {
+	rec := &eventsv1.AuditRecord{}
+	if err := proto.Unmarshal(b, rec); err != nil {
+		return Incoming{}, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	if err := auditlog.Validate(rec); err != nil {
+		return Incoming{}, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	return Incoming{EventID: rec.GetMeta().GetEventId(), Bytes: b, Record: rec}, nil
+}
+
+// Projection is the set of record fields copied into columns for filtering.
+type Projection struct {
+	EventID      string
+	OccurredAt   time.Time
+	Producer     int16
+	ActorSubject string
+	ActorRole    int16
+	ActorOrg     string
+	OnBehalfOf   string
+	Action       int16
+	Outcome      int16
+	Severity     int16
+	RecordType   int16
+	RecordID     string
+	PatientID    string
+	PoolID       string
+	Sensitivity  int16
+	Purpose      int16
+}
+
+// Project copies rec's filterable fields.
+func Project(rec *eventsv1.AuditRecord) Projection {
+	return Projection{
+		EventID:      rec.GetMeta().GetEventId(),
+		OccurredAt:   rec.GetMeta().GetOccurredAt().AsTime().UTC(),
+		Producer:     int16(rec.GetMeta().GetProducer()),
+		ActorSubject: rec.GetActor().GetSubject(),
+		ActorRole:    int16(rec.GetActor().GetRole()),
+		ActorOrg:     rec.GetActor().GetOrganisationId(),
+		OnBehalfOf:   rec.GetActor().GetOnBehalfOf(),
+		Action:       int16(rec.GetAction()),
+		Outcome:      int16(rec.GetOutcome()),
+		Severity:     int16(rec.GetSeverity()),
+		RecordType:   int16(rec.GetRecordType()),
+		RecordID:     rec.GetRecordId(),
+		PatientID:    rec.GetPatientId(),
+		PoolID:       rec.GetPoolId(),
+		Sensitivity:  int16(rec.GetSensitivity()),
+		Purpose:      int16(rec.GetPurposeOfUse()),
+	}
+}
+
+// Equal reports whether two projections agree (times compared as instants at microsecond
+// precision, which is what Postgres keeps).
+func (p Projection) Equal(o Projection) bool {
+	a, b := p, o
+	a.OccurredAt, b.OccurredAt = time.Time{}, time.Time{}
+	return a == b && p.OccurredAt.Truncate(time.Microsecond).Equal(o.OccurredAt.Truncate(time.Microsecond))
+}
+
+// Entry is one stored log entry.
+type Entry struct {
+	Sequence   uint64
+	AppendedAt time.Time
+	Bytes      []byte
+	Leaf       []byte
+	PrevChain  []byte
+	Chain      []byte
+	Projection Projection
+}
+
+// Filter selects entries; zero fields match everything.
+type Filter struct {
+	ActorSubject string
+	PatientID    string
+	RecordType   eventsv1.RecordType
+	RecordID     string
+	Actions      []eventsv1.Action
+	Outcomes     []eventsv1.Outcome
+	Start, End   time.Time
+	FromSeq      uint64
+	ToSeq        uint64
+	MinSeverity  eventsv1.Severity
+	// ExcludeRoles and ExcludeSensitivity serve the access report (not part of the public API).
+	ExcludeRoles       []commonv1.Role
+	ExcludeSensitivity []commonv1.Sensitivity
+}
+
+// Validate rejects inverted ranges.
+func (f Filter) Validate() error {
+	if !f.Start.IsZero() && !f.End.IsZero() && !f.Start.Before(f.End) {
+		return fmt.Errorf("%w: start_time must be before end_time", ErrInvalidArgument)
+	}
+	if f.FromSeq != 0 && f.ToSeq != 0 && f.FromSeq > f.ToSeq {
+		return fmt.Errorf("%w: from_sequence is after to_sequence", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Page asks for one page of a query in keyset order.
+type Page struct {
+	// After is the last sequence of the previous page (0 for the first page).
+	After uint64
+	// Desc orders newest first.
+	Desc bool
+	// Limit is the page size.
+	Limit int
+}
+
+// Head is the log's current end: its size, last chain hash, Merkle tree (compact range) and the
+// first sequence retention has kept.
+type Head struct {
+	Size          uint64
+	Chain         []byte
+	Tree          *tlog.Tree
+	FirstSequence uint64
+}
+
+// Checkpoint is a stored signed checkpoint.
+type Checkpoint struct {
+	TreeSize   uint64
+	Root       []byte
+	Signature  []byte
+	KeyID      string
+	SignedBody []byte
+	CreatedAt  time.Time
+}

@@ -1,0 +1,187 @@
+// Package ports holds the audit service's edges: the JetStream consumer that feeds the log, the
+// core NATS responder for producers' reconciliation, and the gRPC AuditService.
+package ports
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/securemsg/securemsg/services/audit/internal/app"
+	"github.com/securemsg/securemsg/services/audit/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
+)
+
+// Ingester appends a batch of records.
+type Ingester interface {
+	Ingest(ctx context.Context, recs []domain.Incoming) ([]domain.Entry, error)
+}
+
+// Consumer is the durable JetStream consumer of the audit stream. It fetches batches and
+// appends each batch in one transaction, acknowledging the messages only after the commit;
+// after a crash the unacknowledged batch comes again and the event-id check drops the copies.
+type Consumer struct {
+	JS       jetstream.JetStream
+	Stream   string
+	Durable  string
+	Subjects []string
+	Batch    int
+	MaxWait  time.Duration
+	Ingester Ingester
+	Log      *slog.Logger
+
+	cons jetstream.Consumer
+}
+
+// DefaultDurable is the consumer name the audit replicas share.
+const DefaultDurable = "audit-log"
+
+func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	if c.cons != nil {
+		return c.cons, nil
+	}
+	cons, err := c.JS.CreateOrUpdateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
+		Durable:        c.Durable,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        time.Minute,
+		MaxDeliver:     -1, // an audit record is never given up on
+		MaxAckPending:  max(4*c.Batch, 1024),
+		FilterSubjects: c.Subjects,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit consumer %s on %s: %w", c.Durable, c.Stream, err)
+	}
+	c.cons = cons
+	return cons, nil
+}
+
+// Idle reports whether the consumer has nothing pending or unacknowledged.
+func (c *Consumer) Idle(ctx context.Context) bool {
+	cons, err := c.consumer(ctx)
+	if err != nil {
+		return false
+	}
+	info, err := cons.Info(ctx)
+	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+}
+
+// Run consumes until ctx ends. NATS and Postgres outages are retried with backoff.
+func (c *Consumer) Run(ctx context.Context) error {
+	if c.Batch == 0 {
+		c.Batch = 1024
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		err := c.runBatch(ctx)
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		failures++
+		delay := min(time.Duration(1<<min(failures, 6))*50*time.Millisecond, 5*time.Second)
+		if failures == 1 || failures%20 == 0 {
+			c.Log.Warn("audit ingest failed; retrying", "error", err, "failures", failures)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) runBatch(ctx context.Context) error {
+	cons, err := c.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	batch, err := cons.Fetch(c.Batch, jetstream.FetchMaxWait(c.MaxWait))
+	if err != nil {
+		c.cons = nil
+		return fmt.Errorf("fetch: %w", err)
+	}
+	var msgs []jetstream.Msg
+	var recs []domain.Incoming
+	for msg := range batch.Messages() {
+		in, err := domain.ParseIncoming(msg.Data())
+		if err != nil {
+			md, _ := msg.Metadata()
+			var seq uint64
+			if md != nil {
+				seq = md.Sequence.Stream
+			}
+			// Never retried: the bytes will not change. The message stays in the stream.
+			c.Log.Error("audit message is not a valid audit record; terminating it", "subject", msg.Subject(), "stream_seq", seq, "error", err)
+			_ = msg.Term()
+			continue
+		}
+		msgs = append(msgs, msg)
+		recs = append(recs, in)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 {
+		c.cons = nil
+		return fmt.Errorf("fetch: %w", err)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if _, err := c.Ingester.Ingest(ctx, recs); err != nil {
+		for _, m := range msgs {
+			_ = m.NakWithDelay(time.Second)
+		}
+		return fmt.Errorf("append %d records: %w", len(recs), err)
+	}
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
+			// Redelivered later; the append is idempotent.
+			c.Log.Debug("ack failed; message will be redelivered", "error", err)
+		}
+	}
+	return nil
+}
+
+// ServeReconcile answers producers' reconciliation requests on
+// auditlog.ReconcileSubjectPrefix.> (subjectPrefix overrides it in tests) until ctx ends.
+func ServeReconcile(ctx context.Context, nc *nats.Conn, subjectPrefix string, marks app.ReconcileMarks, c *Consumer, log *slog.Logger) error {
+	if subjectPrefix == "" {
+		subjectPrefix = auditlog.ReconcileSubjectPrefix
+	}
+	sub, err := nc.QueueSubscribe(subjectPrefix+".*", "audit", func(m *nats.Msg) {
+		var req auditlog.ReconcileRequest
+		var rep auditlog.ReconcileReply
+		if err := json.Unmarshal(m.Data, &req); err != nil || req.Producer == "" {
+			rep.Error = "malformed request"
+		} else {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			rep = app.Reconcile(rctx, marks, req, c.Idle(rctx))
+			cancel()
+			if len(rep.Missing) > 0 {
+				log.Warn("producer's audit records are missing from the log; asking for republish",
+					"producer", req.Producer, "count", len(rep.Missing))
+			}
+		}
+		b, _ := json.Marshal(rep)
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe reconcile: %w", err)
+	}
+	<-ctx.Done()
+	return sub.Unsubscribe()
+}
