@@ -383,9 +383,14 @@ type Preferences struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Opaque version for optimistic concurrency: UpdatePreferences fails with ABORTED when a
 	// non-empty etag does not match.
-	Etag          string `protobuf:"bytes,12,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Etag string `protobuf:"bytes,12,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Care pools whose new-message alerts this person wants (clinicians and staff): every message
+	// created in one of these pools alerts them, besides the recipients messaging names. Only
+	// pools the caller's token lists as theirs may be subscribed (FAILED_PRECONDITION otherwise);
+	// alerts still carry no content.
+	PoolSubscriptions []string `protobuf:"bytes,13,rep,name=pool_subscriptions,json=poolSubscriptions,proto3" json:"pool_subscriptions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Preferences) Reset() {
@@ -502,6 +507,13 @@ func (x *Preferences) GetEtag() string {
 	return ""
 }
 
+func (x *Preferences) GetPoolSubscriptions() []string {
+	if x != nil {
+		return x.PoolSubscriptions
+	}
+	return nil
+}
+
 // DeliveryAttempt is one try at sending an alert.
 type DeliveryAttempt struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -616,7 +628,8 @@ type Delivery struct {
 	// The delivery's current status.
 	Status DeliveryStatus `protobuf:"varint,8,opt,name=status,proto3,enum=securemsg.notification.v1.DeliveryStatus" json:"status,omitempty"`
 	// Why it was suppressed, as a code ("channel_disabled", "no_consent", "no_address",
-	// "already_read"); empty unless status is SUPPRESSED.
+	// "already_read", or "digested" when the alert was folded into a digest delivery of the same
+	// thread); empty unless status is SUPPRESSED.
 	SuppressionCode string `protobuf:"bytes,9,opt,name=suppression_code,json=suppressionCode,proto3" json:"suppression_code,omitempty"`
 	// Every attempt so far, oldest first.
 	Attempts []*DeliveryAttempt `protobuf:"bytes,10,rep,name=attempts,proto3" json:"attempts,omitempty"`
@@ -1053,7 +1066,7 @@ func (x *UpdatePreferencesResponse) GetPreferences() *Preferences {
 // ListDeliveriesRequest filters the delivery log. Empty filters match everything.
 type ListDeliveriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only deliveries to this person; empty means the caller (admins: everyone).
+	// Only deliveries to this person; empty means the caller, and any other value is refused.
 	RecipientSubject string `protobuf:"bytes,1,opt,name=recipient_subject,json=recipientSubject,proto3" json:"recipient_subject,omitempty"`
 	// Only this channel.
 	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=securemsg.notification.v1.Channel" json:"channel,omitempty"`
@@ -1458,7 +1471,7 @@ const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	"\fstart_minute\x18\x02 \x01(\x05R\vstartMinute\x12\x1d\n" +
 	"\n" +
 	"end_minute\x18\x03 \x01(\x05R\tendMinute\x12\x1b\n" +
-	"\ttime_zone\x18\x04 \x01(\tR\btimeZone\"\x95\x05\n" +
+	"\ttime_zone\x18\x04 \x01(\tR\btimeZone\"\xc4\x05\n" +
 	"\vPreferences\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12B\n" +
 	"\x05email\x18\x02 \x01(\v2,.securemsg.notification.v1.ChannelPreferenceR\x05email\x12>\n" +
@@ -1474,7 +1487,8 @@ const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	" \x01(\tR\x06locale\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\f \x01(\tR\x04etag\"\xcd\x02\n" +
+	"\x04etag\x18\f \x01(\tR\x04etag\x12-\n" +
+	"\x12pool_subscriptions\x18\r \x03(\tR\x11poolSubscriptions\"\xcd\x02\n" +
 	"\x0fDeliveryAttempt\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12A\n" +
 	"\x06status\x18\x02 \x01(\x0e2).securemsg.notification.v1.DeliveryStatusR\x06status\x129\n" +

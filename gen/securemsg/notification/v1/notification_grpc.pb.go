@@ -56,11 +56,12 @@ type NotificationServiceClient interface {
 	// long; FAILED_PRECONDITION when enabling a channel without an address; ABORTED when
 	// preferences.etag is set and does not match.
 	UpdatePreferences(ctx context.Context, in *UpdatePreferencesRequest, opts ...grpc.CallOption) (*UpdatePreferencesResponse, error)
-	// ListDeliveries lists the delivery log, newest first. People see their own deliveries;
-	// admins see all, without contact points (deliveries never hold them).
+	// ListDeliveries lists the caller's delivery log, newest first. Deliveries never hold contact
+	// points. Admins and auditors are refused by policy (the log tells who was alerted about
+	// which patient's messages).
 	//
 	// Errors: INVALID_ARGUMENT when page_size is negative, page_token is malformed or issued for
-	// different filters, or the time range is inverted; PERMISSION_DENIED when a non-admin filters
+	// different filters, or the time range is inverted; PERMISSION_DENIED when the caller filters
 	// by another person's subject.
 	ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error)
 	// ListTemplates lists alert templates. Admin only.
@@ -162,11 +163,12 @@ type NotificationServiceServer interface {
 	// long; FAILED_PRECONDITION when enabling a channel without an address; ABORTED when
 	// preferences.etag is set and does not match.
 	UpdatePreferences(context.Context, *UpdatePreferencesRequest) (*UpdatePreferencesResponse, error)
-	// ListDeliveries lists the delivery log, newest first. People see their own deliveries;
-	// admins see all, without contact points (deliveries never hold them).
+	// ListDeliveries lists the caller's delivery log, newest first. Deliveries never hold contact
+	// points. Admins and auditors are refused by policy (the log tells who was alerted about
+	// which patient's messages).
 	//
 	// Errors: INVALID_ARGUMENT when page_size is negative, page_token is malformed or issued for
-	// different filters, or the time range is inverted; PERMISSION_DENIED when a non-admin filters
+	// different filters, or the time range is inverted; PERMISSION_DENIED when the caller filters
 	// by another person's subject.
 	ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error)
 	// ListTemplates lists alert templates. Admin only.
