@@ -9,7 +9,7 @@ MAKEFLAGS += --no-builtin-rules --warn-undefined-variables
 # Every module of the workspace, as package patterns (./... does not work at a go.work root).
 MODULE_PATTERNS = $(shell go list -m -f '{{.Dir}}/...')
 FUZZTIME ?= 10s
-BENCHTIME ?= 1x
+BENCHTIME ?= 1s
 
 .PHONY: help
 help: ## Show this help.
@@ -50,9 +50,8 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each.
 	scripts/fuzz.sh $(FUZZTIME)
 
 .PHONY: bench
-bench: ## Run the suite's benchmarks against the local stack.
-	scripts/stack.sh up >/dev/null
-	source <(scripts/stack.sh env) && go test -run '^$$' -bench . -benchtime $(BENCHTIME) $(MODULE_PATTERNS)
+bench: ## Run the benchmarks against the local stack; print value/baseline/ratio and write .tmp/bench/results.json.
+	BENCHTIME=$(BENCHTIME) scripts/bench.sh
 
 .PHONY: build
 build: ## Build every binary into .tmp/stack/bin.

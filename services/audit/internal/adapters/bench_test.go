@@ -21,6 +21,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/migrate"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/testkit"
+	"github.com/securemsg/securemsg/services/internal/testkit/benchkit"
 )
 
 func benchStore(b *testing.B) (*adapters.Store, *pgxpool.Pool) {
@@ -144,7 +145,5 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	logRate := float64(records) / logDur.Seconds()
 	plainRate := float64(records) / plainDur.Seconds()
-	b.ReportMetric(logRate, "log-records/s")
-	b.ReportMetric(plainRate, "plain-records/s")
-	b.ReportMetric(logRate/plainRate, "ratio")
+	benchkit.Compare(b, logRate, plainRate, "records/s")
 }

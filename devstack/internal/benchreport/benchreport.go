@@ -1,0 +1,149 @@
+// Package benchreport turns `go test -bench` output into the suite's benchmark table and the
+// machine-readable results file: every benchmark that reported a value beside a baseline of the
+// same run (services/internal/testkit/benchkit) becomes one comparison; other custom metrics are
+// listed as plain measurements.
+package benchreport
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// Comparison is one row of results.json.
+type Comparison struct {
+	Name     string  `json:"name"`
+	Value    float64 `json:"value"`
+	Unit     string  `json:"unit"`
+	Baseline float64 `json:"baseline"`
+	Ratio    float64 `json:"ratio"`
+}
+
+// Measurement is a custom metric reported without a baseline.
+type Measurement struct {
+	Name  string
+	Value float64
+	Unit  string
+}
+
+// Report is everything parsed from one run.
+type Report struct {
+	Comparisons  []Comparison
+	Measurements []Measurement
+	// Failures are the lines that said a package or benchmark failed.
+	Failures []string
+}
+
+const (
+	baselinePrefix = "baseline-"
+	ratioUnit      = "ratio"
+)
+
+// standardUnits are go test's own metrics; they are not listed as measurements.
+var standardUnits = map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true, "MB/s": false}
+
+var procSuffix = regexp.MustCompile(`-\d+$`)
+
+// Parse reads `go test -bench` output (several packages may follow each other).
+func Parse(r io.Reader) (Report, error) {
+	var rep Report
+	pkg := ""
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "pkg: "):
+			pkg = strings.TrimPrefix(line, "pkg: ")
+		case strings.HasPrefix(line, "--- FAIL") || strings.HasPrefix(line, "FAIL\t") || strings.HasPrefix(line, "panic:"):
+			rep.Failures = append(rep.Failures, line)
+		case strings.HasPrefix(line, "Benchmark"):
+			parseBenchmark(&rep, shortPkg(pkg), line)
+		}
+	}
+	return rep, sc.Err()
+}
+
+func parseBenchmark(rep *Report, pkg, line string) {
+	fields := strings.Fields(line)
+	if len(fields) < 4 {
+		return
+	}
+	if _, err := strconv.Atoi(fields[1]); err != nil {
+		return // a log line that starts with "Benchmark", not a result
+	}
+	name := procSuffix.ReplaceAllString(strings.TrimPrefix(fields[0], "Benchmark"), "")
+	if pkg != "" {
+		name = pkg + "/" + name
+	}
+	metrics := map[string]float64{}
+	var order []string
+	for i := 2; i+1 < len(fields); i += 2 {
+		v, err := strconv.ParseFloat(fields[i], 64)
+		if err != nil {
+			return
+		}
+		metrics[fields[i+1]] = v
+		order = append(order, fields[i+1])
+	}
+	compared := map[string]bool{ratioUnit: true}
+	for _, unit := range order {
+		base, ok := metrics[baselinePrefix+unit]
+		if !ok || strings.HasPrefix(unit, baselinePrefix) {
+			continue
+		}
+		c := Comparison{Name: name, Value: metrics[unit], Unit: unit, Baseline: base}
+		if base != 0 {
+			c.Ratio = c.Value / base
+		}
+		rep.Comparisons = append(rep.Comparisons, c)
+		compared[unit], compared[baselinePrefix+unit] = true, true
+	}
+	for _, unit := range order {
+		if compared[unit] || standardUnits[unit] {
+			continue
+		}
+		rep.Measurements = append(rep.Measurements, Measurement{Name: name, Value: metrics[unit], Unit: unit})
+	}
+}
+
+// shortPkg drops the module prefix so names stay readable in the table.
+func shortPkg(pkg string) string {
+	pkg = strings.TrimPrefix(pkg, "github.com/securemsg/securemsg/")
+	return strings.TrimPrefix(pkg, "services/")
+}
+
+// WriteTable prints the comparisons, then the measurements, as aligned text.
+func (r Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BENCHMARK\tVALUE\tBASELINE\tUNIT\tRATIO")
+	cs := append([]Comparison(nil), r.Comparisons...)
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
+	for _, c := range cs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\n", c.Name, num(c.Value), num(c.Baseline), c.Unit, c.Ratio)
+	}
+	if len(r.Measurements) > 0 {
+		fmt.Fprintln(tw, "\t\t\t\t")
+		fmt.Fprintln(tw, "MEASUREMENT\tVALUE\t\tUNIT\t")
+		for _, m := range r.Measurements {
+			fmt.Fprintf(tw, "%s\t%s\t\t%s\t\n", m.Name, num(m.Value), m.Unit)
+		}
+	}
+	return tw.Flush()
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+}
