@@ -1,5 +1,6 @@
 // Command messaging runs the securemsg messaging service: threads and messages between patients, proxies and care teams.
-// Configuration comes from SECUREMSG_* environment variables (see README.md, Configuration).
+// Configuration comes from SECUREMSG_* environment variables (see README.md, Configuration, and
+// services/messaging/internal/wire/config.go).
 package main
 
 import (
@@ -7,16 +8,11 @@ import (
 	"fmt"
 	"os"
 
-	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/messaging/internal/wire"
 )
-
-// Config is the messaging service's configuration.
-type Config struct {
-	Base daemon.Base
-}
 
 func main() {
 	if err := run(); err != nil {
@@ -26,14 +22,17 @@ func main() {
 }
 
 func run() error {
-	var cfg Config
+	var cfg wire.Config
 	if err := config.Load(&cfg, config.WithDefault("SECUREMSG_GRPC_ADDR", "127.0.0.1:7001")); err != nil {
 		return err
 	}
 	ctx, stop := grpcserver.SignalContext(context.Background())
 	defer stop()
-	proc, err := daemon.Start(ctx, daemon.Spec{Name: "messaging", Schema: "messaging", Component: commonv1.Component_COMPONENT_MESSAGING}, cfg.Base)
+	proc, err := daemon.Start(ctx, wire.Spec(), cfg.Base)
 	if err != nil {
+		return err
+	}
+	if _, err := wire.Build(ctx, cfg, proc); err != nil {
 		return err
 	}
 	return proc.Run(ctx)

@@ -1,0 +1,186 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/policy"
+	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/messaging/internal/domain"
+)
+
+func poolResource(poolID string) policy.Resource {
+	return policy.Resource{Type: "Pool", ID: poolID, PoolID: poolID}
+}
+
+// GetPoolSettings returns a pool's settings (defaults when never configured).
+func (s *Service) GetPoolSettings(ctx context.Context, p *auth.Principal, poolID string) (domain.PoolSettings, error) {
+	if err := domain.CheckPoolID("pool_id", poolID); err != nil {
+		return domain.PoolSettings{}, err
+	}
+	if _, err := s.authorize(ctx, p, actGetSettings, poolResource(poolID), policy.Context{}, nil); err != nil {
+		return domain.PoolSettings{}, err
+	}
+	st, err := pgstore.PoolSettings(ctx, s.Pool, poolID)
+	return st, dbError("load pool settings", err)
+}
+
+// Settings fields UpdatePoolSettings may change.
+var settingsFields = map[string]bool{"auto_reply_enabled": true, "auto_reply_text": true, "turnaround_time": true, "emergency_disclaimer": true}
+
+// UpdatePoolSettings changes the named fields of a pool's settings. etag, when set, must match.
+func (s *Service) UpdatePoolSettings(ctx context.Context, p *auth.Principal, in domain.PoolSettings, etag string, mask []string) (domain.PoolSettings, error) {
+	if err := domain.CheckPoolID("settings.pool_id", in.PoolID); err != nil {
+		return domain.PoolSettings{}, err
+	}
+	if len(mask) == 0 {
+		return domain.PoolSettings{}, domain.Invalid("update_mask is required")
+	}
+	for _, f := range mask {
+		if !settingsFields[f] {
+			return domain.PoolSettings{}, domain.Invalid("update_mask names an unknown or read-only field")
+		}
+	}
+	if err := domain.CheckText("auto_reply_text", in.AutoReplyText, domain.MaxAutoReplyChars, false); err != nil {
+		return domain.PoolSettings{}, err
+	}
+	if err := domain.CheckText("emergency_disclaimer", in.EmergencyDisclaimer, domain.MaxDisclaimerChars, false); err != nil {
+		return domain.PoolSettings{}, err
+	}
+	if in.Turnaround < 0 {
+		return domain.PoolSettings{}, domain.Invalid("turnaround_time must not be negative")
+	}
+	var want int64 = -1
+	if etag != "" {
+		v, err := strconv.ParseInt(etag, 10, 64)
+		if err != nil {
+			return domain.PoolSettings{}, domain.Aborted("etag does not match the stored settings")
+		}
+		want = v
+	}
+	if _, err := s.authorize(ctx, p, actUpdateSetting, poolResource(in.PoolID), policy.Context{}, nil); err != nil {
+		return domain.PoolSettings{}, err
+	}
+	var out domain.PoolSettings
+	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		cur, err := pgstore.PoolSettings(ctx, tx, in.PoolID)
+		if err != nil {
+			return err
+		}
+		if want >= 0 && cur.Version != want {
+			return domain.Aborted("etag does not match the stored settings; re-read and retry")
+		}
+		next := cur
+		for _, f := range mask {
+			switch f {
+			case "auto_reply_enabled":
+				next.AutoReplyEnabled = in.AutoReplyEnabled
+			case "auto_reply_text":
+				next.AutoReplyText = in.AutoReplyText
+			case "turnaround_time":
+				next.Turnaround = in.Turnaround
+			case "emergency_disclaimer":
+				next.EmergencyDisclaimer = in.EmergencyDisclaimer
+			}
+		}
+		next.UpdatedAt, next.UpdatedBySubject = s.Now(), p.Subject
+		v, ok, err := pgstore.SavePoolSettings(ctx, tx, next, cur.Version)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return domain.Aborted("the settings changed concurrently; re-read and retry")
+		}
+		next.Version = v
+		out = next
+		b := s.newBatch(ctx)
+		rec := s.record(ctx, actorFor(p, "", in.PoolID), eventsv1.Action_ACTION_UPDATE, eventsv1.RecordType_RECORD_TYPE_POOL_SETTINGS, in.PoolID, "", in.PoolID, 0)
+		rec.ReasonCode = "pool_settings"
+		b.audit(rec)
+		return b.flush(tx)
+	})
+	return out, dbError("update pool settings", err)
+}
+
+// LegalHoldResult is the hold state after SetLegalHold.
+type LegalHoldResult struct {
+	ThreadsAffected int64
+	On              bool
+	CaseReference   string
+	UpdateTime      time.Time
+}
+
+// SetLegalHold places or lifts a legal hold on a thread or on every thread of a patient.
+func (s *Service) SetLegalHold(ctx context.Context, p *auth.Principal, threadID, patientID string, on bool, caseRef string) (*LegalHoldResult, error) {
+	if (threadID == "") == (patientID == "") {
+		return nil, domain.Invalid("exactly one of thread_id and patient_id is required")
+	}
+	if on {
+		if err := domain.CheckCaseReference(caseRef); err != nil {
+			return nil, err
+		}
+	} else {
+		caseRef = ""
+	}
+	res := policy.Resource{Type: "Thread", ID: "patient:" + patientID, PatientID: patientID}
+	var t *domain.Thread
+	if threadID != "" {
+		id, err := domain.CheckID("thread_id", threadID)
+		if err != nil {
+			return nil, err
+		}
+		if t, err = s.loadThread(ctx, id); err != nil {
+			return nil, err
+		}
+		res = threadResource(t)
+	} else if len(patientID) > 100 {
+		return nil, domain.Invalid("patient_id is too long")
+	}
+	if _, err := s.authorize(ctx, p, actSetLegalHold, res, policy.Context{}, nil); err != nil {
+		return nil, err
+	}
+	out := &LegalHoldResult{On: on, CaseReference: caseRef, UpdateTime: s.Now()}
+	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		var recordID string
+		if t != nil {
+			changed, err := pgstore.SetThreadHold(ctx, tx, t.ID, on, caseRef)
+			if err != nil {
+				return err
+			}
+			if changed {
+				out.ThreadsAffected = 1
+			}
+			recordID, patientID = t.ID, t.PatientID
+		} else {
+			n, err := pgstore.SetPatientHold(ctx, tx, patientID, on, caseRef, out.UpdateTime)
+			if err != nil {
+				return err
+			}
+			out.ThreadsAffected, recordID = n, patientID
+		}
+		b := s.newBatch(ctx)
+		rec := s.record(ctx, actorFor(p, "", ""), eventsv1.Action_ACTION_UPDATE, eventsv1.RecordType_RECORD_TYPE_LEGAL_HOLD, recordID, patientID, res.PoolID, 0)
+		rec.ReasonCode, rec.Severity, rec.PurposeOfUse = "legal_hold_lifted", eventsv1.Severity_SEVERITY_HIGH, commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL
+		if on {
+			rec.ReasonCode = "legal_hold_placed"
+		}
+		b.audit(rec)
+		return b.flush(tx)
+	})
+	if err != nil {
+		return nil, dbError("set legal hold", err)
+	}
+	// The case reference is an identifier by contract (CheckCaseReference), not PHI: it is
+	// logged so that operators can tie the hold to its matter.
+	s.Logger.InfoContext(ctx, "legal hold changed", slog.Bool("on", on), slog.String("case_reference", caseRef),
+		slog.Int64("threads_affected", out.ThreadsAffected))
+	return out, nil
+}

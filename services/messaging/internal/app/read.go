@@ -1,0 +1,415 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/crypto"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/policy"
+	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/messaging/internal/domain"
+)
+
+// GetThreadCmd reads a thread.
+type GetThreadCmd struct {
+	ThreadID         string
+	PageSize         int
+	PageToken        string
+	BreakGlassReason string
+}
+
+// GetThreadResult is a thread with one page of messages.
+type GetThreadResult struct {
+	Thread              ThreadView
+	Messages            []MessageView
+	NextPageToken       string
+	BreakGlass          bool
+	EmergencyDisclaimer string
+}
+
+// GetThread returns a thread and a page of its messages. The access is audited in the same
+// transaction that reads the messages, and nothing is decrypted or returned unless that
+// transaction commits: a read that cannot be audited is refused (fail closed).
+func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadCmd) (*GetThreadResult, error) {
+	threadID, err := domain.CheckID("thread_id", c.ThreadID)
+	if err != nil {
+		return nil, err
+	}
+	if c.PageSize < 0 {
+		return nil, domain.Invalid("page_size must not be negative")
+	}
+	limit := c.PageSize
+	if limit == 0 {
+		limit = 50
+	}
+	limit = min(limit, 200)
+	var after int32
+	if c.PageToken != "" {
+		if after, err = parseMessageToken(c.PageToken, threadID); err != nil {
+			return nil, err
+		}
+	}
+	if err := domain.CheckText("break_glass_reason", c.BreakGlassReason, domain.MaxBreakGlassChars, false); err != nil {
+		return nil, err
+	}
+	t, err := s.loadThread(ctx, threadID)
+	if err != nil {
+		return nil, err
+	}
+	res := threadResource(t)
+	// Break-the-glass is considered only when the normal rules refuse and a reason was given,
+	// so a routine read is never flagged; either way exactly one decision is recorded.
+	rc0 := policy.Context{}
+	if strings.TrimSpace(c.BreakGlassReason) != "" && !s.Policy.Evaluate(p, actGetThread, res, rc0).Allowed {
+		rc0.BreakGlassReason = c.BreakGlassReason
+	}
+	d, err := s.authorize(ctx, p, actGetThread, res, rc0, t)
+	if err != nil {
+		return nil, err
+	}
+	rc := policy.Context{}
+	if d.BreakGlass {
+		rc.BreakGlassReason = c.BreakGlassReason
+	}
+	content := s.Policy.Evaluate(p, actReadContent, res, rc).Allowed
+	sl, err := s.sealer(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	a := actorFor(p, t.PatientID, t.PoolID)
+	out := &GetThreadResult{Thread: ThreadView{Thread: t}, BreakGlass: d.BreakGlass}
+	var msgs []*domain.Message
+	var settings domain.PoolSettings
+	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if msgs, err = pgstore.Messages(ctx, tx, t.ID, after, limit+1); err != nil {
+			return err
+		}
+		if out.Thread.Viewer, err = pgstore.ViewerState(ctx, tx, t.ID, p.Subject); err != nil {
+			return err
+		}
+		if settings, err = pgstore.PoolSettings(ctx, tx, t.PoolID); err != nil {
+			return err
+		}
+		b := s.newBatch(ctx)
+		rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_READ, t)
+		rec.ReasonCode = reasonCode(d)
+		if d.BreakGlass {
+			rec.Action = eventsv1.Action_ACTION_BREAK_GLASS
+			rec.Severity = eventsv1.Severity_SEVERITY_HIGH
+			rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_EMERGENCY
+			id := uuid.NewString()
+			sealed, err := sl.SealRecord([]byte(c.BreakGlassReason), crypto.MessageFieldAAD(t.ID, id, fieldBreakGlass))
+			if err != nil {
+				return err
+			}
+			if err := pgstore.InsertBreakGlass(ctx, tx, id, t.ID, p.Subject, sealed, s.Now()); err != nil {
+				return err
+			}
+		}
+		b.audit(rec)
+		return b.flush(tx)
+	})
+	if err != nil {
+		return nil, readError(err)
+	}
+	// Only now that the access is on record is anything decrypted.
+	if len(msgs) > limit {
+		msgs = msgs[:limit]
+		out.NextPageToken = messageToken(t.ID, msgs[len(msgs)-1].Seq)
+	}
+	out.EmergencyDisclaimer = settings.EmergencyDisclaimer
+	if content {
+		if out.Thread.Subject, err = open(sl, t.SubjectSealed, crypto.MessageFieldAAD(t.ID, "", fieldSubject)); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range msgs {
+		v := MessageView{Message: m, Read: m.Seq <= out.Thread.Viewer.ReadSeq || m.SenderSubject == p.Subject}
+		if content && !m.Retracted() {
+			if v.Body, err = open(sl, m.BodySealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldBody)); err != nil {
+				return nil, err
+			}
+		}
+		out.Messages = append(out.Messages, v)
+	}
+	return out, nil
+}
+
+// readError turns a failed read transaction into a refusal: any failure to record the access
+// means the read does not happen.
+func readError(err error) error {
+	if k, _ := domain.KindOf(err); k != 0 {
+		return err
+	}
+	if pg.IsUnavailable(err) {
+		return domain.Unavailable("database unavailable; try again later", err)
+	}
+	return domain.Unavailable("the access could not be recorded; try again later", err)
+}
+
+func messageToken(threadID string, seq int32) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("m1|" + threadID + "|" + strconv.Itoa(int(seq))))
+}
+
+func parseMessageToken(tok, threadID string) (int32, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	parts := strings.Split(string(raw), "|")
+	if err != nil || len(parts) != 3 || parts[0] != "m1" || parts[1] != threadID {
+		return 0, domain.Invalid("page_token is malformed or for another thread")
+	}
+	n, err := strconv.Atoi(parts[2])
+	if err != nil || n < 0 {
+		return 0, domain.Invalid("page_token is malformed")
+	}
+	return int32(n), nil
+}
+
+// ListThreadsCmd selects threads.
+type ListThreadsCmd struct {
+	Box        int
+	UnreadOnly bool
+	PoolIDs    []string
+	PatientID  string
+	PageSize   int
+	PageToken  string
+}
+
+// ListThreadsResult is one page of threads.
+type ListThreadsResult struct {
+	Threads       []ThreadView
+	NextPageToken string
+}
+
+// listToken is a ListThreads keyset cursor, bound to its filters and valid for a day.
+type listToken struct {
+	V       int    `json:"v"`
+	At      int64  `json:"t"`
+	ID      string `json:"i"`
+	Filters string `json:"f"`
+	Expires int64  `json:"e"`
+}
+
+const listTokenTTL = 24 * time.Hour
+
+// ListThreads lists the threads the caller may see, newest activity first. Visibility comes
+// from the caller's verified principal (own patient id, active read grants without adolescent-
+// confidential threads, care pools); each row is checked again against the policy, and the
+// subject lines shown are audited (one READ record per thread) before they are returned.
+func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThreadsCmd) (*ListThreadsResult, error) {
+	if c.PageSize < 0 {
+		return nil, domain.Invalid("page_size must not be negative")
+	}
+	limit := c.PageSize
+	if limit == 0 {
+		limit = 50
+	}
+	limit = min(limit, 100)
+	if c.Box < 0 || c.Box > 3 {
+		return nil, domain.Invalid("box is unknown")
+	}
+	if c.Box == 0 {
+		c.Box = pgstore.BoxInbox
+	}
+	pools := slices.Clone(c.PoolIDs)
+	slices.Sort(pools)
+	filters := sha256.Sum256([]byte(strconv.Itoa(c.Box) + "|" + strconv.FormatBool(c.UnreadOnly) + "|" + strings.Join(pools, ",") + "|" + c.PatientID))
+	fh := hex.EncodeToString(filters[:8])
+
+	now := s.Now()
+	q := pgstore.ListQuery{Viewer: p.Subject, FilterPatientID: c.PatientID, FilterPoolIDs: pools, Box: c.Box, UnreadOnly: c.UnreadOnly, Limit: limit + 1}
+	if p.HasRole(auth.RolePatient) {
+		q.OwnPatientID = p.PatientID
+	}
+	if p.HasRole(auth.RoleProxy) {
+		for _, g := range p.ProxyGrants {
+			if g.ActiveAt(now) && slices.Contains(g.Scopes, "read") {
+				q.ProxyPatientIDs = append(q.ProxyPatientIDs, g.PatientID)
+			}
+		}
+	}
+	if p.HasRole(auth.RoleClinician) || p.HasRole(auth.RoleStaff) {
+		q.PoolIDs = p.CarePools
+	}
+	for _, pool := range pools {
+		if !slices.Contains(q.PoolIDs, pool) {
+			s.deny(ctx, p, actListThreads, policy.Resource{Type: "Pool", ID: pool, PoolID: pool}, policy.Decision{Reasons: []string{"not_pool_member"}})
+			return nil, domain.Denied("permission denied: not a member of a requested pool")
+		}
+	}
+	if c.PatientID != "" && c.PatientID != q.OwnPatientID && !slices.Contains(q.ProxyPatientIDs, c.PatientID) && len(q.PoolIDs) == 0 {
+		s.deny(ctx, p, actListThreads, policy.Resource{Type: "Patient", ID: c.PatientID, PatientID: c.PatientID}, policy.Decision{Reasons: []string{"no_grant"}})
+		return nil, domain.Denied("permission denied: you may not act for this patient")
+	}
+	if c.PageToken != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(c.PageToken)
+		var tok listToken
+		if err != nil || json.Unmarshal(raw, &tok) != nil || tok.V != 1 || tok.ID == "" {
+			return nil, domain.Invalid("page_token is malformed")
+		}
+		if tok.Filters != fh {
+			return nil, domain.Invalid("page_token was issued for different filters")
+		}
+		if now.Unix() > tok.Expires {
+			return nil, domain.Invalid("page_token has expired")
+		}
+		if _, err := uuid.Parse(tok.ID); err != nil {
+			return nil, domain.Invalid("page_token is malformed")
+		}
+		q.AfterTime, q.AfterID = time.Unix(0, tok.At), tok.ID
+	}
+	rows, err := pgstore.ListThreads(ctx, s.Pool, q)
+	if err != nil {
+		return nil, dbError("list threads", err)
+	}
+	out := &ListThreadsResult{}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		last := rows[len(rows)-1].Thread
+		raw, _ := json.Marshal(listToken{V: 1, At: last.LastMessageAt.UnixNano(), ID: last.ID, Filters: fh, Expires: now.Add(listTokenTTL).Unix()})
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	// Defence in depth: the SQL scope came from the principal; the policy has the last word.
+	type shown struct {
+		v       ThreadView
+		content bool
+	}
+	var list []*shown
+	for _, r := range rows {
+		res := threadResource(r.Thread)
+		if !s.Policy.Evaluate(p, actListThreads, res, policy.Context{}).Allowed {
+			continue
+		}
+		list = append(list, &shown{v: ThreadView{Thread: r.Thread, Viewer: r.Viewer}, content: s.Policy.Evaluate(p, actReadContent, res, policy.Context{}).Allowed})
+	}
+	if len(list) > 0 {
+		err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+			b := s.newBatch(ctx)
+			for _, sh := range list {
+				if sh.content {
+					b.audit(s.threadRecord(ctx, actorFor(p, sh.v.Thread.PatientID, sh.v.Thread.PoolID), eventsv1.Action_ACTION_READ, sh.v.Thread))
+				}
+			}
+			return b.flush(tx)
+		})
+		if err != nil {
+			return nil, readError(err)
+		}
+	}
+	// Subjects are decrypted after the audit committed; DEKs for a cold cache are fetched a few
+	// at a time.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, sh := range list {
+		if !sh.content {
+			continue
+		}
+		g.Go(func() error {
+			sl, err := s.sealer(gctx, sh.v.Thread)
+			if err != nil {
+				return err
+			}
+			sh.v.Subject, err = open(sl, sh.v.Thread.SubjectSealed, crypto.MessageFieldAAD(sh.v.Thread.ID, "", fieldSubject))
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for _, sh := range list {
+		out.Threads = append(out.Threads, sh.v)
+	}
+	return out, nil
+}
+
+// MarkRead moves the caller's read mark and reports the unread count after it.
+func (s *Service) MarkRead(ctx context.Context, p *auth.Principal, threadID, upTo string) (int32, error) {
+	threadID, err := domain.CheckID("thread_id", threadID)
+	if err != nil {
+		return 0, err
+	}
+	msgID, err := domain.CheckID("up_to_message_id", upTo)
+	if err != nil {
+		return 0, err
+	}
+	t, err := s.loadThread(ctx, threadID)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.authorize(ctx, p, actMarkRead, threadResource(t), policy.Context{}, t); err != nil {
+		return 0, err
+	}
+	m, err := pgstore.Message(ctx, s.Pool, t.ID, msgID)
+	if err != nil {
+		if err == pgstore.ErrNoRows {
+			return 0, domain.NotFound("message not found in thread")
+		}
+		return 0, dbError("load message", err)
+	}
+	a := actorFor(p, t.PatientID, t.PoolID)
+	var v pgstore.Viewer
+	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if v, err = pgstore.MarkRead(ctx, tx, t.ID, p.Subject, m.Seq); err != nil {
+			return err
+		}
+		b := s.newBatch(ctx)
+		ev := &eventsv1.MessageRead{ThreadId: t.ID, PoolId: t.PoolID, UpToMessageId: m.ID, ReaderSubject: p.Subject, ReaderRole: a.Role, UnreadCount: v.Unread}
+		b.event("message.read."+t.PoolID, ev, &ev.Meta)
+		rec := s.messageRecord(ctx, a, eventsv1.Action_ACTION_UPDATE, t, m.ID)
+		rec.ReasonCode, rec.Severity = "mark_read", eventsv1.Severity_SEVERITY_LOW
+		b.audit(rec)
+		return b.flush(tx)
+	})
+	if err != nil {
+		return 0, dbError("mark read", err)
+	}
+	return v.Unread, nil
+}
+
+// SetArchived archives or unarchives a thread for the caller and returns the archive time.
+func (s *Service) SetArchived(ctx context.Context, p *auth.Principal, threadID string, on bool) (time.Time, error) {
+	threadID, err := domain.CheckID("thread_id", threadID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, err := s.loadThread(ctx, threadID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	action, code := actArchive, "archive"
+	if !on {
+		action, code = actUnarchive, "unarchive"
+	}
+	if _, err := s.authorize(ctx, p, action, threadResource(t), policy.Context{}, t); err != nil {
+		return time.Time{}, err
+	}
+	var at time.Time
+	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if at, err = pgstore.SetArchived(ctx, tx, t.ID, p.Subject, on, s.Now()); err != nil {
+			return err
+		}
+		b := s.newBatch(ctx)
+		rec := s.threadRecord(ctx, actorFor(p, t.PatientID, t.PoolID), eventsv1.Action_ACTION_UPDATE, t)
+		rec.ReasonCode, rec.Severity = code, eventsv1.Severity_SEVERITY_LOW
+		b.audit(rec)
+		return b.flush(tx)
+	})
+	return at, dbError("archive thread", err)
+}

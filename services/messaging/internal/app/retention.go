@@ -1,0 +1,229 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/policy"
+	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/messaging/internal/domain"
+)
+
+// PurgeCmd is a retention purge run.
+type PurgeCmd struct {
+	DryRun     bool
+	AsOf       time.Time // zero: now
+	Categories []commonv1.ThreadCategory
+	Limit      int // 0: 1,000
+}
+
+// PurgeCounts count one category (Category 0: the total).
+type PurgeCounts struct {
+	Category                                                  commonv1.ThreadCategory
+	Eligible, Purged, Messages, Attachments, SkippedLegalHold int64
+}
+
+// PurgeResult is what a run did.
+type PurgeResult struct {
+	DryRun     bool
+	ByCategory []PurgeCounts
+	Total      PurgeCounts
+	Truncated  bool
+	Start      time.Time
+	Finish     time.Time
+}
+
+// SystemPrincipal is the purge job's own identity in audit records.
+var SystemPrincipal = &auth.Principal{Kind: auth.KindService, Subject: "service:messaging", Service: "messaging"}
+
+// RunRetentionPurge is the admin rpc: it checks the caller, then purges.
+func (s *Service) RunRetentionPurge(ctx context.Context, p *auth.Principal, c PurgeCmd) (*PurgeResult, error) {
+	if c.Limit < 0 {
+		return nil, domain.Invalid("limit must not be negative")
+	}
+	if !c.AsOf.IsZero() && c.AsOf.After(s.Now().Add(time.Minute)) {
+		return nil, domain.Invalid("as_of must not be in the future")
+	}
+	for _, cat := range c.Categories {
+		if !domain.ValidCategory(cat) {
+			return nil, domain.Invalid("categories holds an unknown category")
+		}
+	}
+	if _, err := s.authorize(ctx, p, actPurge, policy.Resource{Type: "Pool", ID: "retention"}, policy.Context{}, nil); err != nil {
+		return nil, err
+	}
+	return s.Purge(ctx, p, c)
+}
+
+// purgeLockKey is the advisory lock that keeps purges (rpc and job, on every replica) apart.
+func (s *Service) purgeLockKey() int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("securemsg messaging retention purge " + s.cfg.KeyName))
+	return int64(h.Sum64())
+}
+
+// Purge deletes threads past their category's retention that no legal hold covers: it asks
+// the attachment service to purge their files first (a thread whose files could not be purged
+// is kept for the next run), then, per thread and in one transaction, clears and deletes the
+// wrapped DEK with the rows (crypto-shredding anything that survives in backups) and audits
+// the purge. Idempotent; bounded by Limit.
+func (s *Service) Purge(ctx context.Context, p *auth.Principal, c PurgeCmd) (*PurgeResult, error) {
+	res := &PurgeResult{DryRun: c.DryRun, Start: s.Now()}
+	asOf := c.AsOf
+	if asOf.IsZero() {
+		asOf = res.Start
+	}
+	limit := c.Limit
+	if limit == 0 {
+		limit = 1000
+	}
+	cats := slices.Clone(c.Categories)
+	if len(cats) == 0 {
+		for v := range commonv1.ThreadCategory_name {
+			if v != 0 {
+				cats = append(cats, commonv1.ThreadCategory(v))
+			}
+		}
+	}
+	slices.Sort(cats)
+	cats = slices.Compact(cats)
+
+	conn, err := s.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, dbError("acquire connection", err)
+	}
+	defer conn.Release()
+	var locked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.purgeLockKey()).Scan(&locked); err != nil {
+		return nil, dbError("take purge lock", err)
+	}
+	if !locked {
+		return nil, domain.Aborted("another retention purge is running")
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, s.purgeLockKey())
+	}()
+
+	a := actorFor(p, "", "")
+	remaining := limit
+	for _, cat := range cats {
+		cutoff, ok := s.cfg.Retention.Cutoff(cat, asOf)
+		if !ok {
+			continue
+		}
+		counts := PurgeCounts{Category: cat}
+		if counts.SkippedLegalHold, err = pgstore.CountHeldExpired(ctx, conn, cat, cutoff); err != nil {
+			return nil, dbError("count held threads", err)
+		}
+		var cands []pgstore.PurgeCandidate
+		if remaining > 0 {
+			if cands, err = pgstore.ExpiredThreads(ctx, conn, cat, cutoff, remaining+1); err != nil {
+				return nil, dbError("list expired threads", err)
+			}
+		}
+		if len(cands) > remaining {
+			cands, res.Truncated = cands[:remaining], true
+		}
+		remaining -= len(cands)
+		counts.Eligible = int64(len(cands))
+		if c.DryRun {
+			for _, cd := range cands {
+				counts.Messages += cd.Messages
+				counts.Attachments += cd.Attachments
+			}
+		} else if err := s.purgeThreads(ctx, a, cands, cutoff, &counts); err != nil {
+			s.addCounts(res, counts)
+			return res, err
+		}
+		s.addCounts(res, counts)
+	}
+	res.Finish = s.Now()
+	return res, nil
+}
+
+func (s *Service) addCounts(res *PurgeResult, c PurgeCounts) {
+	if c.Eligible == 0 && c.SkippedLegalHold == 0 {
+		return
+	}
+	res.ByCategory = append(res.ByCategory, c)
+	res.Total.Eligible += c.Eligible
+	res.Total.Purged += c.Purged
+	res.Total.Messages += c.Messages
+	res.Total.Attachments += c.Attachments
+	res.Total.SkippedLegalHold += c.SkippedLegalHold
+}
+
+func (s *Service) purgeThreads(ctx context.Context, a Actor, cands []pgstore.PurgeCandidate, cutoff time.Time, counts *PurgeCounts) error {
+	for start := 0; start < len(cands); start += 1000 {
+		chunk := cands[start:min(start+1000, len(cands))]
+		ids := make([]string, len(chunk))
+		for i, cd := range chunk {
+			ids[i] = cd.ID
+		}
+		if _, err := s.Attachments.Purge(ctx, ids, "retention"); err != nil {
+			return err
+		}
+		for _, cd := range chunk {
+			var deleted bool
+			err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+				var err error
+				if deleted, err = pgstore.DeleteExpiredThread(ctx, tx, cd.ID, cutoff); err != nil || !deleted {
+					return err
+				}
+				b := s.newBatch(ctx)
+				t := &domain.Thread{ID: cd.ID, PatientID: cd.PatientID, PoolID: cd.PoolID, Sensitivity: cd.Sensitivity}
+				rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_PURGE, t)
+				rec.ReasonCode, rec.PurposeOfUse = "retention", commonv1.PurposeOfUse_PURPOSE_OF_USE_OPERATIONS
+				if rec.Operation == "messaging" {
+					rec.Operation = "messaging.retention-purge"
+				}
+				b.audit(rec)
+				return b.flush(tx)
+			})
+			if err != nil {
+				return dbError("purge thread", err)
+			}
+			if deleted {
+				s.Keys.Forget(s.cfg.KeyName, cd.WrappedDEK)
+				counts.Purged++
+				counts.Messages += cd.Messages
+				counts.Attachments += cd.Attachments
+			}
+		}
+	}
+	return nil
+}
+
+// RunPurgeJob purges every interval until ctx ends, as the service itself. A run that finds
+// another purge running, or the attachment service down, is retried at the next tick.
+func (s *Service) RunPurgeJob(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		return nil
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		res, err := s.Purge(ctx, SystemPrincipal, PurgeCmd{})
+		switch {
+		case err != nil && !errors.Is(err, context.Canceled):
+			s.Logger.WarnContext(ctx, "retention purge failed", "error", err.Error())
+		case res != nil && res.Total.Purged > 0:
+			s.Logger.InfoContext(ctx, "retention purge", "threads_purged", res.Total.Purged, "messages_purged", res.Total.Messages,
+				"attachments_purged", res.Total.Attachments, "threads_skipped_legal_hold", res.Total.SkippedLegalHold, "truncated", res.Truncated)
+		}
+	}
+}

@@ -1,0 +1,420 @@
+// Package app holds the messaging service's use cases: creating threads and sending messages
+// (sealed under a per-thread DEK), reading them (record-level policy, audited in the same
+// transaction as the read, fail closed), triage, retract-and-correct, pool settings, legal
+// holds and retention. Ports call it with the verified principal; it returns domain errors.
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/crypto"
+	"github.com/securemsg/securemsg/services/internal/platform/keys"
+	"github.com/securemsg/securemsg/services/internal/platform/logging"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/policy"
+	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/messaging/internal/domain"
+)
+
+// DEKs creates and unwraps per-thread data-encryption keys; *keys.Keyring implements it.
+type DEKs interface {
+	NewDEK(ctx context.Context, keyName string) (keys.DEK, error)
+	OpenDEK(ctx context.Context, keyName, wrapped string) ([]byte, error)
+	Forget(keyName, wrapped string)
+}
+
+// Evaluator answers record-level policy questions without recording them; *policy.Engine
+// implements it. The use cases record every decision themselves, in the transaction of the
+// change or read, with the record's pool, patient and sensitivity (see Service.deny).
+type Evaluator interface {
+	Evaluate(p *auth.Principal, action string, res policy.Resource, rc policy.Context) policy.Decision
+}
+
+// Config tunes the use cases.
+type Config struct {
+	// KeyName is the Transit key wrapping the thread DEKs (securemsg-messaging).
+	KeyName string
+	// Retention is the retention period per thread category.
+	Retention domain.Retention
+	// RetractWindow is how long after sending a sender may retract a message.
+	RetractWindow time.Duration
+	// EventsSubject is the events subject prefix (topology), e.g. "securemsg.events".
+	EventsSubject string
+}
+
+// Deps are the service's collaborators.
+type Deps struct {
+	Pool        *pgxpool.Pool
+	Keys        DEKs
+	Policy      Evaluator
+	Audit       *auditlog.Emitter
+	Attachments domain.Attachments
+	Logger      *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Service runs the messaging use cases. It is safe for concurrent use.
+type Service struct {
+	cfg Config
+	Deps
+}
+
+// New returns a Service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	var problems []string
+	if cfg.KeyName == "" {
+		problems = append(problems, "key name")
+	}
+	if cfg.Retention == nil {
+		problems = append(problems, "retention")
+	}
+	if cfg.EventsSubject == "" {
+		problems = append(problems, "events subject")
+	}
+	if deps.Pool == nil || deps.Keys == nil || deps.Policy == nil || deps.Audit == nil || deps.Attachments == nil {
+		problems = append(problems, "dependencies")
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("messaging app: missing %s", strings.Join(problems, ", "))
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if cfg.RetractWindow <= 0 {
+		cfg.RetractWindow = 15 * time.Minute
+	}
+	return &Service{cfg: cfg, Deps: deps}, nil
+}
+
+// Policy actions the use cases check at record level.
+const (
+	actCreateThread  = "messaging.CreateThread"
+	actSendMessage   = "messaging.SendMessage"
+	actListThreads   = "messaging.ListThreads"
+	actGetThread     = "messaging.GetThread"
+	actReadContent   = "messaging.ReadContent"
+	actMarkRead      = "messaging.MarkRead"
+	actArchive       = "messaging.ArchiveThread"
+	actUnarchive     = "messaging.UnarchiveThread"
+	actClaim         = "messaging.ClaimThread"
+	actAssign        = "messaging.AssignThread"
+	actTransfer      = "messaging.TransferThread"
+	actClose         = "messaging.CloseThread"
+	actReopen        = "messaging.ReopenThread"
+	actRetract       = "messaging.RetractMessage"
+	actSetLegalHold  = "messaging.SetLegalHold"
+	actGetSettings   = "messaging.GetPoolSettings"
+	actUpdateSetting = "messaging.UpdatePoolSettings"
+	actPurge         = "messaging.RunRetentionPurge"
+)
+
+// idNamespace derives deterministic ids from (subject, client request id), so that a retried
+// request binds its attachments to, and collides on, the very ids of the first attempt.
+var idNamespace = uuid.MustParse("6f1c7f3e-2b0e-4d8a-9a55-3c1d5e0b7a10")
+
+func derivedID(kind, subject, requestID string) string {
+	return uuid.NewSHA1(idNamespace, []byte(kind+"\x00"+subject+"\x00"+requestID)).String()
+}
+
+// threadResource is the policy view of a thread.
+func threadResource(t *domain.Thread) policy.Resource {
+	return policy.Resource{Type: "Thread", ID: t.ID, PatientID: t.PatientID, PoolID: t.PoolID,
+		Sensitivity: domain.SensitivityLabel(t.Sensitivity), AssignedTo: t.AssigneeSubject, Owner: t.CreatedBySubject}
+}
+
+// hiddenFrom reports whether the thread's existence is hidden from p (adolescent-confidential
+// threads for proxies who reach them only through a grant): such denials answer NOT_FOUND.
+func hiddenFrom(p *auth.Principal, t *domain.Thread) bool {
+	return t.Sensitivity == commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL && p.HasRole(auth.RoleProxy) &&
+		!(p.PatientID != "" && p.PatientID == t.PatientID)
+}
+
+// Actor is how a principal acts on a thread: the role it acts in and, for proxies, the patient.
+type Actor struct {
+	Subject    string
+	Role       commonv1.Role
+	OnBehalfOf string
+}
+
+// actorFor works out the role p acts in on a thread about patientID in poolID.
+func actorFor(p *auth.Principal, patientID, poolID string) Actor {
+	a := Actor{Subject: p.Subject}
+	switch {
+	case p.Kind == auth.KindService:
+		a.Role = commonv1.Role_ROLE_SERVICE
+	case p.HasRole(auth.RolePatient) && p.PatientID != "" && p.PatientID == patientID:
+		a.Role = commonv1.Role_ROLE_PATIENT
+	case (p.HasRole(auth.RoleClinician) || p.HasRole(auth.RoleStaff)) && contains(p.CarePools, poolID):
+		a.Role = commonv1.Role_ROLE_CLINICIAN
+		if !p.HasRole(auth.RoleClinician) {
+			a.Role = commonv1.Role_ROLE_STAFF
+		}
+	case p.HasRole(auth.RoleProxy) && hasGrant(p, patientID):
+		a.Role, a.OnBehalfOf = commonv1.Role_ROLE_PROXY, patientID
+	default:
+		a.Role = auditlog.RoleOf(p.RoleNames())
+	}
+	return a
+}
+
+func hasGrant(p *auth.Principal, patientID string) bool {
+	for _, g := range p.ProxyGrants {
+		if g.PatientID == patientID {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// authorize evaluates a record-level action. A denial is audited (in a transaction of its own,
+// since nothing else is written) and returned as NotFound when the thread is hidden from the
+// caller, PermissionDenied otherwise.
+func (s *Service) authorize(ctx context.Context, p *auth.Principal, action string, res policy.Resource, rc policy.Context, t *domain.Thread) (policy.Decision, error) {
+	d := s.Policy.Evaluate(p, action, res, rc)
+	if d.Allowed {
+		return d, nil
+	}
+	s.deny(ctx, p, action, res, d)
+	if t != nil && hiddenFrom(p, t) {
+		return d, domain.NotFound("thread not found")
+	}
+	return d, domain.Denied("permission denied")
+}
+
+// deny records a refused access. A denial that cannot be recorded is logged; the request is
+// refused anyway.
+func (s *Service) deny(ctx context.Context, p *auth.Principal, action string, res policy.Resource, d policy.Decision) {
+	a := actorFor(p, res.PatientID, res.PoolID)
+	rec := s.record(ctx, a, eventsv1.Action_ACTION_DENY, auditlog.RecordTypeOf(res.Type), res.ID, res.PatientID, res.PoolID, sensitivityOf(res))
+	rec.Outcome = eventsv1.Outcome_OUTCOME_DENIED
+	rec.ReasonCode = reasonCode(d)
+	rec.ClientApp = p.ClientID
+	if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		_, err := s.Audit.Record(ctx, tx, rec)
+		return err
+	}); err != nil {
+		s.Logger.WarnContext(ctx, "denial not recorded", slog.String("action", action), slog.String("error", err.Error()))
+	}
+}
+
+func sensitivityOf(res policy.Resource) commonv1.Sensitivity {
+	return commonv1.Sensitivity(commonv1.Sensitivity_value["SENSITIVITY_"+res.Sensitivity])
+}
+
+// reasonCode renders a decision's deciding policies as an audit reason code.
+func reasonCode(d policy.Decision) string {
+	c := strings.ToLower(d.ReasonCode())
+	if len(c) > 120 {
+		c = c[:120]
+	}
+	return c
+}
+
+// record starts an audit record for an action by a on a record, with the request's origin.
+func (s *Service) record(ctx context.Context, a Actor, action eventsv1.Action, rt eventsv1.RecordType, recordID, patientID, poolID string, sens commonv1.Sensitivity) *eventsv1.AuditRecord {
+	ri := auth.RequestInfoFrom(ctx)
+	op, _ := grpc.Method(ctx)
+	rec := &eventsv1.AuditRecord{
+		Meta:        &eventsv1.EventMeta{RequestId: ri.RequestID, OccurredAt: timestamppb.New(s.Now())},
+		Actor:       &eventsv1.AuditActor{Subject: a.Subject, Role: a.Role, OnBehalfOf: a.OnBehalfOf},
+		Action:      action,
+		RecordType:  rt,
+		RecordId:    recordID,
+		PatientId:   patientID,
+		PoolId:      poolID,
+		Sensitivity: sens,
+		Outcome:     eventsv1.Outcome_OUTCOME_SUCCESS,
+		SourceIp:    ri.SourceIP,
+		UserAgent:   ri.UserAgent,
+		Operation:   op,
+	}
+	if p, ok := auth.FromContext(ctx); ok {
+		rec.ClientApp = p.ClientID
+	}
+	switch {
+	case a.Role == commonv1.Role_ROLE_PATIENT || a.Role == commonv1.Role_ROLE_PROXY:
+		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_PATIENT_REQUEST
+	case a.Role == commonv1.Role_ROLE_CLINICIAN || a.Role == commonv1.Role_ROLE_STAFF:
+		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_TREATMENT
+	default:
+		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_OPERATIONS
+	}
+	if rec.Operation == "" {
+		rec.Operation = "messaging"
+	}
+	return rec
+}
+
+// threadRecord is record for a thread.
+func (s *Service) threadRecord(ctx context.Context, a Actor, action eventsv1.Action, t *domain.Thread) *eventsv1.AuditRecord {
+	return s.record(ctx, a, action, eventsv1.RecordType_RECORD_TYPE_THREAD, t.ID, t.PatientID, t.PoolID, t.Sensitivity)
+}
+
+// messageRecord is record for a message of a thread.
+func (s *Service) messageRecord(ctx context.Context, a Actor, action eventsv1.Action, t *domain.Thread, messageID string) *eventsv1.AuditRecord {
+	return s.record(ctx, a, action, eventsv1.RecordType_RECORD_TYPE_MESSAGE, messageID, t.PatientID, t.PoolID, t.Sensitivity)
+}
+
+// batch collects the outbox rows (domain events and audit records) of one transaction, so
+// they are written in one statement.
+type batch struct {
+	s      *Service
+	ctx    context.Context
+	events []outbox.Event
+	err    error
+}
+
+func (s *Service) newBatch(ctx context.Context) *batch { return &batch{s: s, ctx: ctx} }
+
+// audit adds an audit record.
+func (b *batch) audit(rec *eventsv1.AuditRecord) {
+	if b.err != nil {
+		return
+	}
+	ev, err := b.s.Audit.Event(b.ctx, rec)
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.events = append(b.events, ev)
+}
+
+// event adds a domain event on EventsSubject + "." + suffix. Its meta is filled in here.
+func (b *batch) event(suffix string, msg interface {
+	proto.Message
+	GetMeta() *eventsv1.EventMeta
+}, meta **eventsv1.EventMeta) {
+	if b.err != nil {
+		return
+	}
+	m := &eventsv1.EventMeta{
+		EventId:    outbox.NewID(),
+		OccurredAt: timestamppb.New(b.s.Now()),
+		Producer:   commonv1.Component_COMPONENT_MESSAGING,
+		RequestId:  logging.RequestID(b.ctx),
+	}
+	*meta = m
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		b.err = fmt.Errorf("encode event: %w", err)
+		return
+	}
+	b.events = append(b.events, outbox.Event{ID: m.EventId, Subject: b.s.cfg.EventsSubject + "." + suffix, Payload: payload})
+}
+
+// flush writes the collected rows in tx. An error means the action could not be recorded: the
+// caller must roll back (fail closed).
+func (b *batch) flush(tx pgx.Tx) error {
+	if b.err != nil {
+		return b.err
+	}
+	if err := outbox.Add(b.ctx, tx, b.events...); err != nil {
+		return domain.Unavailable("the action could not be recorded; try again later", err)
+	}
+	return nil
+}
+
+// sealer returns a record sealer under the thread's DEK (from the keyring's cache, or one
+// Vault call).
+func (s *Service) sealer(ctx context.Context, t *domain.Thread) (*crypto.RecordSealer, error) {
+	if t.WrappedDEK == "" {
+		return nil, domain.NotFound("thread not found")
+	}
+	dek, err := s.Keys.OpenDEK(ctx, s.cfg.KeyName, t.WrappedDEK)
+	if err != nil {
+		return nil, keyError(err)
+	}
+	defer clear(dek)
+	return crypto.NewRecordSealer(dek, t.ID)
+}
+
+// keyError maps key-service failures to domain errors (fail closed).
+func keyError(err error) error {
+	switch {
+	case keys.IsUnavailable(err):
+		return domain.Unavailable("key service unavailable; try again later", err)
+	case errors.Is(err, keys.ErrKeyVersionRetired):
+		return &domain.Error{Kind: domain.KindFailedPrecondition, Msg: "the thread's key version is retired", Err: err}
+	}
+	return fmt.Errorf("thread key: %w", err)
+}
+
+// dbError maps a database failure: unreachable is Unavailable, anything else stays internal.
+func dbError(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *domain.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	if pg.IsUnavailable(err) {
+		return domain.Unavailable("database unavailable; try again later", err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// open decrypts a sealed field; a failure is data loss, never partial plaintext.
+func open(sl *crypto.RecordSealer, sealed, aad []byte) (string, error) {
+	pt, err := sl.OpenRecord(sealed, aad)
+	if err != nil {
+		return "", &domain.Error{Kind: domain.KindDataLoss, Msg: "stored message failed authentication", Err: err}
+	}
+	return string(pt), nil
+}
+
+// Field names bound into the AAD of sealed records.
+const (
+	fieldSubject      = "subject"
+	fieldBody         = "body"
+	fieldFingerprint  = "request_fingerprint"
+	fieldTransferNote = "transfer_note"
+	fieldBreakGlass   = "break_glass_reason"
+)
+
+// fingerprint identifies a request's content, for idempotent retries. It is sealed before it
+// is stored: a plain hash of a short body could be confirmed by guessing.
+func fingerprint(parts ...string) []byte {
+	h := sha256.Sum256(crypto.BindAAD(parts...))
+	return h[:]
+}
+
+// loadThread loads a thread or returns NotFound.
+func (s *Service) loadThread(ctx context.Context, id string) (*domain.Thread, error) {
+	t, err := pgstore.Thread(ctx, s.Pool, id)
+	if errors.Is(err, pgstore.ErrNoRows) {
+		return nil, domain.NotFound("thread not found")
+	}
+	return t, dbError("load thread", err)
+}

@@ -1,0 +1,418 @@
+// Package ports is the messaging service's gRPC edge: it decodes requests, takes the verified
+// principal from the context (the guard chain has authenticated the caller and checked the rpc
+// against the policies), calls the use cases and maps their domain errors to gRPC status with
+// messages that carry no PHI.
+package ports
+
+import (
+	"context"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/messaging/internal/app"
+	"github.com/securemsg/securemsg/services/messaging/internal/domain"
+)
+
+// Handler implements messagingv1.MessagingServiceServer.
+type Handler struct {
+	messagingv1.UnimplementedMessagingServiceServer
+	svc *app.Service
+}
+
+// NewHandler returns the gRPC handler over svc.
+func NewHandler(svc *app.Service) *Handler { return &Handler{svc: svc} }
+
+// principal returns the caller verified by the guard chain.
+func principal(ctx context.Context) (*auth.Principal, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, auth.ErrUnauthenticated
+	}
+	return p, nil
+}
+
+// toStatus maps a use case's error to what the client sees. Domain errors carry a message
+// written for callers; anything else is left for the server's masking (INTERNAL with a request
+// id, the cause logged).
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	kind, msg := domain.KindOf(err)
+	code := map[domain.Kind]codes.Code{
+		domain.KindInvalidArgument:    codes.InvalidArgument,
+		domain.KindNotFound:           codes.NotFound,
+		domain.KindPermissionDenied:   codes.PermissionDenied,
+		domain.KindFailedPrecondition: codes.FailedPrecondition,
+		domain.KindAlreadyExists:      codes.AlreadyExists,
+		domain.KindAborted:            codes.Aborted,
+		domain.KindUnavailable:        codes.Unavailable,
+	}[kind]
+	if code == codes.OK {
+		// Cancellation passes through; anything else is masked as INTERNAL by
+		// grpcserver.ToStatus, with the cause logged under the request id.
+		return err
+	}
+	return status.Error(code, msg)
+}
+
+func threadProto(v app.ThreadView) *messagingv1.Thread {
+	t := v.Thread
+	out := &messagingv1.Thread{
+		ThreadId: t.ID, PoolId: t.PoolID, PatientId: t.PatientID, Category: t.Category, Sensitivity: t.Sensitivity,
+		Status: messagingv1.ThreadStatus(t.Status), Subject: v.Subject,
+		CreatedBy:       &messagingv1.Participant{Subject: t.CreatedBySubject, Role: t.CreatedByRole, OnBehalfOfPatientId: t.CreatedOnBehalfOf},
+		AssigneeSubject: t.AssigneeSubject,
+		CreateTime:      timestamppb.New(t.CreatedAt), UpdateTime: timestamppb.New(t.UpdatedAt),
+		LastMessageTime: timestamppb.New(t.LastMessageAt),
+		MessageCount:    t.MessageCount, UnreadCount: v.Viewer.Unread, Archived: !v.Viewer.ArchivedAt.IsZero(),
+		LegalHold: t.Held(),
+	}
+	if !t.ClosedAt.IsZero() {
+		out.CloseTime = timestamppb.New(t.ClosedAt)
+	}
+	return out
+}
+
+func summaryProto(v app.ThreadView) *messagingv1.ThreadSummary {
+	t := v.Thread
+	return &messagingv1.ThreadSummary{
+		ThreadId: t.ID, PoolId: t.PoolID, PatientId: t.PatientID, Category: t.Category, Sensitivity: t.Sensitivity,
+		Status: messagingv1.ThreadStatus(t.Status), Subject: v.Subject, AssigneeSubject: t.AssigneeSubject,
+		LastMessageTime: timestamppb.New(t.LastMessageAt), LastSenderRole: t.LastSenderRole,
+		MessageCount: t.MessageCount, UnreadCount: v.Viewer.Unread, HasAttachments: t.HasAttachments,
+		Archived: !v.Viewer.ArchivedAt.IsZero(),
+	}
+}
+
+func messageProto(v *app.MessageView) *messagingv1.Message {
+	if v == nil {
+		return nil
+	}
+	m := v.Message
+	out := &messagingv1.Message{
+		MessageId: m.ID, ThreadId: m.ThreadID,
+		Sender:        &messagingv1.Participant{Subject: m.SenderSubject, Role: m.SenderRole, OnBehalfOfPatientId: m.OnBehalfOf},
+		Body:          v.Body,
+		AttachmentIds: m.AttachmentIDs, CreateTime: timestamppb.New(m.CreatedAt),
+		CorrectsMessageId: m.CorrectsMessageID, AutoReply: m.AutoReply, Read: v.Read,
+	}
+	if m.Retracted() {
+		out.Body = ""
+		out.Retraction = &messagingv1.Retraction{
+			RetractTime:         timestamppb.New(m.RetractedAt),
+			RetractedBy:         &messagingv1.Participant{Subject: m.RetractedBySubject, Role: m.RetractedByRole},
+			ReasonCode:          m.RetractReasonCode,
+			CorrectionMessageId: m.CorrectionMessageID,
+		}
+	}
+	return out
+}
+
+// CreateThread implements messagingv1.MessagingServiceServer.
+func (h *Handler) CreateThread(ctx context.Context, req *messagingv1.CreateThreadRequest) (*messagingv1.CreateThreadResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.svc.CreateThread(ctx, p, app.CreateThreadCmd{
+		PoolID: req.GetPoolId(), Category: req.GetCategory(), Sensitivity: req.GetSensitivity(),
+		Subject: req.GetSubject(), Body: req.GetBody(), AttachmentIDs: req.GetAttachmentIds(),
+		PatientID: req.GetPatientId(), ClientRequestID: req.GetClientRequestId(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &messagingv1.CreateThreadResponse{
+		Thread: threadProto(res.Thread), Message: messageProto(&res.Message), AutoReply: messageProto(res.AutoReply),
+		EmergencyDisclaimer: res.Settings.EmergencyDisclaimer,
+	}
+	if res.Settings.Turnaround > 0 {
+		out.TurnaroundTime = durationpb.New(res.Settings.Turnaround)
+	}
+	return out, nil
+}
+
+// SendMessage implements messagingv1.MessagingServiceServer.
+func (h *Handler) SendMessage(ctx context.Context, req *messagingv1.SendMessageRequest) (*messagingv1.SendMessageResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := h.svc.SendMessage(ctx, p, app.SendMessageCmd{ThreadID: req.GetThreadId(), Body: req.GetBody(),
+		AttachmentIDs: req.GetAttachmentIds(), ClientRequestID: req.GetClientRequestId()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.SendMessageResponse{Message: messageProto(m)}, nil
+}
+
+// ListThreads implements messagingv1.MessagingServiceServer.
+func (h *Handler) ListThreads(ctx context.Context, req *messagingv1.ListThreadsRequest) (*messagingv1.ListThreadsResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.svc.ListThreads(ctx, p, app.ListThreadsCmd{Box: int(req.GetBox()), UnreadOnly: req.GetUnreadOnly(),
+		PoolIDs: req.GetPoolIds(), PatientID: req.GetPatientId(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &messagingv1.ListThreadsResponse{NextPageToken: res.NextPageToken}
+	for _, v := range res.Threads {
+		out.Threads = append(out.Threads, summaryProto(v))
+	}
+	return out, nil
+}
+
+// GetThread implements messagingv1.MessagingServiceServer.
+func (h *Handler) GetThread(ctx context.Context, req *messagingv1.GetThreadRequest) (*messagingv1.GetThreadResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.svc.GetThread(ctx, p, app.GetThreadCmd{ThreadID: req.GetThreadId(), PageSize: int(req.GetPageSize()),
+		PageToken: req.GetPageToken(), BreakGlassReason: req.GetBreakGlassReason()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &messagingv1.GetThreadResponse{Thread: threadProto(res.Thread), NextPageToken: res.NextPageToken,
+		BreakGlass: res.BreakGlass, EmergencyDisclaimer: res.EmergencyDisclaimer}
+	for i := range res.Messages {
+		out.Messages = append(out.Messages, messageProto(&res.Messages[i]))
+	}
+	return out, nil
+}
+
+// MarkRead implements messagingv1.MessagingServiceServer.
+func (h *Handler) MarkRead(ctx context.Context, req *messagingv1.MarkReadRequest) (*messagingv1.MarkReadResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := h.svc.MarkRead(ctx, p, req.GetThreadId(), req.GetUpToMessageId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.MarkReadResponse{UnreadCount: n}, nil
+}
+
+// ArchiveThread implements messagingv1.MessagingServiceServer.
+func (h *Handler) ArchiveThread(ctx context.Context, req *messagingv1.ArchiveThreadRequest) (*messagingv1.ArchiveThreadResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	at, err := h.svc.SetArchived(ctx, p, req.GetThreadId(), true)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.ArchiveThreadResponse{ArchiveTime: timestamppb.New(at)}, nil
+}
+
+// UnarchiveThread implements messagingv1.MessagingServiceServer.
+func (h *Handler) UnarchiveThread(ctx context.Context, req *messagingv1.UnarchiveThreadRequest) (*messagingv1.UnarchiveThreadResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := h.svc.SetArchived(ctx, p, req.GetThreadId(), false); err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.UnarchiveThreadResponse{}, nil
+}
+
+func (h *Handler) triage(ctx context.Context, c app.TriageCmd) (*messagingv1.Thread, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := h.svc.Triage(ctx, p, c)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return threadProto(app.ThreadView{Thread: t}), nil
+}
+
+// ClaimThread implements messagingv1.MessagingServiceServer.
+func (h *Handler) ClaimThread(ctx context.Context, req *messagingv1.ClaimThreadRequest) (*messagingv1.ClaimThreadResponse, error) {
+	t, err := h.triage(ctx, app.TriageCmd{Kind: app.Claim, ThreadID: req.GetThreadId()})
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.ClaimThreadResponse{Thread: t}, nil
+}
+
+// AssignThread implements messagingv1.MessagingServiceServer.
+func (h *Handler) AssignThread(ctx context.Context, req *messagingv1.AssignThreadRequest) (*messagingv1.AssignThreadResponse, error) {
+	t, err := h.triage(ctx, app.TriageCmd{Kind: app.Assign, ThreadID: req.GetThreadId(), Assignee: req.GetAssigneeSubject()})
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.AssignThreadResponse{Thread: t}, nil
+}
+
+// TransferThread implements messagingv1.MessagingServiceServer.
+func (h *Handler) TransferThread(ctx context.Context, req *messagingv1.TransferThreadRequest) (*messagingv1.TransferThreadResponse, error) {
+	t, err := h.triage(ctx, app.TriageCmd{Kind: app.Transfer, ThreadID: req.GetThreadId(), ToPoolID: req.GetToPoolId(),
+		ReasonCode: req.GetReasonCode(), Note: req.GetReason()})
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.TransferThreadResponse{Thread: t}, nil
+}
+
+// CloseThread implements messagingv1.MessagingServiceServer.
+func (h *Handler) CloseThread(ctx context.Context, req *messagingv1.CloseThreadRequest) (*messagingv1.CloseThreadResponse, error) {
+	t, err := h.triage(ctx, app.TriageCmd{Kind: app.Close, ThreadID: req.GetThreadId(), ReasonCode: req.GetReasonCode()})
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.CloseThreadResponse{Thread: t}, nil
+}
+
+// ReopenThread implements messagingv1.MessagingServiceServer.
+func (h *Handler) ReopenThread(ctx context.Context, req *messagingv1.ReopenThreadRequest) (*messagingv1.ReopenThreadResponse, error) {
+	t, err := h.triage(ctx, app.TriageCmd{Kind: app.Reopen, ThreadID: req.GetThreadId()})
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.ReopenThreadResponse{Thread: t}, nil
+}
+
+// RetractMessage implements messagingv1.MessagingServiceServer.
+func (h *Handler) RetractMessage(ctx context.Context, req *messagingv1.RetractMessageRequest) (*messagingv1.RetractMessageResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.svc.RetractMessage(ctx, p, app.RetractCmd{ThreadID: req.GetThreadId(), MessageID: req.GetMessageId(),
+		ReasonCode: req.GetReasonCode(), CorrectedBody: req.GetCorrectedBody(), ClientRequestID: req.GetClientRequestId()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.RetractMessageResponse{Retracted: messageProto(&res.Retracted), Correction: messageProto(res.Correction)}, nil
+}
+
+// SetLegalHold implements messagingv1.MessagingServiceServer.
+func (h *Handler) SetLegalHold(ctx context.Context, req *messagingv1.SetLegalHoldRequest) (*messagingv1.SetLegalHoldResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.svc.SetLegalHold(ctx, p, req.GetThreadId(), req.GetPatientId(), req.GetOn(), req.GetCaseReference())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.SetLegalHoldResponse{ThreadsAffected: res.ThreadsAffected, On: res.On,
+		CaseReference: res.CaseReference, UpdateTime: timestamppb.New(res.UpdateTime)}, nil
+}
+
+func settingsProto(s domain.PoolSettings) *messagingv1.PoolSettings {
+	out := &messagingv1.PoolSettings{PoolId: s.PoolID, AutoReplyEnabled: s.AutoReplyEnabled, AutoReplyText: s.AutoReplyText,
+		EmergencyDisclaimer: s.EmergencyDisclaimer, UpdatedBySubject: s.UpdatedBySubject}
+	if s.Turnaround > 0 {
+		out.TurnaroundTime = durationpb.New(s.Turnaround)
+	}
+	if s.Version > 0 {
+		out.UpdateTime = timestamppb.New(s.UpdatedAt)
+		out.Etag = itoa(s.Version)
+	} else {
+		out.Etag = "0"
+	}
+	return out
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// GetPoolSettings implements messagingv1.MessagingServiceServer.
+func (h *Handler) GetPoolSettings(ctx context.Context, req *messagingv1.GetPoolSettingsRequest) (*messagingv1.GetPoolSettingsResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := h.svc.GetPoolSettings(ctx, p, req.GetPoolId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.GetPoolSettingsResponse{Settings: settingsProto(s)}, nil
+}
+
+// UpdatePoolSettings implements messagingv1.MessagingServiceServer.
+func (h *Handler) UpdatePoolSettings(ctx context.Context, req *messagingv1.UpdatePoolSettingsRequest) (*messagingv1.UpdatePoolSettingsResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in := req.GetSettings()
+	d := domain.PoolSettings{PoolID: in.GetPoolId(), AutoReplyEnabled: in.GetAutoReplyEnabled(), AutoReplyText: in.GetAutoReplyText(),
+		EmergencyDisclaimer: in.GetEmergencyDisclaimer()}
+	if in.GetTurnaroundTime() != nil {
+		if err := in.GetTurnaroundTime().CheckValid(); err != nil {
+			return nil, status.Error(codes.InvalidArgument, "turnaround_time is not a valid duration")
+		}
+		d.Turnaround = in.GetTurnaroundTime().AsDuration()
+	}
+	s, err := h.svc.UpdatePoolSettings(ctx, p, d, in.GetEtag(), req.GetUpdateMask().GetPaths())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.UpdatePoolSettingsResponse{Settings: settingsProto(s)}, nil
+}
+
+// CheckMessageAccess implements messagingv1.MessagingServiceServer.
+func (h *Handler) CheckMessageAccess(ctx context.Context, req *messagingv1.CheckMessageAccessRequest) (*messagingv1.CheckMessageAccessResponse, error) {
+	caller, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if caller.Kind != auth.KindService || caller.Service == "" {
+		return nil, status.Error(codes.PermissionDenied, "permission denied: service callers only")
+	}
+	if req.GetPrincipal() == nil {
+		return nil, status.Error(codes.InvalidArgument, "principal is required")
+	}
+	user := auth.PrincipalFromProto(req.GetPrincipal(), caller.Service)
+	res, err := h.svc.CheckMessageAccess(ctx, caller, app.AccessCheck{User: user, MessageID: req.GetMessageId(),
+		ThreadID: req.GetThreadId(), Action: app.AccessAction(req.GetAction()), BreakGlassReason: req.GetBreakGlassReason()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.CheckMessageAccessResponse{Allowed: res.Allowed, ReasonCode: res.ReasonCode, ThreadId: res.ThreadID,
+		PoolId: res.PoolID, PatientId: res.PatientID, Sensitivity: res.Sensitivity, BreakGlass: res.BreakGlass}, nil
+}
+
+// RunRetentionPurge implements messagingv1.MessagingServiceServer.
+func (h *Handler) RunRetentionPurge(ctx context.Context, req *messagingv1.RunRetentionPurgeRequest) (*messagingv1.RunRetentionPurgeResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := app.PurgeCmd{DryRun: req.GetDryRun(), Categories: req.GetCategories(), Limit: int(req.GetLimit())}
+	if req.GetAsOf() != nil {
+		c.AsOf = req.GetAsOf().AsTime()
+	}
+	res, err := h.svc.RunRetentionPurge(ctx, p, c)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &messagingv1.RunRetentionPurgeResponse{DryRun: res.DryRun, Total: countsProto(res.Total), Truncated: res.Truncated,
+		StartTime: timestamppb.New(res.Start), FinishTime: timestamppb.New(res.Finish)}
+	out.Total.Category = commonv1.ThreadCategory_THREAD_CATEGORY_UNSPECIFIED
+	for _, c := range res.ByCategory {
+		out.ByCategory = append(out.ByCategory, countsProto(c))
+	}
+	return out, nil
+}
+
+func countsProto(c app.PurgeCounts) *messagingv1.RetentionCounts {
+	return &messagingv1.RetentionCounts{Category: c.Category, ThreadsEligible: c.Eligible, ThreadsPurged: c.Purged,
+		MessagesPurged: c.Messages, AttachmentsPurged: c.Attachments, ThreadsSkippedLegalHold: c.SkippedLegalHold}
+}

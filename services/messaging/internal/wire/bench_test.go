@@ -1,0 +1,204 @@
+package wire_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
+	"github.com/securemsg/securemsg/services/internal/testkit/servicetest"
+)
+
+// The benchmarks compare the service, over TLS with token verification, policy, sealing and
+// the outbox, with a raw pgx baseline writing the same rows in one transaction, measured in
+// the same run against the same Postgres (synchronous_commit=on, checked). They report ratios
+// with b.ReportMetric and never assert on time. Re-run:
+//
+//	go test -run '^$' -bench . -benchtime 400x ./services/messaging/internal/wire/
+
+type measurement struct {
+	opsPerSec float64
+	p50, p99  time.Duration
+	cpuPerOp  time.Duration
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure runs total operations spread over conc workers and reports throughput, latency
+// percentiles and this process's CPU per operation.
+func measure(tb testing.TB, conc, total int, op func(ctx context.Context, worker, i int) error) measurement {
+	tb.Helper()
+	lat := make([]time.Duration, total)
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	cpu0, start := cpuTime(), time.Now()
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < total; i += conc {
+				t0 := time.Now()
+				if err := op(context.Background(), w, i); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	if firstErr != nil {
+		tb.Fatalf("benchmark operation: %v", firstErr)
+	}
+	slices.Sort(lat)
+	return measurement{opsPerSec: float64(total) / elapsed.Seconds(), p50: lat[total/2], p99: lat[total*99/100], cpuPerOp: cpu / time.Duration(total)}
+}
+
+func report(b *testing.B, svc, base measurement) {
+	b.ReportMetric(svc.opsPerSec, "svc-ops/s")
+	b.ReportMetric(base.opsPerSec, "base-ops/s")
+	b.ReportMetric(svc.opsPerSec/base.opsPerSec, "ratio")
+	b.ReportMetric(float64(svc.p50.Microseconds())/1000, "svc-p50-ms")
+	b.ReportMetric(float64(svc.p99.Microseconds())/1000, "svc-p99-ms")
+	b.ReportMetric(float64(base.p50.Microseconds())/1000, "base-p50-ms")
+	b.ReportMetric(float64(base.p99.Microseconds())/1000, "base-p99-ms")
+	b.ReportMetric(float64(svc.cpuPerOp.Microseconds()), "svc-cpu-µs/op")
+	b.ReportMetric(float64(base.cpuPerOp.Microseconds()), "base-cpu-µs/op")
+	b.ReportMetric(0, "ns/op")
+}
+
+func checkDurability(b *testing.B, e *env) {
+	var sc string
+	if err := e.h.Proc.Pool.QueryRow(b.Context(), `SHOW synchronous_commit`).Scan(&sc); err != nil || sc != "on" {
+		b.Fatalf("synchronous_commit = %q (%v), want on for a fair baseline", sc, err)
+	}
+}
+
+// benchClinicians are distinct principals so that per-principal rate limits do not throttle.
+func benchClinician(i int) servicetest.Persona {
+	return servicetest.Persona{Subject: fmt.Sprintf("bench-clinician-%d", i), Roles: []string{"clinician"}, Pools: []string{"pool-cardiology"}}
+}
+
+// BenchmarkSendMessage: SendMessage over TLS with auth against raw pgx inserting the message,
+// its MessageCreated event and its audit record in one transaction.
+func BenchmarkSendMessage(b *testing.B) {
+	e := newEnv(b)
+	checkDurability(b, e)
+	for _, conc := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
+			total := max(b.N, 200)
+			ctxs := make([]context.Context, conc)
+			threads := make([]string, conc)
+			for w := range conc {
+				ctxs[w] = e.h.As(b, context.Background(), benchClinician(w))
+				threads[w] = e.createThread(b, servicetest.Patient, &messagingv1.CreateThreadRequest{Subject: "bench", Body: "bench"}).GetThread().GetThreadId()
+			}
+			body := string(make([]byte, 500))
+			svc := measure(b, conc, total, func(_ context.Context, w, _ int) error {
+				_, err := e.api.SendMessage(ctxs[w], &messagingv1.SendMessageRequest{ThreadId: threads[w], Body: body, ClientRequestId: uuid.NewString()})
+				return err
+			})
+			sealed := make([]byte, len(body)+66)
+			_, _ = rand.Read(sealed)
+			event, audit := make([]byte, 220), make([]byte, 260)
+			base := measure(b, conc, total, func(ctx context.Context, w, i int) error {
+				return pgx.BeginFunc(ctx, e.h.Proc.Pool, func(tx pgx.Tx) error {
+					if _, err := tx.Exec(ctx, `INSERT INTO messages (id, thread_id, seq, sender_subject, sender_role, body_sealed, created_at, client_request_id, request_fp_sealed)
+						VALUES ($1, $2, $3, $4, 3, $5, now(), $6, $5)`, uuid.NewString(), threads[w], 1_000_000+i, "bench", sealed, uuid.NewString()); err != nil {
+						return err
+					}
+					return outbox.Add(ctx, tx, outbox.Event{Subject: e.h.Topology.EventsSubject + ".message.created.pool-cardiology", Payload: event},
+						outbox.Event{Subject: e.h.Topology.AuditSubject + ".messaging", Payload: audit})
+				})
+			})
+			report(b, svc, base)
+		})
+	}
+}
+
+// BenchmarkGetThread: GetThread of 50 messages (read, decrypt, audit in the same transaction)
+// against raw pgx selecting the thread and its messages and inserting the audit record.
+func BenchmarkGetThread(b *testing.B) {
+	e := newEnv(b)
+	checkDurability(b, e)
+	th := e.createThread(b, servicetest.Patient, &messagingv1.CreateThreadRequest{Subject: "bench", Body: "bench"}).GetThread().GetThreadId()
+	clin := e.as(b, servicetest.Clinician)
+	for range 49 {
+		if _, err := e.api.SendMessage(clin, &messagingv1.SendMessageRequest{ThreadId: th, Body: string(make([]byte, 500)), ClientRequestId: uuid.NewString()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, conc := range []int{1, 16} {
+		b.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
+			total := max(b.N, 200)
+			ctxs := make([]context.Context, conc)
+			for w := range conc {
+				ctxs[w] = e.h.As(b, context.Background(), benchClinician(w))
+			}
+			svc := measure(b, conc, total, func(_ context.Context, w, _ int) error {
+				r, err := e.api.GetThread(ctxs[w], &messagingv1.GetThreadRequest{ThreadId: th})
+				if err == nil && len(r.GetMessages()) != 50 {
+					err = fmt.Errorf("GetThread returned %d messages, want 50", len(r.GetMessages()))
+				}
+				return err
+			})
+			audit := make([]byte, 260)
+			base := measure(b, conc, total, func(ctx context.Context, _, _ int) error {
+				return pgx.BeginFunc(ctx, e.h.Proc.Pool, func(tx pgx.Tx) error {
+					var pool string
+					if err := tx.QueryRow(ctx, `SELECT pool_id FROM threads WHERE id = $1`, th).Scan(&pool); err != nil {
+						return err
+					}
+					rows, err := tx.Query(ctx, `SELECT id, seq, sender_subject, body_sealed, created_at FROM messages WHERE thread_id = $1 ORDER BY seq LIMIT 51`, th)
+					if err != nil {
+						return err
+					}
+					n := 0
+					for rows.Next() {
+						n++
+					}
+					rows.Close()
+					if n != 50 {
+						return fmt.Errorf("baseline read %d messages", n)
+					}
+					return outbox.Add(ctx, tx, outbox.Event{Subject: e.h.Topology.AuditSubject + ".messaging", Payload: audit})
+				})
+			})
+			report(b, svc, base)
+		})
+	}
+}
+
+// BenchmarkVaultCallsHotThread counts Transit requests per 1,000 sends into one thread by 16
+// clients (the DEK is unwrapped once and served from the keyring's cache).
+func BenchmarkVaultCallsHotThread(b *testing.B) {
+	e := newEnv(b)
+	th := e.createThread(b, servicetest.Patient, &messagingv1.CreateThreadRequest{Subject: "bench", Body: "bench"}).GetThread().GetThreadId()
+	ctxs := make([]context.Context, 16)
+	for w := range ctxs {
+		ctxs[w] = e.h.As(b, context.Background(), benchClinician(w))
+	}
+	before := e.transit.Requests()
+	m := measure(b, 16, 1000, func(_ context.Context, w, _ int) error {
+		_, err := e.api.SendMessage(ctxs[w], &messagingv1.SendMessageRequest{ThreadId: th, Body: "hot", ClientRequestId: uuid.NewString()})
+		return err
+	})
+	b.ReportMetric(float64(e.transit.Requests()-before), "vault-calls/1000-sends")
+	b.ReportMetric(m.opsPerSec, "hot-thread-ops/s")
+	b.ReportMetric(0, "ns/op")
+}

@@ -1,0 +1,88 @@
+// Package wire builds the messaging service from its configuration, by hand and in one place:
+// the Transit client and DEK keyring, the attachment-service client, the use cases, the gRPC
+// handler and the retention purge job, on top of a started daemon.Process.
+package wire
+
+import (
+	"context"
+	"fmt"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/config"
+	"github.com/securemsg/securemsg/services/internal/platform/daemon"
+	"github.com/securemsg/securemsg/services/internal/platform/keys"
+	"github.com/securemsg/securemsg/services/messaging/internal/adapters/attachmentclient"
+	"github.com/securemsg/securemsg/services/messaging/internal/app"
+	"github.com/securemsg/securemsg/services/messaging/internal/domain"
+	"github.com/securemsg/securemsg/services/messaging/internal/ports"
+	"github.com/securemsg/securemsg/services/messaging/migrations"
+)
+
+// Spec is the daemon spec of the messaging service.
+func Spec() daemon.Spec {
+	return daemon.Spec{Name: "messaging", Schema: "messaging", Component: commonv1.Component_COMPONENT_MESSAGING, Migrations: migrations.FS}
+}
+
+// Deps are the service's outside collaborators, built from configuration by Build or by tests.
+type Deps struct {
+	Transit     *keys.Transit
+	Attachments domain.Attachments
+}
+
+// Build connects to Vault (ensuring the service's Transit key exists) and dials the
+// attachment service, then registers the service on proc.
+func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service, error) {
+	transit, err := NewTransit(ctx, cfg.Vault, cfg.Messaging.TransitKey)
+	if err != nil {
+		return nil, err
+	}
+	att, err := attachmentclient.Dial(cfg.Attachment)
+	if err != nil {
+		return nil, err
+	}
+	return Register(proc, cfg.Messaging, Deps{Transit: transit, Attachments: att})
+}
+
+// NewTransit returns a Transit client for cfg and creates keyName when it is missing.
+func NewTransit(ctx context.Context, cfg config.Vault, keyName string) (*keys.Transit, error) {
+	transit, err := keys.NewTransit(ctx, keys.Config{
+		Addr: cfg.Addr, Token: cfg.Token.Reveal(), KubernetesRole: cfg.KubernetesRole, KubernetesMount: cfg.KubernetesMount,
+		TransitMount: cfg.TransitMount, CACert: cfg.CACert,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault transit: %w", err)
+	}
+	if err := transit.CreateKey(ctx, keyName); err != nil {
+		return nil, fmt.Errorf("ensure transit key %s: %w", keyName, err)
+	}
+	return transit, nil
+}
+
+// Register builds the use cases over proc and deps, registers the gRPC handler and adds the
+// retention purge job.
+func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error) {
+	retention, err := domain.ParseRetention(s.Retention)
+	if err != nil {
+		return nil, err
+	}
+	keyring, err := keys.NewKeyring(deps.Transit, keys.KeyringOptions{
+		MaxEntries: s.DEKCacheEntries, MaxAge: s.DEKCacheTTL, Registerer: proc.Server.MetricsRegistry(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	svc, err := app.New(app.Config{
+		KeyName: s.TransitKey, Retention: retention, RetractWindow: s.RetractWindow,
+		EventsSubject: proc.Topology().EventsSubject,
+	}, app.Deps{
+		Pool: proc.Pool, Keys: keyring, Policy: proc.Policy, Audit: proc.Audit, Attachments: deps.Attachments,
+		Logger: proc.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	messagingv1.RegisterMessagingServiceServer(proc.Server.GRPC(), ports.NewHandler(svc))
+	proc.Go(func(ctx context.Context) error { return svc.RunPurgeJob(ctx, s.PurgeInterval) })
+	return svc, nil
+}
