@@ -70,7 +70,11 @@ func (g *Guard) Authenticate(ctx context.Context, fullMethod string) (context.Co
 			return nil, g.refuse(ctx, fullMethod, reason)
 		}
 		if isService {
-			p.Via = svc
+			// Verify may return a Principal shared with other requests (the verified-token
+			// cache): never modify it in place.
+			relayed := *p
+			relayed.Via = svc
+			p = &relayed
 		}
 		return WithPrincipal(ctx, p), nil
 	}

@@ -71,6 +71,9 @@ type Principal struct {
 	Scopes []string
 	// Via is the peer service that relayed a person's token over mTLS, when there was one.
 	Via string
+
+	// The token's validity window, kept so a cached verification re-checks it on every call.
+	notBefore, expires time.Time
 }
 
 // HasRole reports whether the principal holds r.

@@ -23,7 +23,7 @@ func TestPrincipalProtoRoundTrip(t *testing.T) {
 	got := auth.PrincipalFromProto(in.ToProto(), "attachment")
 	want := *in
 	want.Via = "attachment"
-	if diff := cmp.Diff(&want, got, cmpopts.EquateEmpty()); diff != "" {
+	if diff := cmp.Diff(&want, got, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(auth.Principal{})); diff != "" {
 		t.Errorf("PrincipalFromProto(ToProto(p)) differs (-want +got):\n%s", diff)
 	}
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/lestrrat-go/httprc/v3"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -29,6 +31,8 @@ const (
 	DefaultMaxTokenBytes      = 8 << 10
 	DefaultRefreshInterval    = 15 * time.Minute
 	DefaultMinUnknownKIDFetch = 30 * time.Second
+	DefaultVerifiedCacheTTL   = time.Minute
+	DefaultVerifiedCacheSize  = 10000
 )
 
 // AllowedAlgorithms is the signature algorithm allow-list. Only asymmetric algorithms: an HMAC
@@ -58,6 +62,13 @@ type VerifierConfig struct {
 	// MinUnknownKIDFetch spaces out refreshes triggered by unknown key ids (default 30s), so a
 	// flood of forged kids cannot turn the verifier into a load generator against the issuer.
 	MinUnknownKIDFetch time.Duration
+	// VerifiedCacheTTL is how long a verified token is remembered so later calls with it skip the
+	// signature check (default 60s; negative turns the cache off). Time limits (exp, nbf, token
+	// and session age) are still checked on every call; what the cache can delay is the effect of
+	// the issuer withdrawing a signing key, by at most this long.
+	VerifiedCacheTTL time.Duration
+	// VerifiedCacheSize bounds the cache (default 10000 tokens).
+	VerifiedCacheSize int
 	// HTTPClient fetches discovery and JWKS documents (default: 10s timeout).
 	HTTPClient *http.Client
 	// Now is the clock (default time.Now); tests move it.
@@ -92,6 +103,12 @@ func (c *VerifierConfig) withDefaults() error {
 	}
 	if c.MinUnknownKIDFetch == 0 {
 		c.MinUnknownKIDFetch = DefaultMinUnknownKIDFetch
+	}
+	if c.VerifiedCacheTTL == 0 {
+		c.VerifiedCacheTTL = DefaultVerifiedCacheTTL
+	}
+	if c.VerifiedCacheSize <= 0 {
+		c.VerifiedCacheSize = DefaultVerifiedCacheSize
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -142,6 +159,7 @@ func refuse(r Reason) error { return &TokenError{Reason: r} }
 // Verifier checks OIDC access tokens. It is safe for concurrent use.
 type Verifier struct {
 	cfg       VerifierConfig
+	verified  *lru.Cache[[sha256.Size]byte, verifiedToken]
 	jwksURL   string
 	cache     *jwk.Cache
 	refreshes *rate.Limiter // unknown-kid refreshes
@@ -177,8 +195,13 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	); err != nil {
 		return nil, fmt.Errorf("fetch issuer keys: %w", err)
 	}
+	verified, err := lru.New[[sha256.Size]byte, verifiedToken](cfg.VerifiedCacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("verified token cache: %w", err)
+	}
 	return &Verifier{
 		cfg:       cfg,
+		verified:  verified,
 		jwksURL:   jwksURL,
 		cache:     cache,
 		refreshes: rate.NewLimiter(rate.Every(cfg.MinUnknownKIDFetch), 1),
@@ -240,6 +263,53 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	if strings.Count(raw, ".") != 2 {
 		return nil, refuse(ReasonMalformed)
 	}
+	if v.cfg.VerifiedCacheTTL < 0 {
+		return v.verify(ctx, raw)
+	}
+	// Keyed by a hash of the whole token: a token differing in any byte (a forged signature
+	// included) is a different key and takes the full path.
+	sum := sha256.Sum256([]byte(raw))
+	now := v.cfg.Now()
+	if vt, ok := v.verified.Get(sum); ok && now.Before(vt.until) {
+		if err := v.checkTimes(vt.p, vt.notBefore, vt.expires, now); err != nil {
+			v.verified.Remove(sum)
+			return nil, err
+		}
+		return vt.p, nil
+	}
+	p, err := v.verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	v.verified.Add(sum, verifiedToken{p: p, until: now.Add(v.cfg.VerifiedCacheTTL), notBefore: p.notBefore, expires: p.expires})
+	return p, nil
+}
+
+// verifiedToken is a cached verification: the Principal and the token's time limits.
+type verifiedToken struct {
+	p                  *Principal
+	until              time.Time // when the cache entry lapses
+	notBefore, expires time.Time
+}
+
+// checkTimes re-applies a cached token's time limits at now, as the full verification would.
+func (v *Verifier) checkTimes(p *Principal, notBefore, expires, now time.Time) error {
+	skew := v.cfg.ClockSkew
+	switch {
+	case !expires.IsZero() && !now.Before(expires.Add(skew)):
+		return refuse(ReasonExpired)
+	case !notBefore.IsZero() && now.Add(skew).Before(notBefore):
+		return refuse(ReasonNotYetValid)
+	case now.Sub(p.IssuedAt) > v.cfg.MaxTokenAge+skew:
+		return refuse(ReasonTooOld)
+	case !p.AuthTime.IsZero() && now.Sub(p.AuthTime) > v.cfg.MaxAuthAge+skew:
+		return refuse(ReasonSessionOld)
+	}
+	return nil
+}
+
+// verify is the full verification: signature against the issuer's keys, then claims.
+func (v *Verifier) verify(ctx context.Context, raw string) (*Principal, error) {
 	msg, err := jws.Parse([]byte(raw), jws.WithCompact())
 	if err != nil || len(msg.Signatures()) != 1 {
 		return nil, refuse(ReasonMalformed)
@@ -286,6 +356,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 		return nil, refuse(ReasonClaims)
 	}
 	p := &Principal{Kind: KindUser, IssuedAt: iat, PatientID: c.PatientID, ClientID: c.ClientID}
+	p.expires, _ = tok.Expiration()
+	p.notBefore, _ = tok.NotBefore()
 	p.Subject, _ = tok.Subject()
 	if p.Subject == "" || strings.HasPrefix(p.Subject, "service:") {
 		return nil, refuse(ReasonClaims)

@@ -267,3 +267,38 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifyCacheRechecksTimes: a cached verification is served without a second signature
+// check but still expires with the token, and a token differing in one byte is verified afresh.
+func TestVerifyCacheRechecksTimes(t *testing.T) {
+	t.Parallel()
+	iss := authtest.NewIssuer(t)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	v, err := auth.NewVerifier(t.Context(), auth.VerifierConfig{Issuer: iss.URL, Audience: authtest.Audience, Now: func() time.Time { return clock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := iss.Claims("u-cache", "patient")
+	claims["exp"] = now.Add(20 * time.Second).Unix()
+	raw := iss.Mint(t, claims)
+	first, err := v.Verify(t.Context(), raw)
+	if err != nil {
+		t.Fatalf("Verify() = %v", err)
+	}
+	second, err := v.Verify(t.Context(), raw)
+	if err != nil || second != first {
+		t.Fatalf("Verify() again = %p, %v; want the cached principal %p", second, err, first)
+	}
+	forged := raw[:len(raw)-2] + "AA"
+	if forged == raw {
+		forged = raw[:len(raw)-2] + "BB"
+	}
+	if _, err := v.Verify(t.Context(), forged); err == nil {
+		t.Errorf("Verify(token with an altered signature) = nil error, want a refusal")
+	}
+	now = now.Add(time.Minute) // past exp + skew, within no cache TTL
+	if _, err := v.Verify(t.Context(), raw); err == nil {
+		t.Errorf("Verify(expired cached token) = nil error, want a refusal")
+	}
+}

@@ -57,11 +57,14 @@ func (g *Guard) Check(ctx context.Context, fullMethod string) (context.Context, 
 	} else {
 		action, d = fullMethod, Decision{Reasons: []string{"unknown_rpc"}}
 	}
-	d, err := e.record(ctx, p, action, APIResource(service), d, now)
-	if err != nil {
-		return nil, status.Error(codes.Unavailable, NotRecordedMessage)
-	}
 	if !d.Allowed {
+		// Only denials are recorded here. An allowed PHI read is recorded by the use case's
+		// record-level check, naming the record it touched, in the same transaction as the read
+		// (and refused there when it cannot be recorded): an rpc-level record would say less and
+		// cost each read a second commit.
+		if _, err := e.record(ctx, p, action, APIResource(service), d, now); err != nil {
+			return nil, status.Error(codes.Unavailable, NotRecordedMessage)
+		}
 		return nil, status.Error(codes.PermissionDenied, PermissionDeniedMessage)
 	}
 	return withPrincipalEntity(ctx, pe), nil
