@@ -15,6 +15,6 @@ for dir in $(go list -m -f '{{.Dir}}'); do
         cat /tmp/securemsg-fuzz.log; status=1
       fi
     done
-  done < <(cd "$dir" && go list -f '{{if .TestGoFiles}}{{.ImportPath}}{{end}}' ./... 2>/dev/null)
+  done < <(cd "$dir" && go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./... 2>/dev/null)
 done
 exit $status
