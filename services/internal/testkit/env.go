@@ -34,7 +34,7 @@ func LoadStack() Stack {
 	root := RepoRoot()
 	return Stack{
 		PostgresURL:   env("SECUREMSG_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/securemsg?sslmode=disable"),
-		NATSURL:       env("SECUREMSG_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+		NATSURL:       env("SECUREMSG_TEST_NATS_URL", "nats://127.0.0.1:4223"),
 		VaultAddr:     env("SECUREMSG_TEST_VAULT_ADDR", "http://127.0.0.1:8200"),
 		VaultToken:    env("SECUREMSG_TEST_VAULT_TOKEN", "root"),
 		S3Endpoint:    env("SECUREMSG_TEST_S3_ENDPOINT", "127.0.0.1:9000"),

@@ -767,7 +767,7 @@ type Template struct {
 	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=securemsg.notification.v1.Channel" json:"channel,omitempty"`
 	// The BCP 47 locale (for example "en-US").
 	Locale string `protobuf:"bytes,3,opt,name=locale,proto3" json:"locale,omitempty"`
-	// The subject line template (email only; empty for other channels).
+	// The subject line template (email), or the notification title (push); empty for SMS.
 	SubjectTemplate string `protobuf:"bytes,4,opt,name=subject_template,json=subjectTemplate,proto3" json:"subject_template,omitempty"`
 	// The body template (plain text; at most 2,000 characters, 320 for SMS).
 	BodyTemplate string `protobuf:"bytes,5,opt,name=body_template,json=bodyTemplate,proto3" json:"body_template,omitempty"`

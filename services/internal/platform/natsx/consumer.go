@@ -92,6 +92,10 @@ func (c ConsumerConfig) jetstream() (jetstream.ConsumerConfig, error) {
 		DeliverPolicy:  c.DeliverPolicy,
 		FilterSubjects: c.FilterSubjects,
 	}
+	if len(c.FilterSubjects) == 1 {
+		// One filter goes in FilterSubject, which every JetStream server version understands.
+		cfg.FilterSubject, cfg.FilterSubjects = c.FilterSubjects[0], nil
+	}
 	if len(cfg.BackOff) == 0 {
 		cfg.BackOff = nil
 	}

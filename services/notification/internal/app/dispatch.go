@@ -1,0 +1,248 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/notification/internal/domain"
+)
+
+// ServiceSubject is the audit actor of alerts: the notification service itself.
+const ServiceSubject = "service:notification"
+
+// errorOutcomeUnknown is the attempt error code of a claim whose worker vanished.
+const errorOutcomeUnknown = "outcome_unknown"
+
+// RunDispatcher sends due deliveries until ctx ends, then lets in-flight sends finish and
+// record their outcome before it returns. It also recovers expired claims and fires due
+// reminders.
+func (s *Service) RunDispatcher(ctx context.Context) error {
+	lastHousekeeping := time.Time{}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		claimed, err := s.DispatchOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.d.Logger.Warn("dispatch failed", "error", err)
+		}
+		if time.Since(lastHousekeeping) >= s.d.PollInterval {
+			lastHousekeeping = time.Now()
+			if _, err := s.RecoverStaleClaims(ctx); err != nil && ctx.Err() == nil {
+				s.d.Logger.Warn("recover stale claims failed", "error", err)
+			}
+			if _, err := s.FireReminders(ctx); err != nil && ctx.Err() == nil {
+				s.d.Logger.Warn("fire reminders failed", "error", err)
+			}
+		}
+		if claimed == s.d.Workers {
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue // a full batch: more may be due
+		}
+		timer.Reset(s.d.PollInterval)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+			if !timer.Stop() {
+				<-timer.C
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+// DispatchOnce claims up to Workers due deliveries, sends them concurrently and records their
+// outcomes. It returns how many it claimed.
+func (s *Service) DispatchOnce(ctx context.Context) (int, error) {
+	if ctx.Err() != nil {
+		return 0, nil
+	}
+	batch, err := s.d.Store.ClaimDue(ctx, s.d.Workers, s.d.Lease)
+	if err != nil {
+		return 0, err
+	}
+	// Claimed work is finished even when ctx ends meanwhile: interrupting between a send and
+	// its record is what would make a duplicate (or a lost record) possible.
+	work := context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	for _, d := range batch {
+		wg.Go(func() { s.deliver(work, d) })
+	}
+	wg.Wait()
+	return len(batch), nil
+}
+
+// deliver sends one claimed delivery and records the outcome.
+func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
+	start := time.Now()
+	prefs, _, err := s.d.Store.LoadPreferences(ctx, nil, d.RecipientSubject, false)
+	if err != nil {
+		s.finish(ctx, d, start, &domain.SendError{Code: "storage_unavailable"})
+		return
+	}
+	set := prefs.Channel(d.Channel)
+	switch {
+	case !set.Enabled:
+		s.suppress(ctx, d, domain.SuppressChannelDisabled)
+		return
+	case !set.HasAddress:
+		s.suppress(ctx, d, domain.SuppressNoAddress)
+		return
+	}
+	if until := prefs.Quiet.QuietUntil(start); !until.IsZero() {
+		if err := s.d.Store.Release(ctx, d.ID, until); err != nil {
+			s.d.Logger.Warn("release for quiet hours failed", "delivery_id", d.ID, "error", err)
+		}
+		return
+	}
+	sender := s.d.Senders[d.Channel]
+	if sender == nil {
+		s.finish(ctx, d, start, &domain.SendError{Code: "channel_not_configured", Permanent: true})
+		return
+	}
+	tmpl, err := s.template(ctx, d.Kind, d.Channel, prefs.Locale)
+	if err != nil && d.Channel != domain.ChannelWebhook {
+		s.finish(ctx, d, start, &domain.SendError{Code: "template_unavailable"})
+		return
+	}
+	var text domain.Rendered
+	if d.Channel != domain.ChannelWebhook {
+		text, err = domain.Render(tmpl, domain.TemplateData{OrganisationName: s.d.OrganisationName, PortalLink: s.d.PortalLink, Count: d.Count})
+		if err != nil {
+			s.finish(ctx, d, start, &domain.SendError{Code: "template_rejected", Permanent: true})
+			return
+		}
+	}
+	addr, err := s.d.Store.OpenAddress(ctx, d.RecipientSubject, d.Channel)
+	if err != nil {
+		s.finish(ctx, d, start, &domain.SendError{Code: "key_service_unavailable"})
+		return
+	}
+	alert := domain.Alert{
+		DeliveryID: d.ID, Channel: d.Channel, Kind: d.Kind, Address: addr, Text: text,
+		ThreadID: d.ThreadID, MessageID: d.MessageID, PoolID: d.PoolID, Count: d.Count,
+		PortalLink: s.d.PortalLink, OccurredAt: d.MessageTime,
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, s.d.SendTimeout)
+	err = sender.Send(sendCtx, alert)
+	cancel()
+	if err != nil {
+		s.finish(ctx, d, start, domain.AsSendError(err))
+		return
+	}
+	s.finish(ctx, d, start, nil)
+}
+
+func (s *Service) suppress(ctx context.Context, d domain.Delivery, code string) {
+	if err := s.d.Store.Tx(ctx, func(tx pgx.Tx) error { return s.d.Store.Suppress(ctx, tx, d.ID, code) }); err != nil {
+		s.d.Logger.Warn("suppress delivery failed", "delivery_id", d.ID, "error", err)
+	}
+}
+
+// finish records attempt d.Attempts's outcome and its audit record. It retries the record a few
+// times (the send already happened); if it still fails, the lease expires and
+// RecoverStaleClaims applies the per-channel rule.
+func (s *Service) finish(ctx context.Context, d domain.Delivery, start time.Time, sendErr *domain.SendError) {
+	a := domain.Attempt{Attempt: d.Attempts, StartTime: start, FinishTime: time.Now(), Status: domain.StatusSent}
+	if sendErr != nil {
+		a.ErrorCode = sendErr.Code
+		if sendErr.Permanent || s.d.Retry.Exhausted(d.Attempts) {
+			a.Status = domain.StatusFailed
+		} else {
+			a.Status = domain.StatusRetrying
+			a.NextAttempt = a.FinishTime.Add(s.d.Retry.Backoff(d.Attempts))
+		}
+	}
+	var err error
+	for i, wait := 0, 50*time.Millisecond; i < 5; i, wait = i+1, wait*2 {
+		if err = s.record(ctx, d, a); err == nil {
+			return
+		}
+		time.Sleep(wait) // backoff between record retries, not synchronisation
+	}
+	s.d.Logger.Error("recording a delivery outcome failed; the claim will expire", "delivery_id", d.ID, "error", err)
+}
+
+func (s *Service) record(ctx context.Context, d domain.Delivery, a domain.Attempt) error {
+	return s.d.Store.Tx(ctx, func(tx pgx.Tx) error {
+		if err := s.d.Store.FinishAttempt(ctx, tx, d.ID, a); err != nil {
+			return err
+		}
+		return s.auditAlert(ctx, tx, d, a)
+	})
+}
+
+// auditAlert writes ALERT_SENT or ALERT_ABANDONED for a finished attempt: who was alerted
+// (actor.on_behalf_of), on which channel (reason_code), about which message (record_id). Never
+// the contact point.
+func (s *Service) auditAlert(ctx context.Context, tx pgx.Tx, d domain.Delivery, a domain.Attempt) error {
+	var action eventsv1.Action
+	var outcome eventsv1.Outcome
+	var reason string
+	switch a.Status {
+	case domain.StatusSent:
+		action, outcome, reason = eventsv1.Action_ACTION_ALERT_SENT, eventsv1.Outcome_OUTCOME_SUCCESS, d.Channel.String()+"."+d.Kind.String()
+	case domain.StatusFailed:
+		action, outcome, reason = eventsv1.Action_ACTION_ALERT_ABANDONED, eventsv1.Outcome_OUTCOME_FAILURE, d.Channel.String()+"."+a.ErrorCode
+	default:
+		return nil
+	}
+	_, err := s.d.Audit.Record(ctx, tx, &eventsv1.AuditRecord{
+		Actor:       &eventsv1.AuditActor{Subject: ServiceSubject, Role: commonv1.Role_ROLE_SERVICE, OnBehalfOf: d.RecipientSubject},
+		Action:      action,
+		RecordType:  eventsv1.RecordType_RECORD_TYPE_MESSAGE,
+		RecordId:    d.MessageID,
+		PatientId:   d.PatientID,
+		PoolId:      d.PoolID,
+		Sensitivity: commonv1.Sensitivity(d.Sensitivity),
+		Outcome:     outcome,
+		ReasonCode:  reason,
+		Operation:   "notification.dispatch." + d.Channel.String(),
+	})
+	return err
+}
+
+// RecoverStaleClaims applies the crash rule to claims whose lease expired (see the package
+// documentation): email is dead-lettered as "outcome_unknown" (at most once), other channels
+// are retried (the gateway de-duplicates on the delivery id). It returns how many it handled.
+func (s *Service) RecoverStaleClaims(ctx context.Context) (int, error) {
+	var n int
+	err := s.d.Store.Tx(ctx, func(tx pgx.Tx) error {
+		stale, err := s.d.Store.StaleClaims(ctx, tx, 100)
+		if err != nil {
+			return err
+		}
+		n = len(stale)
+		now := time.Now()
+		for _, d := range stale {
+			a := domain.Attempt{Attempt: d.Attempts, StartTime: now, FinishTime: now, ErrorCode: errorOutcomeUnknown}
+			if d.Channel == domain.ChannelEmail || s.d.Retry.Exhausted(d.Attempts) {
+				a.Status = domain.StatusFailed
+			} else {
+				a.Status, a.NextAttempt = domain.StatusRetrying, now
+			}
+			if err := s.d.Store.FinishAttempt(ctx, tx, d.ID, a); err != nil {
+				return err
+			}
+			if err := s.auditAlert(ctx, tx, d, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return n, err
+	}
+	if n > 0 {
+		s.Wake()
+	}
+	return n, nil
+}
