@@ -54,6 +54,8 @@ func buildTransitdev() (string, error) {
 		bin := filepath.Join(dir, "transitdev")
 		cmd := exec.Command("go", "build", "-o", bin, "./devstack/cmd/transitdev")
 		cmd.Dir = root
+		// devstack builds only inside the workspace; a caller's GOWORK=off must not reach it.
+		cmd.Env = append(os.Environ(), "GOWORK=")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			transitBuild.err = fmt.Errorf("go build transitdev: %v\n%s", err, out)
 			return
@@ -105,6 +107,9 @@ func (s *TransitServer) Start() {
 	s.out = &bytes.Buffer{}
 	cmd := exec.Command(s.bin, "-addr", s.addr, "-root-token", s.token, "-data-dir", s.dataDir)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
+	// Its own process group, and killed with the test binary: a test killed by -timeout must
+	// not leave a server behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		s.tb.Fatalf("testkit: start transitdev: %v", err)
 	}
