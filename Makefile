@@ -53,6 +53,11 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each.
 bench: ## Run the benchmarks against the local stack; print value/baseline/ratio and write .tmp/bench/results.json.
 	BENCHTIME=$(BENCHTIME) scripts/bench.sh
 
+.PHONY: demo
+demo: ## Walk through the suite on the local stack (patient, care team, proxy, auditor); exit 0 only if every step held.
+	scripts/stack.sh up >/dev/null
+	go run ./devstack/cmd/demo
+
 .PHONY: build
 build: ## Build every binary into .tmp/stack/bin.
 	mkdir -p .tmp/stack/bin

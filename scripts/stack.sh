@@ -395,6 +395,7 @@ EOF
       mkdir -p "$STACK_DIR/audit"
       cat >>"$STACK_DIR/$svc.env" <<EOF
 SECUREMSG_AUDIT_SIGNING_KEY_FILE=$STACK_DIR/audit/signing-key.pem
+SECUREMSG_AUDIT_CHECKPOINT_INTERVAL=5s
 EOF
       ;;
   esac

@@ -37,7 +37,12 @@ var Users = map[string]User{
 	},
 	"proxy": {
 		Name: "proxy", Roles: []string{RoleProxy}, AMR: []string{AMRPassword}, Scopes: portalScopes,
-		ProxyFor: []ProxyGrant{{PatientID: "p-1001", Scope: []string{"read", "write", "notifications"}}},
+		// The proxy also holds a grant for the adolescent p-2001 (a parent): policy still keeps
+		// the teen's confidential threads from them, which is what the demo shows.
+		ProxyFor: []ProxyGrant{
+			{PatientID: "p-1001", Scope: []string{"read", "write", "notifications"}},
+			{PatientID: "p-2001", Scope: []string{"read"}},
+		},
 	},
 	"teen": {
 		Name: "teen", Roles: []string{RolePatient}, PatientID: "p-2001",
