@@ -39,9 +39,10 @@ type Report struct {
 	Failures []string
 }
 
+// The metric names services/internal/testkit/benchkit writes.
 const (
 	baselinePrefix = "baseline-"
-	ratioUnit      = "ratio"
+	ratioPrefix    = "ratio-"
 )
 
 // standardUnits are go test's own metrics; they are not listed as measurements.
@@ -91,8 +92,11 @@ func parseBenchmark(rep *Report, pkg, line string) {
 		metrics[fields[i+1]] = v
 		order = append(order, fields[i+1])
 	}
-	compared := map[string]bool{ratioUnit: true}
+	compared := map[string]bool{}
 	for _, unit := range order {
+		if strings.HasPrefix(unit, ratioPrefix) {
+			compared[unit] = true
+		}
 		base, ok := metrics[baselinePrefix+unit]
 		if !ok || strings.HasPrefix(unit, baselinePrefix) {
 			continue

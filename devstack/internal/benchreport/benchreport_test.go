@@ -11,13 +11,13 @@ import (
 
 const sample = `goos: linux
 pkg: github.com/securemsg/securemsg/services/internal/platform/crypto
-BenchmarkStreamSeal/1MiB-2     30   1200 ns/op   900.0 MB/s   1000 baseline-MB/s   0.9000 ratio   12 B/op
+BenchmarkStreamSeal/1MiB-2     30   1200 ns/op   900.0 MB/s   1000 baseline-MB/s   0.9000 ratio-MB/s   12 B/op
 BenchmarkSealRecord-2          100  150 ns/op
 BenchmarkVault-2               1    5 ns/op   1.000 vault-calls/1000msgs
 --- FAIL: BenchmarkBroken
 FAIL	github.com/securemsg/securemsg/services/x	0.1s
 pkg: github.com/securemsg/securemsg/services/audit/internal/adapters
-BenchmarkIngest-2  1  9 ns/op  80000 records/s  88000 baseline-records/s  0.9091 ratio
+BenchmarkIngest-2  1  9 ns/op  80000 records/s  88000 baseline-records/s  0.9091 ratio-records/s
 `
 
 func TestParse(t *testing.T) {

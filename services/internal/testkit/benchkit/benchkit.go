@@ -11,10 +11,11 @@ import (
 	"testing"
 )
 
-// BaselinePrefix marks the baseline's metric; RatioUnit is value over baseline.
+// BaselinePrefix marks the baseline's metric; RatioPrefix marks value over baseline. One
+// benchmark may report several comparisons (throughput, latency, CPU), each under its own unit.
 const (
 	BaselinePrefix = "baseline-"
-	RatioUnit      = "ratio"
+	RatioPrefix    = "ratio-"
 )
 
 // Compare reports value and baseline (both in unit, e.g. "MB/s", "ops/s", "ms") and their ratio
@@ -25,6 +26,6 @@ func Compare(b *testing.B, value, baseline float64, unit string) {
 	b.ReportMetric(value, unit)
 	b.ReportMetric(baseline, BaselinePrefix+unit)
 	if baseline != 0 {
-		b.ReportMetric(value/baseline, RatioUnit)
+		b.ReportMetric(value/baseline, RatioPrefix+unit)
 	}
 }

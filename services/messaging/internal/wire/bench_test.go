@@ -15,6 +15,7 @@ import (
 
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
+	"github.com/securemsg/securemsg/services/internal/testkit/benchkit"
 	"github.com/securemsg/securemsg/services/internal/testkit/servicetest"
 )
 
@@ -70,15 +71,10 @@ func measure(tb testing.TB, conc, total int, op func(ctx context.Context, worker
 }
 
 func report(b *testing.B, svc, base measurement) {
-	b.ReportMetric(svc.opsPerSec, "svc-ops/s")
-	b.ReportMetric(base.opsPerSec, "base-ops/s")
-	b.ReportMetric(svc.opsPerSec/base.opsPerSec, "ratio")
-	b.ReportMetric(float64(svc.p50.Microseconds())/1000, "svc-p50-ms")
-	b.ReportMetric(float64(svc.p99.Microseconds())/1000, "svc-p99-ms")
-	b.ReportMetric(float64(base.p50.Microseconds())/1000, "base-p50-ms")
-	b.ReportMetric(float64(base.p99.Microseconds())/1000, "base-p99-ms")
-	b.ReportMetric(float64(svc.cpuPerOp.Microseconds()), "svc-cpu-µs/op")
-	b.ReportMetric(float64(base.cpuPerOp.Microseconds()), "base-cpu-µs/op")
+	benchkit.Compare(b, svc.opsPerSec, base.opsPerSec, "ops/s")
+	benchkit.Compare(b, float64(svc.p50.Microseconds())/1000, float64(base.p50.Microseconds())/1000, "p50-ms")
+	benchkit.Compare(b, float64(svc.p99.Microseconds())/1000, float64(base.p99.Microseconds())/1000, "p99-ms")
+	benchkit.Compare(b, float64(svc.cpuPerOp.Microseconds()), float64(base.cpuPerOp.Microseconds()), "cpu-µs/op")
 	b.ReportMetric(0, "ns/op")
 }
 
