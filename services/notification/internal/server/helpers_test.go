@@ -57,7 +57,7 @@ type recorded struct {
 	Headers http.Header
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	t.Helper()
 	r := &receiver{}
 	r.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -111,7 +111,7 @@ type envOptions struct {
 	workers int
 }
 
-func requireStack(t *testing.T) testkit.Stack {
+func requireStack(t testing.TB) testkit.Stack {
 	t.Helper()
 	stack := testkit.LoadStack()
 	testkit.RequireTCP(t, "mailpit SMTP", stack.SMTPAddr)
@@ -122,7 +122,7 @@ func requireStack(t *testing.T) testkit.Stack {
 	return stack
 }
 
-func serverOptions(t *testing.T, stack testkit.Stack, e *env, o envOptions) server.Options {
+func serverOptions(t testing.TB, stack testkit.Stack, e *env, o envOptions) server.Options {
 	t.Helper()
 	email, err := smtpsender.New(smtpsender.Config{Addr: stack.SMTPAddr, From: "alerts@riverside.test", Mode: smtpsender.TLSNone})
 	if err != nil {
@@ -161,7 +161,7 @@ func spec() daemon.Spec {
 	return daemon.Spec{Name: "notification", Component: commonv1.Component_COMPONENT_NOTIFICATION, Migrations: migrations.FS}
 }
 
-func startEnv(t *testing.T, o envOptions) *env {
+func startEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	stack := requireStack(t)
 	e := &env{sms: newReceiver(t), push: newReceiver(t), hook: newReceiver(t)}
@@ -176,7 +176,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 }
 
 // person returns a unique patient persona.
-func person(t *testing.T, role string) servicetest.Persona {
+func person(t testing.TB, role string) servicetest.Persona {
 	id := strings.ReplaceAll(uuid.NewString()[:13], "-", "")
 	p := servicetest.Persona{Subject: "u-" + id, Roles: []string{role}}
 	switch role {
@@ -189,11 +189,11 @@ func person(t *testing.T, role string) servicetest.Persona {
 }
 
 // mailbox returns a unique email address for t.
-func mailbox(t *testing.T, label string) string {
+func mailbox(t testing.TB, label string) string {
 	return fmt.Sprintf("%s-%s@notify.test", label, strings.ReplaceAll(uuid.NewString()[:18], "-", ""))
 }
 
-func (e *env) setPrefs(t *testing.T, who servicetest.Persona, p *notificationv1.Preferences, paths ...string) *notificationv1.Preferences {
+func (e *env) setPrefs(t testing.TB, who servicetest.Persona, p *notificationv1.Preferences, paths ...string) *notificationv1.Preferences {
 	t.Helper()
 	resp, err := e.client.UpdatePreferences(e.h.As(t, t.Context(), who), &notificationv1.UpdatePreferencesRequest{
 		Preferences: p, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
@@ -209,7 +209,7 @@ func emailOn(addr string) *notificationv1.ChannelPreference {
 
 // created publishes a MessageCreated for recipients in thread (new ids when empty) and returns
 // it. Each call publishes with the event id as Nats-Msg-Id, like the outbox relay.
-func (e *env) created(t *testing.T, thread string, recipients ...string) *eventsv1.MessageCreated {
+func (e *env) created(t testing.TB, thread string, recipients ...string) *eventsv1.MessageCreated {
 	t.Helper()
 	if thread == "" {
 		thread = uuid.NewString()
@@ -224,12 +224,12 @@ func (e *env) created(t *testing.T, thread string, recipients ...string) *events
 	return ev
 }
 
-func (e *env) publish(t *testing.T, suffix string, m proto.Message, msgID string) {
+func (e *env) publish(t testing.TB, suffix string, m proto.Message, msgID string) {
 	t.Helper()
 	publish(t, e.h.JS, e.h.Topology.EventsSubject+"."+suffix, m, msgID)
 }
 
-func publish(t *testing.T, js jetstream.JetStream, subject string, m proto.Message, msgID string) {
+func publish(t testing.TB, js jetstream.JetStream, subject string, m proto.Message, msgID string) {
 	t.Helper()
 	data, err := proto.Marshal(m)
 	if err != nil {
@@ -240,7 +240,7 @@ func publish(t *testing.T, js jetstream.JetStream, subject string, m proto.Messa
 	}
 }
 
-func (e *env) read(t *testing.T, reader, thread, upTo string, unread int32) {
+func (e *env) read(t testing.TB, reader, thread, upTo string, unread int32) {
 	t.Helper()
 	ev := &eventsv1.MessageRead{Meta: &eventsv1.EventMeta{EventId: uuid.NewString(), OccurredAt: timestamppb.Now(), Producer: commonv1.Component_COMPONENT_MESSAGING},
 		ThreadId: thread, PoolId: testPool, UpToMessageId: upTo, ReaderSubject: reader, UnreadCount: unread}
@@ -248,7 +248,7 @@ func (e *env) read(t *testing.T, reader, thread, upTo string, unread int32) {
 }
 
 // countDeliveries counts deliveries of recipient in a status (0: any).
-func (e *env) countDeliveries(t *testing.T, recipient string, status domain.Status) int {
+func (e *env) countDeliveries(t testing.TB, recipient string, status domain.Status) int {
 	t.Helper()
 	var n int
 	err := e.h.Proc.Pool.QueryRow(t.Context(), `SELECT count(*) FROM deliveries WHERE recipient_subject = $1 AND ($2 = 0 OR status = $2)`, recipient, int16(status)).Scan(&n)
@@ -266,7 +266,7 @@ type mail struct {
 }
 
 // mails returns the messages mailpit holds for addr, with their raw source.
-func mails(t *testing.T, addr string) []mail {
+func mails(t testing.TB, addr string) []mail {
 	t.Helper()
 	api := testkit.LoadStack().MailAPIURL
 	q := url.Values{"query": {`to:"` + addr + `"`}, "limit": {"500"}}
@@ -282,7 +282,7 @@ func mails(t *testing.T, addr string) []mail {
 	return out
 }
 
-func waitMails(t *testing.T, addr string, n int, within time.Duration) []mail {
+func waitMails(t testing.TB, addr string, n int, within time.Duration) []mail {
 	t.Helper()
 	var got []mail
 	testkit.WaitFor(t, within, fmt.Sprintf("%d mails to %s", n, addr), func() bool {
@@ -292,7 +292,7 @@ func waitMails(t *testing.T, addr string, n int, within time.Duration) []mail {
 	return got
 }
 
-func get(t *testing.T, u string) string {
+func get(t testing.TB, u string) string {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -307,7 +307,7 @@ func get(t *testing.T, u string) string {
 	return string(b)
 }
 
-func getJSON(t *testing.T, u string, v any) {
+func getJSON(t testing.TB, u string, v any) {
 	t.Helper()
 	if err := json.Unmarshal([]byte(get(t, u)), v); err != nil {
 		t.Fatalf("decode %s: %v", u, err)
@@ -315,7 +315,7 @@ func getJSON(t *testing.T, u string, v any) {
 }
 
 // auditRecords returns the notification service's audit records published so far.
-func auditRecords(t *testing.T, h *servicetest.Harness) ([]*eventsv1.AuditRecord, []string) {
+func auditRecords(t testing.TB, h *servicetest.Harness) ([]*eventsv1.AuditRecord, []string) {
 	t.Helper()
 	ctx := t.Context()
 	cons, err := h.JS.OrderedConsumer(ctx, h.Topology.AuditStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{h.Topology.AuditSubject + ".notification"}})
