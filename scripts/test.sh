@@ -17,6 +17,11 @@ if [ -n "$bad" ]; then echo "not gofmt-ed:"; echo "$bad"; exit 1; fi
 mapfile -t modules < <(go list -m -f '{{.Dir}}/...')
 go vet "${modules[@]}"
 
+step "every module builds on its own (GOWORK=off, through its replace lines)"
+for dir in $(go list -m -f '{{.Dir}}'); do
+  (cd "$dir" && GOWORK=off go build ./...) || { echo "GOWORK=off build failed in $dir"; exit 1; }
+done
+
 step "dev stack (make up)"
 scripts/stack.sh up
 # shellcheck disable=SC1090
