@@ -47,12 +47,16 @@ type AttachmentServiceClient interface {
 	// chunk, with scan state PENDING (or CLEAN/INFECTED when the scan finished inline).
 	//
 	// Errors: INVALID_ARGUMENT when the first message is not metadata, metadata repeats, a field
-	// is missing or too long, a chunk exceeds 1 MiB, the bytes received differ from
-	// declared_size_bytes, or the sniffed media type is not allowed or contradicts the declared
-	// one; RESOURCE_EXHAUSTED when declared_size_bytes exceeds the limit; NOT_FOUND when thread_id
-	// does not exist or is hidden from the caller; PERMISSION_DENIED when the caller may not write
-	// to the thread; ALREADY_EXISTS when client_request_id was used for a different upload;
-	// CANCELLED when the client aborts the stream (nothing is kept).
+	// is missing or too long, client_request_id is not a UUID, a chunk exceeds 1 MiB, the bytes
+	// received differ from declared_size_bytes, the sniffed media type is not allowed or
+	// contradicts the declared one, or the malware scan found malware (the object is deleted; an
+	// INFECTED record remains for the audit trail); RESOURCE_EXHAUSTED when declared_size_bytes
+	// exceeds the file size limit or what the malware scanner accepts, or the upload would exceed
+	// the caller's storage quota; NOT_FOUND when thread_id does not exist or is hidden from the
+	// caller; PERMISSION_DENIED when the caller may not write to the thread; ALREADY_EXISTS when
+	// client_request_id was used for a different upload (or that upload is still running);
+	// CANCELLED when the client aborts the stream (nothing is kept); UNAVAILABLE when object
+	// storage fails mid-upload (nothing is kept).
 	UploadAttachment(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadAttachmentRequest, UploadAttachmentResponse], error)
 	// DownloadAttachment streams a file's plaintext, optionally a byte range. The first response
 	// carries the attachment's metadata; every response after it carries a chunk (at most 1 MiB).
@@ -76,8 +80,8 @@ type AttachmentServiceClient interface {
 	// attachment succeeds.
 	//
 	// Errors: INVALID_ARGUMENT when attachment_id is missing; NOT_FOUND when the attachment is
-	// not the caller's; PERMISSION_DENIED when the caller is not its uploader; FAILED_PRECONDITION
-	// when it is bound to a message.
+	// not the caller's (only its uploader may delete it); FAILED_PRECONDITION when it is bound to
+	// a message.
 	DeleteAttachment(ctx context.Context, in *DeleteAttachmentRequest, opts ...grpc.CallOption) (*DeleteAttachmentResponse, error)
 	// BindAttachment binds an uploaded attachment to a message. Service-to-service from
 	// messaging, over mTLS. Idempotent: binding again to the same message succeeds.
@@ -85,7 +89,9 @@ type AttachmentServiceClient interface {
 	// Errors: INVALID_ARGUMENT when a field is missing; PERMISSION_DENIED when the caller is not
 	// the messaging service; NOT_FOUND when the attachment does not exist or uploader_subject is
 	// not its uploader; FAILED_PRECONDITION when it is bound to a different message, its
-	// thread_id differs from the message's thread, or its scan state is INFECTED or FAILED.
+	// thread_id differs from the message's thread, or its scan state is not CLEAN (PENDING: the
+	// scan has not finished, retry later; INFECTED or FAILED: never); RESOURCE_EXHAUSTED when the
+	// message already has the maximum number of attachments (5 by default).
 	BindAttachment(ctx context.Context, in *BindAttachmentRequest, opts ...grpc.CallOption) (*BindAttachmentResponse, error)
 	// PurgeAttachments deletes every attachment of the given threads, objects and keys included
 	// (crypto-shredding). Service-to-service from messaging's retention purge, over mTLS.
@@ -193,12 +199,16 @@ type AttachmentServiceServer interface {
 	// chunk, with scan state PENDING (or CLEAN/INFECTED when the scan finished inline).
 	//
 	// Errors: INVALID_ARGUMENT when the first message is not metadata, metadata repeats, a field
-	// is missing or too long, a chunk exceeds 1 MiB, the bytes received differ from
-	// declared_size_bytes, or the sniffed media type is not allowed or contradicts the declared
-	// one; RESOURCE_EXHAUSTED when declared_size_bytes exceeds the limit; NOT_FOUND when thread_id
-	// does not exist or is hidden from the caller; PERMISSION_DENIED when the caller may not write
-	// to the thread; ALREADY_EXISTS when client_request_id was used for a different upload;
-	// CANCELLED when the client aborts the stream (nothing is kept).
+	// is missing or too long, client_request_id is not a UUID, a chunk exceeds 1 MiB, the bytes
+	// received differ from declared_size_bytes, the sniffed media type is not allowed or
+	// contradicts the declared one, or the malware scan found malware (the object is deleted; an
+	// INFECTED record remains for the audit trail); RESOURCE_EXHAUSTED when declared_size_bytes
+	// exceeds the file size limit or what the malware scanner accepts, or the upload would exceed
+	// the caller's storage quota; NOT_FOUND when thread_id does not exist or is hidden from the
+	// caller; PERMISSION_DENIED when the caller may not write to the thread; ALREADY_EXISTS when
+	// client_request_id was used for a different upload (or that upload is still running);
+	// CANCELLED when the client aborts the stream (nothing is kept); UNAVAILABLE when object
+	// storage fails mid-upload (nothing is kept).
 	UploadAttachment(grpc.ClientStreamingServer[UploadAttachmentRequest, UploadAttachmentResponse]) error
 	// DownloadAttachment streams a file's plaintext, optionally a byte range. The first response
 	// carries the attachment's metadata; every response after it carries a chunk (at most 1 MiB).
@@ -222,8 +232,8 @@ type AttachmentServiceServer interface {
 	// attachment succeeds.
 	//
 	// Errors: INVALID_ARGUMENT when attachment_id is missing; NOT_FOUND when the attachment is
-	// not the caller's; PERMISSION_DENIED when the caller is not its uploader; FAILED_PRECONDITION
-	// when it is bound to a message.
+	// not the caller's (only its uploader may delete it); FAILED_PRECONDITION when it is bound to
+	// a message.
 	DeleteAttachment(context.Context, *DeleteAttachmentRequest) (*DeleteAttachmentResponse, error)
 	// BindAttachment binds an uploaded attachment to a message. Service-to-service from
 	// messaging, over mTLS. Idempotent: binding again to the same message succeeds.
@@ -231,7 +241,9 @@ type AttachmentServiceServer interface {
 	// Errors: INVALID_ARGUMENT when a field is missing; PERMISSION_DENIED when the caller is not
 	// the messaging service; NOT_FOUND when the attachment does not exist or uploader_subject is
 	// not its uploader; FAILED_PRECONDITION when it is bound to a different message, its
-	// thread_id differs from the message's thread, or its scan state is INFECTED or FAILED.
+	// thread_id differs from the message's thread, or its scan state is not CLEAN (PENDING: the
+	// scan has not finished, retry later; INFECTED or FAILED: never); RESOURCE_EXHAUSTED when the
+	// message already has the maximum number of attachments (5 by default).
 	BindAttachment(context.Context, *BindAttachmentRequest) (*BindAttachmentResponse, error)
 	// PurgeAttachments deletes every attachment of the given threads, objects and keys included
 	// (crypto-shredding). Service-to-service from messaging's retention purge, over mTLS.

@@ -1,0 +1,405 @@
+// Package s3store keeps attachment ciphertext in S3-compatible object storage (MinIO in the dev
+// stack) with minio-go: streaming PUTs of unknown-length bodies in bounded memory, and range
+// reads that fetch only what a decryption needs. Object names are random and no metadata is
+// written, so the store learns nothing about a file but its ciphertext size.
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+)
+
+// Config says where the bucket is.
+type Config struct {
+	Endpoint  string // host:port
+	AccessKey string
+	SecretKey string
+	Bucket    string
+	UseTLS    bool
+	// Prefix is put in front of every object name (tests use a unique one).
+	Prefix string
+	// PartSize is the multipart part size (at least 5 MiB); parts stream, so it costs no
+	// memory. Objects up to one part go up in a single PUT.
+	PartSize uint64
+	// ReadWindow is how many bytes one range GET asks for at most; sequential reads within a
+	// window reuse one response, so a download makes size/ReadWindow requests.
+	ReadWindow int64
+}
+
+// Store is an object store over one bucket.
+type Store struct {
+	c   *minio.Client
+	cfg Config
+}
+
+// New connects (lazily: minio-go dials on first use) to the bucket described by cfg.
+func New(cfg Config) (*Store, error) {
+	if cfg.PartSize == 0 {
+		cfg.PartSize = 16 << 20
+	}
+	if cfg.PartSize < 5<<20 {
+		return nil, errors.New("s3store: part size below the S3 minimum of 5 MiB")
+	}
+	if cfg.ReadWindow <= 0 {
+		cfg.ReadWindow = 8 << 20
+	}
+	tr, err := minio.DefaultTransport(cfg.UseTLS)
+	if err != nil {
+		return nil, fmt.Errorf("s3store: transport: %w", err)
+	}
+	// Fail fast when the store is down rather than hanging an upload.
+	tr.ResponseHeaderTimeout = 30 * time.Second
+	tr.MaxIdleConnsPerHost = 64
+	c, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:    cfg.UseTLS,
+		Transport: tr,
+		// Retries would re-read a streamed body that cannot be replayed.
+		MaxRetries: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3store: client: %w", err)
+	}
+	return &Store{c: c, cfg: cfg}, nil
+}
+
+// Client is the underlying minio-go client (benchmarks compare against it).
+func (s *Store) Client() *minio.Client { return s.c }
+
+// Bucket is the bucket's name.
+func (s *Store) Bucket() string { return s.cfg.Bucket }
+
+// Key is the full object key of name (with the configured prefix).
+func (s *Store) Key(name string) string { return s.cfg.Prefix + name }
+
+// EnsureBucket creates the bucket when it does not exist.
+func (s *Store) EnsureBucket(ctx context.Context) error {
+	ok, err := s.c.BucketExists(ctx, s.cfg.Bucket)
+	if err != nil {
+		return unavailable("check bucket", err)
+	}
+	if ok {
+		return nil
+	}
+	if err := s.c.MakeBucket(ctx, s.cfg.Bucket, minio.MakeBucketOptions{}); err != nil {
+		if minio.ToErrorResponse(err).Code == "BucketAlreadyOwnedByYou" {
+			return nil
+		}
+		return unavailable("create bucket", err)
+	}
+	return nil
+}
+
+// Put streams exactly size bytes from r into the object without buffering them: an object up
+// to one part goes up in a single PUT, a larger one as a multipart upload whose parts stream
+// straight from r (S3 needs each part's length up front, and size tells it). minio-go's own
+// PutObject would copy each part into a PartSize buffer first; streaming keeps an upload's
+// memory at the HTTP client's chunk buffers whatever the part size, and keeps r flowing while
+// a part is sent. A failure aborts the multipart upload, so nothing becomes visible.
+func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	key := s.Key(name)
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	if size <= int64(s.cfg.PartSize) {
+		if _, err := s.c.PutObject(ctx, s.cfg.Bucket, key, r, size, opts); err != nil {
+			return unavailable("put object", err)
+		}
+		return nil
+	}
+	core := minio.Core{Client: s.c}
+	uploadID, err := core.NewMultipartUpload(ctx, s.cfg.Bucket, key, opts)
+	if err != nil {
+		return unavailable("start multipart upload", err)
+	}
+	parts := make([]minio.CompletePart, 0, (size+int64(s.cfg.PartSize)-1)/int64(s.cfg.PartSize))
+	for off, n := int64(0), 1; off < size; n++ {
+		length := min(int64(s.cfg.PartSize), size-off)
+		part, err := core.PutObjectPart(ctx, s.cfg.Bucket, key, uploadID, n, io.LimitReader(r, length), length, minio.PutObjectPartOptions{})
+		if err != nil {
+			s.abort(key, uploadID)
+			return unavailable("put part", err)
+		}
+		parts = append(parts, minio.CompletePart{PartNumber: n, ETag: part.ETag,
+			ChecksumCRC32: part.ChecksumCRC32, ChecksumCRC32C: part.ChecksumCRC32C, ChecksumSHA1: part.ChecksumSHA1,
+			ChecksumSHA256: part.ChecksumSHA256, ChecksumCRC64NVME: part.ChecksumCRC64NVME})
+		off += length
+	}
+	if _, err := core.CompleteMultipartUpload(ctx, s.cfg.Bucket, key, uploadID, parts, opts); err != nil {
+		s.abort(key, uploadID)
+		return unavailable("complete multipart upload", err)
+	}
+	return nil
+}
+
+// abort abandons a multipart upload, on a context of its own: the caller's may be the reason
+// for the failure. An abort that fails leaves the upload to Remove and the store's expiry.
+func (s *Store) abort(key, uploadID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = minio.Core{Client: s.c}.AbortMultipartUpload(ctx, s.cfg.Bucket, key, uploadID)
+}
+
+// Open starts reading the object with one range GET of its first window, which also tells its
+// real size (Content-Range), so no separate HEAD is needed; a missing object is ErrNotFound.
+// Objects up to smallObject bytes arrive whole in that GET and are served from memory.
+func (s *Store) Open(ctx context.Context, name string) (domain.Object, error) {
+	o := &object{s: s, ctx: ctx, key: s.Key(name), size: -1}
+	c, err := o.get(0, s.cfg.ReadWindow)
+	if err != nil {
+		if errors.Is(err, domain.ErrNotFound) {
+			return nil, domain.NotFound("object not found")
+		}
+		return nil, err
+	}
+	if o.size <= smallObject {
+		buf := make([]byte, o.size)
+		_, err := io.ReadFull(c.body, buf)
+		c.body.Close()
+		if err != nil {
+			return nil, unavailable("read object", err)
+		}
+		o.small = buf
+		return o, nil
+	}
+	o.cursors[0] = c
+	return o, nil
+}
+
+// Remove deletes the object and aborts any multipart upload of it still open (an upload that
+// failed part-way, or whose process died); a missing object is fine.
+func (s *Store) Remove(ctx context.Context, name string) error {
+	err := s.c.RemoveObject(ctx, s.cfg.Bucket, s.Key(name), minio.RemoveObjectOptions{})
+	if err != nil && !isNotFound(err) {
+		return unavailable("remove object", err)
+	}
+	if err := s.c.RemoveIncompleteUpload(ctx, s.cfg.Bucket, s.Key(name)); err != nil && !isNotFound(err) {
+		return unavailable("abort incomplete upload", err)
+	}
+	return nil
+}
+
+// RemoveIncompleteUploads aborts multipart uploads under the prefix initiated more than
+// olderThan ago (a crashed process leaves them; their parts cost storage and hold ciphertext).
+// S3 lists them by prefix; MinIO lists only those of one exact key, so there it finds nothing
+// and the clean-up relies on Remove (called for every abandoned row's object) and on MinIO's
+// own expiry of stale uploads (api stale_uploads_expiry, 24 h by default).
+func (s *Store) RemoveIncompleteUploads(ctx context.Context, olderThan time.Duration) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	var stale []string
+	for u := range s.c.ListIncompleteUploads(ctx, s.cfg.Bucket, s.cfg.Prefix, true) {
+		if u.Err != nil {
+			return 0, unavailable("list incomplete uploads", u.Err)
+		}
+		if u.Initiated.Before(cutoff) {
+			stale = append(stale, u.Key)
+		}
+	}
+	n := 0
+	for _, key := range stale {
+		if err := s.c.RemoveIncompleteUpload(ctx, s.cfg.Bucket, key); err != nil && !isNotFound(err) {
+			return n, unavailable("abort incomplete upload", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+func isNotFound(err error) bool {
+	r := minio.ToErrorResponse(err)
+	return r.StatusCode == http.StatusNotFound || r.Code == "NoSuchKey" || r.Code == "NoSuchUpload"
+}
+
+// unavailable wraps a storage failure. minio-go's messages name the bucket and key, which
+// are random ids, never PHI.
+func unavailable(op string, err error) error {
+	return domain.Unavailable("object storage unavailable", fmt.Errorf("s3 %s: %w", op, err))
+}
+
+// smallObject is the size up to which an object is read whole by Open: one request instead of
+// the three a decryption's access pattern (header, last segment, then from the start) needs.
+const smallObject = 256 << 10
+
+// object is an io.ReaderAt over range GETs. A read where an open response stands continues
+// it; any other offset, or the end of a window, starts a new range GET of at most ReadWindow
+// bytes. Two responses stay open, because a stream reader reads the header, then the last
+// segment, then goes back to the start. It is safe for concurrent use (serialised).
+type object struct {
+	s    *Store
+	ctx  context.Context
+	key  string
+	size int64
+
+	small []byte // the whole object, when it is small
+
+	mu      sync.Mutex
+	cursors [2]*cursor
+	tick    uint64
+}
+
+// cursor is an open range response: its next byte is at pos, it ends before end.
+type cursor struct {
+	body     io.ReadCloser
+	pos, end int64
+	used     uint64
+}
+
+func (o *object) Size() int64 { return o.size }
+
+func (o *object) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("s3store: negative offset")
+	}
+	if off >= o.size {
+		return 0, io.EOF
+	}
+	if o.small != nil {
+		n := copy(p, o.small[off:])
+		if n < len(p) {
+			return n, io.EOF
+		}
+		return n, nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	want := min(int64(len(p)), o.size-off)
+	var n int64
+	for n < want {
+		at := off + n
+		c := o.cursorAt(at)
+		if c == nil {
+			var err error
+			if c, err = o.open(at, want-n); err != nil {
+				return int(n), err
+			}
+		}
+		o.tick++
+		c.used = o.tick
+		chunk := min(want-n, c.end-c.pos)
+		m, err := io.ReadFull(c.body, p[n:n+chunk])
+		n += int64(m)
+		c.pos += int64(m)
+		if err != nil {
+			o.drop(c)
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				// The object is shorter than its first response said: report what arrived
+				// as the end of the data, which the decryption treats as truncation.
+				return int(n), io.ErrUnexpectedEOF
+			}
+			return int(n), unavailable("read object", err)
+		}
+	}
+	if n < int64(len(p)) {
+		return int(n), io.EOF
+	}
+	return int(n), nil
+}
+
+// cursorAt returns the open response whose next byte is at off, if any.
+func (o *object) cursorAt(off int64) *cursor {
+	for _, c := range o.cursors {
+		if c != nil && c.pos == off && c.pos < c.end {
+			return c
+		}
+	}
+	return nil
+}
+
+// open starts a range GET at off in place of the least recently used response.
+func (o *object) open(off, need int64) (*cursor, error) {
+	slot := 0
+	if o.cursors[0] != nil && (o.cursors[1] == nil || o.cursors[1].used < o.cursors[0].used) {
+		slot = 1
+	}
+	if old := o.cursors[slot]; old != nil {
+		old.body.Close()
+	}
+	o.cursors[slot] = nil
+	c, err := o.get(off, max(need, o.s.cfg.ReadWindow))
+	if err != nil {
+		if errors.Is(err, domain.ErrNotFound) {
+			return nil, domain.DataLoss("stored object is missing", err)
+		}
+		return nil, err
+	}
+	o.cursors[slot] = c
+	return c, nil
+}
+
+// get sends a GET for [off, off+n) (cut at the object's end) and learns the object's size
+// from the response's Content-Range.
+func (o *object) get(off, n int64) (*cursor, error) {
+	end := off + n
+	if o.size >= 0 {
+		end = min(end, o.size)
+	}
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(off, end-1); err != nil {
+		return nil, fmt.Errorf("s3store: range: %w", err)
+	}
+	// Core.GetObject returns the response body itself: one request per window.
+	body, _, hdr, err := minio.Core{Client: o.s.c}.GetObject(o.ctx, o.s.cfg.Bucket, o.key, opts)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, domain.NotFound("object not found")
+		}
+		return nil, unavailable("get object", err)
+	}
+	total, err := totalSize(hdr.Get("Content-Range"))
+	if err != nil {
+		body.Close()
+		return nil, unavailable("get object", err)
+	}
+	if o.size < 0 {
+		o.size = total
+	} else if total != o.size {
+		body.Close()
+		return nil, domain.DataLoss("stored object changed while read", nil)
+	}
+	return &cursor{body: body, pos: off, end: min(end, total)}, nil
+}
+
+// totalSize parses the complete length from "bytes first-last/complete".
+func totalSize(contentRange string) (int64, error) {
+	_, total, ok := strings.Cut(contentRange, "/")
+	if !ok {
+		return 0, fmt.Errorf("no size in Content-Range %q", contentRange)
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size in Content-Range %q", contentRange)
+	}
+	return n, nil
+}
+
+func (o *object) drop(c *cursor) {
+	for i, x := range o.cursors {
+		if x == c {
+			x.body.Close()
+			o.cursors[i] = nil
+		}
+	}
+}
+
+// Close releases the open responses.
+func (o *object) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, c := range o.cursors {
+		if c != nil {
+			c.body.Close()
+			o.cursors[i] = nil
+		}
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package s3store_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/securemsg/securemsg/services/attachment/internal/adapters/s3store"
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/testkit"
+)
+
+// newStore returns a store over the stack's bucket under a unique prefix, emptied afterwards.
+func newStore(t *testing.T, window int64) *s3store.Store {
+	t.Helper()
+	st := testkit.LoadStack()
+	testkit.RequireTCP(t, "minio", st.S3Endpoint)
+	prefix := testkit.UniqueName(t, "test-s3store-", 60) + "/"
+	s, err := s3store.New(s3store.Config{
+		Endpoint: st.S3Endpoint, AccessKey: st.S3AccessKey, SecretKey: st.S3SecretKey, Bucket: st.S3Bucket,
+		Prefix: prefix, PartSize: 5 << 20, ReadWindow: window,
+	})
+	if err != nil {
+		t.Fatalf("s3store.New = %v", err)
+	}
+	if err := s.EnsureBucket(t.Context()); err != nil {
+		testkit.Unavailable(t, "minio", err)
+	}
+	t.Cleanup(func() { emptyPrefix(t, s.Client(), st.S3Bucket, prefix) })
+	return s
+}
+
+func emptyPrefix(t *testing.T, c *minio.Client, bucket, prefix string) {
+	ctx := t.Context()
+	if ctx.Err() != nil {
+		ctx = t.Context()
+	}
+	for o := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err == nil {
+			_ = c.RemoveObject(ctx, bucket, o.Key, minio.RemoveObjectOptions{})
+		}
+	}
+	for u := range c.ListIncompleteUploads(ctx, bucket, prefix, true) {
+		if u.Err == nil {
+			_ = c.RemoveIncompleteUpload(ctx, bucket, u.Key)
+		}
+	}
+}
+
+func TestPutOpenReadAt(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, 100<<10)        // small windows, so reads cross them
+	data := make([]byte, 11<<20+123) // multipart: three 5 MiB parts
+	rand.Read(data)
+	// Stream it through a pipe: the store must cope with a reader of unknown chunking.
+	pr, pw := io.Pipe()
+	go func() { pw.Write(data); pw.Close() }()
+	if err := s.Put(t.Context(), "obj/a", pr, int64(len(data))); err != nil {
+		t.Fatalf("Put = %v", err)
+	}
+	obj, err := s.Open(t.Context(), "obj/a")
+	if err != nil {
+		t.Fatalf("Open = %v", err)
+	}
+	defer obj.Close()
+	if obj.Size() != int64(len(data)) {
+		t.Fatalf("Size() = %d, want %d", obj.Size(), len(data))
+	}
+	tests := []struct {
+		name    string
+		off     int64
+		n       int
+		wantN   int
+		wantEOF bool
+	}{
+		{name: "start", off: 0, n: 44, wantN: 44},
+		{name: "sequential after", off: 44, n: 300 << 10, wantN: 300 << 10},
+		{name: "jump to end", off: int64(len(data)) - 1000, n: 1000, wantN: 1000},
+		{name: "past end", off: int64(len(data)) - 10, n: 100, wantN: 10, wantEOF: true},
+		{name: "back to middle", off: 7 << 20, n: 1 << 20, wantN: 1 << 20},
+		{name: "at end", off: int64(len(data)), n: 10, wantN: 0, wantEOF: true},
+	}
+	for _, tt := range tests {
+		buf := make([]byte, tt.n)
+		n, err := obj.ReadAt(buf, tt.off)
+		if n != tt.wantN || (err == io.EOF) != tt.wantEOF || (err != nil && err != io.EOF) {
+			t.Fatalf("%s: ReadAt(%d bytes at %d) = %d, %v, want %d, EOF %v", tt.name, tt.n, tt.off, n, err, tt.wantN, tt.wantEOF)
+		}
+		if !bytes.Equal(buf[:n], data[tt.off:tt.off+int64(n)]) {
+			t.Fatalf("%s: ReadAt returned the wrong bytes", tt.name)
+		}
+	}
+}
+
+func TestOpenRemoveMissing(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, 0)
+	if _, err := s.Open(t.Context(), "obj/missing"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("Open(missing) = %v, want ErrNotFound", err)
+	}
+	if err := s.Remove(t.Context(), "obj/missing"); err != nil {
+		t.Errorf("Remove(missing) = %v, want nil", err)
+	}
+	if err := s.Put(t.Context(), "obj/b", bytes.NewReader([]byte("x")), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(t.Context(), "obj/b"); err != nil {
+		t.Fatalf("Remove = %v", err)
+	}
+	if _, err := s.Open(t.Context(), "obj/b"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("Open(removed) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestPutReaderErrorAborts(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, 0)
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write(make([]byte, 6<<20)) // more than a part: a multipart upload has begun
+		pw.CloseWithError(errors.New("client went away"))
+	}()
+	if err := s.Put(t.Context(), "obj/c", pr, 12<<20); err == nil {
+		t.Fatal("Put(failing reader) = nil, want an error")
+	}
+	if _, err := s.Open(t.Context(), "obj/c"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("Open(aborted) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestRemoveAbortsIncompleteUpload(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, 0)
+	core := minio.Core{Client: s.Client()}
+	if _, err := core.NewMultipartUpload(t.Context(), s.Bucket(), s.Key("obj/stale"), minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("NewMultipartUpload = %v", err)
+	}
+	count := func() int {
+		n := 0
+		for u := range s.Client().ListIncompleteUploads(t.Context(), s.Bucket(), s.Key("obj/stale"), true) {
+			if u.Err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("incomplete uploads before = %d, want 1", n)
+	}
+	if _, err := s.RemoveIncompleteUploads(t.Context(), time.Hour); err != nil {
+		t.Errorf("RemoveIncompleteUploads = %v", err)
+	}
+	if err := s.Remove(t.Context(), "obj/stale"); err != nil {
+		t.Fatalf("Remove = %v", err)
+	}
+	if n := count(); n != 0 {
+		t.Errorf("incomplete uploads after Remove = %d, want 0", n)
+	}
+}

@@ -1,0 +1,190 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/jackc/pgx/v5"
+
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/attachment/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/crypto"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+)
+
+// Download is an opened download: the attachment's metadata and a reader of the requested
+// plaintext range. Read errors wrapping ErrDataLoss mean the stored object failed
+// authentication; no byte past the last verified segment is ever returned.
+type Download struct {
+	Attachment *domain.Attachment
+	Offset     int64
+	Length     int64
+	body       io.Reader
+	obj        domain.Object
+}
+
+// Read reads plaintext, mapping authentication failures to ErrDataLoss.
+func (d *Download) Read(p []byte) (int, error) {
+	n, err := d.body.Read(p)
+	if err != nil && err != io.EOF {
+		err = objectErr(err)
+	}
+	return n, err
+}
+
+// Close releases the object.
+func (d *Download) Close() error { return d.obj.Close() }
+
+// objectErr maps a failure reading or decrypting an object.
+func objectErr(err error) error {
+	switch {
+	case domain.KindOf(err) != 0:
+		return err
+	case errors.Is(err, crypto.ErrNotAuthentic), errors.Is(err, crypto.ErrUnsupportedVersion),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return domain.DataLoss("the stored attachment failed authentication", err)
+	}
+	return err
+}
+
+// OpenDownload authorises and audits a download of [offset, offset+length) (length 0: to the
+// end) and opens it. The audit record is committed before any byte is read (fail closed).
+func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string, offset, length int64) (*Download, error) {
+	if err := checkUUID(id); err != nil {
+		return nil, err
+	}
+	if offset < 0 || length < 0 {
+		return nil, domain.Invalid("offset and length must not be negative")
+	}
+	a, err := s.visible(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := s.authorize(ctx, p, a, AccessDownload)
+	if err != nil {
+		return nil, err
+	}
+	if a.State != domain.StateClean {
+		return nil, domain.Precondition("the attachment is not available: its malware scan is " + string(a.State))
+	}
+	if offset >= a.SizeBytes {
+		return nil, domain.OutOfRange("offset is at or beyond the end of the file")
+	}
+	if length == 0 || length > a.SizeBytes-offset {
+		length = a.SizeBytes - offset
+	}
+	dek, err := s.Keys.OpenDEK(ctx, s.keyName(), a.WrappedDEK)
+	if err != nil {
+		return nil, keyErr(err)
+	}
+	if err := s.openName(a, dek); err != nil {
+		return nil, err
+	}
+	rec := s.record(ctx, p, eventsv1.Action_ACTION_DOWNLOAD, a, acc)
+	if offset != 0 || length != a.SizeBytes {
+		rec.ReasonCode = reasonCode(rec.ReasonCode, "range")
+	}
+	if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error { return s.writeAudit(ctx, tx, rec) }); err != nil {
+		return nil, s.dbFail(err)
+	}
+	obj, err := s.Store.Open(ctx, a.ObjectName)
+	if err != nil {
+		if errors.Is(err, domain.ErrNotFound) {
+			return nil, domain.DataLoss("the stored attachment is missing", err)
+		}
+		return nil, err
+	}
+	if obj.Size() != a.ObjectSize {
+		obj.Close()
+		return nil, domain.DataLoss("the stored attachment has the wrong size", nil)
+	}
+	r, err := crypto.NewStreamReader(obj, obj.Size(), dek, streamAAD(a))
+	if err != nil {
+		obj.Close()
+		return nil, objectErr(err)
+	}
+	if r.Size() != a.SizeBytes {
+		obj.Close()
+		return nil, domain.DataLoss("the stored attachment has the wrong size", nil)
+	}
+	body, err := r.Range(offset, length)
+	if err != nil {
+		obj.Close()
+		return nil, objectErr(err)
+	}
+	return &Download{Attachment: a, Offset: offset, Length: length, body: body, obj: obj}, nil
+}
+
+// GetAttachment returns an attachment's metadata (with its file name) to a caller who may
+// read it, auditing the read of the (PHI) file name.
+func (s *Service) GetAttachment(ctx context.Context, p *auth.Principal, id string) (*domain.Attachment, error) {
+	if err := checkUUID(id); err != nil {
+		return nil, err
+	}
+	a, err := s.visible(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := s.authorize(ctx, p, a, AccessRead)
+	if err != nil {
+		return nil, err
+	}
+	if a.WrappedDEK != "" {
+		dek, err := s.Keys.OpenDEK(ctx, s.keyName(), a.WrappedDEK)
+		if err != nil {
+			return nil, keyErr(err)
+		}
+		if err := s.openName(a, dek); err != nil {
+			return nil, err
+		}
+	}
+	if p.Kind != auth.KindService {
+		rec := s.record(ctx, p, eventsv1.Action_ACTION_READ, a, acc)
+		if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error { return s.writeAudit(ctx, tx, rec) }); err != nil {
+			return nil, s.dbFail(err)
+		}
+	}
+	return a, nil
+}
+
+// visible loads an attachment that callers may know about (not uploading, not deleted).
+func (s *Service) visible(ctx context.Context, id string) (*domain.Attachment, error) {
+	a, err := pgstore.Get(ctx, s.Pool, id, false)
+	if err != nil {
+		return nil, s.dbFail(err)
+	}
+	if !a.State.Visible() {
+		return nil, domain.NotFound("attachment not found")
+	}
+	return a, nil
+}
+
+// openName decrypts a's sealed file name into a.FileName.
+func (s *Service) openName(a *domain.Attachment, dek []byte) error {
+	if len(a.FileNameSealed) == 0 {
+		return nil
+	}
+	sealer, err := crypto.NewRecordSealer(dek, a.ID)
+	if err != nil {
+		return err
+	}
+	name, err := sealer.OpenRecord(a.FileNameSealed, fileNameAAD(a.ID))
+	if err != nil {
+		return domain.DataLoss("the attachment's file name failed authentication", err)
+	}
+	a.FileName = string(name)
+	return nil
+}
+
+func checkUUID(id string) error {
+	if id == "" {
+		return domain.Invalid("attachment_id is required")
+	}
+	if _, err := uuidParse(id); err != nil {
+		return domain.NotFound("attachment not found")
+	}
+	return nil
+}

@@ -1,0 +1,374 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/attachment/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/crypto"
+	"github.com/securemsg/securemsg/services/internal/platform/pg"
+)
+
+// UploadRequest is an upload's metadata.
+type UploadRequest struct {
+	FileName          string // PHI: sealed; never logged
+	DeclaredMediaType string
+	DeclaredSize      int64
+	ThreadID          string
+	ClientRequestID   string
+}
+
+// Upload stores a file read from body (which yields exactly DeclaredSize bytes, then io.EOF;
+// an error from body aborts the upload). The bytes flow once through, in bounded memory:
+// the first bytes are sniffed and checked against the allow-list and the declared type, then
+// every chunk is hashed (SHA-256), sent to the malware scanner and encrypted into object
+// storage, concurrently. The scanner's verdict decides the state: clean, infected (refused,
+// the object deleted, audited at high severity), or pending when the scanner could not
+// answer (a job scans it later; nothing is served before).
+//
+// On any failure nothing stays visible: the object is removed and the row deleted, or, when
+// even that fails, left in state Uploading for the clean-up job.
+func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadRequest, body io.Reader) (*domain.Attachment, error) {
+	name, err := s.checkUpload(req)
+	if err != nil {
+		return nil, err
+	}
+	if prev, err := s.replay(ctx, p, req, name); prev != nil || err != nil {
+		return prev, err
+	}
+	a := &domain.Attachment{
+		ID: uuid.NewString(), UploaderSubject: p.Subject, ClientRequestID: req.ClientRequestID,
+		AADThreadID: req.ThreadID, ThreadID: req.ThreadID, State: domain.StateUploading,
+		ObjectName: randomName(), DeclaredMediaType: req.DeclaredMediaType, SizeBytes: req.DeclaredSize,
+		ObjectSize: crypto.CiphertextSize(req.DeclaredSize), FileName: name,
+	}
+	if p.HasRole(auth.RolePatient) {
+		a.PatientID = p.PatientID
+	}
+	var acc Access
+	if req.ThreadID != "" {
+		acc, err = s.Access.CheckAccess(ctx, p, AccessTarget{ThreadID: req.ThreadID, Action: AccessAttach})
+		if err != nil {
+			if errors.Is(err, domain.ErrNotFound) {
+				return nil, domain.NotFound("thread not found")
+			}
+			return nil, err
+		}
+		a.PatientID, a.PoolID = acc.PatientID, acc.PoolID
+		if !acc.Allowed {
+			s.deny(ctx, p, a, acc, reasonCode(acc.ReasonCode, "messaging_denied"))
+			if acc.ReasonCode == "adolescent_confidential" {
+				return nil, domain.NotFound("thread not found")
+			}
+			return nil, domain.Denied("you may not attach files to this thread")
+		}
+	}
+	dek, err := s.Keys.NewDEK(ctx, s.keyName())
+	if err != nil {
+		return nil, keyErr(err)
+	}
+	defer clear(dek.Plaintext)
+	a.WrappedDEK = dek.Wrapped
+
+	// The row exists from the start (invisible, Uploading) so the quota counts uploads in
+	// progress and a crash leaves something the clean-up job finds.
+	if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		if err := pgstore.LockUploader(ctx, tx, p.Subject); err != nil {
+			return err
+		}
+		used, err := pgstore.UsedBytes(ctx, tx, p.Subject)
+		if err != nil {
+			return err
+		}
+		if err := s.Limits.CheckQuota(used, req.DeclaredSize); err != nil {
+			return err
+		}
+		return pgstore.Insert(ctx, tx, a)
+	}); err != nil {
+		if errors.Is(err, domain.ErrAlreadyExists) {
+			// A concurrent retry with the same client request id won the race.
+			if prev, rerr := s.replay(ctx, p, req, name); prev != nil || rerr != nil {
+				return prev, rerr
+			}
+		}
+		return nil, s.dbFail(err)
+	}
+
+	verdict, scanErr, err := s.store(ctx, a, dek.Plaintext, body)
+	if err != nil {
+		s.abandon(ctx, a)
+		return nil, err
+	}
+	return s.finish(ctx, p, a, acc, dek.Plaintext, verdict, scanErr)
+}
+
+func (s *Service) checkUpload(req UploadRequest) (string, error) {
+	name, err := domain.NeutraliseFileName(req.FileName)
+	if err != nil {
+		return "", err
+	}
+	if err := s.Media.CheckDeclared(req.DeclaredMediaType); err != nil {
+		return "", err
+	}
+	if err := s.Limits.CheckDeclaredSize(req.DeclaredSize); err != nil {
+		return "", err
+	}
+	if err := checkID("thread_id", req.ThreadID, false); err != nil {
+		return "", err
+	}
+	if req.ClientRequestID != "" {
+		if _, err := uuid.Parse(req.ClientRequestID); err != nil {
+			return "", domain.Invalid("client_request_id must be a UUID")
+		}
+	}
+	return name, nil
+}
+
+// replay returns the attachment a retried upload (same client request id) already made, or
+// ErrAlreadyExists when the id was used for a different upload or that upload is still
+// running; nil, nil when the id is new.
+func (s *Service) replay(ctx context.Context, p *auth.Principal, req UploadRequest, name string) (*domain.Attachment, error) {
+	if req.ClientRequestID == "" {
+		return nil, nil
+	}
+	prev, err := pgstore.FindByClientRequest(ctx, s.Pool, p.Subject, req.ClientRequestID)
+	if err != nil || prev == nil {
+		return nil, s.dbFail(err)
+	}
+	if !prev.State.Visible() || prev.SizeBytes != req.DeclaredSize ||
+		prev.DeclaredMediaType != req.DeclaredMediaType || prev.AADThreadID != req.ThreadID {
+		return nil, domain.Exists("client_request_id was already used for another upload")
+	}
+	prev.FileName = name
+	return prev, nil
+}
+
+// dbFail passes domain errors through and masks the rest as internal.
+func (s *Service) dbFail(err error) error {
+	if err == nil || domain.KindOf(err) != 0 {
+		return err
+	}
+	return fmt.Errorf("attachment store: %w", err)
+}
+
+// randomName is an object name that says nothing about the file: 128 random bits.
+func randomName() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "obj/" + hex.EncodeToString(b[:])
+}
+
+// store runs the streaming pipeline and fills a's content facts. It returns the scanner's
+// verdict, or scanErr when the scanner gave none (the file stays pending), or err when the
+// upload failed (nothing is kept).
+func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, body io.Reader) (domain.Verdict, error, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	head := make([]byte, min(int64(domain.SniffBytes), a.SizeBytes))
+	if n, err := io.ReadFull(body, head); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return domain.Verdict{}, nil, domain.Invalid(fmt.Sprintf("received %d bytes, declared %d", n, a.SizeBytes))
+		}
+		return domain.Verdict{}, nil, err
+	}
+	mt, err := s.Media.Sniff(head, a.DeclaredMediaType)
+	if err != nil {
+		s.Logger.InfoContext(ctx, "upload refused by file-type control", slog.String("attachment_id", a.ID), slog.String("sniffed", mt))
+		return domain.Verdict{}, nil, err
+	}
+	a.MediaType = mt
+
+	objR, objW := io.Pipe()
+	scanR, scanW := io.Pipe()
+	var wg sync.WaitGroup
+	var putErr, scanErr error
+	var verdict domain.Verdict
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		putErr = s.Store.Put(ctx, a.ObjectName, objR, a.ObjectSize)
+		// Unblock the writer whatever happened; a short read by the store is a failure too.
+		objR.CloseWithError(errStoreStopped)
+	}()
+	go func() {
+		defer wg.Done()
+		verdict, scanErr = s.Scanner.Scan(ctx, scanR)
+		scanR.CloseWithError(errScanStopped)
+	}()
+
+	hash := sha256.New()
+	scanner := &bestEffortWriter{w: scanW}
+	enc, err := crypto.NewStreamWriter(objW, dek, streamAAD(a))
+	if err == nil {
+		err = copyChunks(io.MultiReader(bytes.NewReader(head), body), a.SizeBytes, hash, scanner, enc)
+	}
+	if err == nil {
+		err = enc.Close()
+	}
+	if err != nil {
+		objW.CloseWithError(err)
+		scanW.CloseWithError(err)
+		cancel()
+		wg.Wait()
+		if errors.Is(err, errStoreStopped) && putErr != nil {
+			return domain.Verdict{}, nil, putErr
+		}
+		return domain.Verdict{}, nil, err
+	}
+	objW.Close()
+	scanW.Close()
+	wg.Wait()
+	if putErr != nil {
+		return domain.Verdict{}, nil, putErr
+	}
+	a.SHA256 = hash.Sum(nil)
+	if scanner.failed && scanErr == nil {
+		scanErr = errors.New("scanner stopped reading")
+	}
+	return verdict, scanErr, nil
+}
+
+var (
+	errStoreStopped = errors.New("object storage stopped reading the upload")
+	errScanStopped  = errors.New("scanner stopped reading")
+)
+
+// copyChunks copies exactly size bytes from r to each writer in turn, refusing a stream that
+// is longer or shorter than declared.
+func copyChunks(r io.Reader, size int64, hash io.Writer, scan io.Writer, enc io.Writer) error {
+	buf := make([]byte, 64<<10)
+	var total int64
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			total += int64(n)
+			if total > size {
+				return domain.Invalid(fmt.Sprintf("received more bytes than the declared %d", size))
+			}
+			hash.Write(buf[:n])
+			scan.Write(buf[:n])
+			if _, err := enc.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			if total != size {
+				return domain.Invalid(fmt.Sprintf("received %d bytes, declared %d", total, size))
+			}
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// bestEffortWriter feeds the scanner; once the scanner stops (clamd down or failing), further
+// writes are dropped so the upload continues and the file waits for a re-scan instead.
+type bestEffortWriter struct {
+	w      io.Writer
+	failed bool
+}
+
+func (b *bestEffortWriter) Write(p []byte) (int, error) {
+	if !b.failed {
+		if _, err := b.w.Write(p); err != nil {
+			b.failed = true
+		}
+	}
+	return len(p), nil
+}
+
+// abandon removes what a failed upload left: the object (if any part of it was stored) and
+// the row. When that fails too, the row stays Uploading (never visible) for the clean-up job.
+func (s *Service) abandon(ctx context.Context, a *domain.Attachment) {
+	cctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	if err := s.Store.Remove(cctx, a.ObjectName); err != nil {
+		s.Logger.WarnContext(ctx, "abandoned upload: object not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
+		return
+	}
+	if err := pg.WithTx(cctx, s.Pool, func(tx pgx.Tx) error { return pgstore.Delete(cctx, tx, a.ID) }); err != nil {
+		s.Logger.WarnContext(ctx, "abandoned upload: row not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
+	}
+}
+
+// finish records the upload's outcome with its audit record and scan event.
+func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attachment, acc Access, dek []byte, v domain.Verdict, scanErr error) (*domain.Attachment, error) {
+	now := s.now()
+	rec := s.record(ctx, p, eventsv1.Action_ACTION_CREATE, a, acc)
+	var verdict eventsv1.ScanVerdict
+	switch {
+	case scanErr != nil:
+		s.Logger.WarnContext(ctx, "scan unavailable; attachment pending", slog.String("attachment_id", a.ID), slog.String("error", scanErr.Error()))
+		a.State = domain.StatePending
+		rec.ReasonCode = "scan_pending"
+	case v.Infected:
+		a.State, a.SignatureName, a.ScanTime = domain.StateInfected, v.Signature, now
+		a.WrappedDEK, a.FileNameSealed = "", nil
+		a.ScanAttempts = 1
+		verdict = eventsv1.ScanVerdict_SCAN_VERDICT_INFECTED
+		rec.Outcome = eventsv1.Outcome_OUTCOME_DENIED
+		rec.ReasonCode = "malware_detected"
+		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
+	default:
+		a.State, a.ScanTime, a.ScanAttempts = domain.StateClean, now, 1
+		verdict = eventsv1.ScanVerdict_SCAN_VERDICT_CLEAN
+	}
+	if a.State != domain.StateInfected {
+		sealer, err := crypto.NewRecordSealer(dek, a.ID)
+		if err != nil {
+			return nil, err
+		}
+		if a.FileNameSealed, err = sealer.SealRecord([]byte(a.FileName), fileNameAAD(a.ID)); err != nil {
+			return nil, err
+		}
+	} else {
+		// The ciphertext of malware is not kept.
+		cctx, cancel := cleanupCtx(ctx)
+		if err := s.Store.Remove(cctx, a.ObjectName); err != nil {
+			s.Logger.WarnContext(ctx, "infected object not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
+		}
+		cancel()
+	}
+	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		if err := pgstore.Complete(ctx, tx, a); err != nil {
+			return err
+		}
+		if err := s.writeAudit(ctx, tx, rec); err != nil {
+			return err
+		}
+		if verdict != eventsv1.ScanVerdict_SCAN_VERDICT_UNSPECIFIED {
+			ev, err := s.scannedEvent(ctx, a, verdict)
+			if err != nil {
+				return err
+			}
+			return addEvents(ctx, tx, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		s.abandon(ctx, a)
+		return nil, s.dbFail(err)
+	}
+	if a.State == domain.StateInfected {
+		s.Logger.WarnContext(ctx, "upload refused: malware found", slog.String("attachment_id", a.ID), slog.String("signature", a.SignatureName))
+		return nil, domain.Invalid("the file contains malware and was refused")
+	}
+	return a, nil
+}

@@ -1,0 +1,38 @@
+package domain
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// ObjectStore keeps ciphertext objects under random names. Implementations return errors
+// wrapping ErrUnavailable when the store cannot be reached.
+type ObjectStore interface {
+	// Put stores size bytes read from r as object name. r returning an error aborts the upload
+	// (a multipart upload is aborted, nothing becomes visible).
+	Put(ctx context.Context, name string, r io.Reader, size int64) error
+	// Open returns a random-access reader over the object and its stored size.
+	Open(ctx context.Context, name string) (Object, error)
+	// Remove deletes the object; a missing object is not an error.
+	Remove(ctx context.Context, name string) error
+	// RemoveIncompleteUploads aborts multipart uploads started more than olderThan ago and
+	// returns how many it aborted.
+	RemoveIncompleteUploads(ctx context.Context, olderThan time.Duration) (int, error)
+}
+
+// Object is a stored object opened for range reads.
+type Object interface {
+	io.ReaderAt
+	io.Closer
+	// Size is the object's stored size in bytes.
+	Size() int64
+}
+
+// Scanner scans a byte stream for malware.
+type Scanner interface {
+	// Scan reads r to its end and returns the verdict. An error means no verdict (scanner down,
+	// stream refused): the caller keeps the file pending and never serves it. Scan must keep
+	// reading r until EOF or until it fails, so a writer feeding r through a pipe is released.
+	Scan(ctx context.Context, r io.Reader) (Verdict, error)
+}

@@ -1,0 +1,270 @@
+// Package ports is the attachment service's gRPC edge: it decodes requests, takes the caller
+// from the context (the guard chain has already authenticated it and run the rpc-level policy),
+// calls the use cases, and maps domain errors to gRPC status codes with messages that carry no
+// PHI.
+package ports
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
+	"github.com/securemsg/securemsg/services/attachment/internal/app"
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+)
+
+// MaxChunkBytes is the largest upload chunk and the size of download chunks.
+const MaxChunkBytes = 1 << 20
+
+// downloadChunk is how much plaintext one download message carries: large enough to amortise
+// per-message costs, small enough that a download holds little memory.
+const downloadChunk = 256 << 10
+
+// Handler implements attachmentv1.AttachmentServiceServer.
+type Handler struct {
+	attachmentv1.UnimplementedAttachmentServiceServer
+	App    *app.Service
+	Logger *slog.Logger
+}
+
+// Register adds the handler to s.
+func Register(s grpc.ServiceRegistrar, a *app.Service, log *slog.Logger) {
+	attachmentv1.RegisterAttachmentServiceServer(s, &Handler{App: a, Logger: log})
+}
+
+func principal(ctx context.Context) (*auth.Principal, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok || p == nil {
+		return nil, status.Error(codes.Unauthenticated, "no authenticated caller")
+	}
+	return p, nil
+}
+
+// UploadAttachment receives metadata, then chunks.
+func (h *Handler) UploadAttachment(stream grpc.ClientStreamingServer[attachmentv1.UploadAttachmentRequest, attachmentv1.UploadAttachmentResponse]) error {
+	ctx := stream.Context()
+	p, err := principal(ctx)
+	if err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return status.Error(codes.InvalidArgument, "the stream ended before the metadata")
+		}
+		return h.toStatus(ctx, streamErr(ctx, err))
+	}
+	md := first.GetMetadata()
+	if md == nil {
+		return status.Error(codes.InvalidArgument, "the first message must be metadata")
+	}
+	a, err := h.App.Upload(ctx, p, app.UploadRequest{
+		FileName: md.GetFileName(), DeclaredMediaType: md.GetDeclaredMediaType(),
+		DeclaredSize: md.GetDeclaredSizeBytes(), ThreadID: md.GetThreadId(), ClientRequestID: md.GetClientRequestId(),
+	}, &chunkReader{stream: stream})
+	if err != nil {
+		return h.toStatus(ctx, err)
+	}
+	return stream.SendAndClose(&attachmentv1.UploadAttachmentResponse{Attachment: toProto(a)})
+}
+
+// chunkReader reads the chunks of an upload stream as an io.Reader, one message at a time.
+type chunkReader struct {
+	stream grpc.ClientStreamingServer[attachmentv1.UploadAttachmentRequest, attachmentv1.UploadAttachmentResponse]
+	buf    []byte
+	// held is the whole chunk buf is a suffix of, given back to the pool when consumed.
+	held []byte
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		releaseChunk(r.held)
+		r.held = nil
+		msg, err := r.stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, io.EOF
+			}
+			return 0, streamErr(r.stream.Context(), err)
+		}
+		if msg.GetMetadata() != nil {
+			return 0, domain.Invalid("metadata may be sent only once, first")
+		}
+		if len(msg.GetChunk()) > MaxChunkBytes {
+			return 0, domain.Invalid("a chunk exceeds 1 MiB")
+		}
+		r.buf, r.held = msg.GetChunk(), msg.GetChunk()
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// streamErr maps a receive failure: the client going away is a cancellation.
+func streamErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil || status.Code(err) == codes.Canceled {
+		return domain.Canceled("the upload was cancelled", err)
+	}
+	return err
+}
+
+// DownloadAttachment streams the metadata, then the plaintext in chunks.
+func (h *Handler) DownloadAttachment(req *attachmentv1.DownloadAttachmentRequest, stream grpc.ServerStreamingServer[attachmentv1.DownloadAttachmentResponse]) error {
+	ctx := stream.Context()
+	p, err := principal(ctx)
+	if err != nil {
+		return err
+	}
+	d, err := h.App.OpenDownload(ctx, p, req.GetAttachmentId(), req.GetOffset(), req.GetLength())
+	if err != nil {
+		return h.toStatus(ctx, err)
+	}
+	defer d.Close()
+	if err := stream.Send(&attachmentv1.DownloadAttachmentResponse{Attachment: toProto(d.Attachment), Offset: d.Offset}); err != nil {
+		return err
+	}
+	buf := make([]byte, min(int64(downloadChunk), d.Length))
+	off := d.Offset
+	for {
+		n, rerr := io.ReadFull(d, buf)
+		if n > 0 {
+			// Only authenticated bytes reach buf: the reader releases a segment after its tag
+			// verified, so sending what arrived before a failure is safe.
+			if err := stream.Send(&attachmentv1.DownloadAttachmentResponse{Chunk: buf[:n], Offset: off}); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			if off != d.Offset+d.Length {
+				return status.Error(codes.DataLoss, "the stored attachment ended early")
+			}
+			return nil
+		}
+		if rerr != nil {
+			return h.toStatus(ctx, rerr)
+		}
+	}
+}
+
+// GetAttachment returns metadata.
+func (h *Handler) GetAttachment(ctx context.Context, req *attachmentv1.GetAttachmentRequest) (*attachmentv1.GetAttachmentResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := h.App.GetAttachment(ctx, p, req.GetAttachmentId())
+	if err != nil {
+		return nil, h.toStatus(ctx, err)
+	}
+	return &attachmentv1.GetAttachmentResponse{Attachment: toProto(a)}, nil
+}
+
+// DeleteAttachment deletes a draft.
+func (h *Handler) DeleteAttachment(ctx context.Context, req *attachmentv1.DeleteAttachmentRequest) (*attachmentv1.DeleteAttachmentResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.App.DeleteAttachment(ctx, p, req.GetAttachmentId()); err != nil {
+		return nil, h.toStatus(ctx, err)
+	}
+	return &attachmentv1.DeleteAttachmentResponse{}, nil
+}
+
+// BindAttachment binds to a message (messaging only).
+func (h *Handler) BindAttachment(ctx context.Context, req *attachmentv1.BindAttachmentRequest) (*attachmentv1.BindAttachmentResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := h.App.BindAttachment(ctx, p, app.BindRequest{
+		AttachmentID: req.GetAttachmentId(), ThreadID: req.GetThreadId(), MessageID: req.GetMessageId(), UploaderSubject: req.GetUploaderSubject(),
+	})
+	if err != nil {
+		return nil, h.toStatus(ctx, err)
+	}
+	// The file name stays sealed: messaging does not need it to bind.
+	return &attachmentv1.BindAttachmentResponse{Attachment: toProto(a)}, nil
+}
+
+// PurgeAttachments purges threads' attachments (messaging only).
+func (h *Handler) PurgeAttachments(ctx context.Context, req *attachmentv1.PurgeAttachmentsRequest) (*attachmentv1.PurgeAttachmentsResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.App.PurgeAttachments(ctx, p, req.GetThreadIds(), req.GetReasonCode(), req.GetDryRun())
+	if err != nil {
+		return nil, h.toStatus(ctx, err)
+	}
+	return &attachmentv1.PurgeAttachmentsResponse{AttachmentsPurged: res.Attachments, BytesPurged: res.Bytes}, nil
+}
+
+func toProto(a *domain.Attachment) *attachmentv1.Attachment {
+	out := &attachmentv1.Attachment{
+		AttachmentId: a.ID, ThreadId: a.ThreadID, MessageId: a.MessageID, UploaderSubject: a.UploaderSubject,
+		FileName: a.FileName, DeclaredMediaType: a.DeclaredMediaType, MediaType: a.MediaType,
+		SizeBytes: a.SizeBytes, Sha256: a.SHA256, ScanState: scanState(a.State),
+		CreateTime: timestamppb.New(a.CreateTime),
+	}
+	if !a.ScanTime.IsZero() {
+		out.ScanTime = timestamppb.New(a.ScanTime)
+	}
+	if !a.BindTime.IsZero() {
+		out.BindTime = timestamppb.New(a.BindTime)
+	}
+	return out
+}
+
+func scanState(s domain.State) attachmentv1.ScanState {
+	switch s {
+	case domain.StatePending:
+		return attachmentv1.ScanState_SCAN_STATE_PENDING
+	case domain.StateClean:
+		return attachmentv1.ScanState_SCAN_STATE_CLEAN
+	case domain.StateInfected:
+		return attachmentv1.ScanState_SCAN_STATE_INFECTED
+	case domain.StateFailed:
+		return attachmentv1.ScanState_SCAN_STATE_FAILED
+	}
+	return attachmentv1.ScanState_SCAN_STATE_UNSPECIFIED
+}
+
+// toStatus maps a domain error to a gRPC status with its (PHI-free) message. Anything else is
+// returned as is, and the server's error masking turns it into INTERNAL with a request id.
+func (h *Handler) toStatus(ctx context.Context, err error) error {
+	var de *domain.Error
+	if !errors.As(err, &de) {
+		return err
+	}
+	code := map[domain.Kind]codes.Code{
+		domain.KindInvalidArgument:    codes.InvalidArgument,
+		domain.KindNotFound:           codes.NotFound,
+		domain.KindPermissionDenied:   codes.PermissionDenied,
+		domain.KindFailedPrecondition: codes.FailedPrecondition,
+		domain.KindAlreadyExists:      codes.AlreadyExists,
+		domain.KindResourceExhausted:  codes.ResourceExhausted,
+		domain.KindOutOfRange:         codes.OutOfRange,
+		domain.KindUnavailable:        codes.Unavailable,
+		domain.KindDataLoss:           codes.DataLoss,
+		domain.KindCanceled:           codes.Canceled,
+	}[de.Kind]
+	if code == codes.OK {
+		return err
+	}
+	if de.Err != nil && (code == codes.Unavailable || code == codes.DataLoss) && h.Logger != nil {
+		// The cause (storage, key service, database or crypto error text: ids, never PHI) is
+		// logged here and not sent to the client.
+		h.Logger.WarnContext(ctx, "attachment request failed", slog.String("code", code.String()), slog.String("cause", de.Err.Error()))
+	}
+	return status.Error(code, de.Msg)
+}

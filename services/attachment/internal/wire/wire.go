@@ -1,0 +1,138 @@
+// Package wire builds the attachment service from its configuration, by hand and in one place:
+// the Transit client and DEK keyring, the object store, the clamd scanner, the messaging
+// client, the use cases, the gRPC handler and the background jobs, on top of a started
+// daemon.Process.
+package wire
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	"github.com/securemsg/securemsg/services/attachment/internal/adapters/clamd"
+	"github.com/securemsg/securemsg/services/attachment/internal/adapters/messagingclient"
+	"github.com/securemsg/securemsg/services/attachment/internal/adapters/s3store"
+	"github.com/securemsg/securemsg/services/attachment/internal/app"
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/attachment/internal/ports"
+	"github.com/securemsg/securemsg/services/attachment/migrations"
+	"github.com/securemsg/securemsg/services/internal/platform/config"
+	"github.com/securemsg/securemsg/services/internal/platform/daemon"
+	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/keys"
+)
+
+// Spec is the daemon spec of the attachment service.
+func Spec() daemon.Spec {
+	return daemon.Spec{Name: "attachment", Schema: "attachment", Component: commonv1.Component_COMPONENT_ATTACHMENT, Migrations: migrations.FS}
+}
+
+// ServerOptions are the gRPC server settings the service adds to the platform's: fixed flow-
+// control windows instead of the BDP estimator's, which grows each stream's window to 16 MiB
+// over a long upload — data the server would hold in memory per upload. A 1 MiB stream window
+// (one chunk in flight) and a 4 MiB connection window keep an upload's buffered bytes bounded
+// whatever the file size, at no cost in throughput on a low-latency network. The upload codec
+// recycles chunk buffers (ports.UploadCodec).
+func ServerOptions() []grpcserver.Option {
+	return []grpcserver.Option{grpcserver.WithServerOptions(
+		grpc.InitialWindowSize(1<<20),
+		grpc.InitialConnWindowSize(4<<20),
+		grpc.ForceServerCodecV2(ports.NewUploadCodec()),
+	)}
+}
+
+// Deps are the service's outside collaborators, built from configuration by Build or by tests.
+type Deps struct {
+	Keys    app.KeyRing
+	Store   *s3store.Store
+	Scanner domain.Scanner
+	Access  app.AccessChecker
+}
+
+// Build connects to Vault (ensuring the service's Transit key exists), the object store
+// (ensuring the bucket exists) and dials messaging, then registers the service on proc.
+func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service, error) {
+	transit, err := NewTransit(ctx, cfg.Vault, cfg.Attachment.TransitKey)
+	if err != nil {
+		return nil, err
+	}
+	ring, err := keys.NewKeyring(transit, keys.KeyringOptions{})
+	if err != nil {
+		return nil, err
+	}
+	store, err := NewStore(ctx, cfg.S3)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpcserver.Dial(cfg.Messaging)
+	if err != nil {
+		return nil, fmt.Errorf("dial messaging: %w", err)
+	}
+	scanner := clamd.New(cfg.Clamd.Addr)
+	scanner.Timeout = cfg.Clamd.Timeout
+	return Register(proc, cfg, Deps{
+		Keys: ring, Store: store, Scanner: scanner,
+		Access: messagingclient.New(conn, cfg.Attachment.AccessCacheSize, cfg.Attachment.AccessCacheTTL),
+	})
+}
+
+// NewTransit returns a Transit client for cfg and creates keyName when it is missing.
+func NewTransit(ctx context.Context, cfg config.Vault, keyName string) (*keys.Transit, error) {
+	transit, err := keys.NewTransit(ctx, keys.Config{
+		Addr: cfg.Addr, Token: cfg.Token.Reveal(), KubernetesRole: cfg.KubernetesRole, KubernetesMount: cfg.KubernetesMount,
+		TransitMount: cfg.TransitMount, CACert: cfg.CACert,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault transit: %w", err)
+	}
+	if err := transit.CreateKey(ctx, keyName); err != nil {
+		return nil, fmt.Errorf("ensure transit key %s: %w", keyName, err)
+	}
+	return transit, nil
+}
+
+// NewStore returns the object store for cfg, creating the bucket when missing.
+func NewStore(ctx context.Context, cfg S3) (*s3store.Store, error) {
+	store, err := s3store.New(s3store.Config{
+		Endpoint: cfg.Endpoint, AccessKey: cfg.AccessKey.Reveal(), SecretKey: cfg.SecretKey.Reveal(),
+		Bucket: cfg.Bucket, UseTLS: cfg.UseTLS, Prefix: cfg.Prefix, PartSize: cfg.PartSize,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := store.EnsureBucket(ctx); err != nil {
+		return nil, fmt.Errorf("object store: %w", err)
+	}
+	return store, nil
+}
+
+// Register builds the use cases over deps, registers the gRPC handler on proc and adds the
+// re-scan and clean-up jobs.
+func Register(proc *daemon.Process, cfg Config, deps Deps) (*app.Service, error) {
+	svc := &app.Service{
+		Pool: proc.Pool, Audit: proc.Audit, Keys: deps.Keys, KeyName: cfg.Attachment.TransitKey,
+		Store: deps.Store, Scanner: deps.Scanner, Access: deps.Access,
+		Media: domain.NewMediaPolicy(cfg.AllowedTypes()), Limits: cfg.Limits(),
+		EventsSubject: proc.Topology().EventsSubject, Logger: proc.Logger, Now: time.Now,
+		DraftTTL: cfg.Attachment.DraftTTL, UploadTTL: cfg.Attachment.UploadTTL,
+	}
+	ports.Register(proc.Server.GRPC(), svc, proc.Logger)
+	proc.Go(func(ctx context.Context) error {
+		return svc.RunJobs(ctx, cfg.Clamd.RescanInterval, cfg.Attachment.CleanupInterval)
+	})
+	return svc, nil
+}
+
+// Load reads the configuration from the environment (environ nil: the process's).
+func Load(environ map[string]string) (Config, error) {
+	var cfg Config
+	opts := []config.Option{config.WithDefault("SECUREMSG_GRPC_ADDR", "127.0.0.1:7002")}
+	if environ != nil {
+		opts = append(opts, config.WithEnvironment(environ))
+	}
+	err := config.Load(&cfg, opts...)
+	return cfg, err
+}
