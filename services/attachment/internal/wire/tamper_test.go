@@ -15,7 +15,6 @@ import (
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
-	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 	"github.com/securemsg/securemsg/services/internal/testkit/servicetest"
 )
 
@@ -172,22 +171,12 @@ func appDownload(t *testing.T, e *env, id string, off, n int64) ([]byte, error) 
 	}
 }
 
-// wantDataLoss checks err is DATA_LOSS. The platform's error edge (grpcserver.ToStatus)
-// currently masks every DataLoss status as INTERNAL; while it does, INTERNAL is accepted here
-// and the use-case check beside each call proves the DataLoss itself. See the report to the
-// lead: the proto and the issue promise DATA_LOSS to clients.
+// wantDataLoss checks err is DATA_LOSS, the code the proto promises for tampered objects.
 func wantDataLoss(t *testing.T, what string, err error) {
 	t.Helper()
-	code := status.Code(err)
-	if code == codes.DataLoss {
-		return
+	if code := status.Code(err); code != codes.DataLoss {
+		t.Fatalf("%s = %v, want DataLoss", what, err)
 	}
-	masked := status.Code(grpcserver.ToStatus(t.Context(), status.Error(codes.DataLoss, "probe"))) == codes.Internal
-	if masked && code == codes.Internal {
-		t.Logf("%s = INTERNAL: the platform edge masks DATA_LOSS", what)
-		return
-	}
-	t.Fatalf("%s = %v, want DataLoss", what, err)
 }
 
 func swapKeys(t *testing.T, e *env, a, b string) {

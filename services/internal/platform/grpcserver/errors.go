@@ -35,8 +35,12 @@ type grpcStatuser interface {
 
 // masked codes mean "the server failed"; their text is the server's business, not the client's.
 func masked(c codes.Code) bool {
-	return c == codes.Internal || c == codes.Unknown || c == codes.DataLoss
+	return c == codes.Internal || c == codes.Unknown
 }
+
+// DataLossMessage is what a client sees for DataLoss: the code tells it the stored data failed
+// an integrity check (retrying will not help), the detail stays in the server's log.
+const DataLossMessage = "stored data failed an integrity check (request id %s)"
 
 // ToStatus is the one function that turns an error into what a client sees. In order:
 //   - nil stays nil;
@@ -45,16 +49,24 @@ func masked(c codes.Code) bool {
 //     internal detail;
 //   - the first ErrorMapper that claims the error yields its status;
 //   - context.Canceled and context.DeadlineExceeded become Canceled and DeadlineExceeded;
-//   - anything else, and any Internal, Unknown or DataLoss status from the steps above, becomes
+//   - a DataLoss status keeps its code (the client must know the data is not authentic and a
+//     retry will not help) with a fixed message; the real error is logged;
+//   - anything else, and any Internal or Unknown status from the steps above, becomes
 //     Internal "internal error (request id X)"; the real error is logged with that id.
 func ToStatus(ctx context.Context, err error, mappers ...ErrorMapper) error {
 	if err == nil {
 		return nil
 	}
-	if st, ok := statusOf(err, mappers); ok && !masked(st.Code()) {
+	st, ok := statusOf(err, mappers)
+	if ok && !masked(st.Code()) && st.Code() != codes.DataLoss {
 		return st.Err()
 	}
 	id := logging.RequestID(ctx)
+	if ok && st.Code() == codes.DataLoss {
+		logging.FromContext(ctx).LogAttrs(ctx, slog.LevelError, "rpc failed: stored data not authentic",
+			slog.String(logging.KeyError, err.Error()))
+		return status.Error(codes.DataLoss, fmt.Sprintf(DataLossMessage, id))
+	}
 	logging.FromContext(ctx).LogAttrs(ctx, slog.LevelError, "rpc failed with an internal error",
 		slog.String(logging.KeyError, err.Error()))
 	return status.Error(codes.Internal, fmt.Sprintf("internal error (request id %s)", id))

@@ -88,7 +88,7 @@ func TestToStatus(t *testing.T) {
 		{"nil", nil, codes.OK, ""},
 		{"status passes", status.Error(codes.PermissionDenied, "denied"), codes.PermissionDenied, "denied"},
 		{"unknown status is masked", status.Error(codes.Unknown, secretMarker), codes.Internal, "internal error (request id req-00000001)"},
-		{"data loss is masked", status.Error(codes.DataLoss, secretMarker), codes.Internal, "internal error (request id req-00000001)"},
+		{"data loss keeps its code, its text is masked", status.Error(codes.DataLoss, secretMarker), codes.DataLoss, "stored data failed an integrity check (request id req-00000001)"},
 		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},
 		{"plain error", errors.New(secretMarker), codes.Internal, "internal error (request id req-00000001)"},
 		{"domain error via GRPCStatus", domainErr{}, codes.FailedPrecondition, "thread is closed"},
