@@ -58,6 +58,14 @@ demo: ## Walk through the suite on the local stack (patient, care team, proxy, a
 	scripts/stack.sh up >/dev/null
 	go run ./devstack/cmd/demo
 
+.PHONY: load
+load: ## A bounded mixed workload on a private stack: throughput, p50/p99 per rpc, errors, peak memory (LOAD_DURATION=30s).
+	scripts/load.sh
+
+.PHONY: drill
+drill: ## Backup and restore drill: dump and mirror, restore fresh, read back through the services, audit log continues.
+	scripts/drill.sh
+
 .PHONY: build
 build: ## Build every binary into .tmp/stack/bin.
 	mkdir -p .tmp/stack/bin

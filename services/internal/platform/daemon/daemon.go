@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"syscall"
 
@@ -79,6 +80,7 @@ type Process struct {
 	Policy *policy.Engine
 
 	spec     Spec
+	listener net.Listener
 	topology natsx.Topology
 	tasks    []func(context.Context) error
 }
@@ -219,12 +221,21 @@ func (p *Process) Go(task func(context.Context) error) {
 	p.tasks = append(p.tasks, task)
 }
 
+// ServeOn makes Run serve gRPC on lis instead of listening on the configured address. Tests
+// use it with a listener they opened on port 0, so no other process can take the port between
+// choosing it and listening on it.
+func (p *Process) ServeOn(lis net.Listener) { p.listener = lis }
+
 // Run serves gRPC and runs the background work until ctx is cancelled (SIGTERM) or one of them
 // fails, then shuts down in order and releases the connections.
 func (p *Process) Run(ctx context.Context) error {
 	defer p.close()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.Server.Run(gctx) })
+	if p.listener != nil {
+		g.Go(func() error { return p.Server.Serve(gctx, p.listener) })
+	} else {
+		g.Go(func() error { return p.Server.Run(gctx) })
+	}
 	for _, task := range p.tasks {
 		g.Go(func() error {
 			if err := task(gctx); err != nil && !errors.Is(err, context.Canceled) {

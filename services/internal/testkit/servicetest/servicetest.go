@@ -71,7 +71,11 @@ func Start(t testing.TB, spec daemon.Spec, opts Options, register func(*daemon.P
 	}
 	server := h.PKI.ServerConfig(false)
 	server.TLSClientCAFile = h.PKI.CAFile // service identities verified when a certificate is given
-	server.GRPCAddr = freeAddr(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	server.GRPCAddr = lis.Addr().String()
 	h.Addr = server.GRPCAddr
 	base := daemon.Base{
 		Server:   server,
@@ -84,8 +88,10 @@ func Start(t testing.TB, spec daemon.Spec, opts Options, register func(*daemon.P
 	proc, err := daemon.Start(ctx, spec, base)
 	if err != nil {
 		cancel()
+		_ = lis.Close()
 		t.Fatalf("daemon.Start(%s) = %v", spec.Name, err)
 	}
+	proc.ServeOn(lis)
 	h.Proc = proc
 	if err := register(proc); err != nil {
 		cancel()
@@ -147,15 +153,4 @@ func (h *Harness) As(t testing.TB, ctx context.Context, persona Persona) context
 func (h *Harness) Token(t testing.TB, persona Persona) string {
 	t.Helper()
 	return h.Issuer.Mint(t, persona.Claims(h.Issuer))
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	_ = lis.Close()
-	return addr
 }

@@ -55,7 +55,7 @@ func newRestartable(t *testing.T, e *env) *restartable {
 	sp.Schema, sp.Topology = testkit.NewSchema(t, admin), topo
 	pki := grpctest.NewPKI(t)
 	srv := pki.ServerConfig(false)
-	srv.GRPCAddr = freeAddr(t)
+	srv.GRPCAddr = "127.0.0.1:0" // each start serves on a listener of its own (start)
 	issuer := authtest.NewIssuer(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -87,6 +87,12 @@ func (r *restartable) start() {
 		cancel()
 		r.t.Fatalf("Register = %v", err)
 	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		r.t.Fatalf("listen: %v", err)
+	}
+	proc.ServeOn(lis)
 	r.pool = proc
 	done := make(chan error, 1)
 	go func() { done <- proc.Run(ctx) }()
@@ -108,16 +114,6 @@ func (r *restartable) start() {
 			r.stop()
 		}
 	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
 }
 
 // TestExactlyOnceUnderRedeliveryAndRestart publishes alerts, delivers every event several times
