@@ -166,9 +166,9 @@ func TestFaultNATSRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged sends: %d lost, %d duplicated events", len(acked), lost, dup)
-	// Audit records the audit consumer had been sent when NATS stopped come back only after
-	// its AckWait (1 minute, services/audit/internal/ports/nats.go): allow for it.
-	e.drainWithin = 80 * time.Second
+	// Audit records the audit consumer had been sent when NATS stopped come back after its
+	// AckWait (15 s, services/audit/internal/ports/nats.go): allow for it.
+	e.drainWithin = 45 * time.Second
 	e.reconcile(t, 0)
 }
 

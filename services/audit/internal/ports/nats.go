@@ -49,7 +49,10 @@ func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	cons, err := c.JS.CreateOrUpdateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
 		Durable:        c.Durable,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        time.Minute,
+		// Short, so records a consumer held when NATS or the service went away are redelivered
+		// within seconds of recovery; a batch appends in well under this, and a redelivered
+		// record is dropped by the idempotent append.
+		AckWait:        15 * time.Second,
 		MaxDeliver:     -1, // an audit record is never given up on
 		MaxAckPending:  max(4*c.Batch, 1024),
 		FilterSubjects: c.Subjects,

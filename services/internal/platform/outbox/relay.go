@@ -117,6 +117,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	}()
 	defer func() { <-listenDone }()
 
+	// A reconnect ends the backoff at once: events written during an outage go out as soon as
+	// NATS is back, not when the (up to MaxBackoff) wait runs out.
+	reconnected := pub.Conn().StatusChanged(nats.CONNECTED)
+	defer pub.Conn().RemoveStatusListener(reconnected)
+
 	poll := time.NewTicker(r.opts.PollInterval)
 	defer poll.Stop()
 	var failures int
@@ -133,7 +138,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				log.Warn("outbox publish failed; retrying", "error", err, "failures", failures, "retry_in", delay)
 			}
 			r.refreshGauges(ctx, m, log, &lastGauge)
-			if !sleep(ctx, delay) {
+			if !sleepUnless(ctx, delay, reconnected) {
 				return nil
 			}
 			continue
@@ -399,12 +404,19 @@ func backoff(attempt int, floor, ceiling time.Duration) time.Duration {
 
 // sleep waits d or until ctx is done; it reports whether the full wait happened.
 func sleep(ctx context.Context, d time.Duration) bool {
+	return sleepUnless[struct{}](ctx, d, nil)
+}
+
+// sleepUnless waits d, or less when wake delivers; false when ctx ended.
+func sleepUnless[T any](ctx context.Context, d time.Duration, wake <-chan T) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
 	case <-t.C:
+		return true
+	case <-wake:
 		return true
 	}
 }
