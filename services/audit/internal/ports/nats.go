@@ -47,8 +47,8 @@ func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		return c.cons, nil
 	}
 	cons, err := c.JS.CreateOrUpdateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
-		Durable:        c.Durable,
-		AckPolicy:      jetstream.AckExplicitPolicy,
+		Durable:   c.Durable,
+		AckPolicy: jetstream.AckExplicitPolicy,
 		// Short, so records a consumer held when NATS or the service went away are redelivered
 		// within seconds of recovery; a batch appends in well under this, and a redelivered
 		// record is dropped by the idempotent append.
