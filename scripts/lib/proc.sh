@@ -30,6 +30,16 @@ live_pid() {
   echo "$pid"
 }
 
+# pid_running NAME succeeds while the process in NAME's pid file exists, whatever its command
+# line: right after start_bg it may still be the forked shell, before exec replaces it.
+pid_running() {
+  local f pid
+  f=$(pid_file "$1")
+  [[ -s $f ]] || return 1
+  read -r pid _ <"$f" || true
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
 # start_bg NAME MATCH CMD... starts CMD detached (own session, stdin from /dev/null, output
 # appended to NAME's log) and records its pid with MATCH, a string the process's command line
 # keeps containing (usually the binary's path; CMD may be a wrapper that execs it).
@@ -85,7 +95,7 @@ wait_ready() {
   local deadline=$((SECONDS + secs)) tracked=0
   [[ -s $(pid_file "$name") ]] && tracked=1
   until "$@" >/dev/null 2>&1; do
-    if ((tracked)) && ! live_pid "$name" >/dev/null; then
+    if ((tracked)) && ! pid_running "$name"; then
       fail_component "$name" "process exited while starting"
       return 1
     fi
