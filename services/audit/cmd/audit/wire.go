@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
@@ -29,6 +30,15 @@ type Settings struct {
 	// SigningKeyFile holds the Ed25519 checkpoint signing key (PKCS #8 PEM). In dev mode
 	// (SECUREMSG_DEV) a missing file is created, with its public key beside it (*.pub.pem).
 	SigningKeyFile string `env:"AUDIT_SIGNING_KEY_FILE" envDefault:".tmp/stack/audit/signing-key.pem"`
+	// TrustedKeysDir is a folder of trusted checkpoint public keys (*.pem). At start the
+	// service writes its current public key there (as <key id>.pub.pem), so after the signing
+	// key file is replaced the previous key is still trusted and older checkpoints still
+	// verify. Empty disables the folder. When the folder is read-only (a mounted secret), the
+	// operator puts the keys there and the write is skipped with a warning.
+	TrustedKeysDir string `env:"AUDIT_TRUSTED_KEYS_DIR" envDefault:".tmp/stack/audit/trusted-keys"`
+	// TrustedKeys are more trusted public-key files or folders (comma-separated), e.g. the
+	// keys of signing keys retired before TrustedKeysDir existed.
+	TrustedKeys []string `env:"AUDIT_TRUSTED_KEYS" envSeparator:","`
 	// CheckpointEvery and CheckpointInterval: sign after this many records or this long.
 	CheckpointEvery    uint64        `env:"AUDIT_CHECKPOINT_EVERY" envDefault:"1000"`
 	CheckpointInterval time.Duration `env:"AUDIT_CHECKPOINT_INTERVAL" envDefault:"30s"`
@@ -64,7 +74,22 @@ func (s Settings) Validate() error {
 // wire builds the process: the shared daemon parts, then the log, the use cases, the gRPC
 // service, the consumer, the checkpointer, maintenance and the reconciliation responder.
 func wire(ctx context.Context, cfg Config) (*daemon.Process, error) {
+	var rememberErr error
 	key, err := tlog.LoadOrCreateKey(cfg.Audit.SigningKeyFile, cfg.Base.Server.Dev)
+	if err != nil {
+		return nil, err
+	}
+	signer := tlog.NewSigner(key)
+	paths := cfg.Audit.TrustedKeys
+	if cfg.Audit.TrustedKeysDir != "" {
+		// A failure to remember the key is not fatal (the folder may be a read-only mount);
+		// it is reported once the logger exists.
+		rememberErr = tlog.RememberPublicKey(cfg.Audit.TrustedKeysDir, signer.Public())
+		if _, err := os.Stat(cfg.Audit.TrustedKeysDir); err == nil {
+			paths = append([]string{cfg.Audit.TrustedKeysDir}, paths...)
+		}
+	}
+	trusted, err := tlog.LoadPublicKeys(paths...)
 	if err != nil {
 		return nil, err
 	}
@@ -79,10 +104,13 @@ func wire(ctx context.Context, cfg Config) (*daemon.Process, error) {
 	}
 	top := proc.Topology()
 	store := adapters.NewStore(proc.Pool)
-	svc, err := app.New(store, tlog.NewSigner(key), proc.Audit, app.Config{
+	if rememberErr != nil {
+		proc.Logger.Warn("could not add the signing public key to the trusted keys folder", "error", rememberErr)
+	}
+	svc, err := app.New(store, signer, proc.Audit, app.Config{
 		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
 		Retention: cfg.Audit.Retention, AnomalySubject: top.EventsSubject + ".anomaly.raised", Rules: &rules,
-		ShowStaffNames: cfg.Audit.ShowStaffNames, Logger: proc.Logger,
+		ShowStaffNames: cfg.Audit.ShowStaffNames, TrustedKeys: trusted, Logger: proc.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("audit use cases: %w", err)
@@ -90,6 +118,10 @@ func wire(ctx context.Context, cfg Config) (*daemon.Process, error) {
 	if err := svc.Maintain(ctx); err != nil {
 		return nil, fmt.Errorf("audit partitions: %w", err)
 	}
+	if _, err := svc.RestoreDetector(ctx); err != nil {
+		return nil, err
+	}
+	proc.Logger.Info("checkpoint keys trusted", "key_ids", svc.TrustedKeyIDs(), "signing_key_id", signer.KeyID())
 	auditv1.RegisterAuditServiceServer(proc.Server.GRPC(), &ports.GRPC{Svc: svc})
 	consumer := &ports.Consumer{JS: proc.JS, Stream: top.AuditStream, Durable: ports.DefaultDurable,
 		Batch: cfg.Audit.IngestBatch, Ingester: svc, Log: proc.Logger}

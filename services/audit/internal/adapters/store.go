@@ -241,6 +241,19 @@ func (s *Store) Range(ctx context.Context, from, to uint64, fn func(domain.Entry
 	return nil
 }
 
+// FirstAppendedSince returns the smallest sequence appended at or after t (found false when
+// none was). Only the partitions from t's month on are read.
+func (s *Store) FirstAppendedSince(ctx context.Context, t time.Time) (uint64, bool, error) {
+	var seq *int64
+	if err := s.pool.QueryRow(ctx, `SELECT min(sequence) FROM entries WHERE appended_at >= $1`, t).Scan(&seq); err != nil {
+		return 0, false, fmt.Errorf("read entries since a time: %w", err)
+	}
+	if seq == nil {
+		return 0, false, nil
+	}
+	return uint64(*seq), true, nil
+}
+
 // Query returns one page of entries matching f.
 func (s *Store) Query(ctx context.Context, f domain.Filter, p domain.Page) ([]domain.Entry, error) {
 	var where []string

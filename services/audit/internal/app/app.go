@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -36,6 +37,7 @@ type Store interface {
 	Head(ctx context.Context) (domain.Head, error)
 	Append(ctx context.Context, recs []domain.Incoming, now time.Time, hook func(context.Context, pgx.Tx, []domain.Entry) error) ([]domain.Entry, error)
 	Range(ctx context.Context, from, to uint64, fn func(domain.Entry) error) error
+	FirstAppendedSince(ctx context.Context, t time.Time) (uint64, bool, error)
 	Query(ctx context.Context, f domain.Filter, p domain.Page) ([]domain.Entry, error)
 	TreeAt(ctx context.Context, size uint64) (*tlog.Tree, error)
 	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
@@ -71,6 +73,10 @@ type Config struct {
 	StaffNames map[string]string
 	// OrganisationNames maps organisation ids to display names.
 	OrganisationNames map[string]string
+	// TrustedKeys are checkpoint public keys trusted besides the signer's own: the keys of
+	// earlier signing keys, so checkpoints signed before a key rotation still verify.
+	// Checkpoints are checked with the key their key id names; any other key id fails.
+	TrustedKeys []ed25519.PublicKey
 	// Logger receives operational logs (ids and counts only).
 	Logger *slog.Logger
 }
@@ -82,6 +88,7 @@ const DefaultRetention = (6*365 + 2) * 24 * time.Hour
 type Service struct {
 	store    Store
 	signer   *tlog.Signer
+	trusted  *tlog.KeyRing // read-only after New
 	emitter  *auditlog.Emitter
 	cfg      Config
 	log      *slog.Logger
@@ -122,8 +129,49 @@ func New(store Store, signer *tlog.Signer, emitter *auditlog.Emitter, cfg Config
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{store: store, signer: signer, emitter: emitter, cfg: cfg, log: cfg.Logger, now: time.Now,
+	trusted := tlog.NewKeyRing(cfg.TrustedKeys...)
+	trusted.Add(signer.Public())
+	return &Service{store: store, signer: signer, trusted: trusted, emitter: emitter, cfg: cfg, log: cfg.Logger, now: time.Now,
 		detector: domain.NewDetector(*cfg.Rules)}, nil
+}
+
+// TrustedKeyIDs lists the key ids whose checkpoints verify (the signer's and TrustedKeys).
+func (s *Service) TrustedKeyIDs() []string { return s.trusted.IDs() }
+
+// RestoreDetector rebuilds the anomaly rules' sliding windows from the log's recent entries
+// (those appended within the longest rule window before now), so a burst that spans a restart
+// is still detected. Alerts the replay fires are not raised again: they were raised before
+// the restart (the replay also restores the rules' cool-down times). Call it before ingest
+// starts.
+func (s *Service) RestoreDetector(ctx context.Context) (replayed int, err error) {
+	window := s.cfg.Rules.LongestWindow()
+	if window <= 0 {
+		return 0, nil
+	}
+	head, err := s.store.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	first, found, err := s.store.FirstAppendedSince(ctx, s.now().Add(-window))
+	if err != nil || !found {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err = s.store.Range(ctx, first, head.Size, func(e domain.Entry) error {
+		rec := &eventsv1.AuditRecord{}
+		if err := proto.Unmarshal(e.Bytes, rec); err != nil {
+			return nil // VerifyRange reports undecodable records; the detector skips them
+		}
+		s.detector.Observe(e.Sequence, rec)
+		replayed++
+		return nil
+	})
+	if err != nil {
+		return replayed, fmt.Errorf("restore anomaly windows: %w", err)
+	}
+	s.log.Info("anomaly windows restored", "entries", replayed, "from_sequence", first, "to_sequence", head.Size)
+	return replayed, nil
 }
 
 // SetClock replaces time.Now (tests).

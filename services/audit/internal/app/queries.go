@@ -57,7 +57,7 @@ func (s *Service) Verify(ctx context.Context, from, to uint64) (*auditv1.VerifyR
 	var cps []*auditv1.Checkpoint
 	for _, c := range stored {
 		cp := CheckpointProto(c)
-		if err := tlog.VerifyCheckpoint(cp, s.signer.Public()); err != nil {
+		if err := s.trusted.Verify(cp); err != nil {
 			return &auditv1.VerifyRangeResponse{Failure: auditv1.VerifyFailure_VERIFY_FAILURE_CHECKPOINT_SIGNATURE_INVALID,
 				FirstFailingSequence: c.TreeSize, Checkpoint: cp, Detail: err.Error(), ToSequence: to}, nil
 		}

@@ -107,6 +107,19 @@ func (r AnomalyRules) Validate() error {
 	return nil
 }
 
+// LongestWindow is the longest sliding window of the enabled rules (0 when none keeps one):
+// how much recent log a restarted detector must replay to rebuild its state.
+func (r AnomalyRules) LongestWindow() time.Duration {
+	var w time.Duration
+	if r.BulkRead.Enabled {
+		w = max(w, time.Duration(r.BulkRead.Window))
+	}
+	if r.Denials.Enabled {
+		w = max(w, time.Duration(r.Denials.Window))
+	}
+	return w
+}
+
 // Alert is a fired rule (the AnomalyAlert event's content).
 type Alert struct {
 	RuleID      string

@@ -41,23 +41,25 @@ func NewCommand() *cobra.Command {
 var ErrVerificationFailed = errors.New("audit export failed verification")
 
 func verifyCommand() *cobra.Command {
-	var exportFile, pubFile string
-	var cpFiles []string
+	var exportFile string
+	var cpFiles, pubFiles []string
 	cmd := &cobra.Command{
-		Use:   "verify --export FILE --checkpoint FILE --public-key FILE",
+		Use:   "verify --export FILE --checkpoint FILE --public-key FILE [--public-key FILE ...]",
 		Short: "Check a JSONL export offline against signed checkpoints",
 		Long: `verify recomputes every record's leaf hash, the hash chain and the Merkle root from a JSONL
 export, checks the checkpoints' Ed25519 signatures with the public key, and compares the roots.
 It reports the first bad sequence: edited, removed, inserted and reordered records are all
-detected. Several --checkpoint files narrow down where a consistently rehashed edit lies.`,
+detected. Several --checkpoint files narrow down where a consistently rehashed edit lies.
+After a signing-key rotation, give every public key the checkpoints were signed with (repeat
+--public-key, or name a folder of *.pem keys); each checkpoint is checked with the key its key
+id names, and a checkpoint of any other key fails.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pemBytes, err := os.ReadFile(pubFile)
-			if err != nil {
-				return fmt.Errorf("read public key: %w", err)
-			}
-			pub, err := tlog.ParsePublicKey(pemBytes)
+			pubs, err := tlog.LoadPublicKeys(pubFiles...)
 			if err != nil {
 				return err
+			}
+			if len(pubs) == 0 {
+				return errors.New("no public key found in --public-key")
 			}
 			var cps []*auditv1.Checkpoint
 			for _, f := range cpFiles {
@@ -77,7 +79,7 @@ detected. Several --checkpoint files narrow down where a consistently rehashed e
 			}
 			defer func() { _ = in.Close() }()
 			start := time.Now()
-			res, err := tlog.VerifyExport(bufio.NewReaderSize(in, 1<<20), pub, cps...)
+			res, err := tlog.VerifyExportKeys(bufio.NewReaderSize(in, 1<<20), tlog.NewKeyRing(pubs...), cps...)
 			if err != nil {
 				return err
 			}
@@ -86,7 +88,7 @@ detected. Several --checkpoint files narrow down where a consistently rehashed e
 	}
 	cmd.Flags().StringVar(&exportFile, "export", "", "JSONL export file (from `securemsgctl audit export`)")
 	cmd.Flags().StringArrayVar(&cpFiles, "checkpoint", nil, "checkpoint file (protojson); repeatable")
-	cmd.Flags().StringVar(&pubFile, "public-key", "", "the log's Ed25519 public key (PEM)")
+	cmd.Flags().StringArrayVar(&pubFiles, "public-key", nil, "a trusted Ed25519 public key of the log (PEM file, or a folder of *.pem); repeatable")
 	for _, f := range []string{"export", "checkpoint", "public-key"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

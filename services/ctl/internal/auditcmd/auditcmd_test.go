@@ -95,3 +95,89 @@ func TestVerifyCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyCommandRotatedKey: checkpoints signed before and after a signing-key rotation
+// verify when both public keys are given (as two files or as a folder), and fail with only the
+// new key.
+func TestVerifyCommandRotatedKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pubA, privA, _ := ed25519.GenerateKey(rand.Reader)
+	pubB, privB, _ := ed25519.GenerateKey(rand.Reader)
+	tree := tlog.NewTree()
+	prev := tlog.ZeroHash()
+	var export bytes.Buffer
+	var cps []*auditv1.Checkpoint
+	for i := range 40 {
+		rec := &eventsv1.AuditRecord{Meta: &eventsv1.EventMeta{EventId: fmt.Sprintf("e%d", i), OccurredAt: timestamppb.Now()},
+			Actor: &eventsv1.AuditActor{Subject: "clin-1"}, Action: eventsv1.Action_ACTION_READ, RecordId: fmt.Sprintf("t%d", i)}
+		b, _ := proto.Marshal(rec)
+		leaf := tlog.LeafHash(b)
+		chain := tlog.ChainHash(prev, leaf)
+		tree.Append(leaf, nil)
+		line, err := tlog.AppendEntryJSON(nil, &auditv1.AuditEntry{Sequence: uint64(i + 1), Record: rec, RecordBytes: b, LeafHash: leaf, PrevChainHash: prev, ChainHash: chain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		export.Write(line)
+		prev = chain
+		switch i + 1 {
+		case 10, 20: // before the rotation
+			cps = append(cps, tlog.NewSigner(privA).Sign(uint64(i+1), tree.Root(), time.Now()))
+		case 30, 40: // after it
+			cps = append(cps, tlog.NewSigner(privB).Sign(uint64(i+1), tree.Root(), time.Now()))
+		}
+	}
+	var cpLines []byte
+	for _, cp := range cps {
+		b, _ := protojson.Marshal(cp)
+		cpLines = append(append(cpLines, b...), '\n')
+	}
+	keysDir := filepath.Join(dir, "keys")
+	exportPath, cpPath := filepath.Join(dir, "export.jsonl"), filepath.Join(dir, "cps.jsonl")
+	pathA, pathB := filepath.Join(dir, "a.pem"), filepath.Join(dir, "b.pem")
+	for path, data := range map[string][]byte{exportPath: export.Bytes(), cpPath: cpLines} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, pub := range map[string]ed25519.PublicKey{pathA: pubA, pathB: pubB} {
+		if err := tlog.WritePublicKey(path, pub); err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.RememberPublicKey(keysDir, pub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		keys    []string
+		wantErr bool
+		want    string
+	}{
+		{"both keys", []string{pathA, pathB}, false, "OK: 40 records verified"},
+		{"keys folder", []string{keysDir}, false, "OK: 40 records verified"},
+		{"only the new key", []string{pathB}, true, "SIGNATURE_INVALID"},
+		{"only the old key", []string{pathA}, true, "SIGNATURE_INVALID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := []string{"verify", "--export", exportPath, "--checkpoint", cpPath}
+			for _, k := range tt.keys {
+				args = append(args, "--public-key", k)
+			}
+			cmd := auditcmd.NewCommand()
+			var out bytes.Buffer
+			cmd.SetOut(&out)
+			cmd.SetArgs(args)
+			err := cmd.Execute()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("verify %v error = %v, want error %v (output %q)", tt.keys, err, tt.wantErr, out.String())
+			}
+			if !strings.Contains(out.String(), tt.want) {
+				t.Errorf("verify output = %q, want it to contain %q", out.String(), tt.want)
+			}
+		})
+	}
+}

@@ -54,15 +54,22 @@ func ReadCheckpoints(data []byte) ([]*auditv1.Checkpoint, error) {
 	return out, nil
 }
 
-// VerifyExport checks a JSONL export offline against checkpoints signed by pub. Checkpoint
+// VerifyExport checks a JSONL export offline against checkpoints signed by pub (see
+// VerifyExportKeys, which accepts several keys).
+func VerifyExport(r io.Reader, pub ed25519.PublicKey, cps ...*auditv1.Checkpoint) (*auditv1.VerifyRangeResponse, error) {
+	return VerifyExportKeys(r, NewKeyRing(pub), cps...)
+}
+
+// VerifyExportKeys checks a JSONL export offline against checkpoints signed by keys of ring
+// (each checkpoint names its key by key id; an unknown key id fails). Checkpoint
 // signatures are checked first. An export that starts at sequence 1 gets the full check: every
 // leaf, the chain, the Merkle root at every checkpoint size, and that it reaches the largest
 // checkpoint (so a truncated tail is caught). An export that starts later can only be checked
 // for its leaves and internal chain; the result then carries no checkpoint. A failed
 // verification is a result (Ok false); the error is for unreadable input only.
-func VerifyExport(r io.Reader, pub ed25519.PublicKey, cps ...*auditv1.Checkpoint) (*auditv1.VerifyRangeResponse, error) {
+func VerifyExportKeys(r io.Reader, ring *KeyRing, cps ...*auditv1.Checkpoint) (*auditv1.VerifyRangeResponse, error) {
 	for _, cp := range cps {
-		if err := VerifyCheckpoint(cp, pub); err != nil {
+		if err := ring.Verify(cp); err != nil {
 			return &auditv1.VerifyRangeResponse{Failure: auditv1.VerifyFailure_VERIFY_FAILURE_CHECKPOINT_SIGNATURE_INVALID,
 				Checkpoint: cp, Detail: err.Error()}, nil
 		}
