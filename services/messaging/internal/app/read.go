@@ -173,7 +173,8 @@ func parseMessageToken(tok, threadID string) (int32, error) {
 	if err != nil || len(parts) != 3 || parts[0] != "m1" || parts[1] != threadID {
 		return 0, domain.Invalid("page_token is malformed or for another thread")
 	}
-	n, err := strconv.Atoi(parts[2])
+	// ParseInt with bitSize 32: Atoi accepted values beyond int32 that wrapped around.
+	n, err := strconv.ParseInt(parts[2], 10, 32)
 	if err != nil || n < 0 {
 		return 0, domain.Invalid("page_token is malformed")
 	}
@@ -206,6 +207,28 @@ type listToken struct {
 }
 
 const listTokenTTL = 24 * time.Hour
+
+// parseListToken decodes a client-supplied ListThreads cursor and checks it was issued for the
+// filters whose hash is fh and has not expired at now.
+func parseListToken(s, fh string, now time.Time) (listToken, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	var tok listToken
+	if err != nil || json.Unmarshal(raw, &tok) != nil || tok.V != 1 || tok.ID == "" {
+		return listToken{}, domain.Invalid("page_token is malformed")
+	}
+	if tok.Filters != fh {
+		return listToken{}, domain.Invalid("page_token was issued for different filters")
+	}
+	if now.Unix() > tok.Expires {
+		return listToken{}, domain.Invalid("page_token has expired")
+	}
+	// Only the canonical form we issue: uuid.Parse also takes "urn:uuid:…" and "{…}", which
+	// Postgres would refuse later as a database error instead of a bad argument.
+	if id, err := uuid.Parse(tok.ID); err != nil || id.String() != tok.ID {
+		return listToken{}, domain.Invalid("page_token is malformed")
+	}
+	return tok, nil
+}
 
 // ListThreads lists the threads the caller may see, newest activity first. Visibility comes
 // from the caller's verified principal (own patient id, active read grants without adolescent-
@@ -257,19 +280,9 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 		return nil, domain.Denied("permission denied: you may not act for this patient")
 	}
 	if c.PageToken != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(c.PageToken)
-		var tok listToken
-		if err != nil || json.Unmarshal(raw, &tok) != nil || tok.V != 1 || tok.ID == "" {
-			return nil, domain.Invalid("page_token is malformed")
-		}
-		if tok.Filters != fh {
-			return nil, domain.Invalid("page_token was issued for different filters")
-		}
-		if now.Unix() > tok.Expires {
-			return nil, domain.Invalid("page_token has expired")
-		}
-		if _, err := uuid.Parse(tok.ID); err != nil {
-			return nil, domain.Invalid("page_token is malformed")
+		tok, err := parseListToken(c.PageToken, fh, now)
+		if err != nil {
+			return nil, err
 		}
 		q.AfterTime, q.AfterID = time.Unix(0, tok.At), tok.ID
 	}

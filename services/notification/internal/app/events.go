@@ -22,13 +22,31 @@ var errNoTemplate = errors.New("no template")
 
 const adolescent = int16(commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL)
 
+// CheckMessageCreated is the pure validation of a MessageCreated event (no I/O): it returns
+// ErrMalformedEvent for an event that can never be processed (missing or malformed ids).
+func CheckMessageCreated(ev *eventsv1.MessageCreated) error {
+	if !domain.IsUUID(ev.GetMeta().GetEventId()) || !domain.IsUUID(ev.GetThreadId()) || !domain.IsUUID(ev.GetMessageId()) ||
+		(ev.GetPoolId() != "" && !domain.IsPoolID(ev.GetPoolId())) {
+		return ErrMalformedEvent
+	}
+	return nil
+}
+
+// CheckMessageRead is the pure validation of a MessageRead event (no I/O): it returns
+// ErrMalformedEvent for an event that can never be processed.
+func CheckMessageRead(ev *eventsv1.MessageRead) error {
+	if !domain.IsUUID(ev.GetMeta().GetEventId()) || !domain.IsUUID(ev.GetThreadId()) || ev.GetReaderSubject() == "" {
+		return ErrMalformedEvent
+	}
+	return nil
+}
+
 // MessageCreated turns a new message into deliveries (and reminders) for its recipients, in
 // one transaction; a repeated event changes nothing.
 func (s *Service) MessageCreated(ctx context.Context, ev *eventsv1.MessageCreated) error {
 	eventID := ev.GetMeta().GetEventId()
-	if !domain.IsUUID(eventID) || !domain.IsUUID(ev.GetThreadId()) || !domain.IsUUID(ev.GetMessageId()) ||
-		(ev.GetPoolId() != "" && !domain.IsPoolID(ev.GetPoolId())) {
-		return ErrMalformedEvent
+	if err := CheckMessageCreated(ev); err != nil {
+		return err
 	}
 	if ev.GetAutoReply() {
 		return nil // the pool's automatic reply is never alerted on its own
@@ -172,8 +190,8 @@ func (s *Service) fanOut(ctx context.Context, tx pgx.Tx, base domain.Delivery, p
 
 // MessageRead cancels the reader's reminders and unsent alerts for the messages they read.
 func (s *Service) MessageRead(ctx context.Context, ev *eventsv1.MessageRead) error {
-	if !domain.IsUUID(ev.GetMeta().GetEventId()) || !domain.IsUUID(ev.GetThreadId()) || ev.GetReaderSubject() == "" {
-		return ErrMalformedEvent
+	if err := CheckMessageRead(ev); err != nil {
+		return err
 	}
 	return s.d.Store.Tx(ctx, func(tx pgx.Tx) error {
 		cutoff := ev.GetMeta().GetOccurredAt().AsTime()

@@ -202,6 +202,25 @@ func newTemplate() *template.Template {
 	return template.New("alert").Option("missingkey=error")
 }
 
+// MaxRenderedLen bounds the rendered text of one template part; a template that expands beyond
+// it fails to render instead of allocating without limit.
+const MaxRenderedLen = 64 << 10
+
+var errRenderTooLong = errors.New("rendered text is too long")
+
+// limitedBuffer is a bytes.Buffer that refuses to grow past max.
+type limitedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		return 0, errRenderTooLong
+	}
+	return b.Buffer.Write(p)
+}
+
 // Rendered is an alert's text.
 type Rendered struct {
 	Subject string
@@ -226,8 +245,9 @@ func Render(t Template, data TemplateData) (Rendered, error) {
 		if err != nil {
 			return Rendered{}, fmt.Errorf("%w: %v", ErrTemplateRejected, err)
 		}
-		var buf bytes.Buffer
-		if err := tmpl.Execute(&buf, data); err != nil {
+		// printf widths ("%0999999d") let a short template expand to megabytes: cap the output.
+		buf := &limitedBuffer{max: MaxRenderedLen}
+		if err := tmpl.Execute(buf, data); err != nil {
 			return Rendered{}, fmt.Errorf("render template %s: %w", t.Key(), err)
 		}
 		*part.dst = buf.String()

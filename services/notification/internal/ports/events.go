@@ -28,20 +28,14 @@ func (e Events) FilterSubjects() []string { return []string{e.EventsSubject + ".
 
 // Handle implements natsx.Handler.
 func (e Events) Handle(ctx context.Context, msg jetstream.Msg) error {
-	rest := strings.TrimPrefix(msg.Subject(), e.EventsSubject+".")
-	var err error
-	switch {
-	case strings.HasPrefix(rest, "message.created."):
-		ev := &eventsv1.MessageCreated{}
-		if perr := proto.Unmarshal(msg.Data(), ev); perr != nil {
-			return natsx.Permanent(errors.New("undecodable MessageCreated"))
-		}
+	ev, err := decodeEvent(e.EventsSubject, msg.Subject(), msg.Data())
+	if err != nil {
+		return natsx.Permanent(err)
+	}
+	switch ev := ev.(type) {
+	case *eventsv1.MessageCreated:
 		err = e.App.MessageCreated(ctx, ev)
-	case strings.HasPrefix(rest, "message.read."):
-		ev := &eventsv1.MessageRead{}
-		if perr := proto.Unmarshal(msg.Data(), ev); perr != nil {
-			return natsx.Permanent(errors.New("undecodable MessageRead"))
-		}
+	case *eventsv1.MessageRead:
 		err = e.App.MessageRead(ctx, ev)
 	default:
 		return nil
@@ -50,4 +44,33 @@ func (e Events) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return natsx.Permanent(err)
 	}
 	return err
+}
+
+// decodeEvent is the pure decode-and-validate step of Handle: it picks the event type by
+// subject, decodes data and checks it. It returns (nil, nil) for a subject it does not act on,
+// and an error (never retried) for a payload that is undecodable or malformed; the errors name
+// the event type only, never payload values.
+func decodeEvent(eventsSubject, subject string, data []byte) (proto.Message, error) {
+	rest := strings.TrimPrefix(subject, eventsSubject+".")
+	switch {
+	case strings.HasPrefix(rest, "message.created."):
+		ev := &eventsv1.MessageCreated{}
+		if err := proto.Unmarshal(data, ev); err != nil {
+			return nil, errors.New("undecodable MessageCreated")
+		}
+		if err := app.CheckMessageCreated(ev); err != nil {
+			return nil, err
+		}
+		return ev, nil
+	case strings.HasPrefix(rest, "message.read."):
+		ev := &eventsv1.MessageRead{}
+		if err := proto.Unmarshal(data, ev); err != nil {
+			return nil, errors.New("undecodable MessageRead")
+		}
+		if err := app.CheckMessageRead(ev); err != nil {
+			return nil, err
+		}
+		return ev, nil
+	}
+	return nil, nil
 }
