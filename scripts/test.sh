@@ -28,10 +28,14 @@ scripts/stack.sh up
 source <(scripts/stack.sh env)
 
 step "go test -race, every module"
-go test -race -count=1 -timeout 25m "${modules[@]}"
+mkdir -p .tmp
+go test -race -count=1 -timeout 25m "${modules[@]}" 2>&1 | tee .tmp/go-test.log
+passed=$(grep -c '^ok ' .tmp/go-test.log || true)
+failed=$(grep -c '^FAIL' .tmp/go-test.log || true)
 
 if [ "${CI:-}" = "true" ]; then
   step "fuzz targets, briefly"
   scripts/fuzz.sh "${SECUREMSG_CI_FUZZTIME:-5s}"
 fi
 step "all tests passed"
+echo "packages: $passed passed, $failed failed"
