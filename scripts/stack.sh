@@ -25,7 +25,9 @@ source "$ROOT/scripts/lib/proc.sh"
 # Endpoints. They match services/internal/testkit/env.go's defaults.
 HOST=127.0.0.1
 PG_PORT=5432
-PG_DB=securemsg
+# One database per checkout: the machine's Postgres is shared, and each checkout's stack has its
+# own audit signing key, so two checkouts writing one audit log would sign each other's history.
+PG_DB="securemsg_dev_$(printf '%s' "$ROOT" | sha256sum | cut -c1-8)"
 PG_URL="postgres://postgres@$HOST:$PG_PORT/$PG_DB?sslmode=disable"
 # Our own pinned nats-server, on 4223: the machine's Debian nats-server on 4222 (2.9) lacks what
 # the suite relies on (consumers with several filter subjects, per-server sync_interval always).
