@@ -4,48 +4,29 @@
 // messaging service's access decisions, the key ring, the repository). It does no I/O.
 package domain
 
-import "errors"
+import "github.com/securemsg/securemsg/services/internal/platform/usererr"
 
-// Kind classifies a domain error; ports map each kind to one gRPC code.
-type Kind int
-
-// The kinds of domain error.
-const (
-	KindInvalidArgument Kind = iota + 1
-	KindNotFound
-	KindPermissionDenied
-	KindFailedPrecondition
-	KindAlreadyExists
-	KindResourceExhausted
-	KindOutOfRange
-	KindUnavailable
-	KindDataLoss
-	KindCanceled
+// Kind and Error are the platform's caller-facing error (services/internal/platform/usererr):
+// a kind the gRPC edge maps to one code, a message without PHI (no file name, no file bytes;
+// only ids, sizes and rules), a cause kept for logs.
+type (
+	Kind  = usererr.Kind
+	Error = usererr.Error
 )
 
-// Error is a domain error: a kind and a message the caller may see. Messages never contain
-// PHI (no file name, no file bytes), only ids, sizes and rules.
-type Error struct {
-	Kind Kind
-	Msg  string
-	// Err is the cause, when there is one; it is logged by the edge, never shown to callers.
-	Err error
-}
-
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Msg + ": " + e.Err.Error()
-	}
-	return e.Msg
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// Is matches the sentinel of the same kind, so errors.Is(err, ErrNotFound) works.
-func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Msg == "" && t.Kind == e.Kind
-}
+// The kinds of domain error this service returns.
+const (
+	KindInvalidArgument    = usererr.InvalidArgument
+	KindNotFound           = usererr.NotFound
+	KindPermissionDenied   = usererr.PermissionDenied
+	KindFailedPrecondition = usererr.FailedPrecondition
+	KindAlreadyExists      = usererr.AlreadyExists
+	KindResourceExhausted  = usererr.ResourceExhausted
+	KindOutOfRange         = usererr.OutOfRange
+	KindUnavailable        = usererr.Unavailable
+	KindDataLoss           = usererr.DataLoss
+	KindCanceled           = usererr.Canceled
+)
 
 // Sentinels to match with errors.Is; use the constructors to make errors with a message.
 var (
@@ -110,9 +91,6 @@ func Canceled(msg string, cause error) error {
 
 // KindOf returns the kind of the first domain error in err's chain, or 0.
 func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return 0
+	k, _ := usererr.KindOf(err)
+	return k
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/securemsg/securemsg/services/attachment/internal/app"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // MaxChunkBytes is the largest upload chunk and the size of download chunks.
@@ -246,19 +247,8 @@ func (h *Handler) toStatus(ctx context.Context, err error) error {
 	if !errors.As(err, &de) {
 		return err
 	}
-	code := map[domain.Kind]codes.Code{
-		domain.KindInvalidArgument:    codes.InvalidArgument,
-		domain.KindNotFound:           codes.NotFound,
-		domain.KindPermissionDenied:   codes.PermissionDenied,
-		domain.KindFailedPrecondition: codes.FailedPrecondition,
-		domain.KindAlreadyExists:      codes.AlreadyExists,
-		domain.KindResourceExhausted:  codes.ResourceExhausted,
-		domain.KindOutOfRange:         codes.OutOfRange,
-		domain.KindUnavailable:        codes.Unavailable,
-		domain.KindDataLoss:           codes.DataLoss,
-		domain.KindCanceled:           codes.Canceled,
-	}[de.Kind]
-	if code == codes.OK {
+	code := usererr.Code(de.Kind)
+	if code == codes.Unknown {
 		return err
 	}
 	if de.Err != nil && (code == codes.Unavailable || code == codes.DataLoss) && h.Logger != nil {

@@ -4,48 +4,29 @@
 package domain
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
-// Kind classifies a domain error; ports map each kind to one gRPC code.
-type Kind int
+// Kind and Error are the platform's caller-facing error (services/internal/platform/usererr):
+// a kind the gRPC edge maps to one code, a message without PHI, a cause kept for logs.
+type (
+	Kind  = usererr.Kind
+	Error = usererr.Error
+)
 
-// The kinds of domain error.
+// The kinds of domain error this service returns.
 const (
-	KindInvalidArgument Kind = iota + 1
-	KindNotFound
-	KindPermissionDenied
-	KindFailedPrecondition
-	KindAlreadyExists
-	KindAborted
-	KindUnavailable
-	KindDataLoss
+	KindInvalidArgument    = usererr.InvalidArgument
+	KindNotFound           = usererr.NotFound
+	KindPermissionDenied   = usererr.PermissionDenied
+	KindFailedPrecondition = usererr.FailedPrecondition
+	KindAlreadyExists      = usererr.AlreadyExists
+	KindAborted            = usererr.Aborted
+	KindUnavailable        = usererr.Unavailable
+	KindDataLoss           = usererr.DataLoss
 )
-
-// Error is a domain error: a kind and a message the caller may see. Messages never contain
-// PHI (no subject, body, file name or free-text reason), only ids and rules.
-type Error struct {
-	Kind Kind
-	Msg  string
-	// Err is the cause, when there is one; it is not shown to callers.
-	Err error
-}
-
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Msg + ": " + e.Err.Error()
-	}
-	return e.Msg
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// Is matches the sentinel of the same kind, so errors.Is(err, ErrNotFound) works.
-func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Msg == "" && t.Kind == e.Kind
-}
 
 // Sentinels to match with errors.Is; use the constructors to make errors with a message.
 var (
@@ -96,11 +77,5 @@ func Unavailable(msg string, cause error) error {
 	return &Error{Kind: KindUnavailable, Msg: msg, Err: cause}
 }
 
-// KindOf returns the kind of a domain error in err's chain, or 0.
-func KindOf(err error) (Kind, string) {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind, e.Msg
-	}
-	return 0, ""
-}
+// KindOf returns the kind and message of a domain error in err's chain, or 0 and "".
+func KindOf(err error) (Kind, string) { return usererr.KindOf(err) }

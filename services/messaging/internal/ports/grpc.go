@@ -16,6 +16,7 @@ import (
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/app"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
@@ -46,16 +47,8 @@ func toStatus(err error) error {
 		return nil
 	}
 	kind, msg := domain.KindOf(err)
-	code := map[domain.Kind]codes.Code{
-		domain.KindInvalidArgument:    codes.InvalidArgument,
-		domain.KindNotFound:           codes.NotFound,
-		domain.KindPermissionDenied:   codes.PermissionDenied,
-		domain.KindFailedPrecondition: codes.FailedPrecondition,
-		domain.KindAlreadyExists:      codes.AlreadyExists,
-		domain.KindAborted:            codes.Aborted,
-		domain.KindUnavailable:        codes.Unavailable,
-	}[kind]
-	if code == codes.OK {
+	code := usererr.Code(kind)
+	if code == codes.Unknown {
 		// Cancellation passes through; anything else is masked as INTERNAL by
 		// grpcserver.ToStatus, with the cause logged under the request id.
 		return err
