@@ -65,13 +65,15 @@ func (s *Service) DispatchOnce(ctx context.Context) (int, error) {
 	if ctx.Err() != nil {
 		return 0, nil
 	}
-	batch, err := s.d.Store.ClaimDue(ctx, s.d.Workers, s.d.Lease)
+	// Claimed work is finished even when ctx ends meanwhile: interrupting between a send and
+	// its record is what would make a duplicate (or a lost record) possible. The claim itself
+	// runs uncancelled too: a claim cancelled mid-query may still commit, and rows claimed but
+	// never sent would later count as crashed sends (email is then not retried).
+	work := context.WithoutCancel(ctx)
+	batch, err := s.d.Store.ClaimDue(work, s.d.Workers, s.d.Lease)
 	if err != nil {
 		return 0, err
 	}
-	// Claimed work is finished even when ctx ends meanwhile: interrupting between a send and
-	// its record is what would make a duplicate (or a lost record) possible.
-	work := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for _, d := range batch {
 		wg.Go(func() { s.deliver(work, d) })

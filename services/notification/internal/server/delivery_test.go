@@ -178,11 +178,19 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 	e.setPrefs(t, pat, &notificationv1.Preferences{QuietHours: allDay}, "quiet_hours")
 	e.setPrefs(t, care, &notificationv1.Preferences{QuietHours: allDay}, "quiet_hours")
 	ev := e.created(t, "", pat.Subject, care.Subject)
-	testkit.WaitFor(t, 10*time.Second, "deliveries created", func() bool {
-		return e.countDeliveries(t, pat.Subject, domain.StatusPending) == 1 && e.countDeliveries(t, care.Subject, domain.StatusPending) == 1
+	// Wait until the dispatcher has deferred both deliveries past the quiet hours: from then on
+	// it leaves them alone, so turning them into crashed claims cannot race with its own
+	// claim-and-release of the same rows.
+	testkit.WaitFor(t, 10*time.Second, "deliveries created and deferred by quiet hours", func() bool {
+		var n int
+		err := e.h.Proc.Pool.QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE message_id = $1 AND status = 1
+			AND next_attempt_at > now() + interval '1 minute'`, ev.GetMessageId()).Scan(&n)
+		return err == nil && n == 2
 	})
-	if _, err := e.h.Proc.Pool.Exec(ctx, `UPDATE deliveries SET status = 100, attempts = 1, claimed_until = now() - interval '1 second' WHERE message_id = $1`, ev.GetMessageId()); err != nil {
-		t.Fatal(err)
+	tag, err := e.h.Proc.Pool.Exec(ctx, `UPDATE deliveries SET status = 100, attempts = 1, claimed_until = now() - interval '1 second'
+		WHERE message_id = $1 AND status = 1`, ev.GetMessageId())
+	if err != nil || tag.RowsAffected() != 2 {
+		t.Fatalf("simulate crashed claims: %v, %d rows, want 2", err, tag.RowsAffected())
 	}
 	e.setPrefs(t, pat, &notificationv1.Preferences{QuietHours: &notificationv1.QuietHours{}}, "quiet_hours")
 	e.setPrefs(t, care, &notificationv1.Preferences{QuietHours: &notificationv1.QuietHours{}}, "quiet_hours")
