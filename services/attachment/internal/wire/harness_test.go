@@ -176,7 +176,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	} else {
 		testkit.RequireTCP(t, "vault (transit)", strings.TrimPrefix(stack.VaultAddr, "http://"))
 	}
-	transit, err := wire.NewTransit(t.Context(), vault, cfg.Attachment.TransitKey)
+	transit, err := keys.OpenTransit(t.Context(), keys.ConfigFrom(vault), cfg.Attachment.TransitKey)
 	if err != nil {
 		testkit.Unavailable(t, "vault transit", err)
 	}

@@ -55,7 +55,7 @@ type Deps struct {
 // Build connects to Vault (ensuring the service's Transit key exists), the object store
 // (ensuring the bucket exists) and dials messaging, then registers the service on proc.
 func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service, error) {
-	transit, err := NewTransit(ctx, cfg.Vault, cfg.Attachment.TransitKey)
+	transit, err := keys.OpenTransit(ctx, keys.ConfigFrom(cfg.Vault), cfg.Attachment.TransitKey)
 	if err != nil {
 		return nil, err
 	}
@@ -77,21 +77,6 @@ func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service,
 		Keys: ring, Store: store, Scanner: scanner,
 		Access: messagingclient.New(conn, cfg.Attachment.AccessCacheSize, cfg.Attachment.AccessCacheTTL),
 	})
-}
-
-// NewTransit returns a Transit client for cfg and creates keyName when it is missing.
-func NewTransit(ctx context.Context, cfg config.Vault, keyName string) (*keys.Transit, error) {
-	transit, err := keys.NewTransit(ctx, keys.Config{
-		Addr: cfg.Addr, Token: cfg.Token.Reveal(), KubernetesRole: cfg.KubernetesRole, KubernetesMount: cfg.KubernetesMount,
-		TransitMount: cfg.TransitMount, CACert: cfg.CACert,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("vault transit: %w", err)
-	}
-	if err := transit.CreateKey(ctx, keyName); err != nil {
-		return nil, fmt.Errorf("ensure transit key %s: %w", keyName, err)
-	}
-	return transit, nil
 }
 
 // NewStore returns the object store for cfg, creating the bucket when missing.

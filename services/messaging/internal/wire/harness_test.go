@@ -111,7 +111,7 @@ func newEnv(t testing.TB, tune ...func(*wire.Settings)) *env {
 	testkit.RequireTCP(t, "vault (transit)", strings.TrimPrefix(strings.TrimPrefix(stack.VaultAddr, "http://"), "https://"))
 	e := &env{keyName: testkit.UniqueName(t, "securemsg-messaging-", 60), stub: startAttachmentStub(t)}
 	var err error
-	e.transit, err = wire.NewTransit(t.Context(), config.Vault{Addr: stack.VaultAddr, Token: config.Secret(stack.VaultToken), TransitMount: "transit"}, e.keyName)
+	e.transit, err = keys.OpenTransit(t.Context(), keys.Config{Addr: stack.VaultAddr, Token: stack.VaultToken, TransitMount: "transit"}, e.keyName)
 	if err != nil {
 		testkit.Unavailable(t, "vault transit", err)
 	}

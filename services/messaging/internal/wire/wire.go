@@ -9,7 +9,6 @@ import (
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
-	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 	"github.com/securemsg/securemsg/services/messaging/internal/adapters/attachmentclient"
@@ -33,7 +32,7 @@ type Deps struct {
 // Build connects to Vault (ensuring the service's Transit key exists) and dials the
 // attachment service, then registers the service on proc.
 func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service, error) {
-	transit, err := NewTransit(ctx, cfg.Vault, cfg.Messaging.TransitKey)
+	transit, err := keys.OpenTransit(ctx, keys.ConfigFrom(cfg.Vault), cfg.Messaging.TransitKey)
 	if err != nil {
 		return nil, err
 	}
@@ -42,21 +41,6 @@ func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service,
 		return nil, err
 	}
 	return Register(proc, cfg.Messaging, Deps{Transit: transit, Attachments: att})
-}
-
-// NewTransit returns a Transit client for cfg and creates keyName when it is missing.
-func NewTransit(ctx context.Context, cfg config.Vault, keyName string) (*keys.Transit, error) {
-	transit, err := keys.NewTransit(ctx, keys.Config{
-		Addr: cfg.Addr, Token: cfg.Token.Reveal(), KubernetesRole: cfg.KubernetesRole, KubernetesMount: cfg.KubernetesMount,
-		TransitMount: cfg.TransitMount, CACert: cfg.CACert,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("vault transit: %w", err)
-	}
-	if err := transit.CreateKey(ctx, keyName); err != nil {
-		return nil, fmt.Errorf("ensure transit key %s: %w", keyName, err)
-	}
-	return transit, nil
 }
 
 // Register builds the use cases over proc and deps, registers the gRPC handler and adds the

@@ -49,8 +49,7 @@ func run() error {
 	}
 	n := cfg.Notify
 	_, err = server.Register(ctx, proc, server.Options{
-		Vault: keys.Config{Addr: cfg.Vault.Addr, Token: cfg.Vault.Token.Reveal(), CACert: cfg.Vault.CACert,
-			KubernetesRole: cfg.Vault.KubernetesRole, KubernetesMount: cfg.Vault.KubernetesMount, TransitMount: cfg.Vault.TransitMount},
+		Vault:            keys.ConfigFrom(cfg.Vault),
 		TransitKey:       n.TransitKey,
 		Senders:          senders,
 		OrganisationName: n.OrganisationName,

@@ -251,14 +251,10 @@ func (g *GRPC) ListDeliveries(ctx context.Context, req *notificationv1.ListDeliv
 	if err != nil {
 		return nil, err
 	}
-	if req.GetPageSize() < 0 {
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	size, err := pageSize(req.GetPageSize(), 50, 200)
+	if err != nil {
+		return nil, err
 	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = 50
-	}
-	size = min(size, 200)
 	f := domain.DeliveryFilter{Recipient: req.GetRecipientSubject(), Channel: domain.Channel(req.GetChannel()),
 		Status: domain.Status(req.GetStatus()), MessageID: req.GetMessageId()}
 	if req.GetStartTime() != nil {
@@ -338,14 +334,10 @@ func (g *GRPC) ListTemplates(ctx context.Context, req *notificationv1.ListTempla
 	if err != nil {
 		return nil, err
 	}
-	if req.GetPageSize() < 0 {
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	size, err := pageSize(req.GetPageSize(), 100, 500)
+	if err != nil {
+		return nil, err
 	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = 100
-	}
-	size = min(size, 500)
 	offset := 0
 	if t := req.GetPageToken(); t != "" {
 		n, err := strconv.Atoi(t)
@@ -393,4 +385,16 @@ func (g *GRPC) UpdateTemplate(ctx context.Context, req *notificationv1.UpdateTem
 		return nil, toStatus(err)
 	}
 	return &notificationv1.UpdateTemplateResponse{Template: templatePB(out)}, nil
+}
+
+// pageSize applies a list rpc's page_size rule: negative is refused, zero means def, larger
+// than most is capped.
+func pageSize(requested int32, def, most int) (int, error) {
+	if requested < 0 {
+		return 0, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	}
+	if requested == 0 {
+		return def, nil
+	}
+	return min(int(requested), most), nil
 }

@@ -62,12 +62,9 @@ func Register(ctx context.Context, proc *daemon.Process, o Options) (*app.Servic
 	if err != nil {
 		return nil, err
 	}
-	transit, err := keys.NewTransit(ctx, o.Vault)
+	transit, err := keys.OpenTransit(ctx, o.Vault, o.TransitKey)
 	if err != nil {
-		return nil, fmt.Errorf("notification: vault: %w", err)
-	}
-	if err := transit.CreateKey(ctx, o.TransitKey); err != nil {
-		return nil, fmt.Errorf("notification: ensure transit key %s: %w", o.TransitKey, err)
+		return nil, fmt.Errorf("notification: %w", err)
 	}
 	keyring, err := keys.NewKeyring(transit, keys.KeyringOptions{})
 	if err != nil {

@@ -11,18 +11,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
 )
 
 // Querier is what both a pool and a transaction offer.
-type Querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type Querier = pg.Querier
 
 // Table and columns the key-rewrap job walks: securemsgctl keys rewrap --store
 // pg:attachment.attachments.id.wrapped_dek (rows with a NULL key, crypto-shredded, are skipped).

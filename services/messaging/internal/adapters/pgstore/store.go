@@ -19,11 +19,7 @@ import (
 )
 
 // DB is what queries run on: a pgx.Tx, a *pgxpool.Pool or a *pgx.Conn.
-type DB interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type DB = pg.Querier
 
 // ErrNoRows is returned when a looked-up row does not exist.
 var ErrNoRows = errors.New("pgstore: no such row")
