@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -124,6 +125,14 @@ func Health(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("pg: health check: %w", err)
 	}
 	return nil
+}
+
+// Querier is what both a pool and a transaction offer, so a store's queries run the same inside
+// and outside the caller's transaction.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // TxBeginner is what WithTx needs: *pgxpool.Pool and *pgx.Conn both fit.
