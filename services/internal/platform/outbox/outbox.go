@@ -85,11 +85,19 @@ func NewID() string {
 	return id.String()
 }
 
-const insertSQL = `
-INSERT INTO outbox (id, subject, payload, headers)
+// insertSQL writes rows bound at $first..$first+3 (ids, subjects, payloads, headers), keeping
+// their order; where, when not empty, is a condition the rows are written under.
+func insertSQL(first int, where string) string {
+	if where != "" {
+		where = "WHERE " + where + "\n"
+	}
+	return fmt.Sprintf(`INSERT INTO outbox (id, subject, payload, headers)
 SELECT id, subject, payload, headers::jsonb
-FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) WITH ORDINALITY AS e(id, subject, payload, headers, n)
-ORDER BY n`
+FROM unnest($%d::text[], $%d::text[], $%d::bytea[], $%d::text[]) WITH ORDINALITY AS e(id, subject, payload, headers, n)
+%sORDER BY n`, first, first+1, first+2, first+3, where)
+}
+
+var plainInsertSQL = insertSQL(1, "")
 
 // Add writes events to the outbox inside tx, the caller's transaction, in the order given.
 // They are published after tx commits and never if it rolls back. The events' IDs must be
@@ -98,16 +106,36 @@ func Add(ctx context.Context, tx pgx.Tx, events ...Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	ids := make([]string, len(events))
-	subjects := make([]string, len(events))
-	payloads := make([][]byte, len(events))
-	headers := make([]string, len(events))
+	rows, err := NewRows(events...)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, plainInsertSQL, rows.Args()...); err != nil {
+		// pgx errors do not echo parameter values, so the payload cannot leak through err.
+		return fmt.Errorf("outbox: insert %d events: %w", len(events), err)
+	}
+	return nil
+}
+
+// Rows are validated events in the shape the outbox insert binds. They let a caller write
+// events in the same SQL statement as the change they describe (see InsertSQL), which saves the
+// round trips of an explicit transaction when one statement (or one batch) is the whole change.
+type Rows struct {
+	ids, subjects, headers []string
+	payloads               [][]byte
+}
+
+// NewRows validates events (filling in missing ids) for InsertSQL; the error wraps
+// ErrInvalidEvent.
+func NewRows(events ...Event) (Rows, error) {
+	r := Rows{ids: make([]string, len(events)), subjects: make([]string, len(events)),
+		headers: make([]string, len(events)), payloads: make([][]byte, len(events))}
 	for i, e := range events {
 		if e.ID == "" {
 			e.ID = NewID()
 		}
 		if err := validate(e); err != nil {
-			return fmt.Errorf("%w: event %d (id %q): %v", ErrInvalidEvent, i, e.ID, err)
+			return Rows{}, fmt.Errorf("%w: event %d (id %q): %v", ErrInvalidEvent, i, e.ID, err)
 		}
 		h := e.Headers
 		if h == nil {
@@ -115,20 +143,31 @@ func Add(ctx context.Context, tx pgx.Tx, events ...Event) error {
 		}
 		hj, err := json.Marshal(h)
 		if err != nil {
-			return fmt.Errorf("%w: event %d (id %q): encode headers", ErrInvalidEvent, i, e.ID)
+			return Rows{}, fmt.Errorf("%w: event %d (id %q): encode headers", ErrInvalidEvent, i, e.ID)
 		}
-		ids[i], subjects[i], headers[i] = e.ID, e.Subject, string(hj)
-		payloads[i] = e.Payload
-		if payloads[i] == nil {
-			payloads[i] = []byte{} // the column is NOT NULL; an empty event is still an event
+		r.ids[i], r.subjects[i], r.headers[i] = e.ID, e.Subject, string(hj)
+		r.payloads[i] = e.Payload
+		if r.payloads[i] == nil {
+			r.payloads[i] = []byte{} // the column is NOT NULL; an empty event is still an event
 		}
 	}
-	if _, err := tx.Exec(ctx, insertSQL, ids, subjects, payloads, headers); err != nil {
-		// pgx errors do not echo parameter values, so the payload cannot leak through err.
-		return fmt.Errorf("outbox: insert %d events: %w", len(events), err)
-	}
-	return nil
+	return r, nil
 }
+
+// Len is the number of events.
+func (r Rows) Len() int { return len(r.ids) }
+
+// Args are the four parameters InsertSQL binds, in order.
+func (r Rows) Args() []any { return []any{r.ids, r.subjects, r.payloads, r.headers} }
+
+// InsertSQL is the INSERT writing Rows bound at parameters $first..$first+3 (Rows.Args): a
+// statement of its own (in a pgx.Batch, say), or a data-modifying WITH clause of the caller's
+// statement: `WITH …, o AS (` + InsertSQL(…) + `) SELECT …`. onlyIf, when not empty, is an SQL
+// condition the events are written under — typically `EXISTS (SELECT 1 FROM <an earlier
+// clause>)`, so that the events exist exactly when the change they describe happened in the same
+// statement. A statement, or a batch without BEGIN, runs in one implicit transaction, so the
+// guarantees of Add hold for it unchanged.
+func InsertSQL(first int, onlyIf string) string { return insertSQL(first, onlyIf) }
 
 func validate(e Event) error {
 	switch {

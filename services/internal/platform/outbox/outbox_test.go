@@ -445,3 +445,63 @@ func TestRelayWakesOnNotify(t *testing.T) {
 	f.writeTx(t, []outbox.Event{f.event(1)})
 	waitFor(t, 5*time.Second, "event published without polling", func() bool { return f.unsent(t) == 0 })
 }
+
+// TestInsertSQLWritesOnlyWithTheChange: events written in the same statement as a change exist
+// exactly when the change happened, and are published like Add's.
+func TestInsertSQLWritesOnlyWithTheChange(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startRelay(t, nil)
+	if _, err := f.pool.Exec(t.Context(), `CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Exec(t.Context(), `INSERT INTO counters VALUES (1, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	bump := func(id int, ev outbox.Event) int {
+		rows, err := outbox.NewRows(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		err = f.pool.QueryRow(t.Context(), `WITH c AS (UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n),
+			o AS (`+outbox.InsertSQL(2, `EXISTS (SELECT 1 FROM c)`)+`)
+			SELECT count(*) FROM c`, append([]any{id}, rows.Args()...)...).Scan(&n)
+		if err != nil {
+			t.Fatalf("statement with InsertSQL: %v", err)
+		}
+		return n
+	}
+	hit, miss := f.event(1), f.event(2)
+	if n := bump(1, hit); n != 1 {
+		t.Fatalf("update of an existing row changed %d rows", n)
+	}
+	if n := bump(2, miss); n != 0 {
+		t.Fatalf("update of a missing row changed %d rows", n)
+	}
+	var stored []string
+	rows, err := f.pool.Query(t.Context(), `SELECT id FROM outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 1 || stored[0] != hit.ID {
+		t.Fatalf("outbox ids = %v, want only %s (the event of the change that happened)", stored, hit.ID)
+	}
+	waitFor(t, 15*time.Second, "event published", func() bool { return f.unsent(t) == 0 && f.streamCount(t) >= 1 })
+	if ids := f.streamIDs(t); len(ids) != 1 || ids[0] != hit.ID {
+		t.Errorf("stream ids = %v, want only %s", ids, hit.ID)
+	}
+	if _, err := outbox.NewRows(outbox.Event{Subject: "bad subject"}); !errors.Is(err, outbox.ErrInvalidEvent) {
+		t.Errorf("NewRows(invalid) error = %v, want ErrInvalidEvent", err)
+	}
+}

@@ -93,41 +93,31 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 	}
 	a := actorFor(p, t.PatientID, t.PoolID)
 	out := &GetThreadResult{Thread: ThreadView{Thread: t}, BreakGlass: d.BreakGlass}
-	var msgs []*domain.Message
-	var settings domain.PoolSettings
-	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		if msgs, err = pgstore.Messages(ctx, tx, t.ID, after, limit+1); err != nil {
-			return err
+	b := s.newBatch(ctx)
+	rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_READ, t)
+	rec.ReasonCode = reasonCode(d)
+	var bg *pgstore.BreakGlass
+	if d.BreakGlass {
+		rec.Action = eventsv1.Action_ACTION_BREAK_GLASS
+		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
+		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_EMERGENCY
+		bg = &pgstore.BreakGlass{ID: uuid.NewString(), Subject: p.Subject, At: s.Now()}
+		if bg.ReasonSealed, err = sl.SealRecord([]byte(c.BreakGlassReason), crypto.MessageFieldAAD(t.ID, bg.ID, fieldBreakGlass)); err != nil {
+			return nil, err
 		}
-		if out.Thread.Viewer, err = pgstore.ViewerState(ctx, tx, t.ID, p.Subject); err != nil {
-			return err
-		}
-		if settings, err = pgstore.PoolSettings(ctx, tx, t.PoolID); err != nil {
-			return err
-		}
-		b := s.newBatch(ctx)
-		rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_READ, t)
-		rec.ReasonCode = reasonCode(d)
-		if d.BreakGlass {
-			rec.Action = eventsv1.Action_ACTION_BREAK_GLASS
-			rec.Severity = eventsv1.Severity_SEVERITY_HIGH
-			rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_EMERGENCY
-			id := uuid.NewString()
-			sealed, err := sl.SealRecord([]byte(c.BreakGlassReason), crypto.MessageFieldAAD(t.ID, id, fieldBreakGlass))
-			if err != nil {
-				return err
-			}
-			if err := pgstore.InsertBreakGlass(ctx, tx, id, t.ID, p.Subject, sealed, s.Now()); err != nil {
-				return err
-			}
-		}
-		b.audit(rec)
-		return b.flush(tx)
-	})
+	}
+	b.audit(rec)
+	audit, err := b.rows()
+	if err != nil {
+		return nil, err
+	}
+	// One round trip reads the page and commits its audit record (and break-glass row).
+	page, err := pgstore.ReadThreadPage(ctx, s.Pool, t, p.Subject, after, limit+1, bg, audit)
 	if err != nil {
 		return nil, readError(err)
 	}
+	msgs, settings := page.Messages, page.Settings
+	out.Thread.Viewer = page.Viewer
 	// Only now that the access is on record is anything decrypted.
 	if len(msgs) > limit {
 		msgs = msgs[:limit]

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -175,7 +176,7 @@ func (s *Service) replayCreate(ctx context.Context, p *auth.Principal, crid stri
 		return nil, err
 	}
 	if m.Seq != 1 {
-		return nil, domain.Exists("client_request_id was already used for a different request")
+		return nil, errRequestReused
 	}
 	res := &CreateThreadResult{Thread: ThreadView{Thread: t}}
 	if res.Thread.Subject, err = open(sl, t.SubjectSealed, crypto.MessageFieldAAD(t.ID, "", fieldSubject)); err != nil {
@@ -209,25 +210,40 @@ func (s *Service) replayLookup(ctx context.Context, p *auth.Principal, crid stri
 	if err != nil {
 		return nil, nil, nil, dbError("look up request", err)
 	}
-	if retracted || m.ClientRequestID != crid || len(m.RequestFPSealed) == 0 {
-		return nil, nil, nil, domain.Exists("client_request_id was already used for a different request")
+	if retracted {
+		return nil, nil, nil, errRequestReused
 	}
 	t, err := s.loadThread(ctx, m.ThreadID)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sl, err := s.sealer(ctx, t)
+	sl, err := s.checkReplay(ctx, m, t, crid, fp)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	return m, t, sl, nil
+}
+
+var errRequestReused = domain.Exists("client_request_id was already used for a different request")
+
+// checkReplay checks that m, which crid created in thread t, came from the same request as the
+// retry (fingerprint fp), and returns the thread's sealer.
+func (s *Service) checkReplay(ctx context.Context, m *domain.Message, t *domain.Thread, crid string, fp []byte) (*crypto.RecordSealer, error) {
+	if m.ClientRequestID != crid || len(m.RequestFPSealed) == 0 || m.ThreadID != t.ID {
+		return nil, errRequestReused
+	}
+	sl, err := s.sealer(ctx, t)
+	if err != nil {
+		return nil, err
+	}
 	stored, err := sl.OpenRecord(m.RequestFPSealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldFingerprint))
 	if err != nil {
-		return nil, nil, nil, &domain.Error{Kind: domain.KindDataLoss, Msg: "stored request failed authentication", Err: err}
+		return nil, &domain.Error{Kind: domain.KindDataLoss, Msg: "stored request failed authentication", Err: err}
 	}
 	if subtle.ConstantTimeCompare(stored, fp) != 1 {
-		return nil, nil, nil, domain.Exists("client_request_id was already used for a different request")
+		return nil, errRequestReused
 	}
-	return m, t, sl, nil
+	return sl, nil
 }
 
 // newMessage seals a message's body and fingerprint and binds its attachments through the
@@ -281,8 +297,15 @@ func (s *Service) appendMessage(ctx context.Context, tx pgx.Tx, b *batch, t *dom
 	if err != nil {
 		return err
 	}
+	s.messageCreated(ctx, b, t, m, app.Participants, app.Assignee, first)
+	return nil
+}
+
+// messageCreated adds m's MessageCreated event, addressed to the thread's participants and
+// assignee other than the sender, and, for people's messages, its audit record.
+func (s *Service) messageCreated(ctx context.Context, b *batch, t *domain.Thread, m *domain.Message, participants []string, assignee string, first bool) {
 	var recipients []string
-	for _, sub := range append(app.Participants, app.Assignee) {
+	for _, sub := range append(slices.Clip(participants), assignee) {
 		if sub != "" && sub != m.SenderSubject && !contains(recipients, sub) {
 			recipients = append(recipients, sub)
 		}
@@ -295,7 +318,6 @@ func (s *Service) appendMessage(ctx context.Context, tx pgx.Tx, b *batch, t *dom
 	if !m.AutoReply {
 		b.audit(s.messageRecord(ctx, Actor{Subject: m.SenderSubject, Role: m.SenderRole, OnBehalfOf: m.OnBehalfOf}, eventsv1.Action_ACTION_CREATE, t, m.ID))
 	}
-	return nil
 }
 
 // SendMessageCmd replies in a thread.
@@ -306,8 +328,21 @@ type SendMessageCmd struct {
 	ClientRequestID string
 }
 
+// optimisticSends bounds the attempts to send without locking the thread; each is authorised
+// on the thread as loaded and writes nothing when it changed (assignment, transfer, a new
+// participant) before the message landed.
+const optimisticSends = 2
+
 // SendMessage replies in a thread; a retry with the same client request id returns the first
 // result.
+//
+// The common case costs two round trips to Postgres: one loads the thread together with any
+// earlier result of the request id, and one statement appends the message and writes its event
+// and audit record (see pgstore.AppendMessageIfUnchanged) on the condition that the thread is
+// still as it was authorised. When it changed, the send is authorised again on the new state;
+// when it keeps changing, or when the message is the thread's first from the patient's side
+// (which the pool's auto-reply answers), it is authorised and written under the thread's row
+// lock (sendLocked).
 func (s *Service) SendMessage(ctx context.Context, p *auth.Principal, c SendMessageCmd) (*MessageView, error) {
 	threadID, err := domain.CheckID("thread_id", c.ThreadID)
 	if err != nil {
@@ -324,50 +359,115 @@ func (s *Service) SendMessage(ctx context.Context, p *auth.Principal, c SendMess
 		return nil, err
 	}
 	fp := fingerprint("send_message", threadID, c.Body, strings.Join(c.AttachmentIDs, ","))
-	if m, t, sl, err := s.replayLookup(ctx, p, crid, fp); m != nil || err != nil {
-		if err != nil {
+	t, prior, retracted, err := pgstore.ThreadAndRequest(ctx, s.Pool, threadID, p.Subject, crid)
+	if err != nil {
+		return nil, dbError("load thread", err)
+	}
+	if prior != nil {
+		if retracted || t == nil {
+			return nil, errRequestReused
+		}
+		return s.replaySend(ctx, prior, t, crid, fp)
+	}
+	if t == nil {
+		return nil, domain.NotFound("thread not found")
+	}
+	// Optimistic attempts first; a thread that keeps changing (or that owes an auto-reply) is
+	// written under its row lock instead.
+	for range optimisticSends {
+		if domain.PatientSide(actorFor(p, t.PatientID, t.PoolID).Role) && !t.AutoReplied {
+			break
+		}
+		view, err := s.sendUnlocked(ctx, p, t, c, crid, fp)
+		if !errors.Is(err, pgstore.ErrThreadChanged) {
+			return view, err
+		}
+		if t, err = s.loadThread(ctx, threadID); err != nil {
 			return nil, err
 		}
-		if t.ID != threadID {
-			return nil, domain.Exists("client_request_id was already used for a different request")
-		}
-		body, err := open(sl, m.BodySealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldBody))
-		return &MessageView{Message: m, Body: body, Read: true}, err
 	}
+	return s.sendLocked(ctx, p, threadID, c, crid, fp)
+}
 
-	t, err := s.loadThread(ctx, threadID)
+// replaySend answers a retried send from the message its request id created.
+func (s *Service) replaySend(ctx context.Context, m *domain.Message, t *domain.Thread, crid string, fp []byte) (*MessageView, error) {
+	sl, err := s.checkReplay(ctx, m, t, crid, fp)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.authorize(ctx, p, actSendMessage, threadResource(t), policy.Context{}, t); err != nil {
+	body, err := open(sl, m.BodySealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldBody))
+	if err != nil {
 		return nil, err
+	}
+	return &MessageView{Message: m, Body: body, Read: true}, nil
+}
+
+// prepareSend authorises a send into t as loaded (or locked) and builds the sealed message.
+func (s *Service) prepareSend(ctx context.Context, p *auth.Principal, t *domain.Thread, c SendMessageCmd, crid string, fp []byte) (*domain.Message, *crypto.RecordSealer, error) {
+	if _, err := s.authorize(ctx, p, actSendMessage, threadResource(t), policy.Context{}, t); err != nil {
+		return nil, nil, err
 	}
 	if t.Status == domain.StatusClosed {
-		return nil, domain.Precondition("thread is closed")
+		return nil, nil, domain.Precondition("thread is closed")
 	}
-	a := actorFor(p, t.PatientID, t.PoolID)
 	sl, err := s.sealer(ctx, t)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	m, err := s.newMessage(ctx, sl, t, a, c.Body, c.AttachmentIDs, crid, fp, "")
+	m, err := s.newMessage(ctx, sl, t, actorFor(p, t.PatientID, t.PoolID), c.Body, c.AttachmentIDs, crid, fp, "")
+	return m, sl, err
+}
+
+// sendUnlocked is one optimistic attempt to send into t as loaded. It returns
+// pgstore.ErrThreadChanged, having written nothing, when t changed in the meantime.
+func (s *Service) sendUnlocked(ctx context.Context, p *auth.Principal, t *domain.Thread, c SendMessageCmd, crid string, fp []byte) (*MessageView, error) {
+	m, _, err := s.prepareSend(ctx, p, t, c, crid, fp)
 	if err != nil {
 		return nil, err
 	}
-	var auto *domain.Message
-	firstPatientMessage := domain.PatientSide(a.Role) && !t.AutoReplied
-	if firstPatientMessage {
-		settings, err := pgstore.PoolSettings(ctx, s.Pool, t.PoolID)
-		if err != nil {
-			return nil, dbError("load pool settings", err)
+	b := s.newBatch(ctx)
+	s.messageCreated(ctx, b, t, m, t.Participants, t.AssigneeSubject, false)
+	rows, err := b.rows()
+	if err != nil {
+		return nil, err
+	}
+	_, err = pgstore.AppendMessageIfUnchanged(ctx, s.Pool, t, m, rows)
+	if errors.Is(err, pgstore.ErrThreadChanged) {
+		return nil, err
+	}
+	return s.sent(ctx, p, t, m, c, crid, fp, err)
+}
+
+// sendLocked sends with the thread's row locked from authorisation to commit, so the state the
+// send is authorised against is the state it lands in. A thread's first patient-side message
+// takes this path, as its pool's auto-reply goes in the same transaction.
+func (s *Service) sendLocked(ctx context.Context, p *auth.Principal, threadID string, c SendMessageCmd, crid string, fp []byte) (*MessageView, error) {
+	var t *domain.Thread
+	var m *domain.Message
+	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if t, err = pgstore.ThreadForUpdate(ctx, tx, threadID); errors.Is(err, pgstore.ErrNoRows) {
+			return domain.NotFound("thread not found")
+		} else if err != nil {
+			return err
 		}
-		if settings.AutoReplyEnabled {
-			if auto, err = s.autoReply(sl, t, settings); err != nil {
-				return nil, err
+		var sl *crypto.RecordSealer
+		if m, sl, err = s.prepareSend(ctx, p, t, c, crid, fp); err != nil {
+			return err
+		}
+		var auto *domain.Message
+		firstPatientMessage := domain.PatientSide(m.SenderRole) && !t.AutoReplied
+		if firstPatientMessage {
+			settings, err := pgstore.PoolSettings(ctx, tx, t.PoolID)
+			if err != nil {
+				return err
+			}
+			if settings.AutoReplyEnabled {
+				if auto, err = s.autoReply(sl, t, settings); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
 		b := s.newBatch(ctx)
 		if err := s.appendMessage(ctx, tx, b, t, m, firstPatientMessage, false); err != nil {
 			return err
@@ -379,6 +479,15 @@ func (s *Service) SendMessage(ctx context.Context, p *auth.Principal, c SendMess
 		}
 		return b.flush(tx)
 	})
+	if t == nil {
+		return nil, dbError("load thread", err)
+	}
+	return s.sent(ctx, p, t, m, c, crid, fp, err)
+}
+
+// sent answers a send whose write returned err: a concurrent retry of the same request that won
+// is answered as it was.
+func (s *Service) sent(ctx context.Context, p *auth.Principal, t *domain.Thread, m *domain.Message, c SendMessageCmd, crid string, fp []byte, err error) (*MessageView, error) {
 	if pgstore.IsRequestConflict(err) {
 		if m, _, sl, rerr := s.replayLookup(ctx, p, crid, fp); m != nil || rerr != nil {
 			if rerr != nil {

@@ -345,6 +345,18 @@ func (b *batch) flush(tx pgx.Tx) error {
 	return nil
 }
 
+// rows returns the collected rows for a statement that writes them itself (outbox.InsertSQL).
+func (b *batch) rows() (outbox.Rows, error) {
+	if b.err != nil {
+		return outbox.Rows{}, b.err
+	}
+	rows, err := outbox.NewRows(b.events...)
+	if err != nil {
+		return outbox.Rows{}, domain.Unavailable("the action could not be recorded; try again later", err)
+	}
+	return rows, nil
+}
+
 // sealer returns a record sealer under the thread's DEK (from the keyring's cache, or one
 // Vault call).
 func (s *Service) sealer(ctx context.Context, t *domain.Thread) (*crypto.RecordSealer, error) {

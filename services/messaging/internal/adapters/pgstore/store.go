@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
@@ -70,6 +71,32 @@ func Thread(ctx context.Context, db DB, id string) (*domain.Thread, error) {
 	return scanThread(db.QueryRow(ctx, `SELECT `+threadCols+` FROM threads t WHERE t.id = $1`, id))
 }
 
+// ThreadAndRequest loads a thread and, in the same round trip, what sender's client request id
+// produced (as MessageByRequest does). t is nil when the thread does not exist; req is nil when
+// the request id is unused.
+func ThreadAndRequest(ctx context.Context, db DB, threadID, sender, requestID string) (t *domain.Thread, req *domain.Message, retracted bool, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+threadCols+` FROM threads t WHERE t.id = $1`, threadID).QueryRow(func(row pgx.Row) (err error) {
+		t, err = scanThread(row)
+		return noRowsIsNil(err)
+	})
+	b.Queue(messageByRequestSQL, sender, requestID).QueryRow(func(row pgx.Row) (err error) {
+		req, err = scanMessage(row, &retracted)
+		return noRowsIsNil(err)
+	})
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, false, err
+	}
+	return t, req, retracted, nil
+}
+
+func noRowsIsNil(err error) error {
+	if errors.Is(err, ErrNoRows) {
+		return nil
+	}
+	return err
+}
+
 // ThreadForUpdate loads a thread and locks its row until the transaction ends.
 func ThreadForUpdate(ctx context.Context, tx pgx.Tx, id string) (*domain.Thread, error) {
 	return scanThread(tx.QueryRow(ctx, `SELECT `+threadCols+` FROM threads t WHERE t.id = $1 FOR UPDATE OF t`, id))
@@ -94,35 +121,71 @@ type Appended struct {
 	Assignee     string
 }
 
-const appendSQL = `
+// appendSQL appends a message: the thread's counters and participants change and the message is
+// inserted in one statement, which assigns the message its seq. guard adds conditions on the
+// thread row (from $14 on); outbox adds a data-modifying clause (see outbox.InsertSQL).
+func appendSQL(guard, outboxCTE string) string {
+	return `
 WITH t AS (
 	UPDATE threads SET message_count = message_count + 1, last_message_at = $8, updated_at = $8,
 		last_sender_role = $4,
 		participants = CASE WHEN $3 = '' OR $3 = ANY(participants) THEN participants ELSE participants || $3::text END,
 		has_attachments = has_attachments OR cardinality($7::text[]) > 0,
 		auto_replied = auto_replied OR $13
-	WHERE id = $2 AND status <> 3
+	WHERE id = $2 AND status <> 3` + guard + `
 	RETURNING message_count, participants, assignee_subject
 ), m AS (
 	INSERT INTO messages (id, thread_id, seq, sender_subject, sender_role, on_behalf_of, body_sealed,
 		attachment_ids, created_at, auto_reply, corrects_message_id, client_request_id, request_fp_sealed)
 	SELECT $1, $2, t.message_count, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM t
 	RETURNING seq
-)
+)` + outboxCTE + `
 SELECT m.seq, t.participants, t.assignee_subject FROM m, t`
+}
+
+var (
+	appendInTxSQL = appendSQL("", "")
+	// appendIfUnchangedSQL writes only while the thread still has the pool, sensitivity,
+	// assignee and participants the send was authorised against and its events were built
+	// from, and writes the events exactly when the message was inserted.
+	appendIfUnchangedSQL = appendSQL(`
+		AND pool_id = $14 AND sensitivity = $15 AND assignee_subject = $16 AND participants = $17::text[]`,
+		`, o AS (`+outbox.InsertSQL(18, `EXISTS (SELECT 1 FROM m)`)+`)`)
+)
+
+func appendArgs(m *domain.Message, markAutoReplied bool) []any {
+	return []any{m.ID, m.ThreadID, m.SenderSubject, int16(m.SenderRole),
+		m.OnBehalfOf, m.BodySealed, nonNil(m.AttachmentIDs), m.CreatedAt, m.AutoReply,
+		nullUUID(m.CorrectsMessageID), nullUUID(m.ClientRequestID), m.RequestFPSealed, markAutoReplied}
+}
 
 // AppendMessage adds m as the thread's next message (its Seq is assigned here), updating the
 // thread's counters and participants in the same statement. markAutoReplied records that the
 // pool's auto-reply has been sent. ErrThreadClosed when the thread is closed or gone; a unique
 // violation on messages_request when the sender's request id was used concurrently.
 func AppendMessage(ctx context.Context, tx pgx.Tx, m *domain.Message, markAutoReplied bool) (Appended, error) {
+	return scanAppended(tx.QueryRow(ctx, appendInTxSQL, appendArgs(m, markAutoReplied)...), m, ErrThreadClosed)
+}
+
+// ErrThreadChanged is returned by AppendMessageIfUnchanged when the thread was closed, deleted
+// or changed since it was loaded; nothing was written.
+var ErrThreadChanged = errors.New("pgstore: thread changed since it was loaded")
+
+// AppendMessageIfUnchanged appends m to t and writes events to the outbox in one statement,
+// hence one round trip and one implicit transaction, provided the thread still has the pool,
+// sensitivity, assignee and participants of t; otherwise it writes nothing and returns
+// ErrThreadChanged. Events built from t (recipients, pool subject) therefore describe the
+// thread as it was when the message landed. The conflicts of AppendMessage apply.
+func AppendMessageIfUnchanged(ctx context.Context, db DB, t *domain.Thread, m *domain.Message, events outbox.Rows) (Appended, error) {
+	args := append(appendArgs(m, false), t.PoolID, int16(t.Sensitivity), t.AssigneeSubject, nonNil(t.Participants))
+	return scanAppended(db.QueryRow(ctx, appendIfUnchangedSQL, append(args, events.Args()...)...), m, ErrThreadChanged)
+}
+
+func scanAppended(row pgx.Row, m *domain.Message, errNone error) (Appended, error) {
 	var a Appended
-	err := tx.QueryRow(ctx, appendSQL, m.ID, m.ThreadID, m.SenderSubject, int16(m.SenderRole),
-		m.OnBehalfOf, m.BodySealed, nonNil(m.AttachmentIDs), m.CreatedAt, m.AutoReply,
-		nullUUID(m.CorrectsMessageID), nullUUID(m.ClientRequestID), m.RequestFPSealed, markAutoReplied,
-	).Scan(&a.Seq, &a.Participants, &a.Assignee)
+	err := row.Scan(&a.Seq, &a.Participants, &a.Assignee)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return a, ErrThreadClosed
+		return a, errNone
 	}
 	if err != nil {
 		return a, err
@@ -151,14 +214,14 @@ const messageCols = `m.id::text, m.thread_id::text, m.seq, m.sender_subject, m.s
 	coalesce(m.retracted_by_subject, ''), coalesce(m.retracted_by_role, 0), coalesce(m.retract_reason_code, ''),
 	coalesce(m.retract_request_id::text, ''), coalesce(m.correction_message_id::text, '')`
 
-func scanMessage(row pgx.Row) (*domain.Message, error) {
+func scanMessage(row pgx.Row, extra ...any) (*domain.Message, error) {
 	var m domain.Message
 	var senderRole, retractRole int16
 	var retracted *time.Time
-	if err := row.Scan(&m.ID, &m.ThreadID, &m.Seq, &m.SenderSubject, &senderRole, &m.OnBehalfOf,
+	if err := row.Scan(append([]any{&m.ID, &m.ThreadID, &m.Seq, &m.SenderSubject, &senderRole, &m.OnBehalfOf,
 		&m.BodySealed, &m.AttachmentIDs, &m.CreatedAt, &m.AutoReply, &m.CorrectsMessageID,
 		&m.ClientRequestID, &m.RequestFPSealed, &retracted, &m.RetractedBySubject, &retractRole,
-		&m.RetractReasonCode, &m.RetractRequestID, &m.CorrectionMessageID); err != nil {
+		&m.RetractReasonCode, &m.RetractRequestID, &m.CorrectionMessageID}, extra...)...); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, ErrNoRows
 		}
@@ -184,23 +247,33 @@ func MessageByID(ctx context.Context, db DB, id string) (*domain.Message, error)
 // MessageByRequest finds what sender's client request id produced: the message it created, or
 // the message it retracted (retracted == true). ErrNoRows when the id is unused.
 func MessageByRequest(ctx context.Context, db DB, sender, requestID string) (m *domain.Message, retracted bool, err error) {
-	m, err = scanMessage(db.QueryRow(ctx, `SELECT `+messageCols+` FROM messages m
-		WHERE m.sender_subject = $1 AND m.client_request_id = $2`, sender, requestID))
-	if err == nil || !errors.Is(err, ErrNoRows) {
-		return m, false, err
-	}
-	m, err = scanMessage(db.QueryRow(ctx, `SELECT `+messageCols+` FROM messages m
-		WHERE m.retracted_by_subject = $1 AND m.retract_request_id = $2`, sender, requestID))
-	return m, err == nil, err
+	m, err = scanMessage(db.QueryRow(ctx, messageByRequestSQL, sender, requestID), &retracted)
+	return m, retracted, err
 }
+
+// messageByRequestSQL looks in both request-id indexes in one round trip; a created message
+// wins over a retracted one (one request id cannot be both unless a client reused it).
+const messageByRequestSQL = `SELECT * FROM (
+	(SELECT ` + messageCols + `, false AS retracted FROM messages m
+		WHERE m.sender_subject = $1 AND m.client_request_id = $2)
+	UNION ALL
+	(SELECT ` + messageCols + `, true FROM messages m
+		WHERE m.retracted_by_subject = $1 AND m.retract_request_id = $2 LIMIT 1)
+) r ORDER BY r.retracted LIMIT 1`
 
 // Messages returns up to limit messages of a thread after seq afterSeq, oldest first.
 func Messages(ctx context.Context, db DB, threadID string, afterSeq int32, limit int) ([]*domain.Message, error) {
-	rows, err := db.Query(ctx, `SELECT `+messageCols+` FROM messages m
-		WHERE m.thread_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3`, threadID, afterSeq, limit)
+	rows, err := db.Query(ctx, messagesSQL, threadID, afterSeq, limit)
 	if err != nil {
 		return nil, err
 	}
+	return collectMessages(rows)
+}
+
+const messagesSQL = `SELECT ` + messageCols + ` FROM messages m
+	WHERE m.thread_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3`
+
+func collectMessages(rows pgx.Rows) ([]*domain.Message, error) {
 	defer rows.Close()
 	var out []*domain.Message
 	for rows.Next() {
@@ -223,16 +296,68 @@ type Viewer struct {
 // ViewerState returns subject's read mark, archive time and unread count in a thread. Messages
 // the subject wrote count as read.
 func ViewerState(ctx context.Context, db DB, threadID, subject string) (Viewer, error) {
+	return scanViewer(db.QueryRow(ctx, viewerSQL, threadID, subject))
+}
+
+const viewerSQL = `SELECT coalesce(vs.read_seq, 0), vs.archived_at,
+	(SELECT count(*) FROM messages m WHERE m.thread_id = $1 AND m.seq > coalesce(vs.read_seq, 0) AND m.sender_subject <> $2)
+	FROM (SELECT 1) one LEFT JOIN viewer_state vs ON vs.thread_id = $1 AND vs.subject = $2`
+
+func scanViewer(row pgx.Row) (Viewer, error) {
 	var v Viewer
 	var archived *time.Time
-	err := db.QueryRow(ctx, `SELECT coalesce(vs.read_seq, 0), vs.archived_at,
-		(SELECT count(*) FROM messages m WHERE m.thread_id = $1 AND m.seq > coalesce(vs.read_seq, 0) AND m.sender_subject <> $2)
-		FROM (SELECT 1) one LEFT JOIN viewer_state vs ON vs.thread_id = $1 AND vs.subject = $2`,
-		threadID, subject).Scan(&v.ReadSeq, &archived, &v.Unread)
+	err := row.Scan(&v.ReadSeq, &archived, &v.Unread)
 	if archived != nil {
 		v.ArchivedAt = *archived
 	}
 	return v, err
+}
+
+var insertOutboxSQL = outbox.InsertSQL(1, "")
+
+// BreakGlass is a break-the-glass access to record with a read.
+type BreakGlass struct {
+	ID           string
+	Subject      string
+	ReasonSealed []byte
+	At           time.Time
+}
+
+// ThreadPage is what a thread read returns.
+type ThreadPage struct {
+	Messages []*domain.Message
+	Viewer   Viewer
+	Settings domain.PoolSettings
+}
+
+// ReadThreadPage reads up to limit messages of t after seq afterSeq, subject's viewer state and
+// the pool's settings, and writes the read's audit events (and break-glass row, when bg is not
+// nil), all in one round trip: a batch without BEGIN, which Postgres runs as one implicit
+// transaction. The page is returned only when that transaction committed, so nothing is read
+// unless its audit record is stored (fail closed).
+func ReadThreadPage(ctx context.Context, db DB, t *domain.Thread, subject string, afterSeq int32, limit int, bg *BreakGlass, audit outbox.Rows) (ThreadPage, error) {
+	var page ThreadPage
+	b := &pgx.Batch{}
+	if bg != nil {
+		b.Queue(insertBreakGlassSQL, bg.ID, t.ID, bg.Subject, bg.ReasonSealed, bg.At)
+	}
+	b.Queue(insertOutboxSQL, audit.Args()...)
+	b.Queue(messagesSQL, t.ID, afterSeq, limit).Query(func(rows pgx.Rows) (err error) {
+		page.Messages, err = collectMessages(rows)
+		return err
+	})
+	b.Queue(viewerSQL, t.ID, subject).QueryRow(func(row pgx.Row) (err error) {
+		page.Viewer, err = scanViewer(row)
+		return err
+	})
+	b.Queue(poolSettingsSQL, t.PoolID).QueryRow(func(row pgx.Row) (err error) {
+		page.Settings, err = scanPoolSettings(row, t.PoolID)
+		return err
+	})
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		return ThreadPage{}, err
+	}
+	return page, nil
 }
 
 // MarkRead raises subject's read mark in a thread to seq (never lowers it) and returns the
@@ -296,18 +421,25 @@ func Retract(ctx context.Context, tx pgx.Tx, m *domain.Message) (bool, error) {
 
 // InsertBreakGlass stores a sealed break-the-glass reason.
 func InsertBreakGlass(ctx context.Context, tx pgx.Tx, id, threadID, subject string, sealed []byte, now time.Time) error {
-	_, err := tx.Exec(ctx, `INSERT INTO break_glass_access (id, thread_id, subject, reason_sealed, created_at)
-		VALUES ($1, $2, $3, $4, $5)`, id, threadID, subject, sealed, now)
+	_, err := tx.Exec(ctx, insertBreakGlassSQL, id, threadID, subject, sealed, now)
 	return err
 }
 
+const insertBreakGlassSQL = `INSERT INTO break_glass_access (id, thread_id, subject, reason_sealed, created_at)
+	VALUES ($1, $2, $3, $4, $5)`
+
 // PoolSettings loads a pool's settings; the zero settings (Version 0) when never stored.
 func PoolSettings(ctx context.Context, db DB, poolID string) (domain.PoolSettings, error) {
+	return scanPoolSettings(db.QueryRow(ctx, poolSettingsSQL, poolID), poolID)
+}
+
+const poolSettingsSQL = `SELECT auto_reply_enabled, auto_reply_text, turnaround_seconds, emergency_disclaimer,
+	updated_at, updated_by_subject, version FROM pool_settings WHERE pool_id = $1`
+
+func scanPoolSettings(row pgx.Row, poolID string) (domain.PoolSettings, error) {
 	s := domain.PoolSettings{PoolID: poolID}
 	var turnaround *int64
-	err := db.QueryRow(ctx, `SELECT auto_reply_enabled, auto_reply_text, turnaround_seconds, emergency_disclaimer,
-		updated_at, updated_by_subject, version FROM pool_settings WHERE pool_id = $1`, poolID).Scan(
-		&s.AutoReplyEnabled, &s.AutoReplyText, &turnaround, &s.EmergencyDisclaimer, &s.UpdatedAt, &s.UpdatedBySubject, &s.Version)
+	err := row.Scan(&s.AutoReplyEnabled, &s.AutoReplyText, &turnaround, &s.EmergencyDisclaimer, &s.UpdatedAt, &s.UpdatedBySubject, &s.Version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s, nil
 	}
