@@ -144,7 +144,7 @@ func (e *Engine) evaluate(s *snapshot, pe *principalEntity, p *auth.Principal, a
 		Resource:  resEntity.UID,
 		Context:   requestContext(s, p, res, rc, now),
 	}
-	decision, diag := cedar.Authorize(s.policies, store, req)
+	decision, diag := cedar.Authorize(s.byAction[actionUID], store, req)
 	if len(diag.Errors) > 0 {
 		// Cedar skips a policy whose condition errors; for a forbid that would fail open. Any
 		// evaluation error therefore denies, and is logged with ids only.

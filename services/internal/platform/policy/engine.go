@@ -81,7 +81,12 @@ type Engine struct {
 
 // snapshot is one loaded, validated set of policies; never mutated after load.
 type snapshot struct {
-	policies      *cedar.PolicySet
+	policies *cedar.PolicySet
+	// byAction holds, per action, the policies whose action scope can match it. Cedar checks a
+	// policy's scope before its conditions, so a policy whose action scope does not match is
+	// never satisfied and never errors: deciding against the slice gives the same decision,
+	// reasons and errors as the whole set, without evaluating every policy on every request.
+	byAction      map[types.EntityUID]*cedar.PolicySet
 	actions       map[types.EntityUID]types.Entity // action entities with their groups
 	rpcActions    []string                         // declared actions that are not groups
 	phiRead       map[string]bool
@@ -282,5 +287,63 @@ func load(dir string) (*snapshot, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	s.byAction = sliceByAction(s.policies, s.actions)
 	return s, nil
+}
+
+// sliceByAction builds snapshot.byAction.
+func sliceByAction(all *cedar.PolicySet, actions map[types.EntityUID]types.Entity) map[types.EntityUID]*cedar.PolicySet {
+	out := make(map[types.EntityUID]*cedar.PolicySet, len(actions))
+	for action := range actions {
+		set := cedar.NewPolicySet()
+		for id, p := range all.All() {
+			if actionScopeMatches((*xast.Policy)(p.AST()).Action, action, actions) {
+				set.Add(id, p)
+			}
+		}
+		out[action] = set
+	}
+	return out
+}
+
+// actionScopeMatches reports whether a policy's action scope can hold for action. Scope kinds it
+// does not know are kept (the slice may hold too much, never too little).
+func actionScopeMatches(scope xast.IsActionScopeNode, action types.EntityUID, actions map[types.EntityUID]types.Entity) bool {
+	switch sc := scope.(type) {
+	case xast.ScopeTypeAll:
+		return true
+	case xast.ScopeTypeEq:
+		return sc.Entity == action
+	case xast.ScopeTypeIn:
+		return actionIn(action, sc.Entity, actions)
+	case xast.ScopeTypeInSet:
+		for _, group := range sc.Entities {
+			if actionIn(action, group, actions) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// actionIn is Cedar's `action in group`: the action itself or one of its transitive groups.
+func actionIn(action, group types.EntityUID, actions map[types.EntityUID]types.Entity) bool {
+	seen := map[types.EntityUID]bool{}
+	queue := []types.EntityUID{action}
+	for len(queue) > 0 {
+		uid := queue[0]
+		queue = queue[1:]
+		if uid == group {
+			return true
+		}
+		if seen[uid] {
+			continue
+		}
+		seen[uid] = true
+		for parent := range actions[uid].Parents.All() {
+			queue = append(queue, parent)
+		}
+	}
+	return false
 }
