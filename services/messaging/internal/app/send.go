@@ -359,15 +359,20 @@ func (s *Service) SendMessage(ctx context.Context, p *auth.Principal, c SendMess
 		return nil, err
 	}
 	fp := fingerprint("send_message", threadID, c.Body, strings.Join(c.AttachmentIDs, ","))
-	t, prior, retracted, err := pgstore.ThreadAndRequest(ctx, s.Pool, threadID, p.Subject, crid)
+	t, used, err := pgstore.ThreadAndRequest(ctx, s.Pool, threadID, p.Subject, crid)
 	if err != nil {
 		return nil, dbError("load thread", err)
 	}
-	if prior != nil {
-		if retracted || t == nil {
+	if used {
+		m, t, sl, err := s.replayLookup(ctx, p, crid, fp)
+		if err != nil {
+			return nil, err
+		}
+		if m == nil || t.ID != threadID {
 			return nil, errRequestReused
 		}
-		return s.replaySend(ctx, prior, t, crid, fp)
+		body, err := open(sl, m.BodySealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldBody))
+		return &MessageView{Message: m, Body: body, Read: true}, err
 	}
 	if t == nil {
 		return nil, domain.NotFound("thread not found")
@@ -387,19 +392,6 @@ func (s *Service) SendMessage(ctx context.Context, p *auth.Principal, c SendMess
 		}
 	}
 	return s.sendLocked(ctx, p, threadID, c, crid, fp)
-}
-
-// replaySend answers a retried send from the message its request id created.
-func (s *Service) replaySend(ctx context.Context, m *domain.Message, t *domain.Thread, crid string, fp []byte) (*MessageView, error) {
-	sl, err := s.checkReplay(ctx, m, t, crid, fp)
-	if err != nil {
-		return nil, err
-	}
-	body, err := open(sl, m.BodySealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldBody))
-	if err != nil {
-		return nil, err
-	}
-	return &MessageView{Message: m, Body: body, Read: true}, nil
 }
 
 // prepareSend authorises a send into t as loaded (or locked) and builds the sealed message.

@@ -71,23 +71,15 @@ func Thread(ctx context.Context, db DB, id string) (*domain.Thread, error) {
 	return scanThread(db.QueryRow(ctx, `SELECT `+threadCols+` FROM threads t WHERE t.id = $1`, id))
 }
 
-// ThreadAndRequest loads a thread and, in the same round trip, what sender's client request id
-// produced (as MessageByRequest does). t is nil when the thread does not exist; req is nil when
-// the request id is unused.
-func ThreadAndRequest(ctx context.Context, db DB, threadID, sender, requestID string) (t *domain.Thread, req *domain.Message, retracted bool, err error) {
-	b := &pgx.Batch{}
-	b.Queue(`SELECT `+threadCols+` FROM threads t WHERE t.id = $1`, threadID).QueryRow(func(row pgx.Row) (err error) {
-		t, err = scanThread(row)
-		return noRowsIsNil(err)
-	})
-	b.Queue(messageByRequestSQL, sender, requestID).QueryRow(func(row pgx.Row) (err error) {
-		req, err = scanMessage(row, &retracted)
-		return noRowsIsNil(err)
-	})
-	if err := db.SendBatch(ctx, b).Close(); err != nil {
-		return nil, nil, false, err
-	}
-	return t, req, retracted, nil
+// ThreadAndRequest loads a thread and, in the same statement, whether sender's client request
+// id was used before (by a message or a retraction: what MessageByRequest would find). t is nil
+// when the thread does not exist; used is false when the request id is new.
+func ThreadAndRequest(ctx context.Context, db DB, threadID, sender, requestID string) (t *domain.Thread, used bool, err error) {
+	t, err = scanThread(db.QueryRow(ctx, `SELECT `+threadCols+`,
+		EXISTS (SELECT 1 FROM messages m WHERE m.sender_subject = $2 AND m.client_request_id = $3)
+		OR EXISTS (SELECT 1 FROM messages m WHERE m.retracted_by_subject = $2 AND m.retract_request_id = $3)
+		FROM threads t WHERE t.id = $1`, threadID, sender, requestID), &used)
+	return t, used, noRowsIsNil(err)
 }
 
 func noRowsIsNil(err error) error {
