@@ -24,8 +24,9 @@
 //   - Atomic with the change: Add writes in the caller's transaction. If it rolls back, the
 //     events never existed; if it commits, they will be published.
 //   - At least once into JetStream, effectively once in the stream: the relay marks a row
-//     published only after the stream's PubAck. If it crashes (or its mark fails) after the
-//     publish, the row is sent again with the same Nats-Msg-Id and JetStream drops the copy,
+//     published only after the stream's PubAck. If it crashes (or its mark fails, or Postgres
+//     crashes before the mark, which commits asynchronously, reaches disk) after the publish,
+//     the row is sent again with the same Nats-Msg-Id and JetStream drops the copy,
 //     provided the retry comes within the stream's duplicate window (natsx uses 10 minutes).
 //     Consumers are idempotent anyway, for redeliveries and for outages longer than that.
 //   - NATS being down delays events, never loses them: rows wait in the table, and the relay
