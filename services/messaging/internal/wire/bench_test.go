@@ -31,6 +31,9 @@ type measurement struct {
 	opsPerSec float64
 	p50, p99  time.Duration
 	cpuPerOp  time.Duration
+	// pgCPUPerOp is the local Postgres server's CPU per operation (all its processes, the
+	// relay's work included): on two shared cores it bounds throughput as much as ours does.
+	pgCPUPerOp time.Duration
 }
 
 func cpuTime() time.Duration {
@@ -49,22 +52,25 @@ const rounds = 4
 func compare(tb testing.TB, conc, total int, svcOp, baseOp func(ctx context.Context, worker, i int) error) (svc, base measurement) {
 	tb.Helper()
 	var sides [2]struct {
-		lat          []time.Duration
-		elapsed, cpu time.Duration
+		lat                 []time.Duration
+		elapsed, cpu, pgCPU time.Duration
 	}
 	per := max(total/rounds, conc)
 	for r := range rounds {
 		for side, op := range []func(context.Context, int, int) error{svcOp, baseOp} {
+			pg0, _ := benchkit.ProcessCPU("postgres")
 			lat, elapsed, cpu := run(tb, conc, per, r*per, op)
+			pg1, _ := benchkit.ProcessCPU("postgres")
 			s := &sides[side]
-			s.lat, s.elapsed, s.cpu = append(s.lat, lat...), s.elapsed+elapsed, s.cpu+cpu
+			s.lat, s.elapsed, s.cpu, s.pgCPU = append(s.lat, lat...), s.elapsed+elapsed, s.cpu+cpu, s.pgCPU+pg1-pg0
 		}
 	}
 	out := [2]measurement{}
 	for i, s := range sides {
 		slices.Sort(s.lat)
 		n := len(s.lat)
-		out[i] = measurement{opsPerSec: float64(n) / s.elapsed.Seconds(), p50: s.lat[n/2], p99: s.lat[n*99/100], cpuPerOp: s.cpu / time.Duration(n)}
+		out[i] = measurement{opsPerSec: float64(n) / s.elapsed.Seconds(), p50: s.lat[n/2], p99: s.lat[n*99/100],
+			cpuPerOp: s.cpu / time.Duration(n), pgCPUPerOp: s.pgCPU / time.Duration(n)}
 	}
 	return out[0], out[1]
 }
@@ -103,6 +109,9 @@ func report(b *testing.B, svc, base measurement) {
 	benchkit.Compare(b, float64(svc.p50.Microseconds())/1000, float64(base.p50.Microseconds())/1000, "p50-ms")
 	benchkit.Compare(b, float64(svc.p99.Microseconds())/1000, float64(base.p99.Microseconds())/1000, "p99-ms")
 	benchkit.Compare(b, float64(svc.cpuPerOp.Microseconds()), float64(base.cpuPerOp.Microseconds()), "cpu-µs/op")
+	if svc.pgCPUPerOp > 0 {
+		benchkit.Compare(b, float64(svc.pgCPUPerOp.Microseconds()), float64(base.pgCPUPerOp.Microseconds()), "pg-cpu-µs/op")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 
