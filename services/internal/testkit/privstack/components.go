@@ -82,9 +82,14 @@ func (c *Component) start(ctx context.Context) error {
 
 // newProcess prepares a component's process with its log under the stack's logs folder.
 func (s *Stack) newProcess(name, path string, args ...string) *process {
+	return newProcess(filepath.Join(s.dir, "logs"), name, path, args...)
+}
+
+// newProcess prepares a process logging to logDir/<name>.log, stopped with SIGTERM.
+func newProcess(logDir, name, path string, args ...string) *process {
 	return &process{
 		name: name, path: path, args: args, env: os.Environ(),
-		logPath: filepath.Join(s.dir, "logs", name+".log"),
+		logPath: filepath.Join(logDir, name+".log"),
 		stopSig: syscall.SIGTERM, stopWait: 15 * time.Second,
 	}
 }
@@ -384,18 +389,29 @@ func (s *Stack) startMailpit(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("privstack: mailpit: %w", err)
 	}
-	p := s.newProcess("mailpit", bin, "--smtp", hostPort(s.ports.smtp), "--listen", hostPort(s.ports.mailHTTP),
-		"--database", filepath.Join(dir, "mailpit.db"), "--smtp-auth-accept-any", "--smtp-auth-allow-insecure",
-		"--smtp-disable-rdns", "--disable-version-check")
-	smtp, livez := hostPort(s.ports.smtp), s.MailAPIURL()+"/livez"
-	s.Mail = &Component{stack: s, proc: p, addr: smtp, within: s.opts.StartTimeout,
+	// Any credentials, even over plain SMTP, as the dev stack's mailpit takes them.
+	s.Mail = mailpitComponent(s.newProcess("mailpit", bin), dir, hostPort(s.ports.smtp), hostPort(s.ports.mailHTTP),
+		s.opts.StartTimeout, "--smtp-auth-accept-any", "--smtp-auth-allow-insecure")
+	s.Mail.stack = s
+	return s.Mail.start(ctx)
+}
+
+// mailpitComponent makes p (mailpit, no arguments yet) listen for SMTP on smtpAddr and for its
+// UI and API on httpAddr, with its database in dir, then adds the extra flags. Auth flags are
+// the caller's: mailpit refuses --smtp-auth-allow-insecure beside --smtp-require-starttls. It is
+// ready once the API answers and SMTP accepts a TCP connection: nothing more is checked there,
+// since under --smtp-require-tls the SMTP port speaks TLS from the first byte.
+func mailpitComponent(p *process, dir, smtpAddr, httpAddr string, within time.Duration, extra ...string) *Component {
+	p.args = append([]string{"--smtp", smtpAddr, "--listen", httpAddr,
+		"--database", filepath.Join(dir, "mailpit.db"), "--smtp-disable-rdns", "--disable-version-check"}, extra...)
+	livez := "http://" + httpAddr + "/livez"
+	return &Component{proc: p, addr: smtpAddr, within: within,
 		ready: func(ctx context.Context) error {
 			if err := httpOK(ctx, http.MethodGet, livez); err != nil {
 				return err
 			}
-			return tcpOpen(ctx, smtp)
+			return tcpOpen(ctx, smtpAddr)
 		}}
-	return s.Mail.start(ctx)
 }
 
 // ---------------------------------------------------------------------------------------------

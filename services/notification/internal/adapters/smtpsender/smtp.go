@@ -3,8 +3,8 @@
 // optional authentication. Each alert carries a deterministic Message-ID derived from its
 // delivery id, so a downstream system that does see the same delivery twice can tell.
 //
-// Errors are domain.SendError codes ("smtp_4xx", "smtp_5xx", "smtp_connect", "timeout"):
-// never the server's text, which may quote the recipient address.
+// Errors are domain.SendError codes ("smtp_4xx", "smtp_5xx", "smtp_certificate", "smtp_connect",
+// "timeout"): never the server's text, which may quote the recipient address.
 package smtpsender
 
 import (
@@ -53,10 +53,11 @@ type Config struct {
 
 // Sender sends email alerts.
 type Sender struct {
-	cfg  Config
-	host string
-	port int
-	tls  *tls.Config
+	cfg    Config
+	host   string
+	port   int
+	tls    *tls.Config
+	dialer net.Dialer
 }
 
 // New checks cfg and returns a sender.
@@ -91,8 +92,10 @@ func New(cfg Config) (*Sender, error) {
 	return &Sender{cfg: cfg, host: host, port: port, tls: tc}, nil
 }
 
-func (s *Sender) client() (*mail.Client, error) {
-	opts := []mail.Option{mail.WithPort(s.port), mail.WithTLSConfig(s.tls), mail.WithHELO(orDefault(s.cfg.HELO, "localhost"))}
+// client builds the go-mail client of one send, dialling through dial.
+func (s *Sender) client(dial mail.DialContextFunc) (*mail.Client, error) {
+	opts := []mail.Option{mail.WithPort(s.port), mail.WithTLSConfig(s.tls), mail.WithHELO(orDefault(s.cfg.HELO, "localhost")),
+		mail.WithDialContextFunc(dial)}
 	switch s.cfg.Mode {
 	case TLSStartTLSMandatory:
 		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
@@ -126,16 +129,56 @@ func (s *Sender) Send(ctx context.Context, a domain.Alert) error {
 	m.SetGenHeader("X-Securemsg-Delivery", a.DeliveryID)
 	m.SetDate()
 	m.SetBodyString(mail.TypeTextPlain, a.Text.Body)
-	c, err := s.client()
+
+	// go-mail bounds only the TCP connect by ctx; the greeting, EHLO, STARTTLS and AUTH that
+	// follow wait without limit. A server that accepts and never greets (a STARTTLS or plain
+	// client pointed at an implicit-TLS port such as 465) would hold the send, and its
+	// dispatcher worker, forever, whatever the send timeout. So the connection is closed when
+	// ctx ends, and closed once the send returns in any case: go-mail leaves it open when
+	// EHLO, STARTTLS or AUTH fail.
+	var conn net.Conn
+	var unbind func() bool
+	c, err := s.client(func(dctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := s.dial(dctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		conn, unbind = nc, context.AfterFunc(ctx, func() { _ = nc.Close() })
+		return nc, nil
+	})
 	if err != nil {
 		return &domain.SendError{Code: "smtp_config", Permanent: true}
 	}
-	return classify(c.DialAndSendWithContext(ctx, m))
+	err = c.DialAndSendWithContext(ctx, m)
+	if conn != nil {
+		unbind()
+		_ = conn.Close()
+	}
+	if err != nil && ctx.Err() != nil {
+		return &domain.SendError{Code: "timeout"}
+	}
+	return classify(err)
+}
+
+// dial connects to the server; in implicit TLS mode it also completes the TLS handshake (go-mail
+// does that only with its own dialer).
+func (s *Sender) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if s.cfg.Mode == TLSImplicit {
+		d := tls.Dialer{NetDialer: &s.dialer, Config: s.tls}
+		return d.DialContext(ctx, network, addr)
+	}
+	return s.dialer.DialContext(ctx, network, addr)
 }
 
 func classify(err error) error {
 	if err == nil {
 		return nil
+	}
+	// The server's certificate was refused (unknown CA, wrong name, expired): an operator must
+	// tell this apart from a server that is down.
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return &domain.SendError{Code: "smtp_certificate"}
 	}
 	var se *mail.SendError
 	if errors.As(err, &se) {

@@ -1,0 +1,58 @@
+package privstack
+
+import (
+	"testing"
+	"time"
+
+	"github.com/securemsg/securemsg/services/internal/testkit"
+)
+
+// Mailpit is a mailpit process of its own, outside any Stack, started by StartMailpit. Its
+// Component methods (Addr is the SMTP host:port, Stop, Start, LogFile) work as a Stack's do.
+type Mailpit struct {
+	*Component
+	apiURL string
+}
+
+// APIURL is the mailpit's HTTP API base URL (e.g. APIURL()+"/api/v1/messages").
+func (m *Mailpit) APIURL() string { return m.apiURL }
+
+// StartMailpit starts the pinned mailpit on free 127.0.0.1 ports with extra flags after
+// privstack's own (the SMTP TLS ones, say: --smtp-tls-cert, --smtp-tls-key,
+// --smtp-require-starttls, --smtp-require-tls), waits until it is ready and stops it when tb
+// ends. It is for tests that need a mail server configured unlike the stack's, without the rest
+// of a Stack. A machine without the mailpit binary ends tb through testkit.Unavailable.
+func StartMailpit(tb testing.TB, extra ...string) *Mailpit {
+	tb.Helper()
+	bin, err := toolPath("mailpit")
+	if err != nil {
+		testkit.Unavailable(tb, "mailpit", err)
+		return nil
+	}
+	smtpPort, err := freePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	httpPort := smtpPort
+	for httpPort == smtpPort { // picked, not held: a second pick may return the same port
+		if httpPort, err = freePort(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	dir := tb.TempDir()
+	c := mailpitComponent(newProcess(dir, "mailpit", bin), dir, hostPort(smtpPort), hostPort(httpPort), 30*time.Second, extra...)
+	// Registered before the start, so a mailpit that never becomes ready is stopped too. The log
+	// lives in tb's temp dir, which goes with the test: a failed test gets its tail now.
+	tb.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			tb.Error(err)
+		}
+		if tb.Failed() {
+			tb.Logf("privstack: mailpit %s log:\n%s", c.Addr(), logTail(c.LogFile(), 30))
+		}
+	})
+	if err := c.start(tb.Context()); err != nil {
+		tb.Fatalf("%v (extra flags %q)", err, extra)
+	}
+	return &Mailpit{Component: c, apiURL: "http://" + hostPort(httpPort)}
+}
