@@ -46,6 +46,11 @@ func TestDigestPerThread(t *testing.T) {
 			t.Errorf("digest subjects = %v, want %q", subjects, want)
 		}
 	}
+	// The sink shows a mail as soon as its DATA is accepted, a moment before the dispatcher
+	// records the delivery as sent: wait for the record.
+	testkit.WaitFor(t, 10*time.Second, "both digests recorded as sent", func() bool {
+		return e.countDeliveries(t, pat.Subject, domain.StatusSent) >= 2
+	})
 	var latest string
 	if err := e.h.Proc.Pool.QueryRow(t.Context(), `SELECT message_id FROM deliveries WHERE thread_id = $1 AND kind = 2 AND status = 2`, threadA).Scan(&latest); err != nil || latest != last.GetMessageId() {
 		t.Errorf("digest message_id = %q, %v; want the latest message %s", latest, err, last.GetMessageId())
