@@ -7,6 +7,9 @@
 // through a bounded cache (entries and age) that makes one Vault call per miss, however many
 // callers miss at once, and zeroes its plaintext copies on eviction. Only the wrapped form
 // (`vault:vN:...`) is ever stored; destroying it crypto-shreds everything sealed under the DEK.
+// A service that creates many objects puts a DEKPool in front of its Keyring: it makes a few
+// DEKs ahead in the background, so creating an object costs no Vault call on the request path,
+// and hands each one out once.
 //
 // # Authentication and TLS
 //
