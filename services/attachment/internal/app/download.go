@@ -5,14 +5,11 @@ import (
 	"errors"
 	"io"
 
-	"github.com/jackc/pgx/v5"
-
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 )
 
 // Download is an opened download: the attachment's metadata and a reader of the requested
@@ -51,7 +48,8 @@ func objectErr(err error) error {
 }
 
 // OpenDownload authorises and audits a download of [offset, offset+length) (length 0: to the
-// end) and opens it. The audit record is committed before any byte is read (fail closed).
+// end) and opens it. The audit record is committed before OpenDownload returns, so before any
+// byte can be read (fail closed); the object store is opened meanwhile.
 func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string, offset, length int64) (*Download, error) {
 	if err := checkUUID(id); err != nil {
 		return nil, err
@@ -76,21 +74,27 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 	if length == 0 || length > a.SizeBytes-offset {
 		length = a.SizeBytes - offset
 	}
+	// The object store's first round trips run while the key is opened and the audit record
+	// commits: fetching ciphertext serves nothing, and no byte leaves before the commit.
+	opening := s.openObject(ctx, a)
 	dek, err := s.Keys.OpenDEK(ctx, s.keyName(), a.WrappedDEK)
 	if err != nil {
+		opening.discard()
 		return nil, keyErr(err)
 	}
 	if err := s.openName(a, dek); err != nil {
+		opening.discard()
 		return nil, err
 	}
 	rec := s.record(ctx, p, eventsv1.Action_ACTION_DOWNLOAD, a, acc)
 	if offset != 0 || length != a.SizeBytes {
 		rec.ReasonCode = reasonCode(rec.ReasonCode, "range")
 	}
-	if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error { return s.writeAudit(ctx, tx, rec) }); err != nil {
+	if err := s.audit(ctx, rec); err != nil {
+		opening.discard()
 		return nil, s.dbFail(err)
 	}
-	obj, err := s.Store.Open(ctx, a.ObjectName)
+	obj, err := opening.wait()
 	if err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
 			return nil, domain.DataLoss("the stored attachment is missing", err)
@@ -118,6 +122,47 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 	return &Download{Attachment: a, Offset: offset, Length: length, body: body, obj: obj}, nil
 }
 
+// streamTail is how many bytes at the end of an object hold its last segment, at most: what a
+// stream reader authenticates right after the header.
+var streamTail = crypto.CiphertextSize(crypto.DefaultSegmentSize) - crypto.StreamHeaderSize
+
+// readHint is what a stream reader over a's object reads first.
+func readHint(a *domain.Attachment) domain.ReadHint {
+	return domain.ReadHint{Size: a.ObjectSize, Tail: streamTail}
+}
+
+// objectOpening is an object store Open running in the background.
+type objectOpening struct {
+	done chan struct{}
+	obj  domain.Object
+	err  error
+}
+
+// openObject starts opening a's object.
+func (s *Service) openObject(ctx context.Context, a *domain.Attachment) *objectOpening {
+	o := &objectOpening{done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		o.obj, o.err = s.Store.Open(ctx, a.ObjectName, readHint(a))
+	}()
+	return o
+}
+
+// wait returns the opened object.
+func (o *objectOpening) wait() (domain.Object, error) {
+	<-o.done
+	return o.obj, o.err
+}
+
+// discard closes the object once it is open, without waiting for it.
+func (o *objectOpening) discard() {
+	go func() {
+		if obj, err := o.wait(); err == nil {
+			obj.Close()
+		}
+	}()
+}
+
 // GetAttachment returns an attachment's metadata (with its file name) to a caller who may
 // read it, auditing the read of the (PHI) file name.
 func (s *Service) GetAttachment(ctx context.Context, p *auth.Principal, id string) (*domain.Attachment, error) {
@@ -143,7 +188,7 @@ func (s *Service) GetAttachment(ctx context.Context, p *auth.Principal, id strin
 	}
 	if p.Kind != auth.KindService {
 		rec := s.record(ctx, p, eventsv1.Action_ACTION_READ, a, acc)
-		if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error { return s.writeAudit(ctx, tx, rec) }); err != nil {
+		if err := s.audit(ctx, rec); err != nil {
 			return nil, s.dbFail(err)
 		}
 	}

@@ -71,7 +71,7 @@ func (s *Service) rescan(ctx context.Context, a *domain.Attachment) (domain.Verd
 		return domain.Verdict{}, keyErr(err), nil
 	}
 	defer clear(dek)
-	obj, err := s.Store.Open(ctx, a.ObjectName)
+	obj, err := s.Store.Open(ctx, a.ObjectName, readHint(a))
 	if err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
 			return domain.Verdict{}, domain.DataLoss("object missing", err), nil

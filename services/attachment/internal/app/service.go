@@ -29,7 +29,6 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 )
 
 // KeyName is the Transit key the service's DEKs are wrapped under.
@@ -196,6 +195,27 @@ func (s *Service) record(ctx context.Context, p *auth.Principal, action eventsv1
 	return rec
 }
 
+// auditInsertSQL writes audit events to the outbox as a statement of their own.
+var auditInsertSQL = outbox.InsertSQL(1, "")
+
+// audit records rec by itself: one INSERT in its own implicit transaction, committed when it
+// returns, as a transaction around it would be, without BEGIN's and COMMIT's round trips. An
+// error means the action cannot be recorded.
+func (s *Service) audit(ctx context.Context, rec *eventsv1.AuditRecord) error {
+	ev, err := s.Audit.Event(ctx, rec)
+	var rows outbox.Rows
+	if err == nil {
+		rows, err = outbox.NewRows(ev)
+	}
+	if err == nil {
+		_, err = s.Pool.Exec(ctx, auditInsertSQL, rows.Args()...)
+	}
+	if err != nil {
+		return domain.Unavailable("the action could not be recorded; try again later", err)
+	}
+	return nil
+}
+
 // writeAudit adds rec to the outbox in tx; an error means the action cannot be recorded.
 func (s *Service) writeAudit(ctx context.Context, tx pgx.Tx, rec *eventsv1.AuditRecord) error {
 	if _, err := s.Audit.Record(ctx, tx, rec); err != nil {
@@ -210,7 +230,7 @@ func (s *Service) deny(ctx context.Context, p *auth.Principal, a *domain.Attachm
 	rec := s.record(ctx, p, eventsv1.Action_ACTION_DENY, a, acc)
 	rec.Outcome = eventsv1.Outcome_OUTCOME_DENIED
 	rec.ReasonCode = reason
-	if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error { return s.writeAudit(ctx, tx, rec) }); err != nil {
+	if err := s.audit(ctx, rec); err != nil {
 		s.Logger.WarnContext(ctx, "denial not recorded", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
 	}
 }

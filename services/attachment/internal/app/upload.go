@@ -20,6 +20,7 @@ import (
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
 )
 
@@ -84,36 +85,58 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 	defer clear(dek.Plaintext)
 	a.WrappedDEK = dek.Wrapped
 
-	// The row exists from the start (invisible, Uploading) so the quota counts uploads in
-	// progress and a crash leaves something the clean-up job finds.
-	if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		if err := pgstore.LockUploader(ctx, tx, p.Subject); err != nil {
-			return err
+	// The row exists before the object can (invisible, Uploading) so the quota counts uploads
+	// in progress and a crash leaves something the clean-up job finds. Its transaction runs
+	// while the first bytes are sniffed, scanned, encrypted and sent; the object store gets
+	// the object's last byte only once the row is committed (see gate), so no object is ever
+	// stored without its row.
+	inserted := s.insertUploading(ctx, a)
+	verdict, scanErr, err := s.store(ctx, a, dek.Plaintext, body, inserted)
+	if insErr := inserted.wait(); insErr != nil {
+		if !errors.Is(insErr, domain.ErrResourceExhausted) && !errors.Is(insErr, domain.ErrAlreadyExists) {
+			// The insert failed without saying no (the caller went away, the database
+			// failed): its commit may have happened all the same. Remove what may exist now
+			// rather than leave it to the clean-up job.
+			s.abandon(ctx, a)
 		}
-		used, err := pgstore.UsedBytes(ctx, tx, p.Subject)
-		if err != nil {
-			return err
-		}
-		if err := s.Limits.CheckQuota(used, req.DeclaredSize); err != nil {
-			return err
-		}
-		return pgstore.Insert(ctx, tx, a)
-	}); err != nil {
-		if errors.Is(err, domain.ErrAlreadyExists) {
+		if errors.Is(insErr, domain.ErrAlreadyExists) {
 			// A concurrent retry with the same client request id won the race.
 			if prev, rerr := s.replay(ctx, p, req, name); prev != nil || rerr != nil {
 				return prev, rerr
 			}
 		}
-		return nil, s.dbFail(err)
+		if err != nil && ctx.Err() != nil {
+			return nil, err // the caller went away, which also ended the insert; say so
+		}
+		return nil, s.dbFail(insErr)
 	}
-
-	verdict, scanErr, err := s.store(ctx, a, dek.Plaintext, body)
 	if err != nil {
 		s.abandon(ctx, a)
 		return nil, err
 	}
 	return s.finish(ctx, p, a, acc, dek.Plaintext, verdict, scanErr)
+}
+
+// rowInsert is the Uploading row's insert, running beside the upload's stream.
+type rowInsert struct {
+	done chan struct{}
+	err  error
+}
+
+// wait returns the insert's result once it is committed or failed.
+func (r *rowInsert) wait() error {
+	<-r.done
+	return r.err
+}
+
+// insertUploading starts inserting a as Uploading, within the uploader's quota.
+func (s *Service) insertUploading(ctx context.Context, a *domain.Attachment) *rowInsert {
+	r := &rowInsert{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = pgstore.InsertWithinQuota(ctx, s.Pool, a, s.Limits.QuotaBytes)
+	}()
+	return r
 }
 
 func (s *Service) checkUpload(req UploadRequest) (string, error) {
@@ -174,8 +197,9 @@ func randomName() string {
 
 // store runs the streaming pipeline and fills a's content facts. It returns the scanner's
 // verdict, or scanErr when the scanner gave none (the file stays pending), or err when the
-// upload failed (nothing is kept).
-func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, body io.Reader) (domain.Verdict, error, error) {
+// upload failed (nothing is kept). The object store gets the object's last byte only after
+// inserted succeeded; if it failed, the store is given that error instead and stores nothing.
+func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, body io.Reader, inserted *rowInsert) (domain.Verdict, error, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -193,6 +217,17 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 	}
 	a.MediaType = mt
 
+	// A refused insert (over quota, say) stops the upload at once, not at its last byte.
+	go func() {
+		select {
+		case <-inserted.done:
+			if inserted.err != nil {
+				cancel()
+			}
+		case <-ctx.Done():
+		}
+	}()
+
 	objR, objW := io.Pipe()
 	scanR, scanW := io.Pipe()
 	var wg sync.WaitGroup
@@ -201,7 +236,7 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		putErr = s.Store.Put(ctx, a.ObjectName, objR, a.ObjectSize)
+		putErr = s.Store.Put(ctx, a.ObjectName, &gate{r: objR, left: a.ObjectSize, ctx: ctx, open: inserted}, a.ObjectSize)
 		// Unblock the writer whatever happened; a short read by the store is a failure too.
 		objR.CloseWithError(errStoreStopped)
 	}()
@@ -218,6 +253,8 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 		err = copyChunks(io.MultiReader(bytes.NewReader(head), body), a.SizeBytes, hash, scanner, enc)
 	}
 	if err == nil {
+		// The scanner has every byte: let it scan while the last segment is sealed and sent.
+		scanW.Close()
 		err = enc.Close()
 	}
 	if err != nil {
@@ -231,7 +268,6 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 		return domain.Verdict{}, nil, err
 	}
 	objW.Close()
-	scanW.Close()
 	wg.Wait()
 	if putErr != nil {
 		return domain.Verdict{}, nil, putErr
@@ -241,6 +277,38 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 		scanErr = errors.New("scanner stopped reading")
 	}
 	return verdict, scanErr, nil
+}
+
+// gate passes an object's bytes to the object store but holds back the last one until the
+// upload's row is committed: a store that never got the last byte stores nothing, so a crash
+// or a refused insert leaves no object without its row. Only that byte waits; the rest of the
+// transfer overlaps the insert.
+type gate struct {
+	r      io.Reader
+	left   int64 // bytes of the object not yet passed on
+	ctx    context.Context
+	open   *rowInsert
+	opened bool
+}
+
+func (g *gate) Read(p []byte) (int, error) {
+	if !g.opened && g.left <= 1 {
+		select {
+		case <-g.open.done:
+		case <-g.ctx.Done():
+			return 0, g.ctx.Err()
+		}
+		if g.open.err != nil {
+			return 0, fmt.Errorf("upload row not stored: %w", g.open.err)
+		}
+		g.opened = true
+	}
+	if !g.opened && int64(len(p)) >= g.left {
+		p = p[:g.left-1]
+	}
+	n, err := g.r.Read(p)
+	g.left -= int64(n)
+	return n, err
 }
 
 var (
@@ -346,22 +414,12 @@ func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attac
 		}
 		cancel()
 	}
-	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		if err := pgstore.Complete(ctx, tx, a); err != nil {
-			return err
-		}
-		if err := s.writeAudit(ctx, tx, rec); err != nil {
-			return err
-		}
-		if verdict != eventsv1.ScanVerdict_SCAN_VERDICT_UNSPECIFIED {
-			ev, err := s.scannedEvent(ctx, a, verdict)
-			if err != nil {
-				return err
-			}
-			return addEvents(ctx, tx, ev)
-		}
-		return nil
-	})
+	// The outcome, its audit record and its scan event are one statement: one round trip, and
+	// all or nothing like the transaction it replaces.
+	events, err := s.outcomeEvents(ctx, a, rec, verdict)
+	if err == nil {
+		err = pgstore.Complete(ctx, s.Pool, a, events)
+	}
 	if err != nil {
 		s.abandon(ctx, a)
 		return nil, s.dbFail(err)
@@ -371,4 +429,26 @@ func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attac
 		return nil, domain.Invalid("the file contains malware and was refused")
 	}
 	return a, nil
+}
+
+// outcomeEvents are the outbox rows recording an upload's outcome: the audit record and, when
+// there is a verdict, the scan event.
+func (s *Service) outcomeEvents(ctx context.Context, a *domain.Attachment, rec *eventsv1.AuditRecord, verdict eventsv1.ScanVerdict) (outbox.Rows, error) {
+	audit, err := s.Audit.Event(ctx, rec)
+	if err != nil {
+		return outbox.Rows{}, domain.Unavailable("the action could not be recorded; try again later", err)
+	}
+	evs := []outbox.Event{audit}
+	if verdict != eventsv1.ScanVerdict_SCAN_VERDICT_UNSPECIFIED {
+		ev, err := s.scannedEvent(ctx, a, verdict)
+		if err != nil {
+			return outbox.Rows{}, err
+		}
+		evs = append(evs, ev)
+	}
+	rows, err := outbox.NewRows(evs...)
+	if err != nil {
+		return outbox.Rows{}, domain.Unavailable("the action could not be recorded; try again later", err)
+	}
+	return rows, nil
 }

@@ -174,24 +174,20 @@ func TestLimits(t *testing.T) {
 	t.Parallel()
 	l := domain.DefaultLimits()
 	tests := []struct {
-		name       string
-		size, used int64
-		want       error
+		name string
+		size int64
+		want error
 	}{
 		{name: "ok", size: 1 << 20},
 		{name: "zero", size: 0, want: domain.ErrInvalidArgument},
 		{name: "at limit", size: 25 << 20},
 		{name: "over limit", size: 25<<20 + 1, want: domain.ErrResourceExhausted},
-		{name: "over quota", size: 1 << 20, used: 1<<30 - 1, want: domain.ErrResourceExhausted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := l.CheckDeclaredSize(tt.size)
-			if err == nil {
-				err = l.CheckQuota(tt.used, tt.size)
-			}
 			if (tt.want == nil) != (err == nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
-				t.Errorf("limits(size %d, used %d) = %v, want %v", tt.size, tt.used, err, tt.want)
+				t.Errorf("CheckDeclaredSize(%d) = %v, want %v", tt.size, err, tt.want)
 			}
 		})
 	}

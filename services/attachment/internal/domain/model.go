@@ -75,7 +75,8 @@ type Limits struct {
 	// MaxPerMessage is how many attachments one message may carry (default 5).
 	MaxPerMessage int
 	// QuotaBytes is how many plaintext bytes one uploader may keep stored (drafts and bound
-	// files, pending and clean), including uploads in progress.
+	// files, pending and clean), including uploads in progress. It is enforced by the upload's
+	// row insert (pgstore.InsertWithinQuota), where it can be checked and claimed atomically.
 	QuotaBytes int64
 	// ScanMaxBytes is the largest stream the scanner accepts (clamd's StreamMaxLength). Files
 	// above it are refused: a file that cannot be scanned is never stored.
@@ -96,14 +97,6 @@ func (l Limits) CheckDeclaredSize(size int64) error {
 		return Exhausted("declared_size_bytes exceeds the file size limit")
 	case l.ScanMaxBytes > 0 && size > l.ScanMaxBytes:
 		return Exhausted("declared_size_bytes exceeds what the malware scanner accepts")
-	}
-	return nil
-}
-
-// CheckQuota refuses an upload of size bytes when the uploader already holds used bytes.
-func (l Limits) CheckQuota(used, size int64) error {
-	if l.QuotaBytes > 0 && used+size > l.QuotaBytes {
-		return Exhausted("upload would exceed the storage quota")
 	}
 	return nil
 }

@@ -12,13 +12,26 @@ type ObjectStore interface {
 	// Put stores size bytes read from r as object name. r returning an error aborts the upload
 	// (a multipart upload is aborted, nothing becomes visible).
 	Put(ctx context.Context, name string, r io.Reader, size int64) error
-	// Open returns a random-access reader over the object and its stored size.
-	Open(ctx context.Context, name string) (Object, error)
+	// Open returns a random-access reader over the object and its stored size. hint says what
+	// the caller expects, so the store can fetch it in as few round trips as possible; a wrong
+	// hint costs time, never correctness.
+	Open(ctx context.Context, name string, hint ReadHint) (Object, error)
 	// Remove deletes the object; a missing object is not an error.
 	Remove(ctx context.Context, name string) error
 	// RemoveIncompleteUploads aborts multipart uploads started more than olderThan ago and
 	// returns how many it aborted.
 	RemoveIncompleteUploads(ctx context.Context, olderThan time.Duration) (int, error)
+}
+
+// ReadHint describes the reads an opened object is about to serve.
+type ReadHint struct {
+	// Size is the object's expected stored size, 0 when unknown.
+	Size int64
+	// Tail is how many bytes at the end of the object the reader wants right after its first
+	// bytes: a stream reader reads the header, then authenticates the last segment before it
+	// reads from the start. With Size known, the store fetches them concurrently with the
+	// start instead of one round trip later.
+	Tail int64
 }
 
 // Object is a stored object opened for range reads.

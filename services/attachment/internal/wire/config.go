@@ -32,8 +32,11 @@ type S3 struct {
 	UseTLS    bool          `env:"S3_USE_TLS"`
 	// Prefix is put in front of every object name.
 	Prefix string `env:"S3_PREFIX"`
-	// PartSize is the multipart part size; parts stream, so it costs no memory.
-	PartSize uint64 `env:"S3_PART_SIZE" envDefault:"16777216"`
+	// PartSize is the largest object sent in a single PUT and, above it, the multipart part
+	// size; parts stream, so it costs no memory. The default is S3's single-PUT limit (5 GiB):
+	// one request per object is faster than parts (no per-part round trip and commit, no
+	// completion step) and a failed PUT leaves nothing behind to abort.
+	PartSize uint64 `env:"S3_PART_SIZE" envDefault:"5368709120"`
 }
 
 // Validate reports every problem.
@@ -48,8 +51,8 @@ func (c S3) Validate() error {
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("SECUREMSG_S3_BUCKET is required"))
 	}
-	if c.PartSize < 5<<20 {
-		errs = append(errs, errors.New("SECUREMSG_S3_PART_SIZE must be at least 5 MiB (5242880)"))
+	if c.PartSize < 5<<20 || c.PartSize > 5<<30 {
+		errs = append(errs, errors.New("SECUREMSG_S3_PART_SIZE must be between 5 MiB (5242880) and 5 GiB (5368709120)"))
 	}
 	return errors.Join(errs...)
 }

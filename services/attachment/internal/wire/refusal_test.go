@@ -3,10 +3,12 @@ package wire_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
@@ -187,6 +189,10 @@ func TestQuotaAndIdempotency(t *testing.T) {
 
 	_, err = upload(e.as(t, servicetest.Patient), e.api, &attachmentv1.UploadMetadata{FileName: "q2.txt", DeclaredMediaType: "text/plain"}, data, 0)
 	wantCode(t, "UploadAttachment(over quota)", err, codes.ResourceExhausted)
+	// The refused upload's bytes streamed while its row was being refused; none was stored.
+	if objs := e.objects(t); len(objs) != 1 {
+		t.Errorf("objects stored after an upload over quota = %d, want 1 (the first upload's)", len(objs))
+	}
 	// Another user has their own quota.
 	e.mustUpload(t, servicetest.OtherPatient, &attachmentv1.UploadMetadata{FileName: "q3.txt", DeclaredMediaType: "text/plain"}, data)
 	// Deleting frees the quota.
@@ -194,4 +200,37 @@ func TestQuotaAndIdempotency(t *testing.T) {
 		t.Fatalf("DeleteAttachment = %v", err)
 	}
 	e.mustUpload(t, servicetest.Patient, &attachmentv1.UploadMetadata{FileName: "q4.txt", DeclaredMediaType: "text/plain"}, data)
+}
+
+// TestQuotaUnderConcurrentUploads starts more uploads at once than the quota holds: exactly
+// as many as fit succeed, however their row inserts interleave.
+func TestQuotaUnderConcurrentUploads(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{tune: func(c *wire.Config) { c.Attachment.QuotaBytes = 250 << 10 }})
+	data := textFile("quota-race", 100<<10)
+	const uploads = 8
+	errs := make(chan error, uploads)
+	for i := range uploads {
+		go func() {
+			_, err := upload(e.as(t, servicetest.Patient), e.api, &attachmentv1.UploadMetadata{
+				FileName: fmt.Sprintf("r%d.txt", i), DeclaredMediaType: "text/plain"}, data, 0)
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range uploads {
+		switch err := <-errs; status.Code(err) {
+		case codes.OK:
+			ok++
+		case codes.ResourceExhausted:
+		default:
+			t.Errorf("concurrent UploadAttachment = %v, want OK or RESOURCE_EXHAUSTED", err)
+		}
+	}
+	if ok != 2 {
+		t.Errorf("concurrent uploads of 100 KiB under a 250 KiB quota: %d succeeded, want 2", ok)
+	}
+	if objs := e.objects(t); len(objs) != ok {
+		t.Errorf("objects stored = %d, want %d (one per accepted upload)", len(objs), ok)
+	}
 }

@@ -1,7 +1,7 @@
 // Package wire builds the attachment service from its configuration, by hand and in one place:
-// the Transit client and DEK keyring, the object store, the clamd scanner, the messaging
-// client, the use cases, the gRPC handler and the background jobs, on top of a started
-// daemon.Process.
+// the Transit client, the DEK keyring and its pool of fresh DEKs, the object store, the clamd
+// scanner, the messaging client, the use cases, the gRPC handler and the background jobs, on
+// top of a started daemon.Process.
 package wire
 
 import (
@@ -34,13 +34,13 @@ func Spec() daemon.Spec {
 // control windows instead of the BDP estimator's, which grows each stream's window to 16 MiB
 // over a long upload — data the server would hold in memory per upload. A 1 MiB stream window
 // (one chunk in flight) and a 4 MiB connection window keep an upload's buffered bytes bounded
-// whatever the file size, at no cost in throughput on a low-latency network. The upload codec
-// recycles chunk buffers (ports.UploadCodec).
+// whatever the file size, at no cost in throughput on a low-latency network. The codec moves
+// upload and download chunks with fewer copies (ports.ChunkCodec).
 func ServerOptions() []grpcserver.Option {
 	return []grpcserver.Option{grpcserver.WithServerOptions(
 		grpc.InitialWindowSize(1<<20),
 		grpc.InitialConnWindowSize(4<<20),
-		grpc.ForceServerCodecV2(ports.NewUploadCodec()),
+		grpc.ForceServerCodecV2(ports.NewChunkCodec()),
 	)}
 }
 
@@ -63,6 +63,13 @@ func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service,
 	if err != nil {
 		return nil, err
 	}
+	// Every upload needs a fresh DEK; making a few ahead takes Vault's round trip off the
+	// upload's path (one DEK per object still: each pooled key is handed out once).
+	pool, err := keys.NewDEKPool(ring, cfg.Attachment.TransitKey, keys.DEKPoolOptions{Registerer: proc.Server.MetricsRegistry()})
+	if err != nil {
+		return nil, err
+	}
+	proc.Go(pool.Run)
 	store, err := NewStore(ctx, cfg.S3)
 	if err != nil {
 		return nil, err
@@ -74,7 +81,7 @@ func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service,
 	scanner := clamd.New(cfg.Clamd.Addr)
 	scanner.Timeout = cfg.Clamd.Timeout
 	return Register(proc, cfg, Deps{
-		Keys: ring, Store: store, Scanner: scanner,
+		Keys: pool, Store: store, Scanner: scanner,
 		Access: messagingclient.New(conn, cfg.Attachment.AccessCacheSize, cfg.Attachment.AccessCacheTTL),
 	})
 }

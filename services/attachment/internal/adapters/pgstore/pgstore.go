@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
 )
 
@@ -100,25 +101,6 @@ func Get(ctx context.Context, q Querier, id string, forUpdate bool) (*domain.Att
 	return a, nil
 }
 
-// LockUploader serialises one uploader's uploads for the rest of tx, so concurrent uploads
-// cannot together overrun the quota.
-func LockUploader(ctx context.Context, tx pgx.Tx, subject string) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('attachment-quota:' || $1, 0))`, subject)
-	return dbErr("lock uploader", err)
-}
-
-// UsedBytes is the plaintext bytes an uploader holds: uploads in progress (at their declared
-// size), pending and clean files.
-func UsedBytes(ctx context.Context, q Querier, subject string) (int64, error) {
-	var n int64
-	err := q.QueryRow(ctx, `SELECT coalesce(sum(size_bytes), 0) FROM attachments
-		WHERE uploader_subject = $1 AND state IN ('uploading', 'pending', 'clean')`, subject).Scan(&n)
-	if err != nil {
-		return 0, dbErr("sum quota", err)
-	}
-	return n, nil
-}
-
 // FindByClientRequest returns the uploader's attachment made with client request id crid, or
 // nil when there is none.
 func FindByClientRequest(ctx context.Context, q Querier, subject, crid string) (*domain.Attachment, error) {
@@ -133,27 +115,52 @@ func FindByClientRequest(ctx context.Context, q Querier, subject, crid string) (
 	return a, nil
 }
 
-// Insert adds a new attachment row (state Uploading).
-func Insert(ctx context.Context, tx pgx.Tx, a *domain.Attachment) error {
+// InsertWithinQuota adds a new attachment row (state Uploading) unless the bytes its uploader
+// holds (uploads in progress at their declared size, pending and clean files) plus its declared
+// size would exceed quota (quota <= 0: no quota), which is ErrResourceExhausted. Concurrent uploads of one uploader are serialised by a lock on the
+// uploader, so they cannot together overrun the quota.
+//
+// It is one round trip: the lock and the insert go as one batch, which runs in one implicit
+// transaction (the lock is held until it commits), and the insert, a statement after the lock,
+// sees every upload committed before the lock was granted.
+func InsertWithinQuota(ctx context.Context, q Querier, a *domain.Attachment, quota int64) error {
 	var crid *string
 	if a.ClientRequestID != "" {
 		crid = &a.ClientRequestID
 	}
-	err := tx.QueryRow(ctx, `INSERT INTO attachments (id, uploader_subject, client_request_id,
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('attachment-quota:' || $1, 0))`, a.UploaderSubject)
+	b.Queue(`INSERT INTO attachments (id, uploader_subject, client_request_id,
 		aad_thread_id, thread_id, patient_id, pool_id, state, object_name, wrapped_dek,
 		declared_media_type, size_bytes, object_size)
-		VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::bigint, $13
+		WHERE $14::bigint <= 0 OR (SELECT coalesce(sum(size_bytes), 0) FROM attachments
+			WHERE uploader_subject = $2 AND state IN ('uploading', 'pending', 'clean')) + $12::bigint <= $14::bigint
 		RETURNING create_time`,
 		a.ID, a.UploaderSubject, crid, a.AADThreadID, a.ThreadID, a.PatientID, a.PoolID, string(a.State),
-		a.ObjectName, a.WrappedDEK, a.DeclaredMediaType, a.SizeBytes, a.ObjectSize).Scan(&a.CreateTime)
-	if pg.IsUniqueViolation(err, "attachments_client_request") {
+		a.ObjectName, a.WrappedDEK, a.DeclaredMediaType, a.SizeBytes, a.ObjectSize, quota)
+	br := q.SendBatch(ctx, b)
+	_, err := br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&a.CreateTime)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return domain.Exhausted("upload would exceed the storage quota")
+	case pg.IsUniqueViolation(err, "attachments_client_request"):
 		return domain.Exists("client_request_id was already used")
 	}
 	return dbErr("insert attachment", err)
 }
 
-// Complete records a finished upload: content facts, the sealed name and the scan outcome.
-func Complete(ctx context.Context, tx pgx.Tx, a *domain.Attachment) error {
+// Complete records a finished upload (content facts, the sealed name and the scan outcome)
+// and, in the same statement, its events (audit record, scan event): one round trip, in one
+// implicit transaction, so the events exist exactly when the row was updated. A row that is
+// gone (removed by the clean-up meanwhile) is ErrNotFound, and no event is written.
+func Complete(ctx context.Context, q Querier, a *domain.Attachment, events outbox.Rows) error {
 	var scanTime *time.Time
 	if !a.ScanTime.IsZero() {
 		scanTime = &a.ScanTime
@@ -162,14 +169,28 @@ func Complete(ctx context.Context, tx pgx.Tx, a *domain.Attachment) error {
 	if a.WrappedDEK != "" {
 		wrapped = &a.WrappedDEK
 	}
-	_, err := tx.Exec(ctx, `UPDATE attachments SET state = $2, media_type = $3, size_bytes = $4,
+	var n int
+	err := q.QueryRow(ctx, completeSQL,
+		append([]any{a.ID, string(a.State), a.MediaType, a.SizeBytes, a.ObjectSize, a.SHA256, a.FileNameSealed,
+			a.SignatureName, scanTime, a.ScanAttempts, wrapped}, events.Args()...)...).Scan(&n)
+	if err != nil {
+		return dbErr("complete attachment", err)
+	}
+	if n == 0 {
+		return domain.NotFound("attachment not found")
+	}
+	return nil
+}
+
+// completeSQL updates the row and writes the events only if it did, in one statement.
+var completeSQL = `WITH c AS (
+	UPDATE attachments SET state = $2, media_type = $3, size_bytes = $4,
 		object_size = $5, sha256 = $6, file_name_sealed = $7, signature_name = $8, scan_time = $9,
 		scan_attempts = $10, wrapped_dek = $11
-		WHERE id = $1::uuid`,
-		a.ID, string(a.State), a.MediaType, a.SizeBytes, a.ObjectSize, a.SHA256, a.FileNameSealed,
-		a.SignatureName, scanTime, a.ScanAttempts, wrapped)
-	return dbErr("complete attachment", err)
-}
+	WHERE id = $1::uuid
+	RETURNING 1
+), o AS (` + outbox.InsertSQL(12, `EXISTS (SELECT 1 FROM c)`) + `)
+SELECT count(*) FROM c`
 
 // SetScan records a (re)scan's outcome. An infected or failed attachment loses its key: its
 // object is deleted and it can never be served.

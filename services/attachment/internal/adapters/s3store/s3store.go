@@ -30,8 +30,8 @@ type Config struct {
 	UseTLS    bool
 	// Prefix is put in front of every object name (tests use a unique one).
 	Prefix string
-	// PartSize is the multipart part size (at least 5 MiB); parts stream, so it costs no
-	// memory. Objects up to one part go up in a single PUT.
+	// PartSize is the multipart part size (5 MiB to 5 GiB, default 5 GiB); parts stream, so it
+	// costs no memory. Objects up to one part go up in a single PUT.
 	PartSize uint64
 	// ReadWindow is how many bytes one range GET asks for at most; sequential reads within a
 	// window reuse one response, so a download makes size/ReadWindow requests.
@@ -47,10 +47,10 @@ type Store struct {
 // New connects (lazily: minio-go dials on first use) to the bucket described by cfg.
 func New(cfg Config) (*Store, error) {
 	if cfg.PartSize == 0 {
-		cfg.PartSize = 16 << 20
+		cfg.PartSize = 5 << 30
 	}
-	if cfg.PartSize < 5<<20 {
-		return nil, errors.New("s3store: part size below the S3 minimum of 5 MiB")
+	if cfg.PartSize < 5<<20 || cfg.PartSize > 5<<30 {
+		return nil, errors.New("s3store: part size outside S3's 5 MiB to 5 GiB")
 	}
 	if cfg.ReadWindow <= 0 {
 		cfg.ReadWindow = 8 << 20
@@ -108,11 +108,21 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 // PutObject would copy each part into a PartSize buffer first; streaming keeps an upload's
 // memory at the HTTP client's chunk buffers whatever the part size, and keeps r flowing while
 // a part is sent. A failure aborts the multipart upload, so nothing becomes visible.
+//
+// The body is sent without minio-go's payload SHA-256 (over plain HTTP it would sign each
+// 64 KiB chunk with one, and the store would verify it): what is stored is ciphertext whose
+// every segment the AEAD authenticates on download (corruption on the way in is caught there,
+// like corruption at rest), so that hash proves nothing the tags do not, and it cost a SHA-256
+// pass in this process and another in the store. Over TLS minio-go sends UNSIGNED-PAYLOAD
+// anyway.
 func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
 	key := s.Key(name)
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true}
 	if size <= int64(s.cfg.PartSize) {
-		if _, err := s.c.PutObject(ctx, s.cfg.Bucket, key, r, size, opts); err != nil {
+		// One request, whatever minio-go's own part size: it would buffer parts in memory.
+		single := opts
+		single.DisableMultipart = true
+		if _, err := s.c.PutObject(ctx, s.cfg.Bucket, key, r, size, single); err != nil {
 			return unavailable("put object", err)
 		}
 		return nil
@@ -125,7 +135,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	parts := make([]minio.CompletePart, 0, (size+int64(s.cfg.PartSize)-1)/int64(s.cfg.PartSize))
 	for off, n := int64(0), 1; off < size; n++ {
 		length := min(int64(s.cfg.PartSize), size-off)
-		part, err := core.PutObjectPart(ctx, s.cfg.Bucket, key, uploadID, n, io.LimitReader(r, length), length, minio.PutObjectPartOptions{})
+		part, err := core.PutObjectPart(ctx, s.cfg.Bucket, key, uploadID, n, io.LimitReader(r, length), length, minio.PutObjectPartOptions{DisableContentSha256: true})
 		if err != nil {
 			s.abort(key, uploadID)
 			return unavailable("put part", err)
@@ -152,10 +162,23 @@ func (s *Store) abort(key, uploadID string) {
 
 // Open starts reading the object with one range GET of its first window, which also tells its
 // real size (Content-Range), so no separate HEAD is needed; a missing object is ErrNotFound.
-// Objects up to smallObject bytes arrive whole in that GET and are served from memory.
-func (s *Store) Open(ctx context.Context, name string) (domain.Object, error) {
+// Objects up to smallObject bytes arrive whole in that GET and are served from memory. When
+// hint gives the size and a tail, the tail is fetched by a second GET running concurrently with
+// the first, so a stream reader's header, last segment, then start costs one round trip, not
+// two. A tail that does not match what the first GET found is dropped, never served.
+func (s *Store) Open(ctx context.Context, name string, hint domain.ReadHint) (domain.Object, error) {
 	o := &object{s: s, ctx: ctx, key: s.Key(name), size: -1}
+	var tail chan tailResult
+	if hint.Size > smallObject && hint.Tail > 0 && hint.Tail <= maxTail {
+		n := min(hint.Tail, hint.Size)
+		tail = make(chan tailResult, 1)
+		go func() { tail <- s.fetchTail(ctx, o.key, hint.Size-n, hint.Size) }()
+	}
 	c, err := o.get(0, s.cfg.ReadWindow)
+	var t tailResult
+	if tail != nil {
+		t = <-tail
+	}
 	if err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
 			return nil, domain.NotFound("object not found")
@@ -172,8 +195,39 @@ func (s *Store) Open(ctx context.Context, name string) (domain.Object, error) {
 		o.small = buf
 		return o, nil
 	}
+	if t.err == nil && t.total == o.size && t.off+int64(len(t.data)) == o.size {
+		o.tail, o.tailOff = t.data, t.off
+	}
 	o.cursors[0] = c
 	return o, nil
+}
+
+// tailResult is a tail fetched by Open: data is the object's bytes at off, total its size then.
+type tailResult struct {
+	data       []byte
+	off, total int64
+	err        error
+}
+
+// fetchTail reads [off, end) of the object into memory with one range GET.
+func (s *Store) fetchTail(ctx context.Context, key string, off, end int64) tailResult {
+	body, hdr, err := s.rangeGet(ctx, key, off, end)
+	if err != nil {
+		return tailResult{err: err}
+	}
+	defer body.Close()
+	first, last, total, err := parseContentRange(hdr.Get("Content-Range"))
+	if err != nil {
+		return tailResult{err: err}
+	}
+	if first != off || last != end-1 {
+		return tailResult{err: fmt.Errorf("tail range %d-%d, asked %d-%d", first, last, off, end-1)}
+	}
+	buf := make([]byte, end-off)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return tailResult{err: err}
+	}
+	return tailResult{data: buf, off: off, total: total}
 }
 
 // Remove deletes the object and aborts any multipart upload of it still open (an upload that
@@ -226,6 +280,9 @@ func unavailable(op string, err error) error {
 	return domain.Unavailable("object storage unavailable", fmt.Errorf("s3 %s: %w", op, err))
 }
 
+// maxTail bounds the tail Open holds in memory: a stream's last segment is at most 1 MiB.
+const maxTail = 1<<20 + 64
+
 // smallObject is the size up to which an object is read whole by Open: one request instead of
 // the three a decryption's access pattern (header, last segment, then from the start) needs.
 const smallObject = 256 << 10
@@ -241,6 +298,10 @@ type object struct {
 	size int64
 
 	small []byte // the whole object, when it is small
+	// tail holds the object's bytes from tailOff to its end, fetched by Open; reads there that
+	// no open response continues are served from it.
+	tail    []byte
+	tailOff int64
 
 	mu      sync.Mutex
 	cursors [2]*cursor
@@ -277,6 +338,12 @@ func (o *object) ReadAt(p []byte, off int64) (int, error) {
 	for n < want {
 		at := off + n
 		c := o.cursorAt(at)
+		// An open response that reaches here is preferred to the tail: reading it to its
+		// end lets the HTTP connection be reused.
+		if c == nil && at >= o.tailOff && at < o.tailOff+int64(len(o.tail)) {
+			n += int64(copy(p[n:want], o.tail[at-o.tailOff:]))
+			continue
+		}
 		if c == nil {
 			var err error
 			if c, err = o.open(at, want-n); err != nil {
@@ -343,19 +410,11 @@ func (o *object) get(off, n int64) (*cursor, error) {
 	if o.size >= 0 {
 		end = min(end, o.size)
 	}
-	opts := minio.GetObjectOptions{}
-	if err := opts.SetRange(off, end-1); err != nil {
-		return nil, fmt.Errorf("s3store: range: %w", err)
-	}
-	// Core.GetObject returns the response body itself: one request per window.
-	body, _, hdr, err := minio.Core{Client: o.s.c}.GetObject(o.ctx, o.s.cfg.Bucket, o.key, opts)
+	body, hdr, err := o.s.rangeGet(o.ctx, o.key, off, end)
 	if err != nil {
-		if isNotFound(err) {
-			return nil, domain.NotFound("object not found")
-		}
-		return nil, unavailable("get object", err)
+		return nil, err
 	}
-	total, err := totalSize(hdr.Get("Content-Range"))
+	_, _, total, err := parseContentRange(hdr.Get("Content-Range"))
 	if err != nil {
 		body.Close()
 		return nil, unavailable("get object", err)
@@ -369,17 +428,45 @@ func (o *object) get(off, n int64) (*cursor, error) {
 	return &cursor{body: body, pos: off, end: min(end, total)}, nil
 }
 
-// totalSize parses the complete length from "bytes first-last/complete".
-func totalSize(contentRange string) (int64, error) {
-	_, total, ok := strings.Cut(contentRange, "/")
+// rangeGet sends a GET for [off, end) and returns the response body and headers.
+func (s *Store) rangeGet(ctx context.Context, key string, off, end int64) (io.ReadCloser, http.Header, error) {
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(off, end-1); err != nil {
+		return nil, nil, fmt.Errorf("s3store: range: %w", err)
+	}
+	// Core.GetObject returns the response body itself: one request per window.
+	body, _, hdr, err := minio.Core{Client: s.c}.GetObject(ctx, s.cfg.Bucket, key, opts)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil, domain.NotFound("object not found")
+		}
+		return nil, nil, unavailable("get object", err)
+	}
+	return body, hdr, nil
+}
+
+// parseContentRange parses "bytes first-last/complete".
+func parseContentRange(contentRange string) (first, last, total int64, err error) {
+	bad := fmt.Errorf("bad Content-Range %q", contentRange)
+	spec, ok := strings.CutPrefix(contentRange, "bytes ")
 	if !ok {
-		return 0, fmt.Errorf("no size in Content-Range %q", contentRange)
+		return 0, 0, 0, bad
 	}
-	n, err := strconv.ParseInt(total, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad size in Content-Range %q", contentRange)
+	span, size, ok := strings.Cut(spec, "/")
+	if !ok {
+		return 0, 0, 0, bad
 	}
-	return n, nil
+	a, b, ok := strings.Cut(span, "-")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	total, err3 := strconv.ParseInt(size, 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || first < 0 || last < first || total <= last {
+		return 0, 0, 0, bad
+	}
+	return first, last, total, nil
 }
 
 func (o *object) drop(c *cursor) {
@@ -401,5 +488,6 @@ func (o *object) Close() error {
 			o.cursors[i] = nil
 		}
 	}
+	o.tail = nil
 	return nil
 }

@@ -63,7 +63,7 @@ func TestPutOpenReadAt(t *testing.T) {
 	if err := s.Put(t.Context(), "obj/a", pr, int64(len(data))); err != nil {
 		t.Fatalf("Put = %v", err)
 	}
-	obj, err := s.Open(t.Context(), "obj/a")
+	obj, err := s.Open(t.Context(), "obj/a", domain.ReadHint{})
 	if err != nil {
 		t.Fatalf("Open = %v", err)
 	}
@@ -97,10 +97,66 @@ func TestPutOpenReadAt(t *testing.T) {
 	}
 }
 
+// TestOpenReadHint reads an object the way a stream reader does (header, last segment, then
+// from the start) under right and wrong hints: a hint may only change how many requests are
+// made, never the bytes returned.
+func TestOpenReadHint(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, 0)
+	data := make([]byte, 1<<20+123)
+	rand.Read(data)
+	size := int64(len(data))
+	if err := s.Put(t.Context(), "obj/h", bytes.NewReader(data), size); err != nil {
+		t.Fatalf("Put = %v", err)
+	}
+	tests := []struct {
+		name string
+		hint domain.ReadHint
+	}{
+		{name: "none", hint: domain.ReadHint{}},
+		{name: "exact", hint: domain.ReadHint{Size: size, Tail: 64<<10 + 16}},
+		{name: "size too small", hint: domain.ReadHint{Size: size - 1000, Tail: 64<<10 + 16}},
+		{name: "size too large", hint: domain.ReadHint{Size: size + 1000, Tail: 64<<10 + 16}},
+		{name: "tail beyond the object", hint: domain.ReadHint{Size: size, Tail: size + 5}},
+		{name: "size without tail", hint: domain.ReadHint{Size: size}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj, err := s.Open(t.Context(), "obj/h", tt.hint)
+			if err != nil {
+				t.Fatalf("Open(%+v) = %v", tt.hint, err)
+			}
+			defer obj.Close()
+			if obj.Size() != size {
+				t.Fatalf("Size() = %d, want %d", obj.Size(), size)
+			}
+			check := func(off int64, n int) {
+				t.Helper()
+				buf := make([]byte, n)
+				got, err := obj.ReadAt(buf, off)
+				want := min(int64(n), size-off)
+				if int64(got) != want || (err != nil && !(err == io.EOF && want < int64(n))) {
+					t.Fatalf("ReadAt(%d bytes at %d) = %d, %v, want %d", n, off, got, err, want)
+				}
+				if !bytes.Equal(buf[:got], data[off:off+int64(got)]) {
+					t.Fatalf("ReadAt(%d bytes at %d) returned the wrong bytes", n, off)
+				}
+			}
+			check(0, 71)
+			check(size-5000, 5000)
+			for off := int64(71); off < size; off += 64<<10 + 16 {
+				check(off, 64<<10+16)
+			}
+			check(size-70000, 70000) // again, across the tail's start
+			check(500, 100)
+		})
+	}
+}
+
 func TestOpenRemoveMissing(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, 0)
-	if _, err := s.Open(t.Context(), "obj/missing"); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := s.Open(t.Context(), "obj/missing", domain.ReadHint{}); !errors.Is(err, domain.ErrNotFound) {
 		t.Errorf("Open(missing) = %v, want ErrNotFound", err)
 	}
 	if err := s.Remove(t.Context(), "obj/missing"); err != nil {
@@ -112,7 +168,7 @@ func TestOpenRemoveMissing(t *testing.T) {
 	if err := s.Remove(t.Context(), "obj/b"); err != nil {
 		t.Fatalf("Remove = %v", err)
 	}
-	if _, err := s.Open(t.Context(), "obj/b"); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := s.Open(t.Context(), "obj/b", domain.ReadHint{}); !errors.Is(err, domain.ErrNotFound) {
 		t.Errorf("Open(removed) = %v, want ErrNotFound", err)
 	}
 }
@@ -128,7 +184,7 @@ func TestPutReaderErrorAborts(t *testing.T) {
 	if err := s.Put(t.Context(), "obj/c", pr, 12<<20); err == nil {
 		t.Fatal("Put(failing reader) = nil, want an error")
 	}
-	if _, err := s.Open(t.Context(), "obj/c"); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := s.Open(t.Context(), "obj/c", domain.ReadHint{}); !errors.Is(err, domain.ErrNotFound) {
 		t.Errorf("Open(aborted) = %v, want ErrNotFound", err)
 	}
 }
