@@ -102,11 +102,13 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 		}
 	}()
 
+	commits := outbox.NewCommitWatch()
 	p.Pool, err = pg.NewPool(ctx, pg.Config{
 		URL:             base.Postgres.URL.Reveal(),
 		Schema:          spec.Schema,
 		ApplicationName: "securemsg-" + spec.Name,
 		MaxConns:        base.Postgres.MaxConns,
+		Tracer:          commits,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
@@ -145,7 +147,7 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 		return nil, fmt.Errorf("build grpc server: %w", err)
 	}
 
-	relay := outbox.NewRelay(p.Pool, p.JS, outbox.Options{Logger: logger, Registerer: p.Server.MetricsRegistry()})
+	relay := outbox.NewRelay(p.Pool, p.JS, outbox.Options{Logger: logger, Registerer: p.Server.MetricsRegistry(), Commits: commits})
 	p.Go(relay.Run)
 	// Producers answer the audit service's gap checks, so an audit record JetStream acknowledged
 	// but lost is published again (DESIGN.md, Audit: nothing is silently lost).

@@ -16,8 +16,9 @@
 //	attempts     integer           publish attempts so far
 //	last_error   text null         the last publish error (NATS error text, never payloads)
 //
-// An AFTER INSERT trigger sends NOTIFY securemsg_outbox with the schema name as payload, which
-// Postgres delivers only when the writing transaction commits.
+// A CommitWatch, the pool's pgx tracer, wakes the relay of the writing process when a commit
+// has made new rows visible; a poll covers rows written elsewhere (see CommitWatch for why this
+// is not a NOTIFY trigger).
 //
 // # Guarantees
 //
@@ -92,7 +93,7 @@ func insertSQL(first int, where string) string {
 	if where != "" {
 		where = "WHERE " + where + "\n"
 	}
-	return fmt.Sprintf(`INSERT INTO outbox (id, subject, payload, headers)
+	return fmt.Sprintf(insertMarker+`(id, subject, payload, headers)
 SELECT id, subject, payload, headers::jsonb
 FROM unnest($%d::text[], $%d::text[], $%d::bytea[], $%d::text[]) WITH ORDINALITY AS e(id, subject, payload, headers, n)
 %sORDER BY n`, first, first+1, first+2, first+3, where)

@@ -26,11 +26,12 @@ import (
 // fixture is one test's outbox: a migrated schema, a pool on it, an embedded NATS with the
 // suite's streams under unique names.
 type fixture struct {
-	pool   *pgxpool.Pool
-	schema string
-	nats   *testkit.NATSServer
-	top    natsx.Topology
-	reg    *prometheus.Registry
+	pool    *pgxpool.Pool
+	commits *outbox.CommitWatch
+	schema  string
+	nats    *testkit.NATSServer
+	top     natsx.Topology
+	reg     *prometheus.Registry
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -40,9 +41,11 @@ func newFixture(t *testing.T) *fixture {
 	if err := migrate.Up(t.Context(), admin, schema, nil, nil); err != nil {
 		t.Fatalf("migrate.Up() error = %v", err)
 	}
+	commits := outbox.NewCommitWatch()
 	pool, err := pg.NewPool(t.Context(), pg.Config{
 		URL: testkit.LoadStack().PostgresURL, Schema: schema, MaxConns: 8,
 		ApplicationName: schema, // lets a test find this fixture's connections in pg_stat_activity
+		Tracer:          commits,
 	})
 	if err != nil {
 		t.Fatalf("pg.NewPool() error = %v", err)
@@ -62,7 +65,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := natsx.EnsureStreams(t.Context(), js, top); err != nil {
 		t.Fatalf("EnsureStreams() error = %v", err)
 	}
-	return &fixture{pool: pool, schema: schema, nats: ns, top: top, reg: prometheus.NewRegistry()}
+	return &fixture{pool: pool, commits: commits, schema: schema, nats: ns, top: top, reg: prometheus.NewRegistry()}
 }
 
 // startRelay runs a relay on its own NATS connection (as a separate replica would) until the
@@ -80,6 +83,7 @@ func (f *fixture) startRelay(t *testing.T, hook func() error) {
 		MinBackoff:     20 * time.Millisecond,
 		MaxBackoff:     200 * time.Millisecond,
 		Registerer:     f.reg,
+		Commits:        f.commits,
 	})
 	if hook != nil {
 		outbox.SetBeforeMark(r, hook)
@@ -421,29 +425,121 @@ func TestAddRejectsInvalidEvents(t *testing.T) {
 	}
 }
 
-// Ensure the relay's wake-up is NOTIFY-driven: with a long poll interval, an event still goes
-// out promptly.
-func TestRelayWakesOnNotify(t *testing.T) {
+// TestCommitWatchSignalsOnlyCommittedWrites: the watch signals once outbox rows written in an
+// explicit transaction, in a statement of its own, or in a pipelined batch without BEGIN have
+// committed, and never for rows rolled back or for statements that wrote none.
+func TestCommitWatchSignalsOnlyCommittedWrites(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := t.Context()
+	drain := func() {
+		select {
+		case <-f.commits.C():
+		default:
+		}
+	}
+	// The tracer runs in the caller's goroutine as each statement ends, so the signal is
+	// already there (or not) when the call returns.
+	signalled := func() bool {
+		select {
+		case <-f.commits.C():
+			return true
+		default:
+			return false
+		}
+	}
+	rows, err := outbox.NewRows(f.event(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		write func() error
+		want  bool
+	}{
+		{"committed transaction", func() error {
+			return pg.WithTx(ctx, f.pool, func(tx pgx.Tx) error {
+				if err := outbox.Add(ctx, tx, f.event(2)); err != nil {
+					return err
+				}
+				if signalled() {
+					t.Error("signalled before the transaction committed")
+				}
+				return nil
+			})
+		}, true},
+		{"rolled-back transaction", func() error {
+			err := pg.WithTx(ctx, f.pool, func(tx pgx.Tx) error {
+				if err := outbox.Add(ctx, tx, f.event(3)); err != nil {
+					return err
+				}
+				return errors.New("roll back")
+			})
+			if err == nil {
+				return errors.New("WithTx did not report the rollback")
+			}
+			return nil
+		}, false},
+		{"failed transaction committed", func() error {
+			tx, err := f.pool.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			if err := outbox.Add(ctx, tx, f.event(4)); err != nil {
+				return err
+			}
+			_, _ = tx.Exec(ctx, `SELECT 1/0`)
+			_ = tx.Commit(ctx) // Postgres answers ROLLBACK
+			return nil
+		}, false},
+		{"implicit transaction", func() error {
+			_, err := f.pool.Exec(ctx, outbox.InsertSQL(1, ""), rows.Args()...)
+			return err
+		}, true},
+		{"batch without BEGIN", func() error {
+			r2, err := outbox.NewRows(f.event(5))
+			if err != nil {
+				return err
+			}
+			b := &pgx.Batch{}
+			b.Queue(`SELECT 1`)
+			b.Queue(outbox.InsertSQL(1, ""), r2.Args()...)
+			return f.pool.SendBatch(ctx, b).Close()
+		}, true},
+		{"statement writing no outbox rows", func() error {
+			_, err := f.pool.Exec(ctx, `SELECT count(*) FROM outbox`)
+			return err
+		}, false},
+	}
+	for _, c := range cases {
+		drain()
+		if err := c.write(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := signalled(); got != c.want {
+			t.Errorf("%s: signalled = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestRelayWakesOnCommit: with a poll interval of an hour, an event still goes out promptly,
+// because the commit that wrote it wakes the relay.
+func TestRelayWakesOnCommit(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	js, err := natsx.JetStream(f.nats.Connect(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := outbox.NewRelay(f.pool, js, outbox.Options{PollInterval: time.Hour, Registerer: f.reg})
+	r := outbox.NewRelay(f.pool, js, outbox.Options{PollInterval: time.Hour, Registerer: f.reg, Commits: f.commits})
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	// Give the listener its first empty round, then write.
-	waitFor(t, 10*time.Second, "listener connected", func() bool {
-		var n int
-		_ = f.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
-			WHERE application_name = $1 AND query LIKE 'LISTEN%securemsg_outbox%'`, f.schema).Scan(&n)
-		return n > 0
-	})
-	f.writeTx(t, []outbox.Event{f.event(1)})
-	waitFor(t, 5*time.Second, "event published without polling", func() bool { return f.unsent(t) == 0 })
+	for i := range 3 {
+		f.writeTx(t, []outbox.Event{f.event(i)})
+		waitFor(t, 5*time.Second, "event published without polling", func() bool { return f.unsent(t) == 0 })
+	}
 }
 
 // TestInsertSQLWritesOnlyWithTheChange: events written in the same statement as a change exist

@@ -16,9 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// NotifyChannel is the Postgres channel the outbox trigger notifies, with the schema as payload.
-const NotifyChannel = "securemsg_outbox"
-
 // lockClass is the first key of the relay's advisory lock (the second is the schema's hash);
 // it keeps the relay's locks apart from any other two-key advisory lock.
 const lockClass = 0x0B0C
@@ -29,8 +26,11 @@ type Options struct {
 	Logger *slog.Logger
 	// BatchSize is the most rows one transaction publishes (default 200).
 	BatchSize int
-	// PollInterval is the safety-net wake-up for a missed NOTIFY, and how often a standby
-	// replica checks whether the active one went away (default 1s).
+	// Commits, the CommitWatch traced on the pool, wakes the relay as soon as this process has
+	// committed outbox rows. Without it the relay only polls.
+	Commits *CommitWatch
+	// PollInterval is how often the relay looks for rows nobody woke it for: rows written by
+	// another replica or outside the service (default 1s).
 	PollInterval time.Duration
 	// PublishTimeout bounds the wait for one batch's PubAcks (default 5s); it is also how long
 	// the batch's transaction can stay open.
@@ -90,6 +90,13 @@ func NewRelay(pool *pgxpool.Pool, js jetstream.JetStream, opts Options) *Relay {
 // was published, the relay only backs off.
 var errNATSDown = errors.New("outbox: nats connection is not connected")
 
+// errContended is returned by a batch that found another replica publishing this schema's rows.
+var errContended = errors.New("outbox: another replica holds the schema's relay lock")
+
+// contendedRetry is the wait before trying again after errContended: a batch holds the lock
+// for a few milliseconds.
+const contendedRetry = 20 * time.Millisecond
+
 // Run publishes until ctx is cancelled, then returns nil. It returns an error only if it
 // cannot start (the publisher cannot be built); database and NATS failures are retried.
 func (r *Relay) Run(ctx context.Context) error {
@@ -109,13 +116,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	log := r.log.With("schema", schema)
 	m := r.metrics.forSchema(schema)
 
-	wake := make(chan struct{}, 1)
-	listenDone := make(chan struct{})
-	go func() {
-		defer close(listenDone)
-		r.listen(ctx, log, schema, wake)
-	}()
-	defer func() { <-listenDone }()
+	var wake <-chan struct{} // nil: never ready
+	if r.opts.Commits != nil {
+		wake = r.opts.Commits.C()
+	}
 
 	// A reconnect ends the backoff at once: events written during an outage go out as soon as
 	// NATS is back, not when the (up to MaxBackoff) wait runs out.
@@ -124,12 +128,25 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	poll := time.NewTicker(r.opts.PollInterval)
 	defer poll.Stop()
-	var failures int
+	var failures, contended int
 	var lastGauge, lastPurge time.Time
 	for {
 		n, err := r.publishBatch(ctx, pub, m)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errContended) {
+			// Another replica is publishing a batch that began before our rows committed. Try
+			// again shortly, for up to a poll interval, rather than leave them to the poll.
+			if contended++; time.Duration(contended)*contendedRetry < r.opts.PollInterval {
+				if !sleep(ctx, contendedRetry) {
+					return nil
+				}
+				continue
+			}
+			err, contended = nil, 0
+		} else {
+			contended = 0
 		}
 		if err != nil {
 			failures++
@@ -221,7 +238,7 @@ func (r *Relay) publishBatch(ctx context.Context, pub jetstream.JetStream, m *sc
 		return 0, fmt.Errorf("outbox: advisory lock: %w", err)
 	}
 	if !leader {
-		return 0, nil // another replica is publishing this schema's rows right now
+		return 0, errContended
 	}
 	rows, err := tx.Query(ctx, `SELECT seq, id, subject, payload, headers FROM outbox
 		WHERE published_at IS NULL ORDER BY seq LIMIT $1`, r.opts.BatchSize)
@@ -351,51 +368,6 @@ func (r *Relay) refreshGauges(ctx context.Context, m *schemaMetrics, log *slog.L
 	}
 	m.backlog.Set(float64(backlog))
 	m.oldestAge.Set(age)
-}
-
-// listen wakes the publish loop on NOTIFY for this schema. It keeps its own connection (a
-// LISTENing connection must not go back to the pool) and reconnects with backoff; after a
-// reconnect it wakes the loop once, since notifications sent meanwhile are lost.
-func (r *Relay) listen(ctx context.Context, log *slog.Logger, schema string, wake chan<- struct{}) {
-	signal := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
-	for attempt := 0; ctx.Err() == nil; {
-		err := r.listenOnce(ctx, schema, signal, &attempt)
-		if ctx.Err() != nil {
-			return
-		}
-		attempt++
-		log.Debug("outbox listener lost its connection; the poll interval covers the gap", "error", err)
-		if !sleep(ctx, backoff(attempt, r.opts.MinBackoff, r.opts.MaxBackoff)) {
-			return
-		}
-	}
-}
-
-func (r *Relay) listenOnce(ctx context.Context, schema string, signal func(), attempt *int) error {
-	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{NotifyChannel}.Sanitize()); err != nil {
-		return err
-	}
-	*attempt = 0
-	signal()
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		if n.Payload == schema {
-			signal()
-		}
-	}
 }
 
 // backoff is min·2^(attempt-1) capped at ceiling, with up to 20 % jitter so replicas spread out.

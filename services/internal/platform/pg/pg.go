@@ -42,6 +42,9 @@ type Config struct {
 	// StatementTimeout, when positive, is set as statement_timeout on every connection so a
 	// runaway query cannot hold a connection forever.
 	StatementTimeout time.Duration
+	// Tracer, when set, sees every statement the pool's connections run (the outbox's
+	// CommitWatch wakes the relay with it).
+	Tracer pgx.QueryTracer
 }
 
 // Defaults applied by NewPool when a Config field is zero.
@@ -89,6 +92,7 @@ func PoolConfig(cfg Config) (*pgxpool.Config, error) {
 	pc.MaxConnIdleTime = orDefault(cfg.MaxConnIdleTime, DefaultMaxConnIdleTime)
 	pc.HealthCheckPeriod = orDefault(cfg.HealthCheckPeriod, DefaultHealthCheckPeriod)
 	pc.ConnConfig.ConnectTimeout = orDefault(cfg.ConnectTimeout, DefaultConnectTimeout)
+	pc.ConnConfig.Tracer = cfg.Tracer
 	rp := pc.ConnConfig.RuntimeParams
 	rp["search_path"] = cfg.Schema
 	if cfg.ApplicationName != "" {
