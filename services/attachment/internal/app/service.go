@@ -195,9 +195,6 @@ func (s *Service) record(ctx context.Context, p *auth.Principal, action eventsv1
 	return rec
 }
 
-// auditInsertSQL writes audit events to the outbox as a statement of their own.
-var auditInsertSQL = outbox.InsertSQL(1, "")
-
 // audit records rec by itself: one INSERT in its own implicit transaction, committed when it
 // returns, as a transaction around it would be, without BEGIN's and COMMIT's round trips. An
 // error means the action cannot be recorded.
@@ -208,7 +205,7 @@ func (s *Service) audit(ctx context.Context, rec *eventsv1.AuditRecord) error {
 		rows, err = outbox.NewRows(ev)
 	}
 	if err == nil {
-		_, err = s.Pool.Exec(ctx, auditInsertSQL, rows.Args()...)
+		err = rows.Insert(ctx, s.Pool)
 	}
 	if err != nil {
 		return domain.Unavailable("the action could not be recorded; try again later", err)

@@ -89,21 +89,14 @@ func NewDEKPool(ring *Keyring, keyName string, opts DEKPoolOptions) (*DEKPool, e
 		wake:  make(chan struct{}, 1),
 	}
 	if opts.Registerer != nil {
-		for _, c := range []struct {
-			name, help string
-			v          *atomic.Uint64
-		}{
+		if err := registerCounters(opts.Registerer, []counter{
 			{"securemsg_dek_pool_hits_total", "New DEKs served from the prefetched pool.", &p.hits},
 			{"securemsg_dek_pool_misses_total", "New DEKs made on the request path because the pool was empty.", &p.misses},
 			{"securemsg_dek_pool_made_total", "DEKs the pool made in the background.", &p.made},
 			{"securemsg_dek_pool_expired_total", "Pooled DEKs dropped unused after their maximum age.", &p.expired},
 			{"securemsg_dek_pool_errors_total", "Failed background refills of the DEK pool.", &p.errs},
-		} {
-			v := c.v
-			if err := opts.Registerer.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
-				func() float64 { return float64(v.Load()) })); err != nil {
-				return nil, fmt.Errorf("keys: register metric %s: %w", c.name, err)
-			}
+		}); err != nil {
+			return nil, err
 		}
 		if err := opts.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "securemsg_dek_pool_ready", Help: "Fresh DEKs waiting in the pool.",

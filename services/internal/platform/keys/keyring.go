@@ -74,21 +74,13 @@ func NewKeyring(svc KeyService, opts KeyringOptions) (*Keyring, error) {
 	}
 	k := &Keyring{svc: svc, cache: newDEKCache(opts.MaxEntries, opts.MaxAge, opts.now), callTimeout: opts.CallTimeout}
 	if opts.Registerer != nil {
-		for _, c := range []struct {
-			name, help string
-			v          *atomic.Uint64
-		}{
+		if err := registerCounters(opts.Registerer, []counter{
 			{"securemsg_dek_cache_hits_total", "DEK unwraps served from the cache.", &k.hits},
 			{"securemsg_dek_cache_misses_total", "DEK unwraps not in the cache.", &k.misses},
 			{"securemsg_dek_vault_calls_total", "Vault Transit calls made by the keyring (datakey and decrypt).", &k.vaultCalls},
 			{"securemsg_dek_errors_total", "Keyring operations that failed.", &k.errs},
-		} {
-			v := c.v
-			err := opts.Registerer.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
-				func() float64 { return float64(v.Load()) }))
-			if err != nil {
-				return nil, fmt.Errorf("keys: register metric %s: %w", c.name, err)
-			}
+		}); err != nil {
+			return nil, err
 		}
 	}
 	return k, nil
@@ -242,4 +234,22 @@ func (c *dekCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.order.Len()
+}
+
+// counter is a Prometheus counter read from an atomic the keys package increments.
+type counter struct {
+	name, help string
+	v          *atomic.Uint64
+}
+
+// registerCounters registers each counter with reg.
+func registerCounters(reg prometheus.Registerer, counters []counter) error {
+	for _, c := range counters {
+		v := c.v
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(v.Load()) })); err != nil {
+			return fmt.Errorf("keys: register metric %s: %w", c.name, err)
+		}
+	}
+	return nil
 }

@@ -59,6 +59,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Event is one message for JetStream. Payload carries ids and metadata only, never PHI.
@@ -101,6 +102,11 @@ FROM unnest($%d::text[], $%d::text[], $%d::bytea[], $%d::text[]) WITH ORDINALITY
 
 var plainInsertSQL = insertSQL(1, "")
 
+// execer is what Rows.Insert needs: a pool, a connection or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
 // Add writes events to the outbox inside tx, the caller's transaction, in the order given.
 // They are published after tx commits and never if it rolls back. The events' IDs must be
 // unique; a repeated ID fails the insert (and so the caller's transaction).
@@ -112,11 +118,7 @@ func Add(ctx context.Context, tx pgx.Tx, events ...Event) error {
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, plainInsertSQL, rows.Args()...); err != nil {
-		// pgx errors do not echo parameter values, so the payload cannot leak through err.
-		return fmt.Errorf("outbox: insert %d events: %w", len(events), err)
-	}
-	return nil
+	return rows.Insert(ctx, tx)
 }
 
 // Rows are validated events in the shape the outbox insert binds. They let a caller write
@@ -158,6 +160,19 @@ func NewRows(events ...Event) (Rows, error) {
 
 // Len is the number of events.
 func (r Rows) Len() int { return len(r.ids) }
+
+// Insert writes the rows as a statement of its own on db: inside the caller's transaction, or,
+// on a pool, in an implicit transaction committed when Insert returns.
+func (r Rows) Insert(ctx context.Context, db execer) error {
+	if _, err := db.Exec(ctx, plainInsertSQL, r.Args()...); err != nil {
+		// pgx errors do not echo parameter values, so the payload cannot leak through err.
+		return fmt.Errorf("outbox: insert %d events: %w", r.Len(), err)
+	}
+	return nil
+}
+
+// Queue adds the rows' insert to b, as a statement of its own.
+func (r Rows) Queue(b *pgx.Batch) { b.Queue(plainInsertSQL, r.Args()...) }
 
 // Args are the four parameters InsertSQL binds, in order.
 func (r Rows) Args() []any { return []any{r.ids, r.subjects, r.payloads, r.headers} }

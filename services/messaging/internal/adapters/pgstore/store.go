@@ -305,8 +305,6 @@ func scanViewer(row pgx.Row) (Viewer, error) {
 	return v, err
 }
 
-var insertOutboxSQL = outbox.InsertSQL(1, "")
-
 // BreakGlass is a break-the-glass access to record with a read.
 type BreakGlass struct {
 	ID           string
@@ -333,7 +331,7 @@ func ReadThreadPage(ctx context.Context, db DB, t *domain.Thread, subject string
 	if bg != nil {
 		b.Queue(insertBreakGlassSQL, bg.ID, t.ID, bg.Subject, bg.ReasonSealed, bg.At)
 	}
-	b.Queue(insertOutboxSQL, audit.Args()...)
+	audit.Queue(b)
 	b.Queue(messagesSQL, t.ID, afterSeq, limit).Query(func(rows pgx.Rows) (err error) {
 		page.Messages, err = collectMessages(rows)
 		return err
