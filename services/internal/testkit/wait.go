@@ -1,19 +1,37 @@
 package testkit
 
 import (
+	"context"
 	"testing"
 	"time"
 )
 
-// WaitFor polls ok until it returns true, failing the test with what when within passes first.
-// Tests use it instead of sleeping for a fixed time.
+// WaitFor polls ok until it returns true, failing the test with what when within passes first or
+// the test's context ends (a test that was cancelled or timed out stops polling at once). Tests
+// use it instead of sleeping for a fixed time.
 func WaitFor(tb testing.TB, within time.Duration, what string, ok func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(within)
-	for interval := 5 * time.Millisecond; !ok(); interval = min(2*interval, 200*time.Millisecond) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", within, what)
+	ctx, cancel := context.WithTimeout(tb.Context(), within)
+	defer cancel()
+	if !Poll(ctx, ok) {
+		tb.Fatalf("timed out after %s waiting for %s", within, what)
+	}
+}
+
+// Poll calls ok, with a growing interval (5 ms to 200 ms), until it returns true (Poll returns
+// true) or ctx ends (Poll returns false). It is WaitFor for callers that are not tests, such as
+// a stack supervisor waiting for a port.
+func Poll(ctx context.Context, ok func() bool) bool {
+	for interval := 5 * time.Millisecond; ; interval = min(2*interval, 200*time.Millisecond) {
+		if ok() {
+			return true
 		}
-		time.Sleep(interval)
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ok()
+		case <-t.C:
+		}
 	}
 }

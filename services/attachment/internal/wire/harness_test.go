@@ -1,7 +1,6 @@
 package wire_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -11,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,46 +47,10 @@ import (
 // fails the run if any reaches the captured logs; tests grep rows, objects and events for them.
 const markerPrefix = "PHIMARKER"
 
-// captured holds everything the services under test logged (daemon loggers write to stderr).
-var captured struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// logs holds everything the services under test logged (daemon loggers write to stderr).
+var logs testkit.LogCapture
 
-func TestMain(m *testing.M) {
-	realStderr := os.Stderr
-	r, w, err := os.Pipe()
-	if err != nil {
-		fmt.Fprintln(realStderr, "pipe:", err)
-		os.Exit(1)
-	}
-	os.Stderr = w
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			captured.mu.Lock()
-			captured.buf.Write(sc.Bytes())
-			captured.buf.WriteByte('\n')
-			captured.mu.Unlock()
-			if testing.Verbose() {
-				fmt.Fprintln(realStderr, sc.Text())
-			}
-		}
-		_, _ = io.Copy(io.Discard, r)
-	}()
-	code := m.Run()
-	os.Stderr = realStderr
-	_ = w.Close()
-	<-done
-	if bytes.Contains(captured.buf.Bytes(), []byte(markerPrefix)) {
-		fmt.Fprintln(realStderr, "FAIL: PHI marker text found in the services' logs")
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.RunCapturingLogs(m, &logs, markerPrefix) }
 
 // marker returns unique PHI-looking text for one test.
 func marker(what string) string {
