@@ -3,8 +3,10 @@ package usererr_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
@@ -43,5 +45,58 @@ func TestCode(t *testing.T) {
 		if got := usererr.Code(tt.kind); got != tt.want {
 			t.Errorf("Code(%v) = %v, want %v", tt.kind, got, tt.want)
 		}
+	}
+}
+
+func TestGRPCStatusCarriesCodeMessageAndReason(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		err        error
+		wantCode   codes.Code
+		wantMsg    string
+		wantReason string
+	}{
+		{"own reason", usererr.Newf(usererr.FailedPrecondition, "THREAD_CLOSED", "thread %s is closed", "t1"),
+			codes.FailedPrecondition, "thread t1 is closed", "THREAD_CLOSED"},
+		{"default reason", usererr.New(usererr.NotFound, "", "thread not found"), codes.NotFound, "thread not found", "NOT_FOUND"},
+		{"two-word kind", usererr.New(usererr.ResourceExhausted, "", "quota"), codes.ResourceExhausted, "quota", "RESOURCE_EXHAUSTED"},
+		{"wrapped with a cause", fmt.Errorf("load: %w", usererr.Wrap(usererr.Unavailable, "DATABASE_UNAVAILABLE", "the database is unavailable", errors.New("dial tcp 10.0.0.1: secret detail"))),
+			codes.Unavailable, "the database is unavailable", "DATABASE_UNAVAILABLE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// The edge (grpcserver.ToStatus) finds the Error with errors.As, so that wrapping
+			// text never reaches the caller; status.FromError would keep the wrapped text.
+			var ue *usererr.Error
+			if !errors.As(tt.err, &ue) {
+				t.Fatalf("errors.As(%v, *usererr.Error) = false", tt.err)
+			}
+			st := ue.GRPCStatus()
+			if st.Code() != tt.wantCode || st.Message() != tt.wantMsg {
+				t.Errorf("status = %v %q, want %v %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+			}
+			var info *errdetails.ErrorInfo
+			for _, d := range st.Details() {
+				if i, ok := d.(*errdetails.ErrorInfo); ok {
+					info = i
+				}
+			}
+			if info == nil || info.GetReason() != tt.wantReason || info.GetDomain() != usererr.Domain {
+				t.Errorf("ErrorInfo = %v, want reason %q in domain %q", info, tt.wantReason, usererr.Domain)
+			}
+			if strings.Contains(st.Message(), "secret detail") {
+				t.Errorf("status message %q leaks the cause", st.Message())
+			}
+		})
+	}
+}
+
+func TestSentinelsMatchByKind(t *testing.T) {
+	t.Parallel()
+	err := usererr.Newf(usererr.NotFound, "THREAD_NOT_FOUND", "thread %s not found", "t1")
+	if !errors.Is(err, usererr.ErrNotFound) || errors.Is(err, usererr.ErrDataLoss) {
+		t.Errorf("errors.Is(NotFound error, sentinels) matched the wrong kinds")
 	}
 }
