@@ -48,6 +48,7 @@ func FromDecision(d auth.DecisionRecord) *eventsv1.AuditRecord {
 	if rec.Actor.Subject == "" {
 		rec.Actor.Subject = "anonymous"
 	}
+	rec.PurposeOfUse = purposeOf(rec.Actor.Role)
 	switch {
 	case d.Outcome == auth.OutcomeDenied:
 		rec.Action, rec.Outcome = eventsv1.Action_ACTION_DENY, eventsv1.Outcome_OUTCOME_DENIED

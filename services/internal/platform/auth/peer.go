@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -56,12 +57,16 @@ type RequestInfo struct {
 	SourceIP  string
 	UserAgent string
 	RequestID string
+	// Method is the rpc's full method ("/securemsg.messaging.v1.MessagingService/GetThread"),
+	// empty outside an rpc (jobs, consumers).
+	Method string
 }
 
 // RequestInfoFrom reads the peer address and the user-agent and x-request-id metadata. Values
 // from metadata are client-supplied: they are truncated and stored, never trusted.
 func RequestInfoFrom(ctx context.Context) RequestInfo {
 	var ri RequestInfo
+	ri.Method, _ = grpc.Method(ctx)
 	if ip, ok := PeerAddr(ctx); ok {
 		ri.SourceIP = ip.String()
 	}
