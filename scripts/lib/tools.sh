@@ -14,6 +14,7 @@ TOOL_PINS=(
   "nats-server|github.com/nats-io/nats-server/v2|v2.12.15"
   "minio|github.com/minio/minio|v0.0.0-20260212201848-7aac2a2c5b7c"
   "mailpit|github.com/axllent/mailpit|v1.27.11"
+  "golangci-lint|github.com/golangci/golangci-lint/v2/cmd/golangci-lint|v2.15.0"
 )
 
 tool_pin() { # tool_pin NAME -> "package version"
