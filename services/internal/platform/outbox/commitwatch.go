@@ -10,7 +10,7 @@ import (
 )
 
 // insertMarker starts every statement this package builds to write outbox rows (Add's, and
-// InsertSQL's inside a caller's statement); CommitWatch recognises outbox writes by it.
+// Statement's inside a caller's statement); CommitWatch recognises outbox writes by it.
 const insertMarker = "INSERT INTO outbox "
 
 // CommitWatch wakes the relay when a commit has made outbox rows visible, without asking

@@ -55,6 +55,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -122,14 +124,14 @@ func Add(ctx context.Context, tx pgx.Tx, events ...Event) error {
 }
 
 // Rows are validated events in the shape the outbox insert binds. They let a caller write
-// events in the same SQL statement as the change they describe (see InsertSQL), which saves the
+// events in the same SQL statement as the change they describe (see Statement), which saves the
 // round trips of an explicit transaction when one statement (or one batch) is the whole change.
 type Rows struct {
 	ids, subjects, headers []string
 	payloads               [][]byte
 }
 
-// NewRows validates events (filling in missing ids) for InsertSQL; the error wraps
+// NewRows validates events (filling in missing ids) for Insert, Queue and Statement; the error wraps
 // ErrInvalidEvent.
 func NewRows(events ...Event) (Rows, error) {
 	r := Rows{ids: make([]string, len(events)), subjects: make([]string, len(events)),
@@ -164,7 +166,7 @@ func (r Rows) Len() int { return len(r.ids) }
 // Insert writes the rows as a statement of its own on db: inside the caller's transaction, or,
 // on a pool, in an implicit transaction committed when Insert returns.
 func (r Rows) Insert(ctx context.Context, db execer) error {
-	if _, err := db.Exec(ctx, plainInsertSQL, r.Args()...); err != nil {
+	if _, err := db.Exec(ctx, plainInsertSQL, r.args()...); err != nil {
 		// pgx errors do not echo parameter values, so the payload cannot leak through err.
 		return fmt.Errorf("outbox: insert %d events: %w", r.Len(), err)
 	}
@@ -172,19 +174,56 @@ func (r Rows) Insert(ctx context.Context, db execer) error {
 }
 
 // Queue adds the rows' insert to b, as a statement of its own.
-func (r Rows) Queue(b *pgx.Batch) { b.Queue(plainInsertSQL, r.Args()...) }
+func (r Rows) Queue(b *pgx.Batch) { b.Queue(plainInsertSQL, r.args()...) }
 
-// Args are the four parameters InsertSQL binds, in order.
-func (r Rows) Args() []any { return []any{r.ids, r.subjects, r.payloads, r.headers} }
+// args are the four parameters the insert binds, in order.
+func (r Rows) args() []any { return []any{r.ids, r.subjects, r.payloads, r.headers} }
 
-// InsertSQL is the INSERT writing Rows bound at parameters $first..$first+3 (Rows.Args): a
-// statement of its own (in a pgx.Batch, say), or a data-modifying WITH clause of the caller's
-// statement: `WITH …, o AS (` + InsertSQL(…) + `) SELECT …`. onlyIf, when not empty, is an SQL
-// condition the events are written under — typically `EXISTS (SELECT 1 FROM <an earlier
-// clause>)`, so that the events exist exactly when the change they describe happened in the same
-// statement. A statement, or a batch without BEGIN, runs in one implicit transaction, so the
-// guarantees of Add hold for it unchanged.
-func InsertSQL(first int, onlyIf string) string { return insertSQL(first, onlyIf) }
+// Statement is a caller's SQL statement that also writes outbox rows, so that one statement
+// (one implicit transaction, one round trip) is the whole change: the change, its events and
+// its audit records. The caller writes only its own SQL and parameters; the outbox clause and
+// its parameters are placed after them, so no caller ever numbers the outbox's placeholders.
+// The guarantees of Add hold unchanged: the rows exist exactly when the statement commits.
+type Statement struct {
+	sql    string
+	params int
+}
+
+// placeholder matches a positional parameter of the caller's SQL.
+var placeholder = regexp.MustCompile(`\$([0-9]+)`)
+
+// NewStatement builds `with, o AS (INSERT INTO outbox …) final`. with is the caller's WITH
+// clauses ("WITH c AS (UPDATE … RETURNING 1)") and final its closing query ("SELECT count(*)
+// FROM c"), both binding the caller's parameters $1..$n. onlyIf, when not empty, is the
+// condition the rows are written under — typically `EXISTS (SELECT 1 FROM c)`, so that the
+// events exist exactly when the change they describe happened. It panics on SQL that does not
+// start with WITH: statements are package-level values, so any test that loads the package
+// finds the mistake.
+func NewStatement(with, onlyIf, final string) Statement {
+	if !strings.HasPrefix(strings.TrimSpace(strings.ToUpper(with)), "WITH ") {
+		panic("outbox.NewStatement: the caller's SQL must start with WITH")
+	}
+	n := 0
+	for _, m := range placeholder.FindAllStringSubmatch(with+"\n"+final, -1) {
+		if v, err := strconv.Atoi(m[1]); err == nil && v > n {
+			n = v
+		}
+	}
+	return Statement{sql: with + ", o AS (" + insertSQL(n+1, onlyIf) + ")\n" + final, params: n}
+}
+
+// SQL is the statement's text, the same for every execution (so pgx prepares it once).
+func (s Statement) SQL() string { return s.sql }
+
+// Args are the statement's arguments: the caller's own, in the order of its placeholders, then
+// the rows'. It panics when own does not fill the caller's placeholders exactly, a programming
+// error every test of the statement finds.
+func (s Statement) Args(rows Rows, own ...any) []any {
+	if len(own) != s.params {
+		panic(fmt.Sprintf("outbox.Statement: %d arguments for %d placeholders", len(own), s.params))
+	}
+	return append(own[:len(own):len(own)], rows.args()...)
+}
 
 func validate(e Event) error {
 	switch {
@@ -207,3 +246,13 @@ func validate(e Event) error {
 	}
 	return nil
 }
+
+// InsertSQL and Rows.Args are the placeholder-numbered form Statement replaces.
+//
+// Deprecated: use NewStatement; these go once no service calls them.
+func InsertSQL(first int, onlyIf string) string { return insertSQL(first, onlyIf) }
+
+// Args are the four parameters InsertSQL binds.
+//
+// Deprecated: use Statement.Args.
+func (r Rows) Args() []any { return r.args() }

@@ -493,8 +493,7 @@ func TestCommitWatchSignalsOnlyCommittedWrites(t *testing.T) {
 			return nil
 		}, false},
 		{"implicit transaction", func() error {
-			_, err := f.pool.Exec(ctx, outbox.InsertSQL(1, ""), rows.Args()...)
-			return err
+			return rows.Insert(ctx, f.pool)
 		}, true},
 		{"batch without BEGIN", func() error {
 			r2, err := outbox.NewRows(f.event(5))
@@ -503,7 +502,7 @@ func TestCommitWatchSignalsOnlyCommittedWrites(t *testing.T) {
 			}
 			b := &pgx.Batch{}
 			b.Queue(`SELECT 1`)
-			b.Queue(outbox.InsertSQL(1, ""), r2.Args()...)
+			r2.Queue(b)
 			return f.pool.SendBatch(ctx, b).Close()
 		}, true},
 		{"statement writing no outbox rows", func() error {
@@ -542,9 +541,13 @@ func TestRelayWakesOnCommit(t *testing.T) {
 	}
 }
 
-// TestInsertSQLWritesOnlyWithTheChange: events written in the same statement as a change exist
+// bumpStatement bumps a counter and writes its events only when the counter existed.
+var bumpStatement = outbox.NewStatement(`WITH c AS (UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n)`,
+	`EXISTS (SELECT 1 FROM c)`, `SELECT count(*) FROM c`)
+
+// TestStatementWritesOnlyWithTheChange: events written in the same statement as a change exist
 // exactly when the change happened, and are published like Add's.
-func TestInsertSQLWritesOnlyWithTheChange(t *testing.T) {
+func TestStatementWritesOnlyWithTheChange(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.startRelay(t, nil)
@@ -560,11 +563,9 @@ func TestInsertSQLWritesOnlyWithTheChange(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 0
-		err = f.pool.QueryRow(t.Context(), `WITH c AS (UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n),
-			o AS (`+outbox.InsertSQL(2, `EXISTS (SELECT 1 FROM c)`)+`)
-			SELECT count(*) FROM c`, append([]any{id}, rows.Args()...)...).Scan(&n)
+		err = f.pool.QueryRow(t.Context(), bumpStatement.SQL(), bumpStatement.Args(rows, id)...).Scan(&n)
 		if err != nil {
-			t.Fatalf("statement with InsertSQL: %v", err)
+			t.Fatalf("outbox.Statement: %v", err)
 		}
 		return n
 	}
@@ -600,4 +601,28 @@ func TestInsertSQLWritesOnlyWithTheChange(t *testing.T) {
 	if _, err := outbox.NewRows(outbox.Event{Subject: "bad subject"}); !errors.Is(err, outbox.ErrInvalidEvent) {
 		t.Errorf("NewRows(invalid) error = %v, want ErrInvalidEvent", err)
 	}
+}
+
+func TestStatementPlacesTheOutboxAfterTheCallersParameters(t *testing.T) {
+	t.Parallel()
+	st := outbox.NewStatement("WITH c AS (UPDATE t SET a = $2 WHERE id = $1 AND b = $10 RETURNING 1)", "EXISTS (SELECT 1 FROM c)", "SELECT count(*) FROM c")
+	for _, want := range []string{"$11::text[]", "$12::text[]", "$13::bytea[]", "$14::text[]", "WHERE EXISTS (SELECT 1 FROM c)", "o AS (INSERT INTO outbox "} {
+		if !strings.Contains(st.SQL(), want) {
+			t.Errorf("SQL() lacks %q:\n%s", want, st.SQL())
+		}
+	}
+	rows, err := outbox.NewRows(outbox.Event{Subject: "securemsg.test.x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := make([]any, 10)
+	if got := len(st.Args(rows, own...)); got != 14 {
+		t.Errorf("len(Args()) = %d, want 10 own + 4 outbox", got)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Errorf("Args() with too few arguments did not panic")
+		}
+	}()
+	st.Args(rows, own[:9]...)
 }
