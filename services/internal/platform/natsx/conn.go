@@ -11,8 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
+
+	"github.com/securemsg/securemsg/services/internal/platform/backoff"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -107,12 +108,7 @@ func JetStream(nc *nats.Conn, opts ...jetstream.JetStreamOpt) (jetstream.JetStre
 // ReconnectDelay is the capped exponential backoff used between reconnect attempts:
 // first·2^(attempts-1), at most ceiling, plus up to 20 % jitter.
 func ReconnectDelay(attempts int, first, ceiling time.Duration) time.Duration {
-	d := first
-	for i := 1; i < attempts && d < ceiling; i++ {
-		d *= 2
-	}
-	d = min(d, ceiling)
-	return d + rand.N(d/5+1)
+	return backoff.Exponential{Floor: first, Ceiling: ceiling, Jitter: 0.2}.Delay(attempts)
 }
 
 func orDefault[T comparable](v, def T) T {

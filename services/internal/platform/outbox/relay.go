@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
+
+	"github.com/securemsg/securemsg/services/internal/platform/backoff"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -150,7 +151,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			failures++
-			delay := backoff(failures, r.opts.MinBackoff, r.opts.MaxBackoff)
+			delay := r.backoff().Delay(failures)
 			if failures == 1 || failures%20 == 0 {
 				log.Warn("outbox publish failed; retrying", "error", err, "failures", failures, "retry_in", delay)
 			}
@@ -195,7 +196,7 @@ func (r *Relay) schema(ctx context.Context) (string, error) {
 			err = errors.New("search_path names no existing schema")
 		}
 		r.log.Warn("outbox relay cannot read its schema; retrying", "error", err)
-		if !sleep(ctx, backoff(attempt, r.opts.MinBackoff, r.opts.MaxBackoff)) {
+		if !sleep(ctx, r.backoff().Delay(attempt)) {
 			return "", ctx.Err()
 		}
 	}
@@ -370,14 +371,9 @@ func (r *Relay) refreshGauges(ctx context.Context, m *schemaMetrics, log *slog.L
 	m.oldestAge.Set(age)
 }
 
-// backoff is min·2^(attempt-1) capped at ceiling, with up to 20 % jitter so replicas spread out.
-func backoff(attempt int, floor, ceiling time.Duration) time.Duration {
-	d := floor
-	for i := 1; i < attempt && d < ceiling; i++ {
-		d *= 2
-	}
-	d = min(d, ceiling)
-	return d + rand.N(d/5+1)
+// backoff is the wait between failed batches: up to 20 % jitter so replicas spread out.
+func (r *Relay) backoff() backoff.Exponential {
+	return backoff.Exponential{Floor: r.opts.MinBackoff, Ceiling: r.opts.MaxBackoff, Jitter: 0.2}
 }
 
 // sleep waits d or until ctx is done; it reports whether the full wait happened.
