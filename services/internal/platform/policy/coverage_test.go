@@ -163,6 +163,35 @@ func TestEveryRPCIsCoveredByPolicy(t *testing.T) {
 
 // TestRPCLevelMatrix evaluates every rpc for every role and service identity at the rpc level and
 // compares with rpcMatrix: minimum necessary, in both directions.
+// TestEveryRPCDeclaresItsTarget: every rpc of gen/ says how its target record is read from its
+// request (policy/targets.go), so that a refusal by the rpc-level guard names what was asked
+// for; and no declaration names an rpc that does not exist.
+func TestEveryRPCDeclaresItsTarget(t *testing.T) {
+	t.Parallel()
+	declared := map[string]bool{}
+	for _, a := range policy.DeclaredTargets() {
+		declared[a] = true
+	}
+	for _, m := range generatedRPCs() {
+		action, _, ok := policy.ActionForMethod(m)
+		if !ok {
+			t.Errorf("rpc %s has no policy action", m)
+			continue
+		}
+		if !declared[action] {
+			t.Errorf("rpc %s declares no target record in policy/targets.go", action)
+		}
+		tgt, _ := policy.TargetOf(action, nil)
+		if tgt.Type == "" {
+			t.Errorf("rpc %s: target without a record type", action)
+		}
+		delete(declared, action)
+	}
+	for a := range declared {
+		t.Errorf("policy/targets.go declares %s, which is not an rpc of gen/", a)
+	}
+}
+
 func TestRPCLevelMatrix(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, nil)

@@ -89,11 +89,13 @@ func (e *Engine) Evaluate(p *auth.Principal, action string, res Resource, rc Con
 func (e *Engine) Authorize(ctx context.Context, p *auth.Principal, action string, res Resource, rc Context) (Decision, error) {
 	now := e.now()
 	d := e.evaluate(e.cur.Load(), principalEntityFromContext(ctx, p), p, action, res, rc, now)
-	return e.record(ctx, p, action, res, d, now)
+	return e.record(ctx, p, action, res, nil, d, now)
 }
 
 // record writes the audit record for d when one is due and applies the fail-closed rule.
-func (e *Engine) record(ctx context.Context, p *auth.Principal, action string, res Resource, d Decision, now time.Time) (Decision, error) {
+// record writes d to the audit trail when it must be (denials, PHI reads). target, for an
+// rpc-level decision, is the record the request asked for, which the audit record names.
+func (e *Engine) record(ctx context.Context, p *auth.Principal, action string, res Resource, target *Target, d Decision, now time.Time) (Decision, error) {
 	if d.Allowed && !d.PHIRead {
 		return d, nil
 	}
@@ -110,7 +112,13 @@ func (e *Engine) record(ctx context.Context, p *auth.Principal, action string, r
 		rec.Outcome = auth.OutcomeAllowed
 	}
 	if res.Type == ResourceAPI {
-		rec.RecordType = "rpc"
+		rec.RecordType, rec.RecordID, rec.PatientID = "rpc", "", ""
+		if target != nil {
+			rec.RecordType, rec.RecordID, rec.PatientID = target.Type, target.ID, target.PatientID
+			if rec.RecordType == "Preferences" && rec.RecordID == "" && p != nil {
+				rec.RecordID = p.Subject // a caller's preferences are their own
+			}
+		}
 	}
 	if p != nil && p.HasRole(auth.RoleProxy) && res.PatientID != "" && res.PatientID != p.PatientID {
 		rec.OnBehalfOf = res.PatientID

@@ -41,8 +41,10 @@ type Guard struct{ e *Engine }
 func (e *Engine) Guard() *Guard { return &Guard{e: e} }
 
 // Check authorises fullMethod for the principal in ctx and returns ctx with the principal's
-// policy entity cached for the record-level checks of the same request.
-func (g *Guard) Check(ctx context.Context, fullMethod string) (context.Context, error) {
+// policy entity cached for the record-level checks of the same request. req is the request
+// message (nil when it has not arrived yet, as when a client stream opens): a refusal is
+// recorded against the record it names (TargetOf).
+func (g *Guard) Check(ctx context.Context, fullMethod string, req any) (context.Context, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok {
 		return nil, auth.ErrUnauthenticated
@@ -62,7 +64,11 @@ func (g *Guard) Check(ctx context.Context, fullMethod string) (context.Context, 
 		// record-level check, naming the record it touched, in the same transaction as the read
 		// (and refused there when it cannot be recorded): an rpc-level record would say less and
 		// cost each read a second commit.
-		if _, err := e.record(ctx, p, action, APIResource(service), d, now); err != nil {
+		var target *Target
+		if t, ok := TargetOf(action, req); ok {
+			target = &t
+		}
+		if _, err := e.record(ctx, p, action, APIResource(service), target, d, now); err != nil {
 			return nil, status.Error(codes.Unavailable, NotRecordedMessage)
 		}
 		return nil, status.Error(codes.PermissionDenied, PermissionDeniedMessage)
@@ -73,7 +79,7 @@ func (g *Guard) Check(ctx context.Context, fullMethod string) (context.Context, 
 // UnaryServerInterceptor checks unary rpcs.
 func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := g.Check(ctx, info.FullMethod)
+		ctx, err := g.Check(ctx, info.FullMethod, req)
 		if err != nil {
 			return nil, err
 		}
@@ -81,13 +87,54 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamServerInterceptor checks streaming rpcs when the stream opens.
+// StreamServerInterceptor checks streaming rpcs. A server stream's one request message is read
+// before the handler runs, so its check waits for that message and a refusal names the record
+// it asked for; a client (or bidirectional) stream is checked when it opens.
 func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := g.Check(ss.Context(), info.FullMethod)
+		if info.IsServerStream && !info.IsClientStream {
+			return handler(srv, &checkOnRequest{ServerStream: ss, g: g, method: info.FullMethod, ctx: ss.Context()})
+		}
+		ctx, err := g.Check(ss.Context(), info.FullMethod, nil)
 		if err != nil {
 			return err
 		}
 		return handler(srv, &auth.ContextStream{ServerStream: ss, Ctx: ctx})
 	}
+}
+
+// checkOnRequest runs the rpc-level check when a server stream's request arrives; the handler
+// gets nothing from the stream before the check allowed it.
+type checkOnRequest struct {
+	grpc.ServerStream
+	g       *Guard
+	method  string
+	ctx     context.Context
+	checked bool
+}
+
+func (s *checkOnRequest) Context() context.Context { return s.ctx }
+
+func (s *checkOnRequest) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if s.checked {
+		return nil
+	}
+	ctx, err := s.g.Check(s.ctx, s.method, m)
+	if err != nil {
+		return err
+	}
+	s.ctx, s.checked = ctx, true
+	return nil
+}
+
+// SendMsg refuses to send before the check ran: a handler that answers without reading the
+// request is a programming error, never a way around the guard.
+func (s *checkOnRequest) SendMsg(m any) error {
+	if !s.checked {
+		return status.Error(codes.Internal, "stream answered before its request was checked")
+	}
+	return s.ServerStream.SendMsg(m)
 }

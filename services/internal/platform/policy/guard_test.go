@@ -12,7 +12,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
 )
@@ -102,12 +105,75 @@ func TestGuardRecordsAndFailsClosed(t *testing.T) {
 				}
 				return
 			}
-			if len(recs) != 1 || recs[0].Outcome != tt.wantRecord || recs[0].ActorSubject != tt.p.Subject || recs[0].RecordType != "rpc" {
-				t.Errorf("guard(%s) records = %+v, want one %s record for %s", tt.method, recs, tt.wantRecord, tt.p.Subject)
+			// A refusal names the type of record the rpc is about (the request names no id
+			// here); an rpc the policies do not know stays an rpc-level record.
+			wantType := "AuditLog"
+			if strings.HasSuffix(tt.method, "/DropTables") {
+				wantType = "rpc"
+			}
+			if len(recs) != 1 || recs[0].Outcome != tt.wantRecord || recs[0].ActorSubject != tt.p.Subject || recs[0].RecordType != wantType {
+				t.Errorf("guard(%s) records = %+v, want one %s record of type %s for %s", tt.method, recs, tt.wantRecord, wantType, tt.p.Subject)
 			}
 		})
 	}
 }
+
+// TestGuardRefusalNamesTheRequestedRecord: a refusal by the rpc-level guard is recorded against
+// the record the request asked for, for unary rpcs and for server streams (whose request is
+// checked when it arrives, before the handler sees it), so that "who tried to open this
+// thread" finds callers the guard turned away.
+func TestGuardRefusalNamesTheRequestedRecord(t *testing.T) {
+	t.Parallel()
+	rec := &memRecorder{}
+	g := newEngine(t, rec).Guard()
+	ctx := auth.WithPrincipal(t.Context(), admin) // admins never read content: refused at the rpc level
+	called := false
+	_, err := g.UnaryServerInterceptor()(ctx, &messagingv1.GetThreadRequest{ThreadId: "thread-42"},
+		&grpc.UnaryServerInfo{FullMethod: "/securemsg.messaging.v1.MessagingService/GetThread"},
+		func(context.Context, any) (any, error) { called = true; return nil, nil })
+	if status.Code(err) != codes.PermissionDenied || called {
+		t.Fatalf("admin GetThread = %v (handler called %v), want PermissionDenied before the handler", err, called)
+	}
+	stream := &fakeServerStream{ctx: ctx, req: &attachmentv1.DownloadAttachmentRequest{AttachmentId: "att-7"}}
+	err = g.StreamServerInterceptor()(nil, stream,
+		&grpc.StreamServerInfo{FullMethod: "/securemsg.attachment.v1.AttachmentService/DownloadAttachment", IsServerStream: true},
+		func(_ any, ss grpc.ServerStream) error {
+			var req attachmentv1.DownloadAttachmentRequest
+			if err := ss.RecvMsg(&req); err != nil {
+				return err
+			}
+			called = true
+			return ss.SendMsg(&attachmentv1.DownloadAttachmentResponse{})
+		})
+	if status.Code(err) != codes.PermissionDenied || called || stream.sent != 0 {
+		t.Fatalf("admin DownloadAttachment = %v (handler past RecvMsg %v, %d sent), want PermissionDenied with nothing sent", err, called, stream.sent)
+	}
+	recs := rec.records()
+	want := []struct{ typ, id string }{{"Thread", "thread-42"}, {"Attachment", "att-7"}}
+	if len(recs) != len(want) {
+		t.Fatalf("recorded %d decisions, want %d: %+v", len(recs), len(want), recs)
+	}
+	for i, w := range want {
+		if recs[i].Outcome != auth.OutcomeDenied || recs[i].RecordType != w.typ || recs[i].RecordID != w.id {
+			t.Errorf("record %d = %s %s/%s, want denied %s/%s", i, recs[i].Outcome, recs[i].RecordType, recs[i].RecordID, w.typ, w.id)
+		}
+	}
+}
+
+// fakeServerStream delivers one request and counts what the handler sends.
+type fakeServerStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	req  proto.Message
+	sent int
+}
+
+func (s *fakeServerStream) Context() context.Context { return s.ctx }
+func (s *fakeServerStream) RecvMsg(m any) error {
+	proto.Merge(m.(proto.Message), s.req)
+	return nil
+}
+func (s *fakeServerStream) SendMsg(any) error { s.sent++; return nil }
 
 // TestAuthorizeFailsClosed: the record-level check refuses an allowed PHI read it cannot record,
 // and records break-glass accesses flagged, without the reason text.
