@@ -16,7 +16,6 @@ import (
 	"github.com/securemsg/securemsg/services/audit/migrations"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
-	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 )
 
 // Config is the audit service's configuration.
@@ -98,7 +97,7 @@ func wire(ctx context.Context, cfg Config) (*daemon.Process, error) {
 		return nil, err
 	}
 	proc, err := daemon.Start(ctx, daemon.Spec{Name: "audit", Schema: "audit", Component: commonv1.Component_COMPONENT_AUDIT,
-		Migrations: migrations.FS}, cfg.Base, grpcserver.WithErrorMappers(ports.ErrorMappers()...))
+		Migrations: migrations.FS}, cfg.Base)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // nodeStride is the level spacing of stored tree nodes: levels 8, 16, 24, ... are persisted, so
@@ -368,7 +369,7 @@ func (s *Store) nodeHash(ctx context.Context, level uint, index uint64) ([]byte,
 		return nil, fmt.Errorf("read tree hashes: %w", err)
 	}
 	if uint64(len(hashes)) != width {
-		return nil, fmt.Errorf("%w: node (%d, %d) needs %d hashes, %d stored", domain.ErrPruned, level, index, width, len(hashes))
+		return nil, domain.Pruned("node (%d, %d) needs %d hashes, %d stored", level, index, width, len(hashes))
 	}
 	return tlog.PerfectRoot(hashes)
 }
@@ -386,7 +387,7 @@ func (s *Store) TreeAt(ctx context.Context, size uint64) (*tlog.Tree, error) {
 func (s *Store) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
 	nodes, err := proof.Inclusion(index, size)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", domain.ErrInvalidArgument, err)
+		return nil, usererr.Newf(usererr.InvalidArgument, "INVALID_PROOF_REQUEST", "%v", err)
 	}
 	hashes, err := s.nodeHashes(ctx, nodes.IDs)
 	if err != nil {
@@ -399,7 +400,7 @@ func (s *Store) InclusionProof(ctx context.Context, index, size uint64) ([][]byt
 func (s *Store) ConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error) {
 	nodes, err := proof.Consistency(size1, size2)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", domain.ErrInvalidArgument, err)
+		return nil, usererr.Newf(usererr.InvalidArgument, "INVALID_PROOF_REQUEST", "%v", err)
 	}
 	hashes, err := s.nodeHashes(ctx, nodes.IDs)
 	if err != nil {
@@ -413,7 +414,7 @@ func (s *Store) LeafHash(ctx context.Context, seq uint64) ([]byte, error) {
 	var h []byte
 	err := s.pool.QueryRow(ctx, `SELECT leaf_hash FROM entries WHERE sequence = $1`, int64(seq)).Scan(&h)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: sequence %d", domain.ErrPruned, seq)
+		return nil, domain.Pruned("sequence %d", seq)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read leaf %d: %w", seq, err)
@@ -455,7 +456,7 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]domain.Chec
 	return out, nil
 }
 
-// LatestCheckpoint returns the largest checkpoint, or domain.ErrNotFound.
+// LatestCheckpoint returns the largest checkpoint, or domain.ErrNoCheckpoint.
 func (s *Store) LatestCheckpoint(ctx context.Context) (domain.Checkpoint, error) {
 	rows, err := s.pool.Query(ctx, selectCheckpoint+` ORDER BY tree_size DESC LIMIT 1`)
 	if err != nil {
@@ -466,7 +467,7 @@ func (s *Store) LatestCheckpoint(ctx context.Context) (domain.Checkpoint, error)
 		return domain.Checkpoint{}, fmt.Errorf("read checkpoint: %w", err)
 	}
 	if len(cps) == 0 {
-		return domain.Checkpoint{}, fmt.Errorf("%w: no checkpoint yet", domain.ErrNotFound)
+		return domain.Checkpoint{}, domain.ErrNoCheckpoint
 	}
 	return cps[0], nil
 }

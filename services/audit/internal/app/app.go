@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
-	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
@@ -29,6 +28,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Store is the log storage the use cases need (adapters.Store implements it).
@@ -212,12 +212,10 @@ func (s *Service) Ingest(ctx context.Context, recs []domain.Incoming) ([]domain.
 	})
 }
 
-// alertEvents builds the AnomalyAlert event and the audit record that says it was raised.
+// alertEvents builds the AnomalyAlert event and the audit record that says it was raised (the
+// record names the alert by its event id).
 func (s *Service) alertEvents(ctx context.Context, a domain.Alert) ([]outbox.Event, error) {
-	id := outbox.NewID()
-	now := s.now()
-	alert := &eventsv1.AnomalyAlert{
-		Meta:          &eventsv1.EventMeta{EventId: id, OccurredAt: timestamppb.New(now), Producer: commonv1.Component_COMPONENT_AUDIT},
+	alert, err := s.emitter.NewEvent(ctx, s.cfg.AnomalySubject, &eventsv1.AnomalyAlert{
 		RuleId:        a.RuleID,
 		Actor:         a.Actor,
 		WindowStart:   timestamppb.New(a.WindowStart),
@@ -227,28 +225,20 @@ func (s *Service) alertEvents(ctx context.Context, a domain.Alert) ([]outbox.Eve
 		Severity:      eventsv1.Severity_SEVERITY_HIGH,
 		FirstSequence: a.FirstSeq,
 		LastSequence:  a.LastSeq,
-	}
-	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(alert)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("encode alert: %w", err)
+		return nil, err
 	}
-	rec := &eventsv1.AuditRecord{
-		Actor:      &eventsv1.AuditActor{Subject: "service:audit", Role: commonv1.Role_ROLE_SERVICE},
-		Action:     eventsv1.Action_ACTION_ALERT_SENT,
-		RecordType: eventsv1.RecordType_RECORD_TYPE_AUDIT_LOG,
-		RecordId:   id,
-		Outcome:    eventsv1.Outcome_OUTCOME_SUCCESS,
-		ReasonCode: "anomaly:" + a.RuleID,
-		Severity:   eventsv1.Severity_SEVERITY_HIGH,
-		Operation:  "anomaly-detector",
-	}
-	ev, err := s.emitter.Event(ctx, rec)
+	rec, err := s.emitter.Event(ctx, s.emitter.NewRecord(ctx, eventsv1.Action_ACTION_ALERT_SENT,
+		auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_AUDIT_LOG, ID: alert.ID},
+		auditlog.Reason("anomaly:"+a.RuleID), auditlog.WithSeverity(eventsv1.Severity_SEVERITY_HIGH),
+		auditlog.Operation("anomaly-detector")))
 	if err != nil {
 		return nil, err
 	}
 	s.log.Warn("anomaly rule fired", "rule", a.RuleID, "actor", a.Actor.GetSubject(), "count", a.Count,
-		"first_sequence", a.FirstSeq, "last_sequence", a.LastSeq, "alert_id", id)
-	return []outbox.Event{{ID: id, Subject: s.cfg.AnomalySubject, Payload: payload}, ev}, nil
+		"first_sequence", a.FirstSeq, "last_sequence", a.LastSeq, "alert_id", alert.ID)
+	return []outbox.Event{alert, rec}, nil
 }
 
 // Checkpoint signs the log's current head if it grew since the last checkpoint (or force) and
@@ -259,7 +249,7 @@ func (s *Service) Checkpoint(ctx context.Context, force bool) (*auditv1.Checkpoi
 		return nil, err
 	}
 	last, err := s.store.LatestCheckpoint(ctx)
-	if err != nil && !errors.Is(err, domain.ErrNotFound) {
+	if err != nil && !errors.Is(err, domain.ErrNoCheckpoint) {
 		return nil, err
 	}
 	if head.Size == 0 || (err == nil && last.TreeSize >= head.Size && !force) {
@@ -376,28 +366,34 @@ func parsePageToken(tok string, bind []byte) (uint64, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil || len(b) != 16 {
-		return 0, fmt.Errorf("%w: malformed page_token", domain.ErrInvalidArgument)
+		return 0, usererr.New(usererr.InvalidArgument, "INVALID_PAGE_TOKEN", "malformed page_token")
 	}
 	sum := sha256.Sum256(bind)
 	if string(b[:8]) != string(sum[:8]) {
-		return 0, fmt.Errorf("%w: page_token was issued for another request", domain.ErrInvalidArgument)
+		return 0, usererr.New(usererr.InvalidArgument, "INVALID_PAGE_TOKEN", "page_token was issued for another request")
 	}
 	return binary.BigEndian.Uint64(b[8:]), nil
 }
 
+// Refusals more than one use case returns.
+var (
+	errNoPrincipal      = usererr.New(usererr.PermissionDenied, "NO_PRINCIPAL", "permission denied: the request carries no principal")
+	errNegativePageSize = usererr.New(usererr.InvalidArgument, "INVALID_PAGE_SIZE", "page_size is negative")
+)
+
 // requireAny checks the caller holds one of roles (services count when allowService).
-func requireAny(ctx context.Context, allowService bool, roles ...auth.Role) (*auth.Principal, error) {
+func requireAny(ctx context.Context, allowService bool, roles ...auth.Role) error {
 	p, ok := auth.FromContext(ctx)
 	if !ok {
-		return nil, fmt.Errorf("%w: no principal", domain.ErrPermissionDenied)
+		return errNoPrincipal
 	}
 	if allowService && p.Kind == auth.KindService {
-		return p, nil
+		return nil
 	}
 	for _, r := range roles {
 		if p.HasRole(r) {
-			return p, nil
+			return nil
 		}
 	}
-	return nil, fmt.Errorf("%w: role required", domain.ErrPermissionDenied)
+	return usererr.New(usererr.PermissionDenied, "ROLE_REQUIRED", "permission denied: the caller's role may not use this rpc")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 func TestIngestIsIdempotentAndChained(t *testing.T) {
@@ -125,15 +126,15 @@ func TestProofsVerify(t *testing.T) {
 		call func() error
 		want error
 	}{
-		{"sequence 0", func() error { _, err := f.svc.InclusionProof(ctx, 0, 0); return err }, domain.ErrInvalidArgument},
-		{"beyond log", func() error { _, err := f.svc.InclusionProof(ctx, 1, 10000); return err }, domain.ErrOutOfRange},
-		{"first 0", func() error { _, err := f.svc.ConsistencyProof(ctx, 0, 5); return err }, domain.ErrInvalidArgument},
-		{"first > second", func() error { _, err := f.svc.ConsistencyProof(ctx, 9, 5); return err }, domain.ErrInvalidArgument},
-		{"second beyond log", func() error { _, err := f.svc.ConsistencyProof(ctx, 1, 9999); return err }, domain.ErrOutOfRange},
+		{"sequence 0", func() error { _, err := f.svc.InclusionProof(ctx, 0, 0); return err }, usererr.ErrInvalidArgument},
+		{"beyond log", func() error { _, err := f.svc.InclusionProof(ctx, 1, 10000); return err }, usererr.ErrOutOfRange},
+		{"first 0", func() error { _, err := f.svc.ConsistencyProof(ctx, 0, 5); return err }, usererr.ErrInvalidArgument},
+		{"first > second", func() error { _, err := f.svc.ConsistencyProof(ctx, 9, 5); return err }, usererr.ErrInvalidArgument},
+		{"second beyond log", func() error { _, err := f.svc.ConsistencyProof(ctx, 1, 9999); return err }, usererr.ErrOutOfRange},
 		{"patient may not", func() error {
 			_, err := f.svc.InclusionProof(auth.WithPrincipal(t.Context(), &auth.Principal{Subject: "p", Roles: []auth.Role{auth.RolePatient}}), 1, 0)
 			return err
-		}, domain.ErrPermissionDenied},
+		}, usererr.ErrPermissionDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -289,17 +290,17 @@ func TestQueryFiltersPaginationAndAuditing(t *testing.T) {
 		{"inverted sequence", &auditv1.QueryAuditEventsRequest{Filter: &auditv1.AuditEventFilter{FromSequence: 9, ToSequence: 2}}},
 	}
 	for _, tt := range bad {
-		if _, err := f.svc.Query(ctx, tt.req); !errors.Is(err, domain.ErrInvalidArgument) {
+		if _, err := f.svc.Query(ctx, tt.req); !errors.Is(err, usererr.ErrInvalidArgument) {
 			t.Errorf("Query(%s) error = %v, want ErrInvalidArgument", tt.name, err)
 		}
 	}
 	// A token from one filter is refused for another.
 	resp, _ := f.svc.Query(ctx, &auditv1.QueryAuditEventsRequest{Filter: &auditv1.AuditEventFilter{ActorSubject: "clin-1"}, PageSize: 2})
-	if _, err := f.svc.Query(ctx, &auditv1.QueryAuditEventsRequest{Filter: &auditv1.AuditEventFilter{ActorSubject: "clin-2"}, PageToken: resp.NextPageToken}); !errors.Is(err, domain.ErrInvalidArgument) {
+	if _, err := f.svc.Query(ctx, &auditv1.QueryAuditEventsRequest{Filter: &auditv1.AuditEventFilter{ActorSubject: "clin-2"}, PageToken: resp.NextPageToken}); !errors.Is(err, usererr.ErrInvalidArgument) {
 		t.Errorf("Query(token of another filter) error = %v, want ErrInvalidArgument", err)
 	}
 	// Non-auditors are refused; every query was itself audited through the outbox.
-	if _, err := f.svc.Query(auth.WithPrincipal(t.Context(), &auth.Principal{Subject: "c", Roles: []auth.Role{auth.RoleClinician}}), &auditv1.QueryAuditEventsRequest{}); !errors.Is(err, domain.ErrPermissionDenied) {
+	if _, err := f.svc.Query(auth.WithPrincipal(t.Context(), &auth.Principal{Subject: "c", Roles: []auth.Role{auth.RoleClinician}}), &auditv1.QueryAuditEventsRequest{}); !errors.Is(err, usererr.ErrPermissionDenied) {
 		t.Errorf("Query(clinician) error = %v, want ErrPermissionDenied", err)
 	}
 	var audited int
@@ -367,7 +368,7 @@ func TestExportFormats(t *testing.T) {
 			t.Errorf("FHIR AuditEvent check %q failed: %s", name, fl[0])
 		}
 	}
-	if _, err := f.svc.Export(ctx, &auditv1.ExportAuditEventsRequest{}, 1024, func([]byte) error { return nil }); !errors.Is(err, domain.ErrInvalidArgument) {
+	if _, err := f.svc.Export(ctx, &auditv1.ExportAuditEventsRequest{}, 1024, func([]byte) error { return nil }); !errors.Is(err, usererr.ErrInvalidArgument) {
 		t.Errorf("Export(no format) error = %v, want ErrInvalidArgument", err)
 	}
 }
@@ -405,8 +406,8 @@ func TestAccessReportRules(t *testing.T) {
 		{"patient", patient, []uint64{4, 3, 2}, nil},
 		{"proxy hides adolescent-confidential", proxy, []uint64{4, 2}, nil},
 		{"auditor", &auth.Principal{Subject: "a", Roles: []auth.Role{auth.RoleAuditor}}, []uint64{4, 3, 2}, nil},
-		{"expired proxy", expired, nil, domain.ErrPermissionDenied},
-		{"other patient", stranger, nil, domain.ErrPermissionDenied},
+		{"expired proxy", expired, nil, usererr.ErrPermissionDenied},
+		{"other patient", stranger, nil, usererr.ErrPermissionDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -520,7 +521,7 @@ func TestRetentionDropsWholeMonths(t *testing.T) {
 	if res, err := f.svc.Verify(ctx, 21, 0); err != nil || !res.Ok {
 		t.Errorf("Verify(21, end) after retention = %v, %v; want ok", res, err)
 	}
-	if _, err := f.svc.Verify(ctx, 1, 0); !errors.Is(err, domain.ErrOutOfRange) {
+	if _, err := f.svc.Verify(ctx, 1, 0); !errors.Is(err, usererr.ErrOutOfRange) {
 		t.Errorf("Verify(1, end) after retention error = %v, want ErrOutOfRange", err)
 	}
 }

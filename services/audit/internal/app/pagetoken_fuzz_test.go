@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/securemsg/securemsg/services/audit/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // FuzzParsePageToken feeds arbitrary page tokens (client-supplied) to the QueryAuditEvents /
@@ -23,7 +23,7 @@ func FuzzParsePageToken(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tok string, bind []byte, last uint64) {
 		got, err := parsePageToken(tok, bind)
 		if err != nil {
-			if !errors.Is(err, domain.ErrInvalidArgument) {
+			if !errors.Is(err, usererr.ErrInvalidArgument) {
 				t.Fatalf("parsePageToken(%q) error = %v, want ErrInvalidArgument", tok, err)
 			}
 			if got != 0 {

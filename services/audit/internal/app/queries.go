@@ -20,13 +20,14 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // VerifyRange re-checks sequences from..to (to 0 = the end) against the stored hashes, the
 // chain, the projection columns and every checkpoint inside the range. The tree before from is
 // rebuilt from stored nodes, so any range gets the Merkle check.
 func (s *Service) VerifyRange(ctx context.Context, from, to uint64) (*auditv1.VerifyRangeResponse, error) {
-	if _, err := requireAny(ctx, false, auth.RoleAuditor, auth.RoleAdmin); err != nil {
+	if err := requireAny(ctx, false, auth.RoleAuditor, auth.RoleAdmin); err != nil {
 		return nil, err
 	}
 	return s.Verify(ctx, from, to)
@@ -42,13 +43,13 @@ func (s *Service) Verify(ctx context.Context, from, to uint64) (*auditv1.VerifyR
 		to = head.Size
 	}
 	if from == 0 || from > to {
-		return nil, fmt.Errorf("%w: from_sequence must be at least 1 and not after to_sequence", domain.ErrInvalidArgument)
+		return nil, usererr.New(usererr.InvalidArgument, "INVALID_SEQUENCE_RANGE", "from_sequence must be at least 1 and not after to_sequence")
 	}
 	if to > head.Size {
-		return nil, fmt.Errorf("%w: to_sequence %d is beyond the log's end %d", domain.ErrOutOfRange, to, head.Size)
+		return nil, usererr.Newf(usererr.OutOfRange, "BEYOND_LOG_END", "to_sequence %d is beyond the log's end %d", to, head.Size)
 	}
 	if from < head.FirstSequence {
-		return nil, fmt.Errorf("%w: sequences before %d were removed by retention", domain.ErrOutOfRange, head.FirstSequence)
+		return nil, usererr.Newf(usererr.OutOfRange, "REMOVED_BY_RETENTION", "sequences before %d were removed by retention", head.FirstSequence)
 	}
 	stored, err := s.store.Checkpoints(ctx, from, to)
 	if err != nil {
@@ -80,13 +81,13 @@ func (s *Service) Verify(ctx context.Context, from, to uint64) (*auditv1.VerifyR
 			}
 		}
 		if got == nil {
-			return nil, fmt.Errorf("%w: sequence %d is not stored", domain.ErrOutOfRange, from-1)
+			return nil, usererr.Newf(usererr.OutOfRange, "SEQUENCE_NOT_STORED", "sequence %d is not stored", from-1)
 		}
 		prev = got
 	}
 	tree, err := s.store.TreeAt(ctx, from-1)
 	if err != nil {
-		if !errors.Is(err, domain.ErrPruned) {
+		if !domain.IsPruned(err) {
 			return nil, err
 		}
 		tree = nil // retention removed leaves the tree needs: check leaves and chain only
@@ -125,7 +126,7 @@ func (s *Service) Verify(ctx context.Context, from, to uint64) (*auditv1.VerifyR
 
 // LatestCheckpoint returns the newest checkpoint.
 func (s *Service) LatestCheckpoint(ctx context.Context) (*auditv1.Checkpoint, error) {
-	if _, err := requireAny(ctx, true, auth.RoleAuditor, auth.RoleAdmin); err != nil {
+	if err := requireAny(ctx, true, auth.RoleAuditor, auth.RoleAdmin); err != nil {
 		return nil, err
 	}
 	cp, err := s.store.LatestCheckpoint(ctx)
@@ -150,7 +151,7 @@ func (s *Service) resolveSize(ctx context.Context, size uint64) (uint64, *auditv
 		return 0, nil, err
 	}
 	if size > head.Size {
-		return 0, nil, fmt.Errorf("%w: tree size %d is beyond the log's size %d", domain.ErrOutOfRange, size, head.Size)
+		return 0, nil, usererr.Newf(usererr.OutOfRange, "BEYOND_LOG_END", "tree size %d is beyond the log's size %d", size, head.Size)
 	}
 	if cs, err := s.store.Checkpoints(ctx, size, size); err == nil && len(cs) == 1 {
 		cp = CheckpointProto(cs[0])
@@ -160,18 +161,18 @@ func (s *Service) resolveSize(ctx context.Context, size uint64) (uint64, *auditv
 
 // InclusionProof proves the record at seq is in the tree of treeSize (0 = latest checkpoint).
 func (s *Service) InclusionProof(ctx context.Context, seq, treeSize uint64) (*auditv1.GetInclusionProofResponse, error) {
-	if _, err := requireAny(ctx, true, auth.RoleAuditor, auth.RoleAdmin); err != nil {
+	if err := requireAny(ctx, true, auth.RoleAuditor, auth.RoleAdmin); err != nil {
 		return nil, err
 	}
 	if seq == 0 || (treeSize != 0 && seq > treeSize) {
-		return nil, fmt.Errorf("%w: sequence must be in 1..tree_size", domain.ErrInvalidArgument)
+		return nil, usererr.New(usererr.InvalidArgument, "INVALID_SEQUENCE", "sequence must be in 1..tree_size")
 	}
 	size, cp, err := s.resolveSize(ctx, treeSize)
 	if err != nil {
 		return nil, err
 	}
 	if seq > size {
-		return nil, fmt.Errorf("%w: sequence %d is beyond tree size %d", domain.ErrInvalidArgument, seq, size)
+		return nil, usererr.Newf(usererr.InvalidArgument, "INVALID_SEQUENCE", "sequence %d is beyond tree size %d", seq, size)
 	}
 	leaf, err := s.store.LeafHash(ctx, seq)
 	if err != nil {
@@ -186,18 +187,18 @@ func (s *Service) InclusionProof(ctx context.Context, seq, treeSize uint64) (*au
 
 // ConsistencyProof proves the tree of first is a prefix of the tree of second (0 = latest).
 func (s *Service) ConsistencyProof(ctx context.Context, first, second uint64) (*auditv1.GetConsistencyProofResponse, error) {
-	if _, err := requireAny(ctx, true, auth.RoleAuditor, auth.RoleAdmin); err != nil {
+	if err := requireAny(ctx, true, auth.RoleAuditor, auth.RoleAdmin); err != nil {
 		return nil, err
 	}
 	if first == 0 || (second != 0 && first > second) {
-		return nil, fmt.Errorf("%w: first_size must be in 1..second_size", domain.ErrInvalidArgument)
+		return nil, usererr.New(usererr.InvalidArgument, "INVALID_TREE_SIZE", "first_size must be in 1..second_size")
 	}
 	size, _, err := s.resolveSize(ctx, second)
 	if err != nil {
 		return nil, err
 	}
 	if first > size {
-		return nil, fmt.Errorf("%w: first_size %d is beyond %d", domain.ErrInvalidArgument, first, size)
+		return nil, usererr.Newf(usererr.InvalidArgument, "INVALID_TREE_SIZE", "first_size %d is beyond %d", first, size)
 	}
 	hashes, err := s.store.ConsistencyProof(ctx, first, size)
 	if err != nil {
@@ -224,26 +225,9 @@ func FilterFromProto(f *auditv1.AuditEventFilter) (domain.Filter, error) {
 
 // recordAccess writes the audit record of an auditor's (or patient's) use of the log before
 // the data is read: if it cannot be written, the request is refused (fail closed).
-func (s *Service) recordAccess(ctx context.Context, p *auth.Principal, action eventsv1.Action, reason, patient string) error {
-	ri := auth.RequestInfoFrom(ctx)
-	rec := &eventsv1.AuditRecord{
-		Actor:        &eventsv1.AuditActor{Subject: p.Subject, Role: auditlog.RoleOf(p.RoleNames())},
-		Action:       action,
-		RecordType:   eventsv1.RecordType_RECORD_TYPE_AUDIT_LOG,
-		PatientId:    patient,
-		Outcome:      eventsv1.Outcome_OUTCOME_SUCCESS,
-		ReasonCode:   reason,
-		SourceIp:     ri.SourceIP,
-		UserAgent:    ri.UserAgent,
-		ClientApp:    p.ClientID,
-		PurposeOfUse: commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL,
-	}
-	if p.Kind == auth.KindService {
-		rec.Actor.Role = commonv1.Role_ROLE_SERVICE
-	}
-	if rec.Actor.Role == commonv1.Role_ROLE_PATIENT || rec.Actor.Role == commonv1.Role_ROLE_PROXY {
-		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_PATIENT_REQUEST
-	}
+func (s *Service) recordAccess(ctx context.Context, action eventsv1.Action, reason, patient string) error {
+	rec := s.emitter.NewRecord(ctx, action, auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_AUDIT_LOG, PatientID: patient},
+		auditlog.Reason(reason), legalPurpose)
 	err := pg.WithTx(ctx, s.store, func(tx pgx.Tx) error {
 		_, err := s.emitter.Record(ctx, tx, rec)
 		return err
@@ -254,14 +238,21 @@ func (s *Service) recordAccess(ctx context.Context, p *auth.Principal, action ev
 	return nil
 }
 
+// legalPurpose records reading the audit log as done for legal purposes, except a patient's
+// or proxy's own access report, which stays a patient request.
+func legalPurpose(r *eventsv1.AuditRecord) {
+	if role := r.GetActor().GetRole(); role != commonv1.Role_ROLE_PATIENT && role != commonv1.Role_ROLE_PROXY {
+		r.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL
+	}
+}
+
 // Query returns one page of entries for an auditor; the query is audited first.
 func (s *Service) Query(ctx context.Context, req *auditv1.QueryAuditEventsRequest) (*auditv1.QueryAuditEventsResponse, error) {
-	p, err := requireAny(ctx, false, auth.RoleAuditor)
-	if err != nil {
+	if err := requireAny(ctx, false, auth.RoleAuditor); err != nil {
 		return nil, err
 	}
 	if req.GetPageSize() < 0 {
-		return nil, fmt.Errorf("%w: page_size is negative", domain.ErrInvalidArgument)
+		return nil, errNegativePageSize
 	}
 	f, err := FilterFromProto(req.GetFilter())
 	if err != nil {
@@ -277,7 +268,7 @@ func (s *Service) Query(ctx context.Context, req *auditv1.QueryAuditEventsReques
 	if err != nil {
 		return nil, err
 	}
-	if err := s.recordAccess(ctx, p, eventsv1.Action_ACTION_QUERY, "audit_query", f.PatientID); err != nil {
+	if err := s.recordAccess(ctx, eventsv1.Action_ACTION_QUERY, "audit_query", f.PatientID); err != nil {
 		return nil, err
 	}
 	entries, err := s.store.Query(ctx, f, domain.Page{After: after, Desc: req.GetNewestFirst(), Limit: size + 1})
@@ -321,13 +312,12 @@ type ExportWriter func(chunk []byte) error
 // at most chunkSize bytes, and returns the summary (with the latest checkpoint). The export is
 // audited (HIGH) before any data is read.
 func (s *Service) Export(ctx context.Context, req *auditv1.ExportAuditEventsRequest, chunkSize int, w ExportWriter) (*auditv1.ExportSummary, error) {
-	p, err := requireAny(ctx, false, auth.RoleAuditor)
-	if err != nil {
+	if err := requireAny(ctx, false, auth.RoleAuditor); err != nil {
 		return nil, err
 	}
 	format := req.GetFormat()
 	if format != auditv1.ExportFormat_EXPORT_FORMAT_JSONL && format != auditv1.ExportFormat_EXPORT_FORMAT_FHIR_AUDIT_EVENT {
-		return nil, fmt.Errorf("%w: format is required", domain.ErrInvalidArgument)
+		return nil, usererr.New(usererr.InvalidArgument, "EXPORT_FORMAT_REQUIRED", "format is required")
 	}
 	f, err := FilterFromProto(req.GetFilter())
 	if err != nil {
@@ -338,10 +328,10 @@ func (s *Service) Export(ctx context.Context, req *auditv1.ExportAuditEventsRequ
 	var cp *auditv1.Checkpoint
 	if c, err := s.store.LatestCheckpoint(ctx); err == nil {
 		cp = CheckpointProto(c)
-	} else if !errors.Is(err, domain.ErrNotFound) {
+	} else if !errors.Is(err, domain.ErrNoCheckpoint) {
 		return nil, err
 	}
-	if err := s.recordAccess(ctx, p, eventsv1.Action_ACTION_EXPORT, "audit_export", f.PatientID); err != nil {
+	if err := s.recordAccess(ctx, eventsv1.Action_ACTION_EXPORT, "audit_export", f.PatientID); err != nil {
 		return nil, err
 	}
 	sum := &auditv1.ExportSummary{Checkpoint: cp}
@@ -369,7 +359,7 @@ func (s *Service) Export(ctx context.Context, req *auditv1.ExportAuditEventsRequ
 		}
 		for _, e := range page {
 			if sum.RecordCount >= s.cfg.ExportLimit {
-				return nil, fmt.Errorf("%w: more than %d records", domain.ErrTooLarge, s.cfg.ExportLimit)
+				return nil, usererr.Newf(usererr.ResourceExhausted, "EXPORT_TOO_LARGE", "export too large (more than %d records); narrow the range", s.cfg.ExportLimit)
 			}
 			pe, err := EntryProto(e)
 			if err != nil {
@@ -416,14 +406,14 @@ var reportActions = []eventsv1.Action{eventsv1.Action_ACTION_READ, eventsv1.Acti
 func (s *Service) AccessReport(ctx context.Context, req *auditv1.GetAccessReportRequest) (*auditv1.GetAccessReportResponse, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok {
-		return nil, fmt.Errorf("%w: no principal", domain.ErrPermissionDenied)
+		return nil, errNoPrincipal
 	}
 	patient := req.GetPatientId()
 	if patient == "" {
-		return nil, fmt.Errorf("%w: patient_id is required", domain.ErrInvalidArgument)
+		return nil, usererr.New(usererr.InvalidArgument, "PATIENT_ID_REQUIRED", "patient_id is required")
 	}
 	if req.GetPageSize() < 0 {
-		return nil, fmt.Errorf("%w: page_size is negative", domain.ErrInvalidArgument)
+		return nil, errNegativePageSize
 	}
 	f := domain.Filter{PatientID: patient, Actions: reportActions, Outcomes: []eventsv1.Outcome{eventsv1.Outcome_OUTCOME_SUCCESS},
 		ExcludeRoles: []commonv1.Role{commonv1.Role_ROLE_PATIENT, commonv1.Role_ROLE_SERVICE}}
@@ -442,7 +432,7 @@ func (s *Service) AccessReport(ctx context.Context, req *auditv1.GetAccessReport
 		f.ExcludeSensitivity = []commonv1.Sensitivity{commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL}
 	case p.HasRole(auth.RoleAuditor):
 	default:
-		return nil, fmt.Errorf("%w: not the patient, an active proxy or an auditor", domain.ErrPermissionDenied)
+		return nil, usererr.New(usererr.PermissionDenied, "NOT_PATIENT_PROXY_OR_AUDITOR", "permission denied: only the patient, a proxy with an active grant or an auditor may see this report")
 	}
 	size := int(req.GetPageSize())
 	if size == 0 {
@@ -456,7 +446,7 @@ func (s *Service) AccessReport(ctx context.Context, req *auditv1.GetAccessReport
 	if err != nil {
 		return nil, err
 	}
-	if err := s.recordAccess(ctx, p, eventsv1.Action_ACTION_QUERY, "access_report", patient); err != nil {
+	if err := s.recordAccess(ctx, eventsv1.Action_ACTION_QUERY, "access_report", patient); err != nil {
 		return nil, err
 	}
 	entries, err := s.store.Query(ctx, f, domain.Page{After: after, Desc: true, Limit: size + 1})

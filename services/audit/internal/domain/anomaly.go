@@ -2,6 +2,7 @@ package domain
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -99,10 +100,10 @@ func LoadAnomalyRules(path string) (AnomalyRules, error) {
 // Validate rejects thresholds that would never or always fire.
 func (r AnomalyRules) Validate() error {
 	if r.BulkRead.Enabled && (r.BulkRead.MaxPatients < 1 || r.BulkRead.Window <= 0) {
-		return fmt.Errorf("%w: bulk_read needs max_patients >= 1 and a window", ErrInvalidArgument)
+		return errors.New("anomaly rules: bulk_read needs max_patients >= 1 and a window")
 	}
 	if r.Denials.Enabled && (r.Denials.MaxDenials < 1 || r.Denials.Window <= 0) {
-		return fmt.Errorf("%w: denials needs max_denials >= 1 and a window", ErrInvalidArgument)
+		return errors.New("anomaly rules: denials needs max_denials >= 1 and a window")
 	}
 	return nil
 }

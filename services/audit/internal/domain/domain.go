@@ -5,7 +5,6 @@
 package domain
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -15,24 +14,7 @@ import (
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
-)
-
-// Errors the use cases return; ports map them to gRPC codes.
-var (
-	// ErrInvalidArgument is returned for malformed requests (bad ranges, page tokens, sizes).
-	ErrInvalidArgument = errors.New("invalid argument")
-	// ErrOutOfRange is returned when a sequence or tree size lies beyond the log's end.
-	ErrOutOfRange = errors.New("out of range")
-	// ErrNotFound is returned when nothing exists yet (no checkpoint).
-	ErrNotFound = errors.New("not found")
-	// ErrPermissionDenied is returned when the caller may not see what was asked.
-	ErrPermissionDenied = errors.New("permission denied")
-	// ErrPruned is returned when a proof needs hashes of records retention already dropped.
-	ErrPruned = errors.New("records needed were removed by retention")
-	// ErrTooLarge is returned when an export exceeds the per-request record limit.
-	ErrTooLarge = errors.New("export too large; narrow the range")
-	// ErrUndecodable marks a NATS message whose payload is not an AuditRecord (never retried).
-	ErrUndecodable = errors.New("payload is not an audit record")
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Incoming is a record received for appending: its exact bytes and their decoding.
@@ -136,10 +118,10 @@ type Filter struct {
 // Validate rejects inverted ranges.
 func (f Filter) Validate() error {
 	if !f.Start.IsZero() && !f.End.IsZero() && !f.Start.Before(f.End) {
-		return fmt.Errorf("%w: start_time must be before end_time", ErrInvalidArgument)
+		return usererr.New(usererr.InvalidArgument, "INVALID_TIME_RANGE", "start_time must be before end_time")
 	}
 	if f.FromSeq != 0 && f.ToSeq != 0 && f.FromSeq > f.ToSeq {
-		return fmt.Errorf("%w: from_sequence is after to_sequence", ErrInvalidArgument)
+		return usererr.New(usererr.InvalidArgument, "INVALID_SEQUENCE_RANGE", "from_sequence is after to_sequence")
 	}
 	return nil
 }

@@ -2,15 +2,9 @@ package ports
 
 import (
 	"context"
-	"errors"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
 	"github.com/securemsg/securemsg/services/audit/internal/app"
-	"github.com/securemsg/securemsg/services/audit/internal/domain"
-	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 )
 
 // ExportChunkSize is the largest chunk an export response carries (the API's 1 MiB).
@@ -18,30 +12,11 @@ const ExportChunkSize = 1 << 20
 
 // GRPC implements auditv1.AuditServiceServer over the use cases. Authentication and the
 // rpc-level policy run in the server's guards; the use cases check roles again per record.
+// Errors are returned as the use cases give them: their usererr values carry their own gRPC
+// status, which the server's error interceptor sends.
 type GRPC struct {
 	auditv1.UnimplementedAuditServiceServer
 	Svc *app.Service
-}
-
-// ErrorMappers turn the domain errors into gRPC codes (grpcserver.WithErrorMappers). The
-// messages are the use cases' own: they name fields, sequences and sizes, never record content.
-func ErrorMappers() []grpcserver.ErrorMapper {
-	m := func(target error, code codes.Code) grpcserver.ErrorMapper {
-		return func(err error) (*status.Status, bool) {
-			if errors.Is(err, target) {
-				return status.New(code, err.Error()), true
-			}
-			return nil, false
-		}
-	}
-	return []grpcserver.ErrorMapper{
-		m(domain.ErrInvalidArgument, codes.InvalidArgument),
-		m(domain.ErrOutOfRange, codes.OutOfRange),
-		m(domain.ErrNotFound, codes.NotFound),
-		grpcserver.MapError(domain.ErrPermissionDenied, codes.PermissionDenied, "permission denied"),
-		m(domain.ErrPruned, codes.FailedPrecondition),
-		m(domain.ErrTooLarge, codes.ResourceExhausted),
-	}
 }
 
 // QueryAuditEvents implements the rpc.

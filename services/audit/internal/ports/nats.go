@@ -16,6 +16,7 @@ import (
 	"github.com/securemsg/securemsg/services/audit/internal/app"
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
+	"github.com/securemsg/securemsg/services/internal/platform/backoff"
 )
 
 // Ingester appends a batch of records.
@@ -38,6 +39,10 @@ type Consumer struct {
 
 	cons jetstream.Consumer
 }
+
+// retryDelay spaces the retries of a failing ingest: 100 ms doubling to 3.2 s, with jitter so
+// that replicas retrying after the same outage spread out.
+var retryDelay = backoff.Exponential{Floor: 100 * time.Millisecond, Ceiling: 3200 * time.Millisecond, Jitter: 0.1}
 
 // DefaultDurable is the consumer name the audit replicas share.
 const DefaultDurable = "audit-log"
@@ -97,7 +102,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			break
 		}
 		failures++
-		delay := min(time.Duration(1<<min(failures, 6))*50*time.Millisecond, 5*time.Second)
+		delay := retryDelay.Delay(failures)
 		if failures == 1 || failures%20 == 0 {
 			c.Log.Warn("audit ingest failed; retrying", "error", err, "failures", failures)
 		}

@@ -80,21 +80,6 @@ func record(i int) *eventsv1.AuditRecord {
 	}
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("test ended waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 func size(t *testing.T, s *adapters.Store) uint64 {
 	h, err := s.Head(context.Background())
 	if err != nil {
@@ -148,14 +133,14 @@ func TestAuditDownThenCatchUp(t *testing.T) {
 	consumer := &ports.Consumer{JS: js, Stream: top.AuditStream, Durable: "audit-log", Batch: 64, MaxWait: 200 * time.Millisecond, Ingester: a.svc}
 	stop := runConsumer(t, consumer)
 	write(0, 50)
-	waitFor(t, 20*time.Second, "first 50 records", func() bool { return size(t, a.store) == 50 })
+	testkit.WaitFor(t, 20*time.Second, "first 50 records", func() bool { return size(t, a.store) == 50 })
 	stop() // the audit service goes down
 
 	write(50, 100)
 	srv.Restart() // NATS restarts too while audit is down
 	write(150, 50)
 	stream, _ := js.Stream(t.Context(), top.AuditStream)
-	waitFor(t, 20*time.Second, "relay to publish 200", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "relay to publish 200", func() bool {
 		info, err := stream.Info(t.Context())
 		return err == nil && info.State.Msgs == 200
 	})
@@ -166,12 +151,12 @@ func TestAuditDownThenCatchUp(t *testing.T) {
 	consumer2 := &ports.Consumer{JS: js, Stream: top.AuditStream, Durable: "audit-log", Batch: 64, MaxWait: 200 * time.Millisecond, Ingester: a.svc}
 	stop2 := runConsumer(t, consumer2)
 	defer stop2()
-	waitFor(t, 30*time.Second, "catch-up to 200", func() bool { return size(t, a.store) == 200 })
+	testkit.WaitFor(t, 30*time.Second, "catch-up to 200", func() bool { return size(t, a.store) == 200 })
 	// A republish of an old event (as the relay does after a crash) adds nothing.
 	if _, err := js.Publish(t.Context(), top.AuditSubject+".messaging", mustPayload(t, em, record(7)), jetstream.WithMsgID("different-id-for-dedupe-bypass")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "consumer idle", func() bool { return consumer2.Idle(t.Context()) })
+	testkit.WaitFor(t, 10*time.Second, "consumer idle", func() bool { return consumer2.Idle(t.Context()) })
 	if got := size(t, a.store); got != 201 {
 		t.Fatalf("log size = %d, want 201 (the republished record has a new event id)", got)
 	}
@@ -236,7 +221,7 @@ func TestReconcileFindsLostTail(t *testing.T) {
 	rec.SubjectPrefix = prefix
 	rec.Grace = time.Second
 	var n int
-	waitFor(t, 10*time.Second, "reconcile answer", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "reconcile answer", func() bool {
 		var err error
 		n, err = rec.RunOnce(t.Context())
 		return err == nil
@@ -252,11 +237,11 @@ func TestReconcileFindsLostTail(t *testing.T) {
 	go func() { _ = relay.Run(ctx) }()
 	stop := runConsumer(t, consumer)
 	defer stop()
-	waitFor(t, 20*time.Second, "the lost 5 in the log", func() bool { return size(t, a.store) == 20 })
+	testkit.WaitFor(t, 20*time.Second, "the lost 5 in the log", func() bool { return size(t, a.store) == 20 })
 	if _, err := producer.Exec(t.Context(), "UPDATE outbox SET published_at = now() - interval '1 minute'"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "consumer idle", func() bool { return consumer.Idle(t.Context()) })
+	testkit.WaitFor(t, 10*time.Second, "consumer idle", func() bool { return consumer.Idle(t.Context()) })
 	if n, err := rec.RunOnce(t.Context()); err != nil || n != 0 {
 		t.Fatalf("RunOnce() after republish = %d, %v; want 0, nil", n, err)
 	}
