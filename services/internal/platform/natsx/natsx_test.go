@@ -36,22 +36,6 @@ func testTopology(t *testing.T, nc *nats.Conn) natsx.Topology {
 	return top
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("test context done waiting for %s", what)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
 func TestEnsureStreams(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
@@ -165,7 +149,7 @@ func TestConsumeAckAndRedelivery(t *testing.T) {
 				}
 			}
 			wantAcked := n - 1
-			waitFor(t, 15*time.Second, "all good messages acked", func() bool {
+			testkit.WaitFor(t, 15*time.Second, "all good messages acked", func() bool {
 				mu.Lock()
 				defer mu.Unlock()
 				return len(acked) == wantAcked
@@ -175,7 +159,7 @@ func TestConsumeAckAndRedelivery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "consumer to settle", func() bool {
+			testkit.WaitFor(t, 10*time.Second, "consumer to settle", func() bool {
 				info, err := cons.Info(t.Context())
 				return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 			})

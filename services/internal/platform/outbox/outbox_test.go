@@ -179,21 +179,6 @@ func (f *fixture) event(i int) outbox.Event {
 	}
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("test context done waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 // TestRelayExactlyOnceAcrossNATSOutage is the outbox's main promise: events committed while
 // NATS is down are published once it is back, none lost and none duplicated, with two relay
 // replicas running side by side.
@@ -225,7 +210,7 @@ func TestRelayExactlyOnceAcrossNATSOutage(t *testing.T) {
 	}
 	// Stop NATS mid-burst: once some events made it, but (usually) not all of them.
 	var before uint64
-	waitFor(t, 15*time.Second, "first events in the stream", func() bool { before = f.streamCount(t); return before > 0 })
+	testkit.WaitFor(t, 15*time.Second, "first events in the stream", func() bool { before = f.streamCount(t); return before > 0 })
 	f.nats.Shutdown()
 	t.Logf("NATS stopped with about %d of %d committed events in the stream", before, stopAt*perTx)
 	for range txCount - stopAt {
@@ -236,7 +221,7 @@ func TestRelayExactlyOnceAcrossNATSOutage(t *testing.T) {
 	}
 	f.nats.Restart()
 
-	waitFor(t, 60*time.Second, "every row marked published", func() bool { return f.unsent(t) == 0 })
+	testkit.WaitFor(t, 60*time.Second, "every row marked published", func() bool { return f.unsent(t) == 0 })
 	ids := f.streamIDs(t)
 	if len(ids) != n {
 		t.Errorf("messages in stream = %d, want %d", len(ids), n)
@@ -304,7 +289,7 @@ func TestRolledBackTransactionPublishesNothing(t *testing.T) {
 	// had every chance to publish the ghost too.
 	marker := f.event(2)
 	f.writeTx(t, []outbox.Event{marker})
-	waitFor(t, 15*time.Second, "marker published", func() bool { return f.unsent(t) == 0 && f.streamCount(t) >= 1 })
+	testkit.WaitFor(t, 15*time.Second, "marker published", func() bool { return f.unsent(t) == 0 && f.streamCount(t) >= 1 })
 	ids := f.streamIDs(t)
 	if len(ids) != 1 || ids[0] != marker.ID {
 		t.Errorf("stream ids = %v, want only the marker %s", ids, marker.ID)
@@ -330,7 +315,7 @@ func TestCrashBetweenPublishAndMark(t *testing.T) {
 		events[i] = f.event(i)
 	}
 	f.writeTx(t, events)
-	waitFor(t, 15*time.Second, "every row marked published", func() bool { return f.unsent(t) == 0 })
+	testkit.WaitFor(t, 15*time.Second, "every row marked published", func() bool { return f.unsent(t) == 0 })
 	if failures.Load() < 2 {
 		t.Fatalf("mark hook calls = %d, want >= 2 (one simulated crash, then a retry)", failures.Load())
 	}
@@ -537,7 +522,7 @@ func TestRelayWakesOnCommit(t *testing.T) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for i := range 3 {
 		f.writeTx(t, []outbox.Event{f.event(i)})
-		waitFor(t, 5*time.Second, "event published without polling", func() bool { return f.unsent(t) == 0 })
+		testkit.WaitFor(t, 5*time.Second, "event published without polling", func() bool { return f.unsent(t) == 0 })
 	}
 }
 
@@ -594,7 +579,7 @@ func TestStatementWritesOnlyWithTheChange(t *testing.T) {
 	if len(stored) != 1 || stored[0] != hit.ID {
 		t.Fatalf("outbox ids = %v, want only %s (the event of the change that happened)", stored, hit.ID)
 	}
-	waitFor(t, 15*time.Second, "event published", func() bool { return f.unsent(t) == 0 && f.streamCount(t) >= 1 })
+	testkit.WaitFor(t, 15*time.Second, "event published", func() bool { return f.unsent(t) == 0 && f.streamCount(t) >= 1 })
 	if ids := f.streamIDs(t); len(ids) != 1 || ids[0] != hit.ID {
 		t.Errorf("stream ids = %v, want only %s", ids, hit.ID)
 	}
