@@ -40,10 +40,8 @@ check-generate: ## Fail when gen/ is stale against proto/.
 	scripts/generate.sh --check
 
 .PHONY: lint
-lint: ## buf lint, gofmt, go vet over every module.
-	scripts/generate.sh --lint
-	@bad=$$(git ls-files '*.go' | grep -v '^gen/' | xargs gofmt -l); if [ -n "$$bad" ]; then echo "not gofmt-ed:"; echo "$$bad"; exit 1; fi
-	go vet $(MODULE_PATTERNS)
+lint: ## buf lint, gofmt, go vet and golangci-lint (with the layer rules) over every module.
+	scripts/lint.sh
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each.
