@@ -63,7 +63,7 @@ id names, and a checkpoint of any other key fails.`,
 			}
 			var cps []*auditv1.Checkpoint
 			for _, f := range cpFiles {
-				b, err := os.ReadFile(f)
+				b, err := os.ReadFile(f) //nolint:gosec // G304: the operator names the file on their own command line
 				if err != nil {
 					return fmt.Errorf("read checkpoint: %w", err)
 				}
@@ -73,7 +73,7 @@ id names, and a checkpoint of any other key fails.`,
 				}
 				cps = append(cps, c...)
 			}
-			in, err := os.Open(exportFile)
+			in, err := os.Open(exportFile) //nolint:gosec // G304: the operator names the file on their own command line
 			if err != nil {
 				return fmt.Errorf("open export: %w", err)
 			}
@@ -176,7 +176,7 @@ func exportCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			file, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+			file, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600) //nolint:gosec // G304: the operator names the file on their own command line
 			if err != nil {
 				return err
 			}
@@ -212,7 +212,9 @@ func exportCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := os.WriteFile(cpOut, append(b, '\n'), 0o644); err != nil {
+				// A checkpoint is a signed tree head, public by design: it is copied and compared
+				// by anyone who checks the log, so it is written world-readable.
+				if err := os.WriteFile(cpOut, append(b, '\n'), 0o644); err != nil { //nolint:gosec // G306: public by design, see above
 					return err
 				}
 			}
@@ -257,7 +259,8 @@ func checkpointCommand() *cobra.Command {
 				_, err = cmd.OutOrStdout().Write(b)
 				return err
 			}
-			return os.WriteFile(out, b, 0o644)
+			// World-readable like --checkpoint-out of export: a checkpoint is public by design.
+			return os.WriteFile(out, b, 0o644) //nolint:gosec // G306: a checkpoint is public by design
 		},
 	}
 	c.flags(cmd)

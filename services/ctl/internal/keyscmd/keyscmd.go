@@ -112,12 +112,13 @@ func (o *options) status(ctx context.Context, out io.Writer, tr *keys.Transit) e
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "key %s (%s)\n", info.Name, info.Type)
-	fmt.Fprintf(out, "  versions:               %s\n", joinInts(info.Versions))
-	fmt.Fprintf(out, "  latest_version:         %d\n", info.LatestVersion)
-	fmt.Fprintf(out, "  min_decryption_version: %d\n", info.MinDecryptionVersion)
-	fmt.Fprintf(out, "  min_encryption_version: %d\n", info.MinEncryptionVersion)
-	return nil
+	_, err = fmt.Fprintf(out, "key %s (%s)\n"+
+		"  versions:               %s\n"+
+		"  latest_version:         %d\n"+
+		"  min_decryption_version: %d\n"+
+		"  min_encryption_version: %d\n",
+		info.Name, info.Type, joinInts(info.Versions), info.LatestVersion, info.MinDecryptionVersion, info.MinEncryptionVersion)
+	return err
 }
 
 func (o *options) rotate(ctx context.Context, out io.Writer, tr *keys.Transit) error {
@@ -128,8 +129,8 @@ func (o *options) rotate(ctx context.Context, out io.Writer, tr *keys.Transit) e
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "rotated %s: latest version is now %d; run `securemsgctl keys rewrap` next\n", o.key, info.LatestVersion)
-	return nil
+	_, err = fmt.Fprintf(out, "rotated %s: latest version is now %d; run `securemsgctl keys rewrap` next\n", o.key, info.LatestVersion)
+	return err
 }
 
 // openStores connects to Postgres and opens every --store.
@@ -189,13 +190,15 @@ func (o *options) coverage(ctx context.Context, out io.Writer, tr *keys.Transit)
 		return err
 	}
 	defer closeFn()
-	printCoverage(out, cov)
-	return nil
+	return printCoverage(out, cov)
 }
 
-func printCoverage(out io.Writer, cov []keys.StoreCoverage) {
+// printCoverage writes one aligned row per store to out and returns the first write error.
+func printCoverage(out io.Writer, cov []keys.StoreCoverage) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STORE\tTOTAL\tPER VERSION\tON LATEST\t% ON LATEST")
+	if _, err := fmt.Fprintln(tw, "STORE\tTOTAL\tPER VERSION\tON LATEST\t% ON LATEST"); err != nil {
+		return err
+	}
 	for _, c := range cov {
 		var per []string
 		for _, v := range c.Versions() {
@@ -204,9 +207,11 @@ func printCoverage(out io.Writer, cov []keys.StoreCoverage) {
 		if c.Invalid > 0 {
 			per = append(per, fmt.Sprintf("invalid:%d", c.Invalid))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d (v%d)\t%.2f%%\n", c.Store, c.Total, strings.Join(per, " "), c.OnLatest(), c.LatestVersion, c.Percent())
+		if _, err := fmt.Fprintf(tw, "%s\t%d\t%s\t%d (v%d)\t%.2f%%\n", c.Store, c.Total, strings.Join(per, " "), c.OnLatest(), c.LatestVersion, c.Percent()); err != nil {
+			return err
+		}
 	}
-	_ = tw.Flush()
+	return tw.Flush()
 }
 
 func (o *options) rewrap(ctx context.Context, out io.Writer, tr *keys.Transit) error {
@@ -243,27 +248,43 @@ func (o *options) rewrap(ctx context.Context, out io.Writer, tr *keys.Transit) e
 	if o.dryRun {
 		verb = "would rewrap"
 	}
-	for _, r := range reports {
-		if r.Skipped {
-			fmt.Fprintf(out, "%s: already finished in %s, skipped\n", r.Store, o.resumeFile)
-			continue
-		}
-		fmt.Fprintf(out, "%s: scanned %d, %s %d, already latest %d, conflicts %d, retired %d, invalid %d\n",
-			r.Store, r.Scanned, verb, r.Rewrapped, r.AlreadyLatest, r.Conflicts, r.Retired, r.Invalid)
-	}
+	// The reports are printed even when the run failed: they say how far each store got. A
+	// failed run's error (with its resume hint) outranks a failed write of the reports.
+	printErr := o.printReports(out, reports, verb)
 	if err != nil {
 		if o.resumeFile != "" {
 			return fmt.Errorf("%w (progress saved; rerun with --resume %s)", err, o.resumeFile)
 		}
 		return err
 	}
+	if printErr != nil {
+		return printErr
+	}
 	info, after, closeAfter, err := o.measure(ctx, tr)
 	if err != nil {
 		return err
 	}
 	defer closeAfter()
-	fmt.Fprintf(out, "coverage after rewrap (latest v%d):\n", info.LatestVersion)
-	printCoverage(out, after)
+	if _, err := fmt.Fprintf(out, "coverage after rewrap (latest v%d):\n", info.LatestVersion); err != nil {
+		return err
+	}
+	return printCoverage(out, after)
+}
+
+// printReports writes one line per store of a rewrap run and returns the first write error.
+func (o *options) printReports(out io.Writer, reports []keys.RewrapReport, verb string) error {
+	for _, r := range reports {
+		var err error
+		if r.Skipped {
+			_, err = fmt.Fprintf(out, "%s: already finished in %s, skipped\n", r.Store, o.resumeFile)
+		} else {
+			_, err = fmt.Fprintf(out, "%s: scanned %d, %s %d, already latest %d, conflicts %d, retired %d, invalid %d\n",
+				r.Store, r.Scanned, verb, r.Rewrapped, r.AlreadyLatest, r.Conflicts, r.Retired, r.Invalid)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -286,15 +307,17 @@ func (o *options) retire(ctx context.Context, out io.Writer, tr *keys.Transit) e
 		}
 	}
 	if len(behind) > 0 {
-		printCoverage(out, cov)
+		// The refusal is the answer; the table only explains it, so a failed write of the table
+		// must not replace the refusal.
+		_ = printCoverage(out, cov)
 		return fmt.Errorf("refusing to retire versions below %d: coverage is not 100%% (%s); run `securemsgctl keys rewrap` first",
 			o.minVersion, strings.Join(behind, ", "))
 	}
 	if err := tr.SetMinDecryptionVersion(ctx, o.key, o.minVersion); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "min_decryption_version of %s is now %d\n", o.key, o.minVersion)
-	return nil
+	_, err = fmt.Fprintf(out, "min_decryption_version of %s is now %d\n", o.key, o.minVersion)
+	return err
 }
 
 func joinInts(v []int) string {

@@ -89,7 +89,7 @@ func (o *options) mint(cmd *cobra.Command, user string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("dev issuer at %s unreachable (is the stack up? `make up`): %w", base.Redacted(), err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only: everything needed was read above
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return "", fmt.Errorf("read dev issuer response: %w", err)
@@ -111,7 +111,8 @@ func (o *options) mint(cmd *cobra.Command, user string) (string, error) {
 		return "", fmt.Errorf("dev issuer refused (status %d)", resp.StatusCode)
 	}
 	if o.verbose {
-		fmt.Fprintf(cmd.ErrOrStderr(), "expires in %s, scope %q\n", time.Duration(out.ExpiresIn)*time.Second, out.Scope)
+		// A diagnostic on stderr: failing to print it must not withhold the token.
+		_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "expires in %s, scope %q\n", time.Duration(out.ExpiresIn)*time.Second, out.Scope)
 	}
 	return strings.TrimSpace(out.AccessToken), nil
 }
