@@ -141,18 +141,18 @@ func TestEveryServiceHasItsObjects(t *testing.T) {
 				continue
 			}
 			h := o.HPAs[hpa]
-			min, want := int32(1), int32(1)
+			minReplicas, want := int32(1), int32(1)
 			if h.Spec.MinReplicas != nil {
-				min = *h.Spec.MinReplicas
+				minReplicas = *h.Spec.MinReplicas
 			}
 			if overlay == "prod" {
 				want = 3
 			}
-			if min != want || d.Spec.Replicas == nil || *d.Spec.Replicas != want {
-				t.Errorf("%s %s: HPA minReplicas %d, replicas %v, want %d", overlay, svc.name, min, d.Spec.Replicas, want)
+			if minReplicas != want || d.Spec.Replicas == nil || *d.Spec.Replicas != want {
+				t.Errorf("%s %s: HPA minReplicas %d, replicas %v, want %d", overlay, svc.name, minReplicas, d.Spec.Replicas, want)
 			}
-			if h.Spec.MaxReplicas <= min {
-				t.Errorf("%s %s: HPA maxReplicas %d not above minReplicas %d", overlay, svc.name, h.Spec.MaxReplicas, min)
+			if h.Spec.MaxReplicas <= minReplicas {
+				t.Errorf("%s %s: HPA maxReplicas %d not above minReplicas %d", overlay, svc.name, h.Spec.MaxReplicas, minReplicas)
 			}
 			env := containerEnv(d, o)
 			wantStream := map[string]string{"dev": "1", "prod": "3"}[overlay]

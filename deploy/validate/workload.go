@@ -18,7 +18,7 @@ var secretEnvName = regexp.MustCompile(`(PASSWORD|SECRET|TOKEN|_PG_URL|_NATS_URL
 var credentialURL = regexp.MustCompile(`://[^/@\s]+:[^/@\s]+@`)
 
 // vaultTokenPath is where the platform's keys package reads the service-account token.
-const vaultTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
+const vaultTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount" //nolint:gosec // G101: a mount path, not a credential
 
 // CheckDeployment checks one Deployment: the pod rules of CheckPod plus gRPC readiness and
 // liveness probes on a declared container port. configMaps resolves envFrom references.
@@ -81,10 +81,9 @@ func CheckPod(id string, spec *corev1.PodSpec, configMaps map[string]*corev1.Con
 	for _, c := range spec.Containers {
 		cid := fmt.Sprintf("container %s", c.Name)
 		sc := c.SecurityContext
-		switch {
-		case sc == nil:
+		if sc == nil {
 			bad("%s: no securityContext", cid)
-		default:
+		} else {
 			if !isFalse(sc.AllowPrivilegeEscalation) {
 				bad("%s: allowPrivilegeEscalation is not false", cid)
 			}
