@@ -10,6 +10,7 @@ import (
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Download is an opened download: the attachment's metadata and a reader of the requested
@@ -38,11 +39,11 @@ func (d *Download) Close() error { return d.obj.Close() }
 // objectErr maps a failure reading or decrypting an object.
 func objectErr(err error) error {
 	switch {
-	case domain.KindOf(err) != 0:
+	case isUserErr(err):
 		return err
 	case errors.Is(err, crypto.ErrNotAuthentic), errors.Is(err, crypto.ErrUnsupportedVersion),
 		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return domain.DataLoss("the stored attachment failed authentication", err)
+		return domain.NotAuthentic("the stored attachment failed authentication", err)
 	}
 	return err
 }
@@ -55,7 +56,7 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 		return nil, err
 	}
 	if offset < 0 || length < 0 {
-		return nil, domain.Invalid("offset and length must not be negative")
+		return nil, usererr.New(usererr.InvalidArgument, "INVALID_RANGE", "offset and length must not be negative")
 	}
 	a, err := s.visible(ctx, id)
 	if err != nil {
@@ -66,10 +67,10 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 		return nil, err
 	}
 	if a.State != domain.StateClean {
-		return nil, domain.Precondition("the attachment is not available: its malware scan is " + string(a.State))
+		return nil, usererr.Newf(usererr.FailedPrecondition, "ATTACHMENT_NOT_CLEAN", "the attachment is not available: its malware scan is %s", a.State)
 	}
 	if offset >= a.SizeBytes {
-		return nil, domain.OutOfRange("offset is at or beyond the end of the file")
+		return nil, usererr.New(usererr.OutOfRange, "OFFSET_OUT_OF_RANGE", "offset is at or beyond the end of the file")
 	}
 	if length == 0 || length > a.SizeBytes-offset {
 		length = a.SizeBytes - offset
@@ -96,14 +97,14 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 	}
 	obj, err := opening.wait()
 	if err != nil {
-		if errors.Is(err, domain.ErrNotFound) {
-			return nil, domain.DataLoss("the stored attachment is missing", err)
+		if errors.Is(err, usererr.ErrNotFound) {
+			return nil, usererr.Wrap(usererr.DataLoss, "STORED_ATTACHMENT_MISSING", "the stored attachment is missing", err)
 		}
 		return nil, err
 	}
 	if obj.Size() != a.ObjectSize {
 		obj.Close()
-		return nil, domain.DataLoss("the stored attachment has the wrong size", nil)
+		return nil, errWrongSize
 	}
 	r, err := crypto.NewStreamReader(obj, obj.Size(), dek, streamAAD(a))
 	if err != nil {
@@ -112,7 +113,7 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 	}
 	if r.Size() != a.SizeBytes {
 		obj.Close()
-		return nil, domain.DataLoss("the stored attachment has the wrong size", nil)
+		return nil, errWrongSize
 	}
 	body, err := r.Range(offset, length)
 	if err != nil {
@@ -120,6 +121,15 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 		return nil, objectErr(err)
 	}
 	return &Download{Attachment: a, Offset: offset, Length: length, body: body, obj: obj}, nil
+}
+
+// errWrongSize is returned for an object whose size is not the one recorded at upload.
+var errWrongSize = usererr.New(usererr.DataLoss, "STORED_ATTACHMENT_WRONG_SIZE", "the stored attachment has the wrong size")
+
+// isUserErr reports whether err already says what the caller is told.
+func isUserErr(err error) bool {
+	k, _ := usererr.KindOf(err)
+	return k != 0
 }
 
 // streamTail is how many bytes at the end of an object hold its last segment, at most: what a
@@ -202,7 +212,7 @@ func (s *Service) visible(ctx context.Context, id string) (*domain.Attachment, e
 		return nil, s.dbFail(err)
 	}
 	if !a.State.Visible() {
-		return nil, domain.NotFound("attachment not found")
+		return nil, domain.ErrAttachmentNotFound
 	}
 	return a, nil
 }
@@ -218,7 +228,7 @@ func (s *Service) openName(a *domain.Attachment, dek []byte) error {
 	}
 	name, err := sealer.OpenRecord(a.FileNameSealed, fileNameAAD(a.ID))
 	if err != nil {
-		return domain.DataLoss("the attachment's file name failed authentication", err)
+		return domain.NotAuthentic("the attachment's file name failed authentication", err)
 	}
 	a.FileName = string(name)
 	return nil
@@ -226,10 +236,10 @@ func (s *Service) openName(a *domain.Attachment, dek []byte) error {
 
 func checkUUID(id string) error {
 	if id == "" {
-		return domain.Invalid("attachment_id is required")
+		return usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "attachment_id is required")
 	}
 	if _, err := uuidParse(id); err != nil {
-		return domain.NotFound("attachment not found")
+		return domain.ErrAttachmentNotFound
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 // addEvents writes events to the outbox in tx; failure means the change cannot be recorded.
 func addEvents(ctx context.Context, tx pgx.Tx, evs ...outbox.Event) error {
 	if err := outbox.Add(ctx, tx, evs...); err != nil {
-		return domain.Unavailable("the action could not be recorded; try again later", err)
+		return domain.NotRecorded(err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // jobPrincipal is the actor of background work in audit records.
@@ -38,7 +39,7 @@ func (s *Service) RescanPending(ctx context.Context, limit int) (int, error) {
 		state := domain.StateClean
 		verdict := eventsv1.ScanVerdict_SCAN_VERDICT_CLEAN
 		switch {
-		case readErr != nil && domain.KindOf(readErr) == domain.KindDataLoss:
+		case readErr != nil && kindOf(readErr) == usererr.DataLoss:
 			s.Logger.ErrorContext(ctx, "pending attachment failed authentication", slog.String("attachment_id", a.ID), slog.String("error", readErr.Error()))
 			state, verdict = domain.StateFailed, eventsv1.ScanVerdict_SCAN_VERDICT_FAILED
 		case readErr != nil || scanErr != nil:
@@ -48,7 +49,7 @@ func (s *Service) RescanPending(ctx context.Context, limit int) (int, error) {
 			}
 			s.Logger.WarnContext(ctx, "re-scan failed; attachment stays pending", slog.String("attachment_id", a.ID), slog.String("error", cause.Error()))
 			_ = pgstore.SetScanAttempts(ctx, s.Pool, a.ID, a.ScanAttempts+1)
-			if errors.Is(scanErr, domain.ErrUnavailable) || readErr == nil {
+			if errors.Is(scanErr, usererr.ErrUnavailable) || readErr == nil {
 				// The scanner is down: the rest would fail the same way.
 				return done, nil
 			}
@@ -73,8 +74,8 @@ func (s *Service) rescan(ctx context.Context, a *domain.Attachment) (domain.Verd
 	defer clear(dek)
 	obj, err := s.Store.Open(ctx, a.ObjectName, readHint(a))
 	if err != nil {
-		if errors.Is(err, domain.ErrNotFound) {
-			return domain.Verdict{}, domain.DataLoss("object missing", err), nil
+		if errors.Is(err, usererr.ErrNotFound) {
+			return domain.Verdict{}, usererr.Wrap(usererr.DataLoss, "STORED_ATTACHMENT_MISSING", "object missing", err), nil
 		}
 		return domain.Verdict{}, err, nil
 	}
@@ -89,6 +90,12 @@ func (s *Service) rescan(ctx context.Context, a *domain.Attachment) (domain.Verd
 		return domain.Verdict{}, objectErr(src.err), nil
 	}
 	return v, nil, scanErr
+}
+
+// kindOf is the kind of the first usererr.Error in err's chain, 0 when there is none.
+func kindOf(err error) usererr.Kind {
+	k, _ := usererr.KindOf(err)
+	return k
 }
 
 // errReader remembers the error its reader returned, to tell a bad object from a bad scanner.

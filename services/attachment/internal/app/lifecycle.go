@@ -12,6 +12,7 @@ import (
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 var uuidParse = uuid.Parse
@@ -31,13 +32,13 @@ func (s *Service) DeleteAttachment(ctx context.Context, p *auth.Principal, id st
 			return err
 		}
 		if a.UploaderSubject != p.Subject || a.State == domain.StateUploading {
-			return domain.NotFound("attachment not found")
+			return domain.ErrAttachmentNotFound
 		}
 		if a.State == domain.StateDeleted {
 			return nil
 		}
 		if a.Bound() {
-			return domain.Precondition("the attachment is bound to a message; it leaves with the message")
+			return usererr.New(usererr.FailedPrecondition, "ATTACHMENT_BOUND", "the attachment is bound to a message; it leaves with the message")
 		}
 		if err := pgstore.MarkDeleted(ctx, tx, a.ID, s.now()); err != nil {
 			return err
@@ -45,7 +46,7 @@ func (s *Service) DeleteAttachment(ctx context.Context, p *auth.Principal, id st
 		return s.writeAudit(ctx, tx, s.record(ctx, p, eventsv1.Action_ACTION_DELETE, a, Access{}))
 	})
 	if err != nil {
-		if domain.KindOf(err) == domain.KindNotFound && a != nil && a.UploaderSubject != p.Subject {
+		if k, _ := usererr.KindOf(err); k == usererr.NotFound && a != nil && a.UploaderSubject != p.Subject {
 			s.deny(ctx, p, a, Access{}, "not_uploader")
 		}
 		return s.dbFail(err)
@@ -65,7 +66,7 @@ type BindRequest struct {
 // Idempotent for the same message.
 func (s *Service) BindAttachment(ctx context.Context, p *auth.Principal, req BindRequest) (*domain.Attachment, error) {
 	if p.Kind != auth.KindService || p.Service != "messaging" {
-		return nil, domain.Denied("only the messaging service binds attachments")
+		return nil, usererr.New(usererr.PermissionDenied, "MESSAGING_ONLY", "only the messaging service binds attachments")
 	}
 	if err := checkUUID(req.AttachmentID); err != nil {
 		return nil, err
@@ -83,29 +84,29 @@ func (s *Service) BindAttachment(ctx context.Context, p *auth.Principal, req Bin
 			return err
 		}
 		if !a.State.Visible() || a.UploaderSubject != req.UploaderSubject {
-			return domain.NotFound("attachment not found")
+			return domain.ErrAttachmentNotFound
 		}
 		if a.Bound() {
 			if a.MessageID == req.MessageID && a.ThreadID == req.ThreadID {
 				return nil
 			}
-			return domain.Precondition("the attachment is bound to another message")
+			return usererr.New(usererr.FailedPrecondition, "ATTACHMENT_BOUND_ELSEWHERE", "the attachment is bound to another message")
 		}
 		if a.AADThreadID != "" && a.AADThreadID != req.ThreadID {
-			return domain.Precondition("the attachment was uploaded for another thread")
+			return usererr.New(usererr.FailedPrecondition, "ATTACHMENT_FOR_ANOTHER_THREAD", "the attachment was uploaded for another thread")
 		}
 		switch a.State {
 		case domain.StatePending:
-			return domain.Precondition("the attachment's malware scan has not finished")
+			return usererr.New(usererr.FailedPrecondition, "SCAN_PENDING", "the attachment's malware scan has not finished")
 		case domain.StateInfected, domain.StateFailed:
-			return domain.Precondition("the attachment failed its malware scan")
+			return usererr.New(usererr.FailedPrecondition, "SCAN_FAILED", "the attachment failed its malware scan")
 		}
 		n, err := pgstore.CountForMessage(ctx, tx, req.MessageID)
 		if err != nil {
 			return err
 		}
 		if n >= s.Limits.MaxPerMessage {
-			return domain.Exhausted("the message already has the maximum number of attachments")
+			return usererr.New(usererr.ResourceExhausted, "TOO_MANY_ATTACHMENTS", "the message already has the maximum number of attachments")
 		}
 		now := s.now()
 		if err := pgstore.Bind(ctx, tx, a.ID, req.ThreadID, req.MessageID, "", "", now); err != nil {
@@ -133,10 +134,10 @@ type PurgeResult struct {
 // leaves the rest for the next run.
 func (s *Service) PurgeAttachments(ctx context.Context, p *auth.Principal, threadIDs []string, reason string, dryRun bool) (PurgeResult, error) {
 	if p.Kind != auth.KindService || p.Service != "messaging" {
-		return PurgeResult{}, domain.Denied("only the messaging service purges attachments")
+		return PurgeResult{}, usererr.New(usererr.PermissionDenied, "MESSAGING_ONLY", "only the messaging service purges attachments")
 	}
 	if len(threadIDs) == 0 || len(threadIDs) > 1000 {
-		return PurgeResult{}, domain.Invalid("thread_ids must hold 1 to 1,000 ids")
+		return PurgeResult{}, usererr.New(usererr.InvalidArgument, "INVALID_THREAD_IDS", "thread_ids must hold 1 to 1,000 ids")
 	}
 	for _, id := range threadIDs {
 		if err := checkID("thread_ids", id, true); err != nil {

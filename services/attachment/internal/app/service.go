@@ -29,6 +29,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // KeyName is the Transit key the service's DEKs are wrapped under.
@@ -113,12 +114,12 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
 func checkID(field, v string, required bool) error {
 	if v == "" {
 		if required {
-			return domain.Invalid(field + " is required")
+			return usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", field+" is required")
 		}
 		return nil
 	}
 	if !idPattern.MatchString(v) {
-		return domain.Invalid(field + " is malformed")
+		return usererr.New(usererr.InvalidArgument, "MALFORMED_ID", field+" is malformed")
 	}
 	return nil
 }
@@ -138,11 +139,11 @@ func streamAAD(a *domain.Attachment) []byte {
 func keyErr(err error) error {
 	switch {
 	case errors.Is(err, keys.ErrKeyServiceUnavailable) || keys.IsUnavailable(err):
-		return domain.Unavailable("key service unavailable", err)
+		return usererr.Wrap(usererr.Unavailable, "KEY_SERVICE_UNAVAILABLE", "key service unavailable", err)
 	case errors.Is(err, keys.ErrKeyVersionRetired):
-		return &domain.Error{Kind: domain.KindFailedPrecondition, Msg: "the attachment's key version is retired", Err: err}
+		return usererr.Wrap(usererr.FailedPrecondition, "KEY_VERSION_RETIRED", "the attachment's key version is retired", err)
 	case errors.Is(err, keys.ErrInvalidWrappedKey):
-		return domain.DataLoss("the attachment's key is not valid", err)
+		return usererr.Wrap(usererr.DataLoss, "INVALID_WRAPPED_KEY", "the attachment's key is not valid", err)
 	}
 	return fmt.Errorf("key service: %w", err)
 }
@@ -208,7 +209,7 @@ func (s *Service) audit(ctx context.Context, rec *eventsv1.AuditRecord) error {
 		err = rows.Insert(ctx, s.Pool)
 	}
 	if err != nil {
-		return domain.Unavailable("the action could not be recorded; try again later", err)
+		return domain.NotRecorded(err)
 	}
 	return nil
 }
@@ -216,7 +217,7 @@ func (s *Service) audit(ctx context.Context, rec *eventsv1.AuditRecord) error {
 // writeAudit adds rec to the outbox in tx; an error means the action cannot be recorded.
 func (s *Service) writeAudit(ctx context.Context, tx pgx.Tx, rec *eventsv1.AuditRecord) error {
 	if _, err := s.Audit.Record(ctx, tx, rec); err != nil {
-		return domain.Unavailable("the action could not be recorded; try again later", err)
+		return domain.NotRecorded(err)
 	}
 	return nil
 }
@@ -262,28 +263,28 @@ func (s *Service) authorize(ctx context.Context, p *auth.Principal, a *domain.At
 		if p.Service == "messaging" && action == AccessRead {
 			return Access{Allowed: true, ReasonCode: "service"}, nil
 		}
-		return Access{}, domain.Denied("service may not access attachment content")
+		return Access{}, usererr.New(usererr.PermissionDenied, "SERVICE_NOT_ALLOWED", "service may not access attachment content")
 	}
 	if !a.Bound() {
 		if p.Subject == a.UploaderSubject {
 			return Access{Allowed: true, ReasonCode: "own_upload", ThreadID: a.ThreadID, PatientID: a.PatientID, PoolID: a.PoolID}, nil
 		}
 		s.deny(ctx, p, a, Access{}, "not_uploader")
-		return Access{}, domain.NotFound("attachment not found")
+		return Access{}, domain.ErrAttachmentNotFound
 	}
 	acc, err := s.Access.CheckAccess(ctx, p, AccessTarget{MessageID: a.MessageID, ThreadID: a.ThreadID, Action: action})
 	if err != nil {
-		if errors.Is(err, domain.ErrNotFound) {
-			return Access{}, domain.NotFound("attachment not found")
+		if errors.Is(err, usererr.ErrNotFound) {
+			return Access{}, domain.ErrAttachmentNotFound
 		}
 		return Access{}, err
 	}
 	if !acc.Allowed {
 		s.deny(ctx, p, a, acc, reasonCode(acc.ReasonCode, "messaging_denied"))
 		if acc.ReasonCode == "adolescent_confidential" {
-			return Access{}, domain.NotFound("attachment not found")
+			return Access{}, domain.ErrAttachmentNotFound
 		}
-		return Access{}, domain.Denied("access to the attachment's message is denied")
+		return Access{}, usererr.New(usererr.PermissionDenied, "MESSAGE_ACCESS_DENIED", "access to the attachment's message is denied")
 	}
 	return acc, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // UploadRequest is an upload's metadata.
@@ -64,8 +65,8 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 	if req.ThreadID != "" {
 		acc, err = s.Access.CheckAccess(ctx, p, AccessTarget{ThreadID: req.ThreadID, Action: AccessAttach})
 		if err != nil {
-			if errors.Is(err, domain.ErrNotFound) {
-				return nil, domain.NotFound("thread not found")
+			if errors.Is(err, usererr.ErrNotFound) {
+				return nil, domain.ErrThreadNotFound
 			}
 			return nil, err
 		}
@@ -73,9 +74,9 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 		if !acc.Allowed {
 			s.deny(ctx, p, a, acc, reasonCode(acc.ReasonCode, "messaging_denied"))
 			if acc.ReasonCode == "adolescent_confidential" {
-				return nil, domain.NotFound("thread not found")
+				return nil, domain.ErrThreadNotFound
 			}
-			return nil, domain.Denied("you may not attach files to this thread")
+			return nil, usererr.New(usererr.PermissionDenied, "THREAD_ACCESS_DENIED", "you may not attach files to this thread")
 		}
 	}
 	dek, err := s.Keys.NewDEK(ctx, s.keyName())
@@ -93,13 +94,13 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 	inserted := s.insertUploading(ctx, a)
 	verdict, scanErr, err := s.store(ctx, a, dek.Plaintext, body, inserted)
 	if insErr := inserted.wait(); insErr != nil {
-		if !errors.Is(insErr, domain.ErrResourceExhausted) && !errors.Is(insErr, domain.ErrAlreadyExists) {
+		if !errors.Is(insErr, usererr.ErrResourceExhausted) && !errors.Is(insErr, usererr.ErrAlreadyExists) {
 			// The insert failed without saying no (the caller went away, the database
 			// failed): its commit may have happened all the same. Remove what may exist now
 			// rather than leave it to the clean-up job.
 			s.abandon(ctx, a)
 		}
-		if errors.Is(insErr, domain.ErrAlreadyExists) {
+		if errors.Is(insErr, usererr.ErrAlreadyExists) {
 			// A concurrent retry with the same client request id won the race.
 			if prev, rerr := s.replay(ctx, p, req, name); prev != nil || rerr != nil {
 				return prev, rerr
@@ -155,7 +156,7 @@ func (s *Service) checkUpload(req UploadRequest) (string, error) {
 	}
 	if req.ClientRequestID != "" {
 		if _, err := uuid.Parse(req.ClientRequestID); err != nil {
-			return "", domain.Invalid("client_request_id must be a UUID")
+			return "", usererr.New(usererr.InvalidArgument, "INVALID_CLIENT_REQUEST_ID", "client_request_id must be a UUID")
 		}
 	}
 	return name, nil
@@ -174,7 +175,7 @@ func (s *Service) replay(ctx context.Context, p *auth.Principal, req UploadReque
 	}
 	if !prev.State.Visible() || prev.SizeBytes != req.DeclaredSize ||
 		prev.DeclaredMediaType != req.DeclaredMediaType || prev.AADThreadID != req.ThreadID {
-		return nil, domain.Exists("client_request_id was already used for another upload")
+		return nil, usererr.New(usererr.AlreadyExists, "CLIENT_REQUEST_ID_REUSED", "client_request_id was already used for another upload")
 	}
 	prev.FileName = name
 	return prev, nil
@@ -182,7 +183,7 @@ func (s *Service) replay(ctx context.Context, p *auth.Principal, req UploadReque
 
 // dbFail passes domain errors through and masks the rest as internal.
 func (s *Service) dbFail(err error) error {
-	if err == nil || domain.KindOf(err) != 0 {
+	if k, _ := usererr.KindOf(err); err == nil || k != 0 {
 		return err
 	}
 	return fmt.Errorf("attachment store: %w", err)
@@ -206,7 +207,7 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 	head := make([]byte, min(int64(domain.SniffBytes), a.SizeBytes))
 	if n, err := io.ReadFull(body, head); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return domain.Verdict{}, nil, domain.Invalid(fmt.Sprintf("received %d bytes, declared %d", n, a.SizeBytes))
+			return domain.Verdict{}, nil, usererr.Newf(usererr.InvalidArgument, "SIZE_MISMATCH", "received %d bytes, declared %d", n, a.SizeBytes)
 		}
 		return domain.Verdict{}, nil, err
 	}
@@ -326,7 +327,7 @@ func copyChunks(r io.Reader, size int64, hash io.Writer, scan io.Writer, enc io.
 		if n > 0 {
 			total += int64(n)
 			if total > size {
-				return domain.Invalid(fmt.Sprintf("received more bytes than the declared %d", size))
+				return usererr.Newf(usererr.InvalidArgument, "SIZE_MISMATCH", "received more bytes than the declared %d", size)
 			}
 			hash.Write(buf[:n])
 			scan.Write(buf[:n])
@@ -336,7 +337,7 @@ func copyChunks(r io.Reader, size int64, hash io.Writer, scan io.Writer, enc io.
 		}
 		if rerr == io.EOF {
 			if total != size {
-				return domain.Invalid(fmt.Sprintf("received %d bytes, declared %d", total, size))
+				return usererr.Newf(usererr.InvalidArgument, "SIZE_MISMATCH", "received %d bytes, declared %d", total, size)
 			}
 			return nil
 		}
@@ -426,7 +427,7 @@ func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attac
 	}
 	if a.State == domain.StateInfected {
 		s.Logger.WarnContext(ctx, "upload refused: malware found", slog.String("attachment_id", a.ID), slog.String("signature", a.SignatureName))
-		return nil, domain.Invalid("the file contains malware and was refused")
+		return nil, usererr.New(usererr.InvalidArgument, "MALWARE_DETECTED", "the file contains malware and was refused")
 	}
 	return a, nil
 }
@@ -436,7 +437,7 @@ func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attac
 func (s *Service) outcomeEvents(ctx context.Context, a *domain.Attachment, rec *eventsv1.AuditRecord, verdict eventsv1.ScanVerdict) (outbox.Rows, error) {
 	audit, err := s.Audit.Event(ctx, rec)
 	if err != nil {
-		return outbox.Rows{}, domain.Unavailable("the action could not be recorded; try again later", err)
+		return outbox.Rows{}, domain.NotRecorded(err)
 	}
 	evs := []outbox.Event{audit}
 	if verdict != eventsv1.ScanVerdict_SCAN_VERDICT_UNSPECIFIED {
@@ -448,7 +449,7 @@ func (s *Service) outcomeEvents(ctx context.Context, a *domain.Attachment, rec *
 	}
 	rows, err := outbox.NewRows(evs...)
 	if err != nil {
-		return outbox.Rows{}, domain.Unavailable("the action could not be recorded; try again later", err)
+		return outbox.Rows{}, domain.NotRecorded(err)
 	}
 	return rows, nil
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 func TestNeutraliseFileName(t *testing.T) {
@@ -54,7 +55,7 @@ func TestNeutraliseFileNameRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := domain.NeutraliseFileName(tt.in); !errors.Is(err, domain.ErrInvalidArgument) {
+			if _, err := domain.NeutraliseFileName(tt.in); !errors.Is(err, usererr.ErrInvalidArgument) {
 				t.Errorf("NeutraliseFileName(%q) error = %v, want ErrInvalidArgument", tt.in, err)
 			}
 		})
@@ -141,7 +142,7 @@ func TestMediaPolicySniff(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Sniff(%s, %q) = %q, %v, want error %v", tt.name, tt.declared, got, err, tt.wantErr)
 			}
-			if err != nil && !errors.Is(err, domain.ErrInvalidArgument) {
+			if err != nil && !errors.Is(err, usererr.ErrInvalidArgument) {
 				t.Errorf("Sniff(%s) error = %v, want ErrInvalidArgument", tt.name, err)
 			}
 			if tt.wantType != "" && got != tt.wantType {
@@ -179,9 +180,9 @@ func TestLimits(t *testing.T) {
 		want error
 	}{
 		{name: "ok", size: 1 << 20},
-		{name: "zero", size: 0, want: domain.ErrInvalidArgument},
+		{name: "zero", size: 0, want: usererr.ErrInvalidArgument},
 		{name: "at limit", size: 25 << 20},
-		{name: "over limit", size: 25<<20 + 1, want: domain.ErrResourceExhausted},
+		{name: "over limit", size: 25<<20 + 1, want: usererr.ErrResourceExhausted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,7 +193,7 @@ func TestLimits(t *testing.T) {
 		})
 	}
 	scan := domain.Limits{MaxFileBytes: 1 << 40, ScanMaxBytes: 100 << 20}
-	if err := scan.CheckDeclaredSize(100<<20 + 1); !errors.Is(err, domain.ErrResourceExhausted) {
+	if err := scan.CheckDeclaredSize(100<<20 + 1); !errors.Is(err, usererr.ErrResourceExhausted) {
 		t.Errorf("CheckDeclaredSize(above scan limit) = %v, want ErrResourceExhausted", err)
 	}
 }

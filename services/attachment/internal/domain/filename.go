@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // MaxFileNameRunes is the longest file name accepted (characters).
@@ -19,10 +21,10 @@ const MaxFileNameRunes = 255
 // MaxFileNameRunes or not valid UTF-8; everything else is neutralised, not refused.
 func NeutraliseFileName(name string) (string, error) {
 	if !utf8.ValidString(name) {
-		return "", Invalid("file_name is not valid UTF-8")
+		return "", usererr.New(usererr.InvalidArgument, "INVALID_FILE_NAME", "file_name is not valid UTF-8")
 	}
 	if utf8.RuneCountInString(name) > MaxFileNameRunes {
-		return "", Invalid("file_name is longer than 255 characters")
+		return "", usererr.New(usererr.InvalidArgument, "FILE_NAME_TOO_LONG", "file_name is longer than 255 characters")
 	}
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/gabriel-vasile/mimetype"
+
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // SniffBytes is how many leading bytes of a file are used to detect its type; it is the
@@ -39,13 +41,13 @@ func NewMediaPolicy(allowed []string) MediaPolicy {
 // CheckDeclared refuses a declared type that is not on the allow-list, before any byte is read.
 func (p MediaPolicy) CheckDeclared(declared string) error {
 	if declared == "" {
-		return Invalid("declared_media_type is required")
+		return usererr.New(usererr.InvalidArgument, "MEDIA_TYPE_REQUIRED", "declared_media_type is required")
 	}
 	if len(declared) > 255 {
-		return Invalid("declared_media_type is too long")
+		return usererr.New(usererr.InvalidArgument, "INVALID_MEDIA_TYPE", "declared_media_type is too long")
 	}
 	if !p.allowed[baseType(declared)] {
-		return Invalid("declared_media_type is not an allowed file type")
+		return usererr.New(usererr.InvalidArgument, "MEDIA_TYPE_NOT_ALLOWED", "declared_media_type is not an allowed file type")
 	}
 	return nil
 }
@@ -58,10 +60,10 @@ func (p MediaPolicy) CheckDeclared(declared string) error {
 func (p MediaPolicy) Sniff(head []byte, declared string) (string, error) {
 	sniffed := baseType(mimetype.Detect(head).String())
 	if !p.allowed[sniffed] {
-		return sniffed, Invalid("the file's content is not an allowed file type")
+		return sniffed, usererr.New(usererr.InvalidArgument, "CONTENT_TYPE_NOT_ALLOWED", "the file's content is not an allowed file type")
 	}
 	if sniffed != baseType(declared) {
-		return sniffed, Invalid("the file's content does not match declared_media_type")
+		return sniffed, usererr.New(usererr.InvalidArgument, "CONTENT_TYPE_MISMATCH", "the file's content does not match declared_media_type")
 	}
 	return sniffed, nil
 }

@@ -1,7 +1,14 @@
+// Package domain holds the attachment service's types and rules: attachments and their scan
+// and lifecycle states, file-name neutralisation, the media-type allow-list, upload limits, the
+// refusals the service returns, and the small interfaces the use cases need from the world (the
+// attachment repository and the outbox, object storage, the scanner, the messaging service's
+// access decisions, the key ring). It does no I/O.
 package domain
 
 import (
 	"time"
+
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // State is where an attachment is in its life. Only StateClean attachments are bound or served.
@@ -92,11 +99,11 @@ func DefaultLimits() Limits {
 func (l Limits) CheckDeclaredSize(size int64) error {
 	switch {
 	case size <= 0:
-		return Invalid("declared_size_bytes must be positive")
+		return usererr.New(usererr.InvalidArgument, "INVALID_SIZE", "declared_size_bytes must be positive")
 	case size > l.MaxFileBytes:
-		return Exhausted("declared_size_bytes exceeds the file size limit")
+		return usererr.New(usererr.ResourceExhausted, "FILE_TOO_LARGE", "declared_size_bytes exceeds the file size limit")
 	case l.ScanMaxBytes > 0 && size > l.ScanMaxBytes:
-		return Exhausted("declared_size_bytes exceeds what the malware scanner accepts")
+		return usererr.New(usererr.ResourceExhausted, "FILE_TOO_LARGE_TO_SCAN", "declared_size_bytes exceeds what the malware scanner accepts")
 	}
 	return nil
 }

@@ -1,14 +1,14 @@
 // Package ports is the attachment service's gRPC edge: it decodes requests, takes the caller
 // from the context (the guard chain has already authenticated it and run the rpc-level policy),
-// calls the use cases, and maps domain errors to gRPC status codes with messages that carry no
-// PHI.
+// calls the use cases with domain values and encodes their answers. Errors are returned as the
+// use cases made them: a usererr.Error carries its own gRPC status (code, PHI-free message,
+// ErrorInfo reason), and the server's error interceptor masks anything else.
 package ports
 
 import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -38,17 +38,14 @@ const MaxChunkBytes = 1 << 20
 // pooled and released as soon as gRPC has written them (ChunkCodec).
 const downloadChunk = MaxChunkBytes
 
-// Handler implements attachmentv1.AttachmentServiceServer.
+// Handler implements attachmentv1.AttachmentServiceServer over the use cases.
 type Handler struct {
 	attachmentv1.UnimplementedAttachmentServiceServer
-	App    *app.Service
-	Logger *slog.Logger
+	app *app.Service
 }
 
-// Register adds the handler to s.
-func Register(s grpc.ServiceRegistrar, a *app.Service, log *slog.Logger) {
-	attachmentv1.RegisterAttachmentServiceServer(s, &Handler{App: a, Logger: log})
-}
+// NewHandler returns the gRPC handler of svc's use cases.
+func NewHandler(svc *app.Service) *Handler { return &Handler{app: svc} }
 
 func principal(ctx context.Context) (*auth.Principal, error) {
 	p, ok := auth.FromContext(ctx)
@@ -68,20 +65,20 @@ func (h *Handler) UploadAttachment(stream grpc.ClientStreamingServer[attachmentv
 	first, err := stream.Recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return status.Error(codes.InvalidArgument, "the stream ended before the metadata")
+			return usererr.New(usererr.InvalidArgument, "METADATA_MISSING", "the stream ended before the metadata")
 		}
-		return h.toStatus(ctx, streamErr(ctx, err))
+		return streamErr(ctx, err)
 	}
 	md := first.GetMetadata()
 	if md == nil {
-		return status.Error(codes.InvalidArgument, "the first message must be metadata")
+		return usererr.New(usererr.InvalidArgument, "METADATA_NOT_FIRST", "the first message must be metadata")
 	}
-	a, err := h.App.Upload(ctx, p, app.UploadRequest{
+	a, err := h.app.Upload(ctx, p, app.UploadRequest{
 		FileName: md.GetFileName(), DeclaredMediaType: md.GetDeclaredMediaType(),
 		DeclaredSize: md.GetDeclaredSizeBytes(), ThreadID: md.GetThreadId(), ClientRequestID: md.GetClientRequestId(),
 	}, &chunkReader{stream: stream})
 	if err != nil {
-		return h.toStatus(ctx, err)
+		return err
 	}
 	return stream.SendAndClose(&attachmentv1.UploadAttachmentResponse{Attachment: toProto(a)})
 }
@@ -106,10 +103,10 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 			return 0, streamErr(r.stream.Context(), err)
 		}
 		if msg.GetMetadata() != nil {
-			return 0, domain.Invalid("metadata may be sent only once, first")
+			return 0, usererr.New(usererr.InvalidArgument, "METADATA_REPEATED", "metadata may be sent only once, first")
 		}
 		if len(msg.GetChunk()) > MaxChunkBytes {
-			return 0, domain.Invalid("a chunk exceeds 1 MiB")
+			return 0, usererr.New(usererr.InvalidArgument, "CHUNK_TOO_LARGE", "a chunk exceeds 1 MiB")
 		}
 		r.buf, r.held = msg.GetChunk(), msg.GetChunk()
 	}
@@ -121,7 +118,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 // streamErr maps a receive failure: the client going away is a cancellation.
 func streamErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil || status.Code(err) == codes.Canceled {
-		return domain.Canceled("the upload was cancelled", err)
+		return usererr.Wrap(usererr.Canceled, "UPLOAD_CANCELLED", "the upload was cancelled", err)
 	}
 	return err
 }
@@ -133,9 +130,9 @@ func (h *Handler) DownloadAttachment(req *attachmentv1.DownloadAttachmentRequest
 	if err != nil {
 		return err
 	}
-	d, err := h.App.OpenDownload(ctx, p, req.GetAttachmentId(), req.GetOffset(), req.GetLength())
+	d, err := h.app.OpenDownload(ctx, p, req.GetAttachmentId(), req.GetOffset(), req.GetLength())
 	if err != nil {
-		return h.toStatus(ctx, err)
+		return err
 	}
 	defer d.Close()
 	if err := stream.Send(&attachmentv1.DownloadAttachmentResponse{Attachment: toProto(d.Attachment), Offset: d.Offset}); err != nil {
@@ -159,12 +156,12 @@ func (h *Handler) DownloadAttachment(req *attachmentv1.DownloadAttachmentRequest
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			if off != d.Offset+d.Length {
-				return status.Error(codes.DataLoss, "the stored attachment ended early")
+				return usererr.New(usererr.DataLoss, "STORED_ATTACHMENT_TRUNCATED", "the stored attachment ended early")
 			}
 			return nil
 		}
 		if rerr != nil {
-			return h.toStatus(ctx, rerr)
+			return rerr
 		}
 	}
 }
@@ -175,9 +172,9 @@ func (h *Handler) GetAttachment(ctx context.Context, req *attachmentv1.GetAttach
 	if err != nil {
 		return nil, err
 	}
-	a, err := h.App.GetAttachment(ctx, p, req.GetAttachmentId())
+	a, err := h.app.GetAttachment(ctx, p, req.GetAttachmentId())
 	if err != nil {
-		return nil, h.toStatus(ctx, err)
+		return nil, err
 	}
 	return &attachmentv1.GetAttachmentResponse{Attachment: toProto(a)}, nil
 }
@@ -188,8 +185,8 @@ func (h *Handler) DeleteAttachment(ctx context.Context, req *attachmentv1.Delete
 	if err != nil {
 		return nil, err
 	}
-	if err := h.App.DeleteAttachment(ctx, p, req.GetAttachmentId()); err != nil {
-		return nil, h.toStatus(ctx, err)
+	if err := h.app.DeleteAttachment(ctx, p, req.GetAttachmentId()); err != nil {
+		return nil, err
 	}
 	return &attachmentv1.DeleteAttachmentResponse{}, nil
 }
@@ -200,11 +197,11 @@ func (h *Handler) BindAttachment(ctx context.Context, req *attachmentv1.BindAtta
 	if err != nil {
 		return nil, err
 	}
-	a, err := h.App.BindAttachment(ctx, p, app.BindRequest{
+	a, err := h.app.BindAttachment(ctx, p, app.BindRequest{
 		AttachmentID: req.GetAttachmentId(), ThreadID: req.GetThreadId(), MessageID: req.GetMessageId(), UploaderSubject: req.GetUploaderSubject(),
 	})
 	if err != nil {
-		return nil, h.toStatus(ctx, err)
+		return nil, err
 	}
 	// The file name stays sealed: messaging does not need it to bind.
 	return &attachmentv1.BindAttachmentResponse{Attachment: toProto(a)}, nil
@@ -216,9 +213,9 @@ func (h *Handler) PurgeAttachments(ctx context.Context, req *attachmentv1.PurgeA
 	if err != nil {
 		return nil, err
 	}
-	res, err := h.App.PurgeAttachments(ctx, p, req.GetThreadIds(), req.GetReasonCode(), req.GetDryRun())
+	res, err := h.app.PurgeAttachments(ctx, p, req.GetThreadIds(), req.GetReasonCode(), req.GetDryRun())
 	if err != nil {
-		return nil, h.toStatus(ctx, err)
+		return nil, err
 	}
 	return &attachmentv1.PurgeAttachmentsResponse{AttachmentsPurged: res.Attachments, BytesPurged: res.Bytes}, nil
 }
@@ -251,23 +248,4 @@ func scanState(s domain.State) attachmentv1.ScanState {
 		return attachmentv1.ScanState_SCAN_STATE_FAILED
 	}
 	return attachmentv1.ScanState_SCAN_STATE_UNSPECIFIED
-}
-
-// toStatus maps a domain error to a gRPC status with its (PHI-free) message. Anything else is
-// returned as is, and the server's error masking turns it into INTERNAL with a request id.
-func (h *Handler) toStatus(ctx context.Context, err error) error {
-	var de *domain.Error
-	if !errors.As(err, &de) {
-		return err
-	}
-	code := usererr.Code(de.Kind)
-	if code == codes.Unknown {
-		return err
-	}
-	if de.Err != nil && (code == codes.Unavailable || code == codes.DataLoss) && h.Logger != nil {
-		// The cause (storage, key service, database or crypto error text: ids, never PHI) is
-		// logged here and not sent to the client.
-		h.Logger.WarnContext(ctx, "attachment request failed", slog.String("code", code.String()), slog.String("cause", de.Err.Error()))
-	}
-	return status.Error(code, de.Msg)
 }

@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
-	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/internal/testkit/servicetest"
 )
 
@@ -134,7 +134,7 @@ func TestTamperedObjectsFailAsDataLoss(t *testing.T) {
 			// The use case itself, below the gRPC edge: ErrDataLoss, and the same bound on
 			// what is released.
 			got, err = appDownload(t, e, a.GetAttachmentId(), tt.off, tt.n)
-			if !errors.Is(err, domain.ErrDataLoss) {
+			if !errors.Is(err, usererr.ErrDataLoss) {
 				t.Errorf("OpenDownload+Read(%s) = %v, want ErrDataLoss", tt.name, err)
 			}
 			if len(got) > tt.maxGood || !bytes.Equal(got, data[tt.off:tt.off+int64(len(got))]) {

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/adapters/clamd"
 	"github.com/securemsg/securemsg/services/attachment/internal/adapters/messagingclient"
@@ -111,7 +112,7 @@ func Register(proc *daemon.Process, cfg Config, deps Deps) (*app.Service, error)
 		EventsSubject: proc.Topology().EventsSubject, Logger: proc.Logger, Now: time.Now,
 		DraftTTL: cfg.Attachment.DraftTTL, UploadTTL: cfg.Attachment.UploadTTL,
 	}
-	ports.Register(proc.Server.GRPC(), svc, proc.Logger)
+	attachmentv1.RegisterAttachmentServiceServer(proc.Server.GRPC(), ports.NewHandler(svc))
 	proc.Go(func(ctx context.Context) error {
 		return svc.RunJobs(ctx, cfg.Clamd.RescanInterval, cfg.Attachment.CleanupInterval)
 	})

@@ -18,8 +18,8 @@ import (
 
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/app"
-	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Client implements app.AccessChecker over a MessagingService connection.
@@ -62,11 +62,11 @@ func (c *Client) CheckAccess(ctx context.Context, p *auth.Principal, t app.Acces
 	if err != nil {
 		switch status.Code(err) {
 		case codes.NotFound:
-			return app.Access{}, domain.NotFound("message or thread not found")
+			return app.Access{}, usererr.New(usererr.NotFound, "MESSAGE_NOT_FOUND", "message or thread not found")
 		case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Canceled:
-			return app.Access{}, domain.Unavailable("messaging service unavailable", err)
+			return app.Access{}, usererr.Wrap(usererr.Unavailable, "MESSAGING_UNAVAILABLE", "messaging service unavailable", err)
 		}
-		return app.Access{}, domain.Unavailable("messaging access check failed", err)
+		return app.Access{}, usererr.Wrap(usererr.Unavailable, "MESSAGING_UNAVAILABLE", "messaging access check failed", err)
 	}
 	a := app.Access{
 		Allowed:     resp.GetAllowed(),

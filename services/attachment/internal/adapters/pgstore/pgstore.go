@@ -15,6 +15,7 @@ import (
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Querier is what both a pool and a transaction offer.
@@ -80,7 +81,7 @@ func dbErr(op string, err error) error {
 		return nil
 	}
 	if pg.IsUnavailable(err) {
-		return domain.Unavailable("database unavailable", fmt.Errorf("%s: %w", op, err))
+		return usererr.Wrap(usererr.Unavailable, "DATABASE_UNAVAILABLE", "database unavailable", fmt.Errorf("%s: %w", op, err))
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -93,7 +94,7 @@ func Get(ctx context.Context, q Querier, id string, forUpdate bool) (*domain.Att
 	}
 	a, err := scan(q.QueryRow(ctx, sql, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, domain.NotFound("attachment not found")
+		return nil, domain.ErrAttachmentNotFound
 	}
 	if err != nil {
 		return nil, dbErr("get attachment", err)
@@ -149,9 +150,9 @@ func InsertWithinQuota(ctx context.Context, q Querier, a *domain.Attachment, quo
 	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return domain.Exhausted("upload would exceed the storage quota")
+		return usererr.New(usererr.ResourceExhausted, "QUOTA_EXCEEDED", "upload would exceed the storage quota")
 	case pg.IsUniqueViolation(err, "attachments_client_request"):
-		return domain.Exists("client_request_id was already used")
+		return usererr.New(usererr.AlreadyExists, "CLIENT_REQUEST_ID_REUSED", "client_request_id was already used")
 	}
 	return dbErr("insert attachment", err)
 }
@@ -177,7 +178,7 @@ func Complete(ctx context.Context, q Querier, a *domain.Attachment, events outbo
 		return dbErr("complete attachment", err)
 	}
 	if n == 0 {
-		return domain.NotFound("attachment not found")
+		return domain.ErrAttachmentNotFound
 	}
 	return nil
 }

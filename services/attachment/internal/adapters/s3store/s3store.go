@@ -19,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Config says where the bucket is.
@@ -180,8 +181,8 @@ func (s *Store) Open(ctx context.Context, name string, hint domain.ReadHint) (do
 		t = <-tail
 	}
 	if err != nil {
-		if errors.Is(err, domain.ErrNotFound) {
-			return nil, domain.NotFound("object not found")
+		if errors.Is(err, usererr.ErrNotFound) {
+			return nil, errObjectNotFound
 		}
 		return nil, err
 	}
@@ -269,6 +270,9 @@ func (s *Store) RemoveIncompleteUploads(ctx context.Context, olderThan time.Dura
 	return n, nil
 }
 
+// errObjectNotFound is Open's answer for an object that does not exist.
+var errObjectNotFound = usererr.New(usererr.NotFound, "OBJECT_NOT_FOUND", "object not found")
+
 func isNotFound(err error) bool {
 	r := minio.ToErrorResponse(err)
 	return r.StatusCode == http.StatusNotFound || r.Code == "NoSuchKey" || r.Code == "NoSuchUpload"
@@ -277,7 +281,7 @@ func isNotFound(err error) bool {
 // unavailable wraps a storage failure. minio-go's messages name the bucket and key, which
 // are random ids, never PHI.
 func unavailable(op string, err error) error {
-	return domain.Unavailable("object storage unavailable", fmt.Errorf("s3 %s: %w", op, err))
+	return usererr.Wrap(usererr.Unavailable, "OBJECT_STORE_UNAVAILABLE", "object storage unavailable", fmt.Errorf("s3 %s: %w", op, err))
 }
 
 // maxTail bounds the tail Open holds in memory: a stream's last segment is at most 1 MiB.
@@ -394,8 +398,8 @@ func (o *object) open(off, need int64) (*cursor, error) {
 	o.cursors[slot] = nil
 	c, err := o.get(off, max(need, o.s.cfg.ReadWindow))
 	if err != nil {
-		if errors.Is(err, domain.ErrNotFound) {
-			return nil, domain.DataLoss("stored object is missing", err)
+		if errors.Is(err, usererr.ErrNotFound) {
+			return nil, usererr.Wrap(usererr.DataLoss, "STORED_OBJECT_MISSING", "stored object is missing", err)
 		}
 		return nil, err
 	}
@@ -423,7 +427,7 @@ func (o *object) get(off, n int64) (*cursor, error) {
 		o.size = total
 	} else if total != o.size {
 		body.Close()
-		return nil, domain.DataLoss("stored object changed while read", nil)
+		return nil, usererr.New(usererr.DataLoss, "STORED_OBJECT_CHANGED", "stored object changed while read")
 	}
 	return &cursor{body: body, pos: off, end: min(end, total)}, nil
 }
@@ -438,7 +442,7 @@ func (s *Store) rangeGet(ctx context.Context, key string, off, end int64) (io.Re
 	body, _, hdr, err := minio.Core{Client: s.c}.GetObject(ctx, s.cfg.Bucket, key, opts)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, nil, domain.NotFound("object not found")
+			return nil, nil, errObjectNotFound
 		}
 		return nil, nil, unavailable("get object", err)
 	}

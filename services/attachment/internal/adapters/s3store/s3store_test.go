@@ -12,6 +12,7 @@ import (
 
 	"github.com/securemsg/securemsg/services/attachment/internal/adapters/s3store"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/internal/testkit"
 )
 
@@ -156,7 +157,7 @@ func TestOpenReadHint(t *testing.T) {
 func TestOpenRemoveMissing(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, 0)
-	if _, err := s.Open(t.Context(), "obj/missing", domain.ReadHint{}); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := s.Open(t.Context(), "obj/missing", domain.ReadHint{}); !errors.Is(err, usererr.ErrNotFound) {
 		t.Errorf("Open(missing) = %v, want ErrNotFound", err)
 	}
 	if err := s.Remove(t.Context(), "obj/missing"); err != nil {
@@ -168,7 +169,7 @@ func TestOpenRemoveMissing(t *testing.T) {
 	if err := s.Remove(t.Context(), "obj/b"); err != nil {
 		t.Fatalf("Remove = %v", err)
 	}
-	if _, err := s.Open(t.Context(), "obj/b", domain.ReadHint{}); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := s.Open(t.Context(), "obj/b", domain.ReadHint{}); !errors.Is(err, usererr.ErrNotFound) {
 		t.Errorf("Open(removed) = %v, want ErrNotFound", err)
 	}
 }
@@ -184,7 +185,7 @@ func TestPutReaderErrorAborts(t *testing.T) {
 	if err := s.Put(t.Context(), "obj/c", pr, 12<<20); err == nil {
 		t.Fatal("Put(failing reader) = nil, want an error")
 	}
-	if _, err := s.Open(t.Context(), "obj/c", domain.ReadHint{}); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := s.Open(t.Context(), "obj/c", domain.ReadHint{}); !errors.Is(err, usererr.ErrNotFound) {
 		t.Errorf("Open(aborted) = %v, want ErrNotFound", err)
 	}
 }
