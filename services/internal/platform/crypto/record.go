@@ -59,13 +59,13 @@ func (s *RecordSealer) SealRecord(plaintext, aad []byte) ([]byte, error) {
 	hdrLen := 2 + len(s.keyRef)
 	out := make([]byte, hdrLen+recordNonceSize, hdrLen+recordNonceSize+len(plaintext)+recordTagSize)
 	out[0] = recordVersion1
-	out[1] = byte(len(s.keyRef))
+	out[1] = byte(len(s.keyRef)) //nolint:gosec // G115: NewRecordSealer refuses key references longer than MaxKeyRefLen (255)
 	copy(out[2:], s.keyRef)
 	nonce := out[hdrLen : hdrLen+recordNonceSize]
 	if _, err := io.ReadFull(s.rand, nonce); err != nil {
 		return nil, fmt.Errorf("crypto: read nonce: %w", err)
 	}
-	return s.aead.Seal(out, nonce, plaintext, recordAAD(out[:hdrLen], aad)), nil
+	return s.aead.Seal(out, nonce, plaintext, recordAAD(out[:hdrLen], aad)), nil //nolint:gosec // G407: nonce is filled from s.rand (crypto/rand) just above
 }
 
 // OpenRecord authenticates and decrypts an envelope sealed with the same DEK and aad. Any

@@ -19,9 +19,10 @@ const (
 	// DefaultSegmentSize is the plaintext bytes per segment of new streams: 64 KiB bounds the
 	// memory of a reader or writer and keeps the expansion at 0.0244%.
 	DefaultSegmentSize = 64 << 10
-	// MinSegmentSize and MaxSegmentSize bound the segment size a stream header may declare, so a
-	// hostile header cannot make a reader allocate without limit.
+	// MinSegmentSize is the smallest segment size a stream header may declare.
 	MinSegmentSize = 64
+	// MaxSegmentSize is the largest segment size a stream header may declare, so a hostile
+	// header cannot make a reader allocate without limit.
 	MaxSegmentSize = 1 << 20
 
 	streamSaltSize   = 32
@@ -44,7 +45,7 @@ type streamHeader struct {
 func (h *streamHeader) marshal() []byte {
 	b := make([]byte, StreamHeaderSize)
 	b[0] = streamVersion1
-	binary.BigEndian.PutUint32(b[1:5], uint32(h.segSize))
+	binary.BigEndian.PutUint32(b[1:5], uint32(h.segSize)) //nolint:gosec // G115: newStreamWriter and parseStreamHeader keep segSize within [MinSegmentSize, MaxSegmentSize]
 	copy(b[5:5+streamSaltSize], h.salt[:])
 	copy(b[5+streamSaltSize:], h.prefix[:])
 	return b
@@ -92,7 +93,9 @@ func deriveStreamAEAD(dek, header, aad []byte) (cipher.AEAD, error) {
 
 func segmentNonce(dst *[12]byte, prefix *[streamPrefixSize]byte, index uint64, last bool) {
 	copy(dst[:streamPrefixSize], prefix[:])
-	binary.BigEndian.PutUint32(dst[streamPrefixSize:11], uint32(index))
+	// Callers keep index below maxSegments (2^32): sealSegment refuses a further segment and
+	// layoutFor refuses a longer stream, so the 32-bit counter never wraps.
+	binary.BigEndian.PutUint32(dst[streamPrefixSize:11], uint32(index)) //nolint:gosec // G115: bounded by maxSegments, see above
 	dst[11] = 0
 	if last {
 		dst[11] = 1
@@ -344,7 +347,7 @@ func (r *StreamReader) loadSegment(i int64) error {
 	if err := readFullAt(r.src, ct, StreamHeaderSize+i*full); err != nil {
 		return err
 	}
-	segmentNonce(&r.nonce, &r.prefix, uint64(i), last)
+	segmentNonce(&r.nonce, &r.prefix, uint64(i), last) //nolint:gosec // G115: i is a segment index in [0, nseg), never negative
 	pt, err := r.aead.Open(ct[:0], r.nonce[:], ct, nil)
 	if err != nil {
 		return fmt.Errorf("segment %d: %w", i, ErrNotAuthentic)
