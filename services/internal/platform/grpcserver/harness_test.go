@@ -74,7 +74,7 @@ func (s *testService) echo(ctx context.Context, v string) (*wrapperspb.StringVal
 		panic("boom " + secretMarker)
 	case "panic-runtime":
 		var m map[string]int
-		m["x"]++ // assignment to entry in nil map
+		m["x"]++ //nolint:staticcheck // SA5000: the point: a runtime panic (assignment to entry in nil map) for the recovery interceptor
 	case "internal":
 		return nil, fmt.Errorf("query failed: password=%s", secretMarker)
 	case "status-internal":
@@ -192,7 +192,10 @@ func startServer(t *testing.T, pki *grpctest.PKI, cfg config.Server, opts ...grp
 	t.Cleanup(func() {
 		stop()
 		select {
-		case <-h.served:
+		case err := <-h.served:
+			if err != nil {
+				t.Errorf("Serve() after cancel = %v, want nil", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("Serve did not return within 10s of cancel")
 		}

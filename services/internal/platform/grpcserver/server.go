@@ -261,7 +261,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.shutdown(ctx)
-	<-errc // Serve returns once stopped
+	// grpc's Serve returns nil once Stop or GracefulStop is called; anything else is a failure
+	// that happened while stopping and is worth reporting.
+	if err := <-errc; err != nil {
+		return fmt.Errorf("grpcserver: serve: %w", err)
+	}
 	return nil
 }
 

@@ -58,7 +58,7 @@ func TestTLSAndMTLS(t *testing.T) {
 			if err != nil {
 				t.Fatalf("grpc.NewClient() = %v", err)
 			}
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			_, _, err = echo(t.Context(), conn, "hello")
 			if tt.wantOK && err != nil {
 				t.Errorf("Echo() = %v, want success", err)
@@ -259,7 +259,7 @@ func TestRunReportsListenError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer busy.Close()
+	defer func() { _ = busy.Close() }()
 	cfg := pki.ServerConfig(false)
 	cfg.GRPCAddr = busy.Addr().String()
 	srv, err := grpcserver.New(cfg, grpcserver.WithLogger(slog.New(slog.DiscardHandler)))
@@ -328,7 +328,7 @@ func TestHealthProbeListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	waitFor(t, "probe port SERVING", func() bool {
 		resp, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
