@@ -226,7 +226,9 @@ func (r *Rewrapper) saveCheckpoint(cp *checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	// Clears the temp file on any failure below; after the rename there is nothing left to
+	// remove and the error (not found) says only that.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.Write(b); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("write checkpoint: %w", err)

@@ -272,7 +272,7 @@ func (t *Transit) Rewrap(ctx context.Context, keyName string, wrapped []string) 
 		// which the plain Write would drop.
 		resp, err := t.client.Logical().WriteRawWithContext(ctx, p, body)
 		if resp != nil {
-			defer resp.Body.Close()
+			defer func() { _ = resp.Body.Close() }() // read-only: the secret is parsed before return
 		}
 		if resp != nil && resp.StatusCode == http.StatusBadRequest {
 			if s, perr := vault.ParseSecret(resp.Body); perr == nil && s != nil && s.Data["batch_results"] != nil {
