@@ -8,8 +8,8 @@
 # golangci-lint (pinned in scripts/lib/tools.sh, configured by .golangci.yml: the reviewer's
 # linters and the depguard layer rules) runs once per module: `./...` does not cross module
 # boundaries at a go.work root, and one run over all modules would report only the type errors
-# of a module that does not compile and hide every other module's findings. Every module is
-# checked even after one fails, so a run shows the whole list; the exit status is 1 if any did.
+# of a module that does not compile and hide every other module's findings. Every check runs
+# even after one fails, so one run shows the whole list; the exit status is 1 if any failed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +24,8 @@ step() { printf '\n== %s\n' "$*"; }
 # Every module of the workspace, relative to the root (services/messaging, gen, ...).
 mapfile -t workspace < <(go list -m -f '{{.Dir}}' | sed "s#^$ROOT/##")
 
+failed=() # the checks that failed, named for the summary
+
 modules=()
 if (($#)); then
   for dir in "$@"; do
@@ -36,37 +38,39 @@ if (($#)); then
   done
 else
   step "buf lint"
-  scripts/generate.sh --lint
+  scripts/generate.sh --lint || failed+=("buf lint")
   modules=("${workspace[@]}")
 fi
 
 step "gofmt (${modules[*]})"
 # Generated code is written by `make generate` and checked by `make check-generate` instead.
-bad=$(git ls-files -- "${modules[@]}" | grep '\.go$' | grep -v '^gen/' | xargs -r gofmt -l)
-if [[ -n $bad ]]; then
+go_files() { git ls-files -- "${modules[@]}" | { grep '\.go$' || true; } | { grep -v '^gen/' || true; }; }
+if ! bad=$(go_files | xargs -r gofmt -l); then
+  failed+=(gofmt) # gofmt could not parse a file; its message is above
+elif [[ -n $bad ]]; then
   echo "not gofmt-ed:"
   echo "$bad"
-  exit 1
+  failed+=(gofmt)
 fi
 
 step "go vet"
 patterns=()
 for m in "${modules[@]}"; do patterns+=("./$m/..."); done
-go vet "${patterns[@]}"
+go vet "${patterns[@]}" || failed+=("go vet")
 
 GOLANGCI_LINT=$(tool_path golangci-lint) || die "cannot install pinned golangci-lint"
-failed=()
 for m in "${modules[@]}"; do
   # gen/ holds only generated code, which .golangci.yml excludes; analysing it finds nothing.
   [[ $m == gen ]] && continue
   step "golangci-lint $m"
   if ! "$GOLANGCI_LINT" run "./$m/..."; then
-    failed+=("$m")
+    failed+=("golangci-lint $m")
   fi
 done
 
 if ((${#failed[@]})); then
-  printf '\nlint.sh: golangci-lint found problems in: %s\n' "${failed[*]}" >&2
+  printf '\nlint.sh: failed:\n' >&2
+  printf '  %s\n' "${failed[@]}" >&2
   exit 1
 fi
 printf '\nlint.sh: all checks passed\n'
