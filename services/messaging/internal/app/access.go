@@ -5,14 +5,12 @@ import (
 	"errors"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
@@ -60,14 +58,14 @@ type AccessAnswer struct {
 // audited by the caller when it acts (it knows the attachment).
 func (s *Service) CheckMessageAccess(ctx context.Context, caller *auth.Principal, c AccessCheck) (*AccessAnswer, error) {
 	if caller == nil || caller.Kind != auth.KindService {
-		return nil, domain.Denied("permission denied: service callers only")
+		return nil, domain.ErrServiceCallersOnly
 	}
 	if c.User == nil || c.User.Subject == "" {
-		return nil, domain.Invalid("principal is required")
+		return nil, errPrincipalRequired
 	}
 	action, ok := accessPolicyAction[c.Action]
 	if !ok {
-		return nil, domain.Invalid("action is required")
+		return nil, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "action is required")
 	}
 	if err := domain.CheckText("break_glass_reason", c.BreakGlassReason, domain.MaxBreakGlassChars, false); err != nil {
 		return nil, err
@@ -77,19 +75,19 @@ func (s *Service) CheckMessageAccess(ctx context.Context, caller *auth.Principal
 	case c.MessageID != "":
 		id, err := uuid.Parse(c.MessageID)
 		if err != nil {
-			return nil, domain.NotFound("message not found")
+			return nil, errNoSuchMessage
 		}
-		m, err := pgstore.MessageByID(ctx, s.Pool, id.String())
-		if errors.Is(err, pgstore.ErrNoRows) {
-			return nil, domain.NotFound("message not found")
+		m, err := s.Messages.MessageByID(ctx, id.String())
+		if errors.Is(err, domain.ErrMessageNotFound) {
+			return nil, errNoSuchMessage
 		}
 		if err != nil {
-			return nil, dbError("load message", err)
+			return nil, storeError("load message", err)
 		}
 		threadID = m.ThreadID
 	case threadID != "":
 	default:
-		return nil, domain.Invalid("target is required")
+		return nil, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "target is required")
 	}
 	threadID, err := domain.CheckID("thread_id", threadID)
 	if err != nil {
@@ -129,19 +127,24 @@ func (s *Service) CheckMessageAccess(ctx context.Context, caller *auth.Principal
 		if err != nil {
 			return nil, err
 		}
-		id := uuid.NewString()
-		sealed, err := sl.SealRecord([]byte(c.BreakGlassReason), crypto.MessageFieldAAD(t.ID, id, fieldBreakGlass))
-		if err != nil {
+		bg := domain.BreakGlass{ID: uuid.NewString(), Subject: user.Subject, At: s.Now()}
+		if bg.ReasonSealed, err = sl.SealRecord([]byte(c.BreakGlassReason), crypto.MessageFieldAAD(t.ID, bg.ID, fieldBreakGlass)); err != nil {
 			return nil, err
 		}
-		if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-			return pgstore.InsertBreakGlass(ctx, tx, id, t.ID, user.Subject, sealed, s.Now())
-		}); err != nil {
-			return nil, dbError("record break-glass reason", err)
+		if err := s.Inbox.RecordBreakGlass(ctx, t.ID, bg); err != nil {
+			return nil, storeError("record break-glass reason", err)
 		}
 	}
 	return ans, nil
 }
+
+// Refusals of CheckMessageAccess.
+var (
+	errPrincipalRequired = usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "principal is required")
+	// errNoSuchMessage answers for a message id that names no message: unlike
+	// domain.ErrMessageNotFound, no thread was named.
+	errNoSuchMessage = usererr.New(usererr.NotFound, "MESSAGE_NOT_FOUND", "message not found")
+)
 
 func withPrincipal(ctx context.Context, p *auth.Principal) context.Context {
 	return auth.WithPrincipal(ctx, p)

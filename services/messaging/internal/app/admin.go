@@ -6,14 +6,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
@@ -29,8 +27,8 @@ func (s *Service) GetPoolSettings(ctx context.Context, p *auth.Principal, poolID
 	if _, err := s.authorize(ctx, p, actGetSettings, poolResource(poolID), policy.Context{}, nil); err != nil {
 		return domain.PoolSettings{}, err
 	}
-	st, err := pgstore.PoolSettings(ctx, s.Pool, poolID)
-	return st, dbError("load pool settings", err)
+	st, err := s.Settings.PoolSettings(ctx, poolID)
+	return st, storeError("load pool settings", err)
 }
 
 // Settings fields UpdatePoolSettings may change.
@@ -42,11 +40,11 @@ func (s *Service) UpdatePoolSettings(ctx context.Context, p *auth.Principal, in 
 		return domain.PoolSettings{}, err
 	}
 	if len(mask) == 0 {
-		return domain.PoolSettings{}, domain.Invalid("update_mask is required")
+		return domain.PoolSettings{}, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "update_mask is required")
 	}
 	for _, f := range mask {
 		if !settingsFields[f] {
-			return domain.PoolSettings{}, domain.Invalid("update_mask names an unknown or read-only field")
+			return domain.PoolSettings{}, usererr.New(usererr.InvalidArgument, "UPDATE_MASK_FIELD_UNKNOWN", "update_mask names an unknown or read-only field")
 		}
 	}
 	if err := domain.CheckText("auto_reply_text", in.AutoReplyText, domain.MaxAutoReplyChars, false); err != nil {
@@ -56,27 +54,22 @@ func (s *Service) UpdatePoolSettings(ctx context.Context, p *auth.Principal, in 
 		return domain.PoolSettings{}, err
 	}
 	if in.Turnaround < 0 {
-		return domain.PoolSettings{}, domain.Invalid("turnaround_time must not be negative")
+		return domain.PoolSettings{}, usererr.New(usererr.InvalidArgument, "FIELD_OUT_OF_RANGE", "turnaround_time must not be negative")
 	}
 	var want int64 = -1
 	if etag != "" {
 		v, err := strconv.ParseInt(etag, 10, 64)
 		if err != nil {
-			return domain.PoolSettings{}, domain.Aborted("etag does not match the stored settings")
+			return domain.PoolSettings{}, usererr.New(usererr.Aborted, "ETAG_MISMATCH", "etag does not match the stored settings")
 		}
 		want = v
 	}
 	if _, err := s.authorize(ctx, p, actUpdateSetting, poolResource(in.PoolID), policy.Context{}, nil); err != nil {
 		return domain.PoolSettings{}, err
 	}
-	var out domain.PoolSettings
-	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		cur, err := pgstore.PoolSettings(ctx, tx, in.PoolID)
-		if err != nil {
-			return err
-		}
+	out, err := s.Settings.UpdatePoolSettings(ctx, in.PoolID, func(cur domain.PoolSettings) (domain.PoolSettings, []outbox.Event, error) {
 		if want >= 0 && cur.Version != want {
-			return domain.Aborted("etag does not match the stored settings; re-read and retry")
+			return cur, nil, usererr.New(usererr.Aborted, "ETAG_MISMATCH", "etag does not match the stored settings; re-read and retry")
 		}
 		next := cur
 		for _, f := range mask {
@@ -92,22 +85,14 @@ func (s *Service) UpdatePoolSettings(ctx context.Context, p *auth.Principal, in 
 			}
 		}
 		next.UpdatedAt, next.UpdatedBySubject = s.Now(), p.Subject
-		v, ok, err := pgstore.SavePoolSettings(ctx, tx, next, cur.Version)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return domain.Aborted("the settings changed concurrently; re-read and retry")
-		}
-		next.Version = v
-		out = next
 		b := s.newBatch(ctx)
 		rec := s.record(ctx, actorFor(p, "", in.PoolID), eventsv1.Action_ACTION_UPDATE, eventsv1.RecordType_RECORD_TYPE_POOL_SETTINGS, in.PoolID, "", in.PoolID, 0)
 		rec.ReasonCode = "pool_settings"
 		b.audit(rec)
-		return b.flush(tx)
+		rows, err := b.rows()
+		return next, rows, err
 	})
-	return out, dbError("update pool settings", err)
+	return out, storeError("update pool settings", err)
 }
 
 // LegalHoldResult is the hold state after SetLegalHold.
@@ -121,7 +106,7 @@ type LegalHoldResult struct {
 // SetLegalHold places or lifts a legal hold on a thread or on every thread of a patient.
 func (s *Service) SetLegalHold(ctx context.Context, p *auth.Principal, threadID, patientID string, on bool, caseRef string) (*LegalHoldResult, error) {
 	if (threadID == "") == (patientID == "") {
-		return nil, domain.Invalid("exactly one of thread_id and patient_id is required")
+		return nil, usererr.New(usererr.InvalidArgument, "HOLD_TARGET_AMBIGUOUS", "exactly one of thread_id and patient_id is required")
 	}
 	if on {
 		if err := domain.CheckCaseReference(caseRef); err != nil {
@@ -142,41 +127,36 @@ func (s *Service) SetLegalHold(ctx context.Context, p *auth.Principal, threadID,
 		}
 		res = threadResource(t)
 	} else if len(patientID) > 100 {
-		return nil, domain.Invalid("patient_id is too long")
+		return nil, usererr.New(usererr.InvalidArgument, "FIELD_TOO_LONG", "patient_id is too long")
 	}
 	if _, err := s.authorize(ctx, p, actSetLegalHold, res, policy.Context{}, nil); err != nil {
 		return nil, err
 	}
 	out := &LegalHoldResult{On: on, CaseReference: caseRef, UpdateTime: s.Now()}
-	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		var recordID string
+	recordID := patientID
+	if t != nil {
+		recordID, patientID = t.ID, t.PatientID
+	}
+	b := s.newBatch(ctx)
+	rec := s.record(ctx, actorFor(p, "", ""), eventsv1.Action_ACTION_UPDATE, eventsv1.RecordType_RECORD_TYPE_LEGAL_HOLD, recordID, patientID, res.PoolID, 0)
+	rec.ReasonCode, rec.Severity, rec.PurposeOfUse = "legal_hold_lifted", eventsv1.Severity_SEVERITY_HIGH, commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL
+	if on {
+		rec.ReasonCode = "legal_hold_placed"
+	}
+	b.audit(rec)
+	rows, err := b.rows()
+	if err == nil {
 		if t != nil {
-			changed, err := pgstore.SetThreadHold(ctx, tx, t.ID, on, caseRef)
-			if err != nil {
-				return err
-			}
-			if changed {
+			var changed bool
+			if changed, err = s.Threads.SetThreadHold(ctx, t.ID, on, caseRef, rows); changed {
 				out.ThreadsAffected = 1
 			}
-			recordID, patientID = t.ID, t.PatientID
 		} else {
-			n, err := pgstore.SetPatientHold(ctx, tx, patientID, on, caseRef, out.UpdateTime)
-			if err != nil {
-				return err
-			}
-			out.ThreadsAffected, recordID = n, patientID
+			out.ThreadsAffected, err = s.Threads.SetPatientHold(ctx, patientID, on, caseRef, out.UpdateTime, rows)
 		}
-		b := s.newBatch(ctx)
-		rec := s.record(ctx, actorFor(p, "", ""), eventsv1.Action_ACTION_UPDATE, eventsv1.RecordType_RECORD_TYPE_LEGAL_HOLD, recordID, patientID, res.PoolID, 0)
-		rec.ReasonCode, rec.Severity, rec.PurposeOfUse = "legal_hold_lifted", eventsv1.Severity_SEVERITY_HIGH, commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL
-		if on {
-			rec.ReasonCode = "legal_hold_placed"
-		}
-		b.audit(rec)
-		return b.flush(tx)
-	})
+	}
 	if err != nil {
-		return nil, dbError("set legal hold", err)
+		return nil, storeError("set legal hold", err)
 	}
 	// The case reference is an identifier by contract (CheckCaseReference), not PHI: it is
 	// logged so that operators can tie the hold to its matter.

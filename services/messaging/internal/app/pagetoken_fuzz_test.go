@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/securemsg/securemsg/services/messaging/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // FuzzParseMessageToken feeds arbitrary GetThread page tokens (client-supplied) to their
@@ -27,7 +27,7 @@ func FuzzParseMessageToken(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tok, threadID string, seq int32) {
 		got, err := parseMessageToken(tok, threadID)
 		if err != nil {
-			if k, _ := domain.KindOf(err); k != domain.KindInvalidArgument || got != 0 {
+			if k, _ := usererr.KindOf(err); k != usererr.InvalidArgument || got != 0 {
 				t.Fatalf("parseMessageToken(%q) = %d, %v; want 0, InvalidArgument", tok, got, err)
 			}
 		} else if got < 0 {
@@ -75,7 +75,7 @@ func FuzzParseListToken(f *testing.F) {
 		at := time.Unix(nowUnix, 0)
 		tok, err := parseListToken(s, fh, at)
 		if err != nil {
-			if k, _ := domain.KindOf(err); k != domain.KindInvalidArgument || tok != (listToken{}) {
+			if k, _ := usererr.KindOf(err); k != usererr.InvalidArgument || tok != (listToken{}) {
 				t.Fatalf("parseListToken(%q) = %+v, %v; want zero, InvalidArgument", s, tok, err)
 			}
 			return

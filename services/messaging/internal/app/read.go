@@ -12,16 +12,15 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
@@ -51,7 +50,7 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 		return nil, err
 	}
 	if c.PageSize < 0 {
-		return nil, domain.Invalid("page_size must not be negative")
+		return nil, errPageSizeNegative
 	}
 	limit := c.PageSize
 	if limit == 0 {
@@ -96,12 +95,12 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 	b := s.newBatch(ctx)
 	rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_READ, t)
 	rec.ReasonCode = reasonCode(d)
-	var bg *pgstore.BreakGlass
+	var bg *domain.BreakGlass
 	if d.BreakGlass {
 		rec.Action = eventsv1.Action_ACTION_BREAK_GLASS
 		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
 		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_EMERGENCY
-		bg = &pgstore.BreakGlass{ID: uuid.NewString(), Subject: p.Subject, At: s.Now()}
+		bg = &domain.BreakGlass{ID: uuid.NewString(), Subject: p.Subject, At: s.Now()}
 		if bg.ReasonSealed, err = sl.SealRecord([]byte(c.BreakGlassReason), crypto.MessageFieldAAD(t.ID, bg.ID, fieldBreakGlass)); err != nil {
 			return nil, err
 		}
@@ -112,7 +111,7 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 		return nil, err
 	}
 	// One round trip reads the page and commits its audit record (and break-glass row).
-	page, err := pgstore.ReadThreadPage(ctx, s.Pool, t, p.Subject, after, limit+1, bg, audit)
+	page, err := s.Inbox.ReadThreadPage(ctx, t, p.Subject, after, limit+1, bg, audit)
 	if err != nil {
 		return nil, readError(err)
 	}
@@ -141,17 +140,20 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 	return out, nil
 }
 
-// readError turns a failed read transaction into a refusal: any failure to record the access
-// means the read does not happen.
+// readError turns a failed read-and-record into a refusal: any failure to record the access
+// means the read does not happen. (An unreachable database is already a refusal.)
 func readError(err error) error {
-	if k, _ := domain.KindOf(err); k != 0 {
+	if k, _ := usererr.KindOf(err); k != 0 {
 		return err
 	}
-	if pg.IsUnavailable(err) {
-		return domain.Unavailable("database unavailable; try again later", err)
-	}
-	return domain.Unavailable("the access could not be recorded; try again later", err)
+	return usererr.Wrap(usererr.Unavailable, "ACCESS_NOT_RECORDED", "the access could not be recorded; try again later", err)
 }
+
+// Refusals of the read use cases.
+var (
+	errPageSizeNegative = usererr.New(usererr.InvalidArgument, "FIELD_OUT_OF_RANGE", "page_size must not be negative")
+	errPageToken        = usererr.New(usererr.InvalidArgument, "PAGE_TOKEN_INVALID", "page_token is malformed")
+)
 
 func messageToken(threadID string, seq int32) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("m1|" + threadID + "|" + strconv.Itoa(int(seq))))
@@ -161,12 +163,12 @@ func parseMessageToken(tok, threadID string) (int32, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
 	parts := strings.Split(string(raw), "|")
 	if err != nil || len(parts) != 3 || parts[0] != "m1" || parts[1] != threadID {
-		return 0, domain.Invalid("page_token is malformed or for another thread")
+		return 0, usererr.New(usererr.InvalidArgument, "PAGE_TOKEN_INVALID", "page_token is malformed or for another thread")
 	}
 	// ParseInt with bitSize 32: Atoi accepted values beyond int32 that wrapped around.
 	n, err := strconv.ParseInt(parts[2], 10, 32)
 	if err != nil || n < 0 {
-		return 0, domain.Invalid("page_token is malformed")
+		return 0, errPageToken
 	}
 	return int32(n), nil
 }
@@ -204,18 +206,18 @@ func parseListToken(s, fh string, now time.Time) (listToken, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	var tok listToken
 	if err != nil || json.Unmarshal(raw, &tok) != nil || tok.V != 1 || tok.ID == "" {
-		return listToken{}, domain.Invalid("page_token is malformed")
+		return listToken{}, errPageToken
 	}
 	if tok.Filters != fh {
-		return listToken{}, domain.Invalid("page_token was issued for different filters")
+		return listToken{}, usererr.New(usererr.InvalidArgument, "PAGE_TOKEN_INVALID", "page_token was issued for different filters")
 	}
 	if now.Unix() > tok.Expires {
-		return listToken{}, domain.Invalid("page_token has expired")
+		return listToken{}, usererr.New(usererr.InvalidArgument, "PAGE_TOKEN_EXPIRED", "page_token has expired")
 	}
 	// Only the canonical form we issue: uuid.Parse also takes "urn:uuid:…" and "{…}", which
 	// Postgres would refuse later as a database error instead of a bad argument.
 	if id, err := uuid.Parse(tok.ID); err != nil || id.String() != tok.ID {
-		return listToken{}, domain.Invalid("page_token is malformed")
+		return listToken{}, errPageToken
 	}
 	return tok, nil
 }
@@ -226,7 +228,7 @@ func parseListToken(s, fh string, now time.Time) (listToken, error) {
 // subject lines shown are audited (one READ record per thread) before they are returned.
 func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThreadsCmd) (*ListThreadsResult, error) {
 	if c.PageSize < 0 {
-		return nil, domain.Invalid("page_size must not be negative")
+		return nil, errPageSizeNegative
 	}
 	limit := c.PageSize
 	if limit == 0 {
@@ -234,10 +236,10 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 	}
 	limit = min(limit, 100)
 	if c.Box < 0 || c.Box > 3 {
-		return nil, domain.Invalid("box is unknown")
+		return nil, usererr.New(usererr.InvalidArgument, "BOX_UNKNOWN", "box is unknown")
 	}
 	if c.Box == 0 {
-		c.Box = pgstore.BoxInbox
+		c.Box = domain.BoxInbox
 	}
 	pools := slices.Clone(c.PoolIDs)
 	slices.Sort(pools)
@@ -245,7 +247,7 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 	fh := hex.EncodeToString(filters[:8])
 
 	now := s.Now()
-	q := pgstore.ListQuery{Viewer: p.Subject, FilterPatientID: c.PatientID, FilterPoolIDs: pools, Box: c.Box, UnreadOnly: c.UnreadOnly, Limit: limit + 1}
+	q := domain.ListQuery{Viewer: p.Subject, FilterPatientID: c.PatientID, FilterPoolIDs: pools, Box: c.Box, UnreadOnly: c.UnreadOnly, Limit: limit + 1}
 	if p.HasRole(auth.RolePatient) {
 		q.OwnPatientID = p.PatientID
 	}
@@ -262,12 +264,12 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 	for _, pool := range pools {
 		if !slices.Contains(q.PoolIDs, pool) {
 			s.deny(ctx, p, actListThreads, policy.Resource{Type: "Pool", ID: pool, PoolID: pool}, policy.Decision{Reasons: []string{"not_pool_member"}})
-			return nil, domain.Denied("permission denied: not a member of a requested pool")
+			return nil, usererr.New(usererr.PermissionDenied, "NOT_POOL_MEMBER", "permission denied: not a member of a requested pool")
 		}
 	}
 	if c.PatientID != "" && c.PatientID != q.OwnPatientID && !slices.Contains(q.ProxyPatientIDs, c.PatientID) && len(q.PoolIDs) == 0 {
 		s.deny(ctx, p, actListThreads, policy.Resource{Type: "Patient", ID: c.PatientID, PatientID: c.PatientID}, policy.Decision{Reasons: []string{"no_grant"}})
-		return nil, domain.Denied("permission denied: you may not act for this patient")
+		return nil, usererr.New(usererr.PermissionDenied, "NO_PATIENT_GRANT", "permission denied: you may not act for this patient")
 	}
 	if c.PageToken != "" {
 		tok, err := parseListToken(c.PageToken, fh, now)
@@ -276,9 +278,9 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 		}
 		q.AfterTime, q.AfterID = time.Unix(0, tok.At), tok.ID
 	}
-	rows, err := pgstore.ListThreads(ctx, s.Pool, q)
+	rows, err := s.Inbox.ListThreads(ctx, q)
 	if err != nil {
-		return nil, dbError("list threads", err)
+		return nil, storeError("list threads", err)
 	}
 	out := &ListThreadsResult{}
 	if len(rows) > limit {
@@ -301,15 +303,16 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 		list = append(list, &shown{v: ThreadView{Thread: r.Thread, Viewer: r.Viewer}, content: s.Policy.Evaluate(p, actReadContent, res, policy.Context{}).Allowed})
 	}
 	if len(list) > 0 {
-		err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-			b := s.newBatch(ctx)
-			for _, sh := range list {
-				if sh.content {
-					b.audit(s.threadRecord(ctx, actorFor(p, sh.v.Thread.PatientID, sh.v.Thread.PoolID), eventsv1.Action_ACTION_READ, sh.v.Thread))
-				}
+		b := s.newBatch(ctx)
+		for _, sh := range list {
+			if sh.content {
+				b.audit(s.threadRecord(ctx, actorFor(p, sh.v.Thread.PatientID, sh.v.Thread.PoolID), eventsv1.Action_ACTION_READ, sh.v.Thread))
 			}
-			return b.flush(tx)
-		})
+		}
+		rows, err := b.rows()
+		if err == nil && len(rows) > 0 {
+			err = s.AuditTrail.WriteAudit(ctx, rows)
+		}
 		if err != nil {
 			return nil, readError(err)
 		}
@@ -357,30 +360,22 @@ func (s *Service) MarkRead(ctx context.Context, p *auth.Principal, threadID, upT
 	if _, err := s.authorize(ctx, p, actMarkRead, threadResource(t), policy.Context{}, t); err != nil {
 		return 0, err
 	}
-	m, err := pgstore.Message(ctx, s.Pool, t.ID, msgID)
+	m, err := s.Messages.Message(ctx, t.ID, msgID)
 	if err != nil {
-		if err == pgstore.ErrNoRows {
-			return 0, domain.NotFound("message not found in thread")
-		}
-		return 0, dbError("load message", err)
+		return 0, storeError("load message", err)
 	}
 	a := actorFor(p, t.PatientID, t.PoolID)
-	var v pgstore.Viewer
-	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		if v, err = pgstore.MarkRead(ctx, tx, t.ID, p.Subject, m.Seq); err != nil {
-			return err
-		}
+	v, err := s.Inbox.MarkRead(ctx, t.ID, p.Subject, m.Seq, func(v domain.Viewer) ([]outbox.Event, error) {
 		b := s.newBatch(ctx)
 		ev := &eventsv1.MessageRead{ThreadId: t.ID, PoolId: t.PoolID, UpToMessageId: m.ID, ReaderSubject: p.Subject, ReaderRole: a.Role, UnreadCount: v.Unread}
 		b.event("message.read."+t.PoolID, ev, &ev.Meta)
 		rec := s.messageRecord(ctx, a, eventsv1.Action_ACTION_UPDATE, t, m.ID)
 		rec.ReasonCode, rec.Severity = "mark_read", eventsv1.Severity_SEVERITY_LOW
 		b.audit(rec)
-		return b.flush(tx)
+		return b.rows()
 	})
 	if err != nil {
-		return 0, dbError("mark read", err)
+		return 0, storeError("mark read", err)
 	}
 	return v.Unread, nil
 }
@@ -402,17 +397,14 @@ func (s *Service) SetArchived(ctx context.Context, p *auth.Principal, threadID s
 	if _, err := s.authorize(ctx, p, action, threadResource(t), policy.Context{}, t); err != nil {
 		return time.Time{}, err
 	}
-	var at time.Time
-	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		if at, err = pgstore.SetArchived(ctx, tx, t.ID, p.Subject, on, s.Now()); err != nil {
-			return err
-		}
-		b := s.newBatch(ctx)
-		rec := s.threadRecord(ctx, actorFor(p, t.PatientID, t.PoolID), eventsv1.Action_ACTION_UPDATE, t)
-		rec.ReasonCode, rec.Severity = code, eventsv1.Severity_SEVERITY_LOW
-		b.audit(rec)
-		return b.flush(tx)
-	})
-	return at, dbError("archive thread", err)
+	b := s.newBatch(ctx)
+	rec := s.threadRecord(ctx, actorFor(p, t.PatientID, t.PoolID), eventsv1.Action_ACTION_UPDATE, t)
+	rec.ReasonCode, rec.Severity = code, eventsv1.Severity_SEVERITY_LOW
+	b.audit(rec)
+	rows, err := b.rows()
+	if err != nil {
+		return time.Time{}, storeError("archive thread", err)
+	}
+	at, err := s.Inbox.SetArchived(ctx, t.ID, p.Subject, on, s.Now(), rows)
+	return at, storeError("archive thread", err)
 }

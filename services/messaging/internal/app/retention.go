@@ -3,18 +3,14 @@ package app
 import (
 	"context"
 	"errors"
-	"hash/fnv"
 	"slices"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
@@ -48,14 +44,14 @@ var SystemPrincipal = &auth.Principal{Kind: auth.KindService, Subject: "service:
 // RunRetentionPurge is the admin rpc: it checks the caller, then purges.
 func (s *Service) RunRetentionPurge(ctx context.Context, p *auth.Principal, c PurgeCmd) (*PurgeResult, error) {
 	if c.Limit < 0 {
-		return nil, domain.Invalid("limit must not be negative")
+		return nil, usererr.New(usererr.InvalidArgument, "FIELD_OUT_OF_RANGE", "limit must not be negative")
 	}
 	if !c.AsOf.IsZero() && c.AsOf.After(s.Now().Add(time.Minute)) {
-		return nil, domain.Invalid("as_of must not be in the future")
+		return nil, usererr.New(usererr.InvalidArgument, "AS_OF_IN_FUTURE", "as_of must not be in the future")
 	}
 	for _, cat := range c.Categories {
 		if !domain.ValidCategory(cat) {
-			return nil, domain.Invalid("categories holds an unknown category")
+			return nil, usererr.New(usererr.InvalidArgument, "CATEGORY_UNKNOWN", "categories holds an unknown category")
 		}
 	}
 	if _, err := s.authorize(ctx, p, actPurge, policy.Resource{Type: "Pool", ID: "retention"}, policy.Context{}, nil); err != nil {
@@ -64,12 +60,9 @@ func (s *Service) RunRetentionPurge(ctx context.Context, p *auth.Principal, c Pu
 	return s.Purge(ctx, p, c)
 }
 
-// purgeLockKey is the advisory lock that keeps purges (rpc and job, on every replica) apart.
-func (s *Service) purgeLockKey() int64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte("securemsg messaging retention purge " + s.cfg.KeyName))
-	return int64(h.Sum64())
-}
+// purgeLock names the lock that keeps purges (rpc and job, on every replica) apart. It is per
+// Transit key, so services sharing a database with their own keys do not exclude each other.
+func (s *Service) purgeLock() string { return "securemsg messaging retention purge " + s.cfg.KeyName }
 
 // Purge deletes threads past their category's retention that no legal hold covers: it asks
 // the attachment service to purge their files first (a thread whose files could not be purged
@@ -97,54 +90,50 @@ func (s *Service) Purge(ctx context.Context, p *auth.Principal, c PurgeCmd) (*Pu
 	slices.Sort(cats)
 	cats = slices.Compact(cats)
 
-	conn, err := s.Pool.Acquire(ctx)
-	if err != nil {
-		return nil, dbError("acquire connection", err)
-	}
-	defer conn.Release()
-	var locked bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.purgeLockKey()).Scan(&locked); err != nil {
-		return nil, dbError("take purge lock", err)
-	}
-	if !locked {
-		return nil, domain.Aborted("another retention purge is running")
-	}
-	defer func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, s.purgeLockKey())
-	}()
-
-	a := actorFor(p, "", "")
-	remaining := limit
-	for _, cat := range cats {
-		cutoff, ok := s.cfg.Retention.Cutoff(cat, asOf)
-		if !ok {
-			continue
-		}
-		counts := PurgeCounts{Category: cat}
-		if counts.SkippedLegalHold, err = pgstore.CountHeldExpired(ctx, conn, cat, cutoff); err != nil {
-			return nil, dbError("count held threads", err)
-		}
-		var cands []pgstore.PurgeCandidate
-		if remaining > 0 {
-			if cands, err = pgstore.ExpiredThreads(ctx, conn, cat, cutoff, remaining+1); err != nil {
-				return nil, dbError("list expired threads", err)
+	var partial bool // the purge failed after some threads went: res says which
+	err := s.Retention.WithPurgeLock(ctx, s.purgeLock(), func(ctx context.Context, expired domain.ExpiredThreads) error {
+		a := actorFor(p, "", "")
+		remaining := limit
+		for _, cat := range cats {
+			cutoff, ok := s.cfg.Retention.Cutoff(cat, asOf)
+			if !ok {
+				continue
 			}
-		}
-		if len(cands) > remaining {
-			cands, res.Truncated = cands[:remaining], true
-		}
-		remaining -= len(cands)
-		counts.Eligible = int64(len(cands))
-		if c.DryRun {
-			for _, cd := range cands {
-				counts.Messages += cd.Messages
-				counts.Attachments += cd.Attachments
+			counts := PurgeCounts{Category: cat}
+			var err error
+			if counts.SkippedLegalHold, err = expired.CountHeldExpired(ctx, cat, cutoff); err != nil {
+				return storeError("count held threads", err)
 			}
-		} else if err := s.purgeThreads(ctx, a, cands, cutoff, &counts); err != nil {
+			var cands []domain.PurgeCandidate
+			if remaining > 0 {
+				if cands, err = expired.ExpiredThreads(ctx, cat, cutoff, remaining+1); err != nil {
+					return storeError("list expired threads", err)
+				}
+			}
+			if len(cands) > remaining {
+				cands, res.Truncated = cands[:remaining], true
+			}
+			remaining -= len(cands)
+			counts.Eligible = int64(len(cands))
+			if c.DryRun {
+				for _, cd := range cands {
+					counts.Messages += cd.Messages
+					counts.Attachments += cd.Attachments
+				}
+			} else if err := s.purgeThreads(ctx, a, cands, cutoff, &counts); err != nil {
+				s.addCounts(res, counts)
+				partial = true
+				return err
+			}
 			s.addCounts(res, counts)
-			return res, err
 		}
-		s.addCounts(res, counts)
+		return nil
+	})
+	switch {
+	case partial:
+		return res, err
+	case err != nil:
+		return nil, storeError("retention purge", err)
 	}
 	res.Finish = s.Now()
 	return res, nil
@@ -162,7 +151,7 @@ func (s *Service) addCounts(res *PurgeResult, c PurgeCounts) {
 	res.Total.SkippedLegalHold += c.SkippedLegalHold
 }
 
-func (s *Service) purgeThreads(ctx context.Context, a Actor, cands []pgstore.PurgeCandidate, cutoff time.Time, counts *PurgeCounts) error {
+func (s *Service) purgeThreads(ctx context.Context, a Actor, cands []domain.PurgeCandidate, cutoff time.Time, counts *PurgeCounts) error {
 	for start := 0; start < len(cands); start += 1000 {
 		chunk := cands[start:min(start+1000, len(cands))]
 		ids := make([]string, len(chunk))
@@ -173,24 +162,21 @@ func (s *Service) purgeThreads(ctx context.Context, a Actor, cands []pgstore.Pur
 			return err
 		}
 		for _, cd := range chunk {
+			b := s.newBatch(ctx)
+			t := &domain.Thread{ID: cd.ID, PatientID: cd.PatientID, PoolID: cd.PoolID, Sensitivity: cd.Sensitivity}
+			rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_PURGE, t)
+			rec.ReasonCode, rec.PurposeOfUse = "retention", commonv1.PurposeOfUse_PURPOSE_OF_USE_OPERATIONS
+			if rec.Operation == "messaging" {
+				rec.Operation = "messaging.retention-purge"
+			}
+			b.audit(rec)
+			rows, err := b.rows()
 			var deleted bool
-			err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-				var err error
-				if deleted, err = pgstore.DeleteExpiredThread(ctx, tx, cd.ID, cutoff); err != nil || !deleted {
-					return err
-				}
-				b := s.newBatch(ctx)
-				t := &domain.Thread{ID: cd.ID, PatientID: cd.PatientID, PoolID: cd.PoolID, Sensitivity: cd.Sensitivity}
-				rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_PURGE, t)
-				rec.ReasonCode, rec.PurposeOfUse = "retention", commonv1.PurposeOfUse_PURPOSE_OF_USE_OPERATIONS
-				if rec.Operation == "messaging" {
-					rec.Operation = "messaging.retention-purge"
-				}
-				b.audit(rec)
-				return b.flush(tx)
-			})
+			if err == nil {
+				deleted, err = s.Retention.DeleteExpiredThread(ctx, cd.ID, cutoff, rows)
+			}
 			if err != nil {
-				return dbError("purge thread", err)
+				return storeError("purge thread", err)
 			}
 			if deleted {
 				s.Keys.Forget(s.cfg.KeyName, cd.WrappedDEK)

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 
-	"github.com/jackc/pgx/v5"
-
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
@@ -44,7 +41,7 @@ func (s *Service) RetractMessage(ctx context.Context, p *auth.Principal, c Retra
 		return nil, err
 	}
 	if !domain.RetractReasons[c.ReasonCode] {
-		return nil, domain.Invalid("reason_code must be one of wrong_patient, wrong_content, sent_in_error")
+		return nil, usererr.New(usererr.InvalidArgument, "RETRACT_REASON_UNKNOWN", "reason_code must be one of wrong_patient, wrong_content, sent_in_error")
 	}
 	if err := domain.CheckText("corrected_body", c.CorrectedBody, domain.MaxBodyChars, false); err != nil {
 		return nil, err
@@ -61,12 +58,9 @@ func (s *Service) RetractMessage(ctx context.Context, p *auth.Principal, c Retra
 	if res, err := s.replayRetract(ctx, p, t, msgID, crid, c, fp); res != nil || err != nil {
 		return res, err
 	}
-	m, err := pgstore.Message(ctx, s.Pool, t.ID, msgID)
-	if errors.Is(err, pgstore.ErrNoRows) {
-		return nil, domain.NotFound("message not found in thread")
-	}
+	m, err := s.Messages.Message(ctx, t.ID, msgID)
 	if err != nil {
-		return nil, dbError("load message", err)
+		return nil, storeError("load message", err)
 	}
 	res := threadResource(t)
 	res.Type, res.ID, res.Owner = "Message", m.ID, m.SenderSubject
@@ -75,13 +69,13 @@ func (s *Service) RetractMessage(ctx context.Context, p *auth.Principal, c Retra
 	}
 	switch {
 	case m.AutoReply:
-		return nil, domain.Precondition("an auto-reply cannot be retracted")
+		return nil, usererr.New(usererr.FailedPrecondition, "AUTO_REPLY_NOT_RETRACTABLE", "an auto-reply cannot be retracted")
 	case m.Retracted():
-		return nil, domain.Precondition("message is already retracted")
+		return nil, domain.ErrAlreadyRetracted
 	case t.Status == domain.StatusClosed:
-		return nil, domain.Precondition("thread is closed")
+		return nil, domain.ErrThreadClosed
 	case s.Now().Sub(m.CreatedAt) > s.cfg.RetractWindow:
-		return nil, domain.Precondition("the retraction window of %s has passed", s.cfg.RetractWindow)
+		return nil, usererr.Newf(usererr.FailedPrecondition, "RETRACT_WINDOW_PASSED", "the retraction window of %s has passed", s.cfg.RetractWindow)
 	}
 	a := actorFor(p, t.PatientID, t.PoolID)
 	var corr *domain.Message
@@ -98,35 +92,28 @@ func (s *Service) RetractMessage(ctx context.Context, p *auth.Principal, c Retra
 	if corr != nil {
 		m.CorrectionMessageID = corr.ID
 	}
-	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		b := s.newBatch(ctx)
-		ok, err := pgstore.Retract(ctx, tx, m)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return domain.Precondition("message is already retracted")
-		}
-		ev := &eventsv1.MessageRetracted{ThreadId: t.ID, PoolId: t.PoolID, MessageId: m.ID, RetractedBySubject: p.Subject,
-			ReasonCode: c.ReasonCode, CorrectionMessageId: m.CorrectionMessageID}
-		b.event("message.retracted."+t.PoolID, ev, &ev.Meta)
-		rec := s.messageRecord(ctx, a, eventsv1.Action_ACTION_UPDATE, t, m.ID)
-		rec.ReasonCode = "retract:" + c.ReasonCode
-		b.audit(rec)
+	b := s.newBatch(ctx)
+	ev := &eventsv1.MessageRetracted{ThreadId: t.ID, PoolId: t.PoolID, MessageId: m.ID, RetractedBySubject: p.Subject,
+		ReasonCode: c.ReasonCode, CorrectionMessageId: m.CorrectionMessageID}
+	b.event("message.retracted."+t.PoolID, ev, &ev.Meta)
+	rec := s.messageRecord(ctx, a, eventsv1.Action_ACTION_UPDATE, t, m.ID)
+	rec.ReasonCode = "retract:" + c.ReasonCode
+	b.audit(rec)
+	rows, err := b.rows()
+	if err == nil {
+		var appends domain.Appends
 		if corr != nil {
-			if err := s.appendMessage(ctx, tx, b, t, corr, false, false); err != nil {
-				return err
-			}
+			appends = s.appends(ctx, t, domain.MessageAppend{Message: corr})
 		}
-		return b.flush(tx)
-	})
-	if pgstore.IsRequestConflict(err) {
+		err = s.Messages.RetractMessage(ctx, m, rows, appends)
+	}
+	if errors.Is(err, domain.ErrRequestConflict) {
 		if res, rerr := s.replayRetract(ctx, p, t, msgID, crid, c, fp); res != nil || rerr != nil {
 			return res, rerr
 		}
 	}
 	if err != nil {
-		return nil, dbError("retract message", err)
+		return nil, storeError("retract message", err)
 	}
 	out := &RetractResult{Retracted: MessageView{Message: m, Read: true}}
 	if corr != nil {
@@ -137,14 +124,14 @@ func (s *Service) RetractMessage(ctx context.Context, p *auth.Principal, c Retra
 
 // replayRetract answers a retried RetractMessage; nil, nil when crid is unused.
 func (s *Service) replayRetract(ctx context.Context, p *auth.Principal, t *domain.Thread, msgID, crid string, c RetractCmd, fp []byte) (*RetractResult, error) {
-	found, retracted, err := pgstore.MessageByRequest(ctx, s.Pool, p.Subject, crid)
-	if errors.Is(err, pgstore.ErrNoRows) {
+	found, retracted, err := s.Messages.MessageByRequest(ctx, p.Subject, crid)
+	if err != nil {
+		return nil, storeError("look up request", err)
+	}
+	if found == nil {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, dbError("look up request", err)
-	}
-	different := domain.Exists("client_request_id was already used for a different request")
+	different := domain.ErrRequestReused
 	out := &RetractResult{}
 	switch {
 	case retracted:
@@ -162,9 +149,9 @@ func (s *Service) replayRetract(ctx context.Context, p *auth.Principal, t *domai
 		if err != nil {
 			return nil, err
 		}
-		orig, err := pgstore.Message(ctx, s.Pool, t.ID, msgID)
+		orig, err := s.Messages.Message(ctx, t.ID, msgID)
 		if err != nil {
-			return nil, dbError("load message", err)
+			return nil, storeError("load message", err)
 		}
 		out.Retracted = MessageView{Message: orig, Read: true}
 		out.Correction = &MessageView{Message: m, Body: body, Read: true}

@@ -8,15 +8,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
@@ -25,7 +23,7 @@ import (
 type ThreadView struct {
 	Thread  *domain.Thread
 	Subject string
-	Viewer  pgstore.Viewer
+	Viewer  domain.Viewer
 }
 
 // MessageView is a message as one viewer sees it. Body is empty for retracted messages.
@@ -60,10 +58,10 @@ func (s *Service) CreateThread(ctx context.Context, p *auth.Principal, c CreateT
 		return nil, err
 	}
 	if !domain.ValidCategory(c.Category) {
-		return nil, domain.Invalid("category is required")
+		return nil, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "category is required")
 	}
 	if !domain.ValidSensitivity(c.Sensitivity) {
-		return nil, domain.Invalid("sensitivity is required")
+		return nil, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "sensitivity is required")
 	}
 	if err := domain.CheckText("subject", c.Subject, domain.MaxSubjectChars, true); err != nil {
 		return nil, err
@@ -83,7 +81,7 @@ func (s *Service) CreateThread(ctx context.Context, p *auth.Principal, c CreateT
 		patientID = p.PatientID
 	}
 	if patientID == "" {
-		return nil, domain.Invalid("patient_id is required when writing for a patient")
+		return nil, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "patient_id is required when writing for a patient")
 	}
 	fp := fingerprint("create_thread", c.PoolID, c.Category.String(), c.Sensitivity.String(), c.Subject, c.Body, strings.Join(c.AttachmentIDs, ","), patientID)
 	if res, err := s.replayCreate(ctx, p, crid, fp); res != nil || err != nil {
@@ -119,9 +117,9 @@ func (s *Service) CreateThread(ctx context.Context, p *auth.Principal, c CreateT
 	if err != nil {
 		return nil, err
 	}
-	settings, err := pgstore.PoolSettings(ctx, s.Pool, t.PoolID)
+	settings, err := s.Settings.PoolSettings(ctx, t.PoolID)
 	if err != nil {
-		return nil, dbError("load pool settings", err)
+		return nil, storeError("load pool settings", err)
 	}
 	var auto *domain.Message
 	if domain.PatientSide(a.Role) && settings.AutoReplyEnabled {
@@ -130,34 +128,28 @@ func (s *Service) CreateThread(ctx context.Context, p *auth.Principal, c CreateT
 		}
 	}
 
-	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		if err := pgstore.InsertThread(ctx, tx, t); err != nil {
-			return err
-		}
-		b := s.newBatch(ctx)
-		tc := &eventsv1.ThreadCreated{ThreadId: t.ID, PoolId: t.PoolID, PatientId: t.PatientID, Category: t.Category,
-			Sensitivity: t.Sensitivity, CreatedBySubject: p.Subject, CreatedByRole: a.Role, FirstMessageId: m.ID}
-		b.event("thread.created."+t.PoolID, tc, &tc.Meta)
-		b.audit(s.threadRecord(ctx, a, eventsv1.Action_ACTION_CREATE, t))
+	b := s.newBatch(ctx)
+	tc := &eventsv1.ThreadCreated{ThreadId: t.ID, PoolId: t.PoolID, PatientId: t.PatientID, Category: t.Category,
+		Sensitivity: t.Sensitivity, CreatedBySubject: p.Subject, CreatedByRole: a.Role, FirstMessageId: m.ID}
+	b.event("thread.created."+t.PoolID, tc, &tc.Meta)
+	b.audit(s.threadRecord(ctx, a, eventsv1.Action_ACTION_CREATE, t))
+	rows, err := b.rows()
+	if err == nil {
 		// The auto-reply answers only a thread's first patient-side message, sent or not.
-		if err := s.appendMessage(ctx, tx, b, t, m, domain.PatientSide(a.Role), true); err != nil {
-			return err
-		}
+		appends := []domain.MessageAppend{{Message: m, MarkAutoReplied: domain.PatientSide(a.Role)}}
 		if auto != nil {
-			if err := s.appendMessage(ctx, tx, b, t, auto, false, false); err != nil {
-				return err
-			}
+			appends = append(appends, domain.MessageAppend{Message: auto})
 		}
-		return b.flush(tx)
-	})
-	if pgstore.IsRequestConflict(err) {
+		err = s.Threads.CreateThread(ctx, t, rows, s.appends(ctx, t, appends...))
+	}
+	if errors.Is(err, domain.ErrRequestConflict) {
 		// A concurrent retry won: answer as it did.
 		if res, rerr := s.replayCreate(ctx, p, crid, fp); res != nil || rerr != nil {
 			return res, rerr
 		}
 	}
 	if err != nil {
-		return nil, dbError("create thread", err)
+		return nil, storeError("create thread", err)
 	}
 	t.MessageCount, t.LastSenderRole = m.Seq, a.Role
 	res := &CreateThreadResult{Thread: ThreadView{Thread: t, Subject: c.Subject}, Message: MessageView{Message: m, Body: c.Body, Read: true}, Settings: settings}
@@ -176,7 +168,7 @@ func (s *Service) replayCreate(ctx context.Context, p *auth.Principal, crid stri
 		return nil, err
 	}
 	if m.Seq != 1 {
-		return nil, errRequestReused
+		return nil, domain.ErrRequestReused
 	}
 	res := &CreateThreadResult{Thread: ThreadView{Thread: t}}
 	if res.Thread.Subject, err = open(sl, t.SubjectSealed, crypto.MessageFieldAAD(t.ID, "", fieldSubject)); err != nil {
@@ -187,10 +179,10 @@ func (s *Service) replayCreate(ctx context.Context, p *auth.Principal, crid stri
 		return nil, err
 	}
 	res.Message = MessageView{Message: m, Body: body, Read: true}
-	if res.Settings, err = pgstore.PoolSettings(ctx, s.Pool, t.PoolID); err != nil {
-		return nil, dbError("load pool settings", err)
+	if res.Settings, err = s.Settings.PoolSettings(ctx, t.PoolID); err != nil {
+		return nil, storeError("load pool settings", err)
 	}
-	if next, err := pgstore.Messages(ctx, s.Pool, t.ID, 1, 1); err == nil && len(next) == 1 && next[0].AutoReply {
+	if next, err := s.Messages.Messages(ctx, t.ID, 1, 1); err == nil && len(next) == 1 && next[0].AutoReply {
 		body, err := open(sl, next[0].BodySealed, crypto.MessageFieldAAD(t.ID, next[0].ID, fieldBody))
 		if err != nil {
 			return nil, err
@@ -203,15 +195,15 @@ func (s *Service) replayCreate(ctx context.Context, p *auth.Principal, crid stri
 // replayLookup finds the message a client request id created and checks that the retry is
 // the same request (sealed fingerprint). nil when crid is unused.
 func (s *Service) replayLookup(ctx context.Context, p *auth.Principal, crid string, fp []byte) (*domain.Message, *domain.Thread, *crypto.RecordSealer, error) {
-	m, retracted, err := pgstore.MessageByRequest(ctx, s.Pool, p.Subject, crid)
-	if errors.Is(err, pgstore.ErrNoRows) {
+	m, retracted, err := s.Messages.MessageByRequest(ctx, p.Subject, crid)
+	if err != nil {
+		return nil, nil, nil, storeError("look up request", err)
+	}
+	if m == nil {
 		return nil, nil, nil, nil
 	}
-	if err != nil {
-		return nil, nil, nil, dbError("look up request", err)
-	}
 	if retracted {
-		return nil, nil, nil, errRequestReused
+		return nil, nil, nil, domain.ErrRequestReused
 	}
 	t, err := s.loadThread(ctx, m.ThreadID)
 	if err != nil {
@@ -224,13 +216,11 @@ func (s *Service) replayLookup(ctx context.Context, p *auth.Principal, crid stri
 	return m, t, sl, nil
 }
 
-var errRequestReused = domain.Exists("client_request_id was already used for a different request")
-
 // checkReplay checks that m, which crid created in thread t, came from the same request as the
 // retry (fingerprint fp), and returns the thread's sealer.
 func (s *Service) checkReplay(ctx context.Context, m *domain.Message, t *domain.Thread, crid string, fp []byte) (*crypto.RecordSealer, error) {
 	if m.ClientRequestID != crid || len(m.RequestFPSealed) == 0 || m.ThreadID != t.ID {
-		return nil, errRequestReused
+		return nil, domain.ErrRequestReused
 	}
 	sl, err := s.sealer(ctx, t)
 	if err != nil {
@@ -238,10 +228,10 @@ func (s *Service) checkReplay(ctx context.Context, m *domain.Message, t *domain.
 	}
 	stored, err := sl.OpenRecord(m.RequestFPSealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldFingerprint))
 	if err != nil {
-		return nil, &domain.Error{Kind: domain.KindDataLoss, Msg: "stored request failed authentication", Err: err}
+		return nil, errNotAuthentic("stored request", err)
 	}
 	if subtle.ConstantTimeCompare(stored, fp) != 1 {
-		return nil, errRequestReused
+		return nil, domain.ErrRequestReused
 	}
 	return sl, nil
 }
@@ -268,10 +258,10 @@ func (s *Service) newMessage(ctx context.Context, sl *crypto.RecordSealer, t *do
 			return nil, err
 		}
 		if bound.UploaderSubject != "" && bound.UploaderSubject != a.Subject {
-			return nil, domain.NotFound("attachment not found")
+			return nil, usererr.New(usererr.NotFound, "ATTACHMENT_NOT_FOUND", "attachment not found")
 		}
 		if !bound.Clean {
-			return nil, domain.Precondition("attachment %s has not passed its malware scan", id)
+			return nil, usererr.Newf(usererr.FailedPrecondition, "ATTACHMENT_NOT_CLEAN", "attachment %s has not passed its malware scan", id)
 		}
 	}
 	return m, nil
@@ -286,19 +276,16 @@ func (s *Service) autoReply(sl *crypto.RecordSealer, t *domain.Thread, settings 
 	return m, err
 }
 
-// appendMessage stores m in t and adds its MessageCreated event (on the pool's subject, which
-// care-team apps subscribe to and notification reads as message.created.>) and, for people's
-// messages, its audit record.
-func (s *Service) appendMessage(ctx context.Context, tx pgx.Tx, b *batch, t *domain.Thread, m *domain.Message, markAutoReplied, first bool) error {
-	app, err := pgstore.AppendMessage(ctx, tx, m, markAutoReplied)
-	if errors.Is(err, pgstore.ErrThreadClosed) {
-		return domain.Precondition("thread is closed")
-	}
-	if err != nil {
-		return err
-	}
-	s.messageCreated(ctx, b, t, m, app.Participants, app.Assignee, first)
-	return nil
+// appends are messages to append to t in the commit of another change, each with its
+// MessageCreated event (on the pool's subject, which care-team apps subscribe to and
+// notification reads as message.created.>) and, for people's messages, its audit record,
+// addressed from the thread as it stood right after the message landed.
+func (s *Service) appends(ctx context.Context, t *domain.Thread, msgs ...domain.MessageAppend) domain.Appends {
+	return domain.Appends{Messages: msgs, Effects: func(m *domain.Message, after domain.Appended) ([]outbox.Event, error) {
+		b := s.newBatch(ctx)
+		s.messageCreated(ctx, b, t, m, after.Participants, after.Assignee, m.Seq == 1)
+		return b.rows()
+	}}
 }
 
 // messageCreated adds m's MessageCreated event, addressed to the thread's participants and
@@ -338,7 +325,7 @@ const optimisticSends = 2
 //
 // The common case costs two round trips to Postgres: one loads the thread together with any
 // earlier result of the request id, and one statement appends the message and writes its event
-// and audit record (see pgstore.AppendMessageIfUnchanged) on the condition that the thread is
+// and audit record (domain.ThreadRepository.AppendMessageIfUnchanged) on the condition that the thread is
 // still as it was authorised. When it changed, the send is authorised again on the new state;
 // when it keeps changing, or when the message is the thread's first from the patient's side
 // (which the pool's auto-reply answers), it is authorised and written under the thread's row
@@ -359,9 +346,9 @@ func (s *Service) SendMessage(ctx context.Context, p *auth.Principal, c SendMess
 		return nil, err
 	}
 	fp := fingerprint("send_message", threadID, c.Body, strings.Join(c.AttachmentIDs, ","))
-	t, used, err := pgstore.ThreadAndRequest(ctx, s.Pool, threadID, p.Subject, crid)
+	t, used, err := s.Threads.ThreadAndRequest(ctx, threadID, p.Subject, crid)
 	if err != nil {
-		return nil, dbError("load thread", err)
+		return nil, storeError("load thread", err)
 	}
 	if used {
 		m, t, sl, err := s.replayLookup(ctx, p, crid, fp)
@@ -369,13 +356,13 @@ func (s *Service) SendMessage(ctx context.Context, p *auth.Principal, c SendMess
 			return nil, err
 		}
 		if m == nil || t.ID != threadID {
-			return nil, errRequestReused
+			return nil, domain.ErrRequestReused
 		}
 		body, err := open(sl, m.BodySealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldBody))
 		return &MessageView{Message: m, Body: body, Read: true}, err
 	}
 	if t == nil {
-		return nil, domain.NotFound("thread not found")
+		return nil, domain.ErrThreadNotFound
 	}
 	// Optimistic attempts first; a thread that keeps changing (or that owes an auto-reply) is
 	// written under its row lock instead.
@@ -384,7 +371,7 @@ func (s *Service) SendMessage(ctx context.Context, p *auth.Principal, c SendMess
 			break
 		}
 		view, err := s.sendUnlocked(ctx, p, t, c, crid, fp)
-		if !errors.Is(err, pgstore.ErrThreadChanged) {
+		if !errors.Is(err, domain.ErrThreadChanged) {
 			return view, err
 		}
 		if t, err = s.loadThread(ctx, threadID); err != nil {
@@ -400,7 +387,7 @@ func (s *Service) prepareSend(ctx context.Context, p *auth.Principal, t *domain.
 		return nil, nil, err
 	}
 	if t.Status == domain.StatusClosed {
-		return nil, nil, domain.Precondition("thread is closed")
+		return nil, nil, domain.ErrThreadClosed
 	}
 	sl, err := s.sealer(ctx, t)
 	if err != nil {
@@ -411,7 +398,7 @@ func (s *Service) prepareSend(ctx context.Context, p *auth.Principal, t *domain.
 }
 
 // sendUnlocked is one optimistic attempt to send into t as loaded. It returns
-// pgstore.ErrThreadChanged, having written nothing, when t changed in the meantime.
+// domain.ErrThreadChanged, having written nothing, when t changed in the meantime.
 func (s *Service) sendUnlocked(ctx context.Context, p *auth.Principal, t *domain.Thread, c SendMessageCmd, crid string, fp []byte) (*MessageView, error) {
 	m, _, err := s.prepareSend(ctx, p, t, c, crid, fp)
 	if err != nil {
@@ -423,8 +410,8 @@ func (s *Service) sendUnlocked(ctx context.Context, p *auth.Principal, t *domain
 	if err != nil {
 		return nil, err
 	}
-	_, err = pgstore.AppendMessageIfUnchanged(ctx, s.Pool, t, m, rows)
-	if errors.Is(err, pgstore.ErrThreadChanged) {
+	err = s.Threads.AppendMessageIfUnchanged(ctx, t, m, rows)
+	if errors.Is(err, domain.ErrThreadChanged) {
 		return nil, err
 	}
 	return s.sent(ctx, p, t, m, c, crid, fp, err)
@@ -434,53 +421,42 @@ func (s *Service) sendUnlocked(ctx context.Context, p *auth.Principal, t *domain
 // send is authorised against is the state it lands in. A thread's first patient-side message
 // takes this path, as its pool's auto-reply goes in the same transaction.
 func (s *Service) sendLocked(ctx context.Context, p *auth.Principal, threadID string, c SendMessageCmd, crid string, fp []byte) (*MessageView, error) {
-	var t *domain.Thread
+	var locked *domain.Thread
 	var m *domain.Message
-	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		if t, err = pgstore.ThreadForUpdate(ctx, tx, threadID); errors.Is(err, pgstore.ErrNoRows) {
-			return domain.NotFound("thread not found")
-		} else if err != nil {
-			return err
-		}
+	_, err := s.Threads.UpdateThread(ctx, threadID, func(t *domain.Thread, settings domain.PoolSettingsReader) (domain.ThreadChange, error) {
+		locked = t
 		var sl *crypto.RecordSealer
+		var err error
 		if m, sl, err = s.prepareSend(ctx, p, t, c, crid, fp); err != nil {
-			return err
+			return domain.ThreadChange{}, err
 		}
-		var auto *domain.Message
 		firstPatientMessage := domain.PatientSide(m.SenderRole) && !t.AutoReplied
+		appends := []domain.MessageAppend{{Message: m, MarkAutoReplied: firstPatientMessage}}
 		if firstPatientMessage {
-			settings, err := pgstore.PoolSettings(ctx, tx, t.PoolID)
+			st, err := settings.PoolSettings(ctx, t.PoolID)
 			if err != nil {
-				return err
+				return domain.ThreadChange{}, err
 			}
-			if settings.AutoReplyEnabled {
-				if auto, err = s.autoReply(sl, t, settings); err != nil {
-					return err
+			if st.AutoReplyEnabled {
+				auto, err := s.autoReply(sl, t, st)
+				if err != nil {
+					return domain.ThreadChange{}, err
 				}
+				appends = append(appends, domain.MessageAppend{Message: auto})
 			}
 		}
-		b := s.newBatch(ctx)
-		if err := s.appendMessage(ctx, tx, b, t, m, firstPatientMessage, false); err != nil {
-			return err
-		}
-		if auto != nil {
-			if err := s.appendMessage(ctx, tx, b, t, auto, false, false); err != nil {
-				return err
-			}
-		}
-		return b.flush(tx)
+		return domain.ThreadChange{Appends: s.appends(ctx, t, appends...)}, nil
 	})
-	if t == nil {
-		return nil, dbError("load thread", err)
+	if locked == nil {
+		return nil, storeError("load thread", err)
 	}
-	return s.sent(ctx, p, t, m, c, crid, fp, err)
+	return s.sent(ctx, p, locked, m, c, crid, fp, err)
 }
 
 // sent answers a send whose write returned err: a concurrent retry of the same request that won
 // is answered as it was.
 func (s *Service) sent(ctx context.Context, p *auth.Principal, t *domain.Thread, m *domain.Message, c SendMessageCmd, crid string, fp []byte, err error) (*MessageView, error) {
-	if pgstore.IsRequestConflict(err) {
+	if errors.Is(err, domain.ErrRequestConflict) {
 		if m, _, sl, rerr := s.replayLookup(ctx, p, crid, fp); m != nil || rerr != nil {
 			if rerr != nil {
 				return nil, rerr
@@ -490,7 +466,7 @@ func (s *Service) sent(ctx context.Context, p *auth.Principal, t *domain.Thread,
 		}
 	}
 	if err != nil {
-		return nil, dbError(fmt.Sprintf("send message in thread %s", t.ID), err)
+		return nil, storeError(fmt.Sprintf("send message in thread %s", t.ID), err)
 	}
 	return &MessageView{Message: m, Body: c.Body, Read: true}, nil
 }

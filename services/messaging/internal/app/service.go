@@ -1,7 +1,10 @@
 // Package app holds the messaging service's use cases: creating threads and sending messages
 // (sealed under a per-thread DEK), reading them (record-level policy, audited in the same
-// transaction as the read, fail closed), triage, retract-and-correct, pool settings, legal
-// holds and retention. Ports call it with the verified principal; it returns domain errors.
+// commit as the read, fail closed), triage, retract-and-correct, pool settings, legal holds and
+// retention. It depends on the domain's repository and gateway interfaces only, never on a
+// database or transport. Ports call it with the verified principal and domain values; it
+// returns usererr refusals, which the edge sends as they are, or internal errors, which it
+// masks.
 package app
 
 import (
@@ -14,9 +17,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -28,25 +28,10 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 	"github.com/securemsg/securemsg/services/internal/platform/logging"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
-
-// DEKs creates and unwraps per-thread data-encryption keys; *keys.Keyring implements it.
-type DEKs interface {
-	NewDEK(ctx context.Context, keyName string) (keys.DEK, error)
-	OpenDEK(ctx context.Context, keyName, wrapped string) ([]byte, error)
-	Forget(keyName, wrapped string)
-}
-
-// Evaluator answers record-level policy questions without recording them; *policy.Engine
-// implements it. The use cases record every decision themselves, in the transaction of the
-// change or read, with the record's pool, patient and sensitivity (see Service.deny).
-type Evaluator interface {
-	Evaluate(p *auth.Principal, action string, res policy.Resource, rc policy.Context) policy.Decision
-}
 
 // Config tunes the use cases.
 type Config struct {
@@ -60,12 +45,19 @@ type Config struct {
 	EventsSubject string
 }
 
-// Deps are the service's collaborators.
+// Deps are the service's collaborators: the repositories (each implemented by
+// adapters/pgstore over Postgres and adapters/memstore in memory) and the gateways.
 type Deps struct {
-	Pool        *pgxpool.Pool
-	Keys        DEKs
-	Policy      Evaluator
-	Audit       *auditlog.Emitter
+	Threads    domain.ThreadRepository
+	Messages   domain.MessageRepository
+	Inbox      domain.InboxRepository
+	Settings   domain.PoolSettingsRepository
+	Retention  domain.RetentionRepository
+	AuditTrail domain.AuditWriter
+	Keys       domain.DEKs
+	Policy     domain.Evaluator
+	// Emitter builds audit records and domain events as outbox rows (it does no I/O).
+	Emitter     *auditlog.Emitter
 	Attachments domain.Attachments
 	Logger      *slog.Logger
 	// Now is the clock (default time.Now).
@@ -90,7 +82,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.EventsSubject == "" {
 		problems = append(problems, "events subject")
 	}
-	if deps.Pool == nil || deps.Keys == nil || deps.Policy == nil || deps.Audit == nil || deps.Attachments == nil {
+	if deps.Threads == nil || deps.Messages == nil || deps.Inbox == nil || deps.Settings == nil || deps.Retention == nil ||
+		deps.AuditTrail == nil || deps.Keys == nil || deps.Policy == nil || deps.Emitter == nil || deps.Attachments == nil {
 		problems = append(problems, "dependencies")
 	}
 	if len(problems) > 0 {
@@ -197,9 +190,12 @@ func contains(list []string, v string) bool {
 	return false
 }
 
-// authorize evaluates a record-level action. A denial is audited (in a transaction of its own,
-// since nothing else is written) and returned as NotFound when the thread is hidden from the
-// caller, PermissionDenied otherwise.
+// errPolicyDenied is a record-level policy refusal; the denial has been audited.
+var errPolicyDenied = usererr.New(usererr.PermissionDenied, "POLICY_DENIED", "permission denied")
+
+// authorize evaluates a record-level action. A denial is audited (on its own, since nothing
+// else is written) and returned as NotFound when the thread is hidden from the caller,
+// PermissionDenied otherwise.
 func (s *Service) authorize(ctx context.Context, p *auth.Principal, action string, res policy.Resource, rc policy.Context, t *domain.Thread) (policy.Decision, error) {
 	d := s.Policy.Evaluate(p, action, res, rc)
 	if d.Allowed {
@@ -207,9 +203,9 @@ func (s *Service) authorize(ctx context.Context, p *auth.Principal, action strin
 	}
 	s.deny(ctx, p, action, res, d)
 	if t != nil && hiddenFrom(p, t) {
-		return d, domain.NotFound("thread not found")
+		return d, domain.ErrThreadNotFound
 	}
-	return d, domain.Denied("permission denied")
+	return d, errPolicyDenied
 }
 
 // deny records a refused access. A denial that cannot be recorded is logged; the request is
@@ -220,10 +216,13 @@ func (s *Service) deny(ctx context.Context, p *auth.Principal, action string, re
 	rec.Outcome = eventsv1.Outcome_OUTCOME_DENIED
 	rec.ReasonCode = reasonCode(d)
 	rec.ClientApp = p.ClientID
-	if err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		_, err := s.Audit.Record(ctx, tx, rec)
-		return err
-	}); err != nil {
+	b := s.newBatch(ctx)
+	b.audit(rec)
+	err := b.err
+	if err == nil {
+		err = s.AuditTrail.WriteAudit(ctx, b.events)
+	}
+	if err != nil {
 		s.Logger.WarnContext(ctx, "denial not recorded", slog.String("action", action), slog.String("error", err.Error()))
 	}
 }
@@ -244,7 +243,6 @@ func reasonCode(d policy.Decision) string {
 // record starts an audit record for an action by a on a record, with the request's origin.
 func (s *Service) record(ctx context.Context, a Actor, action eventsv1.Action, rt eventsv1.RecordType, recordID, patientID, poolID string, sens commonv1.Sensitivity) *eventsv1.AuditRecord {
 	ri := auth.RequestInfoFrom(ctx)
-	op, _ := grpc.Method(ctx)
 	rec := &eventsv1.AuditRecord{
 		Meta:        &eventsv1.EventMeta{RequestId: ri.RequestID, OccurredAt: timestamppb.New(s.Now())},
 		Actor:       &eventsv1.AuditActor{Subject: a.Subject, Role: a.Role, OnBehalfOf: a.OnBehalfOf},
@@ -257,7 +255,7 @@ func (s *Service) record(ctx context.Context, a Actor, action eventsv1.Action, r
 		Outcome:     eventsv1.Outcome_OUTCOME_SUCCESS,
 		SourceIp:    ri.SourceIP,
 		UserAgent:   ri.UserAgent,
-		Operation:   op,
+		Operation:   ri.Method,
 	}
 	if p, ok := auth.FromContext(ctx); ok {
 		rec.ClientApp = p.ClientID
@@ -286,8 +284,8 @@ func (s *Service) messageRecord(ctx context.Context, a Actor, action eventsv1.Ac
 	return s.record(ctx, a, action, eventsv1.RecordType_RECORD_TYPE_MESSAGE, messageID, t.PatientID, t.PoolID, t.Sensitivity)
 }
 
-// batch collects the outbox rows (domain events and audit records) of one transaction, so
-// they are written in one statement.
+// batch collects the outbox rows (domain events and audit records) of one change, which the
+// repository commits with it. The first encoding error is kept and stops further rows.
 type batch struct {
 	s      *Service
 	ctx    context.Context
@@ -302,7 +300,7 @@ func (b *batch) audit(rec *eventsv1.AuditRecord) {
 	if b.err != nil {
 		return
 	}
-	ev, err := b.s.Audit.Event(b.ctx, rec)
+	ev, err := b.s.Emitter.Event(b.ctx, rec)
 	if err != nil {
 		b.err = err
 		return
@@ -333,35 +331,14 @@ func (b *batch) event(suffix string, msg interface {
 	b.events = append(b.events, outbox.Event{ID: m.EventId, Subject: b.s.cfg.EventsSubject + "." + suffix, Payload: payload})
 }
 
-// flush writes the collected rows in tx. An error means the action could not be recorded: the
-// caller must roll back (fail closed).
-func (b *batch) flush(tx pgx.Tx) error {
-	if b.err != nil {
-		return b.err
-	}
-	if err := outbox.Add(b.ctx, tx, b.events...); err != nil {
-		return domain.Unavailable("the action could not be recorded; try again later", err)
-	}
-	return nil
-}
-
-// rows returns the collected rows for a statement that writes them itself (outbox.InsertSQL).
-func (b *batch) rows() (outbox.Rows, error) {
-	if b.err != nil {
-		return outbox.Rows{}, b.err
-	}
-	rows, err := outbox.NewRows(b.events...)
-	if err != nil {
-		return outbox.Rows{}, domain.Unavailable("the action could not be recorded; try again later", err)
-	}
-	return rows, nil
-}
+// rows returns the collected rows, or the first error met while building them.
+func (b *batch) rows() ([]outbox.Event, error) { return b.events, b.err }
 
 // sealer returns a record sealer under the thread's DEK (from the keyring's cache, or one
 // Vault call).
 func (s *Service) sealer(ctx context.Context, t *domain.Thread) (*crypto.RecordSealer, error) {
 	if t.WrappedDEK == "" {
-		return nil, domain.NotFound("thread not found")
+		return nil, domain.ErrThreadNotFound
 	}
 	dek, err := s.Keys.OpenDEK(ctx, s.cfg.KeyName, t.WrappedDEK)
 	if err != nil {
@@ -371,37 +348,40 @@ func (s *Service) sealer(ctx context.Context, t *domain.Thread) (*crypto.RecordS
 	return crypto.NewRecordSealer(dek, t.ID)
 }
 
-// keyError maps key-service failures to domain errors (fail closed).
+// keyError turns key-service failures into refusals (fail closed).
 func keyError(err error) error {
 	switch {
 	case keys.IsUnavailable(err):
-		return domain.Unavailable("key service unavailable; try again later", err)
+		return usererr.Wrap(usererr.Unavailable, "KEY_SERVICE_UNAVAILABLE", "key service unavailable; try again later", err)
 	case errors.Is(err, keys.ErrKeyVersionRetired):
-		return &domain.Error{Kind: domain.KindFailedPrecondition, Msg: "the thread's key version is retired", Err: err}
+		return usererr.Wrap(usererr.FailedPrecondition, "KEY_VERSION_RETIRED", "the thread's key version is retired", err)
 	}
 	return fmt.Errorf("thread key: %w", err)
 }
 
-// dbError maps a database failure: unreachable is Unavailable, anything else stays internal.
-func dbError(what string, err error) error {
+// storeError annotates a repository failure with what was being done: a refusal passes as it
+// is, anything else stays internal (the edge masks it and logs the cause).
+func storeError(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var de *domain.Error
-	if errors.As(err, &de) {
+	if k, _ := usererr.KindOf(err); k != 0 {
 		return err
 	}
-	if pg.IsUnavailable(err) {
-		return domain.Unavailable("database unavailable; try again later", err)
-	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// errNotAuthentic is a sealed field that failed authentication: data loss, never partial
+// plaintext.
+func errNotAuthentic(what string, cause error) error {
+	return usererr.Wrap(usererr.DataLoss, "STORED_DATA_NOT_AUTHENTIC", what+" failed authentication", cause)
 }
 
 // open decrypts a sealed field; a failure is data loss, never partial plaintext.
 func open(sl *crypto.RecordSealer, sealed, aad []byte) (string, error) {
 	pt, err := sl.OpenRecord(sealed, aad)
 	if err != nil {
-		return "", &domain.Error{Kind: domain.KindDataLoss, Msg: "stored message failed authentication", Err: err}
+		return "", errNotAuthentic("stored message", err)
 	}
 	return string(pt), nil
 }
@@ -422,11 +402,8 @@ func fingerprint(parts ...string) []byte {
 	return h[:]
 }
 
-// loadThread loads a thread or returns NotFound.
+// loadThread loads a thread (ErrThreadNotFound when there is none).
 func (s *Service) loadThread(ctx context.Context, id string) (*domain.Thread, error) {
-	t, err := pgstore.Thread(ctx, s.Pool, id)
-	if errors.Is(err, pgstore.ErrNoRows) {
-		return nil, domain.NotFound("thread not found")
-	}
-	return t, dbError("load thread", err)
+	t, err := s.Threads.Thread(ctx, id)
+	return t, storeError("load thread", err)
 }

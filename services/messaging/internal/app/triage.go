@@ -2,17 +2,13 @@ package app
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
@@ -51,16 +47,16 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 	}
 	action, ok := triageActions[c.Kind]
 	if !ok {
-		return nil, domain.Invalid("unknown triage change")
+		return nil, usererr.New(usererr.InvalidArgument, "TRIAGE_CHANGE_UNKNOWN", "unknown triage change")
 	}
 	rc := policy.Context{}
 	switch c.Kind {
 	case Assign:
 		if c.Assignee == "" {
-			return nil, domain.Invalid("assignee_subject is required")
+			return nil, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "assignee_subject is required")
 		}
 		if len(c.Assignee) > 200 {
-			return nil, domain.Invalid("assignee_subject is too long")
+			return nil, usererr.New(usererr.InvalidArgument, "FIELD_TOO_LONG", "assignee_subject is too long")
 		}
 	case Transfer:
 		if err := domain.CheckPoolID("to_pool_id", c.ToPoolID); err != nil {
@@ -83,7 +79,7 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 		return nil, err
 	}
 	if c.Kind == Transfer && c.ToPoolID == t.PoolID {
-		return nil, domain.Invalid("to_pool_id is the thread's current pool")
+		return nil, usererr.New(usererr.InvalidArgument, "TRANSFER_TO_SAME_POOL", "to_pool_id is the thread's current pool")
 	}
 	if _, err := s.authorize(ctx, p, action, threadResource(t), rc, t); err != nil {
 		return nil, err
@@ -99,21 +95,13 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 			return nil, err
 		}
 	}
-	var out *domain.Thread
-	err = pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		cur, err := pgstore.ThreadForUpdate(ctx, tx, t.ID)
-		if errors.Is(err, pgstore.ErrNoRows) {
-			return domain.NotFound("thread not found")
-		}
-		if err != nil {
-			return err
-		}
+	out, err := s.Threads.UpdateThread(ctx, t.ID, func(cur *domain.Thread, _ domain.PoolSettingsReader) (domain.ThreadChange, error) {
 		// The thread may have moved between the policy check and the lock; re-check the pool.
 		if cur.PoolID != t.PoolID {
-			return domain.Aborted("the thread changed concurrently; try again")
+			return domain.ThreadChange{}, usererr.New(usererr.Aborted, "THREAD_CHANGED", "the thread changed concurrently; try again")
 		}
 		now := s.Now()
-		ch := pgstore.Triage{Status: cur.Status, Assignee: cur.AssigneeSubject, PoolID: cur.PoolID, ClosedAt: cur.ClosedAt}
+		ch := domain.Triage{Status: cur.Status, Assignee: cur.AssigneeSubject, PoolID: cur.PoolID, ClosedAt: cur.ClosedAt, UpdatedAt: now}
 		b := s.newBatch(ctx)
 		code := ""
 		switch c.Kind {
@@ -123,14 +111,14 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 				assignee = c.Assignee
 			}
 			if cur.Status == domain.StatusClosed {
-				return domain.Precondition("thread is closed")
+				return domain.ThreadChange{}, domain.ErrThreadClosed
 			}
 			if cur.AssigneeSubject == assignee {
-				out = cur
-				return nil // already held: a no-op
+				return domain.ThreadChange{}, nil // already held: a no-op
 			}
 			if c.Kind == Claim && cur.AssigneeSubject != "" {
-				return domain.Precondition("thread is assigned to someone else; use AssignThread to reassign")
+				return domain.ThreadChange{}, usererr.New(usererr.FailedPrecondition, "THREAD_ASSIGNED_ELSEWHERE",
+					"thread is assigned to someone else; use AssignThread to reassign")
 			}
 			ch.Status, ch.Assignee = domain.StatusAssigned, assignee
 			ev := &eventsv1.ThreadAssigned{ThreadId: cur.ID, PoolId: cur.PoolID, AssigneeSubject: assignee,
@@ -139,7 +127,7 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 			code = map[TriageKind]string{Claim: "claim", Assign: "assign"}[c.Kind]
 		case Transfer:
 			if cur.Status == domain.StatusClosed {
-				return domain.Precondition("thread is closed")
+				return domain.ThreadChange{}, domain.ErrThreadClosed
 			}
 			ch.Status, ch.Assignee, ch.PoolID, ch.TransferNoteSealed = domain.StatusOpen, "", c.ToPoolID, note
 			ev := &eventsv1.ThreadTransferred{ThreadId: cur.ID, FromPoolId: cur.PoolID, ToPoolId: c.ToPoolID,
@@ -148,8 +136,7 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 			code = "transfer"
 		case Close:
 			if cur.Status == domain.StatusClosed {
-				out = cur
-				return nil
+				return domain.ThreadChange{}, nil
 			}
 			ch.Status, ch.ClosedAt = domain.StatusClosed, now
 			ev := &eventsv1.ThreadClosed{ThreadId: cur.ID, PoolId: cur.PoolID, ClosedBySubject: p.Subject, ReasonCode: c.ReasonCode}
@@ -157,16 +144,12 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 			code = "close"
 		case Reopen:
 			if cur.Status != domain.StatusClosed {
-				out = cur
-				return nil
+				return domain.ThreadChange{}, nil
 			}
 			ch.Status, ch.Assignee, ch.ClosedAt = domain.StatusOpen, "", time.Time{}
 			ev := &eventsv1.ThreadReopened{ThreadId: cur.ID, PoolId: cur.PoolID, ReopenedBySubject: p.Subject, ReopenedByRole: a.Role}
 			b.event("thread.reopened."+cur.PoolID, ev, &ev.Meta)
 			code = "reopen"
-		}
-		if out, err = pgstore.UpdateTriage(ctx, tx, cur.ID, ch, now); err != nil {
-			return err
 		}
 		rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_UPDATE, cur)
 		rec.ReasonCode = code
@@ -174,10 +157,11 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 			rec.ReasonCode = code + ":" + c.ReasonCode
 		}
 		b.audit(rec)
-		return b.flush(tx)
+		rows, err := b.rows()
+		return domain.ThreadChange{Triage: &ch, Rows: rows}, err
 	})
 	if err != nil {
-		return nil, dbError("triage thread", err)
+		return nil, storeError("triage thread", err)
 	}
 	return out, nil
 }

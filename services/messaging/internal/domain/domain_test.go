@@ -7,6 +7,7 @@ import (
 	"time"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 func TestParseRetention(t *testing.T) {
@@ -52,14 +53,14 @@ func TestChecks(t *testing.T) {
 		want error
 	}{
 		{"body ok", CheckText("body", "hello", MaxBodyChars, true), nil},
-		{"body empty", CheckText("body", " ", MaxBodyChars, true), ErrInvalidArgument},
-		{"body too long", CheckText("body", strings.Repeat("é", MaxBodyChars+1), MaxBodyChars, true), ErrInvalidArgument},
+		{"body empty", CheckText("body", " ", MaxBodyChars, true), usererr.ErrInvalidArgument},
+		{"body too long", CheckText("body", strings.Repeat("é", MaxBodyChars+1), MaxBodyChars, true), usererr.ErrInvalidArgument},
 		{"code ok", CheckCode("reason_code", "wrong_pool", true), nil},
-		{"code free text", CheckCode("reason_code", "Wrong pool, sorry", true), ErrInvalidArgument},
+		{"code free text", CheckCode("reason_code", "Wrong pool, sorry", true), usererr.ErrInvalidArgument},
 		{"case reference ok", CheckCaseReference("LIT-2026-0042"), nil},
-		{"case reference with a name", CheckCaseReference("Jane Doe v Clinic"), ErrInvalidArgument},
-		{"pool with a wildcard", CheckPoolID("pool_id", "pool.>"), ErrInvalidArgument},
-		{"eleven attachments", CheckAttachments(make([]string, 11)), ErrInvalidArgument},
+		{"case reference with a name", CheckCaseReference("Jane Doe v Clinic"), usererr.ErrInvalidArgument},
+		{"pool with a wildcard", CheckPoolID("pool_id", "pool.>"), usererr.ErrInvalidArgument},
+		{"eleven attachments", CheckAttachments(make([]string, 11)), usererr.ErrInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if (tc.want == nil) != (tc.err == nil) || (tc.want != nil && !errors.Is(tc.err, tc.want)) {

@@ -1,81 +1,57 @@
-// Package domain holds the messaging service's types and rules: threads, messages, their
-// lifecycle and limits, retention, and the small interfaces the use cases need from the world
-// (the attachment service). It does no I/O.
 package domain
 
 import (
-	"fmt"
+	"errors"
 
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
-// Kind and Error are the platform's caller-facing error (services/internal/platform/usererr):
-// a kind the gRPC edge maps to one code, a message without PHI, a cause kept for logs.
-type (
-	Kind  = usererr.Kind
-	Error = usererr.Error
-)
-
-// The kinds of domain error this service returns.
-const (
-	KindInvalidArgument    = usererr.InvalidArgument
-	KindNotFound           = usererr.NotFound
-	KindPermissionDenied   = usererr.PermissionDenied
-	KindFailedPrecondition = usererr.FailedPrecondition
-	KindAlreadyExists      = usererr.AlreadyExists
-	KindAborted            = usererr.Aborted
-	KindUnavailable        = usererr.Unavailable
-	KindDataLoss           = usererr.DataLoss
-)
-
-// Sentinels to match with errors.Is; use the constructors to make errors with a message.
+// The refusals more than one use case or adapter returns. Each is a usererr value, so the gRPC
+// edge sends its kind's code, its message and its reason (google.rpc.ErrorInfo) without a
+// mapping of its own; match them with errors.Is.
 var (
-	// ErrInvalidArgument: the request is malformed or breaks a limit.
-	ErrInvalidArgument = &Error{Kind: KindInvalidArgument}
-	// ErrNotFound: the record does not exist or is hidden from the caller.
-	ErrNotFound = &Error{Kind: KindNotFound}
-	// ErrPermissionDenied: policy refused the action (the denial has been audited).
-	ErrPermissionDenied = &Error{Kind: KindPermissionDenied}
-	// ErrFailedPrecondition: the record's state forbids the action (closed thread, ...).
-	ErrFailedPrecondition = &Error{Kind: KindFailedPrecondition}
-	// ErrAlreadyExists: a client request id was reused for a different request.
-	ErrAlreadyExists = &Error{Kind: KindAlreadyExists}
-	// ErrAborted: a concurrent change won (etag mismatch, purge already running).
-	ErrAborted = &Error{Kind: KindAborted}
-	// ErrUnavailable: a dependency (key service, attachment service, audit outbox) is down.
-	ErrUnavailable = &Error{Kind: KindUnavailable}
-	// ErrDataLoss: stored ciphertext failed authentication.
-	ErrDataLoss = &Error{Kind: KindDataLoss}
+	// ErrThreadNotFound: no thread has the id, or its existence is hidden from the caller.
+	ErrThreadNotFound = usererr.New(usererr.NotFound, "THREAD_NOT_FOUND", "thread not found")
+	// ErrMessageNotFound: the thread holds no message with the id.
+	ErrMessageNotFound = usererr.New(usererr.NotFound, "MESSAGE_NOT_FOUND", "message not found in thread")
+	// ErrThreadClosed: the thread is closed, so nothing may be added to it.
+	ErrThreadClosed = usererr.New(usererr.FailedPrecondition, "THREAD_CLOSED", "thread is closed")
+	// ErrAlreadyRetracted: the message was retracted before.
+	ErrAlreadyRetracted = usererr.New(usererr.FailedPrecondition, "MESSAGE_ALREADY_RETRACTED", "message is already retracted")
+	// ErrRequestReused: a client request id was used before for a different request.
+	ErrRequestReused = usererr.New(usererr.AlreadyExists, "REQUEST_ID_REUSED", "client_request_id was already used for a different request")
+	// ErrSettingsChanged: another writer changed a pool's settings between read and write.
+	ErrSettingsChanged = usererr.New(usererr.Aborted, "SETTINGS_CHANGED", "the settings changed concurrently; re-read and retry")
+	// ErrPurgeRunning: another retention purge holds the purge lock.
+	ErrPurgeRunning = usererr.New(usererr.Aborted, "PURGE_RUNNING", "another retention purge is running")
+	// ErrServiceCallersOnly: an rpc meant for other securemsg services was called by a person.
+	ErrServiceCallersOnly = usererr.New(usererr.PermissionDenied, "SERVICE_CALLERS_ONLY", "permission denied: service callers only")
 )
 
-func newErr(k Kind, format string, args ...any) *Error {
-	return &Error{Kind: k, Msg: fmt.Sprintf(format, args...)}
+// Signals between a repository and the use cases; they never reach a caller.
+var (
+	// ErrThreadChanged: ThreadRepository.AppendMessageIfUnchanged found the thread closed,
+	// deleted or changed since it was loaded, and wrote nothing.
+	ErrThreadChanged = errors.New("thread changed since it was loaded")
+	// ErrRequestConflict: a concurrent request with the same client request id (or the same
+	// derived thread or message id) committed first; the use case answers as that one did.
+	ErrRequestConflict = errors.New("client request id used concurrently")
+)
+
+// DatabaseUnavailable is what a repository returns when the database cannot be reached; the
+// cause is kept for the server's log.
+func DatabaseUnavailable(cause error) error {
+	return usererr.Wrap(usererr.Unavailable, "DATABASE_UNAVAILABLE", "database unavailable; try again later", cause)
 }
 
-// Invalid returns an InvalidArgument error.
-func Invalid(format string, args ...any) error { return newErr(KindInvalidArgument, format, args...) }
-
-// NotFound returns a NotFound error.
-func NotFound(format string, args ...any) error { return newErr(KindNotFound, format, args...) }
-
-// Denied returns a PermissionDenied error.
-func Denied(format string, args ...any) error { return newErr(KindPermissionDenied, format, args...) }
-
-// Precondition returns a FailedPrecondition error.
-func Precondition(format string, args ...any) error {
-	return newErr(KindFailedPrecondition, format, args...)
+// NotRecorded is what a repository returns when the outbox rows (events, audit records) of a
+// change could not be written, so the change did not happen either (fail closed).
+func NotRecorded(cause error) error {
+	return usererr.Wrap(usererr.Unavailable, "NOT_RECORDED", "the action could not be recorded; try again later", cause)
 }
 
-// Exists returns an AlreadyExists error.
-func Exists(format string, args ...any) error { return newErr(KindAlreadyExists, format, args...) }
-
-// Aborted returns an Aborted error.
-func Aborted(format string, args ...any) error { return newErr(KindAborted, format, args...) }
-
-// Unavailable returns an Unavailable error wrapping cause (kept for logs, never shown).
-func Unavailable(msg string, cause error) error {
-	return &Error{Kind: KindUnavailable, Msg: msg, Err: cause}
+// invalid is an InvalidArgument refusal about a request field; the message names the field,
+// never its content.
+func invalid(reason, format string, args ...any) error {
+	return usererr.Newf(usererr.InvalidArgument, reason, format, args...)
 }
-
-// KindOf returns the kind and message of a domain error in err's chain, or 0 and "".
-func KindOf(err error) (Kind, string) { return usererr.KindOf(err) }

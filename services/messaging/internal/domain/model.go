@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -8,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Limits on what a request may carry (the proto's documented limits).
@@ -63,6 +65,28 @@ type Thread struct {
 
 // Held reports whether a legal hold (on the thread or on its patient) covers the thread.
 func (t *Thread) Held() bool { return t.LegalHold || t.PatientLegalHold }
+
+// Append is what appending m does to the thread: m gets the next seq; the counters, the last
+// message's time and sender role, the attachment flag and the participants (the sender joins,
+// unless it is the system) follow. markAutoReplied records that the pool's auto-reply has
+// answered the thread. A closed thread takes nothing: ErrThreadClosed.
+//
+// The Postgres adapter does the same in one statement; the repository contract tests hold the
+// two to the same result.
+func (t *Thread) Append(m *Message, markAutoReplied bool) error {
+	if t.Status == StatusClosed {
+		return ErrThreadClosed
+	}
+	t.MessageCount++
+	m.Seq = t.MessageCount
+	t.LastMessageAt, t.UpdatedAt, t.LastSenderRole = m.CreatedAt, m.CreatedAt, m.SenderRole
+	t.HasAttachments = t.HasAttachments || len(m.AttachmentIDs) > 0
+	t.AutoReplied = t.AutoReplied || markAutoReplied
+	if m.SenderSubject != "" && !slices.Contains(t.Participants, m.SenderSubject) {
+		t.Participants = append(slices.Clip(t.Participants), m.SenderSubject)
+	}
+	return nil
+}
 
 // Message is a stored message, without its decrypted body.
 type Message struct {
@@ -160,11 +184,11 @@ func itoa(n int) string {
 func CheckText(field, v string, limit int, required bool) error {
 	switch {
 	case required && strings.TrimSpace(v) == "":
-		return Invalid("%s is required", field)
+		return invalid("FIELD_REQUIRED", "%s is required", field)
 	case !utf8.ValidString(v):
-		return Invalid("%s is not valid UTF-8", field)
+		return invalid("FIELD_NOT_UTF8", "%s is not valid UTF-8", field)
 	case utf8.RuneCountInString(v) > limit:
-		return Invalid("%s is longer than %d characters", field, limit)
+		return invalid("FIELD_TOO_LONG", "%s is longer than %d characters", field, limit)
 	}
 	return nil
 }
@@ -172,15 +196,15 @@ func CheckText(field, v string, limit int, required bool) error {
 // CheckAttachments validates attachment ids: at most MaxAttachments, each a UUID, no repeats.
 func CheckAttachments(ids []string) error {
 	if len(ids) > MaxAttachments {
-		return Invalid("at most %d attachments per message", MaxAttachments)
+		return invalid("TOO_MANY_ATTACHMENTS", "at most %d attachments per message", MaxAttachments)
 	}
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		if _, err := uuid.Parse(id); err != nil {
-			return Invalid("attachment_ids must be UUIDs")
+			return invalid("ATTACHMENT_ID_MALFORMED", "attachment_ids must be UUIDs")
 		}
 		if seen[id] {
-			return Invalid("attachment_ids repeats an id")
+			return invalid("ATTACHMENT_ID_REPEATED", "attachment_ids repeats an id")
 		}
 		seen[id] = true
 	}
@@ -191,19 +215,24 @@ func CheckAttachments(ids []string) error {
 func CheckRequestID(id string) (string, error) {
 	u, err := uuid.Parse(id)
 	if err != nil || id == "" {
-		return "", Invalid("client_request_id must be a UUID")
+		return "", invalid("REQUEST_ID_MALFORMED", "client_request_id must be a UUID")
 	}
 	return u.String(), nil
 }
 
 // CheckID validates a record id (thread or message: a UUID) and returns its canonical form.
+// An id that is not a UUID names no record: NotFound, as for a UUID that names none.
 func CheckID(field, id string) (string, error) {
 	if id == "" {
-		return "", Invalid("%s is required", field)
+		return "", invalid("FIELD_REQUIRED", "%s is required", field)
 	}
 	u, err := uuid.Parse(id)
 	if err != nil {
-		return "", NotFound("%s not found", strings.TrimSuffix(field, "_id"))
+		reason := "MESSAGE_NOT_FOUND"
+		if field == "thread_id" {
+			reason = "THREAD_NOT_FOUND"
+		}
+		return "", usererr.Newf(usererr.NotFound, reason, "%s not found", strings.TrimSuffix(field, "_id"))
 	}
 	return u.String(), nil
 }
@@ -212,10 +241,10 @@ func CheckID(field, id string) (string, error) {
 // "*", ">" or whitespace.
 func CheckPoolID(field, id string) error {
 	if id == "" {
-		return Invalid("%s is required", field)
+		return invalid("FIELD_REQUIRED", "%s is required", field)
 	}
 	if len(id) > 100 || strings.ContainsAny(id, ".*> \t\r\n") {
-		return Invalid("%s is malformed", field)
+		return invalid("POOL_ID_MALFORMED", "%s is malformed", field)
 	}
 	return nil
 }
@@ -225,16 +254,16 @@ func CheckPoolID(field, id string) error {
 func CheckCode(field, code string, required bool) error {
 	if code == "" {
 		if required {
-			return Invalid("%s is required", field)
+			return invalid("FIELD_REQUIRED", "%s is required", field)
 		}
 		return nil
 	}
 	if len(code) > 64 {
-		return Invalid("%s is too long", field)
+		return invalid("FIELD_TOO_LONG", "%s is too long", field)
 	}
 	for i, r := range code {
 		if !(r >= 'a' && r <= 'z' || r == '_' || (i > 0 && r >= '0' && r <= '9')) {
-			return Invalid("%s must be a lower-case code such as wrong_content", field)
+			return invalid("CODE_MALFORMED", "%s must be a lower-case code such as wrong_content", field)
 		}
 	}
 	return nil
@@ -247,16 +276,16 @@ var RetractReasons = map[string]bool{"wrong_patient": true, "wrong_content": tru
 // no spaces (so no names), because it is logged and audited.
 func CheckCaseReference(ref string) error {
 	if ref == "" {
-		return Invalid("case_reference is required when placing a hold")
+		return invalid("FIELD_REQUIRED", "case_reference is required when placing a hold")
 	}
 	if len(ref) > MaxCaseReferenceChars {
-		return Invalid("case_reference is longer than %d characters", MaxCaseReferenceChars)
+		return invalid("FIELD_TOO_LONG", "case_reference is longer than %d characters", MaxCaseReferenceChars)
 	}
 	for i, r := range ref {
 		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
 			(i > 0 && (r == '-' || r == '_' || r == '.' || r == '/'))
 		if !ok {
-			return Invalid("case_reference must be an identifier such as LIT-2026-0042 (letters, digits, - _ . /)")
+			return invalid("CASE_REFERENCE_MALFORMED", "case_reference must be an identifier such as LIT-2026-0042 (letters, digits, - _ . /)")
 		}
 	}
 	return nil

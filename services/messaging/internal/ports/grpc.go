@@ -1,15 +1,14 @@
 // Package ports is the messaging service's gRPC edge: it decodes requests, takes the verified
 // principal from the context (the guard chain has authenticated the caller and checked the rpc
-// against the policies), calls the use cases and maps their domain errors to gRPC status with
-// messages that carry no PHI.
+// against the policies), calls the use cases with domain values and encodes their answers.
+// Errors go back as the use cases return them: a usererr refusal carries its own gRPC status
+// (code, PHI-free message, reason), and the server's error interceptor masks anything else.
 package ports
 
 import (
 	"context"
 	"strconv"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -37,23 +36,6 @@ func principal(ctx context.Context) (*auth.Principal, error) {
 		return nil, auth.ErrUnauthenticated
 	}
 	return p, nil
-}
-
-// toStatus maps a use case's error to what the client sees. Domain errors carry a message
-// written for callers; anything else is left for the server's masking (INTERNAL with a request
-// id, the cause logged).
-func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	kind, msg := domain.KindOf(err)
-	code := usererr.Code(kind)
-	if code == codes.Unknown {
-		// Cancellation passes through; anything else is masked as INTERNAL by
-		// grpcserver.ToStatus, with the cause logged under the request id.
-		return err
-	}
-	return status.Error(code, msg)
 }
 
 func threadProto(v app.ThreadView) *messagingv1.Thread {
@@ -121,7 +103,7 @@ func (h *Handler) CreateThread(ctx context.Context, req *messagingv1.CreateThrea
 		PatientID: req.GetPatientId(), ClientRequestID: req.GetClientRequestId(),
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	out := &messagingv1.CreateThreadResponse{
 		Thread: threadProto(res.Thread), Message: messageProto(&res.Message), AutoReply: messageProto(res.AutoReply),
@@ -142,7 +124,7 @@ func (h *Handler) SendMessage(ctx context.Context, req *messagingv1.SendMessageR
 	m, err := h.svc.SendMessage(ctx, p, app.SendMessageCmd{ThreadID: req.GetThreadId(), Body: req.GetBody(),
 		AttachmentIDs: req.GetAttachmentIds(), ClientRequestID: req.GetClientRequestId()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &messagingv1.SendMessageResponse{Message: messageProto(m)}, nil
 }
@@ -156,7 +138,7 @@ func (h *Handler) ListThreads(ctx context.Context, req *messagingv1.ListThreadsR
 	res, err := h.svc.ListThreads(ctx, p, app.ListThreadsCmd{Box: int(req.GetBox()), UnreadOnly: req.GetUnreadOnly(),
 		PoolIDs: req.GetPoolIds(), PatientID: req.GetPatientId(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	out := &messagingv1.ListThreadsResponse{NextPageToken: res.NextPageToken}
 	for _, v := range res.Threads {
@@ -174,7 +156,7 @@ func (h *Handler) GetThread(ctx context.Context, req *messagingv1.GetThreadReque
 	res, err := h.svc.GetThread(ctx, p, app.GetThreadCmd{ThreadID: req.GetThreadId(), PageSize: int(req.GetPageSize()),
 		PageToken: req.GetPageToken(), BreakGlassReason: req.GetBreakGlassReason()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	out := &messagingv1.GetThreadResponse{Thread: threadProto(res.Thread), NextPageToken: res.NextPageToken,
 		BreakGlass: res.BreakGlass, EmergencyDisclaimer: res.EmergencyDisclaimer}
@@ -192,7 +174,7 @@ func (h *Handler) MarkRead(ctx context.Context, req *messagingv1.MarkReadRequest
 	}
 	n, err := h.svc.MarkRead(ctx, p, req.GetThreadId(), req.GetUpToMessageId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &messagingv1.MarkReadResponse{UnreadCount: n}, nil
 }
@@ -205,7 +187,7 @@ func (h *Handler) ArchiveThread(ctx context.Context, req *messagingv1.ArchiveThr
 	}
 	at, err := h.svc.SetArchived(ctx, p, req.GetThreadId(), true)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &messagingv1.ArchiveThreadResponse{ArchiveTime: timestamppb.New(at)}, nil
 }
@@ -217,7 +199,7 @@ func (h *Handler) UnarchiveThread(ctx context.Context, req *messagingv1.Unarchiv
 		return nil, err
 	}
 	if _, err := h.svc.SetArchived(ctx, p, req.GetThreadId(), false); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &messagingv1.UnarchiveThreadResponse{}, nil
 }
@@ -229,7 +211,7 @@ func (h *Handler) triage(ctx context.Context, c app.TriageCmd) (*messagingv1.Thr
 	}
 	t, err := h.svc.Triage(ctx, p, c)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return threadProto(app.ThreadView{Thread: t}), nil
 }
@@ -289,7 +271,7 @@ func (h *Handler) RetractMessage(ctx context.Context, req *messagingv1.RetractMe
 	res, err := h.svc.RetractMessage(ctx, p, app.RetractCmd{ThreadID: req.GetThreadId(), MessageID: req.GetMessageId(),
 		ReasonCode: req.GetReasonCode(), CorrectedBody: req.GetCorrectedBody(), ClientRequestID: req.GetClientRequestId()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &messagingv1.RetractMessageResponse{Retracted: messageProto(&res.Retracted), Correction: messageProto(res.Correction)}, nil
 }
@@ -302,7 +284,7 @@ func (h *Handler) SetLegalHold(ctx context.Context, req *messagingv1.SetLegalHol
 	}
 	res, err := h.svc.SetLegalHold(ctx, p, req.GetThreadId(), req.GetPatientId(), req.GetOn(), req.GetCaseReference())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &messagingv1.SetLegalHoldResponse{ThreadsAffected: res.ThreadsAffected, On: res.On,
 		CaseReference: res.CaseReference, UpdateTime: timestamppb.New(res.UpdateTime)}, nil
@@ -333,7 +315,7 @@ func (h *Handler) GetPoolSettings(ctx context.Context, req *messagingv1.GetPoolS
 	}
 	s, err := h.svc.GetPoolSettings(ctx, p, req.GetPoolId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &messagingv1.GetPoolSettingsResponse{Settings: settingsProto(s)}, nil
 }
@@ -349,13 +331,13 @@ func (h *Handler) UpdatePoolSettings(ctx context.Context, req *messagingv1.Updat
 		EmergencyDisclaimer: in.GetEmergencyDisclaimer()}
 	if in.GetTurnaroundTime() != nil {
 		if err := in.GetTurnaroundTime().CheckValid(); err != nil {
-			return nil, status.Error(codes.InvalidArgument, "turnaround_time is not a valid duration")
+			return nil, usererr.New(usererr.InvalidArgument, "FIELD_INVALID", "turnaround_time is not a valid duration")
 		}
 		d.Turnaround = in.GetTurnaroundTime().AsDuration()
 	}
 	s, err := h.svc.UpdatePoolSettings(ctx, p, d, in.GetEtag(), req.GetUpdateMask().GetPaths())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &messagingv1.UpdatePoolSettingsResponse{Settings: settingsProto(s)}, nil
 }
@@ -367,16 +349,16 @@ func (h *Handler) CheckMessageAccess(ctx context.Context, req *messagingv1.Check
 		return nil, err
 	}
 	if caller.Kind != auth.KindService || caller.Service == "" {
-		return nil, status.Error(codes.PermissionDenied, "permission denied: service callers only")
+		return nil, domain.ErrServiceCallersOnly
 	}
 	if req.GetPrincipal() == nil {
-		return nil, status.Error(codes.InvalidArgument, "principal is required")
+		return nil, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "principal is required")
 	}
 	user := auth.PrincipalFromProto(req.GetPrincipal(), caller.Service)
 	res, err := h.svc.CheckMessageAccess(ctx, caller, app.AccessCheck{User: user, MessageID: req.GetMessageId(),
 		ThreadID: req.GetThreadId(), Action: app.AccessAction(req.GetAction()), BreakGlassReason: req.GetBreakGlassReason()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &messagingv1.CheckMessageAccessResponse{Allowed: res.Allowed, ReasonCode: res.ReasonCode, ThreadId: res.ThreadID,
 		PoolId: res.PoolID, PatientId: res.PatientID, Sensitivity: res.Sensitivity, BreakGlass: res.BreakGlass}, nil
@@ -394,7 +376,7 @@ func (h *Handler) RunRetentionPurge(ctx context.Context, req *messagingv1.RunRet
 	}
 	res, err := h.svc.RunRetentionPurge(ctx, p, c)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	out := &messagingv1.RunRetentionPurgeResponse{DryRun: res.DryRun, Total: countsProto(res.Total), Truncated: res.Truncated,
 		StartTime: timestamppb.New(res.Start), FinishTime: timestamppb.New(res.Finish)}

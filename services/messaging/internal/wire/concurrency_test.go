@@ -29,10 +29,11 @@ func TestAppendIfUnchangedWritesNothingOnAStaleThread(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	pool := e.h.Proc.Pool
+	store := pgstore.New(pool)
 	th := e.createThread(t, servicetest.Patient, &messagingv1.CreateThreadRequest{Subject: "s", Body: "b"}).GetThread().GetThreadId()
 	load := func() *domain.Thread {
 		t.Helper()
-		thread, err := pgstore.Thread(t.Context(), pool, th)
+		thread, err := store.Thread(t.Context(), th)
 		if err != nil {
 			t.Fatalf("load thread: %v", err)
 		}
@@ -43,11 +44,7 @@ func TestAppendIfUnchangedWritesNothingOnAStaleThread(t *testing.T) {
 		m := &domain.Message{ID: uuid.NewString(), ThreadID: th, SenderSubject: "user-clinician",
 			SenderRole: commonv1.Role_ROLE_CLINICIAN, BodySealed: []byte{1}, CreatedAt: time.Now()}
 		ev := outbox.Event{ID: outbox.NewID(), Subject: e.h.Topology.EventsSubject + ".test.guard", Payload: []byte("x")}
-		rows, err := outbox.NewRows(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = pgstore.AppendMessageIfUnchanged(t.Context(), pool, thread, m, rows)
+		err := store.AppendMessageIfUnchanged(t.Context(), thread, m, []outbox.Event{ev})
 		return m, ev.ID, err
 	}
 	written := func(m *domain.Message, eventID string) (message, event bool) {
@@ -65,7 +62,7 @@ func TestAppendIfUnchangedWritesNothingOnAStaleThread(t *testing.T) {
 		t.Fatalf("ClaimThread = %v", err)
 	}
 	m, ev, err := tryAppend(stale)
-	if !errors.Is(err, pgstore.ErrThreadChanged) {
+	if !errors.Is(err, domain.ErrThreadChanged) {
 		t.Fatalf("append to a thread assigned since it was loaded = %v, want ErrThreadChanged", err)
 	}
 	if msg, event := written(m, ev); msg || event {
@@ -89,7 +86,7 @@ func TestAppendIfUnchangedWritesNothingOnAStaleThread(t *testing.T) {
 		t.Fatalf("CloseThread = %v", err)
 	}
 	m, ev, err = tryAppend(beforeClose)
-	if !errors.Is(err, pgstore.ErrThreadChanged) {
+	if !errors.Is(err, domain.ErrThreadChanged) {
 		t.Fatalf("append to a thread closed since it was loaded = %v, want ErrThreadChanged", err)
 	}
 	if msg, event := written(m, ev); msg || event {

@@ -1,6 +1,7 @@
-// Package wire builds the messaging service from its configuration, by hand and in one place:
-// the Transit client and DEK keyring, the attachment-service client, the use cases, the gRPC
-// handler and the retention purge job, on top of a started daemon.Process.
+// Package wire is the messaging service's composition root: it builds the service from its
+// configuration, by hand and in one place — the Transit client and DEK keyring, the
+// attachment-service client, the Postgres repositories, the use cases, the gRPC handler and
+// the retention purge job — on top of a started daemon.Process.
 package wire
 
 import (
@@ -12,6 +13,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 	"github.com/securemsg/securemsg/services/messaging/internal/adapters/attachmentclient"
+	"github.com/securemsg/securemsg/services/messaging/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/messaging/internal/app"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 	"github.com/securemsg/securemsg/services/messaging/internal/ports"
@@ -56,12 +58,13 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
+	store := pgstore.New(proc.Pool)
 	svc, err := app.New(app.Config{
 		KeyName: s.TransitKey, Retention: retention, RetractWindow: s.RetractWindow,
 		EventsSubject: proc.Topology().EventsSubject,
 	}, app.Deps{
-		Pool: proc.Pool, Keys: keyring, Policy: proc.Policy, Audit: proc.Audit, Attachments: deps.Attachments,
-		Logger: proc.Logger,
+		Threads: store, Messages: store, Inbox: store, Settings: store, Retention: store, AuditTrail: store,
+		Keys: keyring, Policy: proc.Policy, Emitter: proc.Audit, Attachments: deps.Attachments, Logger: proc.Logger,
 	})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,6 @@
 // Package attachmentclient is the messaging service's adapter to the attachment service: it
 // binds uploads to messages and purges a thread's files, over mTLS as service "messaging",
-// and maps the attachment service's answers to domain errors.
+// and turns the attachment service's answers into messaging's refusals.
 package attachmentclient
 
 import (
@@ -14,6 +14,7 @@ import (
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
@@ -67,19 +68,21 @@ func (c *Client) Purge(ctx context.Context, threadIDs []string, reasonCode strin
 	return resp.GetAttachmentsPurged(), nil
 }
 
-// mapError turns the attachment service's status into a domain error whose message names
-// only the attachment id (never a file name).
+// mapError turns the attachment service's status into messaging's own refusal, whose message
+// names only the attachment id (never a file name): a peer's answer is translated here, at the
+// edge it came in through, not passed on as if it were ours.
 func mapError(err error, attachmentID string) error {
 	st, _ := status.FromError(err)
 	switch st.Code() {
 	case codes.NotFound:
-		return domain.NotFound("attachment %s not found", attachmentID)
+		return usererr.Newf(usererr.NotFound, "ATTACHMENT_NOT_FOUND", "attachment %s not found", attachmentID)
 	case codes.FailedPrecondition:
-		return domain.Precondition("attachment %s cannot be attached (infected, failed scan, or bound elsewhere)", attachmentID)
+		return usererr.Newf(usererr.FailedPrecondition, "ATTACHMENT_NOT_BINDABLE",
+			"attachment %s cannot be attached (infected, failed scan, or bound elsewhere)", attachmentID)
 	case codes.InvalidArgument:
-		return domain.Invalid("attachment %s was refused by the attachment service", attachmentID)
+		return usererr.Newf(usererr.InvalidArgument, "ATTACHMENT_REFUSED", "attachment %s was refused by the attachment service", attachmentID)
 	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
-		return domain.Unavailable("attachment service unavailable; try again later", err)
+		return usererr.Wrap(usererr.Unavailable, "ATTACHMENT_SERVICE_UNAVAILABLE", "attachment service unavailable; try again later", err)
 	}
 	// Not wrapped: the peer's status must not reach our caller as if it were ours.
 	return fmt.Errorf("attachment service answered %s", st.Code())

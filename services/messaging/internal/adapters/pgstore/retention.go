@@ -1,0 +1,98 @@
+package pgstore
+
+import (
+	"context"
+	"hash/fnv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
+	"github.com/securemsg/securemsg/services/messaging/internal/domain"
+)
+
+// lockKey is the advisory lock key of a lock name.
+func lockKey(name string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name)) // a hash.Hash never returns an error
+	return int64(h.Sum64())      //nolint:gosec // a hash reinterpreted as a signed key: wrapping is the intent
+}
+
+// WithPurgeLock implements domain.RetentionRepository with a session advisory lock on a
+// connection of its own, which the reads of purge also use.
+func (s *Store) WithPurgeLock(ctx context.Context, name string, purge func(context.Context, domain.ExpiredThreads) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return dbError(err)
+	}
+	defer conn.Release()
+	key := lockKey(name)
+	var locked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&locked); err != nil {
+		return dbError(err)
+	}
+	if !locked {
+		return domain.ErrPurgeRunning
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key)
+	}()
+	return purge(ctx, expiredOn{conn})
+}
+
+// expiredOn reads expired threads on one connection.
+type expiredOn struct{ conn *pgxpool.Conn }
+
+func (e expiredOn) CountHeldExpired(ctx context.Context, category commonv1.ThreadCategory, cutoff time.Time) (int64, error) {
+	var n int64
+	err := e.conn.QueryRow(ctx, `SELECT count(*) FROM threads t WHERE t.category = $1 AND t.last_message_at < $2
+		AND (t.legal_hold OR EXISTS (SELECT 1 FROM patient_holds h WHERE h.patient_id = t.patient_id))`,
+		int16(category), cutoff).Scan(&n)
+	return n, dbError(err)
+}
+
+func (e expiredOn) ExpiredThreads(ctx context.Context, category commonv1.ThreadCategory, cutoff time.Time, limit int) ([]domain.PurgeCandidate, error) {
+	rows, err := e.conn.Query(ctx, `SELECT t.id::text, t.patient_id, t.pool_id, t.sensitivity, coalesce(t.wrapped_dek, ''), t.message_count,
+		(SELECT coalesce(sum(cardinality(m.attachment_ids)), 0) FROM messages m WHERE m.thread_id = t.id)
+		FROM threads t WHERE t.category = $1 AND t.last_message_at < $2 AND NOT t.legal_hold
+		AND NOT EXISTS (SELECT 1 FROM patient_holds h WHERE h.patient_id = t.patient_id)
+		ORDER BY t.last_message_at, t.id LIMIT $3`, int16(category), cutoff, limit)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	defer rows.Close()
+	var out []domain.PurgeCandidate
+	for rows.Next() {
+		c := domain.PurgeCandidate{Category: category}
+		var sens int16
+		if err := rows.Scan(&c.ID, &c.PatientID, &c.PoolID, &sens, &c.WrappedDEK, &c.Messages, &c.Attachments); err != nil {
+			return nil, dbError(err)
+		}
+		c.Sensitivity = commonv1.Sensitivity(sens)
+		out = append(out, c)
+	}
+	return out, dbError(rows.Err())
+}
+
+// DeleteExpiredThread implements domain.RetentionRepository.
+func (s *Store) DeleteExpiredThread(ctx context.Context, id string, cutoff time.Time, rows []outbox.Event) (deleted bool, err error) {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		deleted = false
+		tag, err := tx.Exec(ctx, `UPDATE threads t SET wrapped_dek = NULL WHERE t.id = $1 AND t.last_message_at < $2 AND NOT t.legal_hold
+			AND NOT EXISTS (SELECT 1 FROM patient_holds h WHERE h.patient_id = t.patient_id)`, id, cutoff)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM threads WHERE id = $1`, id); err != nil {
+			return err
+		}
+		deleted = true
+		return addOutbox(ctx, tx, rows)
+	})
+	if err != nil {
+		return false, err
+	}
+	return deleted, nil
+}
