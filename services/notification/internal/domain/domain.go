@@ -10,10 +10,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"math/rand/v2"
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/securemsg/securemsg/services/internal/platform/backoff"
 )
 
 // Channel is a way to reach a person. The values equal notification.v1.Channel.
@@ -158,17 +159,11 @@ type RetryPolicy struct {
 var DefaultRetryPolicy = RetryPolicy{Base: 30 * time.Second, Max: 30 * time.Minute, MaxAttempts: 7}
 
 // Backoff returns the delay before the attempt after attempt (1-based): Base·2^(attempt-1),
-// capped at Max, plus up to 10 % jitter so a provider outage does not end in a stampede.
+// capped at Max, plus up to 10 % jitter so a provider outage does not end in a stampede. It is
+// the suite's one retry schedule (platform/backoff), stateless because the attempt count lives
+// in the delivery row.
 func (p RetryPolicy) Backoff(attempt int) time.Duration {
-	d := p.Base
-	for i := 1; i < attempt && d < p.Max; i++ {
-		d *= 2
-	}
-	d = min(d, p.Max)
-	if d > 0 {
-		d += time.Duration(rand.Int64N(int64(d)/10 + 1))
-	}
-	return d
+	return backoff.Exponential{Floor: p.Base, Ceiling: p.Max, Jitter: 0.1}.Delay(attempt)
 }
 
 // Exhausted reports whether no attempt may follow attempt.
