@@ -1,19 +1,20 @@
 // Package app holds the notification service's use cases: turning message events into
 // deliveries (recipients, preferences, digests, reminders), dispatching deliveries to the
 // channels with retries and a dead-letter state, and the API's preference, delivery-log and
-// template operations.
+// template operations. It works on domain values through the repository interfaces of package
+// domain; it never sees a transaction, a proto of the API or a gRPC status.
 //
 // # Delivery semantics
 //
 // Each (source event, recipient, channel) becomes at most one delivery row: its idempotency key
 // hash(event id, recipient, channel) is unique, so JetStream redeliveries and replays after a
-// restart insert nothing new. The event is acknowledged only after the transaction that wrote
-// its deliveries committed.
+// restart insert nothing new. The event is acknowledged only after the commit that wrote its
+// deliveries.
 //
 // A delivery is sent by claim-then-send: a worker moves it to SENDING with a lease in one
 // statement (FOR UPDATE SKIP LOCKED, so replicas never claim the same row), sends, and then
-// records the outcome (and its audit record) in one transaction. Shutdown never interrupts the
-// step between send and record: in-flight sends finish on a context detached from shutdown.
+// records the outcome (and its audit record) in one commit. Shutdown never interrupts the step
+// between send and record: in-flight sends finish on a context detached from shutdown.
 //
 // Only a hard crash (or a database outage outlasting the lease) between the provider's
 // acceptance and the record leaves the outcome unknown. The choice then differs per channel:
@@ -29,29 +30,24 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
-	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/notification/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/notification/internal/domain"
 )
 
-// Deps are what the use cases need. Zero durations take the defaults named on each field.
-type Deps struct {
-	Store  *pgstore.Store
-	Audit  *auditlog.Emitter
-	Policy *policy.Engine
-	// Senders by channel; a channel without a sender dead-letters its deliveries
-	// ("channel_not_configured").
-	Senders map[domain.Channel]domain.Sender
-	// Defaults are the shipped templates (package templates).
-	Defaults []domain.Template
-	// OrganisationName and PortalLink fill the templates.
+// Config are the use cases' settings. Zero durations and counts take the defaults named on
+// each field.
+type Config struct {
+	// OrganisationName and PortalLink fill the templates; both are required.
 	OrganisationName string
 	PortalLink       string
-	Retry            domain.RetryPolicy
+	// DefaultTemplates are the shipped templates (package templates).
+	DefaultTemplates []domain.Template
+	// Retry is how failed sends are retried (default domain.DefaultRetryPolicy).
+	Retry domain.RetryPolicy
 	// Workers is how many sends run at once (default 8).
 	Workers int
 	// Lease bounds how long a claimed delivery may stay unrecorded before it counts as
@@ -62,41 +58,77 @@ type Deps struct {
 	// PollInterval is how often the dispatcher looks for due work when nothing woke it
 	// (default 1s).
 	PollInterval time.Duration
-	Logger       *slog.Logger
+}
+
+// Deps are the use cases' collaborators.
+type Deps struct {
+	Preferences domain.PreferencesRepository
+	Deliveries  domain.DeliveryRepository
+	Templates   domain.TemplateRepository
+	// Senders by channel; a channel without a sender dead-letters its deliveries
+	// ("channel_not_configured").
+	Senders map[domain.Channel]domain.Sender
+	// Policy answers the record-level questions (and audits denials and PHI reads).
+	Policy domain.Authorizer
+	// Audit builds the audit records the repositories commit with each change.
+	Audit *auditlog.Emitter
+	// Logger for failures of background work (never PHI); default slog.Default().
+	Logger *slog.Logger
 }
 
 // Service runs the use cases.
 type Service struct {
-	d        Deps
+	cfg      Config
+	prefs    domain.PreferencesRepository
+	delivery domain.DeliveryRepository
+	tmpl     domain.TemplateRepository
+	senders  map[domain.Channel]domain.Sender
+	policy   domain.Authorizer
+	audit    *auditlog.Emitter
+	log      *slog.Logger
 	wake     chan struct{}
 	defaults map[string]domain.Template
 }
 
-// New returns the service.
-func New(d Deps) *Service {
-	if d.Workers <= 0 {
-		d.Workers = 8
+// New returns the service, or an error naming what is missing.
+func New(cfg Config, d Deps) (*Service, error) {
+	var errs []error
+	if cfg.OrganisationName == "" || cfg.PortalLink == "" {
+		errs = append(errs, errors.New("notification: organisation name and portal link are required"))
 	}
-	if d.Lease <= 0 {
-		d.Lease = 2 * time.Minute
+	if d.Preferences == nil || d.Deliveries == nil || d.Templates == nil || d.Policy == nil || d.Audit == nil {
+		errs = append(errs, errors.New("notification: the repositories, the policy engine and the audit emitter are required"))
 	}
-	if d.SendTimeout <= 0 {
-		d.SendTimeout = 30 * time.Second
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
-	if d.PollInterval <= 0 {
-		d.PollInterval = time.Second
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
 	}
-	if d.Retry.MaxAttempts <= 0 {
-		d.Retry = domain.DefaultRetryPolicy
+	if cfg.Lease <= 0 {
+		cfg.Lease = 2 * time.Minute
+	}
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 30 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Retry.MaxAttempts <= 0 {
+		cfg.Retry = domain.DefaultRetryPolicy
 	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
-	s := &Service{d: d, wake: make(chan struct{}, 1), defaults: map[string]domain.Template{}}
-	for _, t := range d.Defaults {
+	s := &Service{
+		cfg: cfg, prefs: d.Preferences, delivery: d.Deliveries, tmpl: d.Templates, senders: d.Senders,
+		policy: d.Policy, audit: d.Audit, log: d.Logger,
+		wake: make(chan struct{}, 1), defaults: map[string]domain.Template{},
+	}
+	for _, t := range cfg.DefaultTemplates {
 		s.defaults[t.Key()] = t
 	}
-	return s
+	return s, nil
 }
 
 // Wake tells the dispatcher that new work may be due now.
@@ -107,6 +139,8 @@ func (s *Service) Wake() {
 	}
 }
 
+var errNoTemplate = errors.New("no template")
+
 // template returns the template for kind, channel and locale: the stored override, else the
 // shipped default, falling back to DefaultLocale.
 func (s *Service) template(ctx context.Context, kind domain.Kind, ch domain.Channel, locale string) (domain.Template, error) {
@@ -114,7 +148,7 @@ func (s *Service) template(ctx context.Context, kind domain.Kind, ch domain.Chan
 		if loc == "" {
 			continue
 		}
-		t, ok, err := s.d.Store.Template(ctx, kind, ch, loc)
+		t, ok, err := s.tmpl.Template(ctx, kind, ch, loc)
 		if err != nil {
 			return t, err
 		}

@@ -6,10 +6,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
+	"github.com/securemsg/securemsg/services/internal/platform/backoff"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/notification/internal/domain"
 )
 
@@ -18,6 +19,13 @@ const ServiceSubject = "service:notification"
 
 // errorOutcomeUnknown is the attempt error code of a claim whose worker vanished.
 const errorOutcomeUnknown = "outcome_unknown"
+
+// recordRetry is how often, and how far apart, recording an outcome is tried after the send
+// happened: five tries, 50ms, 100ms, 200ms and 400ms apart; then the claim is left to expire.
+var recordRetry = struct {
+	schedule backoff.Exponential
+	tries    int
+}{backoff.Exponential{Floor: 50 * time.Millisecond, Ceiling: 400 * time.Millisecond}, 5}
 
 // RunDispatcher sends due deliveries until ctx ends, then lets in-flight sends finish and
 // record their outcome before it returns. It also recovers expired claims and fires due
@@ -29,24 +37,24 @@ func (s *Service) RunDispatcher(ctx context.Context) error {
 	for {
 		claimed, err := s.DispatchOnce(ctx)
 		if err != nil && ctx.Err() == nil {
-			s.d.Logger.Warn("dispatch failed", "error", err)
+			s.log.Warn("dispatch failed", "error", err)
 		}
-		if time.Since(lastHousekeeping) >= s.d.PollInterval {
+		if time.Since(lastHousekeeping) >= s.cfg.PollInterval {
 			lastHousekeeping = time.Now()
 			if _, err := s.RecoverStaleClaims(ctx); err != nil && ctx.Err() == nil {
-				s.d.Logger.Warn("recover stale claims failed", "error", err)
+				s.log.Warn("recover stale claims failed", "error", err)
 			}
 			if _, err := s.FireReminders(ctx); err != nil && ctx.Err() == nil {
-				s.d.Logger.Warn("fire reminders failed", "error", err)
+				s.log.Warn("fire reminders failed", "error", err)
 			}
 		}
-		if claimed == s.d.Workers {
+		if claimed == s.cfg.Workers {
 			if ctx.Err() != nil {
 				return nil
 			}
 			continue // a full batch: more may be due
 		}
-		timer.Reset(s.d.PollInterval)
+		timer.Reset(s.cfg.PollInterval)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -70,7 +78,7 @@ func (s *Service) DispatchOnce(ctx context.Context) (int, error) {
 	// runs uncancelled too: a claim cancelled mid-query may still commit, and rows claimed but
 	// never sent would later count as crashed sends (email is then not retried).
 	work := context.WithoutCancel(ctx)
-	batch, err := s.d.Store.ClaimDue(work, s.d.Workers, s.d.Lease)
+	batch, err := s.delivery.ClaimDue(work, s.cfg.Workers, s.cfg.Lease)
 	if err != nil {
 		return 0, err
 	}
@@ -85,7 +93,7 @@ func (s *Service) DispatchOnce(ctx context.Context) (int, error) {
 // deliver sends one claimed delivery and records the outcome.
 func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
 	start := time.Now()
-	prefs, _, err := s.d.Store.LoadPreferences(ctx, nil, d.RecipientSubject, false)
+	prefs, err := s.prefs.Preferences(ctx, d.RecipientSubject)
 	if err != nil {
 		s.finish(ctx, d, start, &domain.SendError{Code: "storage_unavailable"})
 		return
@@ -100,12 +108,12 @@ func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
 		return
 	}
 	if until := prefs.Quiet.QuietUntil(start); !until.IsZero() {
-		if err := s.d.Store.Release(ctx, d.ID, until); err != nil {
-			s.d.Logger.Warn("release for quiet hours failed", "delivery_id", d.ID, "error", err)
+		if err := s.delivery.Release(ctx, d.ID, until); err != nil {
+			s.log.Warn("release for quiet hours failed", "delivery_id", d.ID, "error", err)
 		}
 		return
 	}
-	sender := s.d.Senders[d.Channel]
+	sender := s.senders[d.Channel]
 	if sender == nil {
 		s.finish(ctx, d, start, &domain.SendError{Code: "channel_not_configured", Permanent: true})
 		return
@@ -117,13 +125,13 @@ func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
 	}
 	var text domain.Rendered
 	if d.Channel != domain.ChannelWebhook {
-		text, err = domain.Render(tmpl, domain.TemplateData{OrganisationName: s.d.OrganisationName, PortalLink: s.d.PortalLink, Count: d.Count})
+		text, err = domain.Render(tmpl, domain.TemplateData{OrganisationName: s.cfg.OrganisationName, PortalLink: s.cfg.PortalLink, Count: d.Count})
 		if err != nil {
 			s.finish(ctx, d, start, &domain.SendError{Code: "template_rejected", Permanent: true})
 			return
 		}
 	}
-	addr, err := s.d.Store.OpenAddress(ctx, d.RecipientSubject, d.Channel)
+	addr, err := s.prefs.ContactPoint(ctx, d.RecipientSubject, d.Channel)
 	if err != nil {
 		s.finish(ctx, d, start, &domain.SendError{Code: "key_service_unavailable"})
 		return
@@ -131,9 +139,9 @@ func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
 	alert := domain.Alert{
 		DeliveryID: d.ID, Channel: d.Channel, Kind: d.Kind, Address: addr, Text: text,
 		ThreadID: d.ThreadID, MessageID: d.MessageID, PoolID: d.PoolID, Count: d.Count,
-		PortalLink: s.d.PortalLink, OccurredAt: d.MessageTime,
+		PortalLink: s.cfg.PortalLink, OccurredAt: d.MessageTime,
 	}
-	sendCtx, cancel := context.WithTimeout(ctx, s.d.SendTimeout)
+	sendCtx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
 	err = sender.Send(sendCtx, alert)
 	cancel()
 	if err != nil {
@@ -144,8 +152,8 @@ func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
 }
 
 func (s *Service) suppress(ctx context.Context, d domain.Delivery, code string) {
-	if err := s.d.Store.Tx(ctx, func(tx pgx.Tx) error { return s.d.Store.Suppress(ctx, tx, d.ID, code) }); err != nil {
-		s.d.Logger.Warn("suppress delivery failed", "delivery_id", d.ID, "error", err)
+	if err := s.delivery.Suppress(ctx, d.ID, code); err != nil {
+		s.log.Warn("suppress delivery failed", "delivery_id", d.ID, "error", err)
 	}
 }
 
@@ -156,89 +164,71 @@ func (s *Service) finish(ctx context.Context, d domain.Delivery, start time.Time
 	a := domain.Attempt{Attempt: d.Attempts, StartTime: start, FinishTime: time.Now(), Status: domain.StatusSent}
 	if sendErr != nil {
 		a.ErrorCode = sendErr.Code
-		if sendErr.Permanent || s.d.Retry.Exhausted(d.Attempts) {
+		if sendErr.Permanent || s.cfg.Retry.Exhausted(d.Attempts) {
 			a.Status = domain.StatusFailed
 		} else {
 			a.Status = domain.StatusRetrying
-			a.NextAttempt = a.FinishTime.Add(s.d.Retry.Backoff(d.Attempts))
+			a.NextAttempt = a.FinishTime.Add(s.cfg.Retry.Backoff(d.Attempts))
 		}
 	}
-	var err error
-	for i, wait := 0, 50*time.Millisecond; i < 5; i, wait = i+1, wait*2 {
-		if err = s.record(ctx, d, a); err == nil {
-			return
-		}
-		time.Sleep(wait) // backoff between record retries, not synchronisation
+	err := s.record(ctx, d, a)
+	for try := 1; try < recordRetry.tries && err != nil && !errors.Is(err, domain.ErrNotClaimed); try++ {
+		time.Sleep(recordRetry.schedule.Delay(try)) // backoff between record retries, not synchronisation
+		err = s.record(ctx, d, a)
 	}
-	s.d.Logger.Error("recording a delivery outcome failed; the claim will expire", "delivery_id", d.ID, "error", err)
+	if err != nil {
+		s.log.Error("recording a delivery outcome failed; the claim will expire", "delivery_id", d.ID, "error", err)
+	}
 }
 
 func (s *Service) record(ctx context.Context, d domain.Delivery, a domain.Attempt) error {
-	return s.d.Store.Tx(ctx, func(tx pgx.Tx) error {
-		if err := s.d.Store.FinishAttempt(ctx, tx, d.ID, a); err != nil {
-			return err
-		}
-		return s.auditAlert(ctx, tx, d, a)
-	})
+	audit, err := s.alertAudit(ctx, d, a)
+	if err != nil {
+		return err
+	}
+	return s.delivery.FinishAttempt(ctx, d.ID, a, audit)
 }
 
-// auditAlert writes ALERT_SENT or ALERT_ABANDONED for a finished attempt: who was alerted
+// alertAudit is the ALERT_SENT or ALERT_ABANDONED record of a finished attempt: who was alerted
 // (actor.on_behalf_of), on which channel (reason_code), about which message (record_id). Never
-// the contact point.
-func (s *Service) auditAlert(ctx context.Context, tx pgx.Tx, d domain.Delivery, a domain.Attempt) error {
+// the contact point. A retry is not audited.
+func (s *Service) alertAudit(ctx context.Context, d domain.Delivery, a domain.Attempt) ([]outbox.Event, error) {
 	var action eventsv1.Action
-	var outcome eventsv1.Outcome
-	var reason string
+	var outcome auditlog.RecordOption
 	switch a.Status {
 	case domain.StatusSent:
-		action, outcome, reason = eventsv1.Action_ACTION_ALERT_SENT, eventsv1.Outcome_OUTCOME_SUCCESS, d.Channel.String()+"."+d.Kind.String()
+		action, outcome = eventsv1.Action_ACTION_ALERT_SENT, auditlog.Reason(d.Channel.String()+"."+d.Kind.String())
 	case domain.StatusFailed:
-		action, outcome, reason = eventsv1.Action_ACTION_ALERT_ABANDONED, eventsv1.Outcome_OUTCOME_FAILURE, d.Channel.String()+"."+a.ErrorCode
+		action, outcome = eventsv1.Action_ACTION_ALERT_ABANDONED, auditlog.Failed(d.Channel.String()+"."+a.ErrorCode)
 	default:
-		return nil
+		return nil, nil
 	}
-	_, err := s.d.Audit.Record(ctx, tx, &eventsv1.AuditRecord{
-		Actor:       &eventsv1.AuditActor{Subject: ServiceSubject, Role: commonv1.Role_ROLE_SERVICE, OnBehalfOf: d.RecipientSubject},
-		Action:      action,
-		RecordType:  eventsv1.RecordType_RECORD_TYPE_MESSAGE,
-		RecordId:    d.MessageID,
-		PatientId:   d.PatientID,
-		PoolId:      d.PoolID,
-		Sensitivity: commonv1.Sensitivity(d.Sensitivity),
-		Outcome:     outcome,
-		ReasonCode:  reason,
-		Operation:   "notification.dispatch." + d.Channel.String(),
-	})
-	return err
+	rec := s.audit.NewRecord(ctx, action,
+		auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_MESSAGE, ID: d.MessageID, PatientID: d.PatientID,
+			PoolID: d.PoolID, Sensitivity: commonv1.Sensitivity(d.Sensitivity)},
+		auditlog.As(auditlog.Actor{Subject: ServiceSubject, Role: commonv1.Role_ROLE_SERVICE, OnBehalfOf: d.RecipientSubject}),
+		outcome, auditlog.Operation("notification.dispatch."+d.Channel.String()))
+	ev, err := s.audit.Event(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	return []outbox.Event{ev}, nil
 }
 
 // RecoverStaleClaims applies the crash rule to claims whose lease expired (see the package
 // documentation): email is dead-lettered as "outcome_unknown" (at most once), other channels
 // are retried (the gateway de-duplicates on the delivery id). It returns how many it handled.
 func (s *Service) RecoverStaleClaims(ctx context.Context) (int, error) {
-	var n int
-	err := s.d.Store.Tx(ctx, func(tx pgx.Tx) error {
-		stale, err := s.d.Store.StaleClaims(ctx, tx, 100)
-		if err != nil {
-			return err
+	now := time.Now()
+	n, err := s.delivery.RecoverStaleClaims(ctx, 100, func(d domain.Delivery) (domain.Attempt, []outbox.Event, error) {
+		a := domain.Attempt{Attempt: d.Attempts, StartTime: now, FinishTime: now, ErrorCode: errorOutcomeUnknown}
+		if d.Channel == domain.ChannelEmail || s.cfg.Retry.Exhausted(d.Attempts) {
+			a.Status = domain.StatusFailed
+		} else {
+			a.Status, a.NextAttempt = domain.StatusRetrying, now
 		}
-		n = len(stale)
-		now := time.Now()
-		for _, d := range stale {
-			a := domain.Attempt{Attempt: d.Attempts, StartTime: now, FinishTime: now, ErrorCode: errorOutcomeUnknown}
-			if d.Channel == domain.ChannelEmail || s.d.Retry.Exhausted(d.Attempts) {
-				a.Status = domain.StatusFailed
-			} else {
-				a.Status, a.NextAttempt = domain.StatusRetrying, now
-			}
-			if err := s.d.Store.FinishAttempt(ctx, tx, d.ID, a); err != nil {
-				return err
-			}
-			if err := s.auditAlert(ctx, tx, d, a); err != nil {
-				return err
-			}
-		}
-		return nil
+		audit, err := s.alertAudit(ctx, d, a)
+		return a, audit, err
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return n, err

@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -49,8 +48,8 @@ func TestLintTemplate(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrTemplateRejected) || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("LintTemplate() = %v, want ErrTemplateRejected containing %q", err, tt.wantErr)
+			if !HasReason(err, ReasonTemplateRejected) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("LintTemplate() = %v, want TEMPLATE_REJECTED containing %q", err, tt.wantErr)
 			}
 		})
 	}
@@ -68,8 +67,8 @@ func TestRender(t *testing.T) {
 	}
 	bad := tmpl
 	bad.Body = "{{.Secret}}"
-	if _, err := Render(bad, TemplateData{}); !errors.Is(err, ErrTemplateRejected) {
-		t.Errorf("Render(unlinted field) = %v, want ErrTemplateRejected", err)
+	if _, err := Render(bad, TemplateData{}); !HasReason(err, ReasonTemplateRejected) {
+		t.Errorf("Render(unlinted field) = %v, want TEMPLATE_REJECTED", err)
 	}
 }
 
@@ -172,7 +171,7 @@ func TestValidatePreferences(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrInvalidPreferences) || !strings.Contains(err.Error(), tt.wantErr) {
+			if !HasReason(err, ReasonInvalidPreferences) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Validate() = %v, want containing %q", err, tt.wantErr)
 			}
 			if strings.Contains(err.Error(), "example.org") || strings.Contains(err.Error(), "555") {

@@ -2,12 +2,13 @@ package domain
 
 import (
 	"errors"
-	"fmt"
 	"net/mail"
 	"net/url"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Limits on preference values.
@@ -19,9 +20,15 @@ const (
 	maxAddressLen       = 512
 )
 
-// ErrInvalidPreferences is returned for preference values that break a rule; the wrapped text
-// names fields only, never values (an address is PHI).
-var ErrInvalidPreferences = errors.New("invalid preferences")
+// invalidPreferences is the refusal of preference values that break rules: one line per
+// problem, each naming a field and a rule, never a value (an address is PHI).
+func invalidPreferences(problems ...string) error {
+	lines := make([]string, len(problems))
+	for i, p := range problems {
+		lines[i] = "invalid preferences: " + p
+	}
+	return usererr.New(usererr.InvalidArgument, ReasonInvalidPreferences, strings.Join(lines, "\n"))
+}
 
 // ChannelSetting is one channel of a person's preferences. Address is the plaintext contact
 // point (PHI): it lives only in memory, sealed before it is stored.
@@ -71,73 +78,85 @@ var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 // payload shape and gateway route.
 var pushToken = regexp.MustCompile(`^(fcm|apns):[A-Za-z0-9_:\-.]{8,}$`)
 
-// ValidateAddress checks a contact point's syntax for its channel. The error never contains
-// the address.
+// ValidateAddress checks a contact point's syntax for its channel. The error (an
+// INVALID_PREFERENCES refusal) never contains the address.
 func ValidateAddress(c Channel, addr string) error {
+	if p := addressProblem(c, addr); p != "" {
+		return invalidPreferences(p)
+	}
+	return nil
+}
+
+// addressProblem names what is wrong with addr for c, or returns "".
+func addressProblem(c Channel, addr string) string {
 	if len(addr) > maxAddressLen && c != ChannelPush || len(addr) > 4096 {
-		return fmt.Errorf("%w: %s.address is too long", ErrInvalidPreferences, c)
+		return c.String() + ".address is too long"
 	}
 	switch c {
 	case ChannelEmail:
 		a, err := mail.ParseAddress(addr)
 		if err != nil || a.Address != addr || a.Name != "" {
-			return fmt.Errorf("%w: email.address is not a plain email address", ErrInvalidPreferences)
+			return "email.address is not a plain email address"
 		}
 	case ChannelSMS:
 		if !e164.MatchString(addr) {
-			return fmt.Errorf("%w: sms.address is not an E.164 phone number", ErrInvalidPreferences)
+			return "sms.address is not an E.164 phone number"
 		}
 	case ChannelPush:
 		if !pushToken.MatchString(addr) {
-			return fmt.Errorf("%w: push.address is not fcm:<token> or apns:<token>", ErrInvalidPreferences)
+			return "push.address is not fcm:<token> or apns:<token>"
 		}
 	case ChannelWebhook:
 		u, err := url.Parse(addr)
 		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
-			return fmt.Errorf("%w: webhook.address is not an https:// URL", ErrInvalidPreferences)
+			return "webhook.address is not an https:// URL"
 		}
 	default:
-		return fmt.Errorf("%w: unknown channel", ErrInvalidPreferences)
+		return "unknown channel"
 	}
-	return nil
+	return ""
 }
 
-// Validate checks every rule and reports all problems at once (field names only).
+// Validate checks every rule and reports all problems at once (field names only), as one
+// INVALID_PREFERENCES refusal.
 func (p Preferences) Validate() error {
-	var errs []error
+	var problems []string
 	for c, s := range p.Channels {
 		if s.Address != "" {
-			if err := ValidateAddress(c, s.Address); err != nil {
-				errs = append(errs, err)
+			if prob := addressProblem(c, s.Address); prob != "" {
+				problems = append(problems, prob)
 			}
 		}
 	}
 	q := p.Quiet
 	if q.StartMinute < 0 || q.StartMinute > 1439 || q.EndMinute < 0 || q.EndMinute > 1439 {
-		errs = append(errs, fmt.Errorf("%w: quiet_hours minutes must be within 0..1439", ErrInvalidPreferences))
+		problems = append(problems, "quiet_hours minutes must be within 0..1439")
 	}
 	if _, err := LoadZone(q.TimeZone); err != nil {
-		errs = append(errs, fmt.Errorf("%w: quiet_hours.time_zone is not an IANA time zone", ErrInvalidPreferences))
+		problems = append(problems, "quiet_hours.time_zone is not an IANA time zone")
 	}
 	if p.DigestWindow < 0 || p.DigestWindow > MaxDigestWindow {
-		errs = append(errs, fmt.Errorf("%w: digest_window must be within 0..24h", ErrInvalidPreferences))
+		problems = append(problems, "digest_window must be within 0..24h")
 	}
 	if p.ReminderAfter < 0 || p.ReminderAfter > MaxReminderAfter {
-		errs = append(errs, fmt.Errorf("%w: reminder_after must be within 0..720h", ErrInvalidPreferences))
+		problems = append(problems, "reminder_after must be within 0..720h")
 	}
 	if p.Locale != "" && !localePattern.MatchString(p.Locale) {
-		errs = append(errs, fmt.Errorf("%w: locale is not a BCP 47 tag", ErrInvalidPreferences))
+		problems = append(problems, "locale is not a BCP 47 tag")
 	}
 	if len(p.PoolSubscriptions) > MaxPoolSubscription {
-		errs = append(errs, fmt.Errorf("%w: too many pool_subscriptions", ErrInvalidPreferences))
+		problems = append(problems, "too many pool_subscriptions")
 	}
 	for _, pool := range p.PoolSubscriptions {
 		if !IsPoolID(pool) {
-			errs = append(errs, fmt.Errorf("%w: pool_subscriptions holds a malformed pool id", ErrInvalidPreferences))
+			problems = append(problems, "pool_subscriptions holds a malformed pool id")
 			break
 		}
 	}
-	return errors.Join(errs...)
+	if len(problems) == 0 {
+		return nil
+	}
+	return invalidPreferences(problems...)
 }
 
 var localePattern = regexp.MustCompile(`^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,3}$`)

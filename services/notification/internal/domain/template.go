@@ -10,6 +10,8 @@ import (
 	"text/template"
 	"text/template/parse"
 	"time"
+
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // AllowedFields are the only names a template may reference. None of them can hold PHI: the
@@ -27,9 +29,11 @@ const (
 	MaxSubjectLen = 200
 )
 
-// ErrTemplateRejected is returned when a template fails the lint; the message names offending
-// field or function names only.
-var ErrTemplateRejected = errors.New("template rejected")
+// templateRejected is the refusal of a template that fails the lint (reason TEMPLATE_REJECTED);
+// the message names offending fields, functions and rules only.
+func templateRejected(problems string) error {
+	return usererr.New(usererr.InvalidArgument, ReasonTemplateRejected, "template rejected: "+problems)
+}
 
 // TemplateData is everything a template can see. It is the allow-list made into a type: even a
 // template that slipped past the lint could render nothing else.
@@ -61,7 +65,7 @@ const DefaultLocale = "en-US"
 
 // LintTemplate parses both texts and refuses any reference outside the allow-list, any
 // variable, dot, nested template or definition, and over-long text. It returns every problem
-// at once, wrapped in ErrTemplateRejected.
+// at once, as one TEMPLATE_REJECTED refusal.
 func LintTemplate(t Template) error {
 	var problems []string
 	if t.Kind == KindUnspecified || t.Channel == ChannelUnspecified || t.Locale == "" {
@@ -100,7 +104,7 @@ func LintTemplate(t Template) error {
 		}
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", ErrTemplateRejected, strings.Join(problems, "; "))
+		return templateRejected(strings.Join(problems, "; "))
 	}
 	return nil
 }
@@ -243,7 +247,7 @@ func Render(t Template, data TemplateData) (Rendered, error) {
 		}
 		tmpl, err := newTemplate().Parse(part.text)
 		if err != nil {
-			return Rendered{}, fmt.Errorf("%w: %v", ErrTemplateRejected, err)
+			return Rendered{}, templateRejected(err.Error())
 		}
 		// printf widths ("%0999999d") let a short template expand to megabytes: cap the output.
 		buf := &limitedBuffer{max: MaxRenderedLen}

@@ -1,13 +1,12 @@
 package domain
 
 import (
-	"errors"
 	"strings"
 	"testing"
 )
 
 // FuzzTemplate feeds arbitrary admin-supplied template text to LintTemplate and Render: no
-// panic; a rejection is ErrTemplateRejected; Render refuses exactly what the lint refuses; and
+// panic; a rejection is a TEMPLATE_REJECTED refusal; Render refuses exactly what the lint refuses; and
 // an accepted template renders within MaxRenderedLen, with a one-line subject.
 func FuzzTemplate(f *testing.F) {
 	f.Add(uint8(ChannelEmail), "New message from {{.OrganisationName}}", "{{if gt .Count 1}}{{.Count}} messages{{else}}A message{{end}}: {{.PortalLink}}", 3)
@@ -26,13 +25,13 @@ func FuzzTemplate(f *testing.F) {
 		tmpl := Template{Kind: KindNewMessage, Channel: Channel(channel % 5), Locale: "en-US", Subject: subject, Body: body}
 		data := TemplateData{OrganisationName: "Example Clinic", PortalLink: "https://portal.example/msg", Count: count}
 		lintErr := LintTemplate(tmpl)
-		if lintErr != nil && !errors.Is(lintErr, ErrTemplateRejected) {
-			t.Fatalf("LintTemplate error = %v, want ErrTemplateRejected", lintErr)
+		if lintErr != nil && !HasReason(lintErr, ReasonTemplateRejected) {
+			t.Fatalf("LintTemplate error = %v, want TEMPLATE_REJECTED", lintErr)
 		}
 		out, err := Render(tmpl, data)
 		if lintErr != nil {
-			if !errors.Is(err, ErrTemplateRejected) || out != (Rendered{}) {
-				t.Fatalf("Render of a rejected template = %q, %v; want ErrTemplateRejected", out, err)
+			if !HasReason(err, ReasonTemplateRejected) || out != (Rendered{}) {
+				t.Fatalf("Render of a rejected template = %q, %v; want TEMPLATE_REJECTED", out, err)
 			}
 			return
 		}

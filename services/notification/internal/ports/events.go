@@ -11,66 +11,96 @@ import (
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/natsx"
 	"github.com/securemsg/securemsg/services/notification/internal/app"
+	"github.com/securemsg/securemsg/services/notification/internal/domain"
 )
 
 // Events handles message events from JetStream (natsx.Consume): it decodes the payload by
-// subject and hands it to the use case; the message is acknowledged only after the use case's
-// transaction committed.
+// subject into a domain value and hands it to the use case; the message is acknowledged only
+// after the use case's commit.
 type Events struct {
-	App *app.Service
-	// EventsSubject is the topology's events prefix ("securemsg.events").
-	EventsSubject string
+	app *app.Service
+	// eventsSubject is the topology's events prefix ("securemsg.events").
+	eventsSubject string
+}
+
+// NewEvents returns the handler of message events published under eventsSubject.
+func NewEvents(svc *app.Service, eventsSubject string) *Events {
+	return &Events{app: svc, eventsSubject: eventsSubject}
 }
 
 // FilterSubjects are the subjects the consumer reads: message events only. Handle still
 // acknowledges any other event it is given without acting on it.
-func (e Events) FilterSubjects() []string { return []string{e.EventsSubject + ".message.>"} }
+func (e *Events) FilterSubjects() []string { return []string{e.eventsSubject + ".message.>"} }
 
 // Handle implements natsx.Handler.
-func (e Events) Handle(ctx context.Context, msg jetstream.Msg) error {
-	ev, err := decodeEvent(e.EventsSubject, msg.Subject(), msg.Data())
+func (e *Events) Handle(ctx context.Context, msg jetstream.Msg) error {
+	ev, err := decodeEvent(e.eventsSubject, msg.Subject(), msg.Data())
 	if err != nil {
 		return natsx.Permanent(err)
 	}
 	switch ev := ev.(type) {
-	case *eventsv1.MessageCreated:
-		err = e.App.MessageCreated(ctx, ev)
-	case *eventsv1.MessageRead:
-		err = e.App.MessageRead(ctx, ev)
+	case domain.MessageCreated:
+		err = e.app.MessageCreated(ctx, ev)
+	case domain.MessageRead:
+		err = e.app.MessageRead(ctx, ev)
 	default:
 		return nil
 	}
-	if errors.Is(err, app.ErrMalformedEvent) {
+	if errors.Is(err, domain.ErrMalformedEvent) {
 		return natsx.Permanent(err)
 	}
 	return err
 }
 
 // decodeEvent is the pure decode-and-validate step of Handle: it picks the event type by
-// subject, decodes data and checks it. It returns (nil, nil) for a subject it does not act on,
-// and an error (never retried) for a payload that is undecodable or malformed; the errors name
-// the event type only, never payload values.
-func decodeEvent(eventsSubject, subject string, data []byte) (proto.Message, error) {
+// subject, decodes data into a domain.MessageCreated or domain.MessageRead and checks it. It
+// returns (nil, nil) for a subject it does not act on, and an error (never retried) for a
+// payload that is undecodable or malformed; the errors name the event type only, never payload
+// values.
+func decodeEvent(eventsSubject, subject string, data []byte) (any, error) {
 	rest := strings.TrimPrefix(subject, eventsSubject+".")
 	switch {
 	case strings.HasPrefix(rest, "message.created."):
-		ev := &eventsv1.MessageCreated{}
-		if err := proto.Unmarshal(data, ev); err != nil {
+		pb := &eventsv1.MessageCreated{}
+		if err := proto.Unmarshal(data, pb); err != nil {
 			return nil, errors.New("undecodable MessageCreated")
 		}
-		if err := app.CheckMessageCreated(ev); err != nil {
+		ev := messageCreated(pb)
+		if err := ev.Check(); err != nil {
 			return nil, err
 		}
 		return ev, nil
 	case strings.HasPrefix(rest, "message.read."):
-		ev := &eventsv1.MessageRead{}
-		if err := proto.Unmarshal(data, ev); err != nil {
+		pb := &eventsv1.MessageRead{}
+		if err := proto.Unmarshal(data, pb); err != nil {
 			return nil, errors.New("undecodable MessageRead")
 		}
-		if err := app.CheckMessageRead(ev); err != nil {
+		ev := messageRead(pb)
+		if err := ev.Check(); err != nil {
 			return nil, err
 		}
 		return ev, nil
 	}
 	return nil, nil
+}
+
+func messageCreated(pb *eventsv1.MessageCreated) domain.MessageCreated {
+	ev := domain.MessageCreated{
+		EventID: pb.GetMeta().GetEventId(), ThreadID: pb.GetThreadId(), MessageID: pb.GetMessageId(),
+		PoolID: pb.GetPoolId(), PatientID: pb.GetPatientId(), SenderSubject: pb.GetSenderSubject(),
+		Recipients: pb.GetRecipientSubjects(), Sensitivity: int16(pb.GetSensitivity()), AutoReply: pb.GetAutoReply(),
+	}
+	if at := pb.GetMeta().GetOccurredAt(); at != nil {
+		ev.OccurredAt = at.AsTime()
+	}
+	return ev
+}
+
+func messageRead(pb *eventsv1.MessageRead) domain.MessageRead {
+	return domain.MessageRead{
+		EventID: pb.GetMeta().GetEventId(), ThreadID: pb.GetThreadId(), UpToMessageID: pb.GetUpToMessageId(),
+		ReaderSubject: pb.GetReaderSubject(), UnreadCount: int(pb.GetUnreadCount()),
+		// A read event without a time cuts off at the epoch, as the proto's zero time does.
+		OccurredAt: pb.GetMeta().GetOccurredAt().AsTime(),
+	}
 }

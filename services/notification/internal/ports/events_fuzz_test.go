@@ -10,7 +10,6 @@ import (
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
-	"github.com/securemsg/securemsg/services/notification/internal/app"
 	"github.com/securemsg/securemsg/services/notification/internal/domain"
 )
 
@@ -58,7 +57,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			if ev != nil {
 				t.Fatalf("decodeEvent returned an event with error %v", err)
 			}
-			if msg := err.Error(); msg != "undecodable MessageCreated" && msg != "undecodable MessageRead" && !errors.Is(err, app.ErrMalformedEvent) {
+			if msg := err.Error(); msg != "undecodable MessageCreated" && msg != "undecodable MessageRead" && !errors.Is(err, domain.ErrMalformedEvent) {
 				t.Fatalf("decodeEvent error = %q, want an undecodable or malformed-event error", msg)
 			}
 			return
@@ -69,18 +68,18 @@ func FuzzDecodeEvent(f *testing.F) {
 			if strings.HasPrefix(rest, "message.created.") || strings.HasPrefix(rest, "message.read.") {
 				t.Fatalf("decodeEvent(%q) ignored a message event", subject)
 			}
-		case *eventsv1.MessageCreated:
+		case domain.MessageCreated:
 			if !strings.HasPrefix(rest, "message.created.") {
 				t.Fatalf("decodeEvent(%q) = MessageCreated", subject)
 			}
-			if app.CheckMessageCreated(ev) != nil || !domain.IsUUID(ev.GetMeta().GetEventId()) {
+			if ev.Check() != nil || !domain.IsUUID(ev.EventID) {
 				t.Fatal("decodeEvent returned a MessageCreated that fails validation")
 			}
-		case *eventsv1.MessageRead:
+		case domain.MessageRead:
 			if !strings.HasPrefix(rest, "message.read.") {
 				t.Fatalf("decodeEvent(%q) = MessageRead", subject)
 			}
-			if app.CheckMessageRead(ev) != nil || ev.GetReaderSubject() == "" {
+			if ev.Check() != nil || ev.ReaderSubject == "" {
 				t.Fatal("decodeEvent returned a MessageRead that fails validation")
 			}
 		default:

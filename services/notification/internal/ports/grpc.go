@@ -1,6 +1,6 @@
 // Package ports adapts the notification use cases to the outside: the gRPC NotificationService
-// (decode, call the use case, map errors to status codes without PHI) and the JetStream handler
-// of message events.
+// (decode, call the use case, encode; the use cases' errors are usererr values the platform's
+// interceptor sends as they are) and the JetStream handler of message events.
 package ports
 
 import (
@@ -9,23 +9,16 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notificationv1 "github.com/securemsg/securemsg/gen/securemsg/notification/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
-	"github.com/securemsg/securemsg/services/internal/platform/crypto"
-	"github.com/securemsg/securemsg/services/internal/platform/keys"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
-	"github.com/securemsg/securemsg/services/internal/platform/policy"
-	"github.com/securemsg/securemsg/services/notification/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/notification/internal/app"
 	"github.com/securemsg/securemsg/services/notification/internal/domain"
 )
@@ -33,8 +26,11 @@ import (
 // GRPC implements notificationv1.NotificationServiceServer.
 type GRPC struct {
 	notificationv1.UnimplementedNotificationServiceServer
-	App *app.Service
+	app *app.Service
 }
+
+// NewGRPC returns the gRPC handler of svc.
+func NewGRPC(svc *app.Service) *GRPC { return &GRPC{app: svc} }
 
 func principal(ctx context.Context) (*auth.Principal, error) {
 	p, ok := auth.FromContext(ctx)
@@ -42,42 +38,9 @@ func principal(ctx context.Context) (*auth.Principal, error) {
 		return nil, auth.ErrUnauthenticated
 	}
 	if p.Kind != auth.KindUser {
-		return nil, status.Error(codes.PermissionDenied, policy.PermissionDeniedMessage)
+		return nil, domain.ErrPermissionDenied
 	}
 	return p, nil
-}
-
-// toStatus maps use-case errors to gRPC status. Messages name fields and rules, never values.
-func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case errors.Is(err, app.ErrPermissionDenied):
-		return status.Error(codes.PermissionDenied, policy.PermissionDeniedMessage)
-	case errors.Is(err, policy.ErrNotRecorded):
-		return status.Error(codes.Unavailable, policy.NotRecordedMessage)
-	case errors.Is(err, domain.ErrInvalidPreferences), errors.Is(err, domain.ErrTemplateRejected):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, app.ErrNeedsAddress):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, app.ErrNotPoolMember):
-		return status.Error(codes.FailedPrecondition, "pool_subscriptions names a pool you are not a member of")
-	case errors.Is(err, app.ErrStale):
-		return status.Error(codes.Aborted, "etag does not match the stored version; read and retry")
-	case errors.Is(err, crypto.ErrNotAuthentic):
-		return status.Error(codes.DataLoss, "stored contact point failed authentication")
-	case keys.IsUnavailable(err), errors.Is(err, keys.ErrKeyServiceUnavailable):
-		return status.Error(codes.Unavailable, "key service unavailable; retry later")
-	case errors.Is(err, keys.ErrKeyVersionRetired):
-		return status.Error(codes.FailedPrecondition, "contact points are sealed under a retired key version")
-	case pg.IsUnavailable(err):
-		return status.Error(codes.Unavailable, "database unavailable; retry later")
-	}
-	return err // masked as Internal by the server
 }
 
 func etag(v int64) string { return strconv.FormatInt(v, 10) }
@@ -88,7 +51,7 @@ func parseEtag(s string) (int64, error) {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || v < 0 {
-		return 0, status.Error(codes.InvalidArgument, "etag is malformed")
+		return 0, usererr.New(usererr.InvalidArgument, "ETAG_MALFORMED", "etag is malformed")
 	}
 	return v, nil
 }
@@ -123,9 +86,9 @@ func (g *GRPC) GetPreferences(ctx context.Context, _ *notificationv1.GetPreferen
 	if err != nil {
 		return nil, err
 	}
-	prefs, err := g.App.GetPreferences(ctx, p)
+	prefs, err := g.app.GetPreferences(ctx, p)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &notificationv1.GetPreferencesResponse{Preferences: prefsPB(prefs)}, nil
 }
@@ -140,7 +103,7 @@ func (g *GRPC) UpdatePreferences(ctx context.Context, req *notificationv1.Update
 	}
 	paths := req.GetUpdateMask().GetPaths()
 	if len(paths) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "update_mask is required")
+		return nil, usererr.New(usererr.InvalidArgument, "UPDATE_MASK_REQUIRED", "update_mask is required")
 	}
 	in := req.GetPreferences()
 	var changes []func(*domain.Preferences)
@@ -202,13 +165,13 @@ func (g *GRPC) UpdatePreferences(ctx context.Context, req *notificationv1.Update
 		}
 	}
 	if len(problems) > 0 {
-		return nil, status.Error(codes.InvalidArgument, "update_mask names unknown or output-only fields: "+strings.Join(problems, ", "))
+		return nil, usererr.New(usererr.InvalidArgument, "UPDATE_MASK_INVALID", "update_mask names unknown or output-only fields: "+strings.Join(problems, ", "))
 	}
 	expect, err := parseEtag(in.GetEtag())
 	if err != nil {
 		return nil, err
 	}
-	prefs, err := g.App.UpdatePreferences(ctx, p, expect, func(d *domain.Preferences) {
+	prefs, err := g.app.UpdatePreferences(ctx, p, expect, func(d *domain.Preferences) {
 		if d.Channels == nil {
 			d.Channels = map[domain.Channel]domain.ChannelSetting{}
 		}
@@ -217,7 +180,7 @@ func (g *GRPC) UpdatePreferences(ctx context.Context, req *notificationv1.Update
 		}
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &notificationv1.UpdatePreferencesResponse{Preferences: prefsPB(prefs)}, nil
 }
@@ -264,21 +227,21 @@ func (g *GRPC) ListDeliveries(ctx context.Context, req *notificationv1.ListDeliv
 		f.End = req.GetEndTime().AsTime()
 	}
 	if !f.Start.IsZero() && !f.End.IsZero() && f.End.Before(f.Start) {
-		return nil, status.Error(codes.InvalidArgument, "end_time is before start_time")
+		return nil, usererr.New(usererr.InvalidArgument, "TIME_RANGE_INVALID", "end_time is before start_time")
 	}
 	fh := filterHash(p.Subject, f.Recipient, strconv.Itoa(int(f.Channel)), strconv.Itoa(int(f.Status)), f.MessageID, f.Start.String(), f.End.String())
-	var cur *pgstore.Cursor
+	var cur *domain.DeliveryCursor
 	if t := req.GetPageToken(); t != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(t)
 		var pt pageToken
 		if err != nil || json.Unmarshal(raw, &pt) != nil || pt.Filter != fh || !domain.IsUUID(pt.ID) {
-			return nil, status.Error(codes.InvalidArgument, "page_token is malformed or was issued for other filters")
+			return nil, usererr.New(usererr.InvalidArgument, "PAGE_TOKEN_INVALID", "page_token is malformed or was issued for other filters")
 		}
-		cur = &pgstore.Cursor{CreatedAt: pt.CreatedAt, ID: pt.ID}
+		cur = &domain.DeliveryCursor{CreatedAt: pt.CreatedAt, ID: pt.ID}
 	}
-	ds, err := g.App.ListDeliveries(ctx, p, f, cur, size+1)
+	ds, err := g.app.ListDeliveries(ctx, p, f, cur, size+1)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	resp := &notificationv1.ListDeliveriesResponse{}
 	if len(ds) > size {
@@ -342,13 +305,13 @@ func (g *GRPC) ListTemplates(ctx context.Context, req *notificationv1.ListTempla
 	if t := req.GetPageToken(); t != "" {
 		n, err := strconv.Atoi(t)
 		if err != nil || n < 0 {
-			return nil, status.Error(codes.InvalidArgument, "page_token is malformed")
+			return nil, usererr.New(usererr.InvalidArgument, "PAGE_TOKEN_INVALID", "page_token is malformed")
 		}
 		offset = n
 	}
-	all, err := g.App.ListTemplates(ctx, p)
+	all, err := g.app.ListTemplates(ctx, p)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	var match []domain.Template
 	for _, t := range all {
@@ -380,9 +343,9 @@ func (g *GRPC) UpdateTemplate(ctx context.Context, req *notificationv1.UpdateTem
 	}
 	t := domain.Template{Kind: domain.Kind(in.GetKind()), Channel: domain.Channel(in.GetChannel()), Locale: in.GetLocale(),
 		Subject: in.GetSubjectTemplate(), Body: in.GetBodyTemplate()}
-	out, err := g.App.UpdateTemplate(ctx, p, t, expect)
+	out, err := g.app.UpdateTemplate(ctx, p, t, expect)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &notificationv1.UpdateTemplateResponse{Template: templatePB(out)}, nil
 }
@@ -391,7 +354,7 @@ func (g *GRPC) UpdateTemplate(ctx context.Context, req *notificationv1.UpdateTem
 // than most is capped.
 func pageSize(requested int32, def, most int) (int, error) {
 	if requested < 0 {
-		return 0, status.Error(codes.InvalidArgument, "page_size must not be negative")
+		return 0, usererr.New(usererr.InvalidArgument, "PAGE_SIZE_NEGATIVE", "page_size must not be negative")
 	}
 	if requested == 0 {
 		return def, nil

@@ -1,4 +1,4 @@
-package main
+package wire
 
 import (
 	"errors"
@@ -9,16 +9,17 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 )
 
-// Config is the notification service's configuration.
+// Config is the notification service's configuration (SECUREMSG_* variables).
 type Config struct {
-	Base   daemon.Base
-	Vault  config.Vault
-	Notify Notify
+	Base daemon.Base
+	// Vault reaches the Transit engine that wraps the per-person DEKs.
+	Vault        config.Vault
+	Notification Settings
 }
 
-// Notify holds the notification service's own settings (SECUREMSG_*).
-type Notify struct {
-	// TransitKey wraps the per-person DEKs sealing contact points.
+// Settings are the notification service's own settings.
+type Settings struct {
+	// TransitKey wraps the per-person DEKs sealing contact points; created at start when missing.
 	TransitKey string `env:"NOTIFY_TRANSIT_KEY" envDefault:"securemsg-notification"`
 	// OrganisationName and PortalLink are the only values templates can show besides a count.
 	OrganisationName string `env:"NOTIFY_ORGANISATION_NAME" envDefault:"Securemsg Health"`
@@ -43,39 +44,50 @@ type Notify struct {
 	WebhookAllowedHosts []string      `env:"WEBHOOK_ALLOWED_HOSTS" envSeparator:","`
 	ProviderCAFile      string        `env:"PROVIDER_CA_FILE"`
 
-	// Delivery behaviour.
+	// Delivery behaviour: the retry schedule (RetryBase doubling up to RetryMax, dead-letter
+	// after MaxAttempts), how many sends run at once, how often the dispatcher looks for due
+	// work when nothing woke it, how long one provider call may take, and how long a claimed
+	// delivery may stay unrecorded before it counts as crashed (longer than SendTimeout).
 	RetryBase    time.Duration `env:"NOTIFY_RETRY_BASE" envDefault:"30s"`
 	RetryMax     time.Duration `env:"NOTIFY_RETRY_MAX" envDefault:"30m"`
 	MaxAttempts  int           `env:"NOTIFY_MAX_ATTEMPTS" envDefault:"7"`
 	Workers      int           `env:"NOTIFY_WORKERS" envDefault:"8"`
 	PollInterval time.Duration `env:"NOTIFY_POLL_INTERVAL" envDefault:"1s"`
+	SendTimeout  time.Duration `env:"NOTIFY_SEND_TIMEOUT" envDefault:"30s"`
+	ClaimLease   time.Duration `env:"NOTIFY_CLAIM_LEASE" envDefault:"2m"`
 }
 
 // Validate reports every problem at once, naming variables, never secret values.
-func (n Notify) Validate() error {
+func (s Settings) Validate() error {
 	var errs []error
-	if n.OrganisationName == "" {
+	if s.TransitKey == "" {
+		errs = append(errs, errors.New("SECUREMSG_NOTIFY_TRANSIT_KEY is required"))
+	}
+	if s.OrganisationName == "" {
 		errs = append(errs, errors.New("SECUREMSG_NOTIFY_ORGANISATION_NAME is required"))
 	}
-	if u, err := url.Parse(n.PortalLink); err != nil || u.Scheme != "https" || u.Host == "" {
+	if u, err := url.Parse(s.PortalLink); err != nil || u.Scheme != "https" || u.Host == "" {
 		errs = append(errs, errors.New("SECUREMSG_NOTIFY_PORTAL_LINK must be an https:// URL"))
 	}
-	switch n.SMTPTLS {
+	switch s.SMTPTLS {
 	case "starttls", "opportunistic", "tls", "none":
 	default:
 		errs = append(errs, errors.New("SECUREMSG_SMTP_TLS must be starttls, opportunistic, tls or none"))
 	}
-	if n.SMSURL != "" && len(n.SMSSecret.Reveal()) < 16 {
+	if s.SMSURL != "" && len(s.SMSSecret.Reveal()) < 16 {
 		errs = append(errs, errors.New("SECUREMSG_SMS_HMAC_SECRET must be at least 16 bytes when SECUREMSG_SMS_URL is set"))
 	}
-	if n.PushURL != "" && len(n.PushSecret.Reveal()) < 16 {
+	if s.PushURL != "" && len(s.PushSecret.Reveal()) < 16 {
 		errs = append(errs, errors.New("SECUREMSG_PUSH_HMAC_SECRET must be at least 16 bytes when SECUREMSG_PUSH_URL is set"))
 	}
-	if len(n.WebhookAllowedHosts) > 0 && len(n.WebhookSecret.Reveal()) < 16 {
+	if len(s.WebhookAllowedHosts) > 0 && len(s.WebhookSecret.Reveal()) < 16 {
 		errs = append(errs, errors.New("SECUREMSG_WEBHOOK_HMAC_SECRET must be at least 16 bytes when SECUREMSG_WEBHOOK_ALLOWED_HOSTS is set"))
 	}
-	if n.MaxAttempts < 1 || n.Workers < 1 || n.RetryBase <= 0 || n.RetryMax < n.RetryBase || n.PollInterval <= 0 {
+	if s.MaxAttempts < 1 || s.Workers < 1 || s.RetryBase <= 0 || s.RetryMax < s.RetryBase || s.PollInterval <= 0 {
 		errs = append(errs, errors.New("SECUREMSG_NOTIFY_MAX_ATTEMPTS, _WORKERS, _RETRY_BASE, _RETRY_MAX and _POLL_INTERVAL must be positive (RETRY_MAX >= RETRY_BASE)"))
+	}
+	if s.SendTimeout <= 0 || s.ClaimLease <= s.SendTimeout {
+		errs = append(errs, errors.New("SECUREMSG_NOTIFY_SEND_TIMEOUT must be positive and SECUREMSG_NOTIFY_CLAIM_LEASE longer than it"))
 	}
 	return errors.Join(errs...)
 }

@@ -1,4 +1,4 @@
-package server_test
+package wire_test
 
 import (
 	"fmt"
@@ -21,7 +21,7 @@ import (
 // directly at the same rate. It then climbs a ladder of rates and reports the highest whose p99
 // stays under one second. Bounded: each rate is held for 3 s.
 //
-//	go test -run '^$' -bench CommitToSMTP ./services/notification/internal/server/
+//	go test -run '^$' -bench CommitToSMTP ./services/notification/internal/wire/
 func BenchmarkCommitToSMTP(b *testing.B) {
 	const steady, hold = 100, 3 * time.Second
 	e := startEnv(b, envOptions{workers: 16})

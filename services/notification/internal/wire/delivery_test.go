@@ -1,4 +1,4 @@
-package server_test
+package wire_test
 
 import (
 	"net/http"

@@ -1,7 +1,6 @@
-package server_test
+package wire_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,8 +30,7 @@ import (
 	"github.com/securemsg/securemsg/services/notification/internal/adapters/smtpsender"
 	"github.com/securemsg/securemsg/services/notification/internal/app"
 	"github.com/securemsg/securemsg/services/notification/internal/domain"
-	"github.com/securemsg/securemsg/services/notification/internal/server"
-	"github.com/securemsg/securemsg/services/notification/migrations"
+	"github.com/securemsg/securemsg/services/notification/internal/wire"
 )
 
 const (
@@ -122,7 +120,12 @@ func requireStack(t testing.TB) testkit.Stack {
 	return stack
 }
 
-func serverOptions(t testing.TB, stack testkit.Stack, e *env, o envOptions) server.Options {
+// testTransitKey is the Transit key the tests' services seal contact points under.
+const testTransitKey = "securemsg-notification-test"
+
+// wiring returns the settings and collaborators of a service under test: providers on e's
+// receivers and mailpit, Transit from the stack, fast retries and polling.
+func wiring(t testing.TB, stack testkit.Stack, e *env, o envOptions) (wire.Settings, wire.Deps) {
 	t.Helper()
 	email, err := smtpsender.New(smtpsender.Config{Addr: stack.SMTPAddr, From: "alerts@riverside.test", Mode: smtpsender.TLSNone})
 	if err != nil {
@@ -138,36 +141,48 @@ func serverOptions(t testing.TB, stack testkit.Stack, e *env, o envOptions) serv
 	if o.retry.MaxAttempts == 0 {
 		o.retry = domain.RetryPolicy{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, MaxAttempts: 4}
 	}
-	return server.Options{
-		Vault:      keys.Config{Addr: stack.VaultAddr, Token: stack.VaultToken},
-		TransitKey: "securemsg-notification-test",
+	transit, err := keys.OpenTransit(t.Context(), keys.Config{Addr: stack.VaultAddr, Token: stack.VaultToken}, testTransitKey)
+	if err != nil {
+		t.Fatalf("open transit: %v", err)
+	}
+	settings := wire.Settings{
+		TransitKey:       testTransitKey,
+		OrganisationName: testOrg,
+		PortalLink:       testPortal,
+		RetryBase:        o.retry.Base,
+		RetryMax:         o.retry.Max,
+		MaxAttempts:      o.retry.MaxAttempts,
+		Workers:          max(o.workers, 4),
+		PollInterval:     50 * time.Millisecond,
+		ClaimLease:       30 * time.Second,
+		SendTimeout:      10 * time.Second,
+	}
+	deps := wire.Deps{
+		Transit: transit,
 		Senders: map[domain.Channel]domain.Sender{
 			domain.ChannelEmail:   email,
 			domain.ChannelSMS:     mk(httpsender.SMS, e.sms, nil),
 			domain.ChannelPush:    mk(httpsender.Push, e.push, nil),
 			domain.ChannelWebhook: mk(httpsender.Webhook, e.hook, []string{e.hook.srv.Listener.Addr().String()}),
 		},
-		OrganisationName: testOrg,
-		PortalLink:       testPortal,
-		Retry:            o.retry,
-		Workers:          max(o.workers, 4),
-		PollInterval:     50 * time.Millisecond,
-		Lease:            30 * time.Second,
-		SendTimeout:      10 * time.Second,
 	}
+	return settings, deps
 }
 
+// spec is the service's daemon spec without its schema: each test gets a schema of its own.
 func spec() daemon.Spec {
-	return daemon.Spec{Name: "notification", Component: commonv1.Component_COMPONENT_NOTIFICATION, Migrations: migrations.FS}
+	sp := wire.Spec()
+	sp.Schema = ""
+	return sp
 }
 
 func startEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	stack := requireStack(t)
 	e := &env{sms: newReceiver(t), push: newReceiver(t), hook: newReceiver(t)}
-	opts := serverOptions(t, stack, e, o)
+	settings, deps := wiring(t, stack, e, o)
 	e.h = servicetest.Start(t, spec(), servicetest.Options{}, func(p *daemon.Process) error {
-		svc, err := server.Register(context.Background(), p, opts)
+		svc, err := wire.Register(p, settings, deps)
 		e.svc = svc
 		return err
 	})

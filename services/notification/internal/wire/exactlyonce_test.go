@@ -1,4 +1,4 @@
-package server_test
+package wire_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -21,25 +20,27 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 	"github.com/securemsg/securemsg/services/internal/platform/natsx"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/testkit"
 	"github.com/securemsg/securemsg/services/notification/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/notification/internal/adapters/sealer"
 	"github.com/securemsg/securemsg/services/notification/internal/domain"
-	"github.com/securemsg/securemsg/services/notification/internal/server"
+	"github.com/securemsg/securemsg/services/notification/internal/wire"
 )
 
 // restartable runs the notification process on a fixed schema and topology so that a test can
 // stop it and start it again, as a deploy or a crash-restart does.
 type restartable struct {
-	t     *testing.T
-	base  daemon.Base
-	spec  daemon.Spec
-	opts  server.Options
-	js    jetstream.JetStream
-	topo  natsx.Topology
-	pool  *daemon.Process
-	stop  func()
-	alive bool
+	t        *testing.T
+	base     daemon.Base
+	spec     daemon.Spec
+	settings wire.Settings
+	deps     wire.Deps
+	js       jetstream.JetStream
+	topo     natsx.Topology
+	pool     *daemon.Process
+	stop     func()
+	alive    bool
 }
 
 func newRestartable(t *testing.T, e *env) *restartable {
@@ -61,8 +62,9 @@ func newRestartable(t *testing.T, e *env) *restartable {
 	if err != nil {
 		t.Fatal(err)
 	}
+	settings, deps := wiring(t, stack, e, envOptions{})
 	return &restartable{
-		t: t, spec: sp, opts: serverOptions(t, stack, e, envOptions{}), js: js, topo: topo,
+		t: t, spec: sp, settings: settings, deps: deps, js: js, topo: topo,
 		base: daemon.Base{
 			Server:   srv,
 			Postgres: config.Postgres{URL: config.Secret(stack.PostgresURL), MaxConns: 8},
@@ -83,7 +85,7 @@ func (r *restartable) start() {
 		cancel()
 		r.t.Fatalf("daemon.Start = %v", err)
 	}
-	if _, err := server.Register(ctx, proc, r.opts); err != nil {
+	if _, err := wire.Register(proc, r.settings, r.deps); err != nil {
 		cancel()
 		r.t.Fatalf("Register = %v", err)
 	}
@@ -181,13 +183,11 @@ func TestExactlyOnceUnderRedeliveryAndRestart(t *testing.T) {
 func seedEmail(t *testing.T, r *restartable, subject, addr string) {
 	t.Helper()
 	store := storeFor(t, r)
-	err := store.Tx(t.Context(), func(tx pgx.Tx) error {
-		p := domain.DefaultPreferences(subject)
-		p.Role = domain.RolePatient
-		p.Channels[domain.ChannelEmail] = domain.ChannelSetting{Enabled: true, Address: addr}
-		_, err := store.SavePreferences(t.Context(), tx, p, 0)
-		return err
-	})
+	_, err := store.UpdatePreferences(t.Context(), domain.Identity{Subject: subject, Role: domain.RolePatient},
+		func(p *domain.Preferences) ([]outbox.Event, error) {
+			p.Channels[domain.ChannelEmail] = domain.ChannelSetting{Enabled: true, Address: addr}
+			return nil, nil
+		})
 	if err != nil {
 		t.Fatalf("seed preferences: %v", err)
 	}
@@ -195,13 +195,9 @@ func seedEmail(t *testing.T, r *restartable, subject, addr string) {
 
 func storeFor(t *testing.T, r *restartable) *pgstore.Store {
 	t.Helper()
-	transit, err := keys.NewTransit(t.Context(), r.opts.Vault)
+	kr, err := keys.NewKeyring(r.deps.Transit, keys.KeyringOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr, err := keys.NewKeyring(transit, keys.KeyringOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pgstore.New(r.pool.Pool, sealer.New(kr, r.opts.TransitKey))
+	return pgstore.New(r.pool.Pool, sealer.New(kr, r.settings.TransitKey))
 }
