@@ -2,7 +2,8 @@
 // the append-only, hash-chained, Merkle-tree log in schema `audit`, signs checkpoints, answers
 // queries, exports, verification, proofs and access reports over gRPC, raises anomaly alerts
 // and answers producers' reconciliation requests.
-// Configuration comes from SECUREMSG_* environment variables (see Config and README.md).
+// Configuration comes from SECUREMSG_* environment variables (see README.md, Configuration, and
+// services/audit/internal/wire/config.go).
 package main
 
 import (
@@ -10,7 +11,9 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/securemsg/securemsg/services/audit/internal/wire"
 	"github.com/securemsg/securemsg/services/internal/platform/config"
+	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 )
 
@@ -22,14 +25,17 @@ func main() {
 }
 
 func run() error {
-	var cfg Config
+	var cfg wire.Config
 	if err := config.Load(&cfg, config.WithDefault("SECUREMSG_GRPC_ADDR", "127.0.0.1:7004")); err != nil {
 		return err
 	}
 	ctx, stop := grpcserver.SignalContext(context.Background())
 	defer stop()
-	proc, err := wire(ctx, cfg)
+	proc, err := daemon.Start(ctx, wire.Spec(), cfg.Base)
 	if err != nil {
+		return err
+	}
+	if _, err := wire.Build(ctx, cfg, proc); err != nil {
 		return err
 	}
 	return proc.Run(ctx)

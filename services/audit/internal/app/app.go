@@ -1,54 +1,29 @@
 // Package app holds the audit service's use cases: ingesting records into the hash-chained log
-// (with anomaly detection in the same transaction), signing checkpoints, verifying ranges,
-// proofs, auditor queries and exports (themselves audited), patients' access reports,
-// retention, and the audit side of reconciliation with the producers' outboxes.
+// (with anomaly detection in the same commit), signing checkpoints, verifying ranges, proofs,
+// auditor queries and exports (themselves audited), patients' access reports, retention, and
+// the audit side of reconciliation with the producers' outboxes. The use cases take and return
+// domain values and reach storage only through the domain's repository interfaces.
 package app
 
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
-
-// Store is the log storage the use cases need (adapters.Store implements it).
-type Store interface {
-	pg.TxBeginner
-	Head(ctx context.Context) (domain.Head, error)
-	Append(ctx context.Context, recs []domain.Incoming, now time.Time, hook func(context.Context, pgx.Tx, []domain.Entry) error) ([]domain.Entry, error)
-	Range(ctx context.Context, from, to uint64, fn func(domain.Entry) error) error
-	FirstAppendedSince(ctx context.Context, t time.Time) (uint64, bool, error)
-	Query(ctx context.Context, f domain.Filter, p domain.Page) ([]domain.Entry, error)
-	TreeAt(ctx context.Context, size uint64) (*tlog.Tree, error)
-	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
-	ConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error)
-	LeafHash(ctx context.Context, seq uint64) ([]byte, error)
-	SaveCheckpoint(ctx context.Context, cp domain.Checkpoint) error
-	Checkpoints(ctx context.Context, from, to uint64) ([]domain.Checkpoint, error)
-	LatestCheckpoint(ctx context.Context) (domain.Checkpoint, error)
-	DropExpired(ctx context.Context, cutoff time.Time) ([]string, error)
-	EnsurePartitions(ctx context.Context, now time.Time, ahead int) error
-}
 
 // Config tunes the use cases. Zero values take the defaults named.
 type Config struct {
@@ -77,7 +52,23 @@ type Config struct {
 	// earlier signing keys, so checkpoints signed before a key rotation still verify.
 	// Checkpoints are checked with the key their key id names; any other key id fails.
 	TrustedKeys []ed25519.PublicKey
-	// Logger receives operational logs (ids and counts only).
+}
+
+// Deps are the use cases' collaborators: the repositories, and two platform values without I/O
+// of their own.
+type Deps struct {
+	Log         domain.Log
+	Checkpoints domain.Checkpoints
+	Marks       domain.ReconcileMarks
+	// Outbox takes the audit records of the service's own reads of the log.
+	Outbox domain.Outbox
+	// Signer signs checkpoints.
+	Signer *tlog.Signer
+	// Audit must be the audit service's own emitter (COMPONENT_AUDIT): queries, exports and
+	// alerts are recorded through it into the audit schema's outbox and so come back into the
+	// same log.
+	Audit *auditlog.Emitter
+	// Logger receives operational logs (ids and counts only); nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -86,21 +77,25 @@ const DefaultRetention = (6*365 + 2) * 24 * time.Hour
 
 // Service implements the use cases.
 type Service struct {
-	store    Store
-	signer   *tlog.Signer
-	trusted  *tlog.KeyRing // read-only after New
-	emitter  *auditlog.Emitter
-	cfg      Config
-	log      *slog.Logger
-	now      func() time.Time
-	mu       sync.Mutex // serialises the detector (appends take the head lock anyway)
-	detector *domain.Detector
+	log         domain.Log
+	checkpoints domain.Checkpoints
+	marks       domain.ReconcileMarks
+	outbox      domain.Outbox
+	signer      *tlog.Signer
+	trusted     *tlog.KeyRing // read-only after New
+	emitter     *auditlog.Emitter
+	cfg         Config
+	logger      *slog.Logger
+	now         func() time.Time
+	mu          sync.Mutex // serialises the detector (appends take the head lock anyway)
+	detector    *domain.Detector
 }
 
-// New wires the use cases. emitter must be the audit service's own (COMPONENT_AUDIT): queries,
-// exports and alerts are recorded through it into the audit schema's outbox and so come back
-// into the same log.
-func New(store Store, signer *tlog.Signer, emitter *auditlog.Emitter, cfg Config) (*Service, error) {
+// New builds the use cases over deps, every one of which but Logger is required.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.Log == nil || deps.Checkpoints == nil || deps.Marks == nil || deps.Outbox == nil || deps.Signer == nil || deps.Audit == nil {
+		return nil, errors.New("audit: app.New needs Log, Checkpoints, Marks, Outbox, Signer and Audit")
+	}
 	if cfg.CheckpointEvery == 0 {
 		cfg.CheckpointEvery = 1000
 	}
@@ -126,13 +121,14 @@ func New(store Store, signer *tlog.Signer, emitter *auditlog.Emitter, cfg Config
 	if err := cfg.Rules.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.Default()
 	}
 	trusted := tlog.NewKeyRing(cfg.TrustedKeys...)
-	trusted.Add(signer.Public())
-	return &Service{store: store, signer: signer, trusted: trusted, emitter: emitter, cfg: cfg, log: cfg.Logger, now: time.Now,
-		detector: domain.NewDetector(*cfg.Rules)}, nil
+	trusted.Add(deps.Signer.Public())
+	return &Service{log: deps.Log, checkpoints: deps.Checkpoints, marks: deps.Marks, outbox: deps.Outbox, signer: deps.Signer,
+		trusted: trusted, emitter: deps.Audit, cfg: cfg, logger: logger, now: time.Now, detector: domain.NewDetector(*cfg.Rules)}, nil
 }
 
 // TrustedKeyIDs lists the key ids whose checkpoints verify (the signer's and TrustedKeys).
@@ -148,19 +144,19 @@ func (s *Service) RestoreDetector(ctx context.Context) (replayed int, err error)
 	if window <= 0 {
 		return 0, nil
 	}
-	head, err := s.store.Head(ctx)
+	head, err := s.log.Head(ctx)
 	if err != nil {
 		return 0, err
 	}
-	first, found, err := s.store.FirstAppendedSince(ctx, s.now().Add(-window))
+	first, found, err := s.log.FirstAppendedSince(ctx, s.now().Add(-window))
 	if err != nil || !found {
 		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err = s.store.Range(ctx, first, head.Size, func(e domain.Entry) error {
-		rec := &eventsv1.AuditRecord{}
-		if err := proto.Unmarshal(e.Bytes, rec); err != nil {
+	err = s.log.Range(ctx, first, head.Size, func(e domain.Entry) error {
+		rec, err := e.Record()
+		if err != nil {
 			return nil // VerifyRange reports undecodable records; the detector skips them
 		}
 		s.detector.Observe(e.Sequence, rec)
@@ -170,7 +166,7 @@ func (s *Service) RestoreDetector(ctx context.Context) (replayed int, err error)
 	if err != nil {
 		return replayed, fmt.Errorf("restore anomaly windows: %w", err)
 	}
-	s.log.Info("anomaly windows restored", "entries", replayed, "from_sequence", first, "to_sequence", head.Size)
+	s.logger.Info("anomaly windows restored", "entries", replayed, "from_sequence", first, "to_sequence", head.Size)
 	return replayed, nil
 }
 
@@ -178,14 +174,14 @@ func (s *Service) RestoreDetector(ctx context.Context) (replayed int, err error)
 func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
 // Ingest appends a batch of received records (duplicates by event id are skipped) and, in the
-// same transaction, runs the anomaly rules over the new entries and writes their alerts and
-// alert audit records to the outbox. It returns the entries appended.
+// same commit, runs the anomaly rules over the new entries and writes their alerts and alert
+// audit records to the outbox. It returns the entries appended.
 func (s *Service) Ingest(ctx context.Context, recs []domain.Incoming) ([]domain.Entry, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
 	now := s.now()
-	if err := s.store.EnsurePartitions(ctx, now, 0); err != nil {
+	if err := s.log.EnsurePartitions(ctx, now, 0); err != nil {
 		return nil, err
 	}
 	byID := make(map[string]*eventsv1.AuditRecord, len(recs))
@@ -194,21 +190,18 @@ func (s *Service) Ingest(ctx context.Context, recs []domain.Incoming) ([]domain.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.store.Append(ctx, recs, now, func(ctx context.Context, tx pgx.Tx, appended []domain.Entry) error {
+	return s.log.Append(ctx, recs, now, func(appended []domain.Entry) ([]outbox.Event, error) {
 		var events []outbox.Event
 		for _, e := range appended {
 			for _, a := range s.detector.Observe(e.Sequence, byID[e.Projection.EventID]) {
 				evs, err := s.alertEvents(ctx, a)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				events = append(events, evs...)
 			}
 		}
-		if len(events) == 0 {
-			return nil
-		}
-		return outbox.Add(ctx, tx, events...)
+		return events, nil
 	})
 }
 
@@ -236,34 +229,31 @@ func (s *Service) alertEvents(ctx context.Context, a domain.Alert) ([]outbox.Eve
 	if err != nil {
 		return nil, err
 	}
-	s.log.Warn("anomaly rule fired", "rule", a.RuleID, "actor", a.Actor.GetSubject(), "count", a.Count,
+	s.logger.Warn("anomaly rule fired", "rule", a.RuleID, "actor", a.Actor.GetSubject(), "count", a.Count,
 		"first_sequence", a.FirstSeq, "last_sequence", a.LastSeq, "alert_id", alert.ID)
 	return []outbox.Event{alert, rec}, nil
 }
 
 // Checkpoint signs the log's current head if it grew since the last checkpoint (or force) and
-// returns the newest checkpoint.
-func (s *Service) Checkpoint(ctx context.Context, force bool) (*auditv1.Checkpoint, error) {
-	head, err := s.store.Head(ctx)
+// returns the newest checkpoint (ErrNoCheckpoint while the log is empty and none exists).
+func (s *Service) Checkpoint(ctx context.Context, force bool) (domain.Checkpoint, error) {
+	head, err := s.log.Head(ctx)
 	if err != nil {
-		return nil, err
+		return domain.Checkpoint{}, err
 	}
-	last, err := s.store.LatestCheckpoint(ctx)
+	last, err := s.checkpoints.LatestCheckpoint(ctx)
 	if err != nil && !errors.Is(err, domain.ErrNoCheckpoint) {
-		return nil, err
+		return domain.Checkpoint{}, err
 	}
 	if head.Size == 0 || (err == nil && last.TreeSize >= head.Size && !force) {
-		if err != nil {
-			return nil, err
-		}
-		return CheckpointProto(last), nil
+		return last, err
 	}
 	if err == nil && last.TreeSize == head.Size {
-		return CheckpointProto(last), nil
+		return last, nil
 	}
-	cp := s.signer.Sign(head.Size, head.Tree.Root(), s.now())
-	if err := s.store.SaveCheckpoint(ctx, CheckpointFromProto(cp)); err != nil {
-		return nil, err
+	cp := checkpointOf(s.signer.Sign(head.Size, head.Tree.Root(), s.now()))
+	if err := s.checkpoints.SaveCheckpoint(ctx, cp); err != nil {
+		return domain.Checkpoint{}, err
 	}
 	return cp, nil
 }
@@ -275,7 +265,7 @@ func (s *Service) RunCheckpointer(ctx context.Context) {
 	defer tick.Stop()
 	lastAt := time.Now()
 	var lastSize uint64
-	if cp, err := s.store.LatestCheckpoint(ctx); err == nil {
+	if cp, err := s.checkpoints.LatestCheckpoint(ctx); err == nil {
 		lastSize = cp.TreeSize
 	}
 	for {
@@ -284,7 +274,7 @@ func (s *Service) RunCheckpointer(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		head, err := s.store.Head(ctx)
+		head, err := s.log.Head(ctx)
 		if err != nil {
 			continue
 		}
@@ -294,11 +284,11 @@ func (s *Service) RunCheckpointer(ctx context.Context) {
 		cp, err := s.Checkpoint(ctx, false)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Warn("checkpoint failed", "error", err)
+				s.logger.Warn("checkpoint failed", "error", err)
 			}
 			continue
 		}
-		lastSize, lastAt = cp.GetTreeSize(), time.Now()
+		lastSize, lastAt = cp.TreeSize, time.Now()
 	}
 }
 
@@ -306,7 +296,7 @@ func (s *Service) RunCheckpointer(ctx context.Context) {
 func (s *Service) RunMaintenance(ctx context.Context) {
 	for {
 		if err := s.Maintain(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("audit maintenance failed", "error", err)
+			s.logger.Warn("audit maintenance failed", "error", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -319,60 +309,14 @@ func (s *Service) RunMaintenance(ctx context.Context) {
 // Maintain creates the partitions ahead and drops those past retention.
 func (s *Service) Maintain(ctx context.Context) error {
 	now := s.now()
-	if err := s.store.EnsurePartitions(ctx, now, s.cfg.PartitionsAhead); err != nil {
+	if err := s.log.EnsurePartitions(ctx, now, s.cfg.PartitionsAhead); err != nil {
 		return err
 	}
-	dropped, err := s.store.DropExpired(ctx, now.Add(-s.cfg.Retention))
+	dropped, err := s.log.DropExpired(ctx, now.Add(-s.cfg.Retention))
 	if len(dropped) > 0 {
-		s.log.Info("audit retention dropped partitions", "partitions", dropped)
+		s.logger.Info("audit retention dropped partitions", "partitions", dropped)
 	}
 	return err
-}
-
-// CheckpointProto converts a stored checkpoint.
-func CheckpointProto(c domain.Checkpoint) *auditv1.Checkpoint {
-	return &auditv1.Checkpoint{TreeSize: c.TreeSize, RootHash: c.Root, Signature: c.Signature, KeyId: c.KeyID,
-		CreateTime: timestamppb.New(c.CreatedAt), SignedBody: c.SignedBody}
-}
-
-// CheckpointFromProto converts an API checkpoint for storage.
-func CheckpointFromProto(c *auditv1.Checkpoint) domain.Checkpoint {
-	return domain.Checkpoint{TreeSize: c.GetTreeSize(), Root: c.GetRootHash(), Signature: c.GetSignature(), KeyID: c.GetKeyId(),
-		SignedBody: c.GetSignedBody(), CreatedAt: c.GetCreateTime().AsTime()}
-}
-
-// EntryProto converts a stored entry (decoding its record bytes).
-func EntryProto(e domain.Entry) (*auditv1.AuditEntry, error) {
-	rec := &eventsv1.AuditRecord{}
-	if err := proto.Unmarshal(e.Bytes, rec); err != nil {
-		return nil, fmt.Errorf("entry %d: record does not decode", e.Sequence)
-	}
-	return &auditv1.AuditEntry{Sequence: e.Sequence, Record: rec, RecordBytes: e.Bytes, LeafHash: e.Leaf,
-		PrevChainHash: e.PrevChain, ChainHash: e.Chain, AppendTime: timestamppb.New(e.AppendedAt)}, nil
-}
-
-// pageToken encodes the last sequence of a page bound to the request it belongs to.
-func pageToken(bind []byte, last uint64) string {
-	sum := sha256.Sum256(bind)
-	b := make([]byte, 8+8)
-	copy(b, sum[:8])
-	binary.BigEndian.PutUint64(b[8:], last)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func parsePageToken(tok string, bind []byte) (uint64, error) {
-	if tok == "" {
-		return 0, nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) != 16 {
-		return 0, usererr.New(usererr.InvalidArgument, "INVALID_PAGE_TOKEN", "malformed page_token")
-	}
-	sum := sha256.Sum256(bind)
-	if string(b[:8]) != string(sum[:8]) {
-		return 0, usererr.New(usererr.InvalidArgument, "INVALID_PAGE_TOKEN", "page_token was issued for another request")
-	}
-	return binary.BigEndian.Uint64(b[8:]), nil
 }
 
 // Refusals more than one use case returns.

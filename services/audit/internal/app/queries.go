@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
-	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
@@ -19,219 +21,17 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
-
-// VerifyRange re-checks sequences from..to (to 0 = the end) against the stored hashes, the
-// chain, the projection columns and every checkpoint inside the range. The tree before from is
-// rebuilt from stored nodes, so any range gets the Merkle check.
-func (s *Service) VerifyRange(ctx context.Context, from, to uint64) (*auditv1.VerifyRangeResponse, error) {
-	if err := requireAny(ctx, false, auth.RoleAuditor, auth.RoleAdmin); err != nil {
-		return nil, err
-	}
-	return s.Verify(ctx, from, to)
-}
-
-// Verify is VerifyRange without the caller check (for the service's own jobs and tests).
-func (s *Service) Verify(ctx context.Context, from, to uint64) (*auditv1.VerifyRangeResponse, error) {
-	head, err := s.store.Head(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if to == 0 {
-		to = head.Size
-	}
-	if from == 0 || from > to {
-		return nil, usererr.New(usererr.InvalidArgument, "INVALID_SEQUENCE_RANGE", "from_sequence must be at least 1 and not after to_sequence")
-	}
-	if to > head.Size {
-		return nil, usererr.Newf(usererr.OutOfRange, "BEYOND_LOG_END", "to_sequence %d is beyond the log's end %d", to, head.Size)
-	}
-	if from < head.FirstSequence {
-		return nil, usererr.Newf(usererr.OutOfRange, "REMOVED_BY_RETENTION", "sequences before %d were removed by retention", head.FirstSequence)
-	}
-	stored, err := s.store.Checkpoints(ctx, from, to)
-	if err != nil {
-		return nil, err
-	}
-	var cps []*auditv1.Checkpoint
-	for _, c := range stored {
-		cp := CheckpointProto(c)
-		if err := s.trusted.Verify(cp); err != nil {
-			return &auditv1.VerifyRangeResponse{Failure: auditv1.VerifyFailure_VERIFY_FAILURE_CHECKPOINT_SIGNATURE_INVALID,
-				FirstFailingSequence: c.TreeSize, Checkpoint: cp, Detail: err.Error(), ToSequence: to}, nil
-		}
-		cps = append(cps, cp)
-	}
-	prev := tlog.ZeroHash()
-	if from > 1 {
-		// The previous entry's chain hash is taken from the stored entry; the chain check of
-		// from itself catches an edit there.
-		var got []byte
-		if err := s.store.Range(ctx, from-1, from-1, func(e domain.Entry) error { got = e.Chain; return nil }); err != nil {
-			return nil, err
-		}
-		if got == nil && from == head.FirstSequence {
-			// The entry before was dropped by retention: start from the chain hash the first
-			// kept entry states (its own leaf and every later link are still checked).
-			err = s.store.Range(ctx, from, from, func(e domain.Entry) error { got = e.PrevChain; return nil })
-			if err != nil {
-				return nil, err
-			}
-		}
-		if got == nil {
-			return nil, usererr.Newf(usererr.OutOfRange, "SEQUENCE_NOT_STORED", "sequence %d is not stored", from-1)
-		}
-		prev = got
-	}
-	tree, err := s.store.TreeAt(ctx, from-1)
-	if err != nil {
-		if !domain.IsPruned(err) {
-			return nil, err
-		}
-		tree = nil // retention removed leaves the tree needs: check leaves and chain only
-	}
-	v := tlog.NewVerifier(from, prev, tree, cps...)
-	var badProjection uint64
-	stop := errors.New("stop")
-	err = s.store.Range(ctx, from, to, func(e domain.Entry) error {
-		rec, ok := v.Add(e.Sequence, e.Bytes, e.Leaf, e.PrevChain, e.Chain)
-		if !ok {
-			return stop
-		}
-		if !domain.Project(rec).Equal(e.Projection) {
-			badProjection = e.Sequence
-			return stop
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, stop) {
-		return nil, err
-	}
-	if badProjection != 0 {
-		r := v.Finish(0)
-		return &auditv1.VerifyRangeResponse{Failure: auditv1.VerifyFailure_VERIFY_FAILURE_LEAF_HASH_MISMATCH,
-			FirstFailingSequence: badProjection, VerifiedCount: r.VerifiedCount - 1, ToSequence: to, Checkpoint: r.Checkpoint,
-			Detail: fmt.Sprintf("sequence %d: the indexed columns differ from the record bytes", badProjection)}, nil
-	}
-	r := v.Finish(0)
-	if r.Ok && v.Next() != to+1 {
-		r = &auditv1.VerifyRangeResponse{Failure: auditv1.VerifyFailure_VERIFY_FAILURE_SEQUENCE_GAP, FirstFailingSequence: v.Next(),
-			VerifiedCount: r.VerifiedCount, Detail: fmt.Sprintf("sequence %d is missing", v.Next())}
-	}
-	r.ToSequence = to
-	return r, nil
-}
-
-// LatestCheckpoint returns the newest checkpoint.
-func (s *Service) LatestCheckpoint(ctx context.Context) (*auditv1.Checkpoint, error) {
-	if err := requireAny(ctx, true, auth.RoleAuditor, auth.RoleAdmin); err != nil {
-		return nil, err
-	}
-	cp, err := s.store.LatestCheckpoint(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return CheckpointProto(cp), nil
-}
-
-// resolveSize turns 0 into the latest checkpoint's size and checks size against the log.
-func (s *Service) resolveSize(ctx context.Context, size uint64) (uint64, *auditv1.Checkpoint, error) {
-	var cp *auditv1.Checkpoint
-	if size == 0 {
-		c, err := s.store.LatestCheckpoint(ctx)
-		if err != nil {
-			return 0, nil, err
-		}
-		return c.TreeSize, CheckpointProto(c), nil
-	}
-	head, err := s.store.Head(ctx)
-	if err != nil {
-		return 0, nil, err
-	}
-	if size > head.Size {
-		return 0, nil, usererr.Newf(usererr.OutOfRange, "BEYOND_LOG_END", "tree size %d is beyond the log's size %d", size, head.Size)
-	}
-	if cs, err := s.store.Checkpoints(ctx, size, size); err == nil && len(cs) == 1 {
-		cp = CheckpointProto(cs[0])
-	}
-	return size, cp, nil
-}
-
-// InclusionProof proves the record at seq is in the tree of treeSize (0 = latest checkpoint).
-func (s *Service) InclusionProof(ctx context.Context, seq, treeSize uint64) (*auditv1.GetInclusionProofResponse, error) {
-	if err := requireAny(ctx, true, auth.RoleAuditor, auth.RoleAdmin); err != nil {
-		return nil, err
-	}
-	if seq == 0 || (treeSize != 0 && seq > treeSize) {
-		return nil, usererr.New(usererr.InvalidArgument, "INVALID_SEQUENCE", "sequence must be in 1..tree_size")
-	}
-	size, cp, err := s.resolveSize(ctx, treeSize)
-	if err != nil {
-		return nil, err
-	}
-	if seq > size {
-		return nil, usererr.Newf(usererr.InvalidArgument, "INVALID_SEQUENCE", "sequence %d is beyond tree size %d", seq, size)
-	}
-	leaf, err := s.store.LeafHash(ctx, seq)
-	if err != nil {
-		return nil, err
-	}
-	hashes, err := s.store.InclusionProof(ctx, seq-1, size)
-	if err != nil {
-		return nil, err
-	}
-	return &auditv1.GetInclusionProofResponse{LeafIndex: seq - 1, TreeSize: size, LeafHash: leaf, Hashes: hashes, Checkpoint: cp}, nil
-}
-
-// ConsistencyProof proves the tree of first is a prefix of the tree of second (0 = latest).
-func (s *Service) ConsistencyProof(ctx context.Context, first, second uint64) (*auditv1.GetConsistencyProofResponse, error) {
-	if err := requireAny(ctx, true, auth.RoleAuditor, auth.RoleAdmin); err != nil {
-		return nil, err
-	}
-	if first == 0 || (second != 0 && first > second) {
-		return nil, usererr.New(usererr.InvalidArgument, "INVALID_TREE_SIZE", "first_size must be in 1..second_size")
-	}
-	size, _, err := s.resolveSize(ctx, second)
-	if err != nil {
-		return nil, err
-	}
-	if first > size {
-		return nil, usererr.Newf(usererr.InvalidArgument, "INVALID_TREE_SIZE", "first_size %d is beyond %d", first, size)
-	}
-	hashes, err := s.store.ConsistencyProof(ctx, first, size)
-	if err != nil {
-		return nil, err
-	}
-	return &auditv1.GetConsistencyProofResponse{FirstSize: first, SecondSize: size, Hashes: hashes}, nil
-}
-
-// FilterFromProto converts and validates an API filter.
-func FilterFromProto(f *auditv1.AuditEventFilter) (domain.Filter, error) {
-	df := domain.Filter{
-		ActorSubject: f.GetActorSubject(), PatientID: f.GetPatientId(), RecordType: f.GetRecordType(), RecordID: f.GetRecordId(),
-		Actions: f.GetActions(), Outcomes: f.GetOutcomes(), FromSeq: f.GetFromSequence(), ToSeq: f.GetToSequence(),
-		MinSeverity: f.GetMinSeverity(),
-	}
-	if f.GetStartTime() != nil {
-		df.Start = f.GetStartTime().AsTime()
-	}
-	if f.GetEndTime() != nil {
-		df.End = f.GetEndTime().AsTime()
-	}
-	return df, df.Validate()
-}
 
 // recordAccess writes the audit record of an auditor's (or patient's) use of the log before
 // the data is read: if it cannot be written, the request is refused (fail closed).
 func (s *Service) recordAccess(ctx context.Context, action eventsv1.Action, reason, patient string) error {
-	rec := s.emitter.NewRecord(ctx, action, auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_AUDIT_LOG, PatientID: patient},
-		auditlog.Reason(reason), legalPurpose)
-	err := pg.WithTx(ctx, s.store, func(tx pgx.Tx) error {
-		_, err := s.emitter.Record(ctx, tx, rec)
-		return err
-	})
+	ev, err := s.emitter.Event(ctx, s.emitter.NewRecord(ctx, action,
+		auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_AUDIT_LOG, PatientID: patient}, auditlog.Reason(reason), legalPurpose))
+	if err == nil {
+		err = s.outbox.WriteEvents(ctx, ev)
+	}
 	if err != nil {
 		return fmt.Errorf("record audit log access: %w", err)
 	}
@@ -247,94 +47,76 @@ func legalPurpose(r *eventsv1.AuditRecord) {
 }
 
 // Query returns one page of entries for an auditor; the query is audited first.
-func (s *Service) Query(ctx context.Context, req *auditv1.QueryAuditEventsRequest) (*auditv1.QueryAuditEventsResponse, error) {
+func (s *Service) Query(ctx context.Context, req domain.QueryRequest) (domain.QueryPage, error) {
 	if err := requireAny(ctx, false, auth.RoleAuditor); err != nil {
-		return nil, err
+		return domain.QueryPage{}, err
 	}
-	if req.GetPageSize() < 0 {
-		return nil, errNegativePageSize
+	if req.PageSize < 0 {
+		return domain.QueryPage{}, errNegativePageSize
 	}
-	f, err := FilterFromProto(req.GetFilter())
+	f := req.Filter
+	if err := f.Validate(); err != nil {
+		return domain.QueryPage{}, err
+	}
+	size := pageSize(req.PageSize, 100, 1000)
+	bind := bindKey(struct {
+		Filter      domain.Filter
+		NewestFirst bool
+	}{f, req.NewestFirst})
+	after, err := parsePageToken(req.PageToken, bind)
 	if err != nil {
-		return nil, err
-	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = 100
-	}
-	size = min(size, 1000)
-	bind := bindKey(req.GetFilter(), req.GetNewestFirst())
-	after, err := parsePageToken(req.GetPageToken(), bind)
-	if err != nil {
-		return nil, err
+		return domain.QueryPage{}, err
 	}
 	if err := s.recordAccess(ctx, eventsv1.Action_ACTION_QUERY, "audit_query", f.PatientID); err != nil {
-		return nil, err
+		return domain.QueryPage{}, err
 	}
-	entries, err := s.store.Query(ctx, f, domain.Page{After: after, Desc: req.GetNewestFirst(), Limit: size + 1})
+	entries, err := s.log.Query(ctx, f, domain.Page{After: after, Desc: req.NewestFirst, Limit: size + 1})
 	if err != nil {
-		return nil, err
+		return domain.QueryPage{}, err
 	}
-	resp := &auditv1.QueryAuditEventsResponse{}
-	more := len(entries) > size
-	if more {
-		entries = entries[:size]
-	}
+	var page domain.QueryPage
+	entries, page.NextPageToken = cutPage(entries, size, bind)
 	for _, e := range entries {
-		pe, err := EntryProto(e)
+		rec, err := e.Record()
 		if err != nil {
-			return nil, err
+			return domain.QueryPage{}, err
 		}
-		resp.Entries = append(resp.Entries, pe)
+		page.Entries = append(page.Entries, domain.LoggedRecord{Entry: e, Record: rec})
 	}
-	if more {
-		resp.NextPageToken = pageToken(bind, entries[len(entries)-1].Sequence)
-	}
-	return resp, nil
-}
-
-func bindKey(m proto.Message, flags ...bool) []byte {
-	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	for _, f := range flags {
-		if f {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
-		}
-	}
-	return b
+	return page, nil
 }
 
 // ExportWriter receives export chunks in order.
 type ExportWriter func(chunk []byte) error
 
+// exportPage is how many entries an export reads at a time.
+const exportPage = 1000
+
 // Export streams the entries matching req's filter in the requested format to w in chunks of
 // at most chunkSize bytes, and returns the summary (with the latest checkpoint). The export is
 // audited (HIGH) before any data is read.
-func (s *Service) Export(ctx context.Context, req *auditv1.ExportAuditEventsRequest, chunkSize int, w ExportWriter) (*auditv1.ExportSummary, error) {
+func (s *Service) Export(ctx context.Context, req domain.ExportRequest, chunkSize int, w ExportWriter) (domain.ExportSummary, error) {
 	if err := requireAny(ctx, false, auth.RoleAuditor); err != nil {
-		return nil, err
+		return domain.ExportSummary{}, err
 	}
-	format := req.GetFormat()
-	if format != auditv1.ExportFormat_EXPORT_FORMAT_JSONL && format != auditv1.ExportFormat_EXPORT_FORMAT_FHIR_AUDIT_EVENT {
-		return nil, usererr.New(usererr.InvalidArgument, "EXPORT_FORMAT_REQUIRED", "format is required")
+	if req.Format != domain.ExportJSONL && req.Format != domain.ExportFHIRAuditEvent {
+		return domain.ExportSummary{}, usererr.New(usererr.InvalidArgument, "EXPORT_FORMAT_REQUIRED", "format is required")
 	}
-	f, err := FilterFromProto(req.GetFilter())
-	if err != nil {
-		return nil, err
+	f := req.Filter
+	if err := f.Validate(); err != nil {
+		return domain.ExportSummary{}, err
 	}
 	// The checkpoint is read before the entries so the summary's checkpoint never covers
 	// records the export left out.
-	var cp *auditv1.Checkpoint
-	if c, err := s.store.LatestCheckpoint(ctx); err == nil {
-		cp = CheckpointProto(c)
+	var sum domain.ExportSummary
+	if c, err := s.checkpoints.LatestCheckpoint(ctx); err == nil {
+		sum.Checkpoint = &c
 	} else if !errors.Is(err, domain.ErrNoCheckpoint) {
-		return nil, err
+		return domain.ExportSummary{}, err
 	}
 	if err := s.recordAccess(ctx, eventsv1.Action_ACTION_EXPORT, "audit_export", f.PatientID); err != nil {
-		return nil, err
+		return domain.ExportSummary{}, err
 	}
-	sum := &auditv1.ExportSummary{Checkpoint: cp}
 	h := sha256.New()
 	var buf bytes.Buffer
 	flush := func(force bool) error {
@@ -353,26 +135,18 @@ func (s *Service) Export(ctx context.Context, req *auditv1.ExportAuditEventsRequ
 	}
 	var after uint64
 	for {
-		page, err := s.store.Query(ctx, f, domain.Page{After: after, Limit: 1000})
+		page, err := s.log.Query(ctx, f, domain.Page{After: after, Limit: exportPage})
 		if err != nil {
-			return nil, err
+			return domain.ExportSummary{}, err
 		}
 		for _, e := range page {
 			if sum.RecordCount >= s.cfg.ExportLimit {
-				return nil, usererr.Newf(usererr.ResourceExhausted, "EXPORT_TOO_LARGE", "export too large (more than %d records); narrow the range", s.cfg.ExportLimit)
+				return domain.ExportSummary{}, usererr.Newf(usererr.ResourceExhausted, "EXPORT_TOO_LARGE",
+					"export too large (more than %d records); narrow the range", s.cfg.ExportLimit)
 			}
-			pe, err := EntryProto(e)
+			line, err := exportLine(e, req.Format)
 			if err != nil {
-				return nil, err
-			}
-			var line []byte
-			if format == auditv1.ExportFormat_EXPORT_FORMAT_JSONL {
-				line, err = tlog.AppendEntryJSON(nil, pe)
-			} else {
-				line, err = FHIRAuditEventJSON(pe)
-			}
-			if err != nil {
-				return nil, err
+				return domain.ExportSummary{}, err
 			}
 			buf.Write(line)
 			if sum.FirstSequence == 0 {
@@ -381,19 +155,33 @@ func (s *Service) Export(ctx context.Context, req *auditv1.ExportAuditEventsRequ
 			sum.LastSequence = e.Sequence
 			sum.RecordCount++
 			if err := flush(false); err != nil {
-				return nil, err
+				return domain.ExportSummary{}, err
 			}
 		}
-		if len(page) < 1000 {
+		if len(page) < exportPage {
 			break
 		}
 		after = page[len(page)-1].Sequence
 	}
 	if err := flush(true); err != nil {
+		return domain.ExportSummary{}, err
+	}
+	sum.SHA256 = h.Sum(nil)
+	return sum, nil
+}
+
+// exportLine renders one entry in an export format: JSONL is tlog's entry line (what
+// securemsgctl audit verify reads), FHIR one AuditEvent resource.
+func exportLine(e domain.Entry, format domain.ExportFormat) ([]byte, error) {
+	rec, err := e.Record()
+	if err != nil {
 		return nil, err
 	}
-	sum.Sha256 = h.Sum(nil)
-	return sum, nil
+	if format == domain.ExportFHIRAuditEvent {
+		return domain.FHIRAuditEventJSON(rec)
+	}
+	return tlog.AppendEntryJSON(nil, &auditv1.AuditEntry{Sequence: e.Sequence, Record: rec, RecordBytes: e.Bytes, LeafHash: e.Leaf,
+		PrevChainHash: e.PrevChain, ChainHash: e.Chain, AppendTime: timestamppb.New(e.AppendedAt)})
 }
 
 // reportActions are the accesses a patient's report lists.
@@ -403,87 +191,128 @@ var reportActions = []eventsv1.Action{eventsv1.Action_ACTION_READ, eventsv1.Acti
 // AccessReport answers "who accessed my records" for the patient, a proxy with an active grant
 // for the patient (never seeing adolescent-confidential entries), or an auditor. The patient's
 // own accesses are left out; staff are named only when configuration allows.
-func (s *Service) AccessReport(ctx context.Context, req *auditv1.GetAccessReportRequest) (*auditv1.GetAccessReportResponse, error) {
+func (s *Service) AccessReport(ctx context.Context, req domain.AccessReportRequest) (domain.AccessReportPage, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok {
-		return nil, errNoPrincipal
+		return domain.AccessReportPage{}, errNoPrincipal
 	}
-	patient := req.GetPatientId()
-	if patient == "" {
-		return nil, usererr.New(usererr.InvalidArgument, "PATIENT_ID_REQUIRED", "patient_id is required")
+	if req.PatientID == "" {
+		return domain.AccessReportPage{}, usererr.New(usererr.InvalidArgument, "PATIENT_ID_REQUIRED", "patient_id is required")
 	}
-	if req.GetPageSize() < 0 {
-		return nil, errNegativePageSize
+	if req.PageSize < 0 {
+		return domain.AccessReportPage{}, errNegativePageSize
 	}
-	f := domain.Filter{PatientID: patient, Actions: reportActions, Outcomes: []eventsv1.Outcome{eventsv1.Outcome_OUTCOME_SUCCESS},
-		ExcludeRoles: []commonv1.Role{commonv1.Role_ROLE_PATIENT, commonv1.Role_ROLE_SERVICE}}
-	if req.GetStartTime() != nil {
-		f.Start = req.GetStartTime().AsTime()
-	}
-	if req.GetEndTime() != nil {
-		f.End = req.GetEndTime().AsTime()
-	}
+	f := domain.Filter{PatientID: req.PatientID, Actions: reportActions, Outcomes: []eventsv1.Outcome{eventsv1.Outcome_OUTCOME_SUCCESS},
+		ExcludeRoles: []commonv1.Role{commonv1.Role_ROLE_PATIENT, commonv1.Role_ROLE_SERVICE}, Start: req.Start, End: req.End}
 	if err := f.Validate(); err != nil {
-		return nil, err
+		return domain.AccessReportPage{}, err
 	}
 	switch {
-	case p.HasRole(auth.RolePatient) && p.PatientID == patient:
-	case p.HasRole(auth.RoleProxy) && hasGrant(p, patient, s.now()):
+	case p.HasRole(auth.RolePatient) && p.PatientID == req.PatientID:
+	case p.HasRole(auth.RoleProxy) && hasGrant(p, req.PatientID, s.now()):
 		f.ExcludeSensitivity = []commonv1.Sensitivity{commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL}
 	case p.HasRole(auth.RoleAuditor):
 	default:
-		return nil, usererr.New(usererr.PermissionDenied, "NOT_PATIENT_PROXY_OR_AUDITOR", "permission denied: only the patient, a proxy with an active grant or an auditor may see this report")
+		return domain.AccessReportPage{}, usererr.New(usererr.PermissionDenied, "NOT_PATIENT_PROXY_OR_AUDITOR",
+			"permission denied: only the patient, a proxy with an active grant or an auditor may see this report")
 	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = 50
-	}
-	size = min(size, 500)
-	bindReq := proto.Clone(req).(*auditv1.GetAccessReportRequest)
-	bindReq.PageToken, bindReq.PageSize = "", 0
-	bind := append(bindKey(bindReq), []byte(p.Subject)...)
-	after, err := parsePageToken(req.GetPageToken(), bind)
+	size := pageSize(req.PageSize, 50, 500)
+	// The token is bound to the report asked for and to the caller, so it cannot page through
+	// another patient's report or be replayed by someone else.
+	bind := bindKey(struct {
+		PatientID  string
+		Start, End time.Time
+		Caller     string
+	}{req.PatientID, req.Start, req.End, p.Subject})
+	after, err := parsePageToken(req.PageToken, bind)
 	if err != nil {
-		return nil, err
+		return domain.AccessReportPage{}, err
 	}
-	if err := s.recordAccess(ctx, eventsv1.Action_ACTION_QUERY, "access_report", patient); err != nil {
-		return nil, err
+	if err := s.recordAccess(ctx, eventsv1.Action_ACTION_QUERY, "access_report", req.PatientID); err != nil {
+		return domain.AccessReportPage{}, err
 	}
-	entries, err := s.store.Query(ctx, f, domain.Page{After: after, Desc: true, Limit: size + 1})
+	entries, err := s.log.Query(ctx, f, domain.Page{After: after, Desc: true, Limit: size + 1})
 	if err != nil {
-		return nil, err
+		return domain.AccessReportPage{}, err
 	}
-	resp := &auditv1.GetAccessReportResponse{}
-	more := len(entries) > size
-	if more {
-		entries = entries[:size]
-		resp.NextPageToken = pageToken(bind, entries[len(entries)-1].Sequence)
-	}
+	var page domain.AccessReportPage
+	entries, page.NextPageToken = cutPage(entries, size, bind)
 	for _, e := range entries {
 		pr := e.Projection
-		re := &auditv1.AccessReportEntry{
-			AccessTime:       timestamppb.New(pr.OccurredAt),
+		re := domain.AccessReportEntry{
+			AccessTime:       pr.OccurredAt,
 			ActorRole:        commonv1.Role(pr.ActorRole),
-			OrganisationId:   pr.ActorOrg,
+			OrganisationID:   pr.ActorOrg,
 			OrganisationName: s.cfg.OrganisationNames[pr.ActorOrg],
 			Action:           eventsv1.Action(pr.Action),
 			RecordType:       eventsv1.RecordType(pr.RecordType),
-			RecordId:         pr.RecordID,
+			RecordID:         pr.RecordID,
 			PurposeOfUse:     commonv1.PurposeOfUse(pr.Purpose),
 		}
 		if s.cfg.ShowStaffNames {
 			re.ActorDisplayName = s.cfg.StaffNames[pr.ActorSubject]
 		}
-		resp.Entries = append(resp.Entries, re)
+		page.Entries = append(page.Entries, re)
 	}
-	return resp, nil
+	return page, nil
 }
 
-func hasGrant(p *auth.Principal, patient string, now interface{ Unix() int64 }) bool {
+func hasGrant(p *auth.Principal, patient string, now time.Time) bool {
 	for _, g := range p.ProxyGrants {
 		if g.PatientID == patient && g.ExpiresAt.Unix() > now.Unix() && len(g.Scopes) > 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// pageSize is the page size asked for, def when 0, at most limit.
+func pageSize(asked int32, def, limit int) int {
+	if asked == 0 {
+		return def
+	}
+	return min(int(asked), limit)
+}
+
+// cutPage cuts entries, read with a limit of one more than size, to one page and returns the
+// token of the next page (empty when this is the last).
+func cutPage(entries []domain.Entry, size int, bind []byte) ([]domain.Entry, string) {
+	if len(entries) <= size {
+		return entries, ""
+	}
+	entries = entries[:size]
+	return entries, pageToken(bind, entries[len(entries)-1].Sequence)
+}
+
+// bindKey is the request a page token belongs to, encoded deterministically.
+func bindKey(request any) []byte {
+	b, err := json.Marshal(request)
+	if err != nil {
+		panic("audit: encode page-token binding: " + err.Error()) // plain structs of strings, times and enums always encode
+	}
+	return b
+}
+
+// pageToken encodes the last sequence of a page bound to the request it belongs to.
+func pageToken(bind []byte, last uint64) string {
+	sum := sha256.Sum256(bind)
+	b := make([]byte, 8+8)
+	copy(b, sum[:8])
+	binary.BigEndian.PutUint64(b[8:], last)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func parsePageToken(tok string, bind []byte) (uint64, error) {
+	if tok == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) != 16 {
+		return 0, usererr.New(usererr.InvalidArgument, "INVALID_PAGE_TOKEN", "malformed page_token")
+	}
+	sum := sha256.Sum256(bind)
+	if string(b[:8]) != string(sum[:8]) {
+		return 0, usererr.New(usererr.InvalidArgument, "INVALID_PAGE_TOKEN", "page_token was issued for another request")
+	}
+	return binary.BigEndian.Uint64(b[8:]), nil
 }

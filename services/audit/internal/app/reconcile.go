@@ -1,24 +1,18 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"slices"
 
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 )
 
-// ReconcileMarks is the storage of producers' high-water marks.
-type ReconcileMarks interface {
-	HasEvents(ctx context.Context, ids []string) (map[string]bool, error)
-	ReconcileMark(ctx context.Context, producer string) (int64, error)
-	SetReconcileMark(ctx context.Context, producer string, seq int64) error
-}
-
 // Reconcile answers a producer's reconciliation request (see auditlog.Reconciler). idle must
 // say whether the ingest consumer has nothing pending: only then can a record the log lacks be
 // called lost rather than on its way.
-func Reconcile(ctx context.Context, marks ReconcileMarks, req auditlog.ReconcileRequest, idle bool) auditlog.ReconcileReply {
-	mark, err := marks.ReconcileMark(ctx, req.Producer)
+func (s *Service) Reconcile(ctx context.Context, req auditlog.ReconcileRequest, idle bool) auditlog.ReconcileReply {
+	mark, err := s.marks.ReconcileMark(ctx, req.Producer)
 	if err != nil {
 		return auditlog.ReconcileReply{Error: "mark unavailable"}
 	}
@@ -29,12 +23,12 @@ func Reconcile(ctx context.Context, marks ReconcileMarks, req auditlog.Reconcile
 		return auditlog.ReconcileReply{Mark: mark, Busy: true}
 	}
 	entries := slices.Clone(req.Entries)
-	slices.SortFunc(entries, func(a, b auditlog.ReconcileEntry) int { return int(a.Seq - b.Seq) })
+	slices.SortFunc(entries, func(a, b auditlog.ReconcileEntry) int { return cmp.Compare(a.Seq, b.Seq) })
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		ids[i] = e.ID
 	}
-	have, err := marks.HasEvents(ctx, ids)
+	have, err := s.marks.HasEvents(ctx, ids)
 	if err != nil {
 		return auditlog.ReconcileReply{Mark: mark, Error: "lookup unavailable"}
 	}
@@ -50,7 +44,7 @@ func Reconcile(ctx context.Context, marks ReconcileMarks, req auditlog.Reconcile
 		}
 	}
 	if newMark > mark {
-		if err := marks.SetReconcileMark(ctx, req.Producer, newMark); err != nil {
+		if err := s.marks.SetReconcileMark(ctx, req.Producer, newMark); err != nil {
 			return auditlog.ReconcileReply{Mark: mark, Error: "mark not saved"}
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
@@ -70,7 +69,7 @@ const (
 	RuleDenials     = "repeated_denials"
 )
 
-// DefaultAnomalyRules: 50 patients in 15 minutes, 10 denials in 5 minutes, break-the-glass
+// DefaultAnomalyRules are the rules without a rules file: 50 patients in 15 minutes, 10 denials in 5 minutes, break-the-glass
 // always, and out-of-pool access judged by the "pool_member" reason code.
 func DefaultAnomalyRules() AnomalyRules {
 	var r AnomalyRules
@@ -81,18 +80,12 @@ func DefaultAnomalyRules() AnomalyRules {
 	return r
 }
 
-// LoadAnomalyRules reads rules from a JSON file; fields it leaves out keep their defaults.
-func LoadAnomalyRules(path string) (AnomalyRules, error) {
+// ParseAnomalyRules reads rules from JSON (the format of services/audit/anomaly-rules.json);
+// fields it leaves out keep their defaults.
+func ParseAnomalyRules(b []byte) (AnomalyRules, error) {
 	r := DefaultAnomalyRules()
-	if path == "" {
-		return r, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return r, fmt.Errorf("read anomaly rules: %w", err)
-	}
 	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("parse anomaly rules %s: %w", path, err)
+		return r, fmt.Errorf("parse anomaly rules: %w", err)
 	}
 	return r, r.Validate()
 }

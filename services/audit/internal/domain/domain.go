@@ -1,11 +1,14 @@
 // Package domain holds the audit log's types and rules, without I/O: what an ingested record
-// must look like, the projection of a record into filterable columns, query filters, the
-// access-report rules and the anomaly rules. The hashing itself lives in platform/auditlog/tlog,
-// shared with securemsgctl's offline verifier.
+// must look like, how an append extends the hash chain and the Merkle tree, the projection of a
+// record into filterable columns, query filters, the FHIR rendering of exports, the anomaly
+// rules, the refusals (usererr values) and the repository interfaces the use cases need
+// (repository.go), which adapters/pgstore and adapters/memstore implement. The hashing itself
+// lives in platform/auditlog/tlog, shared with securemsgctl's offline verifier.
 package domain
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -98,6 +101,15 @@ type Entry struct {
 	Projection Projection
 }
 
+// Record decodes the entry's record bytes. The error names the sequence, never content.
+func (e Entry) Record() (*eventsv1.AuditRecord, error) {
+	rec := &eventsv1.AuditRecord{}
+	if err := proto.Unmarshal(e.Bytes, rec); err != nil {
+		return nil, fmt.Errorf("entry %d: record does not decode", e.Sequence)
+	}
+	return rec, nil
+}
+
 // Filter selects entries; zero fields match everything.
 type Filter struct {
 	ActorSubject string
@@ -143,6 +155,59 @@ type Head struct {
 	Chain         []byte
 	Tree          *tlog.Tree
 	FirstSequence uint64
+}
+
+// EmptyHead is the head of a log nothing was appended to.
+func EmptyHead() Head {
+	return Head{Chain: tlog.ZeroHash(), Tree: tlog.NewTree(), FirstSequence: 1}
+}
+
+// Clone returns a copy of h that Extend can change without changing h.
+func (h Head) Clone() Head {
+	h.Chain = slices.Clone(h.Chain)
+	h.Tree = h.Tree.Clone()
+	return h
+}
+
+// Extend appends to h the records of recs whose event ids seen does not hold, in order, as
+// appended at now, and returns their entries: each takes the next sequence, the leaf hash of
+// its exact bytes, the chain hash linking it to the entry before, and the next leaf of the
+// Merkle tree. seen gains the ids appended (so a record repeated within recs is appended once).
+// visit, when not nil, sees every tree node the appends complete. h changes in place; a caller
+// that may roll back extends a Clone.
+func (h *Head) Extend(recs []Incoming, seen map[string]bool, now time.Time, visit tlog.Visit) []Entry {
+	now = now.UTC().Truncate(time.Microsecond) // the precision Postgres keeps
+	var out []Entry
+	for _, r := range recs {
+		if seen[r.EventID] {
+			continue
+		}
+		seen[r.EventID] = true
+		leaf := tlog.LeafHash(r.Bytes)
+		next := tlog.ChainHash(h.Chain, leaf)
+		h.Tree.Append(leaf, visit)
+		h.Size++
+		out = append(out, Entry{Sequence: h.Size, AppendedAt: now, Bytes: r.Bytes, Leaf: leaf, PrevChain: h.Chain, Chain: next,
+			Projection: Project(r.Record)})
+		h.Chain = next
+	}
+	return out
+}
+
+// TreeNodeStride is the level spacing of the tree nodes a log keeps beside its leaves: levels
+// 8, 16, 24, ... are kept, so any perfect subtree hash is computed from at most 2^8 kept hashes,
+// and the nodes outlive retention of the leaves under them.
+const TreeNodeStride = 8
+
+// KeepsTreeNode reports whether a log keeps the tree node at level (see TreeNodeStride).
+func KeepsTreeNode(level uint) bool { return level > 0 && level%TreeNodeStride == 0 }
+
+// SubtreeSpan names the kept hashes the perfect subtree (level, index) is computed from: width
+// consecutive hashes from index lo at level kept (kept 0 means leaves, whose index i is the
+// entry of sequence i+1).
+func SubtreeSpan(level uint, index uint64) (kept uint, lo, width uint64) {
+	kept = (level / TreeNodeStride) * TreeNodeStride
+	return kept, index << (level - kept), uint64(1) << (level - kept)
 }
 
 // Checkpoint is a stored signed checkpoint.

@@ -13,15 +13,19 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/securemsg/securemsg/services/audit/internal/app"
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/backoff"
 )
 
-// Ingester appends a batch of records.
+// Ingester appends a batch of records (app.Service).
 type Ingester interface {
 	Ingest(ctx context.Context, recs []domain.Incoming) ([]domain.Entry, error)
+}
+
+// Reconciler answers a producer's reconciliation request (app.Service).
+type Reconciler interface {
+	Reconcile(ctx context.Context, req auditlog.ReconcileRequest, idle bool) auditlog.ReconcileReply
 }
 
 // Consumer is the durable JetStream consumer of the audit stream. It fetches batches and
@@ -166,7 +170,7 @@ func (c *Consumer) runBatch(ctx context.Context) error {
 
 // ServeReconcile answers producers' reconciliation requests on
 // auditlog.ReconcileSubjectPrefix.> (subjectPrefix overrides it in tests) until ctx ends.
-func ServeReconcile(ctx context.Context, nc *nats.Conn, subjectPrefix string, marks app.ReconcileMarks, c *Consumer, log *slog.Logger) error {
+func ServeReconcile(ctx context.Context, nc *nats.Conn, subjectPrefix string, r Reconciler, c *Consumer, log *slog.Logger) error {
 	if subjectPrefix == "" {
 		subjectPrefix = auditlog.ReconcileSubjectPrefix
 	}
@@ -177,7 +181,7 @@ func ServeReconcile(ctx context.Context, nc *nats.Conn, subjectPrefix string, ma
 			rep.Error = "malformed request"
 		} else {
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			rep = app.Reconcile(rctx, marks, req, c.Idle(rctx))
+			rep = r.Reconcile(rctx, req, c.Idle(rctx))
 			cancel()
 			if len(rep.Missing) > 0 {
 				log.Warn("producer's audit records are missing from the log; asking for republish",

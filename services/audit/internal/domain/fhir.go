@@ -1,11 +1,10 @@
-package app
+package domain
 
 import (
 	"encoding/json"
 	"strings"
 	"time"
 
-	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 )
@@ -89,14 +88,13 @@ type fhirSource struct {
 	Type     []coding       `json:"type,omitempty"`
 }
 
-// FHIRAuditEventJSON renders an entry as one FHIR R4 AuditEvent resource and a newline.
+// FHIRAuditEventJSON renders a logged record as one FHIR R4 AuditEvent resource and a newline.
 // Mapping: type "rest" (or "110100" application activity for background jobs), subtype the
 // securemsg action and the gRPC method, action C/R/U/D/E, recorded = when the action happened,
 // outcome 0/4/8 with the reason code as outcomeDesc, agent = the actor (who, role, requestor,
 // network address) plus the client app and whom the actor acted for, source = the producing
 // service, entity = the record acted on and the patient.
-func FHIRAuditEventJSON(e *auditv1.AuditEntry) ([]byte, error) {
-	r := e.GetRecord()
+func FHIRAuditEventJSON(r *eventsv1.AuditRecord) ([]byte, error) {
 	ev := auditEvent{
 		ResourceType: "AuditEvent",
 		ID:           r.GetMeta().GetEventId(),

@@ -1,4 +1,4 @@
-package app_test
+package wire_test
 
 import (
 	"bytes"
@@ -57,7 +57,11 @@ func TestIngestIsIdempotentAndChained(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	rebuilt, err := f.store.TreeAt(ctx, 300)
+	stored, err := f.store.NodeHashes(ctx, tlog.CompactNodes(300))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebuilt, err := tlog.TreeFromState(300, stored)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +91,12 @@ func TestProofsVerify(t *testing.T) {
 	f := newFixture(t, app.Config{})
 	ctx := auditorCtx(t.Context())
 	f.fill(t, 0, 300)
-	cp1, err := f.svc.Checkpoint(ctx, false)
+	cp1, err := f.checkpoint(t, ctx)
 	if err != nil || cp1.TreeSize != 300 {
 		t.Fatalf("Checkpoint() = %v, %v", cp1, err)
 	}
 	f.fill(t, 300, 333) // crosses stored-node boundaries (levels 8 and up)
-	cp2, err := f.svc.Checkpoint(ctx, false)
+	cp2, err := f.checkpoint(t, ctx)
 	if err != nil || cp2.TreeSize != 633 {
 		t.Fatalf("Checkpoint() = %v, %v", cp2, err)
 	}
@@ -102,7 +106,7 @@ func TestProofsVerify(t *testing.T) {
 		}
 	}
 	for _, seq := range []uint64{1, 2, 255, 256, 257, 300, 512, 600, 633} {
-		p, err := f.svc.InclusionProof(ctx, seq, 0)
+		p, err := f.api.GetInclusionProof(ctx, &auditv1.GetInclusionProofRequest{Sequence: seq})
 		if err != nil {
 			t.Fatalf("InclusionProof(%d) error = %v", seq, err)
 		}
@@ -110,11 +114,11 @@ func TestProofsVerify(t *testing.T) {
 			t.Errorf("VerifyInclusion(seq %d, size %d) error = %v", seq, p.TreeSize, err)
 		}
 	}
-	p, err := f.svc.InclusionProof(ctx, 17, 300)
+	p, err := f.api.GetInclusionProof(ctx, &auditv1.GetInclusionProofRequest{Sequence: 17, TreeSize: 300})
 	if err != nil || proof.VerifyInclusion(tlog.Hasher, 16, 300, p.LeafHash, p.Hashes, cp1.RootHash) != nil {
 		t.Errorf("InclusionProof(17, 300) does not verify against checkpoint 300: %v", err)
 	}
-	c, err := f.svc.ConsistencyProof(ctx, 300, 0)
+	c, err := f.api.GetConsistencyProof(ctx, &auditv1.GetConsistencyProofRequest{FirstSize: 300})
 	if err != nil {
 		t.Fatalf("ConsistencyProof() error = %v", err)
 	}
@@ -126,13 +130,29 @@ func TestProofsVerify(t *testing.T) {
 		call func() error
 		want error
 	}{
-		{"sequence 0", func() error { _, err := f.svc.InclusionProof(ctx, 0, 0); return err }, usererr.ErrInvalidArgument},
-		{"beyond log", func() error { _, err := f.svc.InclusionProof(ctx, 1, 10000); return err }, usererr.ErrOutOfRange},
-		{"first 0", func() error { _, err := f.svc.ConsistencyProof(ctx, 0, 5); return err }, usererr.ErrInvalidArgument},
-		{"first > second", func() error { _, err := f.svc.ConsistencyProof(ctx, 9, 5); return err }, usererr.ErrInvalidArgument},
-		{"second beyond log", func() error { _, err := f.svc.ConsistencyProof(ctx, 1, 9999); return err }, usererr.ErrOutOfRange},
+		{"sequence 0", func() error {
+			_, err := f.api.GetInclusionProof(ctx, &auditv1.GetInclusionProofRequest{Sequence: 0})
+			return err
+		}, usererr.ErrInvalidArgument},
+		{"beyond log", func() error {
+			_, err := f.api.GetInclusionProof(ctx, &auditv1.GetInclusionProofRequest{Sequence: 1, TreeSize: 10000})
+			return err
+		}, usererr.ErrOutOfRange},
+		{"first 0", func() error {
+			_, err := f.api.GetConsistencyProof(ctx, &auditv1.GetConsistencyProofRequest{FirstSize: 0, SecondSize: 5})
+			return err
+		}, usererr.ErrInvalidArgument},
+		{"first > second", func() error {
+			_, err := f.api.GetConsistencyProof(ctx, &auditv1.GetConsistencyProofRequest{FirstSize: 9, SecondSize: 5})
+			return err
+		}, usererr.ErrInvalidArgument},
+		{"second beyond log", func() error {
+			_, err := f.api.GetConsistencyProof(ctx, &auditv1.GetConsistencyProofRequest{FirstSize: 1, SecondSize: 9999})
+			return err
+		}, usererr.ErrOutOfRange},
 		{"patient may not", func() error {
-			_, err := f.svc.InclusionProof(auth.WithPrincipal(t.Context(), &auth.Principal{Subject: "p", Roles: []auth.Role{auth.RolePatient}}), 1, 0)
+			patient := auth.WithPrincipal(t.Context(), &auth.Principal{Subject: "p", Roles: []auth.Role{auth.RolePatient}})
+			_, err := f.api.GetInclusionProof(patient, &auditv1.GetInclusionProofRequest{Sequence: 1})
 			return err
 		}, usererr.ErrPermissionDenied},
 	}
@@ -200,15 +220,15 @@ func TestVerifyRangeDetectsDatabaseTampering(t *testing.T) {
 			f := newFixture(t, app.Config{})
 			ctx := auditorCtx(t.Context())
 			f.fill(t, 0, 60)
-			if _, err := f.svc.Checkpoint(ctx, false); err != nil {
+			if _, err := f.checkpoint(t, ctx); err != nil {
 				t.Fatal(err)
 			}
 			f.fill(t, 60, 60)
-			if _, err := f.svc.Checkpoint(ctx, false); err != nil {
+			if _, err := f.checkpoint(t, ctx); err != nil {
 				t.Fatal(err)
 			}
 			tt.tamper(t, f)
-			res, err := f.svc.VerifyRange(ctx, 1, 0)
+			res, err := f.api.VerifyRange(ctx, &auditv1.VerifyRangeRequest{FromSequence: 1})
 			if err != nil {
 				t.Fatalf("VerifyRange() error = %v", err)
 			}
@@ -258,7 +278,7 @@ func TestQueryFiltersPaginationAndAuditing(t *testing.T) {
 				var got []uint64
 				token := ""
 				for pages := 0; pages < 100; pages++ {
-					resp, err := f.svc.Query(ctx, &auditv1.QueryAuditEventsRequest{Filter: tt.filter, PageSize: 7, PageToken: token, NewestFirst: newest})
+					resp, err := f.api.QueryAuditEvents(ctx, &auditv1.QueryAuditEventsRequest{Filter: tt.filter, PageSize: 7, PageToken: token, NewestFirst: newest})
 					if err != nil {
 						t.Fatalf("Query() error = %v", err)
 					}
@@ -290,17 +310,17 @@ func TestQueryFiltersPaginationAndAuditing(t *testing.T) {
 		{"inverted sequence", &auditv1.QueryAuditEventsRequest{Filter: &auditv1.AuditEventFilter{FromSequence: 9, ToSequence: 2}}},
 	}
 	for _, tt := range bad {
-		if _, err := f.svc.Query(ctx, tt.req); !errors.Is(err, usererr.ErrInvalidArgument) {
+		if _, err := f.api.QueryAuditEvents(ctx, tt.req); !errors.Is(err, usererr.ErrInvalidArgument) {
 			t.Errorf("Query(%s) error = %v, want ErrInvalidArgument", tt.name, err)
 		}
 	}
 	// A token from one filter is refused for another.
-	resp, _ := f.svc.Query(ctx, &auditv1.QueryAuditEventsRequest{Filter: &auditv1.AuditEventFilter{ActorSubject: "clin-1"}, PageSize: 2})
-	if _, err := f.svc.Query(ctx, &auditv1.QueryAuditEventsRequest{Filter: &auditv1.AuditEventFilter{ActorSubject: "clin-2"}, PageToken: resp.NextPageToken}); !errors.Is(err, usererr.ErrInvalidArgument) {
+	resp, _ := f.api.QueryAuditEvents(ctx, &auditv1.QueryAuditEventsRequest{Filter: &auditv1.AuditEventFilter{ActorSubject: "clin-1"}, PageSize: 2})
+	if _, err := f.api.QueryAuditEvents(ctx, &auditv1.QueryAuditEventsRequest{Filter: &auditv1.AuditEventFilter{ActorSubject: "clin-2"}, PageToken: resp.NextPageToken}); !errors.Is(err, usererr.ErrInvalidArgument) {
 		t.Errorf("Query(token of another filter) error = %v, want ErrInvalidArgument", err)
 	}
 	// Non-auditors are refused; every query was itself audited through the outbox.
-	if _, err := f.svc.Query(auth.WithPrincipal(t.Context(), &auth.Principal{Subject: "c", Roles: []auth.Role{auth.RoleClinician}}), &auditv1.QueryAuditEventsRequest{}); !errors.Is(err, usererr.ErrPermissionDenied) {
+	if _, err := f.api.QueryAuditEvents(auth.WithPrincipal(t.Context(), &auth.Principal{Subject: "c", Roles: []auth.Role{auth.RoleClinician}}), &auditv1.QueryAuditEventsRequest{}); !errors.Is(err, usererr.ErrPermissionDenied) {
 		t.Errorf("Query(clinician) error = %v, want ErrPermissionDenied", err)
 	}
 	var audited int
@@ -314,36 +334,34 @@ func TestExportFormats(t *testing.T) {
 	f := newFixture(t, app.Config{})
 	ctx := auditorCtx(t.Context())
 	f.fill(t, 0, 120)
-	if _, err := f.svc.Checkpoint(ctx, false); err != nil {
+	if _, err := f.checkpoint(t, ctx); err != nil {
 		t.Fatal(err)
 	}
-	var jsonl bytes.Buffer
-	sum, err := f.svc.Export(ctx, &auditv1.ExportAuditEventsRequest{Format: auditv1.ExportFormat_EXPORT_FORMAT_JSONL}, 4096,
-		func(c []byte) error { jsonl.Write(c); return nil })
+	jsonl, sum, err := export(ctx, f.api, &auditv1.ExportAuditEventsRequest{Format: auditv1.ExportFormat_EXPORT_FORMAT_JSONL})
 	if err != nil {
 		t.Fatalf("Export(JSONL) error = %v", err)
 	}
 	if sum.RecordCount != 120 || sum.FirstSequence != 1 || sum.LastSequence != 120 || sum.Checkpoint.GetTreeSize() != 120 {
 		t.Errorf("summary = %v, want 120 records 1..120 with checkpoint 120", sum)
 	}
-	res, err := tlog.VerifyExport(bytes.NewReader(jsonl.Bytes()), f.pub, sum.Checkpoint)
+	res, err := tlog.VerifyExport(bytes.NewReader(jsonl), f.pub, sum.Checkpoint)
 	if err != nil || !res.Ok {
 		t.Fatalf("VerifyExport(export) = %v, %v; want ok", res, err)
 	}
 	// The same export, edited in the file, fails offline at the edited sequence.
-	lines := strings.Split(strings.TrimSuffix(jsonl.String(), "\n"), "\n")
+	lines := strings.Split(strings.TrimSuffix(string(jsonl), "\n"), "\n")
 	lines[33] = strings.Replace(lines[33], "patient-", "patient-9", 1)
 	res, _ = tlog.VerifyExport(strings.NewReader(strings.Join(lines, "\n")), f.pub, sum.Checkpoint)
 	if res.Ok || res.FirstFailingSequence != 34 {
 		t.Errorf("VerifyExport(edited line 34) = ok %v at %d, want failure at 34", res.Ok, res.FirstFailingSequence)
 	}
 
-	var fhir bytes.Buffer
-	if _, err := f.svc.Export(ctx, &auditv1.ExportAuditEventsRequest{Format: auditv1.ExportFormat_EXPORT_FORMAT_FHIR_AUDIT_EVENT,
-		Filter: &auditv1.AuditEventFilter{FromSequence: 1, ToSequence: 3}}, 1<<20, func(c []byte) error { fhir.Write(c); return nil }); err != nil {
+	fhir, _, err := export(ctx, f.api, &auditv1.ExportAuditEventsRequest{Format: auditv1.ExportFormat_EXPORT_FORMAT_FHIR_AUDIT_EVENT,
+		Filter: &auditv1.AuditEventFilter{FromSequence: 1, ToSequence: 3}})
+	if err != nil {
 		t.Fatalf("Export(FHIR) error = %v", err)
 	}
-	fl := strings.Split(strings.TrimSpace(fhir.String()), "\n")
+	fl := strings.Split(strings.TrimSpace(string(fhir)), "\n")
 	if len(fl) != 3 {
 		t.Fatalf("FHIR export has %d lines, want 3", len(fl))
 	}
@@ -368,7 +386,7 @@ func TestExportFormats(t *testing.T) {
 			t.Errorf("FHIR AuditEvent check %q failed: %s", name, fl[0])
 		}
 	}
-	if _, err := f.svc.Export(ctx, &auditv1.ExportAuditEventsRequest{}, 1024, func([]byte) error { return nil }); !errors.Is(err, usererr.ErrInvalidArgument) {
+	if _, _, err := export(ctx, f.api, &auditv1.ExportAuditEventsRequest{}); !errors.Is(err, usererr.ErrInvalidArgument) {
 		t.Errorf("Export(no format) error = %v, want ErrInvalidArgument", err)
 	}
 }
@@ -411,7 +429,7 @@ func TestAccessReportRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := f.svc.AccessReport(auth.WithPrincipal(ctx, tt.p), &auditv1.GetAccessReportRequest{PatientId: "patient-7"})
+			resp, err := f.api.GetAccessReport(auth.WithPrincipal(ctx, tt.p), &auditv1.GetAccessReportRequest{PatientId: "patient-7"})
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("AccessReport() error = %v, want %v", err, tt.wantErr)
@@ -440,7 +458,7 @@ func TestAccessReportRules(t *testing.T) {
 	if _, err := g.svc.Ingest(ctx, g.incoming(t, clin)); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := g.svc.AccessReport(auth.WithPrincipal(ctx, patient), &auditv1.GetAccessReportRequest{PatientId: "patient-7"})
+	resp, err := g.api.GetAccessReport(auth.WithPrincipal(ctx, patient), &auditv1.GetAccessReportRequest{PatientId: "patient-7"})
 	if err != nil || len(resp.Entries) != 1 || resp.Entries[0].ActorDisplayName != "Dr. Example" {
 		t.Errorf("AccessReport(names allowed) = %v, %v; want the configured name", resp, err)
 	}

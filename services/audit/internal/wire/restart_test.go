@@ -1,4 +1,4 @@
-package app_test
+package wire_test
 
 import (
 	"bytes"
@@ -10,26 +10,17 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
-	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/audit/internal/app"
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
-	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
+	"github.com/securemsg/securemsg/services/audit/internal/ports"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 )
 
 // restart builds a new Service over the fixture's store, as a restarted process would.
 func (f *fixture) restart(t *testing.T, signer *tlog.Signer, cfg app.Config) *app.Service {
 	t.Helper()
-	em, err := auditlog.NewEmitter(commonv1.Component_COMPONENT_AUDIT)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := app.New(f.store, signer, em, cfg)
-	if err != nil {
-		t.Fatalf("app.New() error = %v", err)
-	}
-	return svc
+	return newService(t, f.store, signer, cfg)
 }
 
 // TestSigningKeyRotation: checkpoints signed with key A, then (after a restart with key B, A's
@@ -45,7 +36,7 @@ func TestSigningKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.fill(t, 0, 60)
-	cpA, err := f.svc.Checkpoint(ctx, false)
+	cpA, err := f.checkpoint(t, ctx)
 	if err != nil || cpA.GetKeyId() != f.signer.KeyID() {
 		t.Fatalf("Checkpoint() = %v, %v; want one signed with key A", cpA, err)
 	}
@@ -61,25 +52,25 @@ func TestSigningKeyRotation(t *testing.T) {
 		t.Fatalf("LoadPublicKeys(folder) = %d keys, %v; want 2", len(trusted), err)
 	}
 	f.svc = f.restart(t, signerB, app.Config{TrustedKeys: trusted})
+	f.api = ports.NewGRPC(f.svc)
 	f.fill(t, 60, 70)
-	cpB, err := f.svc.Checkpoint(ctx, false)
+	cpB, err := f.checkpoint(t, ctx)
 	if err != nil || cpB.GetKeyId() != signerB.KeyID() || cpB.GetTreeSize() != 130 {
 		t.Fatalf("Checkpoint() after rotation = %v, %v; want size 130 signed with key B", cpB, err)
 	}
 
-	res, err := f.svc.VerifyRange(ctx, 1, 0)
+	res, err := f.api.VerifyRange(ctx, &auditv1.VerifyRangeRequest{FromSequence: 1})
 	if err != nil || !res.Ok || res.VerifiedCount != 130 || res.Checkpoint.GetTreeSize() != 130 {
 		t.Fatalf("VerifyRange(1, end) with keys A and B = %v, %v; want ok over 130 reaching checkpoint 130", res, err)
 	}
 	onlyB := f.restart(t, signerB, app.Config{})
-	res, err = onlyB.VerifyRange(ctx, 1, 0)
+	res, err = ports.NewGRPC(onlyB).VerifyRange(ctx, &auditv1.VerifyRangeRequest{FromSequence: 1})
 	if err != nil || res.Ok || res.Failure != auditv1.VerifyFailure_VERIFY_FAILURE_CHECKPOINT_SIGNATURE_INVALID || res.FirstFailingSequence != 60 {
 		t.Errorf("VerifyRange(1, end) with key B only = %v, %v; want CHECKPOINT_SIGNATURE_INVALID at 60", res, err)
 	}
 
-	var jsonl bytes.Buffer
-	if _, err := f.svc.Export(ctx, &auditv1.ExportAuditEventsRequest{Format: auditv1.ExportFormat_EXPORT_FORMAT_JSONL}, 4096,
-		func(c []byte) error { jsonl.Write(c); return nil }); err != nil {
+	jsonl, _, err := export(ctx, f.api, &auditv1.ExportAuditEventsRequest{Format: auditv1.ExportFormat_EXPORT_FORMAT_JSONL})
+	if err != nil {
 		t.Fatalf("Export() error = %v", err)
 	}
 	// The export starts at sequence 1; the export itself appended audit records of the
@@ -95,7 +86,7 @@ func TestSigningKeyRotation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := tlog.VerifyExportKeys(bytes.NewReader(jsonl.Bytes()), tt.ring, cpA, cpB)
+			res, err := tlog.VerifyExportKeys(bytes.NewReader(jsonl), tt.ring, cpA, cpB)
 			if err != nil || res.Ok != tt.wantOK {
 				t.Fatalf("VerifyExportKeys(%v) = %v, %v; want ok %v", tt.ring.IDs(), res, err, tt.wantOK)
 			}

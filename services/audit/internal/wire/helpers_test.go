@@ -1,4 +1,4 @@
-package app_test
+package wire_test
 
 import (
 	"time"

@@ -1,6 +1,7 @@
-package app_test
+package wire_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -9,13 +10,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
-	"github.com/securemsg/securemsg/services/audit/internal/adapters"
+	"github.com/securemsg/securemsg/services/audit/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/audit/internal/app"
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
+	"github.com/securemsg/securemsg/services/audit/internal/ports"
 	"github.com/securemsg/securemsg/services/audit/migrations"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
@@ -25,12 +29,14 @@ import (
 	"github.com/securemsg/securemsg/services/internal/testkit"
 )
 
-// fixture is one test's audit log: a migrated throw-away schema, the store and the use cases.
+// fixture is one test's audit log: a migrated throw-away schema, the Postgres store, the use
+// cases and their gRPC handler (called in-process, so the tests see what a client sees).
 type fixture struct {
 	pool   *pgxpool.Pool
 	schema string
-	store  *adapters.Store
+	store  *pgstore.Store
 	svc    *app.Service
+	api    *ports.GRPC
 	pub    ed25519.PublicKey
 	signer *tlog.Signer
 	msgEm  *auditlog.Emitter // a producer's emitter, to make realistic record bytes
@@ -51,17 +57,71 @@ func newFixture(t testing.TB, cfg app.Config) *fixture {
 	t.Cleanup(pool.Close)
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	signer := tlog.NewSigner(priv)
-	em, _ := auditlog.NewEmitter(commonv1.Component_COMPONENT_AUDIT)
-	store := adapters.NewStore(pool)
-	svc, err := app.New(store, signer, em, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := pgstore.NewStore(pool)
+	svc := newService(t, store, signer, cfg)
 	if err := svc.Maintain(ctx); err != nil {
 		t.Fatalf("Maintain() error = %v", err)
 	}
 	msgEm, _ := auditlog.NewEmitter(commonv1.Component_COMPONENT_MESSAGING)
-	return &fixture{pool: pool, schema: schema, store: store, svc: svc, pub: pub, signer: signer, msgEm: msgEm}
+	return &fixture{pool: pool, schema: schema, store: store, svc: svc, api: ports.NewGRPC(svc), pub: pub, signer: signer, msgEm: msgEm}
+}
+
+// newService builds the use cases over store with the audit service's own emitter, as
+// wire.Register does.
+func newService(t testing.TB, store *pgstore.Store, signer *tlog.Signer, cfg app.Config) *app.Service {
+	t.Helper()
+	em, err := auditlog.NewEmitter(commonv1.Component_COMPONENT_AUDIT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := app.New(cfg, app.Deps{Log: store, Checkpoints: store, Marks: store, Outbox: store, Signer: signer, Audit: em})
+	if err != nil {
+		t.Fatalf("app.New() error = %v", err)
+	}
+	return svc
+}
+
+// checkpoint signs a checkpoint of the log's head (the checkpointer's job) and returns it as
+// the API gives it out.
+func (f *fixture) checkpoint(t testing.TB, ctx context.Context) (*auditv1.Checkpoint, error) {
+	t.Helper()
+	signed, err := f.svc.Checkpoint(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := f.api.GetLatestCheckpoint(ctx, &auditv1.GetLatestCheckpointRequest{})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Checkpoint.GetTreeSize() != signed.TreeSize {
+		t.Fatalf("GetLatestCheckpoint() = size %d right after signing size %d", resp.Checkpoint.GetTreeSize(), signed.TreeSize)
+	}
+	return resp.Checkpoint, nil
+}
+
+// export runs ExportAuditEvents through the gRPC handler and returns the file and its summary.
+func export(ctx context.Context, api *ports.GRPC, req *auditv1.ExportAuditEventsRequest) ([]byte, *auditv1.ExportSummary, error) {
+	s := &exportStream{ctx: ctx}
+	err := api.ExportAuditEvents(req, s)
+	return s.file.Bytes(), s.summary, err
+}
+
+// exportStream collects what ExportAuditEvents sends.
+type exportStream struct {
+	grpc.ServerStream
+	ctx     context.Context
+	file    bytes.Buffer
+	summary *auditv1.ExportSummary
+}
+
+func (s *exportStream) Context() context.Context { return s.ctx }
+
+func (s *exportStream) Send(r *auditv1.ExportAuditEventsResponse) error {
+	s.file.Write(r.GetChunk())
+	if r.GetSummary() != nil {
+		s.summary = r.GetSummary()
+	}
+	return nil
 }
 
 var base = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)

@@ -1,4 +1,4 @@
-package adapters_test
+package pgstore_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
-	"github.com/securemsg/securemsg/services/audit/internal/adapters"
+	"github.com/securemsg/securemsg/services/audit/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/audit/migrations"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
@@ -24,7 +24,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/testkit/benchkit"
 )
 
-func benchStore(b *testing.B) (*adapters.Store, *pgxpool.Pool) {
+func benchStore(b *testing.B) (*pgstore.Store, *pgxpool.Pool) {
 	admin := testkit.Postgres(b)
 	schema := testkit.NewSchema(b, admin)
 	if err := migrate.Up(context.Background(), admin, schema, migrations.FS, nil); err != nil {
@@ -35,7 +35,7 @@ func benchStore(b *testing.B) (*adapters.Store, *pgxpool.Pool) {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
-	s := adapters.NewStore(pool)
+	s := pgstore.NewStore(pool)
 	if err := s.EnsurePartitions(context.Background(), time.Now(), 1); err != nil {
 		b.Fatal(err)
 	}

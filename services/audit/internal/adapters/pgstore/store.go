@@ -1,7 +1,8 @@
-// Package adapters implements the audit service's storage on Postgres (schema `audit`): the
-// append-only, month-partitioned log with its single-writer head row, the Merkle tree's stored
-// nodes and proofs, checkpoints, retention and reconciliation marks.
-package adapters
+// Package pgstore implements the audit service's repositories (domain.Log, domain.Checkpoints,
+// domain.ReconcileMarks, domain.Outbox) on Postgres, schema `audit`: the append-only,
+// month-partitioned log with its single-writer head row, the Merkle tree's kept nodes,
+// checkpoints, retention and reconciliation marks, and the service's outbox.
+package pgstore
 
 import (
 	"context"
@@ -14,28 +15,27 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/proof"
 
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
-	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
-
-// nodeStride is the level spacing of stored tree nodes: levels 8, 16, 24, ... are persisted, so
-// any perfect subtree hash is computed from at most 2^8 stored hashes.
-const nodeStride = 8
 
 // Store is the Postgres log. Its pool's search_path is the audit schema.
 type Store struct {
 	pool *pgxpool.Pool
 }
 
+var (
+	_ domain.Log            = (*Store)(nil)
+	_ domain.Checkpoints    = (*Store)(nil)
+	_ domain.ReconcileMarks = (*Store)(nil)
+	_ domain.Outbox         = (*Store)(nil)
+)
+
 // NewStore returns a store on pool.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
-
-// Pool is the store's pool (for the outbox writes of the use cases).
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // partitionName names the partition of the month holding t.
 func partitionName(t time.Time) string {
@@ -89,92 +89,38 @@ func (s *Store) Head(ctx context.Context) (domain.Head, error) {
 	return scanHead(s.pool.QueryRow(ctx, headSQL))
 }
 
-// BeginTx starts a transaction on the store's pool (the use cases write their own audit
-// records to the outbox with it).
-func (s *Store) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
-	return s.pool.BeginTx(ctx, opts)
-}
-
 var entryColumns = []string{"sequence", "appended_at", "event_id", "occurred_at", "producer", "actor_subject", "actor_role",
 	"actor_org", "on_behalf_of", "action", "outcome", "severity", "record_type", "record_id", "patient_id", "pool_id",
 	"sensitivity", "purpose", "record_bytes", "leaf_hash", "prev_chain_hash", "chain_hash"}
 
-// Append adds records to the log in one transaction, in the order given: records whose event
-// id the log already holds (or that repeat within the batch) are skipped. It returns the
-// entries appended. hook, when not nil, runs inside the transaction after the entries were
-// written (anomaly detection writes its alerts there, so they commit or roll back with the
-// records). The head row lock makes appends from several replicas take turns, so
-// sequences have no gaps and the chain has no forks.
-func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Time, hook func(context.Context, pgx.Tx, []domain.Entry) error) ([]domain.Entry, error) {
+// Append implements domain.Log in one transaction. The head row lock makes appends from several
+// replicas take turns; the entries, their event ids and the tree nodes they complete are
+// written with COPY, then the head moves and effects' events go to the outbox, all before the
+// one commit.
+func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Time, effects func([]domain.Entry) ([]outbox.Event, error)) ([]domain.Entry, error) {
 	var out []domain.Entry
 	err := pg.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		out = out[:0]
-		ids := make([]string, 0, len(recs))
-		seen := make(map[string]bool, len(recs))
-		for _, r := range recs {
-			if !seen[r.EventID] {
-				seen[r.EventID] = true
-				ids = append(ids, r.EventID)
-			}
-		}
-		// One round trip: lock the head, then look the event ids up. The duplicate check must
-		// probe the primary key; without statistics (a new table, or one that grew fast before
-		// autovacuum analysed it) the planner may scan the whole table for every batch, which
-		// makes ingest slow down as the log grows — hence enable_seqscan off for this query.
-		var head domain.Head
-		var have []string
-		b := &pgx.Batch{}
-		b.Queue(headSQL + " FOR UPDATE").QueryRow(func(row pgx.Row) error {
-			var err error
-			head, err = scanHead(row)
+		head, seen, err := lockHead(ctx, tx, recs)
+		if err != nil {
 			return err
-		})
-		b.Queue("SET LOCAL enable_seqscan = off")
-		b.Queue(`SELECT event_id FROM event_ids WHERE event_id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
-			var err error
-			have, err = pgx.CollectRows(rows, pgx.RowTo[string])
-			return err
-		})
-		b.Queue("SET LOCAL enable_seqscan = on")
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("lock head and look up event ids: %w", err)
 		}
-		dup := make(map[string]bool, len(have))
-		for _, id := range have {
-			dup[id] = true
-		}
-		now = now.UTC().Truncate(time.Microsecond)
-		chain := head.Chain
-		tree := head.Tree
-		seq := head.Size
 		var nodes [][]any
-		visit := func(level uint, index uint64, hash []byte) {
-			if level > 0 && level%nodeStride == 0 {
+		out = head.Extend(recs, seen, now, func(level uint, index uint64, hash []byte) {
+			if domain.KeepsTreeNode(level) {
 				nodes = append(nodes, []any{int16(level), int64(index), hash})
 			}
-		}
-		rowsIn := make([][]any, 0, len(recs))
-		idRows := make([][]any, 0, len(recs))
-		for _, r := range recs {
-			if dup[r.EventID] {
-				continue
-			}
-			dup[r.EventID] = true
-			seq++
-			leaf := tlog.LeafHash(r.Bytes)
-			next := tlog.ChainHash(chain, leaf)
-			tree.Append(leaf, visit)
-			p := domain.Project(r.Record)
-			e := domain.Entry{Sequence: seq, AppendedAt: now, Bytes: r.Bytes, Leaf: leaf, PrevChain: chain, Chain: next, Projection: p}
-			out = append(out, e)
-			rowsIn = append(rowsIn, []any{int64(seq), now, p.EventID, p.OccurredAt, p.Producer, p.ActorSubject, p.ActorRole,
-				p.ActorOrg, p.OnBehalfOf, p.Action, p.Outcome, p.Severity, p.RecordType, p.RecordID, p.PatientID, p.PoolID,
-				p.Sensitivity, p.Purpose, r.Bytes, leaf, chain, next})
-			idRows = append(idRows, []any{p.EventID, int64(seq)})
-			chain = next
-		}
+		})
 		if len(out) == 0 {
 			return nil
+		}
+		rowsIn := make([][]any, len(out))
+		idRows := make([][]any, len(out))
+		for i, e := range out {
+			p := e.Projection
+			rowsIn[i] = []any{int64(e.Sequence), e.AppendedAt, p.EventID, p.OccurredAt, p.Producer, p.ActorSubject, p.ActorRole,
+				p.ActorOrg, p.OnBehalfOf, p.Action, p.Outcome, p.Severity, p.RecordType, p.RecordID, p.PatientID, p.PoolID,
+				p.Sensitivity, p.Purpose, e.Bytes, e.Leaf, e.PrevChain, e.Chain}
+			idRows[i] = []any{p.EventID, int64(e.Sequence)}
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"entries"}, entryColumns, pgx.CopyFromRows(rowsIn)); err != nil {
 			return fmt.Errorf("append %d entries: %w", len(rowsIn), err)
@@ -188,18 +134,59 @@ func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Tim
 			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE log_head SET size = $1, chain_hash = $2, tree_state = $3, updated_at = now()`,
-			int64(seq), chain, tree.State()); err != nil {
+			int64(head.Size), head.Chain, head.Tree.State()); err != nil {
 			return fmt.Errorf("advance log head: %w", err)
 		}
-		if hook != nil {
-			return hook(ctx, tx, out)
+		if effects == nil {
+			return nil
 		}
-		return nil
+		events, err := effects(out)
+		if err != nil {
+			return err
+		}
+		return outbox.Add(ctx, tx, events...)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// lockHead locks and reads the head and looks up which of recs' event ids the log holds, in
+// one round trip. The duplicate check must probe the primary key; without statistics (a new
+// table, or one that grew fast before autovacuum analysed it) the planner may scan the whole
+// table for every batch, which makes ingest slow down as the log grows — hence enable_seqscan
+// off for this query.
+func lockHead(ctx context.Context, tx pgx.Tx, recs []domain.Incoming) (domain.Head, map[string]bool, error) {
+	ids := make([]string, 0, len(recs))
+	for _, r := range recs {
+		ids = append(ids, r.EventID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var head domain.Head
+	var have []string
+	b := &pgx.Batch{}
+	b.Queue(headSQL + " FOR UPDATE").QueryRow(func(row pgx.Row) error {
+		var err error
+		head, err = scanHead(row)
+		return err
+	})
+	b.Queue("SET LOCAL enable_seqscan = off")
+	b.Queue(`SELECT event_id FROM event_ids WHERE event_id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+		var err error
+		have, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	b.Queue("SET LOCAL enable_seqscan = on")
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return domain.Head{}, nil, fmt.Errorf("lock head and look up event ids: %w", err)
+	}
+	seen := make(map[string]bool, len(have)+len(recs))
+	for _, id := range have {
+		seen[id] = true
+	}
+	return head, seen, nil
 }
 
 const selectEntry = `SELECT sequence, appended_at, record_bytes, leaf_hash, prev_chain_hash, chain_hash, event_id, occurred_at,
@@ -335,8 +322,9 @@ func enumInts[E ~int32](vs []E) []int16 {
 	return out
 }
 
-// nodeHashes computes the hashes of perfect subtrees ids from stored leaves and nodes.
-func (s *Store) nodeHashes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
+// NodeHashes implements domain.Log: one query per subtree, over at most 2^TreeNodeStride kept
+// hashes.
+func (s *Store) NodeHashes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
 	out := make([][]byte, len(ids))
 	for i, id := range ids {
 		h, err := s.nodeHash(ctx, id.Level, id.Index)
@@ -349,17 +337,15 @@ func (s *Store) nodeHashes(ctx context.Context, ids []compact.NodeID) ([][]byte,
 }
 
 func (s *Store) nodeHash(ctx context.Context, level uint, index uint64) ([]byte, error) {
-	stored := (level / nodeStride) * nodeStride
-	width := uint64(1) << (level - stored)
-	lo := index << (level - stored)
+	kept, lo, width := domain.SubtreeSpan(level, index)
 	var rows pgx.Rows
 	var err error
-	if stored == 0 {
+	if kept == 0 {
 		rows, err = s.pool.Query(ctx, `SELECT leaf_hash FROM entries WHERE sequence BETWEEN $1 AND $2 ORDER BY sequence`,
 			int64(lo+1), int64(lo+width))
 	} else {
 		rows, err = s.pool.Query(ctx, `SELECT hash FROM tree_nodes WHERE level = $1 AND idx BETWEEN $2 AND $3 ORDER BY idx`,
-			int16(stored), int64(lo), int64(lo+width-1))
+			int16(kept), int64(lo), int64(lo+width-1))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read tree hashes: %w", err)
@@ -372,41 +358,6 @@ func (s *Store) nodeHash(ctx context.Context, level uint, index uint64) ([]byte,
 		return nil, domain.Pruned("node (%d, %d) needs %d hashes, %d stored", level, index, width, len(hashes))
 	}
 	return tlog.PerfectRoot(hashes)
-}
-
-// TreeAt rebuilds the Merkle tree as it was at size leaves (its compact range).
-func (s *Store) TreeAt(ctx context.Context, size uint64) (*tlog.Tree, error) {
-	hashes, err := s.nodeHashes(ctx, tlog.CompactNodes(size))
-	if err != nil {
-		return nil, err
-	}
-	return tlog.TreeFromState(size, hashes)
-}
-
-// InclusionProof returns the RFC 6962 audit path of leaf index in the tree of size.
-func (s *Store) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
-	nodes, err := proof.Inclusion(index, size)
-	if err != nil {
-		return nil, usererr.Newf(usererr.InvalidArgument, "INVALID_PROOF_REQUEST", "%v", err)
-	}
-	hashes, err := s.nodeHashes(ctx, nodes.IDs)
-	if err != nil {
-		return nil, err
-	}
-	return nodes.Rehash(hashes, tlog.NodeHash)
-}
-
-// ConsistencyProof returns the RFC 6962 consistency proof between two tree sizes.
-func (s *Store) ConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error) {
-	nodes, err := proof.Consistency(size1, size2)
-	if err != nil {
-		return nil, usererr.Newf(usererr.InvalidArgument, "INVALID_PROOF_REQUEST", "%v", err)
-	}
-	hashes, err := s.nodeHashes(ctx, nodes.IDs)
-	if err != nil {
-		return nil, err
-	}
-	return nodes.Rehash(hashes, tlog.NodeHash)
 }
 
 // LeafHash returns the stored leaf hash of sequence.
@@ -555,6 +506,15 @@ func (s *Store) ReconcileMark(ctx context.Context, producer string) (int64, erro
 		return 0, fmt.Errorf("read reconcile mark: %w", err)
 	}
 	return seq, nil
+}
+
+// WriteEvents implements domain.Outbox: one insert, committed when it returns.
+func (s *Store) WriteEvents(ctx context.Context, events ...outbox.Event) error {
+	rows, err := outbox.NewRows(events...)
+	if err != nil {
+		return err
+	}
+	return rows.Insert(ctx, s.pool)
 }
 
 // SetReconcileMark raises the producer's confirmed outbox seq (never lowers it).

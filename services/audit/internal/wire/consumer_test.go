@@ -1,4 +1,4 @@
-package ports_test
+package wire_test
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
-	"github.com/securemsg/securemsg/services/audit/internal/adapters"
+	"github.com/securemsg/securemsg/services/audit/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/audit/internal/app"
 	"github.com/securemsg/securemsg/services/audit/internal/ports"
 	"github.com/securemsg/securemsg/services/audit/migrations"
@@ -51,20 +52,15 @@ func newPool(t *testing.T, service bool) *pgxpool.Pool {
 }
 
 type auditFixture struct {
-	store *adapters.Store
+	store *pgstore.Store
 	svc   *app.Service
 }
 
 func newAudit(t *testing.T) auditFixture {
 	pool := newPool(t, true)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	em, _ := auditlog.NewEmitter(commonv1.Component_COMPONENT_AUDIT)
-	store := adapters.NewStore(pool)
-	svc, err := app.New(store, tlog.NewSigner(priv), em, app.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return auditFixture{store: store, svc: svc}
+	store := pgstore.NewStore(pool)
+	return auditFixture{store: store, svc: newService(t, store, tlog.NewSigner(priv), app.Config{})}
 }
 
 func record(i int) *eventsv1.AuditRecord {
@@ -80,12 +76,32 @@ func record(i int) *eventsv1.AuditRecord {
 	}
 }
 
-func size(t *testing.T, s *adapters.Store) uint64 {
+func size(t *testing.T, s *pgstore.Store) uint64 {
 	h, err := s.Head(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h.Size
+}
+
+// startNATS starts an embedded nats-server (so a test may restart it) with the suite's streams
+// under names of the test's own.
+func startNATS(t *testing.T) (*testkit.NATSServer, *nats.Conn, jetstream.JetStream, natsx.Topology) {
+	t.Helper()
+	srv := testkit.StartNATS(t, nil)
+	nc := srv.Connect(t)
+	js, err := natsx.JetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := testkit.UniqueNATSNames(t, nil)
+	top := natsx.DefaultTopology()
+	top.EventsStream, top.EventsSubject = names.StreamPrefix+"EVENTS", names.SubjectPrefix+".events"
+	top.AuditStream, top.AuditSubject = names.StreamPrefix+"AUDIT", names.SubjectPrefix+".audit"
+	if err := natsx.EnsureStreams(t.Context(), js, top); err != nil {
+		t.Fatal(err)
+	}
+	return srv, nc, js, top
 }
 
 // runConsumer starts the audit consumer and returns a stop function that waits for it.
@@ -100,19 +116,7 @@ func runConsumer(t *testing.T, c *ports.Consumer) func() {
 // restarts once); when the consumer comes back it catches up and nothing is lost or doubled.
 func TestAuditDownThenCatchUp(t *testing.T) {
 	t.Parallel()
-	srv := testkit.StartNATS(t, nil)
-	nc := srv.Connect(t)
-	js, err := natsx.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := testkit.UniqueNATSNames(t, nil)
-	top := natsx.DefaultTopology()
-	top.EventsStream, top.EventsSubject = names.StreamPrefix+"EVENTS", names.SubjectPrefix+".events"
-	top.AuditStream, top.AuditSubject = names.StreamPrefix+"AUDIT", names.SubjectPrefix+".audit"
-	if err := natsx.EnsureStreams(t.Context(), js, top); err != nil {
-		t.Fatal(err)
-	}
+	srv, _, js, top := startNATS(t)
 	a := newAudit(t)
 	producer := newPool(t, false)
 	em, _ := auditlog.NewEmitter(commonv1.Component_COMPONENT_MESSAGING, auditlog.WithSubjectPrefix(top.AuditSubject))
@@ -179,16 +183,8 @@ func mustPayload(t *testing.T, em *auditlog.Emitter, r *eventsv1.AuditRecord) []
 // are republished by the relay, and the high-water mark then covers everything.
 func TestReconcileFindsLostTail(t *testing.T) {
 	t.Parallel()
-	srv := testkit.StartNATS(t, nil)
-	nc := srv.Connect(t)
-	js, _ := natsx.JetStream(nc)
+	_, nc, js, top := startNATS(t)
 	names := testkit.UniqueNATSNames(t, nil)
-	top := natsx.DefaultTopology()
-	top.EventsStream, top.EventsSubject = names.StreamPrefix+"EVENTS", names.SubjectPrefix+".events"
-	top.AuditStream, top.AuditSubject = names.StreamPrefix+"AUDIT", names.SubjectPrefix+".audit"
-	if err := natsx.EnsureStreams(t.Context(), js, top); err != nil {
-		t.Fatal(err)
-	}
 	a := newAudit(t)
 	producer := newPool(t, false)
 	em, _ := auditlog.NewEmitter(commonv1.Component_COMPONENT_MESSAGING, auditlog.WithSubjectPrefix(top.AuditSubject))
@@ -216,7 +212,7 @@ func TestReconcileFindsLostTail(t *testing.T) {
 	prefix := names.SubjectPrefix + ".reconcile"
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	go func() { _ = ports.ServeReconcile(ctx, nc, prefix, a.store, consumer, testLogger()) }()
+	go func() { _ = ports.ServeReconcile(ctx, nc, prefix, a.svc, consumer, testLogger()) }()
 	rec := auditlog.NewReconciler(producer, nc, em)
 	rec.SubjectPrefix = prefix
 	rec.Grace = time.Second
