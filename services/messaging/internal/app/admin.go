@@ -8,6 +8,7 @@ import (
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
@@ -86,9 +87,8 @@ func (s *Service) UpdatePoolSettings(ctx context.Context, p *auth.Principal, in 
 		}
 		next.UpdatedAt, next.UpdatedBySubject = s.Now(), p.Subject
 		b := s.newBatch(ctx)
-		rec := s.record(ctx, actorFor(p, "", in.PoolID), eventsv1.Action_ACTION_UPDATE, eventsv1.RecordType_RECORD_TYPE_POOL_SETTINGS, in.PoolID, "", in.PoolID, 0)
-		rec.ReasonCode = "pool_settings"
-		b.audit(rec)
+		b.audit(actorFor(p, "", in.PoolID), eventsv1.Action_ACTION_UPDATE,
+			auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_POOL_SETTINGS, ID: in.PoolID, PoolID: in.PoolID}, auditlog.Reason("pool_settings"))
 		rows, err := b.rows()
 		return next, rows, err
 	})
@@ -138,12 +138,13 @@ func (s *Service) SetLegalHold(ctx context.Context, p *auth.Principal, threadID,
 		recordID, patientID = t.ID, t.PatientID
 	}
 	b := s.newBatch(ctx)
-	rec := s.record(ctx, actorFor(p, "", ""), eventsv1.Action_ACTION_UPDATE, eventsv1.RecordType_RECORD_TYPE_LEGAL_HOLD, recordID, patientID, res.PoolID, 0)
-	rec.ReasonCode, rec.Severity, rec.PurposeOfUse = "legal_hold_lifted", eventsv1.Severity_SEVERITY_HIGH, commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL
+	reason := "legal_hold_lifted"
 	if on {
-		rec.ReasonCode = "legal_hold_placed"
+		reason = "legal_hold_placed"
 	}
-	b.audit(rec)
+	b.audit(actorFor(p, "", ""), eventsv1.Action_ACTION_UPDATE,
+		auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_LEGAL_HOLD, ID: recordID, PatientID: patientID, PoolID: res.PoolID},
+		auditlog.Reason(reason), auditlog.WithSeverity(eventsv1.Severity_SEVERITY_HIGH), auditlog.WithPurpose(commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL))
 	rows, err := b.rows()
 	if err == nil {
 		if t != nil {

@@ -14,8 +14,8 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
-	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
@@ -93,19 +93,16 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 	a := actorFor(p, t.PatientID, t.PoolID)
 	out := &GetThreadResult{Thread: ThreadView{Thread: t}, BreakGlass: d.BreakGlass}
 	b := s.newBatch(ctx)
-	rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_READ, t)
-	rec.ReasonCode = reasonCode(d)
+	action, opts := eventsv1.Action_ACTION_READ, []auditlog.RecordOption{auditlog.Reason(reasonCode(d))}
 	var bg *domain.BreakGlass
 	if d.BreakGlass {
-		rec.Action = eventsv1.Action_ACTION_BREAK_GLASS
-		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
-		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_EMERGENCY
+		action, opts = eventsv1.Action_ACTION_BREAK_GLASS, append(opts, auditlog.BreakGlass())
 		bg = &domain.BreakGlass{ID: uuid.NewString(), Subject: p.Subject, At: s.Now()}
 		if bg.ReasonSealed, err = sl.SealRecord([]byte(c.BreakGlassReason), crypto.MessageFieldAAD(t.ID, bg.ID, fieldBreakGlass)); err != nil {
 			return nil, err
 		}
 	}
-	b.audit(rec)
+	b.audit(a, action, threadTarget(t), opts...)
 	audit, err := b.rows()
 	if err != nil {
 		return nil, err
@@ -306,7 +303,7 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 		b := s.newBatch(ctx)
 		for _, sh := range list {
 			if sh.content {
-				b.audit(s.threadRecord(ctx, actorFor(p, sh.v.Thread.PatientID, sh.v.Thread.PoolID), eventsv1.Action_ACTION_READ, sh.v.Thread))
+				b.audit(actorFor(p, sh.v.Thread.PatientID, sh.v.Thread.PoolID), eventsv1.Action_ACTION_READ, threadTarget(sh.v.Thread))
 			}
 		}
 		rows, err := b.rows()
@@ -368,10 +365,8 @@ func (s *Service) MarkRead(ctx context.Context, p *auth.Principal, threadID, upT
 	v, err := s.Inbox.MarkRead(ctx, t.ID, p.Subject, m.Seq, func(v domain.Viewer) ([]outbox.Event, error) {
 		b := s.newBatch(ctx)
 		ev := &eventsv1.MessageRead{ThreadId: t.ID, PoolId: t.PoolID, UpToMessageId: m.ID, ReaderSubject: p.Subject, ReaderRole: a.Role, UnreadCount: v.Unread}
-		b.event("message.read."+t.PoolID, ev, &ev.Meta)
-		rec := s.messageRecord(ctx, a, eventsv1.Action_ACTION_UPDATE, t, m.ID)
-		rec.ReasonCode, rec.Severity = "mark_read", eventsv1.Severity_SEVERITY_LOW
-		b.audit(rec)
+		b.event("message.read."+t.PoolID, ev)
+		b.audit(a, eventsv1.Action_ACTION_UPDATE, messageTarget(t, m.ID), auditlog.Reason("mark_read"), auditlog.WithSeverity(eventsv1.Severity_SEVERITY_LOW))
 		return b.rows()
 	})
 	if err != nil {
@@ -398,9 +393,8 @@ func (s *Service) SetArchived(ctx context.Context, p *auth.Principal, threadID s
 		return time.Time{}, err
 	}
 	b := s.newBatch(ctx)
-	rec := s.threadRecord(ctx, actorFor(p, t.PatientID, t.PoolID), eventsv1.Action_ACTION_UPDATE, t)
-	rec.ReasonCode, rec.Severity = code, eventsv1.Severity_SEVERITY_LOW
-	b.audit(rec)
+	b.audit(actorFor(p, t.PatientID, t.PoolID), eventsv1.Action_ACTION_UPDATE, threadTarget(t),
+		auditlog.Reason(code), auditlog.WithSeverity(eventsv1.Severity_SEVERITY_LOW))
 	rows, err := b.rows()
 	if err != nil {
 		return time.Time{}, storeError("archive thread", err)

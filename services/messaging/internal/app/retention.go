@@ -8,6 +8,7 @@ import (
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
@@ -40,6 +41,9 @@ type PurgeResult struct {
 
 // SystemPrincipal is the purge job's own identity in audit records.
 var SystemPrincipal = &auth.Principal{Kind: auth.KindService, Subject: "service:messaging", Service: "messaging"}
+
+// purgeJobOperation names the purge job in its audit records (the rpc is named by its method).
+const purgeJobOperation = "messaging.retention-purge"
 
 // RunRetentionPurge is the admin rpc: it checks the caller, then purges.
 func (s *Service) RunRetentionPurge(ctx context.Context, p *auth.Principal, c PurgeCmd) (*PurgeResult, error) {
@@ -151,7 +155,7 @@ func (s *Service) addCounts(res *PurgeResult, c PurgeCounts) {
 	res.Total.SkippedLegalHold += c.SkippedLegalHold
 }
 
-func (s *Service) purgeThreads(ctx context.Context, a Actor, cands []domain.PurgeCandidate, cutoff time.Time, counts *PurgeCounts) error {
+func (s *Service) purgeThreads(ctx context.Context, a auditlog.Actor, cands []domain.PurgeCandidate, cutoff time.Time, counts *PurgeCounts) error {
 	for start := 0; start < len(cands); start += 1000 {
 		chunk := cands[start:min(start+1000, len(cands))]
 		ids := make([]string, len(chunk))
@@ -164,12 +168,11 @@ func (s *Service) purgeThreads(ctx context.Context, a Actor, cands []domain.Purg
 		for _, cd := range chunk {
 			b := s.newBatch(ctx)
 			t := &domain.Thread{ID: cd.ID, PatientID: cd.PatientID, PoolID: cd.PoolID, Sensitivity: cd.Sensitivity}
-			rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_PURGE, t)
-			rec.ReasonCode, rec.PurposeOfUse = "retention", commonv1.PurposeOfUse_PURPOSE_OF_USE_OPERATIONS
-			if rec.Operation == "messaging" {
-				rec.Operation = "messaging.retention-purge"
+			opts := []auditlog.RecordOption{auditlog.Reason("retention"), auditlog.WithPurpose(commonv1.PurposeOfUse_PURPOSE_OF_USE_OPERATIONS)}
+			if auth.RequestInfoFrom(ctx).Method == "" { // the job, not the rpc
+				opts = append(opts, auditlog.Operation(purgeJobOperation))
 			}
-			b.audit(rec)
+			b.audit(a, eventsv1.Action_ACTION_PURGE, threadTarget(t), opts...)
 			rows, err := b.rows()
 			var deleted bool
 			if err == nil {

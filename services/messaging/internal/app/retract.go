@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
@@ -95,10 +96,8 @@ func (s *Service) RetractMessage(ctx context.Context, p *auth.Principal, c Retra
 	b := s.newBatch(ctx)
 	ev := &eventsv1.MessageRetracted{ThreadId: t.ID, PoolId: t.PoolID, MessageId: m.ID, RetractedBySubject: p.Subject,
 		ReasonCode: c.ReasonCode, CorrectionMessageId: m.CorrectionMessageID}
-	b.event("message.retracted."+t.PoolID, ev, &ev.Meta)
-	rec := s.messageRecord(ctx, a, eventsv1.Action_ACTION_UPDATE, t, m.ID)
-	rec.ReasonCode = "retract:" + c.ReasonCode
-	b.audit(rec)
+	b.event("message.retracted."+t.PoolID, ev)
+	b.audit(a, eventsv1.Action_ACTION_UPDATE, messageTarget(t, m.ID), auditlog.Reason("retract:"+c.ReasonCode))
 	rows, err := b.rows()
 	if err == nil {
 		var appends domain.Appends

@@ -10,6 +10,7 @@ import (
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
@@ -131,8 +132,8 @@ func (s *Service) CreateThread(ctx context.Context, p *auth.Principal, c CreateT
 	b := s.newBatch(ctx)
 	tc := &eventsv1.ThreadCreated{ThreadId: t.ID, PoolId: t.PoolID, PatientId: t.PatientID, Category: t.Category,
 		Sensitivity: t.Sensitivity, CreatedBySubject: p.Subject, CreatedByRole: a.Role, FirstMessageId: m.ID}
-	b.event("thread.created."+t.PoolID, tc, &tc.Meta)
-	b.audit(s.threadRecord(ctx, a, eventsv1.Action_ACTION_CREATE, t))
+	b.event("thread.created."+t.PoolID, tc)
+	b.audit(a, eventsv1.Action_ACTION_CREATE, threadTarget(t))
 	rows, err := b.rows()
 	if err == nil {
 		// The auto-reply answers only a thread's first patient-side message, sent or not.
@@ -239,7 +240,7 @@ func (s *Service) checkReplay(ctx context.Context, m *domain.Message, t *domain.
 // newMessage seals a message's body and fingerprint and binds its attachments through the
 // attachment service, which must confirm each is the sender's and clean. Ids are derived from
 // the request id, so a retry binds to the same message.
-func (s *Service) newMessage(ctx context.Context, sl *crypto.RecordSealer, t *domain.Thread, a Actor, body string, attachments []string, crid string, fp []byte, corrects string) (*domain.Message, error) {
+func (s *Service) newMessage(ctx context.Context, sl *crypto.RecordSealer, t *domain.Thread, a auditlog.Actor, body string, attachments []string, crid string, fp []byte, corrects string) (*domain.Message, error) {
 	m := &domain.Message{
 		ID: derivedID("message", a.Subject, crid), ThreadID: t.ID, SenderSubject: a.Subject, SenderRole: a.Role,
 		OnBehalfOf: a.OnBehalfOf, AttachmentIDs: attachments, CreatedAt: s.Now(), ClientRequestID: crid,
@@ -301,9 +302,10 @@ func (s *Service) messageCreated(ctx context.Context, b *batch, t *domain.Thread
 		SenderSubject: m.SenderSubject, SenderRole: m.SenderRole, AttachmentCount: int32(len(m.AttachmentIDs)),
 		Sensitivity: t.Sensitivity, Category: t.Category, RecipientSubjects: recipients, FirstInThread: first,
 		AutoReply: m.AutoReply, CorrectsMessageId: m.CorrectsMessageID}
-	b.event("message.created."+t.PoolID, ev, &ev.Meta)
+	b.event("message.created."+t.PoolID, ev)
 	if !m.AutoReply {
-		b.audit(s.messageRecord(ctx, Actor{Subject: m.SenderSubject, Role: m.SenderRole, OnBehalfOf: m.OnBehalfOf}, eventsv1.Action_ACTION_CREATE, t, m.ID))
+		sender := auditlog.Actor{Subject: m.SenderSubject, Role: m.SenderRole, OnBehalfOf: m.OnBehalfOf}
+		b.audit(sender, eventsv1.Action_ACTION_CREATE, messageTarget(t, m.ID))
 	}
 }
 

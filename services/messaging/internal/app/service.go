@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
@@ -26,7 +25,6 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
-	"github.com/securemsg/securemsg/services/internal/platform/logging"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
@@ -144,16 +142,10 @@ func hiddenFrom(p *auth.Principal, t *domain.Thread) bool {
 		!(p.PatientID != "" && p.PatientID == t.PatientID)
 }
 
-// Actor is how a principal acts on a thread: the role it acts in and, for proxies, the patient.
-type Actor struct {
-	Subject    string
-	Role       commonv1.Role
-	OnBehalfOf string
-}
-
-// actorFor works out the role p acts in on a thread about patientID in poolID.
-func actorFor(p *auth.Principal, patientID, poolID string) Actor {
-	a := Actor{Subject: p.Subject}
+// actorFor works out the role p acts in on a thread about patientID in poolID: the care-pool
+// membership and proxy grants decide it here, which auditlog.ActorOf cannot know.
+func actorFor(p *auth.Principal, patientID, poolID string) auditlog.Actor {
+	a := auditlog.Actor{Subject: p.Subject}
 	switch {
 	case p.Kind == auth.KindService:
 		a.Role = commonv1.Role_ROLE_SERVICE
@@ -211,13 +203,12 @@ func (s *Service) authorize(ctx context.Context, p *auth.Principal, action strin
 // deny records a refused access. A denial that cannot be recorded is logged; the request is
 // refused anyway.
 func (s *Service) deny(ctx context.Context, p *auth.Principal, action string, res policy.Resource, d policy.Decision) {
-	a := actorFor(p, res.PatientID, res.PoolID)
-	rec := s.record(ctx, a, eventsv1.Action_ACTION_DENY, auditlog.RecordTypeOf(res.Type), res.ID, res.PatientID, res.PoolID, sensitivityOf(res))
-	rec.Outcome = eventsv1.Outcome_OUTCOME_DENIED
-	rec.ReasonCode = reasonCode(d)
-	rec.ClientApp = p.ClientID
+	target := auditlog.Target{Type: auditlog.RecordTypeOf(res.Type), ID: res.ID, PatientID: res.PatientID, PoolID: res.PoolID, Sensitivity: sensitivityOf(res)}
 	b := s.newBatch(ctx)
-	b.audit(rec)
+	// The client app is the refused principal's, which for CheckMessageAccess is not the
+	// caller in ctx.
+	b.audit(actorFor(p, res.PatientID, res.PoolID), eventsv1.Action_ACTION_DENY, target,
+		auditlog.Denied(reasonCode(d)), func(r *eventsv1.AuditRecord) { r.ClientApp = p.ClientID })
 	err := b.err
 	if err == nil {
 		err = s.AuditTrail.WriteAudit(ctx, b.events)
@@ -240,48 +231,14 @@ func reasonCode(d policy.Decision) string {
 	return c
 }
 
-// record starts an audit record for an action by a on a record, with the request's origin.
-func (s *Service) record(ctx context.Context, a Actor, action eventsv1.Action, rt eventsv1.RecordType, recordID, patientID, poolID string, sens commonv1.Sensitivity) *eventsv1.AuditRecord {
-	ri := auth.RequestInfoFrom(ctx)
-	rec := &eventsv1.AuditRecord{
-		Meta:        &eventsv1.EventMeta{RequestId: ri.RequestID, OccurredAt: timestamppb.New(s.Now())},
-		Actor:       &eventsv1.AuditActor{Subject: a.Subject, Role: a.Role, OnBehalfOf: a.OnBehalfOf},
-		Action:      action,
-		RecordType:  rt,
-		RecordId:    recordID,
-		PatientId:   patientID,
-		PoolId:      poolID,
-		Sensitivity: sens,
-		Outcome:     eventsv1.Outcome_OUTCOME_SUCCESS,
-		SourceIp:    ri.SourceIP,
-		UserAgent:   ri.UserAgent,
-		Operation:   ri.Method,
-	}
-	if p, ok := auth.FromContext(ctx); ok {
-		rec.ClientApp = p.ClientID
-	}
-	switch {
-	case a.Role == commonv1.Role_ROLE_PATIENT || a.Role == commonv1.Role_ROLE_PROXY:
-		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_PATIENT_REQUEST
-	case a.Role == commonv1.Role_ROLE_CLINICIAN || a.Role == commonv1.Role_ROLE_STAFF:
-		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_TREATMENT
-	default:
-		rec.PurposeOfUse = commonv1.PurposeOfUse_PURPOSE_OF_USE_OPERATIONS
-	}
-	if rec.Operation == "" {
-		rec.Operation = "messaging"
-	}
-	return rec
+// threadTarget is a thread as the record of an audited action.
+func threadTarget(t *domain.Thread) auditlog.Target {
+	return auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_THREAD, ID: t.ID, PatientID: t.PatientID, PoolID: t.PoolID, Sensitivity: t.Sensitivity}
 }
 
-// threadRecord is record for a thread.
-func (s *Service) threadRecord(ctx context.Context, a Actor, action eventsv1.Action, t *domain.Thread) *eventsv1.AuditRecord {
-	return s.record(ctx, a, action, eventsv1.RecordType_RECORD_TYPE_THREAD, t.ID, t.PatientID, t.PoolID, t.Sensitivity)
-}
-
-// messageRecord is record for a message of a thread.
-func (s *Service) messageRecord(ctx context.Context, a Actor, action eventsv1.Action, t *domain.Thread, messageID string) *eventsv1.AuditRecord {
-	return s.record(ctx, a, action, eventsv1.RecordType_RECORD_TYPE_MESSAGE, messageID, t.PatientID, t.PoolID, t.Sensitivity)
+// messageTarget is a message of thread t as the record of an audited action.
+func messageTarget(t *domain.Thread, messageID string) auditlog.Target {
+	return auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_MESSAGE, ID: messageID, PatientID: t.PatientID, PoolID: t.PoolID, Sensitivity: t.Sensitivity}
 }
 
 // batch collects the outbox rows (domain events and audit records) of one change, which the
@@ -295,11 +252,13 @@ type batch struct {
 
 func (s *Service) newBatch(ctx context.Context) *batch { return &batch{s: s, ctx: ctx} }
 
-// audit adds an audit record.
-func (b *batch) audit(rec *eventsv1.AuditRecord) {
+// audit adds the audit record of action on target by a (the platform builder fills in the
+// request's origin, purpose of use and outcome; opts change them).
+func (b *batch) audit(a auditlog.Actor, action eventsv1.Action, target auditlog.Target, opts ...auditlog.RecordOption) {
 	if b.err != nil {
 		return
 	}
+	rec := b.s.Emitter.NewRecord(b.ctx, action, target, append([]auditlog.RecordOption{auditlog.As(a)}, opts...)...)
 	ev, err := b.s.Emitter.Event(b.ctx, rec)
 	if err != nil {
 		b.err = err
@@ -308,27 +267,18 @@ func (b *batch) audit(rec *eventsv1.AuditRecord) {
 	b.events = append(b.events, ev)
 }
 
-// event adds a domain event on EventsSubject + "." + suffix. Its meta is filled in here.
-func (b *batch) event(suffix string, msg interface {
-	proto.Message
-	GetMeta() *eventsv1.EventMeta
-}, meta **eventsv1.EventMeta) {
+// event adds a domain event on EventsSubject + "." + suffix, its meta filled in by the
+// platform builder.
+func (b *batch) event(suffix string, msg proto.Message) {
 	if b.err != nil {
 		return
 	}
-	m := &eventsv1.EventMeta{
-		EventId:    outbox.NewID(),
-		OccurredAt: timestamppb.New(b.s.Now()),
-		Producer:   commonv1.Component_COMPONENT_MESSAGING,
-		RequestId:  logging.RequestID(b.ctx),
-	}
-	*meta = m
-	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	ev, err := b.s.Emitter.NewEvent(b.ctx, b.s.cfg.EventsSubject+"."+suffix, msg)
 	if err != nil {
-		b.err = fmt.Errorf("encode event: %w", err)
+		b.err = err
 		return
 	}
-	b.events = append(b.events, outbox.Event{ID: m.EventId, Subject: b.s.cfg.EventsSubject + "." + suffix, Payload: payload})
+	b.events = append(b.events, ev)
 }
 
 // rows returns the collected rows, or the first error met while building them.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
@@ -123,7 +124,7 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 			ch.Status, ch.Assignee = domain.StatusAssigned, assignee
 			ev := &eventsv1.ThreadAssigned{ThreadId: cur.ID, PoolId: cur.PoolID, AssigneeSubject: assignee,
 				AssignedBySubject: p.Subject, Claimed: c.Kind == Claim, PreviousAssigneeSubject: cur.AssigneeSubject}
-			b.event("thread.assigned."+cur.PoolID, ev, &ev.Meta)
+			b.event("thread.assigned."+cur.PoolID, ev)
 			code = map[TriageKind]string{Claim: "claim", Assign: "assign"}[c.Kind]
 		case Transfer:
 			if cur.Status == domain.StatusClosed {
@@ -132,7 +133,7 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 			ch.Status, ch.Assignee, ch.PoolID, ch.TransferNoteSealed = domain.StatusOpen, "", c.ToPoolID, note
 			ev := &eventsv1.ThreadTransferred{ThreadId: cur.ID, FromPoolId: cur.PoolID, ToPoolId: c.ToPoolID,
 				TransferredBySubject: p.Subject, ReasonCode: c.ReasonCode, PatientId: cur.PatientID, Sensitivity: cur.Sensitivity}
-			b.event("thread.transferred."+c.ToPoolID, ev, &ev.Meta)
+			b.event("thread.transferred."+c.ToPoolID, ev)
 			code = "transfer"
 		case Close:
 			if cur.Status == domain.StatusClosed {
@@ -140,7 +141,7 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 			}
 			ch.Status, ch.ClosedAt = domain.StatusClosed, now
 			ev := &eventsv1.ThreadClosed{ThreadId: cur.ID, PoolId: cur.PoolID, ClosedBySubject: p.Subject, ReasonCode: c.ReasonCode}
-			b.event("thread.closed."+cur.PoolID, ev, &ev.Meta)
+			b.event("thread.closed."+cur.PoolID, ev)
 			code = "close"
 		case Reopen:
 			if cur.Status != domain.StatusClosed {
@@ -148,15 +149,13 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 			}
 			ch.Status, ch.Assignee, ch.ClosedAt = domain.StatusOpen, "", time.Time{}
 			ev := &eventsv1.ThreadReopened{ThreadId: cur.ID, PoolId: cur.PoolID, ReopenedBySubject: p.Subject, ReopenedByRole: a.Role}
-			b.event("thread.reopened."+cur.PoolID, ev, &ev.Meta)
+			b.event("thread.reopened."+cur.PoolID, ev)
 			code = "reopen"
 		}
-		rec := s.threadRecord(ctx, a, eventsv1.Action_ACTION_UPDATE, cur)
-		rec.ReasonCode = code
 		if c.ReasonCode != "" {
-			rec.ReasonCode = code + ":" + c.ReasonCode
+			code += ":" + c.ReasonCode
 		}
-		b.audit(rec)
+		b.audit(a, eventsv1.Action_ACTION_UPDATE, threadTarget(cur), auditlog.Reason(code))
 		rows, err := b.rows()
 		return domain.ThreadChange{Triage: &ch, Rows: rows}, err
 	})

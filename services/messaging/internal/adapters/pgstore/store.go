@@ -195,11 +195,10 @@ func appendMessages(ctx context.Context, tx pgx.Tx, rows []outbox.Event, appends
 	return rows, nil
 }
 
-// appendSQL appends a message: the thread's counters and participants change and the message is
-// inserted in one statement, which assigns the message its seq (domain.Thread.Append states the
-// same rule). guard adds conditions on the thread row (from $14 on); outbox adds a
-// data-modifying clause.
-func appendSQL(guard, outboxCTE string) string {
+// appendWith appends a message: the thread's counters and participants change and the message
+// is inserted in one statement, which assigns the message its seq (domain.Thread.Append states
+// the same rule). guard adds conditions on the thread row (from $14 on). appendResult closes it.
+func appendWith(guard string) string {
 	return `
 WITH t AS (
 	UPDATE threads SET message_count = message_count + 1, last_message_at = $8, updated_at = $8,
@@ -214,18 +213,20 @@ WITH t AS (
 		attachment_ids, created_at, auto_reply, corrects_message_id, client_request_id, request_fp_sealed)
 	SELECT $1, $2, t.message_count, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM t
 	RETURNING seq
-)` + outboxCTE + `
-SELECT m.seq, t.participants, t.assignee_subject FROM m, t`
+)`
 }
 
+const appendResult = `
+SELECT m.seq, t.participants, t.assignee_subject FROM m, t`
+
 var (
-	appendInTxSQL = appendSQL("", "")
-	// appendIfUnchangedSQL writes only while the thread still has the pool, sensitivity,
-	// assignee and participants the send was authorised against and its events were built
-	// from, and writes the events exactly when the message was inserted.
-	appendIfUnchangedSQL = appendSQL(`
-		AND pool_id = $14 AND sensitivity = $15 AND assignee_subject = $16 AND participants = $17::text[]`,
-		`, o AS (`+outbox.InsertSQL(18, `EXISTS (SELECT 1 FROM m)`)+`)`)
+	appendInTxSQL = appendWith("") + appendResult
+	// appendIfUnchanged writes only while the thread still has the pool, sensitivity, assignee
+	// and participants the send was authorised against and its events were built from, and
+	// writes the events (the outbox's own clause) exactly when the message was inserted.
+	appendIfUnchanged = outbox.NewStatement(appendWith(`
+		AND pool_id = $14 AND sensitivity = $15 AND assignee_subject = $16 AND participants = $17::text[]`),
+		`EXISTS (SELECT 1 FROM m)`, appendResult)
 )
 
 func appendArgs(m *domain.Message, markAutoReplied bool) []any {
@@ -242,7 +243,7 @@ func (s *Store) AppendMessageIfUnchanged(ctx context.Context, t *domain.Thread, 
 		return domain.NotRecorded(err)
 	}
 	args := append(appendArgs(m, false), t.PoolID, int16(t.Sensitivity), t.AssigneeSubject, nonNil(t.Participants))
-	_, err = scanAppended(s.pool.QueryRow(ctx, appendIfUnchangedSQL, append(args, events.Args()...)...), m, domain.ErrThreadChanged)
+	_, err = scanAppended(s.pool.QueryRow(ctx, appendIfUnchanged.SQL(), appendIfUnchanged.Args(events, args...)...), m, domain.ErrThreadChanged)
 	return dbError(err)
 }
 
