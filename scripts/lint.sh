@@ -44,7 +44,12 @@ fi
 
 step "gofmt (${modules[*]})"
 # Generated code is written by `make generate` and checked by `make check-generate` instead.
-go_files() { git ls-files -- "${modules[@]}" | { grep '\.go$' || true; } | { grep -v '^gen/' || true; }; }
+# The working tree's Go files: tracked and new (untracked, not ignored) ones, minus deleted ones.
+go_files() {
+  git ls-files --cached --others --exclude-standard -- "${modules[@]}" |
+    { grep '\.go$' || true; } | { grep -v '^gen/' || true; } |
+    while IFS= read -r f; do if [[ -f $f ]]; then echo "$f"; fi; done
+}
 if ! bad=$(go_files | xargs -r gofmt -l); then
   failed+=(gofmt) # gofmt could not parse a file; its message is above
 elif [[ -n $bad ]]; then
