@@ -1,6 +1,6 @@
 // Command attachment runs the securemsg attachment service: scanned, envelope-encrypted attachments.
 // Configuration comes from SECUREMSG_* environment variables (see README.md, Configuration, and
-// services/attachment/internal/wire.Config).
+// services/attachment/internal/wire/config.go).
 package main
 
 import (
@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 
 	"github.com/securemsg/securemsg/services/attachment/internal/wire"
+	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 )
@@ -22,8 +23,8 @@ func main() {
 }
 
 func run() error {
-	cfg, err := wire.Load(nil)
-	if err != nil {
+	var cfg wire.Config
+	if err := config.Load(&cfg, config.WithDefault("SECUREMSG_GRPC_ADDR", "127.0.0.1:7002")); err != nil {
 		return err
 	}
 	ctx, stop := grpcserver.SignalContext(context.Background())

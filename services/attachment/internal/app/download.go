@@ -6,7 +6,6 @@ import (
 	"io"
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
-	"github.com/securemsg/securemsg/services/attachment/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
@@ -62,7 +61,7 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 	if err != nil {
 		return nil, err
 	}
-	acc, err := s.authorize(ctx, p, a, AccessDownload)
+	acc, err := s.authorize(ctx, p, a, domain.AccessDownload)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +77,7 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 	// The object store's first round trips run while the key is opened and the audit record
 	// commits: fetching ciphertext serves nothing, and no byte leaves before the commit.
 	opening := s.openObject(ctx, a)
-	dek, err := s.Keys.OpenDEK(ctx, s.keyName(), a.WrappedDEK)
+	dek, err := s.keys.OpenDEK(ctx, s.cfg.KeyName, a.WrappedDEK)
 	if err != nil {
 		opening.discard()
 		return nil, keyErr(err)
@@ -153,7 +152,7 @@ func (s *Service) openObject(ctx context.Context, a *domain.Attachment) *objectO
 	o := &objectOpening{done: make(chan struct{})}
 	go func() {
 		defer close(o.done)
-		o.obj, o.err = s.Store.Open(ctx, a.ObjectName, readHint(a))
+		o.obj, o.err = s.objects.Open(ctx, a.ObjectName, readHint(a))
 	}()
 	return o
 }
@@ -183,12 +182,12 @@ func (s *Service) GetAttachment(ctx context.Context, p *auth.Principal, id strin
 	if err != nil {
 		return nil, err
 	}
-	acc, err := s.authorize(ctx, p, a, AccessRead)
+	acc, err := s.authorize(ctx, p, a, domain.AccessRead)
 	if err != nil {
 		return nil, err
 	}
 	if a.WrappedDEK != "" {
-		dek, err := s.Keys.OpenDEK(ctx, s.keyName(), a.WrappedDEK)
+		dek, err := s.keys.OpenDEK(ctx, s.cfg.KeyName, a.WrappedDEK)
 		if err != nil {
 			return nil, keyErr(err)
 		}
@@ -207,7 +206,7 @@ func (s *Service) GetAttachment(ctx context.Context, p *auth.Principal, id strin
 
 // visible loads an attachment that callers may know about (not uploading, not deleted).
 func (s *Service) visible(ctx context.Context, id string) (*domain.Attachment, error) {
-	a, err := pgstore.Get(ctx, s.Pool, id, false)
+	a, err := s.attachments.Attachment(ctx, id)
 	if err != nil {
 		return nil, s.dbFail(err)
 	}

@@ -7,14 +7,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
-	"github.com/securemsg/securemsg/services/attachment/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
@@ -26,7 +23,7 @@ var jobPrincipal = &auth.Principal{Kind: auth.KindService, Subject: "service:att
 // returns how many got a verdict. Scanner failures leave an attachment pending (never served)
 // for the next run; an object that fails authentication becomes Failed.
 func (s *Service) RescanPending(ctx context.Context, limit int) (int, error) {
-	rows, err := pgstore.ListPending(ctx, s.Pool, limit)
+	rows, err := s.attachments.PendingAttachments(ctx, limit)
 	if err != nil {
 		return 0, s.dbFail(err)
 	}
@@ -40,15 +37,15 @@ func (s *Service) RescanPending(ctx context.Context, limit int) (int, error) {
 		verdict := eventsv1.ScanVerdict_SCAN_VERDICT_CLEAN
 		switch {
 		case readErr != nil && kindOf(readErr) == usererr.DataLoss:
-			s.Logger.ErrorContext(ctx, "pending attachment failed authentication", slog.String("attachment_id", a.ID), slog.String("error", readErr.Error()))
+			s.logger.ErrorContext(ctx, "pending attachment failed authentication", slog.String("attachment_id", a.ID), slog.String("error", readErr.Error()))
 			state, verdict = domain.StateFailed, eventsv1.ScanVerdict_SCAN_VERDICT_FAILED
 		case readErr != nil || scanErr != nil:
 			cause := readErr
 			if cause == nil {
 				cause = scanErr
 			}
-			s.Logger.WarnContext(ctx, "re-scan failed; attachment stays pending", slog.String("attachment_id", a.ID), slog.String("error", cause.Error()))
-			_ = pgstore.SetScanAttempts(ctx, s.Pool, a.ID, a.ScanAttempts+1)
+			s.logger.WarnContext(ctx, "re-scan failed; attachment stays pending", slog.String("attachment_id", a.ID), slog.String("error", cause.Error()))
+			_ = s.attachments.SetScanAttempts(ctx, a.ID, a.ScanAttempts+1)
 			if errors.Is(scanErr, usererr.ErrUnavailable) || readErr == nil {
 				// The scanner is down: the rest would fail the same way.
 				return done, nil
@@ -67,12 +64,12 @@ func (s *Service) RescanPending(ctx context.Context, limit int) (int, error) {
 
 // rescan streams a's decrypted object through the scanner.
 func (s *Service) rescan(ctx context.Context, a *domain.Attachment) (domain.Verdict, error, error) {
-	dek, err := s.Keys.OpenDEK(ctx, s.keyName(), a.WrappedDEK)
+	dek, err := s.keys.OpenDEK(ctx, s.cfg.KeyName, a.WrappedDEK)
 	if err != nil {
 		return domain.Verdict{}, keyErr(err), nil
 	}
 	defer clear(dek)
-	obj, err := s.Store.Open(ctx, a.ObjectName, readHint(a))
+	obj, err := s.objects.Open(ctx, a.ObjectName, readHint(a))
 	if err != nil {
 		if errors.Is(err, usererr.ErrNotFound) {
 			return domain.Verdict{}, usererr.Wrap(usererr.DataLoss, "STORED_ATTACHMENT_MISSING", "object missing", err), nil
@@ -85,7 +82,7 @@ func (s *Service) rescan(ctx context.Context, a *domain.Attachment) (domain.Verd
 		return domain.Verdict{}, objectErr(err), nil
 	}
 	src := &errReader{r: r}
-	v, scanErr := s.Scanner.Scan(ctx, src)
+	v, scanErr := s.scanner.Scan(ctx, src)
 	if src.err != nil {
 		return domain.Verdict{}, objectErr(src.err), nil
 	}
@@ -117,7 +114,7 @@ func (e *errReader) Read(p []byte) (int, error) {
 func (s *Service) recordScan(ctx context.Context, a *domain.Attachment, state domain.State, verdict eventsv1.ScanVerdict, sig string) error {
 	now := s.now()
 	a.State, a.SignatureName, a.ScanTime = state, sig, now
-	rec := s.record(ctx, jobPrincipal, eventsv1.Action_ACTION_UPDATE, a, Access{})
+	rec := s.record(ctx, jobPrincipal, eventsv1.Action_ACTION_UPDATE, a, domain.Access{})
 	rec.ReasonCode = "scan_" + string(state)
 	if state != domain.StateClean {
 		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
@@ -125,32 +122,28 @@ func (s *Service) recordScan(ctx context.Context, a *domain.Attachment, state do
 			rec.ReasonCode = "malware_detected"
 		}
 	}
-	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		cur, err := pgstore.Get(ctx, tx, a.ID, true)
-		if err != nil {
-			return err
-		}
+	attempts := a.ScanAttempts + 1
+	err := s.attachments.UpdateAttachment(ctx, a.ID, func(cur *domain.Attachment) (domain.Effects, error) {
 		if cur.State != domain.StatePending {
-			return nil // deleted or purged meanwhile
+			return domain.Effects{}, nil // deleted or purged meanwhile
 		}
-		if err := pgstore.SetScan(ctx, tx, a.ID, state, sig, now, a.ScanAttempts+1); err != nil {
-			return err
-		}
-		if err := s.writeAudit(ctx, tx, rec); err != nil {
-			return err
+		audit, err := s.auditRow(ctx, rec)
+		if err != nil {
+			return domain.Effects{}, err
 		}
 		ev, err := s.scannedEvent(ctx, a, verdict)
 		if err != nil {
-			return err
+			return domain.Effects{}, err
 		}
-		return addEvents(ctx, tx, ev)
+		cur.RecordScan(state, sig, now, attempts)
+		return domain.Effects{Changed: true, Rows: []outbox.Event{audit, ev}}, nil
 	})
 	if err != nil {
 		return s.dbFail(err)
 	}
 	if state != domain.StateClean {
-		if err := s.Store.Remove(ctx, a.ObjectName); err != nil {
-			s.Logger.WarnContext(ctx, "refused object not removed", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
+		if err := s.objects.Remove(ctx, a.ObjectName); err != nil {
+			s.logger.WarnContext(ctx, "refused object not removed", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
 		}
 	}
 	return nil
@@ -161,32 +154,35 @@ func (s *Service) recordScan(ctx context.Context, a *domain.Attachment, state do
 // UploadTTL. It returns how many rows it removed.
 func (s *Service) CleanUp(ctx context.Context, limit int) (int, error) {
 	now := s.now()
-	rows, err := pgstore.ListStale(ctx, s.Pool, now.Add(-s.DraftTTL), now.Add(-s.UploadTTL), limit)
+	rows, err := s.attachments.StaleAttachments(ctx, now.Add(-s.cfg.DraftTTL), now.Add(-s.cfg.UploadTTL), limit)
 	if err != nil {
 		return 0, s.dbFail(err)
 	}
 	n := 0
 	for _, a := range rows {
-		if err := s.Store.Remove(ctx, a.ObjectName); err != nil {
+		if err := s.objects.Remove(ctx, a.ObjectName); err != nil {
 			return n, err
 		}
-		err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-			if err := pgstore.Delete(ctx, tx, a.ID); err != nil {
-				return err
-			}
-			if !a.State.Visible() {
-				return nil // an abandoned upload or a tombstone: nothing anyone saw
-			}
-			rec := s.record(ctx, jobPrincipal, eventsv1.Action_ACTION_DELETE, a, Access{})
+		var rows []outbox.Event
+		var err error
+		// An abandoned upload or a tombstone goes without a record: nothing anyone saw.
+		if a.State.Visible() {
+			rec := s.record(ctx, jobPrincipal, eventsv1.Action_ACTION_DELETE, a, domain.Access{})
 			rec.ReasonCode = "draft_expired"
-			return s.writeAudit(ctx, tx, rec)
-		})
+			var row outbox.Event
+			if row, err = s.auditRow(ctx, rec); err == nil {
+				rows = []outbox.Event{row}
+			}
+		}
+		if err == nil {
+			err = s.attachments.DeleteAttachment(ctx, a.ID, rows)
+		}
 		if err != nil {
 			return n, s.dbFail(err)
 		}
 		n++
 	}
-	if _, err := s.Store.RemoveIncompleteUploads(ctx, s.UploadTTL); err != nil {
+	if _, err := s.objects.RemoveIncompleteUploads(ctx, s.cfg.UploadTTL); err != nil {
 		return n, err
 	}
 	return n, nil
@@ -205,15 +201,15 @@ func (s *Service) RunJobs(ctx context.Context, scanEvery, cleanEvery time.Durati
 			return nil
 		case <-scan.C:
 			if n, err := s.RescanPending(ctx, 100); err != nil && ctx.Err() == nil {
-				s.Logger.WarnContext(ctx, "re-scan run failed", slog.String("error", err.Error()))
+				s.logger.WarnContext(ctx, "re-scan run failed", slog.String("error", err.Error()))
 			} else if n > 0 {
-				s.Logger.InfoContext(ctx, "re-scanned pending attachments", slog.Int("count", n))
+				s.logger.InfoContext(ctx, "re-scanned pending attachments", slog.Int("count", n))
 			}
 		case <-clean.C:
 			if n, err := s.CleanUp(ctx, 500); err != nil && ctx.Err() == nil {
-				s.Logger.WarnContext(ctx, "clean-up run failed", slog.String("error", err.Error()))
+				s.logger.WarnContext(ctx, "clean-up run failed", slog.String("error", err.Error()))
 			} else if n > 0 {
-				s.Logger.InfoContext(ctx, "cleaned up attachments", slog.Int("count", n))
+				s.logger.InfoContext(ctx, "cleaned up attachments", slog.Int("count", n))
 			}
 		}
 	}

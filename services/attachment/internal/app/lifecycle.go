@@ -2,16 +2,15 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
-	"github.com/securemsg/securemsg/services/attachment/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
@@ -25,34 +24,32 @@ func (s *Service) DeleteAttachment(ctx context.Context, p *auth.Principal, id st
 		return err
 	}
 	var a *domain.Attachment
-	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		a, err = pgstore.Get(ctx, tx, id, true)
-		if err != nil {
-			return err
-		}
+	err := s.attachments.UpdateAttachment(ctx, id, func(cur *domain.Attachment) (domain.Effects, error) {
+		a = cur
 		if a.UploaderSubject != p.Subject || a.State == domain.StateUploading {
-			return domain.ErrAttachmentNotFound
+			return domain.Effects{}, domain.ErrAttachmentNotFound
 		}
 		if a.State == domain.StateDeleted {
-			return nil
+			return domain.Effects{}, nil
 		}
 		if a.Bound() {
-			return usererr.New(usererr.FailedPrecondition, "ATTACHMENT_BOUND", "the attachment is bound to a message; it leaves with the message")
+			return domain.Effects{}, usererr.New(usererr.FailedPrecondition, "ATTACHMENT_BOUND", "the attachment is bound to a message; it leaves with the message")
 		}
-		if err := pgstore.MarkDeleted(ctx, tx, a.ID, s.now()); err != nil {
-			return err
+		row, err := s.auditRow(ctx, s.record(ctx, p, eventsv1.Action_ACTION_DELETE, a, domain.Access{}))
+		if err != nil {
+			return domain.Effects{}, err
 		}
-		return s.writeAudit(ctx, tx, s.record(ctx, p, eventsv1.Action_ACTION_DELETE, a, Access{}))
+		a.MarkDeleted(s.now())
+		return domain.Effects{Changed: true, Rows: []outbox.Event{row}}, nil
 	})
 	if err != nil {
-		if k, _ := usererr.KindOf(err); k == usererr.NotFound && a != nil && a.UploaderSubject != p.Subject {
-			s.deny(ctx, p, a, Access{}, "not_uploader")
+		if errors.Is(err, usererr.ErrNotFound) && a != nil && a.UploaderSubject != p.Subject {
+			s.deny(ctx, p, a, domain.Access{}, "not_uploader")
 		}
 		return s.dbFail(err)
 	}
-	if err := s.Store.Remove(ctx, a.ObjectName); err != nil {
-		s.Logger.WarnContext(ctx, "deleted attachment's object not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
+	if err := s.objects.Remove(ctx, a.ObjectName); err != nil {
+		s.logger.WarnContext(ctx, "deleted attachment's object not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
 	}
 	return nil
 }
@@ -77,50 +74,51 @@ func (s *Service) BindAttachment(ctx context.Context, p *auth.Principal, req Bin
 		}
 	}
 	var a *domain.Attachment
-	err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		a, err = pgstore.Get(ctx, tx, req.AttachmentID, true)
-		if err != nil {
-			return err
+	err := s.attachments.BindAttachment(ctx, req.AttachmentID, req.MessageID, func(cur *domain.Attachment, bound int) (domain.Effects, error) {
+		a = cur
+		if err := s.checkBind(a, req, bound); err != nil || a.Bound() {
+			return domain.Effects{}, err // a repeated binding is done already
 		}
-		if !a.State.Visible() || a.UploaderSubject != req.UploaderSubject {
-			return domain.ErrAttachmentNotFound
-		}
-		if a.Bound() {
-			if a.MessageID == req.MessageID && a.ThreadID == req.ThreadID {
-				return nil
-			}
-			return usererr.New(usererr.FailedPrecondition, "ATTACHMENT_BOUND_ELSEWHERE", "the attachment is bound to another message")
-		}
-		if a.AADThreadID != "" && a.AADThreadID != req.ThreadID {
-			return usererr.New(usererr.FailedPrecondition, "ATTACHMENT_FOR_ANOTHER_THREAD", "the attachment was uploaded for another thread")
-		}
-		switch a.State {
-		case domain.StatePending:
-			return usererr.New(usererr.FailedPrecondition, "SCAN_PENDING", "the attachment's malware scan has not finished")
-		case domain.StateInfected, domain.StateFailed:
-			return usererr.New(usererr.FailedPrecondition, "SCAN_FAILED", "the attachment failed its malware scan")
-		}
-		n, err := pgstore.CountForMessage(ctx, tx, req.MessageID)
-		if err != nil {
-			return err
-		}
-		if n >= s.Limits.MaxPerMessage {
-			return usererr.New(usererr.ResourceExhausted, "TOO_MANY_ATTACHMENTS", "the message already has the maximum number of attachments")
-		}
-		now := s.now()
-		if err := pgstore.Bind(ctx, tx, a.ID, req.ThreadID, req.MessageID, "", "", now); err != nil {
-			return err
-		}
-		a.ThreadID, a.MessageID, a.BindTime = req.ThreadID, req.MessageID, now
-		rec := s.record(ctx, p, eventsv1.Action_ACTION_UPDATE, a, Access{})
+		a.BindTo(req.ThreadID, req.MessageID, s.now())
+		rec := s.record(ctx, p, eventsv1.Action_ACTION_UPDATE, a, domain.Access{})
 		rec.ReasonCode = "bound_to_message"
-		return s.writeAudit(ctx, tx, rec)
+		row, err := s.auditRow(ctx, rec)
+		if err != nil {
+			return domain.Effects{}, err
+		}
+		return domain.Effects{Changed: true, Rows: []outbox.Event{row}}, nil
 	})
 	if err != nil {
 		return nil, s.dbFail(err)
 	}
 	return a, nil
+}
+
+// checkBind refuses a binding of a the rules forbid; nil for an allowed one, and for a
+// repetition of the binding a already has. bound is how many attachments the message has.
+func (s *Service) checkBind(a *domain.Attachment, req BindRequest, bound int) error {
+	if !a.State.Visible() || a.UploaderSubject != req.UploaderSubject {
+		return domain.ErrAttachmentNotFound
+	}
+	if a.Bound() {
+		if a.MessageID == req.MessageID && a.ThreadID == req.ThreadID {
+			return nil
+		}
+		return usererr.New(usererr.FailedPrecondition, "ATTACHMENT_BOUND_ELSEWHERE", "the attachment is bound to another message")
+	}
+	if a.AADThreadID != "" && a.AADThreadID != req.ThreadID {
+		return usererr.New(usererr.FailedPrecondition, "ATTACHMENT_FOR_ANOTHER_THREAD", "the attachment was uploaded for another thread")
+	}
+	switch a.State {
+	case domain.StatePending:
+		return usererr.New(usererr.FailedPrecondition, "SCAN_PENDING", "the attachment's malware scan has not finished")
+	case domain.StateInfected, domain.StateFailed:
+		return usererr.New(usererr.FailedPrecondition, "SCAN_FAILED", "the attachment failed its malware scan")
+	}
+	if bound >= s.cfg.Limits.MaxPerMessage {
+		return usererr.New(usererr.ResourceExhausted, "TOO_MANY_ATTACHMENTS", "the message already has the maximum number of attachments")
+	}
+	return nil
 }
 
 // PurgeResult counts a purge.
@@ -145,7 +143,7 @@ func (s *Service) PurgeAttachments(ctx context.Context, p *auth.Principal, threa
 		}
 	}
 	reason = reasonCode(reason, "retention")
-	rows, err := pgstore.ListByThreads(ctx, s.Pool, threadIDs)
+	rows, err := s.attachments.AttachmentsOfThreads(ctx, threadIDs)
 	if err != nil {
 		return PurgeResult{}, s.dbFail(err)
 	}
@@ -159,17 +157,15 @@ func (s *Service) PurgeAttachments(ctx context.Context, p *auth.Principal, threa
 			}
 			continue
 		}
-		if err := s.Store.Remove(ctx, a.ObjectName); err != nil {
+		if err := s.objects.Remove(ctx, a.ObjectName); err != nil {
 			return res, err
 		}
-		err := pg.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-			if err := pgstore.Delete(ctx, tx, a.ID); err != nil {
-				return err
-			}
-			rec := s.record(ctx, p, eventsv1.Action_ACTION_PURGE, a, Access{})
-			rec.ReasonCode = reason
-			return s.writeAudit(ctx, tx, rec)
-		})
+		rec := s.record(ctx, p, eventsv1.Action_ACTION_PURGE, a, domain.Access{})
+		rec.ReasonCode = reason
+		row, err := s.auditRow(ctx, rec)
+		if err == nil {
+			err = s.attachments.DeleteAttachment(ctx, a.ID, []outbox.Event{row})
+		}
 		if err != nil {
 			return res, s.dbFail(err)
 		}

@@ -1,10 +1,12 @@
 // Package app holds the attachment service's use cases: streaming upload (sniff, scan, encrypt,
 // store), ranged download, metadata, deletion, binding to messages, retention purge, and the
-// background jobs (re-scanning pending files, cleaning up abandoned drafts and uploads).
+// background jobs (re-scanning pending files, cleaning up abandoned drafts and uploads). It
+// depends on the domain's interfaces only (the repository and the gateways), never on Postgres,
+// S3, Vault or gRPC.
 //
-// Every use case that changes state or reads PHI writes its audit record (and events) into
-// the service's outbox in the same Postgres transaction as its change, so an action that cannot
-// be recorded does not happen (fail closed).
+// Every use case that changes state or reads PHI hands its audit record (and events) to the
+// repository to commit with its change, or writes it on its own before any byte is returned, so
+// an action that cannot be recorded does not happen (fail closed).
 package app
 
 import (
@@ -13,11 +15,9 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -32,81 +32,90 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
-// KeyName is the Transit key the service's DEKs are wrapped under.
-const KeyName = "securemsg-attachment"
-
-// KeyRing makes and opens per-object data keys (keys.Keyring implements it).
-type KeyRing interface {
-	NewDEK(ctx context.Context, keyName string) (keys.DEK, error)
-	OpenDEK(ctx context.Context, keyName, wrapped string) ([]byte, error)
-}
-
-// AccessAction is what a person wants to do with a message's or thread's attachments.
-type AccessAction int
-
-// The actions messaging is asked about.
-const (
-	AccessRead AccessAction = iota + 1
-	AccessDownload
-	AccessAttach
-)
-
-// AccessTarget names a message (preferred) or a thread.
-type AccessTarget struct {
-	MessageID string
-	ThreadID  string
-	Action    AccessAction
-}
-
-// Access is messaging's answer, with the ids the audit record needs.
-type Access struct {
-	Allowed     bool
-	ReasonCode  string
-	ThreadID    string
-	PoolID      string
-	PatientID   string
-	Sensitivity commonv1.Sensitivity
-	BreakGlass  bool
-}
-
-// AccessChecker asks the messaging service for access decisions.
-type AccessChecker interface {
-	CheckAccess(ctx context.Context, p *auth.Principal, t AccessTarget) (Access, error)
-}
-
-// Service runs the use cases.
-type Service struct {
-	Pool    *pgxpool.Pool
-	Audit   *auditlog.Emitter
-	Keys    KeyRing
+// Config holds the use cases' settings.
+type Config struct {
+	// KeyName is the Transit key the service's DEKs are wrapped under (securemsg-attachment).
 	KeyName string
-	Store   domain.ObjectStore
-	Scanner domain.Scanner
-	Access  AccessChecker
-	Media   domain.MediaPolicy
-	Limits  domain.Limits
+	// Limits are the upload limits.
+	Limits domain.Limits
+	// AllowedMediaTypes are the file types accepted; empty means domain.DefaultAllowedMediaTypes.
+	AllowedMediaTypes []string
 	// EventsSubject is the topology's events prefix; events go to EventsSubject+".attachment.*".
 	EventsSubject string
-	Logger        *slog.Logger
-	Now           func() time.Time
 	// DraftTTL is how long an upload may stay unbound before the clean-up deletes it;
 	// UploadTTL how long a row may stay Uploading (a crashed upload) before it is removed.
 	DraftTTL  time.Duration
 	UploadTTL time.Duration
 }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
+// Deps are the service's collaborators: the repository (implemented by adapters/pgstore over
+// Postgres and adapters/memstore in memory) and the gateways.
+type Deps struct {
+	Attachments domain.AttachmentRepository
+	AuditTrail  domain.AuditWriter
+	Objects     domain.ObjectStore
+	Scanner     domain.Scanner
+	Access      domain.AccessChecker
+	Keys        domain.DEKs
+	// Emitter builds audit records as outbox rows (it does no I/O).
+	Emitter *auditlog.Emitter
+	Logger  *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
 }
 
-func (s *Service) keyName() string {
-	if s.KeyName != "" {
-		return s.KeyName
+// Service runs the use cases.
+type Service struct {
+	cfg         Config
+	media       domain.MediaPolicy
+	attachments domain.AttachmentRepository
+	auditTrail  domain.AuditWriter
+	objects     domain.ObjectStore
+	scanner     domain.Scanner
+	access      domain.AccessChecker
+	keys        domain.DEKs
+	emitter     *auditlog.Emitter
+	logger      *slog.Logger
+	now         func() time.Time
+}
+
+// New returns the use cases over deps, or an error naming what cfg and deps lack.
+func New(cfg Config, deps Deps) (*Service, error) {
+	var problems []string
+	if cfg.KeyName == "" {
+		problems = append(problems, "key name")
 	}
-	return KeyName
+	if cfg.EventsSubject == "" {
+		problems = append(problems, "events subject")
+	}
+	if cfg.Limits.MaxFileBytes <= 0 || cfg.Limits.MaxPerMessage <= 0 {
+		problems = append(problems, "limits")
+	}
+	if cfg.DraftTTL <= 0 || cfg.UploadTTL <= 0 {
+		problems = append(problems, "draft and upload TTLs")
+	}
+	if deps.Attachments == nil || deps.AuditTrail == nil || deps.Objects == nil || deps.Scanner == nil ||
+		deps.Access == nil || deps.Keys == nil || deps.Emitter == nil {
+		problems = append(problems, "dependencies")
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("attachment app: missing %s", strings.Join(problems, ", "))
+	}
+	if len(cfg.AllowedMediaTypes) == 0 {
+		cfg.AllowedMediaTypes = domain.DefaultAllowedMediaTypes
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Service{
+		cfg: cfg, media: domain.NewMediaPolicy(cfg.AllowedMediaTypes),
+		attachments: deps.Attachments, auditTrail: deps.AuditTrail, objects: deps.Objects,
+		scanner: deps.Scanner, access: deps.Access, keys: deps.Keys, emitter: deps.Emitter,
+		logger: deps.Logger, now: deps.Now,
+	}, nil
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
@@ -163,9 +172,8 @@ func actorOf(p *auth.Principal, patientID string) *eventsv1.AuditActor {
 }
 
 // record starts an audit record of p doing action to attachment a, with the request's origin.
-func (s *Service) record(ctx context.Context, p *auth.Principal, action eventsv1.Action, a *domain.Attachment, acc Access) *eventsv1.AuditRecord {
+func (s *Service) record(ctx context.Context, p *auth.Principal, action eventsv1.Action, a *domain.Attachment, acc domain.Access) *eventsv1.AuditRecord {
 	ri := auth.RequestInfoFrom(ctx)
-	op, _ := grpc.Method(ctx)
 	patient := a.PatientID
 	if acc.PatientID != "" {
 		patient = acc.PatientID
@@ -187,7 +195,7 @@ func (s *Service) record(ctx context.Context, p *auth.Principal, action eventsv1
 		SourceIp:    ri.SourceIP,
 		UserAgent:   ri.UserAgent,
 		ClientApp:   p.ClientID,
-		Operation:   op,
+		Operation:   ri.Method,
 	}
 	if acc.BreakGlass {
 		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
@@ -196,40 +204,34 @@ func (s *Service) record(ctx context.Context, p *auth.Principal, action eventsv1
 	return rec
 }
 
-// audit records rec by itself: one INSERT in its own implicit transaction, committed when it
-// returns, as a transaction around it would be, without BEGIN's and COMMIT's round trips. An
+// audit records rec by itself, committed when it returns (AuditWriter: one statement). An
 // error means the action cannot be recorded.
 func (s *Service) audit(ctx context.Context, rec *eventsv1.AuditRecord) error {
-	ev, err := s.Audit.Event(ctx, rec)
-	var rows outbox.Rows
-	if err == nil {
-		rows, err = outbox.NewRows(ev)
-	}
-	if err == nil {
-		err = rows.Insert(ctx, s.Pool)
-	}
+	ev, err := s.auditRow(ctx, rec)
 	if err != nil {
-		return domain.NotRecorded(err)
+		return err
 	}
-	return nil
+	return s.auditTrail.WriteAudit(ctx, []outbox.Event{ev})
 }
 
-// writeAudit adds rec to the outbox in tx; an error means the action cannot be recorded.
-func (s *Service) writeAudit(ctx context.Context, tx pgx.Tx, rec *eventsv1.AuditRecord) error {
-	if _, err := s.Audit.Record(ctx, tx, rec); err != nil {
-		return domain.NotRecorded(err)
+// auditRow is rec as the outbox row a change commits with; an error means the action cannot be
+// recorded.
+func (s *Service) auditRow(ctx context.Context, rec *eventsv1.AuditRecord) (outbox.Event, error) {
+	ev, err := s.emitter.Event(ctx, rec)
+	if err != nil {
+		return outbox.Event{}, domain.NotRecorded(err)
 	}
-	return nil
+	return ev, nil
 }
 
 // deny records a refused access in a transaction of its own. A denial that cannot be recorded
 // is logged; the request is refused anyway.
-func (s *Service) deny(ctx context.Context, p *auth.Principal, a *domain.Attachment, acc Access, reason string) {
+func (s *Service) deny(ctx context.Context, p *auth.Principal, a *domain.Attachment, acc domain.Access, reason string) {
 	rec := s.record(ctx, p, eventsv1.Action_ACTION_DENY, a, acc)
 	rec.Outcome = eventsv1.Outcome_OUTCOME_DENIED
 	rec.ReasonCode = reason
 	if err := s.audit(ctx, rec); err != nil {
-		s.Logger.WarnContext(ctx, "denial not recorded", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
+		s.logger.WarnContext(ctx, "denial not recorded", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
 	}
 }
 
@@ -248,7 +250,7 @@ func (s *Service) scannedEvent(ctx context.Context, a *domain.Attachment, verdic
 	if err != nil {
 		return outbox.Event{}, err
 	}
-	return outbox.Event{ID: id, Subject: s.EventsSubject + ".attachment.scanned", Payload: b}, nil
+	return outbox.Event{ID: id, Subject: s.cfg.EventsSubject + ".attachment.scanned", Payload: b}, nil
 }
 
 // authorize decides whether p may read (metadata) or download attachment a:
@@ -258,33 +260,33 @@ func (s *Service) scannedEvent(ctx context.Context, a *domain.Attachment, verdic
 //   - anyone else's unbound upload is hidden (NotFound).
 //
 // Denials are audited.
-func (s *Service) authorize(ctx context.Context, p *auth.Principal, a *domain.Attachment, action AccessAction) (Access, error) {
+func (s *Service) authorize(ctx context.Context, p *auth.Principal, a *domain.Attachment, action domain.AccessAction) (domain.Access, error) {
 	if p.Kind == auth.KindService {
-		if p.Service == "messaging" && action == AccessRead {
-			return Access{Allowed: true, ReasonCode: "service"}, nil
+		if p.Service == "messaging" && action == domain.AccessRead {
+			return domain.Access{Allowed: true, ReasonCode: "service"}, nil
 		}
-		return Access{}, usererr.New(usererr.PermissionDenied, "SERVICE_NOT_ALLOWED", "service may not access attachment content")
+		return domain.Access{}, usererr.New(usererr.PermissionDenied, "SERVICE_NOT_ALLOWED", "service may not access attachment content")
 	}
 	if !a.Bound() {
 		if p.Subject == a.UploaderSubject {
-			return Access{Allowed: true, ReasonCode: "own_upload", ThreadID: a.ThreadID, PatientID: a.PatientID, PoolID: a.PoolID}, nil
+			return domain.Access{Allowed: true, ReasonCode: "own_upload", ThreadID: a.ThreadID, PatientID: a.PatientID, PoolID: a.PoolID}, nil
 		}
-		s.deny(ctx, p, a, Access{}, "not_uploader")
-		return Access{}, domain.ErrAttachmentNotFound
+		s.deny(ctx, p, a, domain.Access{}, "not_uploader")
+		return domain.Access{}, domain.ErrAttachmentNotFound
 	}
-	acc, err := s.Access.CheckAccess(ctx, p, AccessTarget{MessageID: a.MessageID, ThreadID: a.ThreadID, Action: action})
+	acc, err := s.access.CheckAccess(ctx, p, domain.AccessTarget{MessageID: a.MessageID, ThreadID: a.ThreadID, Action: action})
 	if err != nil {
 		if errors.Is(err, usererr.ErrNotFound) {
-			return Access{}, domain.ErrAttachmentNotFound
+			return domain.Access{}, domain.ErrAttachmentNotFound
 		}
-		return Access{}, err
+		return domain.Access{}, err
 	}
 	if !acc.Allowed {
 		s.deny(ctx, p, a, acc, reasonCode(acc.ReasonCode, "messaging_denied"))
 		if acc.ReasonCode == "adolescent_confidential" {
-			return Access{}, domain.ErrAttachmentNotFound
+			return domain.Access{}, domain.ErrAttachmentNotFound
 		}
-		return Access{}, usererr.New(usererr.PermissionDenied, "MESSAGE_ACCESS_DENIED", "access to the attachment's message is denied")
+		return domain.Access{}, usererr.New(usererr.PermissionDenied, "MESSAGE_ACCESS_DENIED", "access to the attachment's message is denied")
 	}
 	return acc, nil
 }

@@ -13,15 +13,12 @@ import (
 	"sync"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
-	"github.com/securemsg/securemsg/services/attachment/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
-	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
@@ -61,9 +58,9 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 	if p.HasRole(auth.RolePatient) {
 		a.PatientID = p.PatientID
 	}
-	var acc Access
+	var acc domain.Access
 	if req.ThreadID != "" {
-		acc, err = s.Access.CheckAccess(ctx, p, AccessTarget{ThreadID: req.ThreadID, Action: AccessAttach})
+		acc, err = s.access.CheckAccess(ctx, p, domain.AccessTarget{ThreadID: req.ThreadID, Action: domain.AccessAttach})
 		if err != nil {
 			if errors.Is(err, usererr.ErrNotFound) {
 				return nil, domain.ErrThreadNotFound
@@ -79,7 +76,7 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 			return nil, usererr.New(usererr.PermissionDenied, "THREAD_ACCESS_DENIED", "you may not attach files to this thread")
 		}
 	}
-	dek, err := s.Keys.NewDEK(ctx, s.keyName())
+	dek, err := s.keys.NewDEK(ctx, s.cfg.KeyName)
 	if err != nil {
 		return nil, keyErr(err)
 	}
@@ -135,7 +132,7 @@ func (s *Service) insertUploading(ctx context.Context, a *domain.Attachment) *ro
 	r := &rowInsert{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		r.err = pgstore.InsertWithinQuota(ctx, s.Pool, a, s.Limits.QuotaBytes)
+		r.err = s.attachments.InsertUploading(ctx, a, s.cfg.Limits.QuotaBytes)
 	}()
 	return r
 }
@@ -145,10 +142,10 @@ func (s *Service) checkUpload(req UploadRequest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := s.Media.CheckDeclared(req.DeclaredMediaType); err != nil {
+	if err := s.media.CheckDeclared(req.DeclaredMediaType); err != nil {
 		return "", err
 	}
-	if err := s.Limits.CheckDeclaredSize(req.DeclaredSize); err != nil {
+	if err := s.cfg.Limits.CheckDeclaredSize(req.DeclaredSize); err != nil {
 		return "", err
 	}
 	if err := checkID("thread_id", req.ThreadID, false); err != nil {
@@ -169,7 +166,7 @@ func (s *Service) replay(ctx context.Context, p *auth.Principal, req UploadReque
 	if req.ClientRequestID == "" {
 		return nil, nil
 	}
-	prev, err := pgstore.FindByClientRequest(ctx, s.Pool, p.Subject, req.ClientRequestID)
+	prev, err := s.attachments.AttachmentByRequest(ctx, p.Subject, req.ClientRequestID)
 	if err != nil || prev == nil {
 		return nil, s.dbFail(err)
 	}
@@ -211,9 +208,9 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 		}
 		return domain.Verdict{}, nil, err
 	}
-	mt, err := s.Media.Sniff(head, a.DeclaredMediaType)
+	mt, err := s.media.Sniff(head, a.DeclaredMediaType)
 	if err != nil {
-		s.Logger.InfoContext(ctx, "upload refused by file-type control", slog.String("attachment_id", a.ID), slog.String("sniffed", mt))
+		s.logger.InfoContext(ctx, "upload refused by file-type control", slog.String("attachment_id", a.ID), slog.String("sniffed", mt))
 		return domain.Verdict{}, nil, err
 	}
 	a.MediaType = mt
@@ -237,13 +234,13 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		putErr = s.Store.Put(ctx, a.ObjectName, &gate{r: objR, left: a.ObjectSize, ctx: ctx, open: inserted}, a.ObjectSize)
+		putErr = s.objects.Put(ctx, a.ObjectName, &gate{r: objR, left: a.ObjectSize, ctx: ctx, open: inserted}, a.ObjectSize)
 		// Unblock the writer whatever happened; a short read by the store is a failure too.
 		objR.CloseWithError(errStoreStopped)
 	}()
 	go func() {
 		defer wg.Done()
-		verdict, scanErr = s.Scanner.Scan(ctx, scanR)
+		verdict, scanErr = s.scanner.Scan(ctx, scanR)
 		scanR.CloseWithError(errScanStopped)
 	}()
 
@@ -368,35 +365,33 @@ func (b *bestEffortWriter) Write(p []byte) (int, error) {
 func (s *Service) abandon(ctx context.Context, a *domain.Attachment) {
 	cctx, cancel := cleanupCtx(ctx)
 	defer cancel()
-	if err := s.Store.Remove(cctx, a.ObjectName); err != nil {
-		s.Logger.WarnContext(ctx, "abandoned upload: object not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
+	if err := s.objects.Remove(cctx, a.ObjectName); err != nil {
+		s.logger.WarnContext(ctx, "abandoned upload: object not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
 		return
 	}
-	if err := pg.WithTx(cctx, s.Pool, func(tx pgx.Tx) error { return pgstore.Delete(cctx, tx, a.ID) }); err != nil {
-		s.Logger.WarnContext(ctx, "abandoned upload: row not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
+	if err := s.attachments.DeleteAttachment(cctx, a.ID, nil); err != nil {
+		s.logger.WarnContext(ctx, "abandoned upload: row not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
 	}
 }
 
 // finish records the upload's outcome with its audit record and scan event.
-func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attachment, acc Access, dek []byte, v domain.Verdict, scanErr error) (*domain.Attachment, error) {
+func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attachment, acc domain.Access, dek []byte, v domain.Verdict, scanErr error) (*domain.Attachment, error) {
 	now := s.now()
 	rec := s.record(ctx, p, eventsv1.Action_ACTION_CREATE, a, acc)
 	var verdict eventsv1.ScanVerdict
 	switch {
 	case scanErr != nil:
-		s.Logger.WarnContext(ctx, "scan unavailable; attachment pending", slog.String("attachment_id", a.ID), slog.String("error", scanErr.Error()))
+		s.logger.WarnContext(ctx, "scan unavailable; attachment pending", slog.String("attachment_id", a.ID), slog.String("error", scanErr.Error()))
 		a.State = domain.StatePending
 		rec.ReasonCode = "scan_pending"
 	case v.Infected:
-		a.State, a.SignatureName, a.ScanTime = domain.StateInfected, v.Signature, now
-		a.WrappedDEK, a.FileNameSealed = "", nil
-		a.ScanAttempts = 1
+		a.RecordScan(domain.StateInfected, v.Signature, now, 1)
 		verdict = eventsv1.ScanVerdict_SCAN_VERDICT_INFECTED
 		rec.Outcome = eventsv1.Outcome_OUTCOME_DENIED
 		rec.ReasonCode = "malware_detected"
 		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
 	default:
-		a.State, a.ScanTime, a.ScanAttempts = domain.StateClean, now, 1
+		a.RecordScan(domain.StateClean, "", now, 1)
 		verdict = eventsv1.ScanVerdict_SCAN_VERDICT_CLEAN
 	}
 	if a.State != domain.StateInfected {
@@ -410,46 +405,42 @@ func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attac
 	} else {
 		// The ciphertext of malware is not kept.
 		cctx, cancel := cleanupCtx(ctx)
-		if err := s.Store.Remove(cctx, a.ObjectName); err != nil {
-			s.Logger.WarnContext(ctx, "infected object not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
+		if err := s.objects.Remove(cctx, a.ObjectName); err != nil {
+			s.logger.WarnContext(ctx, "infected object not removed; clean-up will retry", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
 		}
 		cancel()
 	}
-	// The outcome, its audit record and its scan event are one statement: one round trip, and
-	// all or nothing like the transaction it replaces.
-	events, err := s.outcomeEvents(ctx, a, rec, verdict)
+	// The outcome, its audit record and its scan event are one statement (CompleteUpload): one
+	// round trip, and all or nothing like the transaction it replaces.
+	rows, err := s.outcomeRows(ctx, a, rec, verdict)
 	if err == nil {
-		err = pgstore.Complete(ctx, s.Pool, a, events)
+		err = s.attachments.CompleteUpload(ctx, a, rows)
 	}
 	if err != nil {
 		s.abandon(ctx, a)
 		return nil, s.dbFail(err)
 	}
 	if a.State == domain.StateInfected {
-		s.Logger.WarnContext(ctx, "upload refused: malware found", slog.String("attachment_id", a.ID), slog.String("signature", a.SignatureName))
+		s.logger.WarnContext(ctx, "upload refused: malware found", slog.String("attachment_id", a.ID), slog.String("signature", a.SignatureName))
 		return nil, usererr.New(usererr.InvalidArgument, "MALWARE_DETECTED", "the file contains malware and was refused")
 	}
 	return a, nil
 }
 
-// outcomeEvents are the outbox rows recording an upload's outcome: the audit record and, when
+// outcomeRows are the outbox rows recording an upload's outcome: the audit record and, when
 // there is a verdict, the scan event.
-func (s *Service) outcomeEvents(ctx context.Context, a *domain.Attachment, rec *eventsv1.AuditRecord, verdict eventsv1.ScanVerdict) (outbox.Rows, error) {
-	audit, err := s.Audit.Event(ctx, rec)
+func (s *Service) outcomeRows(ctx context.Context, a *domain.Attachment, rec *eventsv1.AuditRecord, verdict eventsv1.ScanVerdict) ([]outbox.Event, error) {
+	audit, err := s.auditRow(ctx, rec)
 	if err != nil {
-		return outbox.Rows{}, domain.NotRecorded(err)
+		return nil, err
 	}
-	evs := []outbox.Event{audit}
+	rows := []outbox.Event{audit}
 	if verdict != eventsv1.ScanVerdict_SCAN_VERDICT_UNSPECIFIED {
 		ev, err := s.scannedEvent(ctx, a, verdict)
 		if err != nil {
-			return outbox.Rows{}, err
+			return nil, err
 		}
-		evs = append(evs, ev)
-	}
-	rows, err := outbox.NewRows(evs...)
-	if err != nil {
-		return outbox.Rows{}, domain.NotRecorded(err)
+		rows = append(rows, ev)
 	}
 	return rows, nil
 }

@@ -1,8 +1,3 @@
-// Package domain holds the attachment service's types and rules: attachments and their scan
-// and lifecycle states, file-name neutralisation, the media-type allow-list, upload limits, the
-// refusals the service returns, and the small interfaces the use cases need from the world (the
-// attachment repository and the outbox, object storage, the scanner, the messaging service's
-// access decisions, the key ring). It does no I/O.
 package domain
 
 import (
@@ -63,10 +58,39 @@ type Attachment struct {
 	ScanTime      time.Time
 	CreateTime    time.Time
 	BindTime      time.Time
+	DeleteTime    time.Time
 }
 
 // Bound reports whether the attachment is bound to a message.
 func (a *Attachment) Bound() bool { return a.MessageID != "" }
+
+// Shred drops the wrapped key and the sealed file name (crypto-shredding): whatever ciphertext
+// is left anywhere can no longer be read.
+func (a *Attachment) Shred() {
+	a.WrappedDEK, a.FileNameSealed = "", nil
+}
+
+// MarkDeleted turns a into a tombstone at time at: no key, no name, no hash. The row stays so
+// that deleting it again succeeds; its object is removed by the caller.
+func (a *Attachment) MarkDeleted(at time.Time) {
+	a.State, a.SHA256, a.DeleteTime = StateDeleted, nil, at
+	a.Shred()
+}
+
+// BindTo binds a to message messageID of thread threadID at time at.
+func (a *Attachment) BindTo(threadID, messageID string, at time.Time) {
+	a.ThreadID, a.MessageID, a.BindTime = threadID, messageID, at
+}
+
+// RecordScan records a scan's outcome: state (clean, infected or failed), the signature found,
+// when, and the attempts made so far. An infected or failed attachment is shredded: it can
+// never be served, and its object is deleted.
+func (a *Attachment) RecordScan(state State, signature string, at time.Time, attempts int) {
+	a.State, a.SignatureName, a.ScanTime, a.ScanAttempts = state, signature, at, attempts
+	if state == StateInfected || state == StateFailed {
+		a.Shred()
+	}
+}
 
 // Verdict is a malware scan's outcome.
 type Verdict struct {
@@ -83,7 +107,7 @@ type Limits struct {
 	MaxPerMessage int
 	// QuotaBytes is how many plaintext bytes one uploader may keep stored (drafts and bound
 	// files, pending and clean), including uploads in progress. It is enforced by the upload's
-	// row insert (pgstore.InsertWithinQuota), where it can be checked and claimed atomically.
+	// row insert (AttachmentRepository.InsertUploading), where it can be checked and claimed atomically.
 	QuotaBytes int64
 	// ScanMaxBytes is the largest stream the scanner accepts (clamd's StreamMaxLength). Files
 	// above it are refused: a file that cannot be scanned is never stored.

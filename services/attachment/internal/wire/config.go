@@ -13,14 +13,15 @@ import (
 
 // Config is the attachment service's configuration, from SECUREMSG_* variables.
 type Config struct {
-	Base  daemon.Base
+	Base daemon.Base
+	// Vault reaches the Transit engine that wraps the per-object DEKs.
 	Vault config.Vault
 	// Messaging is the mTLS client for CheckMessageAccess: SECUREMSG_MESSAGING_ADDR,
 	// SECUREMSG_MESSAGING_TLS_CERT_FILE, _TLS_KEY_FILE, _TLS_CA_FILE, _TLS_SERVER_NAME.
 	Messaging  config.Client `envPrefix:"MESSAGING_"`
 	S3         S3
 	Clamd      Clamd
-	Attachment Attachment
+	Attachment Settings
 }
 
 // S3 is the object store holding the ciphertext.
@@ -57,42 +58,32 @@ func (c S3) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Clamd is the malware scanner.
+// Clamd is where the malware scanner listens. What is scanned, and how often pending files are
+// re-scanned, are Settings.
 type Clamd struct {
-	Addr string `env:"CLAMD_ADDR" envDefault:"127.0.0.1:3310"`
-	// StreamMaxBytes must not exceed clamd's StreamMaxLength; larger files are refused, since
-	// a file that cannot be scanned is never stored.
-	StreamMaxBytes int64         `env:"CLAMD_STREAM_MAX_BYTES" envDefault:"104857600"`
-	Timeout        time.Duration `env:"CLAMD_TIMEOUT" envDefault:"2m"`
-	// RescanInterval is how often pending attachments are re-scanned.
-	RescanInterval time.Duration `env:"CLAMD_RESCAN_INTERVAL" envDefault:"30s"`
+	Addr    string        `env:"CLAMD_ADDR" envDefault:"127.0.0.1:3310"`
+	Timeout time.Duration `env:"CLAMD_TIMEOUT" envDefault:"2m"`
 }
 
 // Validate reports every problem.
 func (c Clamd) Validate() error {
-	var errs []error
 	if c.Addr == "" {
-		errs = append(errs, errors.New("SECUREMSG_CLAMD_ADDR is required"))
+		return errors.New("SECUREMSG_CLAMD_ADDR is required")
 	}
-	if c.StreamMaxBytes <= 0 {
-		errs = append(errs, errors.New("SECUREMSG_CLAMD_STREAM_MAX_BYTES must be positive"))
-	}
-	if c.RescanInterval <= 0 {
-		errs = append(errs, errors.New("SECUREMSG_CLAMD_RESCAN_INTERVAL must be positive"))
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
-// Attachment holds the service's own limits and lifecycle settings.
-type Attachment struct {
+// Settings are the service's own limits and lifecycle settings: what Register needs.
+type Settings struct {
 	// Schema is the Postgres schema the service owns; only tests and benchmarks that run the
 	// binary beside the dev stack change it.
-	Schema        string   `env:"ATTACHMENT_PG_SCHEMA" envDefault:"attachment"`
-	TransitKey    string   `env:"ATTACHMENT_TRANSIT_KEY" envDefault:"securemsg-attachment"`
-	MaxFileBytes  int64    `env:"ATTACHMENT_MAX_FILE_BYTES" envDefault:"26214400"`
-	MaxPerMessage int      `env:"ATTACHMENT_MAX_PER_MESSAGE" envDefault:"5"`
-	QuotaBytes    int64    `env:"ATTACHMENT_QUOTA_BYTES" envDefault:"1073741824"`
-	AllowedTypes  []string `env:"ATTACHMENT_ALLOWED_TYPES" envSeparator:","`
+	Schema        string `env:"ATTACHMENT_PG_SCHEMA" envDefault:"attachment"`
+	TransitKey    string `env:"ATTACHMENT_TRANSIT_KEY" envDefault:"securemsg-attachment"`
+	MaxFileBytes  int64  `env:"ATTACHMENT_MAX_FILE_BYTES" envDefault:"26214400"`
+	MaxPerMessage int    `env:"ATTACHMENT_MAX_PER_MESSAGE" envDefault:"5"`
+	QuotaBytes    int64  `env:"ATTACHMENT_QUOTA_BYTES" envDefault:"1073741824"`
+	// AllowedTypes are the media types accepted; empty means domain.DefaultAllowedMediaTypes.
+	AllowedTypes []string `env:"ATTACHMENT_ALLOWED_TYPES" envSeparator:","`
 	// DraftTTL: uploads never bound are deleted after it; UploadTTL: uploads stuck in progress
 	// (and aborted multipart uploads) are removed after it.
 	DraftTTL        time.Duration `env:"ATTACHMENT_DRAFT_TTL" envDefault:"24h"`
@@ -101,11 +92,22 @@ type Attachment struct {
 	// AccessCacheTTL is how long a positive CheckMessageAccess answer is reused.
 	AccessCacheTTL  time.Duration `env:"ATTACHMENT_ACCESS_CACHE_TTL" envDefault:"30s"`
 	AccessCacheSize int           `env:"ATTACHMENT_ACCESS_CACHE_SIZE" envDefault:"10000"`
+	// ScanMaxBytes must not exceed clamd's StreamMaxLength; larger files are refused, since a
+	// file that cannot be scanned is never stored.
+	ScanMaxBytes int64 `env:"CLAMD_STREAM_MAX_BYTES" envDefault:"104857600"`
+	// RescanInterval is how often pending attachments are re-scanned.
+	RescanInterval time.Duration `env:"CLAMD_RESCAN_INTERVAL" envDefault:"30s"`
 }
 
 // Validate reports every problem.
-func (c Attachment) Validate() error {
+func (c Settings) Validate() error {
 	var errs []error
+	if c.ScanMaxBytes <= 0 {
+		errs = append(errs, errors.New("SECUREMSG_CLAMD_STREAM_MAX_BYTES must be positive"))
+	}
+	if c.RescanInterval <= 0 {
+		errs = append(errs, errors.New("SECUREMSG_CLAMD_RESCAN_INTERVAL must be positive"))
+	}
 	if c.MaxFileBytes <= 0 || c.MaxPerMessage <= 0 || c.QuotaBytes <= 0 {
 		errs = append(errs, errors.New("SECUREMSG_ATTACHMENT_MAX_FILE_BYTES, _MAX_PER_MESSAGE and _QUOTA_BYTES must be positive"))
 	}
@@ -124,18 +126,10 @@ func (c Attachment) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Limits are the domain limits this configuration sets.
-func (c Config) Limits() domain.Limits {
+// Limits are the upload limits these settings set.
+func (c Settings) Limits() domain.Limits {
 	return domain.Limits{
-		MaxFileBytes: c.Attachment.MaxFileBytes, MaxPerMessage: c.Attachment.MaxPerMessage,
-		QuotaBytes: c.Attachment.QuotaBytes, ScanMaxBytes: c.Clamd.StreamMaxBytes,
+		MaxFileBytes: c.MaxFileBytes, MaxPerMessage: c.MaxPerMessage,
+		QuotaBytes: c.QuotaBytes, ScanMaxBytes: c.ScanMaxBytes,
 	}
-}
-
-// AllowedTypes are the configured media types, or the defaults.
-func (c Config) AllowedTypes() []string {
-	if len(c.Attachment.AllowedTypes) > 0 {
-		return c.Attachment.AllowedTypes
-	}
-	return domain.DefaultAllowedMediaTypes
 }

@@ -112,14 +112,14 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	// The service's own sections at their defaults (the shared ones come from the harness).
 	var defaults struct {
 		Clamd      wire.Clamd
-		Attachment wire.Attachment
+		Attachment wire.Settings
 	}
 	if err := config.Load(&defaults, config.WithEnvironment(map[string]string{})); err != nil {
 		t.Fatalf("config.Load(defaults) = %v", err)
 	}
 	cfg := wire.Config{Clamd: defaults.Clamd, Attachment: defaults.Attachment}
 	cfg.Attachment.TransitKey = testkit.UniqueName(t, "securemsg-attachment-", 60)
-	cfg.Clamd.RescanInterval = time.Hour // tests run the jobs themselves
+	cfg.Attachment.RescanInterval = time.Hour // tests run the jobs themselves
 	cfg.Attachment.CleanupInterval = time.Hour
 	cfg.S3 = wire.S3{Endpoint: stack.S3Endpoint, AccessKey: config.Secret(stack.S3AccessKey), SecretKey: config.Secret(stack.S3SecretKey),
 		Bucket: stack.S3Bucket, Prefix: testkit.UniqueName(t, "test-attachment-", 60) + "/", PartSize: 5 << 20}
@@ -158,7 +158,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	t.Cleanup(func() { _ = conn.Close() })
 	e.access = messagingclient.New(conn, 100, 30*time.Second)
 	e.h = servicetest.Start(t, wire.Spec(), servicetest.Options{}, func(p *daemon.Process) error {
-		e.svc, err = wire.Register(p, cfg, wire.Deps{Keys: ring, Store: e.store, Scanner: e.scanner, Access: e.access})
+		e.svc, err = wire.Register(p, cfg.Attachment, wire.Deps{Keys: ring, Objects: e.store, Scanner: e.scanner, Access: e.access})
 		return err
 	})
 	e.api = attachmentv1.NewAttachmentServiceClient(e.h.Portal)

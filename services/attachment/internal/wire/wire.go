@@ -1,13 +1,13 @@
 // Package wire builds the attachment service from its configuration, by hand and in one place:
 // the Transit client, the DEK keyring and its pool of fresh DEKs, the object store, the clamd
-// scanner, the messaging client, the use cases, the gRPC handler and the background jobs, on
-// top of a started daemon.Process.
+// scanner, the messaging client, the Postgres repository, the use cases, the gRPC handler and
+// the background jobs, on top of a started daemon.Process. It is the service's only
+// composition root.
 package wire
 
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc"
 
@@ -15,18 +15,19 @@ import (
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/adapters/clamd"
 	"github.com/securemsg/securemsg/services/attachment/internal/adapters/messagingclient"
+	"github.com/securemsg/securemsg/services/attachment/internal/adapters/pgstore"
 	"github.com/securemsg/securemsg/services/attachment/internal/adapters/s3store"
 	"github.com/securemsg/securemsg/services/attachment/internal/app"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/attachment/internal/ports"
 	"github.com/securemsg/securemsg/services/attachment/migrations"
-	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 )
 
-// Spec is the daemon spec of the attachment service.
+// Spec is the daemon spec of the attachment service, in its default schema (the binary uses
+// Settings.Schema).
 func Spec() daemon.Spec {
 	return daemon.Spec{Name: "attachment", Schema: "attachment", Component: commonv1.Component_COMPONENT_ATTACHMENT, Migrations: migrations.FS}
 }
@@ -47,10 +48,10 @@ func ServerOptions() []grpcserver.Option {
 
 // Deps are the service's outside collaborators, built from configuration by Build or by tests.
 type Deps struct {
-	Keys    app.KeyRing
-	Store   *s3store.Store
+	Keys    domain.DEKs
+	Objects domain.ObjectStore
 	Scanner domain.Scanner
-	Access  app.AccessChecker
+	Access  domain.AccessChecker
 }
 
 // Build connects to Vault (ensuring the service's Transit key exists), the object store
@@ -81,8 +82,8 @@ func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service,
 	}
 	scanner := clamd.New(cfg.Clamd.Addr)
 	scanner.Timeout = cfg.Clamd.Timeout
-	return Register(proc, cfg, Deps{
-		Keys: pool, Store: store, Scanner: scanner,
+	return Register(proc, cfg.Attachment, Deps{
+		Keys: pool, Objects: store, Scanner: scanner,
 		Access: messagingclient.New(conn, cfg.Attachment.AccessCacheSize, cfg.Attachment.AccessCacheTTL),
 	})
 }
@@ -102,30 +103,21 @@ func NewStore(ctx context.Context, cfg S3) (*s3store.Store, error) {
 	return store, nil
 }
 
-// Register builds the use cases over deps, registers the gRPC handler on proc and adds the
-// re-scan and clean-up jobs.
-func Register(proc *daemon.Process, cfg Config, deps Deps) (*app.Service, error) {
-	svc := &app.Service{
-		Pool: proc.Pool, Audit: proc.Audit, Keys: deps.Keys, KeyName: cfg.Attachment.TransitKey,
-		Store: deps.Store, Scanner: deps.Scanner, Access: deps.Access,
-		Media: domain.NewMediaPolicy(cfg.AllowedTypes()), Limits: cfg.Limits(),
-		EventsSubject: proc.Topology().EventsSubject, Logger: proc.Logger, Now: time.Now,
-		DraftTTL: cfg.Attachment.DraftTTL, UploadTTL: cfg.Attachment.UploadTTL,
+// Register builds the repository over proc's pool and the use cases over it and deps,
+// registers the gRPC handler on proc and adds the re-scan and clean-up jobs.
+func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error) {
+	repo := pgstore.New(proc.Pool)
+	svc, err := app.New(app.Config{
+		KeyName: s.TransitKey, Limits: s.Limits(), AllowedMediaTypes: s.AllowedTypes,
+		EventsSubject: proc.Topology().EventsSubject, DraftTTL: s.DraftTTL, UploadTTL: s.UploadTTL,
+	}, app.Deps{
+		Attachments: repo, AuditTrail: repo, Objects: deps.Objects, Scanner: deps.Scanner,
+		Access: deps.Access, Keys: deps.Keys, Emitter: proc.Audit, Logger: proc.Logger,
+	})
+	if err != nil {
+		return nil, err
 	}
 	attachmentv1.RegisterAttachmentServiceServer(proc.Server.GRPC(), ports.NewHandler(svc))
-	proc.Go(func(ctx context.Context) error {
-		return svc.RunJobs(ctx, cfg.Clamd.RescanInterval, cfg.Attachment.CleanupInterval)
-	})
+	proc.Go(func(ctx context.Context) error { return svc.RunJobs(ctx, s.RescanInterval, s.CleanupInterval) })
 	return svc, nil
-}
-
-// Load reads the configuration from the environment (environ nil: the process's).
-func Load(environ map[string]string) (Config, error) {
-	var cfg Config
-	opts := []config.Option{config.WithDefault("SECUREMSG_GRPC_ADDR", "127.0.0.1:7002")}
-	if environ != nil {
-		opts = append(opts, config.WithEnvironment(environ))
-	}
-	err := config.Load(&cfg, opts...)
-	return cfg, err
 }

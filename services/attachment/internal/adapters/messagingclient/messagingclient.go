@@ -17,15 +17,15 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
-	"github.com/securemsg/securemsg/services/attachment/internal/app"
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
-// Client implements app.AccessChecker over a MessagingService connection.
+// Client implements domain.AccessChecker over a MessagingService connection.
 type Client struct {
 	api   messagingv1.MessagingServiceClient
-	cache *expirable.LRU[string, app.Access]
+	cache *expirable.LRU[string, domain.Access]
 	// Timeout bounds one call.
 	Timeout time.Duration
 }
@@ -34,7 +34,7 @@ type Client struct {
 func New(conn grpc.ClientConnInterface, size int, ttl time.Duration) *Client {
 	c := &Client{api: messagingv1.NewMessagingServiceClient(conn), Timeout: 5 * time.Second}
 	if ttl > 0 && size > 0 {
-		c.cache = expirable.NewLRU[string, app.Access](size, nil, ttl)
+		c.cache = expirable.NewLRU[string, domain.Access](size, nil, ttl)
 	}
 	return c
 }
@@ -42,7 +42,7 @@ func New(conn grpc.ClientConnInterface, size int, ttl time.Duration) *Client {
 // CheckAccess asks messaging whether p may perform action on the message (when messageID is
 // set) or the thread. Messaging's NOT_FOUND becomes ErrNotFound, an unreachable messaging
 // ErrUnavailable; a denial is an answer (Allowed false), not an error.
-func (c *Client) CheckAccess(ctx context.Context, p *auth.Principal, t app.AccessTarget) (app.Access, error) {
+func (c *Client) CheckAccess(ctx context.Context, p *auth.Principal, t domain.AccessTarget) (domain.Access, error) {
 	req := &messagingv1.CheckMessageAccessRequest{Principal: p.ToProto(), Action: action(t.Action)}
 	if t.MessageID != "" {
 		req.Target = &messagingv1.CheckMessageAccessRequest_MessageId{MessageId: t.MessageID}
@@ -62,13 +62,13 @@ func (c *Client) CheckAccess(ctx context.Context, p *auth.Principal, t app.Acces
 	if err != nil {
 		switch status.Code(err) {
 		case codes.NotFound:
-			return app.Access{}, usererr.New(usererr.NotFound, "MESSAGE_NOT_FOUND", "message or thread not found")
+			return domain.Access{}, usererr.New(usererr.NotFound, "MESSAGE_NOT_FOUND", "message or thread not found")
 		case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Canceled:
-			return app.Access{}, usererr.Wrap(usererr.Unavailable, "MESSAGING_UNAVAILABLE", "messaging service unavailable", err)
+			return domain.Access{}, usererr.Wrap(usererr.Unavailable, "MESSAGING_UNAVAILABLE", "messaging service unavailable", err)
 		}
-		return app.Access{}, usererr.Wrap(usererr.Unavailable, "MESSAGING_UNAVAILABLE", "messaging access check failed", err)
+		return domain.Access{}, usererr.Wrap(usererr.Unavailable, "MESSAGING_UNAVAILABLE", "messaging access check failed", err)
 	}
-	a := app.Access{
+	a := domain.Access{
 		Allowed:     resp.GetAllowed(),
 		ReasonCode:  resp.GetReasonCode(),
 		ThreadID:    resp.GetThreadId(),
@@ -91,13 +91,13 @@ func (c *Client) Purge() {
 	}
 }
 
-func action(a app.AccessAction) messagingv1.AccessAction {
+func action(a domain.AccessAction) messagingv1.AccessAction {
 	switch a {
-	case app.AccessRead:
+	case domain.AccessRead:
 		return messagingv1.AccessAction_ACCESS_ACTION_READ
-	case app.AccessDownload:
+	case domain.AccessDownload:
 		return messagingv1.AccessAction_ACCESS_ACTION_DOWNLOAD
-	case app.AccessAttach:
+	case domain.AccessAttach:
 		return messagingv1.AccessAction_ACCESS_ACTION_ATTACH
 	}
 	return messagingv1.AccessAction_ACCESS_ACTION_UNSPECIFIED

@@ -1,7 +1,10 @@
 // Package pgstore keeps attachment metadata in the service's Postgres schema with pgx: one row
 // per attachment holding the wrapped per-object key, the sealed file name, sizes, the
-// plaintext SHA-256 and the scan state. The pool's search_path is the service's schema, so
-// statements are unqualified.
+// plaintext SHA-256 and the scan state. Store implements domain.AttachmentRepository and
+// domain.AuditWriter. The outbox rows a change commits with are written in its transaction, or
+// in its very statement where the change is one statement (an upload's completion, an audit
+// record on its own): no BEGIN and COMMIT round trips on the upload and download paths. The
+// pool's search_path is the service's schema, so statements are unqualified.
 package pgstore
 
 import (
@@ -11,15 +14,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
-
-// Querier is what both a pool and a transaction offer.
-type Querier = pg.Querier
 
 // Table and columns the key-rewrap job walks: securemsgctl keys rewrap --store
 // pg:attachment.attachments.id.wrapped_dek (rows with a NULL key, crypto-shredded, are skipped).
@@ -29,34 +30,65 @@ const (
 	WrappedColumn = "wrapped_dek"
 )
 
+// Store is the attachment repository over a pool whose search_path is the service's schema.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns the store over pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+var (
+	_ domain.AttachmentRepository = (*Store)(nil)
+	_ domain.AuditWriter          = (*Store)(nil)
+)
+
 const columns = `id::text, uploader_subject, coalesce(client_request_id, ''), aad_thread_id, thread_id,
 	message_id, patient_id, pool_id, state, object_name, coalesce(wrapped_dek, ''), file_name_sealed,
 	declared_media_type, media_type, size_bytes, object_size, sha256, signature_name, scan_attempts,
-	scan_time, create_time, bind_time`
+	scan_time, create_time, bind_time, delete_time`
 
 func scan(row pgx.Row) (*domain.Attachment, error) {
 	var a domain.Attachment
 	var state string
-	var scanTime, bindTime *time.Time
+	var scanTime, bindTime, deleteTime *time.Time
 	err := row.Scan(&a.ID, &a.UploaderSubject, &a.ClientRequestID, &a.AADThreadID, &a.ThreadID,
 		&a.MessageID, &a.PatientID, &a.PoolID, &state, &a.ObjectName, &a.WrappedDEK, &a.FileNameSealed,
 		&a.DeclaredMediaType, &a.MediaType, &a.SizeBytes, &a.ObjectSize, &a.SHA256, &a.SignatureName,
-		&a.ScanAttempts, &scanTime, &a.CreateTime, &bindTime)
+		&a.ScanAttempts, &scanTime, &a.CreateTime, &bindTime, &deleteTime)
 	if err != nil {
 		return nil, err
 	}
 	a.State = domain.State(state)
-	if scanTime != nil {
-		a.ScanTime = *scanTime
-	}
-	if bindTime != nil {
-		a.BindTime = *bindTime
-	}
+	a.ScanTime, a.BindTime, a.DeleteTime = deref(scanTime), deref(bindTime), deref(deleteTime)
 	return &a, nil
 }
 
-func list(ctx context.Context, q Querier, sql string, args ...any) ([]*domain.Attachment, error) {
-	rows, err := q.Query(ctx, sql, args...)
+func deref(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// nullTime is t, or NULL for the zero time.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// nullString is s, or NULL for "".
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (s *Store) list(ctx context.Context, sql string, args ...any) ([]*domain.Attachment, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, dbErr("list attachments", err)
 	}
@@ -75,7 +107,7 @@ func list(ctx context.Context, q Querier, sql string, args ...any) ([]*domain.At
 	return out, nil
 }
 
-// dbErr maps a database failure: unreachable is ErrUnavailable, anything else is internal.
+// dbErr maps a database failure: unreachable is Unavailable, anything else is internal.
 func dbErr(op string, err error) error {
 	if err == nil {
 		return nil
@@ -86,8 +118,8 @@ func dbErr(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// Get returns the attachment with id, or ErrNotFound. forUpdate locks the row (in a tx).
-func Get(ctx context.Context, q Querier, id string, forUpdate bool) (*domain.Attachment, error) {
+// get loads the attachment with id; forUpdate locks the row (in a transaction).
+func get(ctx context.Context, q pg.Querier, id string, forUpdate bool) (*domain.Attachment, error) {
 	sql := `SELECT ` + columns + ` FROM attachments WHERE id = $1::uuid`
 	if forUpdate {
 		sql += ` FOR UPDATE`
@@ -102,11 +134,16 @@ func Get(ctx context.Context, q Querier, id string, forUpdate bool) (*domain.Att
 	return a, nil
 }
 
-// FindByClientRequest returns the uploader's attachment made with client request id crid, or
-// nil when there is none.
-func FindByClientRequest(ctx context.Context, q Querier, subject, crid string) (*domain.Attachment, error) {
-	a, err := scan(q.QueryRow(ctx, `SELECT `+columns+` FROM attachments
-		WHERE uploader_subject = $1 AND client_request_id = $2`, subject, crid))
+// Attachment returns the attachment with id, or ErrAttachmentNotFound.
+func (s *Store) Attachment(ctx context.Context, id string) (*domain.Attachment, error) {
+	return get(ctx, s.pool, id, false)
+}
+
+// AttachmentByRequest returns the uploader's attachment made with client request id
+// requestID, or nil when there is none.
+func (s *Store) AttachmentByRequest(ctx context.Context, uploader, requestID string) (*domain.Attachment, error) {
+	a, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM attachments
+		WHERE uploader_subject = $1 AND client_request_id = $2`, uploader, requestID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -116,19 +153,15 @@ func FindByClientRequest(ctx context.Context, q Querier, subject, crid string) (
 	return a, nil
 }
 
-// InsertWithinQuota adds a new attachment row (state Uploading) unless the bytes its uploader
+// InsertUploading adds a new attachment row (state Uploading) unless the bytes its uploader
 // holds (uploads in progress at their declared size, pending and clean files) plus its declared
-// size would exceed quota (quota <= 0: no quota), which is ErrResourceExhausted. Concurrent uploads of one uploader are serialised by a lock on the
-// uploader, so they cannot together overrun the quota.
+// size would exceed quota (quota <= 0: no quota). Concurrent uploads of one uploader are
+// serialised by a lock on the uploader, so they cannot together overrun the quota.
 //
 // It is one round trip: the lock and the insert go as one batch, which runs in one implicit
 // transaction (the lock is held until it commits), and the insert, a statement after the lock,
 // sees every upload committed before the lock was granted.
-func InsertWithinQuota(ctx context.Context, q Querier, a *domain.Attachment, quota int64) error {
-	var crid *string
-	if a.ClientRequestID != "" {
-		crid = &a.ClientRequestID
-	}
+func (s *Store) InsertUploading(ctx context.Context, a *domain.Attachment, quota int64) error {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('attachment-quota:' || $1, 0))`, a.UploaderSubject)
 	b.Queue(`INSERT INTO attachments (id, uploader_subject, client_request_id,
@@ -138,9 +171,9 @@ func InsertWithinQuota(ctx context.Context, q Querier, a *domain.Attachment, quo
 		WHERE $14::bigint <= 0 OR (SELECT coalesce(sum(size_bytes), 0) FROM attachments
 			WHERE uploader_subject = $2 AND state IN ('uploading', 'pending', 'clean')) + $12::bigint <= $14::bigint
 		RETURNING create_time`,
-		a.ID, a.UploaderSubject, crid, a.AADThreadID, a.ThreadID, a.PatientID, a.PoolID, string(a.State),
+		a.ID, a.UploaderSubject, nullString(a.ClientRequestID), a.AADThreadID, a.ThreadID, a.PatientID, a.PoolID, string(a.State),
 		a.ObjectName, a.WrappedDEK, a.DeclaredMediaType, a.SizeBytes, a.ObjectSize, quota)
-	br := q.SendBatch(ctx, b)
+	br := s.pool.SendBatch(ctx, b)
 	_, err := br.Exec()
 	if err == nil {
 		err = br.QueryRow().Scan(&a.CreateTime)
@@ -157,23 +190,18 @@ func InsertWithinQuota(ctx context.Context, q Querier, a *domain.Attachment, quo
 	return dbErr("insert attachment", err)
 }
 
-// Complete records a finished upload (content facts, the sealed name and the scan outcome)
-// and, in the same statement, its events (audit record, scan event): one round trip, in one
-// implicit transaction, so the events exist exactly when the row was updated. A row that is
-// gone (removed by the clean-up meanwhile) is ErrNotFound, and no event is written.
-func Complete(ctx context.Context, q Querier, a *domain.Attachment, events outbox.Rows) error {
-	var scanTime *time.Time
-	if !a.ScanTime.IsZero() {
-		scanTime = &a.ScanTime
-	}
-	var wrapped *string
-	if a.WrappedDEK != "" {
-		wrapped = &a.WrappedDEK
+// CompleteUpload records a finished upload (content facts, the sealed name and the scan
+// outcome) and, in the same statement, its rows (audit record, scan event): one round trip, in
+// one implicit transaction, so the rows exist exactly when the attachment was updated.
+func (s *Store) CompleteUpload(ctx context.Context, a *domain.Attachment, rows []outbox.Event) error {
+	ob, err := outbox.NewRows(rows...)
+	if err != nil {
+		return domain.NotRecorded(err)
 	}
 	var n int
-	err := q.QueryRow(ctx, completeSQL,
+	err = s.pool.QueryRow(ctx, completeSQL,
 		append([]any{a.ID, string(a.State), a.MediaType, a.SizeBytes, a.ObjectSize, a.SHA256, a.FileNameSealed,
-			a.SignatureName, scanTime, a.ScanAttempts, wrapped}, events.Args()...)...).Scan(&n)
+			a.SignatureName, nullTime(a.ScanTime), a.ScanAttempts, nullString(a.WrappedDEK)}, ob.Args()...)...).Scan(&n)
 	if err != nil {
 		return dbErr("complete attachment", err)
 	}
@@ -183,7 +211,7 @@ func Complete(ctx context.Context, q Querier, a *domain.Attachment, events outbo
 	return nil
 }
 
-// completeSQL updates the row and writes the events only if it did, in one statement.
+// completeSQL updates the row and writes the rows only if it did, in one statement.
 var completeSQL = `WITH c AS (
 	UPDATE attachments SET state = $2, media_type = $3, size_bytes = $4,
 		object_size = $5, sha256 = $6, file_name_sealed = $7, signature_name = $8, scan_time = $9,
@@ -193,70 +221,114 @@ var completeSQL = `WITH c AS (
 ), o AS (` + outbox.InsertSQL(12, `EXISTS (SELECT 1 FROM c)`) + `)
 SELECT count(*) FROM c`
 
-// SetScan records a (re)scan's outcome. An infected or failed attachment loses its key: its
-// object is deleted and it can never be served.
-func SetScan(ctx context.Context, tx pgx.Tx, id string, state domain.State, signature string, at time.Time, attempts int) error {
-	_, err := tx.Exec(ctx, `UPDATE attachments SET state = $2, signature_name = $3, scan_time = $4,
-		scan_attempts = $5,
-		wrapped_dek = CASE WHEN $2 IN ('infected', 'failed') THEN NULL ELSE wrapped_dek END,
-		file_name_sealed = CASE WHEN $2 IN ('infected', 'failed') THEN NULL ELSE file_name_sealed END
-		WHERE id = $1::uuid`, id, string(state), signature, at, attempts)
-	return dbErr("set scan state", err)
+// UpdateAttachment loads the row under lock, lets change decide, and writes back what it
+// changed with its rows, in one transaction.
+func (s *Store) UpdateAttachment(ctx context.Context, id string, change func(*domain.Attachment) (domain.Effects, error)) error {
+	return pg.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		a, err := get(ctx, tx, id, true)
+		if err != nil {
+			return err
+		}
+		eff, err := change(a)
+		if err != nil {
+			return err
+		}
+		return commitEffects(ctx, tx, a, eff)
+	})
+}
+
+// BindAttachment is UpdateAttachment with the count of attachments bound to messageID, read
+// in the same transaction.
+func (s *Store) BindAttachment(ctx context.Context, id, messageID string, change func(*domain.Attachment, int) (domain.Effects, error)) error {
+	return pg.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		a, err := get(ctx, tx, id, true)
+		if err != nil {
+			return err
+		}
+		var bound int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM attachments WHERE message_id = $1`, messageID).Scan(&bound); err != nil {
+			return dbErr("count message attachments", err)
+		}
+		eff, err := change(a, bound)
+		if err != nil {
+			return err
+		}
+		return commitEffects(ctx, tx, a, eff)
+	})
+}
+
+// commitEffects writes a back when eff says it changed, then eff's rows, in tx.
+func commitEffects(ctx context.Context, tx pgx.Tx, a *domain.Attachment, eff domain.Effects) error {
+	if eff.Changed {
+		// The row is locked and a was loaded from it, so writing every mutable column back
+		// changes exactly what the use case changed.
+		_, err := tx.Exec(ctx, `UPDATE attachments SET state = $2, thread_id = $3, message_id = $4,
+			patient_id = $5, pool_id = $6, wrapped_dek = $7, file_name_sealed = $8, sha256 = $9,
+			signature_name = $10, scan_attempts = $11, scan_time = $12, bind_time = $13, delete_time = $14
+			WHERE id = $1::uuid`,
+			a.ID, string(a.State), a.ThreadID, a.MessageID, a.PatientID, a.PoolID, nullString(a.WrappedDEK),
+			a.FileNameSealed, a.SHA256, a.SignatureName, a.ScanAttempts, nullTime(a.ScanTime),
+			nullTime(a.BindTime), nullTime(a.DeleteTime))
+		if err != nil {
+			return dbErr("update attachment", err)
+		}
+	}
+	if err := outbox.Add(ctx, tx, eff.Rows...); err != nil {
+		return domain.NotRecorded(err)
+	}
+	return nil
+}
+
+// DeleteAttachment removes the row and writes rows, in one transaction.
+func (s *Store) DeleteAttachment(ctx context.Context, id string, rows []outbox.Event) error {
+	return pg.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM attachments WHERE id = $1::uuid`, id); err != nil {
+			return dbErr("delete attachment", err)
+		}
+		if err := outbox.Add(ctx, tx, rows...); err != nil {
+			return domain.NotRecorded(err)
+		}
+		return nil
+	})
+}
+
+// WriteAudit writes rows by themselves: one INSERT in its own implicit transaction, committed
+// when it returns, as a transaction around it would be, without BEGIN's and COMMIT's round
+// trips.
+func (s *Store) WriteAudit(ctx context.Context, rows []outbox.Event) error {
+	ob, err := outbox.NewRows(rows...)
+	if err != nil {
+		return domain.NotRecorded(err)
+	}
+	if err := ob.Insert(ctx, s.pool); err != nil {
+		return domain.NotRecorded(err)
+	}
+	return nil
 }
 
 // SetScanAttempts records a failed scan attempt of a pending attachment.
-func SetScanAttempts(ctx context.Context, q Querier, id string, attempts int) error {
-	_, err := q.Exec(ctx, `UPDATE attachments SET scan_attempts = $2 WHERE id = $1::uuid`, id, attempts)
+func (s *Store) SetScanAttempts(ctx context.Context, id string, attempts int) error {
+	_, err := s.pool.Exec(ctx, `UPDATE attachments SET scan_attempts = $2 WHERE id = $1::uuid`, id, attempts)
 	return dbErr("set scan attempts", err)
 }
 
-// Bind binds the attachment to a message.
-func Bind(ctx context.Context, tx pgx.Tx, id, threadID, messageID, patientID, poolID string, at time.Time) error {
-	_, err := tx.Exec(ctx, `UPDATE attachments SET thread_id = $2, message_id = $3,
-		patient_id = CASE WHEN $4 = '' THEN patient_id ELSE $4 END,
-		pool_id = CASE WHEN $5 = '' THEN pool_id ELSE $5 END, bind_time = $6
-		WHERE id = $1::uuid`, id, threadID, messageID, patientID, poolID, at)
-	return dbErr("bind attachment", err)
-}
-
-// CountForMessage counts the attachments bound to a message.
-func CountForMessage(ctx context.Context, q Querier, messageID string) (int, error) {
-	var n int
-	err := q.QueryRow(ctx, `SELECT count(*) FROM attachments WHERE message_id = $1`, messageID).Scan(&n)
-	return n, dbErr("count message attachments", err)
-}
-
-// MarkDeleted turns the row into a tombstone: no key, no name; the object is deleted by the
-// caller.
-func MarkDeleted(ctx context.Context, tx pgx.Tx, id string, at time.Time) error {
-	_, err := tx.Exec(ctx, `UPDATE attachments SET state = 'deleted', wrapped_dek = NULL,
-		file_name_sealed = NULL, sha256 = NULL, delete_time = $2 WHERE id = $1::uuid`, id, at)
-	return dbErr("mark attachment deleted", err)
-}
-
-// Delete removes the row.
-func Delete(ctx context.Context, tx pgx.Tx, id string) error {
-	_, err := tx.Exec(ctx, `DELETE FROM attachments WHERE id = $1::uuid`, id)
-	return dbErr("delete attachment", err)
-}
-
-// ListByThreads returns every row of the given threads (bound or uploaded for them), deleted
-// tombstones included.
-func ListByThreads(ctx context.Context, q Querier, threadIDs []string) ([]*domain.Attachment, error) {
-	return list(ctx, q, `SELECT `+columns+` FROM attachments
+// AttachmentsOfThreads returns every row of the given threads (bound or uploaded for them),
+// deleted tombstones included.
+func (s *Store) AttachmentsOfThreads(ctx context.Context, threadIDs []string) ([]*domain.Attachment, error) {
+	return s.list(ctx, `SELECT `+columns+` FROM attachments
 		WHERE thread_id = ANY($1) OR (aad_thread_id <> '' AND aad_thread_id = ANY($1)) ORDER BY id`, threadIDs)
 }
 
-// ListPending returns up to limit pending attachments, oldest first.
-func ListPending(ctx context.Context, q Querier, limit int) ([]*domain.Attachment, error) {
-	return list(ctx, q, `SELECT `+columns+` FROM attachments WHERE state = 'pending'
+// PendingAttachments returns up to limit pending attachments, oldest first.
+func (s *Store) PendingAttachments(ctx context.Context, limit int) ([]*domain.Attachment, error) {
+	return s.list(ctx, `SELECT `+columns+` FROM attachments WHERE state = 'pending'
 		ORDER BY create_time LIMIT $1`, limit)
 }
 
-// ListStale returns up to limit rows to clean up: drafts never bound created before
+// StaleAttachments returns up to limit rows to clean up: drafts never bound created before
 // draftCutoff, and uploads stuck in Uploading since before uploadCutoff (their process died).
-func ListStale(ctx context.Context, q Querier, draftCutoff, uploadCutoff time.Time, limit int) ([]*domain.Attachment, error) {
-	return list(ctx, q, `SELECT `+columns+` FROM attachments
+func (s *Store) StaleAttachments(ctx context.Context, draftCutoff, uploadCutoff time.Time, limit int) ([]*domain.Attachment, error) {
+	return s.list(ctx, `SELECT `+columns+` FROM attachments
 		WHERE (message_id = '' AND state IN ('pending', 'clean', 'infected', 'failed', 'deleted') AND create_time < $1)
 		   OR (state = 'uploading' AND create_time < $2)
 		ORDER BY create_time LIMIT $3`, draftCutoff, uploadCutoff, limit)

@@ -4,6 +4,10 @@ import (
 	"context"
 	"io"
 	"time"
+
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/keys"
 )
 
 // ObjectStore keeps ciphertext objects under random names. Implementations return errors
@@ -48,4 +52,47 @@ type Scanner interface {
 	// stream refused): the caller keeps the file pending and never serves it. Scan must keep
 	// reading r until EOF or until it fails, so a writer feeding r through a pipe is released.
 	Scan(ctx context.Context, r io.Reader) (Verdict, error)
+}
+
+// AccessAction is what a person wants to do with a message's or thread's attachments.
+type AccessAction int
+
+// The actions messaging is asked about.
+const (
+	AccessRead AccessAction = iota + 1
+	AccessDownload
+	AccessAttach
+)
+
+// AccessTarget names a message (preferred) or a thread.
+type AccessTarget struct {
+	MessageID string
+	ThreadID  string
+	Action    AccessAction
+}
+
+// Access is messaging's answer, with the ids the audit record needs.
+type Access struct {
+	Allowed     bool
+	ReasonCode  string
+	ThreadID    string
+	PoolID      string
+	PatientID   string
+	Sensitivity commonv1.Sensitivity
+	BreakGlass  bool
+}
+
+// AccessChecker asks the messaging service whether p may act on a message or thread
+// (adapters/messagingclient). A denial is an answer (Allowed false), not an error; a target
+// messaging does not know is a NotFound error, messaging unreachable an Unavailable one.
+type AccessChecker interface {
+	CheckAccess(ctx context.Context, p *auth.Principal, t AccessTarget) (Access, error)
+}
+
+// DEKs makes and opens per-object data-encryption keys; *keys.Keyring and *keys.DEKPool
+// implement it. Its errors are the keyring's (keys.IsUnavailable, keys.ErrKeyVersionRetired,
+// keys.ErrInvalidWrappedKey), which the use cases turn into refusals.
+type DEKs interface {
+	NewDEK(ctx context.Context, keyName string) (keys.DEK, error)
+	OpenDEK(ctx context.Context, keyName, wrapped string) ([]byte, error)
 }
