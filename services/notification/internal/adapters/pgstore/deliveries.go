@@ -246,7 +246,10 @@ func (s *Store) RecoverStaleClaims(ctx context.Context, limit int, settle func(d
 		}
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return 0, err // rolled back: nothing was settled
+	}
+	return n, nil
 }
 
 // FireDueReminders implements domain.DeliveryRepository: the due reminders are marked fired
@@ -286,9 +289,9 @@ func (s *Store) FireDueReminders(ctx context.Context, limit int, plan func([]dom
 		return addFanout(ctx, tx, f)
 	})
 	if err != nil {
-		n = 0
+		return 0, err // rolled back: nothing fired
 	}
-	return n, err
+	return n, nil
 }
 
 // ListDeliveries implements domain.DeliveryRepository.
