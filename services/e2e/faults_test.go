@@ -237,7 +237,9 @@ func TestFaultVaultDown(t *testing.T) {
 	ctx := t.Context()
 	thread := e.warmUp(t)
 
-	e.s.Vault.Stop()
+	if err := e.s.Vault.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	got, err := e.messaging.GetThread(e.as(ctx, "clinician"), &messagingv1.GetThreadRequest{ThreadId: thread})
 	if err != nil {
 		t.Errorf("GetThread(cached DEK) with Vault down = %v, want OK", err)
@@ -250,7 +252,9 @@ func TestFaultVaultDown(t *testing.T) {
 	_, _, err = e.createThread(ctx)
 	wantCode(t, "CreateThread with Vault down", err, codes.Unavailable)
 
-	e.s.Vault.Start()
+	if err := e.s.Vault.Start(); err != nil {
+		t.Fatal(err)
+	}
 	if err := eventually(ctx, 30*time.Second, 200*time.Millisecond, func(ctx context.Context) error {
 		_, _, err := e.createThread(ctx)
 		return err

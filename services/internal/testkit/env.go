@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/securemsg/securemsg/services/internal/testkit/internal/supervisor"
 )
 
 // Stack describes where the dev stack's dependencies listen. Zero values never occur: every
@@ -29,25 +31,30 @@ type Stack struct {
 	ToolsDir      string // SECUREMSG_TEST_TOOLS_DIR: pinned tool binaries (.tmp/bin)
 }
 
-// LoadStack reads the stack's addresses from the environment.
+// LoadStack reads the stack's addresses from the environment (`source <(scripts/stack.sh env)`
+// sets it), falling back to the dev stack's own (the supervisor's DevConfig).
 func LoadStack() Stack {
-	root := RepoRoot()
+	dev := map[string]string{}
+	for _, kv := range supervisor.DevConfig(RepoRoot()).TestEnv() {
+		dev[kv[0]] = kv[1]
+	}
+	get := func(key string) string { return env("SECUREMSG_TEST_"+key, dev["SECUREMSG_TEST_"+key]) }
 	return Stack{
-		PostgresURL:   env("SECUREMSG_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/securemsg?sslmode=disable"),
-		NATSURL:       env("SECUREMSG_TEST_NATS_URL", "nats://127.0.0.1:4223"),
-		VaultAddr:     env("SECUREMSG_TEST_VAULT_ADDR", "http://127.0.0.1:8200"),
-		VaultToken:    env("SECUREMSG_TEST_VAULT_TOKEN", "root"),
-		S3Endpoint:    env("SECUREMSG_TEST_S3_ENDPOINT", "127.0.0.1:9000"),
-		S3AccessKey:   env("SECUREMSG_TEST_S3_ACCESS_KEY", "securemsg-dev"),
-		S3SecretKey:   env("SECUREMSG_TEST_S3_SECRET_KEY", "securemsg-dev-secret"),
-		S3Bucket:      env("SECUREMSG_TEST_S3_BUCKET", "securemsg-attachments"),
-		ClamdAddr:     env("SECUREMSG_TEST_CLAMD_ADDR", "127.0.0.1:3310"),
-		SMTPAddr:      env("SECUREMSG_TEST_SMTP_ADDR", "127.0.0.1:1025"),
-		MailAPIURL:    env("SECUREMSG_TEST_MAIL_API_URL", "http://127.0.0.1:8025"),
-		OIDCIssuerURL: env("SECUREMSG_TEST_OIDC_ISSUER", "http://127.0.0.1:8400"),
-		CertsDir:      env("SECUREMSG_TEST_CERTS_DIR", root+"/.tmp/stack/certs"),
-		StackDir:      env("SECUREMSG_TEST_STACK_DIR", root+"/.tmp/stack"),
-		ToolsDir:      env("SECUREMSG_TEST_TOOLS_DIR", root+"/.tmp/bin"),
+		PostgresURL:   get("PG_URL"),
+		NATSURL:       get("NATS_URL"),
+		VaultAddr:     get("VAULT_ADDR"),
+		VaultToken:    get("VAULT_TOKEN"),
+		S3Endpoint:    get("S3_ENDPOINT"),
+		S3AccessKey:   get("S3_ACCESS_KEY"),
+		S3SecretKey:   get("S3_SECRET_KEY"),
+		S3Bucket:      get("S3_BUCKET"),
+		ClamdAddr:     get("CLAMD_ADDR"),
+		SMTPAddr:      get("SMTP_ADDR"),
+		MailAPIURL:    get("MAIL_API_URL"),
+		OIDCIssuerURL: get("OIDC_ISSUER"),
+		CertsDir:      get("CERTS_DIR"),
+		StackDir:      get("STACK_DIR"),
+		ToolsDir:      get("TOOLS_DIR"),
 	}
 }
 
@@ -87,19 +94,4 @@ func RequireTCP(tb testing.TB, dependency, addr string) {
 }
 
 // RepoRoot finds the repository root by walking up from the working directory to go.work.
-func RepoRoot() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "."
-	}
-	for d := dir; ; {
-		if _, err := os.Stat(d + "/go.work"); err == nil {
-			return d
-		}
-		parent := d[:max(strings.LastIndex(d, "/"), 0)]
-		if parent == "" || parent == d {
-			return dir
-		}
-		d = parent
-	}
-}
+func RepoRoot() string { return supervisor.RepoRoot() }

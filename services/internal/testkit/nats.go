@@ -3,123 +3,88 @@ package testkit
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/securemsg/securemsg/services/internal/testkit/internal/supervisor"
 )
 
-// NATSOptions tunes an embedded server started by StartNATS. The zero value is fine.
+// NATSOptions tunes a server started by StartNATS. The zero value is fine.
 type NATSOptions struct {
-	// MaxStore caps JetStream file storage (default 256 MiB).
+	// MaxStore caps JetStream file storage in bytes (default 4 GiB).
 	MaxStore int64
-	// Debug turns on the server's own logging to the test log.
+	// Debug copies the server's own log into the test log when the test ends.
 	Debug bool
 }
 
-// NATSServer is an embedded nats-server with JetStream, owned by one test. Shutdown and Restart
-// let a test take NATS away and bring it back on the same port with the same stored streams,
-// the way a real outage and recovery look to clients.
+// NATSServer is a nats-server with JetStream owned by one test: the pinned nats-server binary
+// (scripts/lib/tools.sh) run as a process, as the dev stack runs it, rather than embedded, so
+// that nats-server stays out of the module graph of everything that imports testkit. Shutdown
+// and Restart let a test take NATS away and bring it back on the same port with the same stored
+// streams, the way a real outage and recovery look to clients.
 type NATSServer struct {
-	tb   testing.TB
-	opts *server.Options
-
-	mu  sync.Mutex
-	srv *server.Server
+	tb testing.TB
+	c  *supervisor.Component
 }
 
-// StartNATS starts an embedded nats-server with JetStream on 127.0.0.1 and a random port, its
-// store in tb.TempDir(). The server is shut down when the test ends.
+// StartNATS starts a nats-server with JetStream on 127.0.0.1 and a free port, its store in
+// tb.TempDir(). The server is shut down when the test ends. A machine where the pinned binary
+// cannot be installed ends the test through Unavailable.
 func StartNATS(tb testing.TB, opts *NATSOptions) *NATSServer {
 	tb.Helper()
 	if opts == nil {
 		opts = &NATSOptions{}
 	}
-	so := &server.Options{
-		ServerName:         "testkit",
-		Host:               "127.0.0.1",
-		Port:               server.RANDOM_PORT,
-		NoSigs:             true,
-		NoLog:              !opts.Debug,
-		JetStream:          true,
-		JetStreamMaxMemory: 64 << 20,
-		JetStreamMaxStore:  opts.MaxStore,
-		StoreDir:           tb.TempDir(),
-		// No HTTP monitoring and no cluster: only the client port is opened.
+	c, err := supervisor.StartOne(tb.Context(), RepoRoot(), tb.TempDir(), "nats", func(cfg *supervisor.Config) {
+		cfg.NATSMaxStore = opts.MaxStore
+	})
+	ns := &NATSServer{tb: tb, c: c}
+	if c != nil {
+		tb.Cleanup(func() {
+			ns.Shutdown()
+			if opts.Debug || tb.Failed() {
+				tb.Logf("testkit: nats-server log:\n%s", supervisor.LogTail(c.LogFile(), 200))
+			}
+		})
 	}
-	if so.JetStreamMaxStore == 0 {
-		so.JetStreamMaxStore = 256 << 20
+	if missing, ok := supervisor.Unavailable(err); ok {
+		Unavailable(tb, missing.Component, err)
 	}
-	ns := &NATSServer{tb: tb, opts: so}
-	ns.start()
-	// Later starts must reuse the port the first one was given.
-	addr := ns.srv.Addr().(*net.TCPAddr)
-	so.Port = addr.Port
-	tb.Cleanup(ns.Shutdown)
+	if err != nil {
+		tb.Fatalf("testkit: %v", err)
+	}
 	return ns
 }
 
-func (s *NATSServer) start() {
-	s.tb.Helper()
-	srv, err := server.NewServer(s.opts)
-	if err != nil {
-		s.tb.Fatalf("testkit: new nats-server: %v", err)
-	}
-	if !s.opts.NoLog {
-		srv.ConfigureLogger()
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		srv.Shutdown()
-		s.tb.Fatalf("testkit: nats-server not ready within 10s")
-	}
-	s.mu.Lock()
-	s.srv = srv
-	s.mu.Unlock()
-}
-
 // URL is the client URL (nats://127.0.0.1:<port>); it stays the same across restarts.
-func (s *NATSServer) URL() string {
-	return "nats://127.0.0.1:" + strconv.Itoa(s.opts.Port)
-}
+func (s *NATSServer) URL() string { return "nats://" + s.c.Addr() }
 
-// Server returns the running server, or nil while it is shut down.
-func (s *NATSServer) Server() *server.Server {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.srv
-}
+// Running reports whether the server process runs.
+func (s *NATSServer) Running() bool { return s.c.Running() }
 
 // Shutdown stops the server and waits until it is down; connected clients see a disconnect.
 // Calling it on a stopped server does nothing.
 func (s *NATSServer) Shutdown() {
-	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
-	s.mu.Unlock()
-	if srv == nil {
-		return
+	if err := s.c.Stop(); err != nil {
+		s.tb.Errorf("testkit: stop nats-server: %v", err)
 	}
-	srv.Shutdown()
-	srv.WaitForShutdown()
 }
 
 // Restart shuts the server down (if running) and starts it again on the same port with the same
 // JetStream store, so streams, consumers and their messages survive.
 func (s *NATSServer) Restart() {
 	s.tb.Helper()
-	s.Shutdown()
-	s.start()
+	if err := s.c.Restart(); err != nil {
+		s.tb.Fatalf("testkit: restart nats-server: %v", err)
+	}
 }
 
-// Connect opens a client connection to the embedded server that reconnects quickly and
-// forever, closed when the test ends.
+// Connect opens a client connection to the server that reconnects quickly and forever, closed
+// when the test ends.
 func (s *NATSServer) Connect(tb testing.TB) *nats.Conn {
 	tb.Helper()
 	nc, err := nats.Connect(s.URL(),
@@ -129,11 +94,14 @@ func (s *NATSServer) Connect(tb testing.TB) *nats.Conn {
 		nats.ReconnectJitter(0, 0),
 	)
 	if err != nil {
-		tb.Fatalf("testkit: connect to embedded nats: %v", err)
+		tb.Fatalf("testkit: connect to the test's nats-server: %v", err)
 	}
 	tb.Cleanup(nc.Close)
 	return nc
 }
+
+// String describes the server for test logs.
+func (s *NATSServer) String() string { return fmt.Sprintf("nats-server at %s", s.URL()) }
 
 // NATS connects to the dev stack's NATS (LoadStack().NATSURL), closed when the test ends. When
 // NATS does not answer, the test ends through Unavailable (skip locally, fail in CI).
@@ -166,7 +134,7 @@ type NATSNames struct {
 // is deleted when the test ends.
 func UniqueNATSNames(tb testing.TB, nc *nats.Conn) NATSNames {
 	tb.Helper()
-	id := randomHex(4)
+	id := supervisor.RandomHex(4)
 	names := NATSNames{
 		StreamPrefix:  "T_" + strings.ToUpper(id) + "_",
 		SubjectPrefix: "t_" + id,
@@ -204,6 +172,3 @@ func deleteStreams(tb testing.TB, nc *nats.Conn, prefix string) {
 		}
 	}
 }
-
-// String describes the server for test logs.
-func (s *NATSServer) String() string { return fmt.Sprintf("embedded nats-server at %s", s.URL()) }

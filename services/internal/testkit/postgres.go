@@ -2,10 +2,7 @@ package testkit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/securemsg/securemsg/services/internal/testkit/internal/supervisor"
 )
 
 // Postgres connects to the stack's Postgres (LoadStack().PostgresURL) and returns a small pool
@@ -71,22 +70,8 @@ func isMissingDatabase(err error) bool {
 // server. A concurrent creation by another test process is fine.
 func createDatabase(ctx context.Context, cfg *pgx.ConnConfig) error {
 	admin := cfg.Copy()
-	name := admin.Database
 	admin.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, admin)
-	if err != nil {
-		return fmt.Errorf("connect to maintenance database: %w", err)
-	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505") {
-		return nil // duplicate_database, or the race on pg_database's unique index
-	}
-	if err != nil {
-		return fmt.Errorf("create database %s: %w", name, err)
-	}
-	return nil
+	return supervisor.CreateDatabase(ctx, admin, cfg.Database)
 }
 
 // NewSchema creates a uniquely named, empty schema ("t_" + the test's name, shortened, + a random
@@ -122,16 +107,10 @@ func UniqueName(tb testing.TB, prefix string, maxLen int) string {
 			b.WriteByte('_')
 		}
 	}
-	suffix := "_" + randomHex(4)
+	suffix := "_" + supervisor.RandomHex(4)
 	base := prefix + b.String()
 	if keep := maxLen - len(suffix); len(base) > keep {
 		base = base[:max(keep, 0)]
 	}
 	return base + suffix
-}
-
-func randomHex(n int) string {
-	buf := make([]byte, n)
-	_, _ = rand.Read(buf) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(buf)
 }

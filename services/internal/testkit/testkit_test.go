@@ -27,8 +27,8 @@ func TestStartNATSRestartKeepsPortAndStreams(t *testing.T) {
 		t.Fatalf("Publish() error = %v", err)
 	}
 	ns.Shutdown()
-	if ns.Server() != nil {
-		t.Errorf("Server() after Shutdown = non-nil, want nil")
+	if ns.Running() {
+		t.Errorf("Running() after Shutdown = true, want false")
 	}
 	ns.Restart()
 	if ns.URL() != url {

@@ -26,8 +26,7 @@ func TestStartTransitStopStart(t *testing.T) {
 	if err := s.health(); err == nil {
 		t.Fatal("health() after Stop = nil, want a connection error")
 	}
-	s.Start()
-	s.mountTransit()
+	s.Start() // mounts transit/ again, as after any start
 	// The key survived the restart: reading it works.
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, s.Addr()+"/v1/transit/keys/testkit-key", nil)
 	req.Header.Set("X-Vault-Token", s.Token())

@@ -1,10 +1,12 @@
 // Package privstack starts a private copy of the securemsg stack for one test: Postgres, NATS
 // with JetStream, the Vault Transit dev server, MinIO, clamd, mailpit, the dev OIDC issuer, dev
 // certificates and the real service binaries, each on a free 127.0.0.1 port with its state in
-// the test's temp dir.
+// the test's temp dir. It is the test-facing side of the one stack supervisor
+// (testkit/internal/supervisor), which also runs the dev stack of `make up`: the components,
+// the service environment and the clamd setup are the same code.
 //
 // It exists for fault, load and drill tests: they stop, kill and restart dependencies, which
-// they must never do to the shared dev stack (127.0.0.1:5432, 4222, 8200, ...) while other test
+// they must never do to the shared dev stack (127.0.0.1:5432, 4223, 8200, ...) while other test
 // packages run against it. Everything here is a separate process the test owns, so a restart
 // looks to the services exactly like a real outage, and PeakRSS, FD and goroutine counts are the
 // real process's.
@@ -16,8 +18,7 @@
 // testkit.Unavailable: a skip locally, a failure under CI=true.
 //
 // Component and Service methods (Stop, Kill, Start, Restart, WaitServing) return errors, so a
-// fault test may call them from any goroutine. Stack.Vault is testkit's TransitServer, whose
-// Stop and Start fail the test given to Start: call those on that test's own goroutine.
+// fault test may call them from any goroutine.
 //
 // Typical use:
 //

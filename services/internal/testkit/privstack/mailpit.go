@@ -2,9 +2,9 @@ package privstack
 
 import (
 	"testing"
-	"time"
 
 	"github.com/securemsg/securemsg/services/internal/testkit"
+	"github.com/securemsg/securemsg/services/internal/testkit/internal/supervisor"
 )
 
 // Mailpit is a mailpit process of its own, outside any Stack, started by StartMailpit. Its
@@ -24,35 +24,24 @@ func (m *Mailpit) APIURL() string { return m.apiURL }
 // of a Stack. A machine without the mailpit binary ends tb through testkit.Unavailable.
 func StartMailpit(tb testing.TB, extra ...string) *Mailpit {
 	tb.Helper()
-	bin, err := toolPath("mailpit")
-	if err != nil {
-		testkit.Unavailable(tb, "mailpit", err)
+	c, apiURL, err := supervisor.StartMailpit(tb.Context(), testkit.RepoRoot(), tb.TempDir(), extra...)
+	if c != nil {
+		// The log lives in tb's temp dir, which goes with the test: a failed test gets its tail now.
+		tb.Cleanup(func() {
+			if err := c.Stop(); err != nil {
+				tb.Error(err)
+			}
+			if tb.Failed() {
+				tb.Logf("privstack: mailpit %s log:\n%s", c.Addr(), supervisor.LogTail(c.LogFile(), 30))
+			}
+		})
+	}
+	if missing, ok := supervisor.Unavailable(err); ok {
+		testkit.Unavailable(tb, missing.Component, err)
 		return nil
 	}
-	smtpPort, err := freePort()
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("privstack: %v (extra flags %q)", err, extra)
 	}
-	httpPort := smtpPort
-	for httpPort == smtpPort { // picked, not held: a second pick may return the same port
-		if httpPort, err = freePort(); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	dir := tb.TempDir()
-	c := mailpitComponent(newProcess(dir, "mailpit", bin), dir, hostPort(smtpPort), hostPort(httpPort), 30*time.Second, extra...)
-	// Registered before the start, so a mailpit that never becomes ready is stopped too. The log
-	// lives in tb's temp dir, which goes with the test: a failed test gets its tail now.
-	tb.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			tb.Error(err)
-		}
-		if tb.Failed() {
-			tb.Logf("privstack: mailpit %s log:\n%s", c.Addr(), logTail(c.LogFile(), 30))
-		}
-	})
-	if err := c.start(tb.Context()); err != nil {
-		tb.Fatalf("%v (extra flags %q)", err, extra)
-	}
-	return &Mailpit{Component: c, apiURL: "http://" + hostPort(httpPort)}
+	return &Mailpit{Component: c, apiURL: apiURL}
 }
