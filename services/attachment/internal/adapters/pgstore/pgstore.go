@@ -199,9 +199,9 @@ func (s *Store) CompleteUpload(ctx context.Context, a *domain.Attachment, rows [
 		return domain.NotRecorded(err)
 	}
 	var n int
-	err = s.pool.QueryRow(ctx, completeSQL,
-		append([]any{a.ID, string(a.State), a.MediaType, a.SizeBytes, a.ObjectSize, a.SHA256, a.FileNameSealed,
-			a.SignatureName, nullTime(a.ScanTime), a.ScanAttempts, nullString(a.WrappedDEK)}, ob.Args()...)...).Scan(&n)
+	err = s.pool.QueryRow(ctx, complete.SQL(), complete.Args(ob,
+		a.ID, string(a.State), a.MediaType, a.SizeBytes, a.ObjectSize, a.SHA256, a.FileNameSealed,
+		a.SignatureName, nullTime(a.ScanTime), a.ScanAttempts, nullString(a.WrappedDEK))...).Scan(&n)
 	if err != nil {
 		return dbErr("complete attachment", err)
 	}
@@ -211,15 +211,14 @@ func (s *Store) CompleteUpload(ctx context.Context, a *domain.Attachment, rows [
 	return nil
 }
 
-// completeSQL updates the row and writes the rows only if it did, in one statement.
-var completeSQL = `WITH c AS (
+// complete updates the row and writes the outbox rows only if it did, in one statement.
+var complete = outbox.NewStatement(`WITH c AS (
 	UPDATE attachments SET state = $2, media_type = $3, size_bytes = $4,
 		object_size = $5, sha256 = $6, file_name_sealed = $7, signature_name = $8, scan_time = $9,
 		scan_attempts = $10, wrapped_dek = $11
 	WHERE id = $1::uuid
 	RETURNING 1
-), o AS (` + outbox.InsertSQL(12, `EXISTS (SELECT 1 FROM c)`) + `)
-SELECT count(*) FROM c`
+)`, `EXISTS (SELECT 1 FROM c)`, `SELECT count(*) FROM c`)
 
 // UpdateAttachment loads the row under lock, lets change decide, and writes back what it
 // changed with its rows, in one transaction.
