@@ -37,8 +37,11 @@ func (s *Stack) build(pkgs ...string) (map[string]string, error) {
 		out := map[string]string{}
 		var errs []error
 		for _, pkg := range pkgs {
-			bin, err := buildStale(s.cfg.Root, s.cfg.BuildDir, pkg)
+			bin, changed, err := buildStale(s.cfg.Root, s.cfg.BuildDir, pkg)
 			out[pkg] = bin
+			if changed {
+				s.logf("  %-13s %-44s %s", "build", pkg, "new binary")
+			}
 			errs = append(errs, err)
 		}
 		return out, errors.Join(errs...)
@@ -80,29 +83,32 @@ func (s *Stack) build(pkgs ...string) (map[string]string, error) {
 // buildStale builds pkg into dir unless no file of its trees changed since the last build. The
 // new binary replaces the old one only when it differs, so an unchanged service is not
 // restarted; a running process keeps the file it started from either way (rename, not write).
-func buildStale(root, dir, pkg string) (string, error) {
+// It reports whether the binary changed.
+func buildStale(root, dir, pkg string) (string, bool, error) {
 	name := path.Base(pkg)
 	bin := filepath.Join(dir, name)
 	stamp := filepath.Join(dir, "."+name+".built")
 	trees := []string{strings.Split(strings.TrimPrefix(pkg, "./"), "/")[0], "gen", "go.work", "go.work.sum"}
 	if st, err := os.Stat(stamp); err == nil && fileExists(bin) && !newerThan(root, trees, st.ModTime()) {
-		return bin, nil
+		return bin, false, nil
 	}
 	// Stamp before building: an edit made during the build triggers the next one.
 	began := time.Now()
 	tmp := filepath.Join(dir, ".new")
 	if err := goBuild(root, tmp, pkg); err != nil {
-		return bin, err
+		return bin, false, err
 	}
+	changed := false
 	if old, err := fileSHA256(bin); err != nil || old != mustSHA256(filepath.Join(tmp, name)) {
 		if err := os.Rename(filepath.Join(tmp, name), bin); err != nil {
-			return bin, err
+			return bin, false, err
 		}
+		changed = true
 	}
 	if err := os.WriteFile(stamp, nil, 0o644); err != nil {
-		return bin, err
+		return bin, changed, err
 	}
-	return bin, os.Chtimes(stamp, began, began)
+	return bin, changed, os.Chtimes(stamp, began, began)
 }
 
 func mustSHA256(path string) string {

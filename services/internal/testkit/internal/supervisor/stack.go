@@ -161,11 +161,11 @@ func (s *Stack) buildAll() {
 			failed = append(failed, pkg)
 		}
 	}
-	how := "current or rebuilt"
+	how := "current"
 	if len(failed) > 0 {
 		how = "FAILED: " + strings.Join(failed, " ")
 	}
-	s.step("build", fmt.Sprintf("%d binaries in %s", len(pkgs), s.cfg.BuildDir), how, t0)
+	s.step("build", fmt.Sprintf("%d programs in %s", len(pkgs), s.cfg.BuildDir), how, t0)
 }
 
 // binary is pkg's binary from buildAll, built now if buildAll did not (a stack of one component).
