@@ -63,13 +63,24 @@ var (
 	_ domain.TemplateRepository    = (*Store)(nil)
 )
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock replaces time.Now as the store's clock, the one Postgres' now() stands for: what is
+// due, when a lease ends, when a row was created. Tests run it ahead to make retries due.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
 // New returns an empty store.
-func New() *Store {
-	return &Store{
+func New(opts ...Option) *Store {
+	s := &Store{
 		now: time.Now, prefs: map[string]domain.Preferences{}, grants: map[string]map[string]time.Time{},
 		templates: map[string]domain.Template{}, deliveries: map[string]*delivery{}, keys: map[string]string{},
 		reminders: map[string]*reminder{},
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Outbox returns the outbox events committed so far (audit records), oldest first.
