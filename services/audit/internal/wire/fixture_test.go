@@ -7,16 +7,15 @@ import (
 	"crypto/rand"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/audit/internal/adapters/pgstore"
+	"github.com/securemsg/securemsg/services/audit/internal/adapters/repotest"
 	"github.com/securemsg/securemsg/services/audit/internal/app"
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/audit/internal/ports"
@@ -124,26 +123,11 @@ func (s *exportStream) Send(r *auditv1.ExportAuditEventsResponse) error {
 	return nil
 }
 
-var base = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+var base = repotest.Base
 
 // rec builds a clinician's read of patient p's thread, at base + i seconds.
 func rec(i int, actor, patient string) *eventsv1.AuditRecord {
-	return &eventsv1.AuditRecord{
-		Meta:         &eventsv1.EventMeta{EventId: fmt.Sprintf("evt-%s-%d", actor, i), OccurredAt: timestamppb.New(base.Add(time.Duration(i) * time.Second))},
-		Actor:        &eventsv1.AuditActor{Subject: actor, Role: commonv1.Role_ROLE_CLINICIAN, OrganisationId: "org-1"},
-		Action:       eventsv1.Action_ACTION_READ,
-		RecordType:   eventsv1.RecordType_RECORD_TYPE_THREAD,
-		RecordId:     fmt.Sprintf("thread-%d", i),
-		PatientId:    patient,
-		Outcome:      eventsv1.Outcome_OUTCOME_SUCCESS,
-		ReasonCode:   "pool_member",
-		SourceIp:     "10.1.2.3",
-		ClientApp:    "careteam-app",
-		Operation:    "/securemsg.messaging.v1.MessagingService/GetThread",
-		PoolId:       "pool-a",
-		Sensitivity:  commonv1.Sensitivity_SENSITIVITY_NORMAL,
-		PurposeOfUse: commonv1.PurposeOfUse_PURPOSE_OF_USE_TREATMENT,
-	}
+	return repotest.RecordProto(i, actor, patient)
 }
 
 // incoming encodes records the way a producer's emitter does.
