@@ -33,6 +33,8 @@ func TestLintTemplate(t *testing.T) {
 		{"email without subject", func(t *Template) { t.Subject = "" }, "required for email"},
 		{"webhook", func(t *Template) { t.Channel = ChannelWebhook; t.Subject = "" }, "webhook"},
 		{"missing kind", func(t *Template) { t.Kind = KindUnspecified }, "required"},
+		{"unknown kind", func(t *Template) { t.Kind = 9 }, "not one alerts are sent for"},
+		{"unknown channel", func(t *Template) { t.Channel = -1 }, "not one alerts are sent for"},
 		{"bad locale", func(t *Template) { t.Locale = "english please" }, "locale"},
 		{"multi-line subject", func(t *Template) { t.Subject = "a\nBcc: x@example.org" }, "spans lines"},
 	}

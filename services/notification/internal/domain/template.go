@@ -70,6 +70,8 @@ func LintTemplate(t Template) error {
 	var problems []string
 	if t.Kind == KindUnspecified || t.Channel == ChannelUnspecified || t.Locale == "" {
 		problems = append(problems, "kind, channel and locale are required")
+	} else if !slices.Contains(Kinds, t.Kind) || !slices.Contains(Channels, t.Channel) {
+		problems = append(problems, "kind or channel is not one alerts are sent for")
 	} else if !localePattern.MatchString(t.Locale) {
 		problems = append(problems, "locale is not a BCP 47 tag")
 	}
@@ -120,8 +122,8 @@ func lintText(text string) []string {
 		return []string{"defines nested templates (define/block are not allowed)"}
 	}
 	l := &linter{found: map[string]bool{}}
-	if tmpl.Tree != nil && tmpl.Tree.Root != nil {
-		l.walk(tmpl.Tree.Root)
+	if tmpl.Tree != nil && tmpl.Root != nil {
+		l.walk(tmpl.Root)
 	}
 	out := make([]string, 0, len(l.found))
 	for p := range l.found {

@@ -65,8 +65,11 @@ func decodeEvent(eventsSubject, subject string, data []byte) (any, error) {
 		if err := proto.Unmarshal(data, pb); err != nil {
 			return nil, errors.New("undecodable MessageCreated")
 		}
-		ev := messageCreated(pb)
-		if err := ev.Check(); err != nil {
+		ev, err := messageCreated(pb)
+		if err == nil {
+			err = ev.Check()
+		}
+		if err != nil {
 			return nil, err
 		}
 		return ev, nil
@@ -84,16 +87,22 @@ func decodeEvent(eventsSubject, subject string, data []byte) (any, error) {
 	return nil, nil
 }
 
-func messageCreated(pb *eventsv1.MessageCreated) domain.MessageCreated {
+// messageCreated is pb as a domain value. A sensitivity no int16 holds is not one the suite
+// defines: the event is malformed (never alerted, rather than alerted to the wrong people).
+func messageCreated(pb *eventsv1.MessageCreated) (domain.MessageCreated, error) {
+	sensitivity := code16(pb.GetSensitivity())
+	if sensitivity == noCode {
+		return domain.MessageCreated{}, domain.ErrMalformedEvent
+	}
 	ev := domain.MessageCreated{
 		EventID: pb.GetMeta().GetEventId(), ThreadID: pb.GetThreadId(), MessageID: pb.GetMessageId(),
 		PoolID: pb.GetPoolId(), PatientID: pb.GetPatientId(), SenderSubject: pb.GetSenderSubject(),
-		Recipients: pb.GetRecipientSubjects(), Sensitivity: int16(pb.GetSensitivity()), AutoReply: pb.GetAutoReply(),
+		Recipients: pb.GetRecipientSubjects(), Sensitivity: sensitivity, AutoReply: pb.GetAutoReply(),
 	}
 	if at := pb.GetMeta().GetOccurredAt(); at != nil {
 		ev.OccurredAt = at.AsTime()
 	}
-	return ev
+	return ev, nil
 }
 
 func messageRead(pb *eventsv1.MessageRead) domain.MessageRead {

@@ -33,6 +33,8 @@ func FuzzDecodeEvent(f *testing.F) {
 	}
 	badPool := proto.Clone(created).(*eventsv1.MessageCreated)
 	badPool.PoolId = "pool a.>"
+	hugeSensitivity := proto.Clone(created).(*eventsv1.MessageCreated)
+	hugeSensitivity.Sensitivity = commonv1.Sensitivity(1<<16 + int32(commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL))
 	noReader := proto.Clone(read).(*eventsv1.MessageRead)
 	noReader.ReaderSubject = ""
 	mustMarshal := func(m proto.Message) []byte {
@@ -46,6 +48,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add(fuzzPrefix+".message.read.pool-a", mustMarshal(read))
 	f.Add(fuzzPrefix+".message.created.pool-a", mustMarshal(read)) // wrong type for the subject
 	f.Add(fuzzPrefix+".message.created.pool-a", mustMarshal(badPool))
+	f.Add(fuzzPrefix+".message.created.pool-a", mustMarshal(hugeSensitivity))
 	f.Add(fuzzPrefix+".message.read.pool-a", mustMarshal(noReader))
 	f.Add(fuzzPrefix+".message.read.pool-a", []byte{0x0a, 0xff})
 	f.Add(fuzzPrefix+".message.retracted.pool-a", mustMarshal(created))
@@ -86,4 +89,27 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("decodeEvent returned %T", ev)
 		}
 	})
+}
+
+// TestDecodeEventRefusesWhatNoInt16Holds: a sensitivity that narrowing to int16 would wrap onto
+// a real one is a malformed event, never a guess.
+func TestDecodeEventRefusesWhatNoInt16Holds(t *testing.T) {
+	t.Parallel()
+	ev := &eventsv1.MessageCreated{
+		Meta:     &eventsv1.EventMeta{EventId: "6f1c8a2e-1b0c-4d7e-9a3f-0c1d2e3f4a5b"},
+		ThreadId: "0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70", MessageId: "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+		Sensitivity: commonv1.Sensitivity(1<<16 + int32(commonv1.Sensitivity_SENSITIVITY_NORMAL)),
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := decodeEvent(fuzzPrefix, fuzzPrefix+".message.created.pool-a", data); !errors.Is(err, domain.ErrMalformedEvent) || got != nil {
+		t.Errorf("decodeEvent(sensitivity out of int16) = %v, %v; want ErrMalformedEvent", got, err)
+	}
+	ev.Sensitivity = commonv1.Sensitivity_SENSITIVITY_NORMAL
+	data, _ = proto.Marshal(ev)
+	if got, err := decodeEvent(fuzzPrefix, fuzzPrefix+".message.created.pool-a", data); err != nil || got.(domain.MessageCreated).Sensitivity != int16(commonv1.Sensitivity_SENSITIVITY_NORMAL) {
+		t.Errorf("decodeEvent(normal) = %v, %v", got, err)
+	}
 }

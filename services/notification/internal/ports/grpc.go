@@ -65,8 +65,10 @@ func prefsPB(p domain.Preferences) *notificationv1.Preferences {
 		Subject: p.Subject,
 		Email:   channelPB(p.Channel(domain.ChannelEmail)), Sms: channelPB(p.Channel(domain.ChannelSMS)),
 		Push: channelPB(p.Channel(domain.ChannelPush)), Webhook: channelPB(p.Channel(domain.ChannelWebhook)),
-		QuietHours: &notificationv1.QuietHours{Enabled: p.Quiet.Enabled, StartMinute: int32(p.Quiet.StartMinute),
-			EndMinute: int32(p.Quiet.EndMinute), TimeZone: p.Quiet.TimeZone},
+		QuietHours: &notificationv1.QuietHours{Enabled: p.Quiet.Enabled,
+			StartMinute: int32(p.Quiet.StartMinute), //nolint:gosec // G115: minutes are 0..1439 (Preferences.Validate) and stored as smallint
+			EndMinute:   int32(p.Quiet.EndMinute),   //nolint:gosec // G115: as StartMinute
+			TimeZone:    p.Quiet.TimeZone},
 		DigestWindow:      durationpb.New(p.DigestWindow),
 		RemindersEnabled:  p.RemindersEnabled,
 		ReminderAfter:     durationpb.New(p.ReminderAfter),
@@ -218,8 +220,8 @@ func (g *GRPC) ListDeliveries(ctx context.Context, req *notificationv1.ListDeliv
 	if err != nil {
 		return nil, err
 	}
-	f := domain.DeliveryFilter{Recipient: req.GetRecipientSubject(), Channel: domain.Channel(req.GetChannel()),
-		Status: domain.Status(req.GetStatus()), MessageID: req.GetMessageId()}
+	f := domain.DeliveryFilter{Recipient: req.GetRecipientSubject(), Channel: domain.Channel(code16(req.GetChannel())),
+		Status: domain.Status(code16(req.GetStatus())), MessageID: req.GetMessageId()}
 	if req.GetStartTime() != nil {
 		f.Start = req.GetStartTime().AsTime()
 	}
@@ -271,7 +273,9 @@ func deliveryPB(d domain.Delivery) *notificationv1.Delivery {
 		CreateTime: timestamppb.New(d.CreatedAt), UpdateTime: timestamppb.New(d.UpdatedAt),
 	}
 	for _, a := range d.Log {
-		pa := &notificationv1.DeliveryAttempt{Attempt: int32(a.Attempt), Status: statusPB(a.Status),
+		pa := &notificationv1.DeliveryAttempt{
+			Attempt:   int32(a.Attempt), //nolint:gosec // G115: attempts are bounded by the retry policy's MaxAttempts
+			Status:    statusPB(a.Status),
 			StartTime: timestamppb.New(a.StartTime), FinishTime: timestamppb.New(a.FinishTime), ErrorCode: a.ErrorCode}
 		if !a.NextAttempt.IsZero() {
 			pa.NextAttemptTime = timestamppb.New(a.NextAttempt)
@@ -341,7 +345,7 @@ func (g *GRPC) UpdateTemplate(ctx context.Context, req *notificationv1.UpdateTem
 	if err != nil {
 		return nil, err
 	}
-	t := domain.Template{Kind: domain.Kind(in.GetKind()), Channel: domain.Channel(in.GetChannel()), Locale: in.GetLocale(),
+	t := domain.Template{Kind: domain.Kind(code16(in.GetKind())), Channel: domain.Channel(code16(in.GetChannel())), Locale: in.GetLocale(),
 		Subject: in.GetSubjectTemplate(), Body: in.GetBodyTemplate()}
 	out, err := g.app.UpdateTemplate(ctx, p, t, expect)
 	if err != nil {

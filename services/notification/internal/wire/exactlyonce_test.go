@@ -151,7 +151,7 @@ func TestExactlyOnceUnderRedeliveryAndRestart(t *testing.T) {
 	for _, ev := range events { // a replay after the restart
 		publish(t, r.js, subject, ev, "replay-"+ev.Meta.EventId)
 	}
-	got := waitMails(t, addr, n, 60*time.Second)
+	waitMails(t, addr, n, 60*time.Second)
 	testkit.WaitFor(t, 30*time.Second, "consumer caught up", func() bool {
 		c, err := r.js.Consumer(ctx, r.topo.EventsStream, "notification")
 		if err != nil {
@@ -164,7 +164,7 @@ func TestExactlyOnceUnderRedeliveryAndRestart(t *testing.T) {
 	if err := r.pool.Pool.QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE recipient_subject = $1 AND status = 2`, recipient).Scan(&sent); err != nil {
 		t.Fatal(err)
 	}
-	got = mails(t, addr)
+	got := mails(t, addr)
 	ids := map[string]int{}
 	for _, m := range got {
 		for _, line := range strings.Split(m.Raw, "\n") {

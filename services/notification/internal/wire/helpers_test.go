@@ -86,16 +86,6 @@ func (r *receiver) all() []recorded {
 	return append([]recorded(nil), r.reqs...)
 }
 
-func (r *receiver) matching(s string) []recorded {
-	var out []recorded
-	for _, q := range r.all() {
-		if strings.Contains(q.Body, s) {
-			out = append(out, q)
-		}
-	}
-	return out
-}
-
 // env is a notification service under test with its providers.
 type env struct {
 	h               *servicetest.Harness
@@ -314,7 +304,7 @@ func get(t testing.TB, u string) string {
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %s", u, resp.Status)

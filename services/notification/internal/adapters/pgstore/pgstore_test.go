@@ -1,7 +1,6 @@
 package pgstore_test
 
 import (
-	"io"
 	"log/slog"
 	"net/url"
 	"testing"
@@ -45,7 +44,7 @@ func TestContract(t *testing.T) {
 			t.Fatalf("pool on %s: %v", schema, err)
 		}
 		t.Cleanup(pool.Close)
-		if err := migrate.Up(t.Context(), pool, schema, migrations.FS, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		if err := migrate.Up(t.Context(), pool, schema, migrations.FS, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatalf("migrate %s: %v", schema, err)
 		}
 		s := pgstore.New(pool, sealer.New(keyring, transitKey))

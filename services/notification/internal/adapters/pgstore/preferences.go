@@ -245,7 +245,7 @@ func (s *Store) save(ctx context.Context, tx pgx.Tx, p domain.Preferences) (doma
 		ch(domain.ChannelSMS).Enabled, sealed[1], ch(domain.ChannelSMS).Verified,
 		ch(domain.ChannelPush).Enabled, sealed[2], ch(domain.ChannelPush).Verified,
 		ch(domain.ChannelWebhook).Enabled, sealed[3], ch(domain.ChannelWebhook).Verified,
-		p.Quiet.Enabled, int16(p.Quiet.StartMinute), int16(p.Quiet.EndMinute), p.Quiet.TimeZone,
+		p.Quiet.Enabled, int16(p.Quiet.StartMinute), int16(p.Quiet.EndMinute), p.Quiet.TimeZone, //nolint:gosec // G115: minutes are 0..1439 (Preferences.Validate)
 		p.DigestWindow.Milliseconds(), p.RemindersEnabled, p.ReminderAfter.Milliseconds(), p.Locale, p.PoolSubscriptions,
 	).Scan(&p.Version, &p.UpdateTime)
 	if err != nil {

@@ -153,7 +153,7 @@ func mailsTo(t *testing.T, m *privstack.Mailpit, addr string) []mailMessage {
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %s", u, resp.Status)
 	}
