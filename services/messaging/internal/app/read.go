@@ -265,7 +265,9 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 		}
 	}
 	if c.PatientID != "" && c.PatientID != q.OwnPatientID && !slices.Contains(q.ProxyPatientIDs, c.PatientID) && len(q.PoolIDs) == 0 {
-		s.deny(ctx, p, actListThreads, policy.Resource{Type: "Patient", ID: c.PatientID, PatientID: c.PatientID}, policy.Decision{Reasons: []string{"no_grant"}})
+		// Recorded against the patient's threads as a whole (the legal-hold rpc names them the
+		// same way): the audit trail has no record type for a patient.
+		s.deny(ctx, p, actListThreads, policy.Resource{Type: "Thread", ID: "patient:" + c.PatientID, PatientID: c.PatientID}, policy.Decision{Reasons: []string{"no_grant"}})
 		return nil, usererr.New(usererr.PermissionDenied, "NO_PATIENT_GRANT", "permission denied: you may not act for this patient")
 	}
 	if c.PageToken != "" {

@@ -434,6 +434,7 @@ func TestListThreads(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	mine := h.createThread(t, patient, "mine", "b").Thread.Thread
+	h.clock.advance(time.Second)
 	theirs := h.createThread(t, otherPatient, "theirs", "b").Thread.Thread
 	for _, tc := range []struct {
 		name       string
@@ -480,6 +481,9 @@ func TestListThreads(t *testing.T) {
 	}
 	if r := h.findAudit(t, eventsv1.Action_ACTION_DENY, "pool-dermatology"); r == nil || r.GetOutcome() != eventsv1.Outcome_OUTCOME_DENIED {
 		t.Fatalf("denied pool listing recorded as %v", r)
+	}
+	if r := h.findAudit(t, eventsv1.Action_ACTION_DENY, "patient:p-1002"); r == nil || r.GetPatientId() != "p-1002" || r.GetReasonCode() != "no_grant" {
+		t.Fatalf("denied patient listing recorded as %v", r)
 	}
 }
 
