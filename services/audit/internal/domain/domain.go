@@ -65,22 +65,27 @@ func Project(rec *eventsv1.AuditRecord) Projection {
 	return Projection{
 		EventID:      rec.GetMeta().GetEventId(),
 		OccurredAt:   rec.GetMeta().GetOccurredAt().AsTime().UTC(),
-		Producer:     int16(rec.GetMeta().GetProducer()),
+		Producer:     EnumCode(rec.GetMeta().GetProducer()),
 		ActorSubject: rec.GetActor().GetSubject(),
-		ActorRole:    int16(rec.GetActor().GetRole()),
+		ActorRole:    EnumCode(rec.GetActor().GetRole()),
 		ActorOrg:     rec.GetActor().GetOrganisationId(),
 		OnBehalfOf:   rec.GetActor().GetOnBehalfOf(),
-		Action:       int16(rec.GetAction()),
-		Outcome:      int16(rec.GetOutcome()),
-		Severity:     int16(rec.GetSeverity()),
-		RecordType:   int16(rec.GetRecordType()),
+		Action:       EnumCode(rec.GetAction()),
+		Outcome:      EnumCode(rec.GetOutcome()),
+		Severity:     EnumCode(rec.GetSeverity()),
+		RecordType:   EnumCode(rec.GetRecordType()),
 		RecordID:     rec.GetRecordId(),
 		PatientID:    rec.GetPatientId(),
 		PoolID:       rec.GetPoolId(),
-		Sensitivity:  int16(rec.GetSensitivity()),
-		Purpose:      int16(rec.GetPurposeOfUse()),
+		Sensitivity:  EnumCode(rec.GetSensitivity()),
+		Purpose:      EnumCode(rec.GetPurposeOfUse()),
 	}
 }
+
+// EnumCode is the number of a proto enum value as the projection (and the log's smallint
+// columns) keep it. The projected enums (components, roles, actions, outcomes, severities,
+// record types, sensitivities, purposes) number their values far below 2^15.
+func EnumCode[E ~int32](e E) int16 { return int16(e) }
 
 // Equal reports whether two projections agree (times compared as instants at microsecond
 // precision, which is what Postgres keeps).

@@ -172,7 +172,7 @@ func matches(f domain.Filter, e domain.Entry) bool {
 	switch {
 	case f.ActorSubject != "" && p.ActorSubject != f.ActorSubject,
 		f.PatientID != "" && p.PatientID != f.PatientID,
-		f.RecordType != 0 && p.RecordType != int16(f.RecordType),
+		f.RecordType != 0 && p.RecordType != domain.EnumCode(f.RecordType),
 		f.RecordID != "" && p.RecordID != f.RecordID,
 		len(f.Actions) > 0 && !slices.Contains(f.Actions, eventsv1.Action(p.Action)),
 		len(f.Outcomes) > 0 && !slices.Contains(f.Outcomes, eventsv1.Outcome(p.Outcome)),
@@ -182,7 +182,7 @@ func matches(f domain.Filter, e domain.Entry) bool {
 		!f.End.IsZero() && !p.OccurredAt.Before(f.End),
 		f.FromSeq > 0 && e.Sequence < f.FromSeq,
 		f.ToSeq > 0 && e.Sequence > f.ToSeq,
-		f.MinSeverity > 0 && p.Severity < int16(f.MinSeverity):
+		f.MinSeverity > 0 && p.Severity < domain.EnumCode(f.MinSeverity):
 		return false
 	}
 	return true

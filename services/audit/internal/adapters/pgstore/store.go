@@ -37,6 +37,16 @@ var (
 // NewStore returns a store on pool.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
+// Sequences, tree sizes and tree indexes are uint64 in the domain and bigint in Postgres, tree
+// levels uint and smallint. They count records, so they stay far below 2^63 (and levels at
+// most 64): the conversions cannot overflow.
+
+func pgBigint(n uint64) int64 { return int64(n) } //nolint:gosec // G115: counts of records, far below 2^63 (see above)
+
+func fromPgBigint(n int64) uint64 { return uint64(n) } //nolint:gosec // G115: read from columns only pgBigint wrote, never negative
+
+func pgSmallint(level uint) int16 { return int16(level) } //nolint:gosec // G115: tree levels are at most 64
+
 // partitionName names the partition of the month holding t.
 func partitionName(t time.Time) string {
 	t = t.UTC()
@@ -77,11 +87,11 @@ func scanHead(row pgx.Row) (domain.Head, error) {
 	if err := row.Scan(&size, &chain, &state, &first); err != nil {
 		return domain.Head{}, fmt.Errorf("read log head: %w", err)
 	}
-	tree, err := tlog.TreeFromState(uint64(size), state)
+	tree, err := tlog.TreeFromState(fromPgBigint(size), state)
 	if err != nil {
 		return domain.Head{}, err
 	}
-	return domain.Head{Size: uint64(size), Chain: chain, Tree: tree, FirstSequence: uint64(first)}, nil
+	return domain.Head{Size: fromPgBigint(size), Chain: chain, Tree: tree, FirstSequence: fromPgBigint(first)}, nil
 }
 
 // Head reads the log's end without locking it.
@@ -107,7 +117,7 @@ func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Tim
 		var nodes [][]any
 		out = head.Extend(recs, seen, now, func(level uint, index uint64, hash []byte) {
 			if domain.KeepsTreeNode(level) {
-				nodes = append(nodes, []any{int16(level), int64(index), hash})
+				nodes = append(nodes, []any{pgSmallint(level), pgBigint(index), hash})
 			}
 		})
 		if len(out) == 0 {
@@ -117,10 +127,10 @@ func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Tim
 		idRows := make([][]any, len(out))
 		for i, e := range out {
 			p := e.Projection
-			rowsIn[i] = []any{int64(e.Sequence), e.AppendedAt, p.EventID, p.OccurredAt, p.Producer, p.ActorSubject, p.ActorRole,
+			rowsIn[i] = []any{pgBigint(e.Sequence), e.AppendedAt, p.EventID, p.OccurredAt, p.Producer, p.ActorSubject, p.ActorRole,
 				p.ActorOrg, p.OnBehalfOf, p.Action, p.Outcome, p.Severity, p.RecordType, p.RecordID, p.PatientID, p.PoolID,
 				p.Sensitivity, p.Purpose, e.Bytes, e.Leaf, e.PrevChain, e.Chain}
-			idRows[i] = []any{p.EventID, int64(e.Sequence)}
+			idRows[i] = []any{p.EventID, pgBigint(e.Sequence)}
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"entries"}, entryColumns, pgx.CopyFromRows(rowsIn)); err != nil {
 			return fmt.Errorf("append %d entries: %w", len(rowsIn), err)
@@ -134,7 +144,7 @@ func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Tim
 			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE log_head SET size = $1, chain_hash = $2, tree_state = $3, updated_at = now()`,
-			int64(head.Size), head.Chain, head.Tree.State()); err != nil {
+			pgBigint(head.Size), head.Chain, head.Tree.State()); err != nil {
 			return fmt.Errorf("advance log head: %w", err)
 		}
 		if effects == nil {
@@ -200,7 +210,7 @@ func scanEntry(row pgx.CollectableRow) (domain.Entry, error) {
 	err := row.Scan(&seq, &e.AppendedAt, &e.Bytes, &e.Leaf, &e.PrevChain, &e.Chain, &p.EventID, &p.OccurredAt, &p.Producer,
 		&p.ActorSubject, &p.ActorRole, &p.ActorOrg, &p.OnBehalfOf, &p.Action, &p.Outcome, &p.Severity, &p.RecordType,
 		&p.RecordID, &p.PatientID, &p.PoolID, &p.Sensitivity, &p.Purpose)
-	e.Sequence = uint64(seq)
+	e.Sequence = fromPgBigint(seq)
 	p.OccurredAt = p.OccurredAt.UTC()
 	return e, err
 }
@@ -211,7 +221,7 @@ func (s *Store) Range(ctx context.Context, from, to uint64, fn func(domain.Entry
 	const chunk = 2000
 	for next := from; next <= to; {
 		hi := min(to, next+chunk-1)
-		rows, err := s.pool.Query(ctx, selectEntry+` WHERE sequence BETWEEN $1 AND $2 ORDER BY sequence`, int64(next), int64(hi))
+		rows, err := s.pool.Query(ctx, selectEntry+` WHERE sequence BETWEEN $1 AND $2 ORDER BY sequence`, pgBigint(next), pgBigint(hi))
 		if err != nil {
 			return fmt.Errorf("read entries %d..%d: %w", next, hi, err)
 		}
@@ -239,7 +249,7 @@ func (s *Store) FirstAppendedSince(ctx context.Context, t time.Time) (uint64, bo
 	if seq == nil {
 		return 0, false, nil
 	}
-	return uint64(*seq), true, nil
+	return fromPgBigint(*seq), true, nil
 }
 
 // Query returns one page of entries matching f.
@@ -257,7 +267,7 @@ func (s *Store) Query(ctx context.Context, f domain.Filter, p domain.Page) ([]do
 		where = append(where, "patient_id = "+arg(f.PatientID))
 	}
 	if f.RecordType != 0 {
-		where = append(where, "record_type = "+arg(int16(f.RecordType)))
+		where = append(where, "record_type = "+arg(domain.EnumCode(f.RecordType)))
 	}
 	if f.RecordID != "" {
 		where = append(where, "record_id = "+arg(f.RecordID))
@@ -281,22 +291,22 @@ func (s *Store) Query(ctx context.Context, f domain.Filter, p domain.Page) ([]do
 		where = append(where, "occurred_at < "+arg(f.End))
 	}
 	if f.FromSeq > 0 {
-		where = append(where, "sequence >= "+arg(int64(f.FromSeq)))
+		where = append(where, "sequence >= "+arg(pgBigint(f.FromSeq)))
 	}
 	if f.ToSeq > 0 {
-		where = append(where, "sequence <= "+arg(int64(f.ToSeq)))
+		where = append(where, "sequence <= "+arg(pgBigint(f.ToSeq)))
 	}
 	if f.MinSeverity > 0 {
-		where = append(where, "severity >= "+arg(int16(f.MinSeverity)))
+		where = append(where, "severity >= "+arg(domain.EnumCode(f.MinSeverity)))
 	}
 	order := "ASC"
 	if p.Desc {
 		order = "DESC"
 		if p.After > 0 {
-			where = append(where, "sequence < "+arg(int64(p.After)))
+			where = append(where, "sequence < "+arg(pgBigint(p.After)))
 		}
 	} else if p.After > 0 {
-		where = append(where, "sequence > "+arg(int64(p.After)))
+		where = append(where, "sequence > "+arg(pgBigint(p.After)))
 	}
 	sql := selectEntry
 	if len(where) > 0 {
@@ -314,10 +324,11 @@ func (s *Store) Query(ctx context.Context, f domain.Filter, p domain.Page) ([]do
 	return out, nil
 }
 
+// enumInts are enum values as the smallint columns keep them.
 func enumInts[E ~int32](vs []E) []int16 {
 	out := make([]int16, len(vs))
 	for i, v := range vs {
-		out[i] = int16(v)
+		out[i] = domain.EnumCode(v)
 	}
 	return out
 }
@@ -342,10 +353,10 @@ func (s *Store) nodeHash(ctx context.Context, level uint, index uint64) ([]byte,
 	var err error
 	if kept == 0 {
 		rows, err = s.pool.Query(ctx, `SELECT leaf_hash FROM entries WHERE sequence BETWEEN $1 AND $2 ORDER BY sequence`,
-			int64(lo+1), int64(lo+width))
+			pgBigint(lo+1), pgBigint(lo+width))
 	} else {
 		rows, err = s.pool.Query(ctx, `SELECT hash FROM tree_nodes WHERE level = $1 AND idx BETWEEN $2 AND $3 ORDER BY idx`,
-			int16(kept), int64(lo), int64(lo+width-1))
+			pgSmallint(kept), pgBigint(lo), pgBigint(lo+width-1))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read tree hashes: %w", err)
@@ -363,7 +374,7 @@ func (s *Store) nodeHash(ctx context.Context, level uint, index uint64) ([]byte,
 // LeafHash returns the stored leaf hash of sequence.
 func (s *Store) LeafHash(ctx context.Context, seq uint64) ([]byte, error) {
 	var h []byte
-	err := s.pool.QueryRow(ctx, `SELECT leaf_hash FROM entries WHERE sequence = $1`, int64(seq)).Scan(&h)
+	err := s.pool.QueryRow(ctx, `SELECT leaf_hash FROM entries WHERE sequence = $1`, pgBigint(seq)).Scan(&h)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, domain.Pruned("sequence %d", seq)
 	}
@@ -377,7 +388,7 @@ func (s *Store) LeafHash(ctx context.Context, seq uint64) ([]byte, error) {
 func (s *Store) SaveCheckpoint(ctx context.Context, cp domain.Checkpoint) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO checkpoints (tree_size, root_hash, signature, key_id, signed_body, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size) DO NOTHING`,
-		int64(cp.TreeSize), cp.Root, cp.Signature, cp.KeyID, cp.SignedBody, cp.CreatedAt)
+		pgBigint(cp.TreeSize), cp.Root, cp.Signature, cp.KeyID, cp.SignedBody, cp.CreatedAt)
 	if err != nil {
 		return fmt.Errorf("save checkpoint %d: %w", cp.TreeSize, err)
 	}
@@ -390,13 +401,13 @@ func scanCheckpoint(row pgx.CollectableRow) (domain.Checkpoint, error) {
 	var cp domain.Checkpoint
 	var size int64
 	err := row.Scan(&size, &cp.Root, &cp.Signature, &cp.KeyID, &cp.SignedBody, &cp.CreatedAt)
-	cp.TreeSize = uint64(size)
+	cp.TreeSize = fromPgBigint(size)
 	return cp, err
 }
 
 // Checkpoints returns checkpoints with from <= tree_size <= to, smallest first.
 func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]domain.Checkpoint, error) {
-	rows, err := s.pool.Query(ctx, selectCheckpoint+` WHERE tree_size BETWEEN $1 AND $2 ORDER BY tree_size`, int64(from), int64(to))
+	rows, err := s.pool.Query(ctx, selectCheckpoint+` WHERE tree_size BETWEEN $1 AND $2 ORDER BY tree_size`, pgBigint(from), pgBigint(to))
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints: %w", err)
 	}
