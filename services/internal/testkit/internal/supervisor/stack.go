@@ -161,7 +161,7 @@ func (s *Stack) buildAll() {
 			failed = append(failed, pkg)
 		}
 	}
-	how := "current"
+	how := "up to date"
 	if len(failed) > 0 {
 		how = "FAILED: " + strings.Join(failed, " ")
 	}
