@@ -7,6 +7,7 @@ import (
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
@@ -86,11 +87,11 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 		opening.discard()
 		return nil, err
 	}
-	rec := s.record(ctx, p, eventsv1.Action_ACTION_DOWNLOAD, a, acc)
-	if offset != 0 || length != a.SizeBytes {
-		rec.ReasonCode = reasonCode(rec.ReasonCode, "range")
+	var opts []auditlog.RecordOption
+	if (offset != 0 || length != a.SizeBytes) && !acc.BreakGlass {
+		opts = append(opts, auditlog.Reason("range")) // break-the-glass keeps its own reason
 	}
-	if err := s.audit(ctx, rec); err != nil {
+	if err := s.audit(ctx, p, eventsv1.Action_ACTION_DOWNLOAD, a, acc, opts...); err != nil {
 		opening.discard()
 		return nil, s.dbFail(err)
 	}
@@ -196,8 +197,7 @@ func (s *Service) GetAttachment(ctx context.Context, p *auth.Principal, id strin
 		}
 	}
 	if p.Kind != auth.KindService {
-		rec := s.record(ctx, p, eventsv1.Action_ACTION_READ, a, acc)
-		if err := s.audit(ctx, rec); err != nil {
+		if err := s.audit(ctx, p, eventsv1.Action_ACTION_READ, a, acc); err != nil {
 			return nil, s.dbFail(err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
@@ -17,6 +18,12 @@ import (
 
 // jobPrincipal is the actor of background work in audit records.
 var jobPrincipal = &auth.Principal{Kind: auth.KindService, Subject: "service:attachment", Service: "attachment"}
+
+// The jobs' names, the operation of their audit records.
+const (
+	rescanJob  = "attachment.rescan_pending"
+	cleanUpJob = "attachment.clean_up"
+)
 
 // RescanPending scans up to limit pending attachments (those uploaded while the scanner was
 // down) by streaming each decrypted object through the scanner, and records the verdicts. It
@@ -114,12 +121,11 @@ func (e *errReader) Read(p []byte) (int, error) {
 func (s *Service) recordScan(ctx context.Context, a *domain.Attachment, state domain.State, verdict eventsv1.ScanVerdict, sig string) error {
 	now := s.now()
 	a.State, a.SignatureName, a.ScanTime = state, sig, now
-	rec := s.record(ctx, jobPrincipal, eventsv1.Action_ACTION_UPDATE, a, domain.Access{})
-	rec.ReasonCode = "scan_" + string(state)
+	opts := []auditlog.RecordOption{auditlog.Operation(rescanJob), auditlog.Reason("scan_" + string(state))}
 	if state != domain.StateClean {
-		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
+		opts = append(opts, auditlog.WithSeverity(eventsv1.Severity_SEVERITY_HIGH))
 		if state == domain.StateInfected {
-			rec.ReasonCode = "malware_detected"
+			opts = append(opts, auditlog.Reason("malware_detected"))
 		}
 	}
 	attempts := a.ScanAttempts + 1
@@ -127,7 +133,7 @@ func (s *Service) recordScan(ctx context.Context, a *domain.Attachment, state do
 		if cur.State != domain.StatePending {
 			return domain.Effects{}, nil // deleted or purged meanwhile
 		}
-		audit, err := s.auditRow(ctx, rec)
+		audit, err := s.auditRow(ctx, jobPrincipal, eventsv1.Action_ACTION_UPDATE, a, domain.Access{}, opts...)
 		if err != nil {
 			return domain.Effects{}, err
 		}
@@ -167,10 +173,10 @@ func (s *Service) CleanUp(ctx context.Context, limit int) (int, error) {
 		var err error
 		// An abandoned upload or a tombstone goes without a record: nothing anyone saw.
 		if a.State.Visible() {
-			rec := s.record(ctx, jobPrincipal, eventsv1.Action_ACTION_DELETE, a, domain.Access{})
-			rec.ReasonCode = "draft_expired"
 			var row outbox.Event
-			if row, err = s.auditRow(ctx, rec); err == nil {
+			row, err = s.auditRow(ctx, jobPrincipal, eventsv1.Action_ACTION_DELETE, a, domain.Access{},
+				auditlog.Operation(cleanUpJob), auditlog.Reason("draft_expired"))
+			if err == nil {
 				rows = []outbox.Event{row}
 			}
 		}

@@ -9,6 +9,7 @@ import (
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
@@ -35,7 +36,7 @@ func (s *Service) DeleteAttachment(ctx context.Context, p *auth.Principal, id st
 		if a.Bound() {
 			return domain.Effects{}, usererr.New(usererr.FailedPrecondition, "ATTACHMENT_BOUND", "the attachment is bound to a message; it leaves with the message")
 		}
-		row, err := s.auditRow(ctx, s.record(ctx, p, eventsv1.Action_ACTION_DELETE, a, domain.Access{}))
+		row, err := s.auditRow(ctx, p, eventsv1.Action_ACTION_DELETE, a, domain.Access{})
 		if err != nil {
 			return domain.Effects{}, err
 		}
@@ -80,9 +81,7 @@ func (s *Service) BindAttachment(ctx context.Context, p *auth.Principal, req Bin
 			return domain.Effects{}, err // a repeated binding is done already
 		}
 		a.BindTo(req.ThreadID, req.MessageID, s.now())
-		rec := s.record(ctx, p, eventsv1.Action_ACTION_UPDATE, a, domain.Access{})
-		rec.ReasonCode = "bound_to_message"
-		row, err := s.auditRow(ctx, rec)
+		row, err := s.auditRow(ctx, p, eventsv1.Action_ACTION_UPDATE, a, domain.Access{}, auditlog.Reason("bound_to_message"))
 		if err != nil {
 			return domain.Effects{}, err
 		}
@@ -160,9 +159,7 @@ func (s *Service) PurgeAttachments(ctx context.Context, p *auth.Principal, threa
 		if err := s.objects.Remove(ctx, a.ObjectName); err != nil {
 			return res, err
 		}
-		rec := s.record(ctx, p, eventsv1.Action_ACTION_PURGE, a, domain.Access{})
-		rec.ReasonCode = reason
-		row, err := s.auditRow(ctx, rec)
+		row, err := s.auditRow(ctx, p, eventsv1.Action_ACTION_PURGE, a, domain.Access{}, auditlog.Reason(reason))
 		if err == nil {
 			err = s.attachments.DeleteAttachment(ctx, a.ID, []outbox.Event{row})
 		}

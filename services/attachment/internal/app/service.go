@@ -10,6 +10,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,10 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
-	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
@@ -157,66 +154,20 @@ func keyErr(err error) error {
 	return fmt.Errorf("key service: %w", err)
 }
 
-// actorOf is how p appears in audit records.
-func actorOf(p *auth.Principal, patientID string) *eventsv1.AuditActor {
-	a := &eventsv1.AuditActor{Subject: p.Subject}
-	switch {
-	case p.Kind == auth.KindService:
-		a.Role = commonv1.Role_ROLE_SERVICE
-	case p.HasRole(auth.RoleProxy) && patientID != "" && p.PatientID != patientID:
-		a.Role, a.OnBehalfOf = commonv1.Role_ROLE_PROXY, patientID
-	default:
-		a.Role = auditlog.RoleOf(p.RoleNames())
+// auditRow builds the audit record of p doing action to attachment a, as the outbox row that
+// commits with the action. The platform builder fills in the request's origin, the purpose of
+// use and the outcome; acc adds messaging's patient, pool, sensitivity and break-the-glass, and
+// opts change the rest. An error means the action cannot be recorded.
+func (s *Service) auditRow(ctx context.Context, p *auth.Principal, action eventsv1.Action, a *domain.Attachment, acc domain.Access, opts ...auditlog.RecordOption) (outbox.Event, error) {
+	target := auditlog.Target{
+		Type: eventsv1.RecordType_RECORD_TYPE_ATTACHMENT, ID: a.ID,
+		PatientID: cmp.Or(acc.PatientID, a.PatientID), PoolID: cmp.Or(acc.PoolID, a.PoolID), Sensitivity: acc.Sensitivity,
 	}
-	return a
-}
-
-// record starts an audit record of p doing action to attachment a, with the request's origin.
-func (s *Service) record(ctx context.Context, p *auth.Principal, action eventsv1.Action, a *domain.Attachment, acc domain.Access) *eventsv1.AuditRecord {
-	ri := auth.RequestInfoFrom(ctx)
-	patient := a.PatientID
-	if acc.PatientID != "" {
-		patient = acc.PatientID
-	}
-	pool := a.PoolID
-	if acc.PoolID != "" {
-		pool = acc.PoolID
-	}
-	rec := &eventsv1.AuditRecord{
-		Meta:        &eventsv1.EventMeta{RequestId: ri.RequestID, OccurredAt: timestamppb.New(s.now())},
-		Actor:       actorOf(p, patient),
-		Action:      action,
-		RecordType:  eventsv1.RecordType_RECORD_TYPE_ATTACHMENT,
-		RecordId:    a.ID,
-		PatientId:   patient,
-		PoolId:      pool,
-		Sensitivity: acc.Sensitivity,
-		Outcome:     eventsv1.Outcome_OUTCOME_SUCCESS,
-		SourceIp:    ri.SourceIP,
-		UserAgent:   ri.UserAgent,
-		ClientApp:   p.ClientID,
-		Operation:   ri.Method,
-	}
+	head := []auditlog.RecordOption{auditlog.As(auditlog.ActorOf(p, target.PatientID))}
 	if acc.BreakGlass {
-		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
-		rec.ReasonCode = "break_glass"
+		head = append(head, auditlog.BreakGlass())
 	}
-	return rec
-}
-
-// audit records rec by itself, committed when it returns (AuditWriter: one statement). An
-// error means the action cannot be recorded.
-func (s *Service) audit(ctx context.Context, rec *eventsv1.AuditRecord) error {
-	ev, err := s.auditRow(ctx, rec)
-	if err != nil {
-		return err
-	}
-	return s.auditTrail.WriteAudit(ctx, []outbox.Event{ev})
-}
-
-// auditRow is rec as the outbox row a change commits with; an error means the action cannot be
-// recorded.
-func (s *Service) auditRow(ctx context.Context, rec *eventsv1.AuditRecord) (outbox.Event, error) {
+	rec := s.emitter.NewRecord(ctx, action, target, append(head, opts...)...)
 	ev, err := s.emitter.Event(ctx, rec)
 	if err != nil {
 		return outbox.Event{}, domain.NotRecorded(err)
@@ -224,33 +175,34 @@ func (s *Service) auditRow(ctx context.Context, rec *eventsv1.AuditRecord) (outb
 	return ev, nil
 }
 
-// deny records a refused access in a transaction of its own. A denial that cannot be recorded
-// is logged; the request is refused anyway.
+// audit writes the audit record auditRow builds by itself, committed when it returns
+// (AuditWriter: one statement). An error means the action cannot be recorded.
+func (s *Service) audit(ctx context.Context, p *auth.Principal, action eventsv1.Action, a *domain.Attachment, acc domain.Access, opts ...auditlog.RecordOption) error {
+	row, err := s.auditRow(ctx, p, action, a, acc, opts...)
+	if err != nil {
+		return err
+	}
+	return s.auditTrail.WriteAudit(ctx, []outbox.Event{row})
+}
+
+// deny records a refused access by itself. A denial that cannot be recorded is logged; the
+// request is refused anyway.
 func (s *Service) deny(ctx context.Context, p *auth.Principal, a *domain.Attachment, acc domain.Access, reason string) {
-	rec := s.record(ctx, p, eventsv1.Action_ACTION_DENY, a, acc)
-	rec.Outcome = eventsv1.Outcome_OUTCOME_DENIED
-	rec.ReasonCode = reason
-	if err := s.audit(ctx, rec); err != nil {
+	if err := s.audit(ctx, p, eventsv1.Action_ACTION_DENY, a, acc, auditlog.Denied(reason)); err != nil {
 		s.logger.WarnContext(ctx, "denial not recorded", slog.String("attachment_id", a.ID), slog.String("error", err.Error()))
 	}
 }
 
 // scannedEvent is the AttachmentScanned event for a's verdict.
 func (s *Service) scannedEvent(ctx context.Context, a *domain.Attachment, verdict eventsv1.ScanVerdict) (outbox.Event, error) {
-	id := outbox.NewID()
-	ev := &eventsv1.AttachmentScanned{
-		Meta: &eventsv1.EventMeta{
-			EventId: id, OccurredAt: timestamppb.New(s.now()),
-			Producer: commonv1.Component_COMPONENT_ATTACHMENT, RequestId: auth.RequestInfoFrom(ctx).RequestID,
-		},
+	ev, err := s.emitter.NewEvent(ctx, s.cfg.EventsSubject+".attachment.scanned", &eventsv1.AttachmentScanned{
 		AttachmentId: a.ID, ThreadId: a.ThreadID, MessageId: a.MessageID, UploaderSubject: a.UploaderSubject,
 		Verdict: verdict, SignatureName: a.SignatureName, SizeBytes: a.SizeBytes, MediaType: a.MediaType,
-	}
-	b, err := proto.Marshal(ev)
+	})
 	if err != nil {
-		return outbox.Event{}, err
+		return outbox.Event{}, domain.NotRecorded(err)
 	}
-	return outbox.Event{ID: id, Subject: s.cfg.EventsSubject + ".attachment.scanned", Payload: b}, nil
+	return ev, nil
 }
 
 // authorize decides whether p may read (metadata) or download attachment a:

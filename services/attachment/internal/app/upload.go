@@ -16,6 +16,7 @@ import (
 
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
@@ -112,6 +113,7 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 		s.abandon(ctx, a)
 		return nil, err
 	}
+	a.CreateTime = inserted.row.CreateTime
 	return s.finish(ctx, p, a, acc, dek.Plaintext, verdict, scanErr)
 }
 
@@ -119,6 +121,9 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 type rowInsert struct {
 	done chan struct{}
 	err  error
+	// row is what is inserted: a copy of the attachment as it was when the upload started,
+	// since the stream fills in the content facts of the original meanwhile.
+	row domain.Attachment
 }
 
 // wait returns the insert's result once it is committed or failed.
@@ -129,10 +134,10 @@ func (r *rowInsert) wait() error {
 
 // insertUploading starts inserting a as Uploading, within the uploader's quota.
 func (s *Service) insertUploading(ctx context.Context, a *domain.Attachment) *rowInsert {
-	r := &rowInsert{done: make(chan struct{})}
+	r := &rowInsert{done: make(chan struct{}), row: *a}
 	go func() {
 		defer close(r.done)
-		r.err = s.attachments.InsertUploading(ctx, a, s.cfg.Limits.QuotaBytes)
+		r.err = s.attachments.InsertUploading(ctx, &r.row, s.cfg.Limits.QuotaBytes)
 	}()
 	return r
 }
@@ -377,19 +382,17 @@ func (s *Service) abandon(ctx context.Context, a *domain.Attachment) {
 // finish records the upload's outcome with its audit record and scan event.
 func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attachment, acc domain.Access, dek []byte, v domain.Verdict, scanErr error) (*domain.Attachment, error) {
 	now := s.now()
-	rec := s.record(ctx, p, eventsv1.Action_ACTION_CREATE, a, acc)
 	var verdict eventsv1.ScanVerdict
+	var outcome []auditlog.RecordOption
 	switch {
 	case scanErr != nil:
 		s.logger.WarnContext(ctx, "scan unavailable; attachment pending", slog.String("attachment_id", a.ID), slog.String("error", scanErr.Error()))
 		a.State = domain.StatePending
-		rec.ReasonCode = "scan_pending"
+		outcome = []auditlog.RecordOption{auditlog.Reason("scan_pending")}
 	case v.Infected:
 		a.RecordScan(domain.StateInfected, v.Signature, now, 1)
 		verdict = eventsv1.ScanVerdict_SCAN_VERDICT_INFECTED
-		rec.Outcome = eventsv1.Outcome_OUTCOME_DENIED
-		rec.ReasonCode = "malware_detected"
-		rec.Severity = eventsv1.Severity_SEVERITY_HIGH
+		outcome = []auditlog.RecordOption{auditlog.Denied("malware_detected"), auditlog.WithSeverity(eventsv1.Severity_SEVERITY_HIGH)}
 	default:
 		a.RecordScan(domain.StateClean, "", now, 1)
 		verdict = eventsv1.ScanVerdict_SCAN_VERDICT_CLEAN
@@ -412,7 +415,7 @@ func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attac
 	}
 	// The outcome, its audit record and its scan event are one statement (CompleteUpload): one
 	// round trip, and all or nothing like the transaction it replaces.
-	rows, err := s.outcomeRows(ctx, a, rec, verdict)
+	rows, err := s.outcomeRows(ctx, p, a, acc, verdict, outcome)
 	if err == nil {
 		err = s.attachments.CompleteUpload(ctx, a, rows)
 	}
@@ -429,8 +432,8 @@ func (s *Service) finish(ctx context.Context, p *auth.Principal, a *domain.Attac
 
 // outcomeRows are the outbox rows recording an upload's outcome: the audit record and, when
 // there is a verdict, the scan event.
-func (s *Service) outcomeRows(ctx context.Context, a *domain.Attachment, rec *eventsv1.AuditRecord, verdict eventsv1.ScanVerdict) ([]outbox.Event, error) {
-	audit, err := s.auditRow(ctx, rec)
+func (s *Service) outcomeRows(ctx context.Context, p *auth.Principal, a *domain.Attachment, acc domain.Access, verdict eventsv1.ScanVerdict, outcome []auditlog.RecordOption) ([]outbox.Event, error) {
+	audit, err := s.auditRow(ctx, p, eventsv1.Action_ACTION_CREATE, a, acc, outcome...)
 	if err != nil {
 		return nil, err
 	}
