@@ -192,13 +192,16 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 			AND next_attempt_at > now() + interval '1 minute'`, ev.GetMessageId()).Scan(&n)
 		return err == nil && n == 2
 	})
+	// End the quiet hours before the claims go stale: the deferred rows stay untouched until
+	// they fall due, and the recovered webhook retry is not deferred again by a quiet window
+	// the test has not cleared yet.
+	e.setPrefs(t, pat, &notificationv1.Preferences{QuietHours: &notificationv1.QuietHours{}}, "quiet_hours")
+	e.setPrefs(t, care, &notificationv1.Preferences{QuietHours: &notificationv1.QuietHours{}}, "quiet_hours")
 	tag, err := e.h.Proc.Pool.Exec(ctx, `UPDATE deliveries SET status = 100, attempts = 1, claimed_until = now() - interval '1 second'
 		WHERE message_id = $1 AND status = 1`, ev.GetMessageId())
 	if err != nil || tag.RowsAffected() != 2 {
 		t.Fatalf("simulate crashed claims: %v, %d rows, want 2", err, tag.RowsAffected())
 	}
-	e.setPrefs(t, pat, &notificationv1.Preferences{QuietHours: &notificationv1.QuietHours{}}, "quiet_hours")
-	e.setPrefs(t, care, &notificationv1.Preferences{QuietHours: &notificationv1.QuietHours{}}, "quiet_hours")
 	testkit.WaitFor(t, 15*time.Second, "stale claims recovered", func() bool {
 		return e.countDeliveries(t, pat.Subject, domain.StatusFailed) == 1 && e.countDeliveries(t, care.Subject, domain.StatusSent) == 1
 	})
