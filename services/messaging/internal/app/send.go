@@ -298,8 +298,9 @@ func (s *Service) messageCreated(ctx context.Context, b *batch, t *domain.Thread
 			recipients = append(recipients, sub)
 		}
 	}
+	attachments := int32(len(m.AttachmentIDs)) //nolint:gosec // at most domain.MaxAttachments (CheckAttachments)
 	ev := &eventsv1.MessageCreated{ThreadId: t.ID, MessageId: m.ID, PoolId: t.PoolID, PatientId: t.PatientID,
-		SenderSubject: m.SenderSubject, SenderRole: m.SenderRole, AttachmentCount: int32(len(m.AttachmentIDs)),
+		SenderSubject: m.SenderSubject, SenderRole: m.SenderRole, AttachmentCount: attachments,
 		Sensitivity: t.Sensitivity, Category: t.Category, RecipientSubjects: recipients, FirstInThread: first,
 		AutoReply: m.AutoReply, CorrectsMessageId: m.CorrectsMessageID}
 	b.event("message.created."+t.PoolID, ev)

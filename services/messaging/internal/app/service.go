@@ -138,8 +138,8 @@ func threadResource(t *domain.Thread) policy.Resource {
 // hiddenFrom reports whether the thread's existence is hidden from p (adolescent-confidential
 // threads for proxies who reach them only through a grant): such denials answer NOT_FOUND.
 func hiddenFrom(p *auth.Principal, t *domain.Thread) bool {
-	return t.Sensitivity == commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL && p.HasRole(auth.RoleProxy) &&
-		!(p.PatientID != "" && p.PatientID == t.PatientID)
+	ownRecord := p.PatientID != "" && p.PatientID == t.PatientID
+	return t.Sensitivity == commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL && p.HasRole(auth.RoleProxy) && !ownRecord
 }
 
 // actorFor works out the role p acts in on a thread about patientID in poolID: the care-pool

@@ -262,7 +262,8 @@ func CheckCode(field, code string, required bool) error {
 		return invalid("FIELD_TOO_LONG", "%s is too long", field)
 	}
 	for i, r := range code {
-		if !(r >= 'a' && r <= 'z' || r == '_' || (i > 0 && r >= '0' && r <= '9')) {
+		codeRune := r >= 'a' && r <= 'z' || r == '_' || (i > 0 && r >= '0' && r <= '9')
+		if !codeRune {
 			return invalid("CODE_MALFORMED", "%s must be a lower-case code such as wrong_content", field)
 		}
 	}

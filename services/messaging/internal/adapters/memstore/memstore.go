@@ -580,7 +580,8 @@ func (s *Store) ListThreads(_ context.Context, q domain.ListQuery) ([]domain.Lis
 			}
 		case domain.BoxSent:
 			careTeam := t.CreatedByRole == commonv1.Role_ROLE_CLINICIAN || t.CreatedByRole == commonv1.Role_ROLE_STAFF
-			if !v.ArchivedAt.IsZero() || (t.CreatedBySubject != q.Viewer && !(careTeam && slices.Contains(q.PoolIDs, t.PoolID))) {
+			sentByViewerOrTeam := t.CreatedBySubject == q.Viewer || (careTeam && slices.Contains(q.PoolIDs, t.PoolID))
+			if !v.ArchivedAt.IsZero() || !sentByViewerOrTeam {
 				continue
 			}
 		default:

@@ -106,7 +106,7 @@ func (s *Store) RetractMessage(ctx context.Context, m *domain.Message, rows []ou
 		tag, err := tx.Exec(ctx, `UPDATE messages SET retracted_at = $3, retracted_by_subject = $4, retracted_by_role = $5,
 			retract_reason_code = $6, retract_request_id = $7, correction_message_id = $8
 			WHERE id = $1 AND thread_id = $2 AND retracted_at IS NULL`,
-			m.ID, m.ThreadID, m.RetractedAt, m.RetractedBySubject, int16(m.RetractedByRole), m.RetractReasonCode,
+			m.ID, m.ThreadID, m.RetractedAt, m.RetractedBySubject, smallint(m.RetractedByRole), m.RetractReasonCode,
 			nullUUID(m.RetractRequestID), nullUUID(m.CorrectionMessageID))
 		if err != nil {
 			return err

@@ -49,7 +49,7 @@ func (e expiredOn) CountHeldExpired(ctx context.Context, category commonv1.Threa
 	var n int64
 	err := e.conn.QueryRow(ctx, `SELECT count(*) FROM threads t WHERE t.category = $1 AND t.last_message_at < $2
 		AND (t.legal_hold OR EXISTS (SELECT 1 FROM patient_holds h WHERE h.patient_id = t.patient_id))`,
-		int16(category), cutoff).Scan(&n)
+		smallint(category), cutoff).Scan(&n)
 	return n, dbError(err)
 }
 
@@ -58,7 +58,7 @@ func (e expiredOn) ExpiredThreads(ctx context.Context, category commonv1.ThreadC
 		(SELECT coalesce(sum(cardinality(m.attachment_ids)), 0) FROM messages m WHERE m.thread_id = t.id)
 		FROM threads t WHERE t.category = $1 AND t.last_message_at < $2 AND NOT t.legal_hold
 		AND NOT EXISTS (SELECT 1 FROM patient_holds h WHERE h.patient_id = t.patient_id)
-		ORDER BY t.last_message_at, t.id LIMIT $3`, int16(category), cutoff, limit)
+		ORDER BY t.last_message_at, t.id LIMIT $3`, smallint(category), cutoff, limit)
 	if err != nil {
 		return nil, dbError(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -163,8 +164,8 @@ func (s *Store) CreateThread(ctx context.Context, t *domain.Thread, rows []outbo
 			wrapped_dek, subject_sealed, created_by_subject, created_by_role, created_on_behalf_of,
 			created_at, updated_at, last_message_at, last_sender_role)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$12,$12,$10)`,
-			t.ID, t.PoolID, t.PatientID, int16(t.Category), int16(t.Sensitivity), int16(t.Status),
-			t.WrappedDEK, t.SubjectSealed, t.CreatedBySubject, int16(t.CreatedByRole), t.CreatedOnBehalfOf,
+			t.ID, t.PoolID, t.PatientID, smallint(t.Category), smallint(t.Sensitivity), int16(t.Status),
+			t.WrappedDEK, t.SubjectSealed, t.CreatedBySubject, smallint(t.CreatedByRole), t.CreatedOnBehalfOf,
 			t.CreatedAt); err != nil {
 			return err
 		}
@@ -230,7 +231,7 @@ var (
 )
 
 func appendArgs(m *domain.Message, markAutoReplied bool) []any {
-	return []any{m.ID, m.ThreadID, m.SenderSubject, int16(m.SenderRole),
+	return []any{m.ID, m.ThreadID, m.SenderSubject, smallint(m.SenderRole),
 		m.OnBehalfOf, m.BodySealed, nonNil(m.AttachmentIDs), m.CreatedAt, m.AutoReply,
 		nullUUID(m.CorrectsMessageID), nullUUID(m.ClientRequestID), m.RequestFPSealed, markAutoReplied}
 }
@@ -242,7 +243,7 @@ func (s *Store) AppendMessageIfUnchanged(ctx context.Context, t *domain.Thread, 
 	if err != nil {
 		return domain.NotRecorded(err)
 	}
-	args := append(appendArgs(m, false), t.PoolID, int16(t.Sensitivity), t.AssigneeSubject, nonNil(t.Participants))
+	args := append(appendArgs(m, false), t.PoolID, smallint(t.Sensitivity), t.AssigneeSubject, nonNil(t.Participants))
 	_, err = scanAppended(s.pool.QueryRow(ctx, appendIfUnchanged.SQL(), appendIfUnchanged.Args(events, args...)...), m, domain.ErrThreadChanged)
 	return dbError(err)
 }
@@ -363,6 +364,17 @@ func (s *Store) WriteAudit(ctx context.Context, rows []outbox.Event) error {
 		return domain.NotRecorded(err)
 	}
 	return nil
+}
+
+// smallint is an enum as its smallint column stores it. Proto enums are int32, and every value
+// this service stores is a declared one (a handful each), so the conversion is exact; a value no
+// int16 holds is no value of the enum, and is stored as 0, UNSPECIFIED, rather than wrapped onto
+// a real one.
+func smallint[E ~int32](e E) int16 {
+	if e < math.MinInt16 || e > math.MaxInt16 {
+		return 0
+	}
+	return int16(e)
 }
 
 func nonNil(s []string) []string {
