@@ -11,6 +11,7 @@ replace github.com/securemsg/securemsg/services/internal/testkit => ../internal/
 replace github.com/securemsg/securemsg/services/internal/testkit/servicetest => ../internal/testkit/servicetest
 
 require (
+	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0

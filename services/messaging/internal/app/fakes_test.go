@@ -102,46 +102,36 @@ func person(subject string, roles ...auth.Role) *auth.Principal {
 		ClientID: "portal-web", Scopes: strings.Fields("openid messages.read messages.write attachments.read attachments.write notifications.manage audit.read admin")}
 }
 
+// patientOf is the patient whose record is patientID.
+func patientOf(subject, patientID string) *auth.Principal {
+	p := person(subject, auth.RolePatient)
+	p.PatientID = patientID
+	return p
+}
+
+// clinicianIn is a clinician of the care pools.
+func clinicianIn(subject string, pools ...string) *auth.Principal {
+	p := person(subject, auth.RoleClinician)
+	p.CarePools = pools
+	return p
+}
+
 var (
-	patient = func() *auth.Principal {
-		p := person("user-patient", auth.RolePatient)
-		p.PatientID = "p-1001"
-		return p
-	}()
-	otherPatient = func() *auth.Principal {
-		p := person("user-patient-2", auth.RolePatient)
-		p.PatientID = "p-1002"
-		return p
-	}()
-	teen = func() *auth.Principal {
-		p := person("user-teen", auth.RolePatient)
-		p.PatientID = "p-2001"
-		return p
-	}()
-	proxy = func() *auth.Principal {
+	patient      = patientOf("user-patient", "p-1001")
+	otherPatient = patientOf("user-patient-2", "p-1002")
+	teen         = patientOf("user-teen", "p-2001")
+	proxy        = func() *auth.Principal {
 		p := person("user-proxy", auth.RoleProxy)
 		exp := time.Now().Add(24 * time.Hour)
 		p.ProxyGrants = []auth.ProxyGrant{{PatientID: "p-1001", Scopes: []string{"read", "write"}, ExpiresAt: exp},
 			{PatientID: "p-2001", Scopes: []string{"read", "write"}, ExpiresAt: exp}}
 		return p
 	}()
-	clinician = func() *auth.Principal {
-		p := person("user-clinician", auth.RoleClinician)
-		p.CarePools = []string{"pool-cardiology"}
-		return p
-	}()
-	colleague = func() *auth.Principal {
-		p := person("user-clinician-4", auth.RoleClinician)
-		p.CarePools = []string{"pool-cardiology"}
-		return p
-	}()
-	otherClinician = func() *auth.Principal {
-		p := person("user-clinician-2", auth.RoleClinician)
-		p.CarePools = []string{"pool-dermatology"}
-		return p
-	}()
-	admin       = person("user-admin", auth.RoleAdmin)
-	attachments = &auth.Principal{Kind: auth.KindService, Subject: "service:attachment", Service: "attachment"}
+	clinician      = clinicianIn("user-clinician", "pool-cardiology")
+	colleague      = clinicianIn("user-clinician-4", "pool-cardiology")
+	otherClinician = clinicianIn("user-clinician-2", "pool-dermatology")
+	admin          = person("user-admin", auth.RoleAdmin)
+	attachments    = &auth.Principal{Kind: auth.KindService, Subject: "service:attachment", Service: "attachment"}
 )
 
 // fakeKeys wraps DEKs by naming them; down makes it answer as an unreachable Vault.

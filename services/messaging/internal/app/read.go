@@ -49,14 +49,10 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 	if err != nil {
 		return nil, err
 	}
-	if c.PageSize < 0 {
-		return nil, errPageSizeNegative
+	limit, err := domain.PageLimit(c.PageSize, 200)
+	if err != nil {
+		return nil, err
 	}
-	limit := c.PageSize
-	if limit == 0 {
-		limit = 50
-	}
-	limit = min(limit, 200)
 	var after int32
 	if c.PageToken != "" {
 		if after, err = parseMessageToken(c.PageToken, threadID); err != nil {
@@ -148,8 +144,7 @@ func readError(err error) error {
 
 // Refusals of the read use cases.
 var (
-	errPageSizeNegative = usererr.New(usererr.InvalidArgument, "FIELD_OUT_OF_RANGE", "page_size must not be negative")
-	errPageToken        = usererr.New(usererr.InvalidArgument, "PAGE_TOKEN_INVALID", "page_token is malformed")
+	errPageToken = usererr.New(usererr.InvalidArgument, "PAGE_TOKEN_INVALID", "page_token is malformed")
 )
 
 func messageToken(threadID string, seq int32) string {
@@ -224,14 +219,10 @@ func parseListToken(s, fh string, now time.Time) (listToken, error) {
 // confidential threads, care pools); each row is checked again against the policy, and the
 // subject lines shown are audited (one READ record per thread) before they are returned.
 func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThreadsCmd) (*ListThreadsResult, error) {
-	if c.PageSize < 0 {
-		return nil, errPageSizeNegative
+	limit, err := domain.PageLimit(c.PageSize, 100)
+	if err != nil {
+		return nil, err
 	}
-	limit := c.PageSize
-	if limit == 0 {
-		limit = 50
-	}
-	limit = min(limit, 100)
 	if c.Box < 0 || c.Box > 3 {
 		return nil, usererr.New(usererr.InvalidArgument, "BOX_UNKNOWN", "box is unknown")
 	}

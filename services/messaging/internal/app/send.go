@@ -67,13 +67,7 @@ func (s *Service) CreateThread(ctx context.Context, p *auth.Principal, c CreateT
 	if err := domain.CheckText("subject", c.Subject, domain.MaxSubjectChars, true); err != nil {
 		return nil, err
 	}
-	if err := domain.CheckText("body", c.Body, domain.MaxBodyChars, true); err != nil {
-		return nil, err
-	}
-	if err := domain.CheckAttachments(c.AttachmentIDs); err != nil {
-		return nil, err
-	}
-	crid, err := domain.CheckRequestID(c.ClientRequestID)
+	crid, err := domain.CheckMessage(c.Body, c.AttachmentIDs, c.ClientRequestID)
 	if err != nil {
 		return nil, err
 	}
@@ -328,8 +322,8 @@ const optimisticSends = 2
 //
 // The common case costs two round trips to Postgres: one loads the thread together with any
 // earlier result of the request id, and one statement appends the message and writes its event
-// and audit record (domain.ThreadRepository.AppendMessageIfUnchanged) on the condition that the thread is
-// still as it was authorised. When it changed, the send is authorised again on the new state;
+// and audit record (domain.ThreadRepository.AppendMessageIfUnchanged) on the condition that the
+// thread is still as it was authorised. When it changed, the send is authorised again on the new state;
 // when it keeps changing, or when the message is the thread's first from the patient's side
 // (which the pool's auto-reply answers), it is authorised and written under the thread's row
 // lock (sendLocked).
@@ -338,13 +332,7 @@ func (s *Service) SendMessage(ctx context.Context, p *auth.Principal, c SendMess
 	if err != nil {
 		return nil, err
 	}
-	if err := domain.CheckText("body", c.Body, domain.MaxBodyChars, true); err != nil {
-		return nil, err
-	}
-	if err := domain.CheckAttachments(c.AttachmentIDs); err != nil {
-		return nil, err
-	}
-	crid, err := domain.CheckRequestID(c.ClientRequestID)
+	crid, err := domain.CheckMessage(c.Body, c.AttachmentIDs, c.ClientRequestID)
 	if err != nil {
 		return nil, err
 	}

@@ -220,6 +220,33 @@ func CheckRequestID(id string) (string, error) {
 	return u.String(), nil
 }
 
+// CheckMessage validates what every new message carries: a body, its attachments and the
+// client's request id, whose canonical form it returns.
+func CheckMessage(body string, attachmentIDs []string, requestID string) (string, error) {
+	if err := CheckText("body", body, MaxBodyChars, true); err != nil {
+		return "", err
+	}
+	if err := CheckAttachments(attachmentIDs); err != nil {
+		return "", err
+	}
+	return CheckRequestID(requestID)
+}
+
+// DefaultPageSize is the page size of a list or read that asks for none.
+const DefaultPageSize = 50
+
+// PageLimit is how many items a page of the requested size holds: DefaultPageSize for 0,
+// at most maxSize.
+func PageLimit(size, maxSize int) (int, error) {
+	if size < 0 {
+		return 0, invalid("FIELD_OUT_OF_RANGE", "page_size must not be negative")
+	}
+	if size == 0 {
+		size = DefaultPageSize
+	}
+	return min(size, maxSize), nil
+}
+
 // CheckID validates a record id (thread or message: a UUID) and returns its canonical form.
 // An id that is not a UUID names no record: NotFound, as for a UUID that names none.
 func CheckID(field, id string) (string, error) {

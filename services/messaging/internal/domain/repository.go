@@ -160,6 +160,27 @@ type Appends struct {
 	Effects  func(m *Message, after Appended) ([]outbox.Event, error)
 }
 
+// Apply appends each message with appendOne, in order, and returns rows followed by each
+// appended message's rows; the first error stops it. Repositories call it inside the
+// transaction of the change.
+func (a Appends) Apply(rows []outbox.Event, appendOne func(m *Message, markAutoReplied bool) (Appended, error)) ([]outbox.Event, error) {
+	for _, ma := range a.Messages {
+		after, err := appendOne(ma.Message, ma.MarkAutoReplied)
+		if err != nil {
+			return nil, err
+		}
+		if a.Effects == nil {
+			continue
+		}
+		more, err := a.Effects(ma.Message, after)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, more...)
+	}
+	return rows, nil
+}
+
 // ThreadChange is what a use case decides to do to a thread it holds locked
 // (ThreadRepository.UpdateThread).
 type ThreadChange struct {

@@ -311,14 +311,22 @@ func (s *attachmentStub) caller(ctx context.Context) error {
 	return nil
 }
 
+// admit lets in the messaging service while the stub is up. Callers hold mu.
+func (s *attachmentStub) admit(ctx context.Context) error {
+	if err := s.caller(ctx); err != nil {
+		return err
+	}
+	if s.down {
+		return status.Error(codes.Unavailable, "down")
+	}
+	return nil
+}
+
 func (s *attachmentStub) BindAttachment(ctx context.Context, req *attachmentv1.BindAttachmentRequest) (*attachmentv1.BindAttachmentResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.caller(ctx); err != nil {
+	if err := s.admit(ctx); err != nil {
 		return nil, err
-	}
-	if s.down {
-		return nil, status.Error(codes.Unavailable, "down")
 	}
 	a, ok := s.files[req.GetAttachmentId()]
 	if !ok || a.GetUploaderSubject() != req.GetUploaderSubject() {
@@ -337,11 +345,8 @@ func (s *attachmentStub) BindAttachment(ctx context.Context, req *attachmentv1.B
 func (s *attachmentStub) PurgeAttachments(ctx context.Context, req *attachmentv1.PurgeAttachmentsRequest) (*attachmentv1.PurgeAttachmentsResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.caller(ctx); err != nil {
+	if err := s.admit(ctx); err != nil {
 		return nil, err
-	}
-	if s.down {
-		return nil, status.Error(codes.Unavailable, "down")
 	}
 	var n int64
 	for _, id := range req.GetThreadIds() {

@@ -19,7 +19,8 @@ import (
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
-// Store implements the messaging repositories in memory. It is safe for concurrent use.
+// Store implements every messaging repository of the domain (repotest.Store, which the
+// contract tests hold it to) in memory. It is safe for concurrent use.
 type Store struct {
 	// rows serialises writes to one thread, as its row lock does in Postgres; taken before mu.
 	rows sync.Map // thread id → *sync.Mutex
@@ -35,15 +36,6 @@ type Store struct {
 	purgeLocks   map[string]bool
 	failWrites   error
 }
-
-var (
-	_ domain.ThreadRepository       = (*Store)(nil)
-	_ domain.MessageRepository      = (*Store)(nil)
-	_ domain.InboxRepository        = (*Store)(nil)
-	_ domain.PoolSettingsRepository = (*Store)(nil)
-	_ domain.RetentionRepository    = (*Store)(nil)
-	_ domain.AuditWriter            = (*Store)(nil)
-)
 
 type viewerKey struct{ thread, subject string }
 
@@ -133,19 +125,17 @@ func (s *Store) commitOutbox(rows []outbox.Event) error {
 // writable reports the injected write failure, if any. Callers hold mu.
 func (s *Store) writable() error { return s.failWrites }
 
+// cloneThread and cloneMessage copy a value with its slices, so that what the store holds and
+// what callers hold never share memory.
 func cloneThread(t *domain.Thread) *domain.Thread {
 	c := *t
-	c.Participants = slices.Clone(t.Participants)
-	c.SubjectSealed = slices.Clone(t.SubjectSealed)
-	c.TransferNoteSealed = slices.Clone(t.TransferNoteSealed)
+	c.Participants, c.SubjectSealed, c.TransferNoteSealed = slices.Clone(t.Participants), slices.Clone(t.SubjectSealed), slices.Clone(t.TransferNoteSealed)
 	return &c
 }
 
 func cloneMessage(m *domain.Message) *domain.Message {
 	c := *m
-	c.AttachmentIDs = slices.Clone(m.AttachmentIDs)
-	c.BodySealed = slices.Clone(m.BodySealed)
-	c.RequestFPSealed = slices.Clone(m.RequestFPSealed)
+	c.AttachmentIDs, c.BodySealed, c.RequestFPSealed = slices.Clone(m.AttachmentIDs), slices.Clone(m.BodySealed), slices.Clone(m.RequestFPSealed)
 	return &c
 }
 
@@ -283,20 +273,7 @@ func (st *staged) appendMessage(m *domain.Message, markAutoReplied bool) (domain
 
 // appendAll appends each message and returns rows followed by their effects' rows.
 func (st *staged) appendAll(rows []outbox.Event, appends domain.Appends) ([]outbox.Event, error) {
-	for _, a := range appends.Messages {
-		after, err := st.appendMessage(a.Message, a.MarkAutoReplied)
-		if err != nil {
-			return nil, err
-		}
-		if appends.Effects != nil {
-			more, err := appends.Effects(a.Message, after)
-			if err != nil {
-				return nil, err
-			}
-			rows = append(rows, more...)
-		}
-	}
-	return rows, nil
+	return appends.Apply(rows, st.appendMessage)
 }
 
 // commit writes the staged changes and rows, or nothing.

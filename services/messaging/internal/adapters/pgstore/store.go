@@ -25,20 +25,11 @@ import (
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
-// Store implements the messaging repositories over one pool, whose search_path is the
-// service's schema.
+// Store implements every messaging repository of the domain (repotest.Store, which the
+// contract tests hold it to) over one pool, whose search_path is the service's schema.
 type Store struct {
 	pool *pgxpool.Pool
 }
-
-var (
-	_ domain.ThreadRepository       = (*Store)(nil)
-	_ domain.MessageRepository      = (*Store)(nil)
-	_ domain.InboxRepository        = (*Store)(nil)
-	_ domain.PoolSettingsRepository = (*Store)(nil)
-	_ domain.RetentionRepository    = (*Store)(nil)
-	_ domain.AuditWriter            = (*Store)(nil)
-)
 
 // New returns a Store over pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
@@ -180,20 +171,9 @@ func (s *Store) CreateThread(ctx context.Context, t *domain.Thread, rows []outbo
 // appendMessages appends each message in tx and returns rows followed by each appended
 // message's rows.
 func appendMessages(ctx context.Context, tx pgx.Tx, rows []outbox.Event, appends domain.Appends) ([]outbox.Event, error) {
-	for _, a := range appends.Messages {
-		after, err := scanAppended(tx.QueryRow(ctx, appendInTxSQL, appendArgs(a.Message, a.MarkAutoReplied)...), a.Message, domain.ErrThreadClosed)
-		if err != nil {
-			return nil, err
-		}
-		if appends.Effects != nil {
-			more, err := appends.Effects(a.Message, after)
-			if err != nil {
-				return nil, err
-			}
-			rows = append(rows, more...)
-		}
-	}
-	return rows, nil
+	return appends.Apply(rows, func(m *domain.Message, markAutoReplied bool) (domain.Appended, error) {
+		return scanAppended(tx.QueryRow(ctx, appendInTxSQL, appendArgs(m, markAutoReplied)...), m, domain.ErrThreadClosed)
+	})
 }
 
 // appendWith appends a message: the thread's counters and participants change and the message

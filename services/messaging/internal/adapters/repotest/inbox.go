@@ -115,12 +115,7 @@ func InboxRepository(t *testing.T, newStore Factory) {
 	t.Run("read a page and record it", func(t *testing.T) {
 		f := newFixture(t, sub)
 		pool, patient := id("pool"), id("p")
-		if _, err := f.s.UpdatePoolSettings(t.Context(), pool, func(cur domain.PoolSettings) (domain.PoolSettings, []outbox.Event, error) {
-			cur.EmergencyDisclaimer, cur.UpdatedAt, cur.UpdatedBySubject = "Call 911.", f.now, "admin"
-			return cur, nil, nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		f.setSettings(pool, func(s *domain.PoolSettings) { s.EmergencyDisclaimer = "Call 911." })
 		th := f.thread(pool, patient, "user-"+patient, patientRole)
 		f.create(th, false, message(th, "user-"+patient, patientRole, f.now), message(th, "user-clin", clinicianRole, f.now),
 			message(th, "user-"+patient, patientRole, f.now))

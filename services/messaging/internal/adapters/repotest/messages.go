@@ -2,11 +2,11 @@ package repotest
 
 import (
 	"errors"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
@@ -34,8 +34,8 @@ func MessageRepository(t *testing.T, newStore Factory) {
 		if err != nil {
 			t.Fatalf("Message() = %v", err)
 		}
-		if diff := messageDiff(msgs[1], got); diff != "" {
-			t.Fatalf("Message(): %s", diff)
+		if diff := cmp.Diff(msgs[1], got, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("Message() (-want +got):\n%s", diff)
 		}
 		if got, err := f.s.MessageByID(t.Context(), msgs[2].ID); err != nil || got.ThreadID != th.ID || got.Seq != 3 {
 			t.Fatalf("MessageByID() = %+v, %v; want seq 3 of the thread", got, err)
@@ -93,8 +93,8 @@ func MessageRepository(t *testing.T, newStore Factory) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := messageDiff(&r, got); diff != "" {
-			t.Fatalf("retracted message: %s", diff)
+		if diff := cmp.Diff(&r, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("retracted message (-want +got):\n%s", diff)
 		}
 		if got, err := f.s.Message(t.Context(), th.ID, corr.ID); err != nil || got.CorrectsMessageID != orig.ID {
 			t.Fatalf("correction = %+v, %v", got, err)
@@ -149,37 +149,4 @@ func seqs(msgs []*domain.Message) []int32 {
 		out = append(out, m.Seq)
 	}
 	return out
-}
-
-// messageDiff describes how got differs from want, or "".
-func messageDiff(want, got *domain.Message) string {
-	var diff []string
-	check := func(field string, ok bool) {
-		if !ok {
-			diff = append(diff, field)
-		}
-	}
-	check("ID", got.ID == want.ID)
-	check("ThreadID", got.ThreadID == want.ThreadID)
-	check("Seq", got.Seq == want.Seq)
-	check("SenderSubject", got.SenderSubject == want.SenderSubject)
-	check("SenderRole", got.SenderRole == want.SenderRole)
-	check("OnBehalfOf", got.OnBehalfOf == want.OnBehalfOf)
-	check("BodySealed", string(got.BodySealed) == string(want.BodySealed))
-	check("AttachmentIDs", slices.Equal(got.AttachmentIDs, want.AttachmentIDs))
-	check("CreatedAt", got.CreatedAt.Equal(want.CreatedAt))
-	check("AutoReply", got.AutoReply == want.AutoReply)
-	check("CorrectsMessageID", got.CorrectsMessageID == want.CorrectsMessageID)
-	check("ClientRequestID", got.ClientRequestID == want.ClientRequestID)
-	check("RequestFPSealed", string(got.RequestFPSealed) == string(want.RequestFPSealed))
-	check("RetractedAt", got.RetractedAt.Equal(want.RetractedAt))
-	check("RetractedBySubject", got.RetractedBySubject == want.RetractedBySubject)
-	check("RetractedByRole", got.RetractedByRole == want.RetractedByRole)
-	check("RetractReasonCode", got.RetractReasonCode == want.RetractReasonCode)
-	check("RetractRequestID", got.RetractRequestID == want.RetractRequestID)
-	check("CorrectionMessageID", got.CorrectionMessageID == want.CorrectionMessageID)
-	if len(diff) == 0 {
-		return ""
-	}
-	return "fields " + strings.Join(diff, ", ") + " differ"
 }

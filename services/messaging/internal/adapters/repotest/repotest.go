@@ -127,6 +127,29 @@ func (f *fixture) create(t *domain.Thread, markFirst bool, msgs ...*domain.Messa
 	}
 }
 
+// patientThread stores a thread a new patient opened in a new pool, with the patient's first
+// message (marking the pool's auto-reply sent when markAutoReplied), and returns it with the
+// patient's id.
+func (f *fixture) patientThread(markAutoReplied bool) (th *domain.Thread, patient string) {
+	f.t.Helper()
+	patient = id("p")
+	th = f.thread(id("pool"), patient, "user-"+patient, patientRole)
+	f.create(th, markAutoReplied, message(th, "user-"+patient, patientRole, f.now))
+	return th, patient
+}
+
+// setSettings stores edited settings for pool, as an admin at f.now, and fails the test on error.
+func (f *fixture) setSettings(pool string, edit func(*domain.PoolSettings)) {
+	f.t.Helper()
+	if _, err := f.s.UpdatePoolSettings(f.t.Context(), pool, func(cur domain.PoolSettings) (domain.PoolSettings, []outbox.Event, error) {
+		edit(&cur)
+		cur.UpdatedAt, cur.UpdatedBySubject = f.now, "admin"
+		return cur, nil, nil
+	}); err != nil {
+		f.t.Fatalf("UpdatePoolSettings() = %v", err)
+	}
+}
+
 // load returns the stored thread.
 func (f *fixture) load(id string) *domain.Thread {
 	f.t.Helper()
@@ -135,6 +158,14 @@ func (f *fixture) load(id string) *domain.Thread {
 		f.t.Fatalf("Thread(%s) = %v", id, err)
 	}
 	return t
+}
+
+// wantMessages fails unless the stored thread holds n messages.
+func (f *fixture) wantMessages(what, threadID string, n int32) {
+	f.t.Helper()
+	if got := f.load(threadID).MessageCount; got != n {
+		f.t.Fatalf("%s: the thread holds %d messages, want %d", what, got, n)
+	}
 }
 
 // wantRows fails unless every row was committed, in the order given.

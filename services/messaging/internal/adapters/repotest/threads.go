@@ -2,12 +2,12 @@ package repotest
 
 import (
 	"errors"
-	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
@@ -74,8 +74,8 @@ func ThreadRepository(t *testing.T, newStore Factory) {
 		want := *th
 		want.MessageCount, want.LastMessageAt, want.UpdatedAt, want.LastSenderRole = 2, auto.CreatedAt, auto.CreatedAt, auto.SenderRole
 		want.Participants, want.HasAttachments, want.AutoReplied = []string{first.SenderSubject}, true, true
-		if diff := threadDiff(&want, got); diff != "" {
-			t.Fatalf("Thread() after create: %s", diff)
+		if diff := cmp.Diff(&want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("Thread() after create (-want +got):\n%s", diff)
 		}
 		th2, used, err := f.s.ThreadAndRequest(t.Context(), th.ID, first.SenderSubject, first.ClientRequestID)
 		if err != nil || !used || th2 == nil || th2.ID != th.ID {
@@ -114,16 +114,12 @@ func ThreadRepository(t *testing.T, newStore Factory) {
 			t.Fatalf("thread of a conflicting create: Thread() = %v, want ErrThreadNotFound", err)
 		}
 		f.wantNoRows("conflicting creates", ev)
-		if got := f.load(th.ID); got.MessageCount != 1 {
-			t.Fatalf("first thread after conflicts has %d messages, want 1", got.MessageCount)
-		}
+		f.wantMessages("first thread after conflicts", th.ID, 1)
 	})
 
 	t.Run("append if unchanged", func(t *testing.T) {
 		f := newFixture(t, sub)
-		pool, patient := id("pool"), id("p")
-		th := f.thread(pool, patient, "user-"+patient, patientRole)
-		f.create(th, true, message(th, "user-"+patient, patientRole, f.now))
+		th, patient := f.patientThread(true)
 		loaded := f.load(th.ID)
 
 		m := message(th, "user-clin", clinicianRole, f.now.Add(time.Second))
@@ -167,16 +163,13 @@ func ThreadRepository(t *testing.T, newStore Factory) {
 		if !isUnavailable(err) {
 			t.Fatalf("AppendMessageIfUnchanged(invalid row) = %v, want NotRecorded", err)
 		}
-		if got := f.load(th.ID); got.MessageCount != 2 {
-			t.Fatalf("thread after refused appends has %d messages, want 2", got.MessageCount)
-		}
+		f.wantMessages("after refused appends", th.ID, 2)
 	})
 
 	t.Run("update thread under its lock", func(t *testing.T) {
 		f := newFixture(t, sub)
-		pool, patient := id("pool"), id("p")
-		th := f.thread(pool, patient, "user-"+patient, patientRole)
-		f.create(th, false, message(th, "user-"+patient, patientRole, f.now))
+		th, _ := f.patientThread(false)
+		pool := th.PoolID
 
 		// A triage change is written with its rows and returned.
 		ev := event("thread.assigned")
@@ -244,12 +237,7 @@ func ThreadRepository(t *testing.T, newStore Factory) {
 	t.Run("appends under the lock read pool settings", func(t *testing.T) {
 		f := newFixture(t, sub)
 		pool, patient := id("pool"), id("p")
-		if _, err := f.s.UpdatePoolSettings(t.Context(), pool, func(cur domain.PoolSettings) (domain.PoolSettings, []outbox.Event, error) {
-			cur.AutoReplyEnabled, cur.AutoReplyText, cur.UpdatedAt, cur.UpdatedBySubject = true, "Thanks", f.now, "admin"
-			return cur, nil, nil
-		}); err != nil {
-			t.Fatalf("UpdatePoolSettings() = %v", err)
-		}
+		f.setSettings(pool, func(s *domain.PoolSettings) { s.AutoReplyEnabled, s.AutoReplyText = true, "Thanks" })
 		th := f.thread(pool, patient, "user-clin", clinicianRole)
 		f.create(th, false, message(th, "user-clin", clinicianRole, f.now))
 		m := message(th, "user-"+patient, patientRole, f.now.Add(time.Second))
@@ -316,41 +304,4 @@ func ThreadRepository(t *testing.T, newStore Factory) {
 			t.Fatalf("thread after the patient hold was lifted = %+v", got)
 		}
 	})
-}
-
-// threadDiff describes how got differs from want, field by field, or "".
-func threadDiff(want, got *domain.Thread) string {
-	var diff []string
-	check := func(field string, ok bool) {
-		if !ok {
-			diff = append(diff, field)
-		}
-	}
-	check("ID", got.ID == want.ID)
-	check("PoolID", got.PoolID == want.PoolID)
-	check("PatientID", got.PatientID == want.PatientID)
-	check("Category", got.Category == want.Category)
-	check("Sensitivity", got.Sensitivity == want.Sensitivity)
-	check("Status", got.Status == want.Status)
-	check("WrappedDEK", got.WrappedDEK == want.WrappedDEK)
-	check("SubjectSealed", string(got.SubjectSealed) == string(want.SubjectSealed))
-	check("CreatedBySubject", got.CreatedBySubject == want.CreatedBySubject)
-	check("CreatedByRole", got.CreatedByRole == want.CreatedByRole)
-	check("CreatedOnBehalfOf", got.CreatedOnBehalfOf == want.CreatedOnBehalfOf)
-	check("AssigneeSubject", got.AssigneeSubject == want.AssigneeSubject)
-	check("Participants", slices.Equal(got.Participants, want.Participants))
-	check("CreatedAt", got.CreatedAt.Equal(want.CreatedAt))
-	check("UpdatedAt", got.UpdatedAt.Equal(want.UpdatedAt))
-	check("LastMessageAt", got.LastMessageAt.Equal(want.LastMessageAt))
-	check("LastSenderRole", got.LastSenderRole == want.LastSenderRole)
-	check("ClosedAt", got.ClosedAt.Equal(want.ClosedAt))
-	check("MessageCount", got.MessageCount == want.MessageCount)
-	check("HasAttachments", got.HasAttachments == want.HasAttachments)
-	check("AutoReplied", got.AutoReplied == want.AutoReplied)
-	check("LegalHold", got.LegalHold == want.LegalHold)
-	check("PatientLegalHold", got.PatientLegalHold == want.PatientLegalHold)
-	if len(diff) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("fields %s differ\n got %+v\nwant %+v", strings.Join(diff, ", "), *got, *want)
 }
