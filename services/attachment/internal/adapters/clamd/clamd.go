@@ -61,10 +61,12 @@ func (c *Client) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer closeConn(conn)
+	stop := context.AfterFunc(ctx, func() { expire(conn) })
 	defer stop()
-	conn.SetDeadline(time.Now().Add(c.DialTimeout))
+	if err := conn.SetDeadline(time.Now().Add(c.DialTimeout)); err != nil {
+		return fmt.Errorf("%w: ping: %v", ErrScanner, err)
+	}
 	if _, err := conn.Write([]byte("zPING\x00")); err != nil {
 		return fmt.Errorf("%w: ping: %v", ErrScanner, err)
 	}
@@ -87,8 +89,8 @@ func (c *Client) Scan(ctx context.Context, r io.Reader) (domain.Verdict, error) 
 		_, _ = io.Copy(io.Discard, r)
 		return domain.Verdict{}, err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer closeConn(conn)
+	stop := context.AfterFunc(ctx, func() { expire(conn) })
 	defer stop()
 
 	v, err := c.instream(conn, r)
@@ -109,7 +111,7 @@ func (c *Client) instream(conn net.Conn, r io.Reader) (domain.Verdict, error) {
 	for {
 		n, rerr := io.ReadFull(r, buf[4:])
 		if n > 0 {
-			binary.BigEndian.PutUint32(buf[:4], uint32(n))
+			binary.BigEndian.PutUint32(buf[:4], uint32(n)) //nolint:gosec // G115: n is at most chunkSize
 			if _, err := conn.Write(buf[:4+n]); err != nil {
 				// clamd closes the connection after refusing a stream (size limit); its reply
 				// explains why, so read it before giving up.
@@ -130,7 +132,9 @@ func (c *Client) instream(conn net.Conn, r io.Reader) (domain.Verdict, error) {
 		return domain.Verdict{}, fmt.Errorf("%w: send end: %v", ErrScanner, err)
 	}
 	if c.Timeout > 0 {
-		conn.SetReadDeadline(time.Now().Add(c.Timeout))
+		if err := conn.SetReadDeadline(time.Now().Add(c.Timeout)); err != nil {
+			return domain.Verdict{}, fmt.Errorf("%w: set read deadline: %v", ErrScanner, err)
+		}
 	}
 	reply, err := readReply(conn)
 	if err != nil {
@@ -139,10 +143,18 @@ func (c *Client) instream(conn net.Conn, r io.Reader) (domain.Verdict, error) {
 	return ParseReply(reply)
 }
 
+// closeConn ends a conversation with clamd whose outcome is already known (a verdict read, or
+// an error returned): a failed close changes neither.
+func closeConn(conn net.Conn) { _ = conn.Close() }
+
+// expire makes the connection's pending reads and writes fail now, so that a cancelled request
+// stops waiting for clamd. It fails only on a closed connection, which waits for nothing.
+func expire(conn net.Conn) { _ = conn.SetDeadline(time.Now()) }
+
 // readReply reads one NUL- (or newline-) terminated reply.
 func readReply(conn net.Conn) (string, error) {
 	line, err := bufio.NewReaderSize(io.LimitReader(conn, 4096), 512).ReadString(0)
-	if err != nil && !(err == io.EOF && line != "") {
+	if err != nil && (err != io.EOF || line == "") {
 		return "", fmt.Errorf("%w: read reply: %v", ErrScanner, err)
 	}
 	return strings.TrimRight(line, "\x00\n"), nil

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/securemsg/securemsg/services/attachment/internal/adapters/clamd"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
@@ -67,16 +68,27 @@ func TestScanUnreachableDrainsReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	if err := l.Close(); err != nil { // nothing listens there now
+		t.Fatal(err)
+	}
 	pr, pw := io.Pipe()
+	written := make(chan error, 1)
 	go func() {
 		// The writer must not block even though the scanner cannot connect.
-		pw.Write(make([]byte, 1<<20))
-		pw.Close()
+		_, err := pw.Write(make([]byte, 1<<20))
+		written <- errors.Join(err, pw.Close())
 	}()
 	_, err = clamd.New(addr).Scan(t.Context(), pr)
 	if !errors.Is(err, clamd.ErrScanner) {
 		t.Errorf("Scan(unreachable) = %v, want ErrScanner", err)
+	}
+	select {
+	case err := <-written:
+		if err != nil {
+			t.Errorf("the writer feeding Scan failed: %v, want its bytes drained", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the writer feeding Scan is still blocked after Scan returned")
 	}
 }
 
@@ -87,16 +99,17 @@ func TestScanClosedMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { _ = l.Close() })
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
+		// The client may hang up first; the test judges only what Scan returns.
 		buf := make([]byte, 1000)
-		io.ReadFull(c, buf)
-		c.Write([]byte("INSTREAM size limit exceeded. ERROR\x00"))
-		c.Close()
+		_, _ = io.ReadFull(c, buf)
+		_, _ = c.Write([]byte("INSTREAM size limit exceeded. ERROR\x00"))
+		_ = c.Close()
 	}()
 	_, err = clamd.New(l.Addr().String()).Scan(t.Context(), bytes.NewReader(make([]byte, 8<<20)))
 	if !errors.Is(err, clamd.ErrScanner) {

@@ -43,6 +43,8 @@ type Config struct {
 type Store struct {
 	c   *minio.Client
 	cfg Config
+	// partSize is cfg.PartSize as the signed size arithmetic of Put wants it.
+	partSize int64
 }
 
 // New connects (lazily: minio-go dials on first use) to the bucket described by cfg.
@@ -73,7 +75,8 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3store: client: %w", err)
 	}
-	return &Store{c: c, cfg: cfg}, nil
+	// The check above keeps PartSize within 5 MiB to 5 GiB, far inside int64.
+	return &Store{c: c, cfg: cfg, partSize: int64(cfg.PartSize)}, nil
 }
 
 // Client is the underlying minio-go client (benchmarks compare against it).
@@ -119,7 +122,7 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
 	key := s.Key(name)
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true}
-	if size <= int64(s.cfg.PartSize) {
+	if size <= s.partSize {
 		// One request, whatever minio-go's own part size: it would buffer parts in memory.
 		single := opts
 		single.DisableMultipart = true
@@ -133,9 +136,9 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	if err != nil {
 		return unavailable("start multipart upload", err)
 	}
-	parts := make([]minio.CompletePart, 0, (size+int64(s.cfg.PartSize)-1)/int64(s.cfg.PartSize))
+	parts := make([]minio.CompletePart, 0, (size+s.partSize-1)/s.partSize)
 	for off, n := int64(0), 1; off < size; n++ {
-		length := min(int64(s.cfg.PartSize), size-off)
+		length := min(s.partSize, size-off)
 		part, err := core.PutObjectPart(ctx, s.cfg.Bucket, key, uploadID, n, io.LimitReader(r, length), length, minio.PutObjectPartOptions{DisableContentSha256: true})
 		if err != nil {
 			s.abort(key, uploadID)
@@ -189,7 +192,7 @@ func (s *Store) Open(ctx context.Context, name string, hint domain.ReadHint) (do
 	if o.size <= smallObject {
 		buf := make([]byte, o.size)
 		_, err := io.ReadFull(c.body, buf)
-		c.body.Close()
+		closeBody(c.body)
 		if err != nil {
 			return nil, unavailable("read object", err)
 		}
@@ -216,7 +219,7 @@ func (s *Store) fetchTail(ctx context.Context, key string, off, end int64) tailR
 	if err != nil {
 		return tailResult{err: err}
 	}
-	defer body.Close()
+	defer closeBody(body)
 	first, last, total, err := parseContentRange(hdr.Get("Content-Range"))
 	if err != nil {
 		return tailResult{err: err}
@@ -393,7 +396,7 @@ func (o *object) open(off, need int64) (*cursor, error) {
 		slot = 1
 	}
 	if old := o.cursors[slot]; old != nil {
-		old.body.Close()
+		closeBody(old.body)
 	}
 	o.cursors[slot] = nil
 	c, err := o.get(off, max(need, o.s.cfg.ReadWindow))
@@ -420,13 +423,13 @@ func (o *object) get(off, n int64) (*cursor, error) {
 	}
 	_, _, total, err := parseContentRange(hdr.Get("Content-Range"))
 	if err != nil {
-		body.Close()
+		closeBody(body)
 		return nil, unavailable("get object", err)
 	}
 	if o.size < 0 {
 		o.size = total
 	} else if total != o.size {
-		body.Close()
+		closeBody(body)
 		return nil, usererr.New(usererr.DataLoss, "STORED_OBJECT_CHANGED", "stored object changed while read")
 	}
 	return &cursor{body: body, pos: off, end: min(end, total)}, nil
@@ -448,6 +451,10 @@ func (s *Store) rangeGet(ctx context.Context, key string, off, end int64) (io.Re
 	}
 	return body, hdr, nil
 }
+
+// closeBody releases a range GET's response. The body is only read from, so a failed close
+// loses nothing; it only means the connection is not reused.
+func closeBody(body io.ReadCloser) { _ = body.Close() }
 
 // parseContentRange parses "bytes first-last/complete".
 func parseContentRange(contentRange string) (first, last, total int64, err error) {
@@ -476,7 +483,7 @@ func parseContentRange(contentRange string) (first, last, total int64, err error
 func (o *object) drop(c *cursor) {
 	for i, x := range o.cursors {
 		if x == c {
-			x.body.Close()
+			closeBody(x.body)
 			o.cursors[i] = nil
 		}
 	}
@@ -488,7 +495,7 @@ func (o *object) Close() error {
 	defer o.mu.Unlock()
 	for i, c := range o.cursors {
 		if c != nil {
-			c.body.Close()
+			closeBody(c.body)
 			o.cursors[i] = nil
 		}
 	}
