@@ -103,21 +103,21 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 		return nil, err
 	}
 	if obj.Size() != a.ObjectSize {
-		obj.Close()
+		release(obj)
 		return nil, errWrongSize
 	}
 	r, err := crypto.NewStreamReader(obj, obj.Size(), dek, streamAAD(a))
 	if err != nil {
-		obj.Close()
+		release(obj)
 		return nil, objectErr(err)
 	}
 	if r.Size() != a.SizeBytes {
-		obj.Close()
+		release(obj)
 		return nil, errWrongSize
 	}
 	body, err := r.Range(offset, length)
 	if err != nil {
-		obj.Close()
+		release(obj)
 		return nil, objectErr(err)
 	}
 	return &Download{Attachment: a, Offset: offset, Length: length, body: body, obj: obj}, nil
@@ -158,6 +158,10 @@ func (s *Service) openObject(ctx context.Context, a *domain.Attachment) *objectO
 	return o
 }
 
+// release closes an object that is no longer needed. It was opened for reading only, so a
+// failed close loses nothing.
+func release(obj domain.Object) { _ = obj.Close() }
+
 // wait returns the opened object.
 func (o *objectOpening) wait() (domain.Object, error) {
 	<-o.done
@@ -168,7 +172,7 @@ func (o *objectOpening) wait() (domain.Object, error) {
 func (o *objectOpening) discard() {
 	go func() {
 		if obj, err := o.wait(); err == nil {
-			obj.Close()
+			release(obj)
 		}
 	}()
 }

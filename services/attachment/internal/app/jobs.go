@@ -83,7 +83,7 @@ func (s *Service) rescan(ctx context.Context, a *domain.Attachment) (domain.Verd
 		}
 		return domain.Verdict{}, err, nil
 	}
-	defer obj.Close()
+	defer release(obj)
 	r, err := crypto.NewStreamReader(obj, obj.Size(), dek, streamAAD(a))
 	if err != nil {
 		return domain.Verdict{}, objectErr(err), nil

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"sync"
@@ -250,14 +251,14 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 	}()
 
 	hash := sha256.New()
-	scanner := &bestEffortWriter{w: scanW}
+	scanner := &scanFeed{w: scanW}
 	enc, err := crypto.NewStreamWriter(objW, dek, streamAAD(a))
 	if err == nil {
 		err = copyChunks(io.MultiReader(bytes.NewReader(head), body), a.SizeBytes, hash, scanner, enc)
 	}
 	if err == nil {
 		// The scanner has every byte: let it scan while the last segment is sealed and sent.
-		scanW.Close()
+		_ = scanW.Close() // a pipe's Close always succeeds
 		err = enc.Close()
 	}
 	if err != nil {
@@ -270,7 +271,7 @@ func (s *Service) store(ctx context.Context, a *domain.Attachment, dek []byte, b
 		}
 		return domain.Verdict{}, nil, err
 	}
-	objW.Close()
+	_ = objW.Close() // a pipe's Close always succeeds
 	wg.Wait()
 	if putErr != nil {
 		return domain.Verdict{}, nil, putErr
@@ -321,7 +322,7 @@ var (
 
 // copyChunks copies exactly size bytes from r to each writer in turn, refusing a stream that
 // is longer or shorter than declared.
-func copyChunks(r io.Reader, size int64, hash io.Writer, scan io.Writer, enc io.Writer) error {
+func copyChunks(r io.Reader, size int64, hash hash.Hash, scan *scanFeed, enc io.Writer) error {
 	buf := make([]byte, 64<<10)
 	var total int64
 	for {
@@ -332,7 +333,7 @@ func copyChunks(r io.Reader, size int64, hash io.Writer, scan io.Writer, enc io.
 				return usererr.Newf(usererr.InvalidArgument, "SIZE_MISMATCH", "received more bytes than the declared %d", size)
 			}
 			hash.Write(buf[:n])
-			scan.Write(buf[:n])
+			scan.feed(buf[:n])
 			if _, err := enc.Write(buf[:n]); err != nil {
 				return err
 			}
@@ -349,20 +350,21 @@ func copyChunks(r io.Reader, size int64, hash io.Writer, scan io.Writer, enc io.
 	}
 }
 
-// bestEffortWriter feeds the scanner; once the scanner stops (clamd down or failing), further
-// writes are dropped so the upload continues and the file waits for a re-scan instead.
-type bestEffortWriter struct {
+// scanFeed feeds the scanner on a best-effort basis: once the scanner stops (clamd down or
+// failing), further bytes are dropped so the upload continues and the file waits for a re-scan
+// instead.
+type scanFeed struct {
 	w      io.Writer
 	failed bool
 }
 
-func (b *bestEffortWriter) Write(p []byte) (int, error) {
+// feed passes p on to the scanner unless it has stopped.
+func (b *scanFeed) feed(p []byte) {
 	if !b.failed {
 		if _, err := b.w.Write(p); err != nil {
 			b.failed = true
 		}
 	}
-	return len(p), nil
 }
 
 // abandon removes what a failed upload left: the object (if any part of it was stored) and

@@ -107,7 +107,9 @@ func Docx(t testing.TB) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.Write([]byte(f.body))
+		if _, err := w.Write([]byte(f.body)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := z.Close(); err != nil {
 		t.Fatal(err)

@@ -75,7 +75,7 @@ func decodeChunkOnly(data mem.BufferSlice, req *attachmentv1.UploadAttachmentReq
 		return false
 	}
 	size, ln := protowire.ConsumeVarint(h[tn:])
-	if ln < 0 || size > MaxChunkBytes || uint64(data.Len()) != uint64(tn+ln)+size {
+	if ln < 0 || size > MaxChunkBytes || uint64(data.Len()) != uint64(tn+ln)+size { //nolint:gosec // G115: lengths, never negative
 		return false
 	}
 	req.Reset()
@@ -195,7 +195,8 @@ func marshalDownloadChunk(resp *attachmentv1.DownloadAttachmentResponse) (mem.Bu
 	owned := chunk // the buffer's pointer for the pool: its capacity is the whole buffer
 	out := mem.BufferSlice{mem.SliceBuffer(head), mem.NewBuffer(&owned, downloadBuffers)}
 	if off := resp.GetOffset(); off != 0 {
-		out = append(out, mem.SliceBuffer(protowire.AppendVarint(protowire.AppendTag(make([]byte, 0, 12), 3, protowire.VarintType), uint64(off))))
+		// An int64 field is a varint of its two's-complement bits, as proto.Marshal writes it.
+		out = append(out, mem.SliceBuffer(protowire.AppendVarint(protowire.AppendTag(make([]byte, 0, 12), 3, protowire.VarintType), uint64(off)))) //nolint:gosec // G115: intended, see above
 	}
 	return out, true
 }

@@ -134,7 +134,7 @@ func (h *Handler) DownloadAttachment(req *attachmentv1.DownloadAttachmentRequest
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // read-only: whatever was sent is sent
 	if err := stream.Send(&attachmentv1.DownloadAttachmentResponse{Attachment: toProto(d.Attachment), Offset: d.Offset}); err != nil {
 		return err
 	}

@@ -121,7 +121,8 @@ func TestAccessToAttachments(t *testing.T) {
 		before = e.stub.calls.Load()
 		ctx = e.as(t, servicetest.OtherPatient)
 		for range 2 {
-			download(ctx, e.api, draft.GetAttachmentId(), 0, 0)
+			_, _, err := download(ctx, e.api, draft.GetAttachmentId(), 0, 0)
+			wantCode(t, "DownloadAttachment(as the other patient)", err, codes.PermissionDenied)
 		}
 		if got := e.stub.calls.Load() - before; got != 2 {
 			t.Errorf("CheckMessageAccess calls for 2 denied downloads = %d, want 2", got)

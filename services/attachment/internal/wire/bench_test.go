@@ -79,7 +79,9 @@ func BenchmarkThroughput(b *testing.B) {
 			if n, err := io.Copy(io.Discard, obj); err != nil || n != int64(size) {
 				b.Fatalf("GetObject = %d, %v", n, err)
 			}
-			obj.Close()
+			if err := obj.Close(); err != nil {
+				b.Fatal(err)
+			}
 		}
 		b.Run("download/"+label, func(b *testing.B) { compareThroughput(b, size, download, plainGet) })
 		// Ciphertext expansion of the stored object, beyond the plaintext size.

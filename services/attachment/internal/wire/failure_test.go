@@ -41,7 +41,7 @@ func startMinIO(t *testing.T) *scratchMinIO {
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close() // only the status matters
 		return resp.StatusCode == http.StatusOK
 	})
 	return m
@@ -69,8 +69,10 @@ func TestMinIOStoppedMidUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream.Send(&attachmentv1.UploadAttachmentRequest{Payload: &attachmentv1.UploadAttachmentRequest_Metadata{Metadata: &attachmentv1.UploadMetadata{
-		FileName: "during.txt", DeclaredMediaType: "text/plain", DeclaredSizeBytes: int64(len(data))}}})
+	if err := stream.Send(&attachmentv1.UploadAttachmentRequest{Payload: &attachmentv1.UploadAttachmentRequest_Metadata{Metadata: &attachmentv1.UploadMetadata{
+		FileName: "during.txt", DeclaredMediaType: "text/plain", DeclaredSizeBytes: int64(len(data))}}}); err != nil {
+		t.Fatal(err)
+	}
 	const chunk = 256 << 10
 	for off := 0; off < len(data); off += chunk {
 		if off == 8<<20 {

@@ -78,7 +78,9 @@ func deadAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return addr
 }
 
@@ -191,7 +193,7 @@ func (e *env) objects(t testing.TB) map[string][]byte {
 			t.Fatal(err)
 		}
 		b, err := io.ReadAll(obj)
-		obj.Close()
+		_ = obj.Close() // read-only; ReadAll's error is the one that matters
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,15 +425,6 @@ func (s *messagingStub) allow(target, subject, patient string) {
 	s.set(target, subject, &messagingv1.CheckMessageAccessResponse{Allowed: true, ReasonCode: "own_thread", PatientId: patient, PoolId: "pool-cardiology"})
 }
 
-// deny makes target exist for nobody but those allowed.
-func (s *messagingStub) exists(target string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.rules[target] == nil {
-		s.rules[target] = map[string]*messagingv1.CheckMessageAccessResponse{}
-	}
-}
-
 func (s *messagingStub) set(target, subject string, r *messagingv1.CheckMessageAccessResponse) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -459,12 +452,6 @@ func (s *messagingStub) CheckMessageAccess(ctx context.Context, req *messagingv1
 		return r, nil
 	}
 	return &messagingv1.CheckMessageAccessResponse{Allowed: false, ReasonCode: "no_grant"}, nil
-}
-
-// deadlineWait polls ok until it holds or 15 s pass.
-func deadlineWait(t testing.TB, what string, ok func() bool) {
-	t.Helper()
-	testkit.WaitFor(t, 15*time.Second, what, ok)
 }
 
 // wireS3 is the stack's bucket under prefix.

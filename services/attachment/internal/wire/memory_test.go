@@ -87,7 +87,9 @@ func streamDownload(ctx context.Context, api attachmentv1.AttachmentServiceClien
 		if err != nil {
 			return n, err
 		}
-		w.Write(msg.GetChunk())
+		if _, err := w.Write(msg.GetChunk()); err != nil {
+			return n, err
+		}
 		n += int64(len(msg.GetChunk()))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -13,6 +14,7 @@ import (
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/wire"
+	"github.com/securemsg/securemsg/services/internal/testkit"
 	"github.com/securemsg/securemsg/services/internal/testkit/servicetest"
 )
 
@@ -123,9 +125,13 @@ func TestUploadStreamProtocol(t *testing.T) {
 			t.Fatal(err)
 		}
 		data := textFile("cancel", 2<<20)
-		stream.Send(&attachmentv1.UploadAttachmentRequest{Payload: &attachmentv1.UploadAttachmentRequest_Metadata{Metadata: &attachmentv1.UploadMetadata{
-			FileName: "c.txt", DeclaredMediaType: "text/plain", DeclaredSizeBytes: int64(len(data))}}})
-		stream.Send(&attachmentv1.UploadAttachmentRequest{Payload: &attachmentv1.UploadAttachmentRequest_Chunk{Chunk: data[:1<<20]}})
+		if err := stream.Send(&attachmentv1.UploadAttachmentRequest{Payload: &attachmentv1.UploadAttachmentRequest_Metadata{Metadata: &attachmentv1.UploadMetadata{
+			FileName: "c.txt", DeclaredMediaType: "text/plain", DeclaredSizeBytes: int64(len(data))}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&attachmentv1.UploadAttachmentRequest{Payload: &attachmentv1.UploadAttachmentRequest_Chunk{Chunk: data[:1<<20]}}); err != nil {
+			t.Fatal(err)
+		}
 		cancel()
 		if _, err := stream.CloseAndRecv(); err == nil {
 			t.Fatal("cancelled upload succeeded")
@@ -139,7 +145,7 @@ func TestUploadStreamProtocol(t *testing.T) {
 func waitNoRows(t *testing.T, e *env) {
 	t.Helper()
 	var n int
-	deadlineWait(t, "rows of the cancelled upload removed", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "rows of the cancelled upload removed", func() bool {
 		_ = e.h.Proc.Pool.QueryRow(t.Context(), `SELECT count(*) FROM attachments`).Scan(&n)
 		return n == 0 && len(e.objects(t)) == 0
 	})

@@ -174,7 +174,7 @@ func startService(t testing.TB, bin string, extra map[string]string) *service {
 		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
-			c.Close()
+			_ = c.Close() // only that it answered matters
 		}
 		return err == nil
 	})
@@ -182,7 +182,7 @@ func startService(t testing.TB, bin string, extra map[string]string) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { _ = conn.Close() })
 	s.api = attachmentv1.NewAttachmentServiceClient(conn)
 	s.token = issuer.Mint(t, servicetest.Patient.Claims(issuer))
 	return s
