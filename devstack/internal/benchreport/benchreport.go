@@ -125,18 +125,27 @@ func shortPkg(pkg string) string {
 // WriteTable prints the comparisons, then the measurements, as aligned text.
 func (r Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BENCHMARK\tVALUE\tBASELINE\tUNIT\tRATIO")
+	var err error // the first failed write; later ones are skipped
+	printf := func(format string, args ...any) {
+		if err == nil {
+			_, err = fmt.Fprintf(tw, format, args...)
+		}
+	}
+	printf("BENCHMARK\tVALUE\tBASELINE\tUNIT\tRATIO\n")
 	cs := append([]Comparison(nil), r.Comparisons...)
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\n", c.Name, num(c.Value), num(c.Baseline), c.Unit, c.Ratio)
+		printf("%s\t%s\t%s\t%s\t%.3f\n", c.Name, num(c.Value), num(c.Baseline), c.Unit, c.Ratio)
 	}
 	if len(r.Measurements) > 0 {
-		fmt.Fprintln(tw, "\t\t\t\t")
-		fmt.Fprintln(tw, "MEASUREMENT\tVALUE\t\tUNIT\t")
+		printf("\t\t\t\t\n")
+		printf("MEASUREMENT\tVALUE\t\tUNIT\t\n")
 		for _, m := range r.Measurements {
-			fmt.Fprintf(tw, "%s\t%s\t\t%s\t\n", m.Name, num(m.Value), m.Unit)
+			printf("%s\t%s\t\t%s\t\n", m.Name, num(m.Value), m.Unit)
 		}
+	}
+	if err != nil {
+		return err
 	}
 	return tw.Flush()
 }

@@ -24,8 +24,8 @@ func (b *backend) pathKeysConfig() *framework.Path {
 			"allow_plaintext_backup": {Type: framework.TypeBool, Description: "Recorded only; cannot be unset"},
 			"auto_rotate_period":     {Type: framework.TypeDurationSecond, Description: "Recorded only"},
 		},
-		Callbacks: map[logical.Operation]framework.OperationFunc{
-			logical.UpdateOperation: b.pathKeysConfigWrite,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathKeysConfigWrite},
 		},
 		HelpSynopsis: "Configure a named key.",
 	}

@@ -27,8 +27,8 @@ func (b *backend) pathDatakey() *framework.Path {
 			"key_version":     {Type: framework.TypeInt, Description: "Key version to wrap with (0 = latest)"},
 			"associated_data": {Type: framework.TypeString, Description: "Base64 AEAD associated data"},
 		},
-		Callbacks: map[logical.Operation]framework.OperationFunc{
-			logical.UpdateOperation: b.pathDatakeyWrite,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathDatakeyWrite},
 		},
 		HelpSynopsis: "Generate a data key wrapped by a named key.",
 	}

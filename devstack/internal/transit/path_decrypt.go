@@ -14,8 +14,8 @@ func (b *backend) pathDecrypt() *framework.Path {
 	return &framework.Path{
 		Pattern: "decrypt/" + framework.GenericNameRegex("name"),
 		Fields:  cryptFields(),
-		Callbacks: map[logical.Operation]framework.OperationFunc{
-			logical.UpdateOperation: b.pathDecryptWrite,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathDecryptWrite},
 		},
 		HelpSynopsis: "Decrypt a vault:vN: ciphertext with a named key.",
 	}

@@ -18,9 +18,9 @@ func (b *backend) pathEncrypt() *framework.Path {
 	return &framework.Path{
 		Pattern: "encrypt/" + framework.GenericNameRegex("name"),
 		Fields:  cryptFields(),
-		Callbacks: map[logical.Operation]framework.OperationFunc{
-			logical.CreateOperation: b.pathEncryptWrite,
-			logical.UpdateOperation: b.pathEncryptWrite,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.CreateOperation: &framework.PathOperation{Callback: b.pathEncryptWrite},
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathEncryptWrite},
 		},
 		// Like Vault, encrypting with a missing key creates it (a CreateOperation).
 		ExistenceCheck: b.keyExists,

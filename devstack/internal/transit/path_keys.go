@@ -15,8 +15,8 @@ import (
 func (b *backend) pathListKeys() *framework.Path {
 	return &framework.Path{
 		Pattern: "keys/?$",
-		Callbacks: map[logical.Operation]framework.OperationFunc{
-			logical.ListOperation: b.pathKeysList,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: &framework.PathOperation{Callback: b.pathKeysList},
 		},
 		HelpSynopsis: "List the named keys.",
 	}
@@ -35,10 +35,10 @@ func (b *backend) pathKeys() *framework.Path {
 			"auto_rotate_period":     {Type: framework.TypeDurationSecond, Default: 0, Description: "Recorded only: this server never rotates on its own"},
 			"context":                {Type: framework.TypeString, Description: "Accepted for compatibility; symmetric keys have no public part"},
 		},
-		Callbacks: map[logical.Operation]framework.OperationFunc{
-			logical.UpdateOperation: b.pathPolicyWrite,
-			logical.ReadOperation:   b.pathPolicyRead,
-			logical.DeleteOperation: b.pathPolicyDelete,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathPolicyWrite},
+			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathPolicyRead},
+			logical.DeleteOperation: &framework.PathOperation{Callback: b.pathPolicyDelete},
 		},
 		HelpSynopsis: "Create, read and delete named keys.",
 	}

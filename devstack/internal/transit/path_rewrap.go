@@ -17,8 +17,8 @@ func (b *backend) pathRewrap() *framework.Path {
 	return &framework.Path{
 		Pattern: "rewrap/" + framework.GenericNameRegex("name"),
 		Fields:  cryptFields(),
-		Callbacks: map[logical.Operation]framework.OperationFunc{
-			logical.UpdateOperation: b.pathRewrapWrite,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRewrapWrite},
 		},
 		HelpSynopsis: "Re-encrypt ciphertext under the latest (or given) key version; no plaintext leaves the server.",
 	}

@@ -16,8 +16,8 @@ func (b *backend) pathRotate() *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"name": {Type: framework.TypeString, Description: "Name of the key"},
 		},
-		Callbacks: map[logical.Operation]framework.OperationFunc{
-			logical.UpdateOperation: b.pathRotateWrite,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRotateWrite},
 		},
 		HelpSynopsis: "Rotate a named key.",
 	}

@@ -181,7 +181,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, reqID string) str
 		return ""
 	}
 	var data map[string]any
-	if op == logical.UpdateOperation || op == logical.DeleteOperation {
+	switch op {
+	case logical.UpdateOperation, logical.DeleteOperation:
 		var err error
 		if data, err = parseJSONBody(w, r); err != nil {
 			status := http.StatusBadRequest
@@ -192,7 +193,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, reqID string) str
 			logical.RespondError(w, status, err)
 			return ""
 		}
-	} else if op == logical.ReadOperation {
+	case logical.ReadOperation:
 		// Vault hands GET query parameters to the engine as request data.
 		for k, v := range r.URL.Query() {
 			if data == nil {
@@ -272,7 +273,7 @@ func (s *Server) handleLogical(w http.ResponseWriter, r *http.Request, op logica
 	}
 	s.mu.RUnlock()
 	if m == nil {
-		logical.RespondError(w, http.StatusNotFound, fmt.Errorf("no handler for route %q. route entry not found.", path))
+		logical.RespondError(w, http.StatusNotFound, fmt.Errorf("no handler for route %q. route entry not found.", path)) //nolint:revive,staticcheck // Vault's exact wording
 		return ""
 	}
 	subPath := strings.TrimPrefix(path, m.entry.Path)
@@ -396,9 +397,9 @@ func (s *Server) handleSys(w http.ResponseWriter, r *http.Request, op logical.Op
 		}
 		switch op {
 		case logical.UpdateOperation:
-			return s.enableMount(w, r.Context(), p, data)
+			return s.enableMount(r.Context(), w, p, data)
 		case logical.DeleteOperation:
-			return s.disableMount(w, r.Context(), p)
+			return s.disableMount(r.Context(), w, p)
 		case logical.ReadOperation:
 			s.readMount(w, p, reqID)
 		default:
@@ -466,7 +467,7 @@ func (s *Server) readMount(w http.ResponseWriter, p, reqID string) {
 	m, ok := s.mounts[p]
 	s.mu.RUnlock()
 	if !ok {
-		logical.RespondError(w, http.StatusBadRequest, fmt.Errorf("No secret engine mount at %s", p))
+		logical.RespondError(w, http.StatusBadRequest, fmt.Errorf("No secret engine mount at %s", p)) //nolint:revive,staticcheck // Vault's exact wording
 		return
 	}
 	respondJSON(w, http.StatusOK, &logical.HTTPResponse{
@@ -476,7 +477,7 @@ func (s *Server) readMount(w http.ResponseWriter, p, reqID string) {
 	})
 }
 
-func (s *Server) enableMount(w http.ResponseWriter, ctx context.Context, p string, data map[string]any) string {
+func (s *Server) enableMount(ctx context.Context, w http.ResponseWriter, p string, data map[string]any) string {
 	typ, _ := data["type"].(string)
 	desc, _ := data["description"].(string)
 	switch typ {
@@ -525,7 +526,7 @@ func (s *Server) allMountPathsLocked() map[string]struct{} {
 
 // disableMount unmounts and deletes the engine's keys; like Vault it answers 204 even when
 // nothing was mounted there.
-func (s *Server) disableMount(w http.ResponseWriter, ctx context.Context, p string) string {
+func (s *Server) disableMount(ctx context.Context, w http.ResponseWriter, p string) string {
 	if _, ok := builtinMounts[p]; ok {
 		logical.RespondError(w, http.StatusBadRequest, fmt.Errorf("cannot unmount %q", p))
 		return ""

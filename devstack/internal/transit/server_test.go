@@ -172,7 +172,7 @@ func TestSuiteRealVault(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	ln.Close()
+	_ = ln.Close() // only the port was wanted
 	const token = "real-vault-token"
 	cmd := exec.Command(bin, "server", "-dev", "-dev-root-token-id="+token, "-dev-listen-address="+addr)
 	cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
@@ -344,7 +344,7 @@ func transitdevBinary(t *testing.T) string {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if builtBin != "" {
-		os.RemoveAll(filepath.Dir(builtBin))
+		_ = os.RemoveAll(filepath.Dir(builtBin)) // a temp folder; nothing to do if it stays
 	}
 	os.Exit(code)
 }
@@ -376,7 +376,7 @@ func startProcess(t *testing.T, bin string, args ...string) *process {
 	}
 	go func() {
 		err := p.cmd.Wait()
-		pw.Close()
+		_ = pw.Close() // ends the reader goroutine; the process already exited
 		p.done <- err
 	}()
 	addrc := make(chan string, 1)

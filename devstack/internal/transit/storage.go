@@ -179,17 +179,17 @@ func (s *fileStorage) persistLocked() error {
 		return fmt.Errorf("persist state: %w", err)
 	}
 	tmpName := tmp.Name()
-	defer os.Remove(tmpName) // no-op after a successful rename
+	defer func() { _ = os.Remove(tmpName) }() // no-op after a successful rename
 	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write already failed; that error is the one to report
 		return fmt.Errorf("persist state: %w", err)
 	}
 	if _, err := tmp.Write(raw); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write already failed; that error is the one to report
 		return fmt.Errorf("persist state: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write already failed; that error is the one to report
 		return fmt.Errorf("persist state: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
