@@ -467,7 +467,7 @@ func (s *Server) readMount(w http.ResponseWriter, p, reqID string) {
 	m, ok := s.mounts[p]
 	s.mu.RUnlock()
 	if !ok {
-		logical.RespondError(w, http.StatusBadRequest, fmt.Errorf("No secret engine mount at %s", p)) //nolint:revive,staticcheck // Vault's exact wording
+		logical.RespondError(w, http.StatusBadRequest, fmt.Errorf("No secret engine mount at %s", p)) //nolint:staticcheck // Vault's exact wording
 		return
 	}
 	respondJSON(w, http.StatusOK, &logical.HTTPResponse{
