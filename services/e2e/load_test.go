@@ -127,19 +127,20 @@ func (r *recorder) print(w *os.File, elapsed time.Duration) (total, errs int) {
 		sorted = append(sorted, n)
 	}
 	sort.Strings(sorted)
-	fmt.Fprintf(w, "\n%-20s %8s %9s %10s %10s %10s %7s\n", "rpc", "calls", "calls/s", "p50", "p99", "max", "errors")
+	// The report goes to the test output; a failed write there has nowhere better to go.
+	_, _ = fmt.Fprintf(w, "\n%-20s %8s %9s %10s %10s %10s %7s\n", "rpc", "calls", "calls/s", "p50", "p99", "max", "errors")
 	for _, n := range sorted {
 		l := slices.Clone(r.lat[n])
 		slices.Sort(l)
 		calls := len(l) + r.errs[n]
 		total += calls
 		errs += r.errs[n]
-		fmt.Fprintf(w, "%-20s %8d %9.1f %10s %10s %10s %7d\n", n, calls, float64(calls)/elapsed.Seconds(),
+		_, _ = fmt.Fprintf(w, "%-20s %8d %9.1f %10s %10s %10s %7d\n", n, calls, float64(calls)/elapsed.Seconds(),
 			pct(l, 0.50), pct(l, 0.99), pct(l, 1), r.errs[n])
 	}
 	for _, n := range sorted {
 		if err := r.first[n]; err != nil {
-			fmt.Fprintf(w, "  first %s error: %v\n", n, err)
+			_, _ = fmt.Fprintf(w, "  first %s error: %v\n", n, err)
 		}
 	}
 	return total, errs

@@ -168,7 +168,7 @@ func floodConn(ctx context.Context, addr string, cfg *tls.Config, token string, 
 		return 0, err
 	}
 	conn := raw.(*tls.Conn)
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // also closed by ctx; the second close only reports that
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {

@@ -112,7 +112,7 @@ func (s *Stack) keepLogs(tb testing.TB) {
 			err = os.MkdirAll(dst, 0o755)
 		}
 		if err == nil {
-			err = os.WriteFile(filepath.Join(dst, filepath.Base(log)), data, 0o644)
+			err = os.WriteFile(filepath.Join(dst, filepath.Base(log)), data, 0o644) //nolint:gosec // G703: names from the stack's own temp dir
 		}
 		if err != nil {
 			tb.Logf("privstack: keep logs of the failed test: %v", err)

@@ -52,7 +52,7 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "error:", err)
 			return 1
 		}
-		defer lock.Close()
+		defer func() { _ = lock.Close() }() // releases the lock; exiting would too
 		stopped, err := supervisor.New(cfg).Down()
 		if len(stopped) > 0 {
 			fmt.Println("stopped:", strings.Join(stopped, " "))
@@ -77,7 +77,7 @@ func up(ctx context.Context, cfg supervisor.Config) int {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		return 1
 	}
-	defer lock.Close()
+	defer func() { _ = lock.Close() }() // releases the lock; exiting would too
 	cfg.Logf = func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 	fmt.Println("securemsg dev stack: up")
 	s := supervisor.New(cfg)

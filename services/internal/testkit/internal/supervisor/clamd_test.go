@@ -2,7 +2,7 @@ package supervisor_test
 
 import (
 	"bytes"
-	"crypto/md5"
+	"crypto/md5" //nolint:gosec // G501: eicar.org publishes the test file's MD5
 	"encoding/hex"
 	"strings"
 	"testing"
@@ -17,7 +17,7 @@ import (
 func TestEICARIsTheStandardFile(t *testing.T) {
 	t.Parallel()
 	e := supervisor.EICAR()
-	sum := md5.Sum(e)
+	sum := md5.Sum(e) //nolint:gosec // G401: compared with the published digest only
 	// The size and digest published by eicar.org; the stack's .hdb signature is computed from
 	// the same bytes.
 	if got, want := hex.EncodeToString(sum[:]), "44d88612fea8a8f36de82e1278abb02f"; len(e) != 68 || got != want {

@@ -133,7 +133,7 @@ func (s *Stack) initdb(ctx context.Context, p *process) error {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		p.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		p.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)} //nolint:gosec // G115: Linux ids are 32-bit
 		if err := os.Chown(dir, uid, gid); err != nil {
 			return fmt.Errorf("postgres: chown cluster folder: %w", err)
 		}
@@ -533,7 +533,7 @@ func httpDo(req *http.Request) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only: the body was read
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return strings.TrimSpace(string(body)), resp.StatusCode, err
 }

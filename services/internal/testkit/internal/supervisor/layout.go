@@ -92,12 +92,15 @@ type Config struct {
 	BuildDir                           string                           // where binaries go; "": one folder per process
 }
 
+// The dev stack's well-known MinIO credentials, on loopback only (`make status` prints them).
+const devS3AccessKey, devS3SecretKey = "securemsg-dev", "securemsg-dev-secret" //nolint:gosec // G101: dev-only, documented
+
 // DevConfig is the dev stack of the checkout at root, its state in root/.tmp/stack.
 func DevConfig(root string) Config {
 	return Config{
 		Detached: true, Root: root, Dir: filepath.Join(root, ".tmp", "stack"), Ports: DevPorts(),
 		Database:    DevDatabase(root),
-		S3AccessKey: "securemsg-dev", S3SecretKey: "securemsg-dev-secret", S3Bucket: "securemsg-attachments",
+		S3AccessKey: devS3AccessKey, S3SecretKey: devS3SecretKey, S3Bucket: "securemsg-attachments",
 		VaultToken: "root", Services: Services, StartTimeout: 60 * time.Second,
 		BuildDir: filepath.Join(root, ".tmp", "stack", "bin"),
 	}
@@ -182,7 +185,7 @@ func FreePort() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("pick a free port: %w", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // only the port number was wanted
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

@@ -82,8 +82,10 @@ func (p *process) start() error {
 	if err != nil {
 		return fmt.Errorf("supervisor: %s: open log: %w", p.name, err)
 	}
-	defer logf.Close() // the child has its own copy of the descriptor
-	fmt.Fprintf(logf, "--- supervisor: starting %s at %s\n", p.name, time.Now().Format(time.RFC3339Nano))
+	defer func() { _ = logf.Close() }() // the child has its own copy of the descriptor
+	if _, err := fmt.Fprintf(logf, "--- supervisor: starting %s at %s\n", p.name, time.Now().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("supervisor: %s: write log: %w", p.name, err)
+	}
 
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Env = p.env
@@ -203,7 +205,7 @@ func (p *process) changed(rec record) string {
 func (p *process) settingsHash() string {
 	h := sha256.New()
 	for _, s := range append(append([]string{p.path}, p.args...), p.settings...) {
-		fmt.Fprintf(h, "%d:%s\n", len(s), s)
+		_, _ = fmt.Fprintf(h, "%d:%s\n", len(s), s) // a hash.Hash never fails to write
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -452,7 +454,7 @@ func fileSHA256(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err
