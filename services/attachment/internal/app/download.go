@@ -58,11 +58,7 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 	if offset < 0 || length < 0 {
 		return nil, usererr.New(usererr.InvalidArgument, "INVALID_RANGE", "offset and length must not be negative")
 	}
-	a, err := s.visible(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	acc, err := s.authorize(ctx, p, a, domain.AccessDownload)
+	a, acc, err := s.readable(ctx, p, id, domain.AccessDownload)
 	if err != nil {
 		return nil, err
 	}
@@ -183,11 +179,7 @@ func (s *Service) GetAttachment(ctx context.Context, p *auth.Principal, id strin
 	if err := checkUUID(id); err != nil {
 		return nil, err
 	}
-	a, err := s.visible(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	acc, err := s.authorize(ctx, p, a, domain.AccessRead)
+	a, acc, err := s.readable(ctx, p, id, domain.AccessRead)
 	if err != nil {
 		return nil, err
 	}
@@ -208,16 +200,21 @@ func (s *Service) GetAttachment(ctx context.Context, p *auth.Principal, id strin
 	return a, nil
 }
 
-// visible loads an attachment that callers may know about (not uploading, not deleted).
-func (s *Service) visible(ctx context.Context, id string) (*domain.Attachment, error) {
+// readable loads an attachment callers may know about (not uploading, not deleted) that p may
+// act on with action (authorize), with messaging's answer.
+func (s *Service) readable(ctx context.Context, p *auth.Principal, id string, action domain.AccessAction) (*domain.Attachment, domain.Access, error) {
 	a, err := s.attachments.Attachment(ctx, id)
 	if err != nil {
-		return nil, s.dbFail(err)
+		return nil, domain.Access{}, s.dbFail(err)
 	}
 	if !a.State.Visible() {
-		return nil, domain.ErrAttachmentNotFound
+		return nil, domain.Access{}, domain.ErrAttachmentNotFound
 	}
-	return a, nil
+	acc, err := s.authorize(ctx, p, a, action)
+	if err != nil {
+		return nil, domain.Access{}, err
+	}
+	return a, acc, nil
 }
 
 // openName decrypts a's sealed file name into a.FileName.

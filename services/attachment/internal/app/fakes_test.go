@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,19 +135,18 @@ func (f *fixture) bind(t *testing.T, a *domain.Attachment, thread, msg string) (
 
 // auditRecords decodes the audit records committed so far.
 func (f *fixture) auditRecords(t *testing.T) []*eventsv1.AuditRecord {
-	t.Helper()
-	var out []*eventsv1.AuditRecord
-	for _, r := range f.repo.Rows() {
-		if r.Subject != auditlog.DefaultSubjectPrefix+".attachment" {
-			continue
+	return committed(t, f, auditlog.DefaultSubjectPrefix+".attachment", func() *eventsv1.AuditRecord { return &eventsv1.AuditRecord{} })
+}
+
+// countAudit counts the records of action with reason.
+func (f *fixture) countAudit(t *testing.T, action eventsv1.Action, reason string) int {
+	n := 0
+	for _, r := range f.auditRecords(t) {
+		if r.GetAction() == action && r.GetReasonCode() == reason {
+			n++
 		}
-		rec := &eventsv1.AuditRecord{}
-		if err := proto.Unmarshal(r.Payload, rec); err != nil {
-			t.Fatalf("decode audit record: %v", err)
-		}
-		out = append(out, rec)
 	}
-	return out
+	return n
 }
 
 // findAudit returns the records of action on record id.
@@ -163,17 +163,20 @@ func (f *fixture) findAudit(t *testing.T, action eventsv1.Action, id string) []*
 
 // scanned decodes the AttachmentScanned events committed so far.
 func (f *fixture) scanned(t *testing.T) []*eventsv1.AttachmentScanned {
+	return committed(t, f, "securemsg.events.attachment.scanned", func() *eventsv1.AttachmentScanned { return &eventsv1.AttachmentScanned{} })
+}
+
+// committed decodes the committed outbox rows on subject into messages newMsg makes.
+func committed[M proto.Message](t *testing.T, f *fixture, subject string, newMsg func() M) []M {
 	t.Helper()
-	var out []*eventsv1.AttachmentScanned
+	var out []M
 	for _, r := range f.repo.Rows() {
-		if r.Subject != "securemsg.events.attachment.scanned" {
-			continue
+		if m := newMsg(); r.Subject == subject {
+			if err := proto.Unmarshal(r.Payload, m); err != nil {
+				t.Fatalf("decode a %s row: %v", subject, err)
+			}
+			out = append(out, m)
 		}
-		ev := &eventsv1.AttachmentScanned{}
-		if err := proto.Unmarshal(r.Payload, ev); err != nil {
-			t.Fatalf("decode event: %v", err)
-		}
-		out = append(out, ev)
 	}
 	return out
 }
@@ -210,7 +213,7 @@ func (c *clock) advance(d time.Duration) {
 type objects struct {
 	mu   sync.Mutex
 	m    map[string][]byte
-	down bool
+	down atomic.Bool
 }
 
 var errStoreDown = usererr.Wrap(usererr.Unavailable, "OBJECT_STORE_UNAVAILABLE", "object storage unavailable", errors.New("connection refused"))
@@ -222,7 +225,7 @@ func (o *objects) Put(_ context.Context, name string, r io.Reader, size int64) e
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.down {
+	if o.down.Load() {
 		return errStoreDown
 	}
 	o.m[name] = b
@@ -232,7 +235,7 @@ func (o *objects) Put(_ context.Context, name string, r io.Reader, size int64) e
 func (o *objects) Open(_ context.Context, name string, _ domain.ReadHint) (domain.Object, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.down {
+	if o.down.Load() {
 		return nil, errStoreDown
 	}
 	b, ok := o.m[name]
@@ -245,7 +248,7 @@ func (o *objects) Open(_ context.Context, name string, _ domain.ReadHint) (domai
 func (o *objects) Remove(_ context.Context, name string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.down {
+	if o.down.Load() {
 		return errStoreDown
 	}
 	delete(o.m, name)
@@ -277,16 +280,9 @@ type object struct{ *bytes.Reader }
 
 func (object) Close() error { return nil }
 
-// scanner finds EICAR, or fails when down.
+// scanner finds EICAR, or fails while down.
 type scanner struct {
-	mu   sync.Mutex
-	down bool
-}
-
-func (s *scanner) setDown(down bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.down = down
+	down atomic.Bool
 }
 
 func (s *scanner) Scan(_ context.Context, r io.Reader) (domain.Verdict, error) {
@@ -294,9 +290,7 @@ func (s *scanner) Scan(_ context.Context, r io.Reader) (domain.Verdict, error) {
 	if err != nil {
 		return domain.Verdict{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down {
+	if s.down.Load() {
 		return domain.Verdict{}, errors.New("clamd: no verdict: connection refused")
 	}
 	if bytes.Contains(b, []byte("EICAR-STANDARD-ANTIVIRUS-TEST-FILE")) {
@@ -370,21 +364,11 @@ func (d *deks) OpenDEK(_ context.Context, _, wrapped string) ([]byte, error) {
 // cannot be written.
 type failingAudit struct {
 	domain.AuditWriter
-	mu     sync.Mutex
-	refuse bool
-}
-
-func (a *failingAudit) setRefuse(refuse bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.refuse = refuse
+	refuse atomic.Bool
 }
 
 func (a *failingAudit) WriteAudit(ctx context.Context, rows []outbox.Event) error {
-	a.mu.Lock()
-	refuse := a.refuse
-	a.mu.Unlock()
-	if refuse {
+	if a.refuse.Load() {
 		return domain.NotRecorded(errors.New("outbox unavailable"))
 	}
 	return a.AuditWriter.WriteAudit(ctx, rows)

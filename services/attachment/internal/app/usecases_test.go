@@ -174,7 +174,7 @@ func TestUploadQuotaAndRetries(t *testing.T) {
 func TestScannerDownThenRescan(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.scanner.setDown(true)
+	f.scanner.down.Store(true)
 	clean := f.mustUpload(t, patient, app.UploadRequest{}, text(1000))
 	infected := f.mustUpload(t, patient, app.UploadRequest{}, eicar())
 	for _, a := range []*domain.Attachment{clean, infected} {
@@ -189,7 +189,7 @@ func TestScannerDownThenRescan(t *testing.T) {
 	if n, err := f.svc.RescanPending(t.Context(), 10); err != nil || n != 0 {
 		t.Errorf("RescanPending(scanner still down) = %d, %v, want 0, nil", n, err)
 	}
-	f.scanner.setDown(false)
+	f.scanner.down.Store(false)
 	if n, err := f.svc.RescanPending(t.Context(), 10); err != nil || n != 2 {
 		t.Fatalf("RescanPending(scanner back) = %d, %v, want 2", n, err)
 	}
@@ -301,14 +301,8 @@ func TestDownloadRanges(t *testing.T) {
 			}
 		})
 	}
-	var ranged int
-	for _, r := range f.findAudit(t, eventsv1.Action_ACTION_DOWNLOAD, a.ID) {
-		if r.GetReasonCode() == "range" {
-			ranged++
-		}
-	}
-	if ranged != 3 {
-		t.Errorf("DOWNLOAD records with reason range = %d, want 3", ranged)
+	if n := f.countAudit(t, eventsv1.Action_ACTION_DOWNLOAD, "range"); n != 3 {
+		t.Errorf("DOWNLOAD records with reason range = %d, want 3", n)
 	}
 }
 
@@ -317,12 +311,12 @@ func TestDownloadFailsClosedAndTampering(t *testing.T) {
 	f := newFixture(t, nil)
 	data := text(200 << 10)
 	a := f.mustUpload(t, patient, app.UploadRequest{}, data)
-	f.audit.setRefuse(true)
+	f.audit.refuse.Store(true)
 	_, err := f.svc.OpenDownload(as(t, patient), patient, a.ID, 0, 0)
 	wantRefusal(t, "OpenDownload(audit outbox refusing)", err, usererr.Unavailable, "ACTION_NOT_RECORDED")
 	_, err = f.svc.GetAttachment(as(t, patient), patient, a.ID)
 	wantRefusal(t, "GetAttachment(audit outbox refusing)", err, usererr.Unavailable, "ACTION_NOT_RECORDED")
-	f.audit.setRefuse(false)
+	f.audit.refuse.Store(false)
 
 	orig := f.objects.get(a.ObjectName)
 	flipped := bytes.Clone(orig)
@@ -336,7 +330,7 @@ func TestDownloadFailsClosedAndTampering(t *testing.T) {
 	f.objects.set(a.ObjectName, orig[:len(orig)-1])
 	_, err = f.download(t, patient, a.ID, 0, 0)
 	wantRefusal(t, "download(truncated)", err, usererr.DataLoss, "STORED_ATTACHMENT_WRONG_SIZE")
-	f.objects.down = true
+	f.objects.down.Store(true)
 	_, err = f.download(t, patient, a.ID, 0, 0)
 	wantRefusal(t, "download(store down)", err, usererr.Unavailable, "OBJECT_STORE_UNAVAILABLE")
 }
@@ -443,14 +437,8 @@ func TestPurgeAttachments(t *testing.T) {
 	if res, err := f.svc.PurgeAttachments(ctx, messaging, threads, "retention", false); err != nil || res.Attachments != 0 {
 		t.Errorf("PurgeAttachments(again) = %+v, %v, want nothing", res, err)
 	}
-	var purges int
-	for _, r := range f.auditRecords(t) {
-		if r.GetAction() == eventsv1.Action_ACTION_PURGE && r.GetReasonCode() == "retention" {
-			purges++
-		}
-	}
-	if purges != 2 {
-		t.Errorf("PURGE records = %d, want 2", purges)
+	if n := f.countAudit(t, eventsv1.Action_ACTION_PURGE, "retention"); n != 2 {
+		t.Errorf("PURGE records = %d, want 2", n)
 	}
 	for _, ids := range [][]string{nil, {""}, make([]string, 1001)} {
 		_, err := f.svc.PurgeAttachments(ctx, messaging, ids, "retention", false)

@@ -289,43 +289,33 @@ func textFile(mark string, n int) []byte {
 
 // auditRecords decodes the audit records in the outbox.
 func (e *env) auditRecords(t testing.TB) []*eventsv1.AuditRecord {
-	t.Helper()
-	var out []*eventsv1.AuditRecord
-	for _, p := range e.outboxPayloads(t, e.h.Topology.AuditSubject+".attachment") {
-		rec := &eventsv1.AuditRecord{}
-		if err := proto.Unmarshal(p, rec); err != nil {
-			t.Fatalf("decode audit record: %v", err)
-		}
-		out = append(out, rec)
-	}
-	return out
+	return outboxMessages(t, e, e.h.Topology.AuditSubject+".attachment", func() *eventsv1.AuditRecord { return &eventsv1.AuditRecord{} })
 }
 
 // scannedEvents decodes the AttachmentScanned events in the outbox.
 func (e *env) scannedEvents(t testing.TB) []*eventsv1.AttachmentScanned {
-	t.Helper()
-	var out []*eventsv1.AttachmentScanned
-	for _, p := range e.outboxPayloads(t, e.h.Topology.EventsSubject+".attachment.scanned") {
-		ev := &eventsv1.AttachmentScanned{}
-		if err := proto.Unmarshal(p, ev); err != nil {
-			t.Fatalf("decode event: %v", err)
-		}
-		out = append(out, ev)
-	}
-	return out
+	return outboxMessages(t, e, e.h.Topology.EventsSubject+".attachment.scanned", func() *eventsv1.AttachmentScanned { return &eventsv1.AttachmentScanned{} })
 }
 
-func (e *env) outboxPayloads(t testing.TB, subject string) [][]byte {
+// outboxMessages decodes the outbox rows on subject, in write order, into messages newMsg makes.
+func outboxMessages[M proto.Message](t testing.TB, e *env, subject string, newMsg func() M) []M {
 	t.Helper()
 	rows, err := e.h.Proc.Pool.Query(t.Context(), `SELECT payload FROM outbox WHERE subject = $1 ORDER BY seq`, subject)
 	if err != nil {
 		t.Fatalf("query outbox: %v", err)
 	}
-	payloads, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	msgs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (M, error) {
+		var payload []byte
+		m := newMsg()
+		if err := row.Scan(&payload); err != nil {
+			return m, err
+		}
+		return m, proto.Unmarshal(payload, m)
+	})
 	if err != nil {
-		t.Fatalf("collect outbox: %v", err)
+		t.Fatalf("read the outbox's %s rows: %v", subject, err)
 	}
-	return payloads
+	return msgs
 }
 
 // findAudit returns the records for recordID with action.
@@ -351,6 +341,14 @@ func (e *env) rowState(t testing.TB, id string) string {
 		t.Fatalf("row state: %v", err)
 	}
 	return s
+}
+
+// wantState checks the attachment's state ("" for a row that is gone).
+func (e *env) wantState(t testing.TB, what, id, want string) {
+	t.Helper()
+	if s := e.rowState(t, id); s != want {
+		t.Errorf("%s: state = %q, want %q", what, s, want)
+	}
 }
 
 // dump returns every row of the service's tables and outbox as text, to grep for markers.

@@ -174,12 +174,8 @@ func TestCleanUpDrafts(t *testing.T) {
 	if n, err := e.svc.CleanUp(t.Context(), 100); err != nil || n != 1 {
 		t.Fatalf("CleanUp(expired draft) = %d, %v, want 1", n, err)
 	}
-	if s := e.rowState(t, draft.GetAttachmentId()); s != "" {
-		t.Errorf("expired draft state = %q, want removed", s)
-	}
-	if s := e.rowState(t, bound.GetAttachmentId()); s != "clean" {
-		t.Errorf("bound attachment state = %q, want clean (kept)", s)
-	}
+	e.wantState(t, "expired draft (removed)", draft.GetAttachmentId(), "")
+	e.wantState(t, "bound attachment (kept)", bound.GetAttachmentId(), "clean")
 	if n := len(e.objects(t)); n != 1 {
 		t.Errorf("objects after clean-up = %d, want 1", n)
 	}
@@ -211,12 +207,8 @@ func TestPendingWhileScannerDown(t *testing.T) {
 	if n, err := e.svc.RescanPending(t.Context(), 10); err != nil || n != 2 {
 		t.Fatalf("RescanPending(scanner back) = %d, %v, want 2", n, err)
 	}
-	if s := e.rowState(t, clean.GetAttachmentId()); s != "clean" {
-		t.Errorf("state after re-scan = %q, want clean", s)
-	}
-	if s := e.rowState(t, infected.GetAttachmentId()); s != "infected" {
-		t.Errorf("EICAR state after re-scan = %q, want infected", s)
-	}
+	e.wantState(t, "clean file after re-scan", clean.GetAttachmentId(), "clean")
+	e.wantState(t, "EICAR after re-scan", infected.GetAttachmentId(), "infected")
 	if _, _, err := download(e.as(t, servicetest.Patient), e.api, clean.GetAttachmentId(), 0, 0); err != nil {
 		t.Errorf("DownloadAttachment(after re-scan) = %v", err)
 	}
