@@ -5,6 +5,7 @@ package transit
 // has them in path_encrypt.go and path_decrypt.go.
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -277,20 +278,134 @@ func singleError(msg string, o batchOutcome) (*logical.Response, error) {
 	return logical.ErrorResponse(msg), logical.ErrInvalidRequest
 }
 
-// prepareCiphertextItems checks contexts and decodes each item's context and nonce, filing
-// failures as item errors (shared by decrypt and rewrap).
-func prepareCiphertextItems(items []batchItem, out *batchOutcome, setErr func(i int, msg string)) *logical.Response {
-	if r := checkContexts(items); r != nil {
-		return r
+// ciphertextItems reads the items of a decrypt or rewrap request and, for each, the error that
+// keeps it from being tried ("" for none): a missing ciphertext, an undecodable context or
+// nonce. Mixed contexts refuse the whole request.
+func ciphertextItems(d *framework.FieldData, out *batchOutcome) ([]batchItem, bool, []string, *logical.Response, error) {
+	items, batch, errResp, err := singleOrBatch(d, false, true)
+	if errResp != nil || err != nil {
+		return nil, false, nil, errResp, err
 	}
+	if r := checkContexts(items); r != nil {
+		return nil, false, nil, r, logical.ErrInvalidRequest
+	}
+	errs := make([]string, len(items))
 	for i := range items {
 		if items[i].Ciphertext == "" {
-			setErr(i, out.record(errutil.UserError{Err: "missing ciphertext to decrypt"}))
+			errs[i] = out.record(errutil.UserError{Err: "missing ciphertext to decrypt"})
 			continue
 		}
 		if err := items[i].decodeContextAndNonce(); err != nil {
-			setErr(i, out.record(errutil.UserError{Err: err.Error()}))
+			errs[i] = out.record(errutil.UserError{Err: err.Error()})
 		}
 	}
-	return nil
+	return items, batch, errs, nil, nil
+}
+
+// eachCiphertext answers a decrypt or rewrap request: it reads the items, read-locks the named
+// key and runs do on every item that can be tried.
+func eachCiphertext[R batchResult[R]](ctx context.Context, b *backend, req *logical.Request, d *framework.FieldData,
+	do func(p *keysutil.Policy, i int, it batchItem, out *batchOutcome) R,
+) (*logical.Response, error) {
+	var out batchOutcome
+	items, batch, errs, errResp, err := ciphertextItems(d, &out)
+	if errResp != nil || err != nil {
+		return errResp, err
+	}
+	p, errResp, err := b.readKey(ctx, req, d.Get("name").(string))
+	if p == nil {
+		return errResp, err
+	}
+	defer p.Unlock()
+	results := make([]R, len(items))
+	for i, it := range items {
+		if errs[i] != "" {
+			results[i] = results[i].withError(errs[i])
+			continue
+		}
+		results[i] = do(p, i, it, &out)
+	}
+	return answer(d, req, batch, items, results, out, "")
+}
+
+// readKey loads the named key ring and read-locks it (the caller unlocks it); a key that does
+// not exist is Vault's "encryption key not found".
+func (b *backend) readKey(ctx context.Context, req *logical.Request, name string) (*keysutil.Policy, *logical.Response, error) {
+	p, _, err := b.getPolicy(ctx, keysutil.PolicyRequest{Storage: req.Storage, Name: name})
+	if err != nil {
+		return nil, nil, err
+	}
+	if p == nil {
+		return nil, logical.ErrorResponse("encryption key not found"), logical.ErrInvalidRequest
+	}
+	p.Lock(false)
+	return p, nil, nil
+}
+
+// encryptFactories checks an item's nonce against the key and returns its factories, for the
+// two paths that encrypt (encrypt, rewrap).
+func encryptFactories(p *keysutil.Policy, i int, it batchItem) ([]any, error) {
+	if it.Nonce != "" && !nonceAllowed(p) {
+		return nil, errutil.UserError{Err: errNonceNotAllowed.Error()}
+	}
+	return factories(p, i, it)
+}
+
+// encryptItem encrypts plaintext (base64) for item i under the item's key version.
+func encryptItem(p *keysutil.Policy, i int, it batchItem, plaintext string, f []any, out *batchOutcome) encryptResult {
+	ct, err := p.EncryptWithFactory(it.KeyVersion, it.decodedContext, it.decodedNonce, plaintext, f...)
+	if err == nil && ct == "" {
+		err = errutil.UserError{Err: fmt.Sprintf("empty ciphertext returned for input item %d", i)}
+	}
+	if err != nil {
+		return encryptResult{Error: out.record(err)}
+	}
+	out.successes = true
+	ver := it.KeyVersion
+	if ver == 0 {
+		ver = p.LatestVersion
+	}
+	return encryptResult{Ciphertext: ct, KeyVersion: ver}
+}
+
+// batchResult is one item's answer (encryptResult, decryptResult), as answer needs it.
+type batchResult[R any] interface {
+	withError(msg string) R
+	withReference(ref string) R
+	failure() string
+	single() map[string]any // the fields of a non-batch answer
+}
+
+func (r encryptResult) withError(msg string) encryptResult     { r.Error = msg; return r }
+func (r encryptResult) withReference(ref string) encryptResult { r.Reference = ref; return r }
+func (r encryptResult) failure() string                        { return r.Error }
+func (r encryptResult) single() map[string]any {
+	return map[string]any{"ciphertext": r.Ciphertext, "key_version": r.KeyVersion}
+}
+
+func (r decryptResult) withError(msg string) decryptResult     { r.Error = msg; return r }
+func (r decryptResult) withReference(ref string) decryptResult { r.Reference = ref; return r }
+func (r decryptResult) failure() string                        { return r.Error }
+func (r decryptResult) single() map[string]any                 { return map[string]any{"plaintext": r.Plaintext} }
+
+// answer is the response to a batch (batch_results, each with its item's reference) or to a
+// single item (its fields, or its error as singleError words it), with an optional warning,
+// under the status batchOutcome decides.
+func answer[R batchResult[R]](d *framework.FieldData, req *logical.Request, batch bool, items []batchItem, results []R, out batchOutcome, warning string) (*logical.Response, error) {
+	resp := &logical.Response{}
+	if batch {
+		for i := range results {
+			results[i] = results[i].withReference(items[i].Reference)
+		}
+		resp.Data = map[string]any{"batch_results": results}
+	} else {
+		if msg := results[0].failure(); msg != "" {
+			return singleError(msg, out)
+		}
+		resp.Data = results[0].single()
+	}
+	if warning != "" {
+		resp.AddWarning(warning)
+	}
+	return out.respond(d, req, resp)
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
-	"github.com/hashicorp/vault/sdk/helper/keysutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -57,14 +56,10 @@ func (b *backend) pathDatakeyWrite(ctx context.Context, req *logical.Request, d 
 		}
 	}
 
-	p, _, err := b.getPolicy(ctx, keysutil.PolicyRequest{Storage: req.Storage, Name: d.Get("name").(string)})
-	if err != nil {
-		return nil, err
-	}
+	p, errResp, err := b.readKey(ctx, req, d.Get("name").(string))
 	if p == nil {
-		return logical.ErrorResponse("encryption key not found"), logical.ErrInvalidRequest
+		return errResp, err
 	}
-	p.Lock(false)
 	defer p.Unlock()
 
 	if it.Nonce != "" && !nonceAllowed(p) {

@@ -6,7 +6,6 @@ package transit
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
@@ -85,46 +84,16 @@ func (b *backend) pathEncryptWrite(ctx context.Context, req *logical.Request, d 
 		if results[i].Error != "" {
 			continue
 		}
-		if it.Nonce != "" && !nonceAllowed(p) {
-			results[i].Error = out.record(errutil.UserError{Err: errNonceNotAllowed.Error()})
-			continue
-		}
-		f, err := factories(p, i, it)
+		f, err := encryptFactories(p, i, it)
 		if err != nil {
 			results[i].Error = out.record(err)
 			continue
 		}
-		ct, err := p.EncryptWithFactory(it.KeyVersion, it.decodedContext, it.decodedNonce, it.Plaintext, f...)
-		if err != nil {
-			results[i].Error = out.record(err)
-			continue
-		}
-		if ct == "" {
-			results[i].Error = out.record(errutil.UserError{Err: fmt.Sprintf("empty ciphertext returned for input item %d", i)})
-			continue
-		}
-		out.successes = true
-		ver := it.KeyVersion
-		if ver == 0 {
-			ver = p.LatestVersion
-		}
-		results[i].Ciphertext, results[i].KeyVersion = ct, ver
+		results[i] = encryptItem(p, i, it, it.Plaintext, f, &out)
 	}
-
-	resp := &logical.Response{}
-	if batch {
-		for i := range items {
-			results[i].Reference = items[i].Reference
-		}
-		resp.Data = map[string]any{"batch_results": results}
-	} else {
-		if results[0].Error != "" {
-			return singleError(results[0].Error, out)
-		}
-		resp.Data = map[string]any{"ciphertext": results[0].Ciphertext, "key_version": results[0].KeyVersion}
-	}
+	var warning string
 	if req.Operation == logical.CreateOperation && !upserted {
-		resp.AddWarning("Attempted creation of the key during the encrypt operation, but it was created beforehand")
+		warning = "Attempted creation of the key during the encrypt operation, but it was created beforehand"
 	}
-	return out.respond(d, req, resp)
+	return answer(d, req, batch, items, results, out, warning)
 }
