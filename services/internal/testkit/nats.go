@@ -39,15 +39,23 @@ func StartNATS(tb testing.TB, opts *NATSOptions) *NATSServer {
 	if opts == nil {
 		opts = &NATSOptions{}
 	}
-	c, err := supervisor.StartOne(tb.Context(), RepoRoot(), tb.TempDir(), "nats", func(cfg *supervisor.Config) {
-		cfg.NATSMaxStore = opts.MaxStore
-	})
-	ns := &NATSServer{tb: tb, c: c}
+	c := startOwned(tb, "nats", opts.Debug, func(cfg *supervisor.Config) { cfg.NATSMaxStore = opts.MaxStore })
+	return &NATSServer{tb: tb, c: c}
+}
+
+// startOwned starts the dependency name (see supervisor.StartOne) for tb alone and stops it when
+// tb ends, showing its log then when tb failed or showLog is set. A dependency the machine
+// lacks ends tb through Unavailable.
+func startOwned(tb testing.TB, name string, showLog bool, tune func(*supervisor.Config)) *supervisor.Component {
+	tb.Helper()
+	c, err := supervisor.StartOne(tb.Context(), RepoRoot(), tb.TempDir(), name, tune)
 	if c != nil {
 		tb.Cleanup(func() {
-			ns.Shutdown()
-			if opts.Debug || tb.Failed() {
-				tb.Logf("testkit: nats-server log:\n%s", supervisor.LogTail(c.LogFile(), 200))
+			if err := c.Stop(); err != nil {
+				tb.Errorf("testkit: stop %s: %v", name, err)
+			}
+			if showLog || tb.Failed() {
+				tb.Logf("testkit: %s log:\n%s", name, supervisor.LogTail(c.LogFile(), 200))
 			}
 		})
 	}
@@ -57,7 +65,7 @@ func StartNATS(tb testing.TB, opts *NATSOptions) *NATSServer {
 	if err != nil {
 		tb.Fatalf("testkit: %v", err)
 	}
-	return ns
+	return c
 }
 
 // URL is the client URL (nats://127.0.0.1:<port>); it stays the same across restarts.

@@ -24,20 +24,8 @@ type TransitServer struct {
 func StartTransit(tb testing.TB) *TransitServer {
 	tb.Helper()
 	var token string
-	c, err := supervisor.StartOne(tb.Context(), RepoRoot(), tb.TempDir(), "vault", func(cfg *supervisor.Config) {
-		token = cfg.VaultToken
-	})
-	s := &TransitServer{tb: tb, c: c, token: token}
-	if c != nil {
-		tb.Cleanup(s.Stop)
-	}
-	if missing, ok := supervisor.Unavailable(err); ok {
-		Unavailable(tb, missing.Component, err)
-	}
-	if err != nil {
-		tb.Fatalf("testkit: %v", err)
-	}
-	return s
+	c := startOwned(tb, "vault", false, func(cfg *supervisor.Config) { token = cfg.VaultToken })
+	return &TransitServer{tb: tb, c: c, token: token}
 }
 
 // Addr is the server's URL, e.g. http://127.0.0.1:41234.
