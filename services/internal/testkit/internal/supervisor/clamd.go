@@ -90,7 +90,8 @@ func (s *Stack) clamdBinary(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(s.statePath("clamd"), 0o755); err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, "bash", "-c", "apt-get update -qq && apt-get install -y -qq --no-install-recommends clamav-daemon >>\"$1\" 2>&1", "_", log)
+	cmd := exec.CommandContext(ctx, "bash", "-c",
+		`{ apt-get update -qq && apt-get install -y -qq --no-install-recommends clamav-daemon; } >>"$1" 2>&1`, "_", log)
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("clamd: apt-get install clamav-daemon failed (%v); see %s\n%s", err, log, out)
