@@ -31,19 +31,19 @@ import (
 // its panics recovered too; with guards outermost, a failing policy engine's error text would
 // reach the client and a panicking rate limiter would crash the process. Validation stays after
 // the guards so unauthenticated callers learn nothing about request rules.
-func buildChain(metrics *grpcprom.ServerMetrics, log *slog.Logger, guards []Guard, mappers []ErrorMapper, panics prometheus.Counter) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+func buildChain(metrics *grpcprom.ServerMetrics, log *slog.Logger, guards []Guard, panics prometheus.Counter) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	unary := []grpc.UnaryServerInterceptor{
 		metrics.UnaryServerInterceptor(),
 		unaryRequestID(log),
 		unaryAccessLog(),
-		unaryErrors(mappers),
+		unaryErrors(),
 		unaryRecovery(panics),
 	}
 	stream := []grpc.StreamServerInterceptor{
 		metrics.StreamServerInterceptor(),
 		streamRequestID(log),
 		streamAccessLog(),
-		streamErrors(mappers),
+		streamErrors(),
 		streamRecovery(panics),
 	}
 	for _, g := range guards {

@@ -11,22 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/securemsg/securemsg/services/internal/platform/logging"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
-
-// ErrorMapper maps a domain error that carries no gRPC status to one; ok is false for errors it
-// does not know. The status message reaches the client: keep it generic and PHI-free.
-type ErrorMapper func(err error) (st *status.Status, ok bool)
-
-// MapError returns an ErrorMapper for a sentinel: any error matching target (errors.Is) becomes
-// code with msg. Example: grpcserver.MapError(domain.ErrThreadNotFound, codes.NotFound, "thread not found").
-func MapError(target error, code codes.Code, msg string) ErrorMapper {
-	return func(err error) (*status.Status, bool) {
-		if errors.Is(err, target) {
-			return status.New(code, msg), true
-		}
-		return nil, false
-	}
-}
 
 // grpcStatuser is implemented by status errors and by domain errors that choose their status.
 type grpcStatuser interface {
@@ -44,21 +30,27 @@ const DataLossMessage = "stored data failed an integrity check (request id %s)"
 
 // ToStatus is the one function that turns an error into what a client sees. In order:
 //   - nil stays nil;
-//   - an error carrying a status (a status error, or a domain error with GRPCStatus, even
-//     wrapped) yields that status — its own message, not the wrapping text, which may hold
-//     internal detail;
-//   - the first ErrorMapper that claims the error yields its status;
+//   - an error carrying a status (a status error, or a usererr.Error — whose GRPCStatus has the
+//     kind's code, its message and google.rpc.ErrorInfo with its reason — even wrapped) yields
+//     that status: its own message, not the wrapping text, which may hold internal detail;
+//   - an Unavailable usererr's cause (the dependency's own error) is logged at warn level with
+//     the request id, since the caller is told only that it may retry;
 //   - context.Canceled and context.DeadlineExceeded become Canceled and DeadlineExceeded;
 //   - a DataLoss status keeps its code (the client must know the data is not authentic and a
 //     retry will not help) with a fixed message; the real error is logged;
 //   - anything else, and any Internal or Unknown status from the steps above, becomes
 //     Internal "internal error (request id X)"; the real error is logged with that id.
-func ToStatus(ctx context.Context, err error, mappers ...ErrorMapper) error {
+func ToStatus(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	st, ok := statusOf(err, mappers)
+	st, ok := statusOf(err)
 	if ok && !masked(st.Code()) && st.Code() != codes.DataLoss {
+		var ue *usererr.Error
+		if st.Code() == codes.Unavailable && errors.As(err, &ue) && ue.Err != nil {
+			logging.FromContext(ctx).LogAttrs(ctx, slog.LevelWarn, "rpc refused: a dependency is unavailable",
+				slog.String(logging.KeyError, ue.Err.Error()))
+		}
 		return st.Err()
 	}
 	id := logging.RequestID(ctx)
@@ -72,15 +64,10 @@ func ToStatus(ctx context.Context, err error, mappers ...ErrorMapper) error {
 	return status.Error(codes.Internal, fmt.Sprintf("internal error (request id %s)", id))
 }
 
-func statusOf(err error, mappers []ErrorMapper) (*status.Status, bool) {
+func statusOf(err error) (*status.Status, bool) {
 	var gs grpcStatuser
 	if errors.As(err, &gs) {
 		if st := gs.GRPCStatus(); st != nil {
-			return st, true
-		}
-	}
-	for _, m := range mappers {
-		if st, ok := m(err); ok && st != nil {
 			return st, true
 		}
 	}
@@ -93,18 +80,18 @@ func statusOf(err error, mappers []ErrorMapper) (*status.Status, bool) {
 	return nil, false
 }
 
-func unaryErrors(mappers []ErrorMapper) grpc.UnaryServerInterceptor {
+func unaryErrors() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
 		if err != nil {
-			return nil, ToStatus(ctx, err, mappers...)
+			return nil, ToStatus(ctx, err)
 		}
 		return resp, nil
 	}
 }
 
-func streamErrors(mappers []ErrorMapper) grpc.StreamServerInterceptor {
+func streamErrors() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return ToStatus(ss.Context(), handler(srv, ss), mappers...)
+		return ToStatus(ss.Context(), handler(srv, ss))
 	}
 }

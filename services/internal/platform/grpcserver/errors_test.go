@@ -3,11 +3,13 @@ package grpcserver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -21,8 +23,7 @@ var maskedMessage = regexp.MustCompile(`^internal error \(request id ([0-9a-f-]{
 func TestErrorMappingEndToEnd(t *testing.T) {
 	t.Parallel()
 	pki := grpctest.NewPKI(t)
-	h := startServer(t, pki, pki.ServerConfig(false),
-		grpcserver.WithErrorMappers(grpcserver.MapError(errSentinel, codes.NotFound, "no such record")))
+	h := startServer(t, pki, pki.ServerConfig(false))
 	conn := h.dial(t)
 	tests := []struct {
 		value    string
@@ -34,7 +35,8 @@ func TestErrorMappingEndToEnd(t *testing.T) {
 		{"notfound", codes.NotFound, "thread not found"},
 		{"wrapped-status", codes.NotFound, "thread not found"},
 		{"domain", codes.FailedPrecondition, "thread is closed"},
-		{"sentinel", codes.NotFound, "no such record"},
+		{"usererr", codes.NotFound, "no such record"},
+		{"unavailable", codes.Unavailable, "the database is unavailable; try again"},
 		{"canceled", codes.Canceled, "request canceled"},
 	}
 	for _, kind := range callKinds {
@@ -52,6 +54,20 @@ func TestErrorMappingEndToEnd(t *testing.T) {
 				if tt.wantMsg != "" {
 					if st.Message() != tt.wantMsg {
 						t.Errorf("Echo(%s) message = %q, want %q", tt.value, st.Message(), tt.wantMsg)
+					}
+					if tt.value == "usererr" && reasonOf(st) != "RECORD_NOT_FOUND" {
+						t.Errorf("Echo(usererr) ErrorInfo reason = %q, want RECORD_NOT_FOUND", reasonOf(st))
+					}
+					if tt.value == "unavailable" {
+						// The caller is told to retry; the operator finds the dependency's error.
+						waitFor(t, "the unavailable cause log line", func() bool {
+							for _, line := range logLines(t, h.logs.String()) {
+								if line["msg"] == "rpc refused: a dependency is unavailable" && strings.Contains(fmt.Sprint(line[logging.KeyError]), secretMarker) {
+									return true
+								}
+							}
+							return false
+						})
 					}
 					return
 				}
@@ -74,6 +90,16 @@ func TestErrorMappingEndToEnd(t *testing.T) {
 			})
 		}
 	}
+}
+
+// reasonOf is the google.rpc.ErrorInfo reason of st, or "".
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
 }
 
 func TestToStatus(t *testing.T) {

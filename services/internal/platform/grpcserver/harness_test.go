@@ -24,6 +24,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
 	"github.com/securemsg/securemsg/services/internal/platform/logging"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Markers that must never reach a client (secretMarker) or any log line (phiMarker).
@@ -56,8 +57,6 @@ func (domainErr) GRPCStatus() *status.Status {
 	return status.New(codes.FailedPrecondition, "thread is closed")
 }
 
-var errSentinel = errors.New("sentinel " + secretMarker)
-
 // testService answers according to the request value.
 type testService struct {
 	started chan struct{} // receives when a "block" call begins
@@ -85,8 +84,10 @@ func (s *testService) echo(ctx context.Context, v string) (*wrapperspb.StringVal
 		return nil, fmt.Errorf("load %s: %w", secretMarker, status.Error(codes.NotFound, "thread not found"))
 	case "domain":
 		return nil, fmt.Errorf("close: %w", domainErr{})
-	case "sentinel":
-		return nil, fmt.Errorf("lookup: %w", errSentinel)
+	case "usererr":
+		return nil, fmt.Errorf("lookup: %w", usererr.Wrap(usererr.NotFound, "RECORD_NOT_FOUND", "no such record", errors.New(secretMarker)))
+	case "unavailable":
+		return nil, fmt.Errorf("load: %w", usererr.Wrap(usererr.Unavailable, "DATABASE_UNAVAILABLE", "the database is unavailable; try again", errors.New("dial: "+secretMarker)))
 	case "canceled":
 		return nil, fmt.Errorf("upstream: %w", context.Canceled)
 	case "block":

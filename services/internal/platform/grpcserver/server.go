@@ -58,7 +58,6 @@ type Option func(*options)
 type options struct {
 	logger        *slog.Logger
 	guards        []Guard
-	mappers       []ErrorMapper
 	tlsConfig     *tls.Config
 	registry      *prometheus.Registry
 	serverOptions []grpc.ServerOption
@@ -71,12 +70,6 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithGuards appends guards (authentication, policy, rate limits, IP lists) to the chain, run in
 // the order given. Health and reflection calls bypass them.
 func WithGuards(g ...Guard) Option { return func(o *options) { o.guards = append(o.guards, g...) } }
-
-// WithErrorMappers registers mappers for domain errors that do not carry a gRPC status
-// themselves; the first that claims an error wins. See ToStatus.
-func WithErrorMappers(m ...ErrorMapper) Option {
-	return func(o *options) { o.mappers = append(o.mappers, m...) }
-}
 
 // WithTLSConfig replaces the certificates from the configuration's files with c (tests, or
 // certificates from elsewhere). The minimum version is still raised to TLS 1.2.
@@ -124,7 +117,7 @@ func New(cfg config.Server, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("grpcserver: register metrics: %w", err)
 	}
 
-	unary, stream := buildChain(s.metrics, s.log, o.guards, o.mappers, panics)
+	unary, stream := buildChain(s.metrics, s.log, o.guards, panics)
 	serverOpts := append([]grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tlsConf)),
 		grpc.ChainUnaryInterceptor(unary...),
@@ -261,9 +254,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.shutdown(ctx)
-	// grpc's Serve returns nil once Stop or GracefulStop is called; anything else is a failure
+	// grpc's Serve returns nil once Stop or GracefulStop is called, and ErrServerStopped when the
+	// stop came first (ctx ended before the goroutine reached Serve); anything else is a failure
 	// that happened while stopping and is worth reporting.
-	if err := <-errc; err != nil {
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("grpcserver: serve: %w", err)
 	}
 	return nil

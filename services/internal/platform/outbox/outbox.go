@@ -247,12 +247,3 @@ func validate(e Event) error {
 	return nil
 }
 
-// InsertSQL and Rows.Args are the placeholder-numbered form Statement replaces.
-//
-// Deprecated: use NewStatement; these go once no service calls them.
-func InsertSQL(first int, onlyIf string) string { return insertSQL(first, onlyIf) }
-
-// Args are the four parameters InsertSQL binds.
-//
-// Deprecated: use Statement.Args.
-func (r Rows) Args() []any { return r.args() }
