@@ -246,4 +246,3 @@ func validate(e Event) error {
 	}
 	return nil
 }
-
