@@ -11,7 +11,6 @@ require (
 	github.com/pressly/goose/v3 v3.29.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/securemsg/securemsg/services/internal/testkit v0.0.0-00010101000000-000000000000
-	github.com/securemsg/securemsg/services/internal/testkit/servicetest v0.0.0-00010101000000-000000000000
 	github.com/transparency-dev/merkle v0.0.2
 )
 
@@ -94,5 +93,3 @@ require (
 )
 
 replace github.com/securemsg/securemsg/services/internal/testkit => ../testkit
-
-replace github.com/securemsg/securemsg/services/internal/testkit/servicetest => ../testkit/servicetest

@@ -41,7 +41,7 @@ func RunCapturingLogs(m *testing.M, c *LogCapture, forbidden ...string) {
 	realStderr := os.Stderr
 	r, w, err := os.Pipe()
 	if err != nil {
-		fmt.Fprintln(realStderr, "pipe:", err)
+		_, _ = fmt.Fprintln(realStderr, "pipe:", err)
 		os.Exit(1)
 	}
 	os.Stderr = w
@@ -56,7 +56,7 @@ func RunCapturingLogs(m *testing.M, c *LogCapture, forbidden ...string) {
 			c.buf.WriteByte('\n')
 			c.mu.Unlock()
 			if testing.Verbose() {
-				fmt.Fprintln(realStderr, sc.Text())
+				_, _ = fmt.Fprintln(realStderr, sc.Text())
 			}
 		}
 		_, _ = io.Copy(io.Discard, r)
@@ -67,7 +67,7 @@ func RunCapturingLogs(m *testing.M, c *LogCapture, forbidden ...string) {
 	<-done
 	for _, f := range forbidden {
 		if c.Contains(f) {
-			fmt.Fprintf(realStderr, "FAIL: forbidden text %q found in the captured logs\n", f)
+			_, _ = fmt.Fprintf(realStderr, "FAIL: forbidden text %q found in the captured logs\n", f)
 			code = 1
 		}
 	}

@@ -218,7 +218,7 @@ func discoverJWKS(ctx context.Context, client *http.Client, issuer string) (stri
 	if err != nil {
 		return "", fmt.Errorf("oidc discovery: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // a read-only body: nothing to lose on close
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("oidc discovery: status %d", resp.StatusCode)
 	}

@@ -30,7 +30,7 @@ func (e Exponential) Delay(attempt int) time.Duration {
 		return 0
 	}
 	if j := time.Duration(float64(d) * e.Jitter); j > 0 {
-		d += rand.N(j + 1)
+		d += rand.N(j + 1) //nolint:gosec // G404: jitter only spreads retries; nothing secret depends on it
 	}
 	return d
 }

@@ -186,6 +186,12 @@ func redeliveryDelay(backoff []time.Duration, delivered uint64) time.Duration {
 	if len(backoff) == 0 {
 		return 0
 	}
-	i := int(min(max(delivered, 1)-1, uint64(len(backoff)-1)))
-	return backoff[i]
+	last := len(backoff) - 1
+	switch {
+	case delivered <= 1:
+		return backoff[0]
+	case delivered > uint64(last)+1: //nolint:gosec // G115: last is a slice index, never negative
+		return backoff[last]
+	}
+	return backoff[delivered-1]
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,7 +130,7 @@ func (e *Engine) Reload() error {
 	}
 	old := e.cur.Swap(s)
 	if old.digest != s.digest {
-		e.logger.Info("policies reloaded", slog.String("digest", s.digest), slog.Int("policies", len(s.policies.Map())))
+		e.logger.Info("policies reloaded", slog.String("digest", s.digest), slog.Int("policies", len(maps.Collect(s.policies.All()))))
 	}
 	return nil
 }
@@ -166,16 +167,16 @@ func readDir(dir string) (schemaSrc, settingsSrc []byte, policyFiles map[string]
 		if !isPolicy && name != SchemaFile && name != SettingsFile {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, name))
+		b, err := os.ReadFile(filepath.Join(dir, name)) //nolint:gosec // G304: the operator's policy folder, names listed from it
 		if err != nil {
 			return nil, nil, nil, "", fmt.Errorf("policy: read %s: %w", name, err)
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00", name, len(b))
+		_, _ = fmt.Fprintf(h, "%s\x00%d\x00", name, len(b)) // a hash.Hash never fails to write
 		h.Write(b)
-		switch {
-		case name == SchemaFile:
+		switch name {
+		case SchemaFile:
 			schemaSrc = b
-		case name == SettingsFile:
+		case SettingsFile:
 			settingsSrc = b
 		default:
 			policyFiles[name] = b

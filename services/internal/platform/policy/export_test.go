@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"maps"
+
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
 
@@ -20,5 +22,5 @@ func (e *Engine) EvaluateUnsliced(p *auth.Principal, action string, res Resource
 
 // SliceSize is the number of policies decisions on action are checked against.
 func (e *Engine) SliceSize(action string) int {
-	return len(e.cur.Load().byAction[types.NewEntityUID("Action", types.String(action))].Map())
+	return len(maps.Collect(e.cur.Load().byAction[types.NewEntityUID("Action", types.String(action))].All()))
 }

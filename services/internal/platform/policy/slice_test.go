@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"maps"
 	"slices"
 	"testing"
 
@@ -24,7 +25,7 @@ func TestSlicingByActionChangesNoDecision(t *testing.T) {
 		policy.APIResource("notification"), policy.APIResource("audit")}
 	contexts := []policy.Context{{}, {BreakGlassReason: "patient unconscious in ED"}, {TargetPoolID: "pool-a"}}
 	actions := append(e.Actions(), nonRPCActions...)
-	total := len(e.PolicySet().Map())
+	total := len(maps.Collect(e.PolicySet().All()))
 	decisions, allowed := 0, 0
 	for _, action := range actions {
 		if n := e.SliceSize(action); n == 0 || n >= total {

@@ -108,7 +108,7 @@ func LoadPublicKeys(paths ...string) ([]ed25519.PublicKey, error) {
 			slices.Sort(files)
 		}
 		for _, f := range files {
-			b, err := os.ReadFile(f)
+			b, err := os.ReadFile(f) //nolint:gosec // G304: files of the operator's trusted-keys folder
 			if err != nil {
 				return nil, fmt.Errorf("tlog: read trusted key: %w", err)
 			}
@@ -127,7 +127,7 @@ func LoadPublicKeys(paths ...string) ([]ed25519.PublicKey, error) {
 // signing key is rotated the previous public key is still in the trusted-keys folder and the
 // checkpoints it signed still verify.
 func RememberPublicKey(dir string, pub ed25519.PublicKey) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // G301: a folder of public keys, read by verifiers
 		return fmt.Errorf("tlog: trusted keys folder: %w", err)
 	}
 	path := filepath.Join(dir, KeyID(pub)+".pub.pem")

@@ -1,4 +1,6 @@
-package daemon_test
+// This test of platform/daemon lives in the servicetest module, which runs a real daemon: in the
+// platform module it would make the platform require servicetest, and servicetest the platform.
+package servicetest_test
 
 import (
 	"context"
