@@ -6,8 +6,6 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-builtin-rules --warn-undefined-variables
 
-# Every module of the workspace, as package patterns (./... does not work at a go.work root).
-MODULE_PATTERNS = $(shell go list -m -f '{{.Dir}}/...')
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 
