@@ -82,6 +82,83 @@ func (AccessAction) EnumDescriptor() ([]byte, []int) {
 	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{0}
 }
 
+// InboxChangeKind is what happened to a thread.
+type InboxChangeKind int32
+
+const (
+	// Not set; never sent.
+	InboxChangeKind_INBOX_CHANGE_KIND_UNSPECIFIED InboxChangeKind = 0
+	// A thread was started (its first message follows as MESSAGE_CREATED).
+	InboxChangeKind_INBOX_CHANGE_KIND_THREAD_CREATED InboxChangeKind = 1
+	// A message was added (a reply, an automatic reply or a correction).
+	InboxChangeKind_INBOX_CHANGE_KIND_MESSAGE_CREATED InboxChangeKind = 2
+	// The caller's own read mark moved (on another device or tab): the unread count changed.
+	InboxChangeKind_INBOX_CHANGE_KIND_MESSAGE_READ InboxChangeKind = 3
+	// A message was retracted.
+	InboxChangeKind_INBOX_CHANGE_KIND_MESSAGE_RETRACTED InboxChangeKind = 4
+	// The thread was claimed or assigned.
+	InboxChangeKind_INBOX_CHANGE_KIND_THREAD_ASSIGNED InboxChangeKind = 5
+	// The thread moved to another care pool.
+	InboxChangeKind_INBOX_CHANGE_KIND_THREAD_TRANSFERRED InboxChangeKind = 6
+	// The thread was closed.
+	InboxChangeKind_INBOX_CHANGE_KIND_THREAD_CLOSED InboxChangeKind = 7
+	// The thread was reopened.
+	InboxChangeKind_INBOX_CHANGE_KIND_THREAD_REOPENED InboxChangeKind = 8
+)
+
+// Enum value maps for InboxChangeKind.
+var (
+	InboxChangeKind_name = map[int32]string{
+		0: "INBOX_CHANGE_KIND_UNSPECIFIED",
+		1: "INBOX_CHANGE_KIND_THREAD_CREATED",
+		2: "INBOX_CHANGE_KIND_MESSAGE_CREATED",
+		3: "INBOX_CHANGE_KIND_MESSAGE_READ",
+		4: "INBOX_CHANGE_KIND_MESSAGE_RETRACTED",
+		5: "INBOX_CHANGE_KIND_THREAD_ASSIGNED",
+		6: "INBOX_CHANGE_KIND_THREAD_TRANSFERRED",
+		7: "INBOX_CHANGE_KIND_THREAD_CLOSED",
+		8: "INBOX_CHANGE_KIND_THREAD_REOPENED",
+	}
+	InboxChangeKind_value = map[string]int32{
+		"INBOX_CHANGE_KIND_UNSPECIFIED":        0,
+		"INBOX_CHANGE_KIND_THREAD_CREATED":     1,
+		"INBOX_CHANGE_KIND_MESSAGE_CREATED":    2,
+		"INBOX_CHANGE_KIND_MESSAGE_READ":       3,
+		"INBOX_CHANGE_KIND_MESSAGE_RETRACTED":  4,
+		"INBOX_CHANGE_KIND_THREAD_ASSIGNED":    5,
+		"INBOX_CHANGE_KIND_THREAD_TRANSFERRED": 6,
+		"INBOX_CHANGE_KIND_THREAD_CLOSED":      7,
+		"INBOX_CHANGE_KIND_THREAD_REOPENED":    8,
+	}
+)
+
+func (x InboxChangeKind) Enum() *InboxChangeKind {
+	p := new(InboxChangeKind)
+	*p = x
+	return p
+}
+
+func (x InboxChangeKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InboxChangeKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_securemsg_messaging_v1_messaging_service_proto_enumTypes[1].Descriptor()
+}
+
+func (InboxChangeKind) Type() protoreflect.EnumType {
+	return &file_securemsg_messaging_v1_messaging_service_proto_enumTypes[1]
+}
+
+func (x InboxChangeKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InboxChangeKind.Descriptor instead.
+func (InboxChangeKind) EnumDescriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{1}
+}
+
 // CreateThreadRequest starts a thread.
 type CreateThreadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2371,6 +2448,307 @@ func (x *RunRetentionPurgeResponse) GetFinishTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// WatchInboxRequest opens a watch on the caller's threads. It has no fields yet: what the
+// caller hears of follows from its verified token and the policies.
+type WatchInboxRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchInboxRequest) Reset() {
+	*x = WatchInboxRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchInboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchInboxRequest) ProtoMessage() {}
+
+func (x *WatchInboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchInboxRequest.ProtoReflect.Descriptor instead.
+func (*WatchInboxRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{36}
+}
+
+// WatchInboxResponse is one message of a WatchInbox stream.
+type WatchInboxResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What this message is.
+	//
+	// Types that are valid to be assigned to Notice:
+	//
+	//	*WatchInboxResponse_Change
+	//	*WatchInboxResponse_Heartbeat
+	//	*WatchInboxResponse_Resync
+	Notice        isWatchInboxResponse_Notice `protobuf_oneof:"notice"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchInboxResponse) Reset() {
+	*x = WatchInboxResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchInboxResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchInboxResponse) ProtoMessage() {}
+
+func (x *WatchInboxResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchInboxResponse.ProtoReflect.Descriptor instead.
+func (*WatchInboxResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *WatchInboxResponse) GetNotice() isWatchInboxResponse_Notice {
+	if x != nil {
+		return x.Notice
+	}
+	return nil
+}
+
+func (x *WatchInboxResponse) GetChange() *InboxChange {
+	if x != nil {
+		if x, ok := x.Notice.(*WatchInboxResponse_Change); ok {
+			return x.Change
+		}
+	}
+	return nil
+}
+
+func (x *WatchInboxResponse) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Notice.(*WatchInboxResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *WatchInboxResponse) GetResync() *Resync {
+	if x != nil {
+		if x, ok := x.Notice.(*WatchInboxResponse_Resync); ok {
+			return x.Resync
+		}
+	}
+	return nil
+}
+
+type isWatchInboxResponse_Notice interface {
+	isWatchInboxResponse_Notice()
+}
+
+type WatchInboxResponse_Change struct {
+	// One of the caller's threads changed.
+	Change *InboxChange `protobuf:"bytes,1,opt,name=change,proto3,oneof"`
+}
+
+type WatchInboxResponse_Heartbeat struct {
+	// Nothing changed; the stream is alive.
+	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+}
+
+type WatchInboxResponse_Resync struct {
+	// The caller fell behind and changes were dropped: list the threads again.
+	Resync *Resync `protobuf:"bytes,3,opt,name=resync,proto3,oneof"`
+}
+
+func (*WatchInboxResponse_Change) isWatchInboxResponse_Notice() {}
+
+func (*WatchInboxResponse_Heartbeat) isWatchInboxResponse_Notice() {}
+
+func (*WatchInboxResponse_Resync) isWatchInboxResponse_Notice() {}
+
+// InboxChange tells the caller that one of its threads changed. Ids only: no PHI.
+type InboxChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event that reported the change (a UUID; the same id as the event on NATS). A client
+	// may see one event twice after a reconnect and can de-duplicate on it.
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The thread that changed.
+	ThreadId string `protobuf:"bytes,2,opt,name=thread_id,json=threadId,proto3" json:"thread_id,omitempty"`
+	// What happened.
+	Kind InboxChangeKind `protobuf:"varint,3,opt,name=kind,proto3,enum=securemsg.messaging.v1.InboxChangeKind" json:"kind,omitempty"`
+	// The message concerned, for message changes (the first message for THREAD_CREATED, the
+	// last message read for MESSAGE_READ); empty otherwise.
+	MessageId string `protobuf:"bytes,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// When the change was committed.
+	OccurTime     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occur_time,json=occurTime,proto3" json:"occur_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboxChange) Reset() {
+	*x = InboxChange{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboxChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboxChange) ProtoMessage() {}
+
+func (x *InboxChange) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboxChange.ProtoReflect.Descriptor instead.
+func (*InboxChange) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *InboxChange) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *InboxChange) GetThreadId() string {
+	if x != nil {
+		return x.ThreadId
+	}
+	return ""
+}
+
+func (x *InboxChange) GetKind() InboxChangeKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InboxChangeKind_INBOX_CHANGE_KIND_UNSPECIFIED
+}
+
+func (x *InboxChange) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *InboxChange) GetOccurTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurTime
+	}
+	return nil
+}
+
+// Heartbeat is the keep-alive message of a WatchInbox stream. It has no fields.
+type Heartbeat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{39}
+}
+
+// Resync tells a watcher that changes were dropped because it did not keep up. It has no
+// fields: the client lists its threads again (ListThreads) and keeps watching.
+type Resync struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resync) Reset() {
+	*x = Resync{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resync) ProtoMessage() {}
+
+func (x *Resync) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resync.ProtoReflect.Descriptor instead.
+func (*Resync) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{40}
+}
+
 var File_securemsg_messaging_v1_messaging_service_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
@@ -2537,12 +2915,38 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12;\n" +
 	"\vfinish_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishTime*{\n" +
+	"finishTime\"\x13\n" +
+	"\x11WatchInboxRequest\"\xda\x01\n" +
+	"\x12WatchInboxResponse\x12=\n" +
+	"\x06change\x18\x01 \x01(\v2#.securemsg.messaging.v1.InboxChangeH\x00R\x06change\x12A\n" +
+	"\theartbeat\x18\x02 \x01(\v2!.securemsg.messaging.v1.HeartbeatH\x00R\theartbeat\x128\n" +
+	"\x06resync\x18\x03 \x01(\v2\x1e.securemsg.messaging.v1.ResyncH\x00R\x06resyncB\b\n" +
+	"\x06notice\"\xdc\x01\n" +
+	"\vInboxChange\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
+	"\tthread_id\x18\x02 \x01(\tR\bthreadId\x12;\n" +
+	"\x04kind\x18\x03 \x01(\x0e2'.securemsg.messaging.v1.InboxChangeKindR\x04kind\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x04 \x01(\tR\tmessageId\x129\n" +
+	"\n" +
+	"occur_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\toccurTime\"\v\n" +
+	"\tHeartbeat\"\b\n" +
+	"\x06Resync*{\n" +
 	"\fAccessAction\x12\x1d\n" +
 	"\x19ACCESS_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACCESS_ACTION_READ\x10\x01\x12\x1a\n" +
 	"\x16ACCESS_ACTION_DOWNLOAD\x10\x02\x12\x18\n" +
-	"\x14ACCESS_ACTION_ATTACH\x10\x032\xcb\x0f\n" +
+	"\x14ACCESS_ACTION_ATTACH\x10\x03*\xeb\x02\n" +
+	"\x0fInboxChangeKind\x12!\n" +
+	"\x1dINBOX_CHANGE_KIND_UNSPECIFIED\x10\x00\x12$\n" +
+	" INBOX_CHANGE_KIND_THREAD_CREATED\x10\x01\x12%\n" +
+	"!INBOX_CHANGE_KIND_MESSAGE_CREATED\x10\x02\x12\"\n" +
+	"\x1eINBOX_CHANGE_KIND_MESSAGE_READ\x10\x03\x12'\n" +
+	"#INBOX_CHANGE_KIND_MESSAGE_RETRACTED\x10\x04\x12%\n" +
+	"!INBOX_CHANGE_KIND_THREAD_ASSIGNED\x10\x05\x12(\n" +
+	"$INBOX_CHANGE_KIND_THREAD_TRANSFERRED\x10\x06\x12#\n" +
+	"\x1fINBOX_CHANGE_KIND_THREAD_CLOSED\x10\a\x12%\n" +
+	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xb2\x10\n" +
 	"\x10MessagingService\x12i\n" +
 	"\fCreateThread\x12+.securemsg.messaging.v1.CreateThreadRequest\x1a,.securemsg.messaging.v1.CreateThreadResponse\x12f\n" +
 	"\vSendMessage\x12*.securemsg.messaging.v1.SendMessageRequest\x1a+.securemsg.messaging.v1.SendMessageResponse\x12f\n" +
@@ -2561,7 +2965,9 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\x0fGetPoolSettings\x12..securemsg.messaging.v1.GetPoolSettingsRequest\x1a/.securemsg.messaging.v1.GetPoolSettingsResponse\x12{\n" +
 	"\x12UpdatePoolSettings\x121.securemsg.messaging.v1.UpdatePoolSettingsRequest\x1a2.securemsg.messaging.v1.UpdatePoolSettingsResponse\x12{\n" +
 	"\x12CheckMessageAccess\x121.securemsg.messaging.v1.CheckMessageAccessRequest\x1a2.securemsg.messaging.v1.CheckMessageAccessResponse\x12x\n" +
-	"\x11RunRetentionPurge\x120.securemsg.messaging.v1.RunRetentionPurgeRequest\x1a1.securemsg.messaging.v1.RunRetentionPurgeResponseB\xf4\x01\n" +
+	"\x11RunRetentionPurge\x120.securemsg.messaging.v1.RunRetentionPurgeRequest\x1a1.securemsg.messaging.v1.RunRetentionPurgeResponse\x12e\n" +
+	"\n" +
+	"WatchInbox\x12).securemsg.messaging.v1.WatchInboxRequest\x1a*.securemsg.messaging.v1.WatchInboxResponse0\x01B\xf4\x01\n" +
 	"\x1acom.securemsg.messaging.v1B\x15MessagingServiceProtoP\x01ZEgithub.com/securemsg/securemsg/gen/securemsg/messaging/v1;messagingv1\xa2\x02\x03SMX\xaa\x02\x16Securemsg.Messaging.V1\xca\x02\x16Securemsg\\Messaging\\V1\xe2\x02\"Securemsg\\Messaging\\V1\\GPBMetadata\xea\x02\x18Securemsg::Messaging::V1b\x06proto3"
 
 var (
@@ -2576,134 +2982,147 @@ func file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP() []byte {
 	return file_securemsg_messaging_v1_messaging_service_proto_rawDescData
 }
 
-var file_securemsg_messaging_v1_messaging_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_securemsg_messaging_v1_messaging_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(AccessAction)(0),                  // 0: securemsg.messaging.v1.AccessAction
-	(*CreateThreadRequest)(nil),        // 1: securemsg.messaging.v1.CreateThreadRequest
-	(*CreateThreadResponse)(nil),       // 2: securemsg.messaging.v1.CreateThreadResponse
-	(*SendMessageRequest)(nil),         // 3: securemsg.messaging.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),        // 4: securemsg.messaging.v1.SendMessageResponse
-	(*ListThreadsRequest)(nil),         // 5: securemsg.messaging.v1.ListThreadsRequest
-	(*ListThreadsResponse)(nil),        // 6: securemsg.messaging.v1.ListThreadsResponse
-	(*GetThreadRequest)(nil),           // 7: securemsg.messaging.v1.GetThreadRequest
-	(*GetThreadResponse)(nil),          // 8: securemsg.messaging.v1.GetThreadResponse
-	(*MarkReadRequest)(nil),            // 9: securemsg.messaging.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),           // 10: securemsg.messaging.v1.MarkReadResponse
-	(*ArchiveThreadRequest)(nil),       // 11: securemsg.messaging.v1.ArchiveThreadRequest
-	(*ArchiveThreadResponse)(nil),      // 12: securemsg.messaging.v1.ArchiveThreadResponse
-	(*UnarchiveThreadRequest)(nil),     // 13: securemsg.messaging.v1.UnarchiveThreadRequest
-	(*UnarchiveThreadResponse)(nil),    // 14: securemsg.messaging.v1.UnarchiveThreadResponse
-	(*ClaimThreadRequest)(nil),         // 15: securemsg.messaging.v1.ClaimThreadRequest
-	(*ClaimThreadResponse)(nil),        // 16: securemsg.messaging.v1.ClaimThreadResponse
-	(*AssignThreadRequest)(nil),        // 17: securemsg.messaging.v1.AssignThreadRequest
-	(*AssignThreadResponse)(nil),       // 18: securemsg.messaging.v1.AssignThreadResponse
-	(*TransferThreadRequest)(nil),      // 19: securemsg.messaging.v1.TransferThreadRequest
-	(*TransferThreadResponse)(nil),     // 20: securemsg.messaging.v1.TransferThreadResponse
-	(*CloseThreadRequest)(nil),         // 21: securemsg.messaging.v1.CloseThreadRequest
-	(*CloseThreadResponse)(nil),        // 22: securemsg.messaging.v1.CloseThreadResponse
-	(*ReopenThreadRequest)(nil),        // 23: securemsg.messaging.v1.ReopenThreadRequest
-	(*ReopenThreadResponse)(nil),       // 24: securemsg.messaging.v1.ReopenThreadResponse
-	(*RetractMessageRequest)(nil),      // 25: securemsg.messaging.v1.RetractMessageRequest
-	(*RetractMessageResponse)(nil),     // 26: securemsg.messaging.v1.RetractMessageResponse
-	(*SetLegalHoldRequest)(nil),        // 27: securemsg.messaging.v1.SetLegalHoldRequest
-	(*SetLegalHoldResponse)(nil),       // 28: securemsg.messaging.v1.SetLegalHoldResponse
-	(*GetPoolSettingsRequest)(nil),     // 29: securemsg.messaging.v1.GetPoolSettingsRequest
-	(*GetPoolSettingsResponse)(nil),    // 30: securemsg.messaging.v1.GetPoolSettingsResponse
-	(*UpdatePoolSettingsRequest)(nil),  // 31: securemsg.messaging.v1.UpdatePoolSettingsRequest
-	(*UpdatePoolSettingsResponse)(nil), // 32: securemsg.messaging.v1.UpdatePoolSettingsResponse
-	(*CheckMessageAccessRequest)(nil),  // 33: securemsg.messaging.v1.CheckMessageAccessRequest
-	(*CheckMessageAccessResponse)(nil), // 34: securemsg.messaging.v1.CheckMessageAccessResponse
-	(*RunRetentionPurgeRequest)(nil),   // 35: securemsg.messaging.v1.RunRetentionPurgeRequest
-	(*RunRetentionPurgeResponse)(nil),  // 36: securemsg.messaging.v1.RunRetentionPurgeResponse
-	(v1.ThreadCategory)(0),             // 37: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),                // 38: securemsg.common.v1.Sensitivity
-	(*Thread)(nil),                     // 39: securemsg.messaging.v1.Thread
-	(*Message)(nil),                    // 40: securemsg.messaging.v1.Message
-	(*durationpb.Duration)(nil),        // 41: google.protobuf.Duration
-	(Box)(0),                           // 42: securemsg.messaging.v1.Box
-	(*ThreadSummary)(nil),              // 43: securemsg.messaging.v1.ThreadSummary
-	(*timestamppb.Timestamp)(nil),      // 44: google.protobuf.Timestamp
-	(*PoolSettings)(nil),               // 45: securemsg.messaging.v1.PoolSettings
-	(*fieldmaskpb.FieldMask)(nil),      // 46: google.protobuf.FieldMask
-	(*v1.Principal)(nil),               // 47: securemsg.common.v1.Principal
-	(*RetentionCounts)(nil),            // 48: securemsg.messaging.v1.RetentionCounts
+	(InboxChangeKind)(0),               // 1: securemsg.messaging.v1.InboxChangeKind
+	(*CreateThreadRequest)(nil),        // 2: securemsg.messaging.v1.CreateThreadRequest
+	(*CreateThreadResponse)(nil),       // 3: securemsg.messaging.v1.CreateThreadResponse
+	(*SendMessageRequest)(nil),         // 4: securemsg.messaging.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),        // 5: securemsg.messaging.v1.SendMessageResponse
+	(*ListThreadsRequest)(nil),         // 6: securemsg.messaging.v1.ListThreadsRequest
+	(*ListThreadsResponse)(nil),        // 7: securemsg.messaging.v1.ListThreadsResponse
+	(*GetThreadRequest)(nil),           // 8: securemsg.messaging.v1.GetThreadRequest
+	(*GetThreadResponse)(nil),          // 9: securemsg.messaging.v1.GetThreadResponse
+	(*MarkReadRequest)(nil),            // 10: securemsg.messaging.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),           // 11: securemsg.messaging.v1.MarkReadResponse
+	(*ArchiveThreadRequest)(nil),       // 12: securemsg.messaging.v1.ArchiveThreadRequest
+	(*ArchiveThreadResponse)(nil),      // 13: securemsg.messaging.v1.ArchiveThreadResponse
+	(*UnarchiveThreadRequest)(nil),     // 14: securemsg.messaging.v1.UnarchiveThreadRequest
+	(*UnarchiveThreadResponse)(nil),    // 15: securemsg.messaging.v1.UnarchiveThreadResponse
+	(*ClaimThreadRequest)(nil),         // 16: securemsg.messaging.v1.ClaimThreadRequest
+	(*ClaimThreadResponse)(nil),        // 17: securemsg.messaging.v1.ClaimThreadResponse
+	(*AssignThreadRequest)(nil),        // 18: securemsg.messaging.v1.AssignThreadRequest
+	(*AssignThreadResponse)(nil),       // 19: securemsg.messaging.v1.AssignThreadResponse
+	(*TransferThreadRequest)(nil),      // 20: securemsg.messaging.v1.TransferThreadRequest
+	(*TransferThreadResponse)(nil),     // 21: securemsg.messaging.v1.TransferThreadResponse
+	(*CloseThreadRequest)(nil),         // 22: securemsg.messaging.v1.CloseThreadRequest
+	(*CloseThreadResponse)(nil),        // 23: securemsg.messaging.v1.CloseThreadResponse
+	(*ReopenThreadRequest)(nil),        // 24: securemsg.messaging.v1.ReopenThreadRequest
+	(*ReopenThreadResponse)(nil),       // 25: securemsg.messaging.v1.ReopenThreadResponse
+	(*RetractMessageRequest)(nil),      // 26: securemsg.messaging.v1.RetractMessageRequest
+	(*RetractMessageResponse)(nil),     // 27: securemsg.messaging.v1.RetractMessageResponse
+	(*SetLegalHoldRequest)(nil),        // 28: securemsg.messaging.v1.SetLegalHoldRequest
+	(*SetLegalHoldResponse)(nil),       // 29: securemsg.messaging.v1.SetLegalHoldResponse
+	(*GetPoolSettingsRequest)(nil),     // 30: securemsg.messaging.v1.GetPoolSettingsRequest
+	(*GetPoolSettingsResponse)(nil),    // 31: securemsg.messaging.v1.GetPoolSettingsResponse
+	(*UpdatePoolSettingsRequest)(nil),  // 32: securemsg.messaging.v1.UpdatePoolSettingsRequest
+	(*UpdatePoolSettingsResponse)(nil), // 33: securemsg.messaging.v1.UpdatePoolSettingsResponse
+	(*CheckMessageAccessRequest)(nil),  // 34: securemsg.messaging.v1.CheckMessageAccessRequest
+	(*CheckMessageAccessResponse)(nil), // 35: securemsg.messaging.v1.CheckMessageAccessResponse
+	(*RunRetentionPurgeRequest)(nil),   // 36: securemsg.messaging.v1.RunRetentionPurgeRequest
+	(*RunRetentionPurgeResponse)(nil),  // 37: securemsg.messaging.v1.RunRetentionPurgeResponse
+	(*WatchInboxRequest)(nil),          // 38: securemsg.messaging.v1.WatchInboxRequest
+	(*WatchInboxResponse)(nil),         // 39: securemsg.messaging.v1.WatchInboxResponse
+	(*InboxChange)(nil),                // 40: securemsg.messaging.v1.InboxChange
+	(*Heartbeat)(nil),                  // 41: securemsg.messaging.v1.Heartbeat
+	(*Resync)(nil),                     // 42: securemsg.messaging.v1.Resync
+	(v1.ThreadCategory)(0),             // 43: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),                // 44: securemsg.common.v1.Sensitivity
+	(*Thread)(nil),                     // 45: securemsg.messaging.v1.Thread
+	(*Message)(nil),                    // 46: securemsg.messaging.v1.Message
+	(*durationpb.Duration)(nil),        // 47: google.protobuf.Duration
+	(Box)(0),                           // 48: securemsg.messaging.v1.Box
+	(*ThreadSummary)(nil),              // 49: securemsg.messaging.v1.ThreadSummary
+	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
+	(*PoolSettings)(nil),               // 51: securemsg.messaging.v1.PoolSettings
+	(*fieldmaskpb.FieldMask)(nil),      // 52: google.protobuf.FieldMask
+	(*v1.Principal)(nil),               // 53: securemsg.common.v1.Principal
+	(*RetentionCounts)(nil),            // 54: securemsg.messaging.v1.RetentionCounts
 }
 var file_securemsg_messaging_v1_messaging_service_proto_depIdxs = []int32{
-	37, // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
-	38, // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	39, // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	40, // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
-	40, // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
-	41, // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
-	40, // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
-	42, // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
-	43, // 8: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
-	39, // 9: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	40, // 10: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
-	44, // 11: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
-	39, // 12: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	39, // 13: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	39, // 14: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	39, // 15: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	39, // 16: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	40, // 17: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
-	40, // 18: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
-	44, // 19: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
-	45, // 20: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	45, // 21: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	46, // 22: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	45, // 23: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	47, // 24: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
+	43, // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
+	44, // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	45, // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	46, // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
+	46, // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
+	47, // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
+	46, // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	48, // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
+	49, // 8: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
+	45, // 9: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	46, // 10: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
+	50, // 11: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
+	45, // 12: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	45, // 13: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	45, // 14: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	45, // 15: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	45, // 16: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	46, // 17: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
+	46, // 18: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
+	50, // 19: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
+	51, // 20: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	51, // 21: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	52, // 22: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	51, // 23: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	53, // 24: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
 	0,  // 25: securemsg.messaging.v1.CheckMessageAccessRequest.action:type_name -> securemsg.messaging.v1.AccessAction
-	38, // 26: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	44, // 27: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
-	37, // 28: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
-	48, // 29: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
-	48, // 30: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
-	44, // 31: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
-	44, // 32: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
-	1,  // 33: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
-	3,  // 34: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
-	5,  // 35: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
-	7,  // 36: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
-	9,  // 37: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
-	11, // 38: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
-	13, // 39: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
-	15, // 40: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
-	17, // 41: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
-	19, // 42: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
-	21, // 43: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
-	23, // 44: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
-	25, // 45: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
-	27, // 46: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
-	29, // 47: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
-	31, // 48: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
-	33, // 49: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
-	35, // 50: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
-	2,  // 51: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
-	4,  // 52: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
-	6,  // 53: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
-	8,  // 54: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
-	10, // 55: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
-	12, // 56: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
-	14, // 57: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
-	16, // 58: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
-	18, // 59: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
-	20, // 60: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
-	22, // 61: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
-	24, // 62: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
-	26, // 63: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
-	28, // 64: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
-	30, // 65: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
-	32, // 66: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
-	34, // 67: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
-	36, // 68: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
-	51, // [51:69] is the sub-list for method output_type
-	33, // [33:51] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	44, // 26: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	50, // 27: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
+	43, // 28: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	54, // 29: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
+	54, // 30: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
+	50, // 31: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
+	50, // 32: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
+	40, // 33: securemsg.messaging.v1.WatchInboxResponse.change:type_name -> securemsg.messaging.v1.InboxChange
+	41, // 34: securemsg.messaging.v1.WatchInboxResponse.heartbeat:type_name -> securemsg.messaging.v1.Heartbeat
+	42, // 35: securemsg.messaging.v1.WatchInboxResponse.resync:type_name -> securemsg.messaging.v1.Resync
+	1,  // 36: securemsg.messaging.v1.InboxChange.kind:type_name -> securemsg.messaging.v1.InboxChangeKind
+	50, // 37: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
+	2,  // 38: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
+	4,  // 39: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
+	6,  // 40: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
+	8,  // 41: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
+	10, // 42: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
+	12, // 43: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
+	14, // 44: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
+	16, // 45: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
+	18, // 46: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
+	20, // 47: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
+	22, // 48: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
+	24, // 49: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
+	26, // 50: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
+	28, // 51: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
+	30, // 52: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
+	32, // 53: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
+	34, // 54: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
+	36, // 55: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
+	38, // 56: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
+	3,  // 57: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
+	5,  // 58: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
+	7,  // 59: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
+	9,  // 60: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
+	11, // 61: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
+	13, // 62: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
+	15, // 63: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
+	17, // 64: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
+	19, // 65: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
+	21, // 66: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
+	23, // 67: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
+	25, // 68: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
+	27, // 69: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
+	29, // 70: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
+	31, // 71: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
+	33, // 72: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
+	35, // 73: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
+	37, // 74: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
+	39, // 75: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
+	57, // [57:76] is the sub-list for method output_type
+	38, // [38:57] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_service_proto_init() }
@@ -2720,13 +3139,18 @@ func file_securemsg_messaging_v1_messaging_service_proto_init() {
 		(*CheckMessageAccessRequest_MessageId)(nil),
 		(*CheckMessageAccessRequest_ThreadId)(nil),
 	}
+	file_securemsg_messaging_v1_messaging_service_proto_msgTypes[37].OneofWrappers = []any{
+		(*WatchInboxResponse_Change)(nil),
+		(*WatchInboxResponse_Heartbeat)(nil),
+		(*WatchInboxResponse_Resync)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_service_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   36,
+			NumEnums:      2,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,7 @@ const (
 	MessagingService_UpdatePoolSettings_FullMethodName = "/securemsg.messaging.v1.MessagingService/UpdatePoolSettings"
 	MessagingService_CheckMessageAccess_FullMethodName = "/securemsg.messaging.v1.MessagingService/CheckMessageAccess"
 	MessagingService_RunRetentionPurge_FullMethodName  = "/securemsg.messaging.v1.MessagingService/RunRetentionPurge"
+	MessagingService_WatchInbox_FullMethodName         = "/securemsg.messaging.v1.MessagingService/WatchInbox"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -201,6 +202,25 @@ type MessagingServiceClient interface {
 	// UNAVAILABLE when the attachment service cannot be reached (threads whose attachments were
 	// not purged are left for the next run).
 	RunRetentionPurge(ctx context.Context, in *RunRetentionPurgeRequest, opts ...grpc.CallOption) (*RunRetentionPurgeResponse, error)
+	// WatchInbox streams, while the caller stays signed in, a notice each time one of the
+	// threads the caller may read changes: a new thread or message, a read mark of the caller's
+	// own, a retraction, an assignment, a transfer, a close or a reopen. Notices carry ids only
+	// (never a subject line, a body or a name); the portal re-reads what it shows with GetThread
+	// or ListThreads. Each notice is checked against the policies at the moment it is sent, with
+	// the same record-level rule as GetThread, so the caller never hears of a thread it could not
+	// open (a proxy never of an adolescent-confidential thread, a clinician only of their pools'
+	// threads). The first message is a heartbeat, sent once the watch is live: every change
+	// committed after it is delivered. A heartbeat follows whenever the stream has been idle for
+	// the service's heartbeat interval. A caller that falls behind gets a resync notice instead of
+	// the changes it missed and should list its threads again. Works over gRPC, Connect and
+	// gRPC-Web.
+	//
+	// Errors: UNAUTHENTICATED with reason TOKEN_EXPIRED when the caller's access token (or its
+	// session) expires, ending the stream: reconnect with a fresh token; RESOURCE_EXHAUSTED with
+	// reason TOO_MANY_WATCHES when the caller already holds the maximum number of open watches;
+	// UNAVAILABLE with reason WATCH_UNAVAILABLE when the service cannot follow the event stream
+	// (safe to retry).
+	WatchInbox(ctx context.Context, in *WatchInboxRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchInboxResponse], error)
 }
 
 type messagingServiceClient struct {
@@ -391,6 +411,25 @@ func (c *messagingServiceClient) RunRetentionPurge(ctx context.Context, in *RunR
 	return out, nil
 }
 
+func (c *messagingServiceClient) WatchInbox(ctx context.Context, in *WatchInboxRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchInboxResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MessagingService_ServiceDesc.Streams[0], MessagingService_WatchInbox_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchInboxRequest, WatchInboxResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MessagingService_WatchInboxClient = grpc.ServerStreamingClient[WatchInboxResponse]
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -553,6 +592,25 @@ type MessagingServiceServer interface {
 	// UNAVAILABLE when the attachment service cannot be reached (threads whose attachments were
 	// not purged are left for the next run).
 	RunRetentionPurge(context.Context, *RunRetentionPurgeRequest) (*RunRetentionPurgeResponse, error)
+	// WatchInbox streams, while the caller stays signed in, a notice each time one of the
+	// threads the caller may read changes: a new thread or message, a read mark of the caller's
+	// own, a retraction, an assignment, a transfer, a close or a reopen. Notices carry ids only
+	// (never a subject line, a body or a name); the portal re-reads what it shows with GetThread
+	// or ListThreads. Each notice is checked against the policies at the moment it is sent, with
+	// the same record-level rule as GetThread, so the caller never hears of a thread it could not
+	// open (a proxy never of an adolescent-confidential thread, a clinician only of their pools'
+	// threads). The first message is a heartbeat, sent once the watch is live: every change
+	// committed after it is delivered. A heartbeat follows whenever the stream has been idle for
+	// the service's heartbeat interval. A caller that falls behind gets a resync notice instead of
+	// the changes it missed and should list its threads again. Works over gRPC, Connect and
+	// gRPC-Web.
+	//
+	// Errors: UNAUTHENTICATED with reason TOKEN_EXPIRED when the caller's access token (or its
+	// session) expires, ending the stream: reconnect with a fresh token; RESOURCE_EXHAUSTED with
+	// reason TOO_MANY_WATCHES when the caller already holds the maximum number of open watches;
+	// UNAVAILABLE with reason WATCH_UNAVAILABLE when the service cannot follow the event stream
+	// (safe to retry).
+	WatchInbox(*WatchInboxRequest, grpc.ServerStreamingServer[WatchInboxResponse]) error
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -616,6 +674,9 @@ func (UnimplementedMessagingServiceServer) CheckMessageAccess(context.Context, *
 }
 func (UnimplementedMessagingServiceServer) RunRetentionPurge(context.Context, *RunRetentionPurgeRequest) (*RunRetentionPurgeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RunRetentionPurge not implemented")
+}
+func (UnimplementedMessagingServiceServer) WatchInbox(*WatchInboxRequest, grpc.ServerStreamingServer[WatchInboxResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchInbox not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -962,6 +1023,17 @@ func _MessagingService_RunRetentionPurge_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_WatchInbox_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchInboxRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MessagingServiceServer).WatchInbox(m, &grpc.GenericServerStream[WatchInboxRequest, WatchInboxResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MessagingService_WatchInboxServer = grpc.ServerStreamingServer[WatchInboxResponse]
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1042,6 +1114,12 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _MessagingService_RunRetentionPurge_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchInbox",
+			Handler:       _MessagingService_WatchInbox_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "securemsg/messaging/v1/messaging_service.proto",
 }

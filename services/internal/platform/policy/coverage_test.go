@@ -62,6 +62,7 @@ var rpcMatrix = map[string][]string{
 	"messaging.UpdatePoolSettings": {"admin"},
 	"messaging.CheckMessageAccess": {"svc:attachment"},
 	"messaging.RunRetentionPurge":  {"admin"},
+	"messaging.WatchInbox":         {"patient", "proxy", "clinician", "staff"},
 
 	"attachment.UploadAttachment":   {"patient", "proxy", "clinician", "staff"},
 	"attachment.DownloadAttachment": {"patient", "proxy", "clinician", "staff"},
@@ -111,8 +112,8 @@ func TestEveryRPCIsCoveredByPolicy(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, nil)
 	rpcs := generatedRPCs()
-	if len(rpcs) != 36 {
-		t.Errorf("generated rpcs = %d, want 36 (update rpcMatrix when the API changes)", len(rpcs))
+	if len(rpcs) != 37 {
+		t.Errorf("generated rpcs = %d, want 37 (update rpcMatrix when the API changes)", len(rpcs))
 	}
 	named := map[string][]string{} // action → permit policies naming it
 	for id, p := range e.PolicySet().All() {
@@ -242,6 +243,10 @@ func TestRPCLevelRules(t *testing.T) {
 		{"admin with dev scopes updates templates", with(admin, func(p *auth.Principal) { p.Scopes = []string{"admin", "notifications.manage"} }), "notification.UpdateTemplate", true},
 		{"admin without admin scope may not set legal hold", with(admin, func(p *auth.Principal) { p.Scopes = []string{"messages.read"} }), "messaging.SetLegalHold", false},
 		{"patient may not call an auditor rpc", patient, "audit.QueryAuditEvents", false},
+		{"proxy with read-only grant may watch", proxyReadOnly, "messaging.WatchInbox", true},
+		{"proxy with only expired grants may not watch", proxyExpired, "messaging.WatchInbox", false},
+		{"clinician without MFA may not watch", clinNoMFA, "messaging.WatchInbox", false},
+		{"patient without messages.read may not watch", with(patient, func(p *auth.Principal) { p.Scopes = []string{"messages.write"} }), "messaging.WatchInbox", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

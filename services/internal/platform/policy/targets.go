@@ -65,6 +65,8 @@ var rpcTargets = map[string]TargetFunc{
 		return Target{Type: "Thread", ID: r.GetThreadId()}
 	}),
 	"messaging.RunRetentionPurge": fixed("Thread"),
+	// A watch names no record: each notice is checked against its thread when it is sent.
+	"messaging.WatchInbox": fixed("Thread"),
 
 	// An upload creates its record: the client stream's first message only arrives later, so a
 	// refusal at the opening names the record type.
