@@ -15,7 +15,8 @@ type Access struct {
 	// reloads them); 0 disables the file check.
 	PolicyReloadInterval time.Duration `env:"POLICY_RELOAD_INTERVAL" envDefault:"30s"`
 	// IPAllow, when non-empty, admits only callers in these CIDRs; IPDeny refuses callers in
-	// these CIDRs and wins over IPAllow. Comma-separated, e.g. "10.0.0.0/8,127.0.0.1/32".
+	// these CIDRs and wins over IPAllow. Comma-separated, e.g. "10.0.0.0/8,127.0.0.1/32". The
+	// caller's address is the TCP peer's, or behind Server.TrustedProxies the forwarded client's.
 	IPAllow []string `env:"IP_ALLOW" envSeparator:","`
 	IPDeny  []string `env:"IP_DENY" envSeparator:","`
 	// RatePerPrincipal and BurstPerPrincipal bound each person or service (requests/second,

@@ -76,6 +76,7 @@ func TestLoadDefaults(t *testing.T) {
 			ShutdownDrain:        2 * time.Second,
 			MaxRecvMsgBytes:      4 << 20,
 			MaxConcurrentStreams: 128,
+			TrustedProxyHeader:   "X-Forwarded-For",
 		},
 		Log:      config.Log{Level: slog.LevelInfo},
 		Postgres: config.Postgres{URL: "postgres://postgres@127.0.0.1:5432/securemsg?sslmode=disable", MaxConns: 10},
@@ -238,5 +239,56 @@ func TestValidateAllUsesTopLevelValidator(t *testing.T) {
 	}
 	if err := config.ValidateAll(&crossCheck{}); err != nil {
 		t.Errorf("ValidateAll(&crossCheck{}) = %v, want nil", err)
+	}
+}
+
+func TestHTTPEdgeAndTrustedProxySettings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr []string // substrings of the error; none: Load succeeds
+	}{
+		{"no HTTP surface", nil, nil},
+		{"HTTP surface with origins and proxies", map[string]string{
+			"SECUREMSG_HTTP_ADDR":            "0.0.0.0:8443",
+			"SECUREMSG_HTTP_ALLOWED_ORIGINS": "https://portal.example.org,https://care.example.org:8443,http://localhost:5173,http://127.0.0.1:3000",
+			"SECUREMSG_TRUSTED_PROXIES":      "10.0.0.0/8, fd00::/8",
+			"SECUREMSG_TRUSTED_PROXY_HEADER": "forwarded",
+		}, nil},
+		{"bad listen address", map[string]string{"SECUREMSG_HTTP_ADDR": "8443"}, []string{"SECUREMSG_HTTP_ADDR must be host:port"}},
+		{"wildcard origin", map[string]string{"SECUREMSG_HTTP_ALLOWED_ORIGINS": "*"}, []string{"wildcards are not allowed"}},
+		{"wildcard subdomain", map[string]string{"SECUREMSG_HTTP_ALLOWED_ORIGINS": "https://*.example.org"}, []string{"wildcards are not allowed"}},
+		{"plain http to a public host", map[string]string{"SECUREMSG_HTTP_ALLOWED_ORIGINS": "http://portal.example.org"}, []string{"must use https"}},
+		{"origin with a path", map[string]string{"SECUREMSG_HTTP_ALLOWED_ORIGINS": "https://portal.example.org/app"}, []string{"without path"}},
+		{"origin in upper case", map[string]string{"SECUREMSG_HTTP_ALLOWED_ORIGINS": "https://Portal.example.org"}, []string{"lower-case origin"}},
+		{"not an origin", map[string]string{"SECUREMSG_HTTP_ALLOWED_ORIGINS": "portal.example.org"}, []string{"is not an origin"}},
+		{"bad proxy CIDR", map[string]string{"SECUREMSG_TRUSTED_PROXIES": "10.0.0.0/8,ingress"}, []string{`SECUREMSG_TRUSTED_PROXIES: "ingress" is not a CIDR prefix`}},
+		{"unknown forwarding header", map[string]string{"SECUREMSG_TRUSTED_PROXY_HEADER": "X-Real-IP"}, []string{"SECUREMSG_TRUSTED_PROXY_HEADER must be X-Forwarded-For or Forwarded"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := validEnv(t)
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			var cfg serviceConfig
+			err := config.Load(&cfg, config.WithEnvironment(env))
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("Load() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load() = nil, want an error with %q", tt.wantErr)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Load() error lacks %q; got:\n%v", want, err)
+				}
+			}
+		})
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -45,6 +47,28 @@ type Server struct {
 	// MaxConcurrentStreams caps concurrent streams per HTTP/2 connection; it also bounds the work
 	// an HTTP/2 rapid-reset flood can start on one connection.
 	MaxConcurrentStreams uint32 `env:"GRPC_MAX_CONCURRENT_STREAMS" envDefault:"128"`
+
+	// HTTPAddr, when set, serves the browser surface (package httpedge: Connect, gRPC-Web and
+	// REST over HTTP/1.1 and HTTP/2) on this host:port, with the same certificate as GRPCAddr
+	// and never a client certificate. Unset, the service has no HTTP surface. It is a listener
+	// of its own because GRPCAddr may require client certificates (service mTLS), which
+	// browsers never present, and so that it gets its own ingress and network policy.
+	HTTPAddr string `env:"HTTP_ADDR"`
+	// HTTPAllowedOrigins are the browser origins ("https://portal.example.org") that may call
+	// the HTTP surface cross-origin (CORS). Exact origins only: no wildcard, no path; http only
+	// for a loopback host (a portal's dev server). Empty: no cross-origin browser access.
+	HTTPAllowedOrigins []string `env:"HTTP_ALLOWED_ORIGINS" envSeparator:","`
+
+	// TrustedProxies are the CIDRs of the reverse proxies (the ingress) in front of the service.
+	// Only when the TCP peer is in one of them is the client's address taken from
+	// TrustedProxyHeader — the rightmost address in it that is not itself a trusted proxy —
+	// and used by the IP lists, the rate limits, the access log and the audit source_ip.
+	// Empty: the TCP peer is the client and forwarding headers are ignored.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
+	// TrustedProxyHeader is the one header the trusted proxies maintain: X-Forwarded-For or
+	// Forwarded (RFC 7239). Only one is read: a proxy that appends to one passes the other
+	// through as the client wrote it, so reading both would let a client choose its address.
+	TrustedProxyHeader string `env:"TRUSTED_PROXY_HEADER" envDefault:"X-Forwarded-For"`
 }
 
 // Validate reports every problem with the server settings.
@@ -71,7 +95,41 @@ func (s Server) Validate() error {
 	if s.MaxConcurrentStreams == 0 {
 		p.addf("SECUREMSG_GRPC_MAX_CONCURRENT_STREAMS must be positive")
 	}
+	checkHostPort(&p, "SECUREMSG_HTTP_ADDR", s.HTTPAddr, false)
+	for _, origin := range s.HTTPAllowedOrigins {
+		checkOrigin(&p, "SECUREMSG_HTTP_ALLOWED_ORIGINS", origin)
+	}
+	checkCIDRs(&p, "SECUREMSG_TRUSTED_PROXIES", s.TrustedProxies)
+	if h := http.CanonicalHeaderKey(s.TrustedProxyHeader); h != "X-Forwarded-For" && h != "Forwarded" {
+		p.addf("SECUREMSG_TRUSTED_PROXY_HEADER must be X-Forwarded-For or Forwarded, got %q", s.TrustedProxyHeader)
+	}
 	return p.err()
+}
+
+// checkOrigin wants an exact, lower-case browser origin: scheme://host[:port], https unless the
+// host is loopback. A wildcard is refused: with credentials allowed, "*" would hand every
+// site's scripts the caller's responses.
+func checkOrigin(p *problems, name, origin string) {
+	u, err := url.Parse(origin)
+	switch {
+	case strings.Contains(origin, "*"):
+		p.addf("%s: %q: wildcards are not allowed; list each origin", name, origin)
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		p.addf("%s: %q is not an origin like https://portal.example.org", name, origin)
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		p.addf("%s: %q must use https for a non-loopback host", name, origin)
+	case origin != strings.ToLower(u.Scheme+"://"+u.Host):
+		p.addf("%s: %q must be a lower-case origin without path, query or credentials", name, origin)
+	}
+}
+
+// checkCIDRs reports every entry that is not a CIDR prefix.
+func checkCIDRs(p *problems, name string, cidrs []string) {
+	for _, cidr := range cidrs {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err != nil {
+			p.addf("%s: %q is not a CIDR prefix", name, cidr)
+		}
+	}
 }
 
 // Log configures structured logging (package logging).
