@@ -4,43 +4,21 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"runtime/debug"
-
+	"github.com/securemsg/securemsg/services/attachment/internal/app"
 	"github.com/securemsg/securemsg/services/attachment/internal/wire"
-	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
-	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "attachment:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	var cfg wire.Config
-	if err := config.Load(&cfg, config.WithDefault("SECUREMSG_GRPC_ADDR", "127.0.0.1:7002")); err != nil {
-		return err
-	}
-	ctx, stop := grpcserver.SignalContext(context.Background())
-	defer stop()
-	spec := wire.Spec()
-	spec.Schema = cfg.Attachment.Schema
-	proc, err := daemon.Start(ctx, spec, cfg.Base, wire.ServerOptions()...)
-	if err != nil {
-		return err
-	}
-	if _, err := wire.Build(ctx, cfg, proc); err != nil {
-		return err
-	}
-	// Start-up (migrations, policies, clients) leaves a large transient heap, and the garbage
-	// collector would size its next goal from it: twice that, reached during the first big
-	// upload. Collecting now sets the goal from the steady state instead (RSS budget: 64 MiB).
-	debug.FreeOSMemory()
-	return proc.Run(ctx)
+	daemon.Main("attachment", daemon.Program[wire.Config, *app.Service]{
+		Spec: func(c wire.Config) daemon.Spec {
+			spec := wire.Spec()
+			spec.Schema = c.Attachment.Schema // tests and benchmarks run the binary on a schema of their own
+			return spec
+		},
+		Base:            func(c wire.Config) daemon.Base { return c.Base },
+		DefaultGRPCAddr: "127.0.0.1:7002",
+		ServerOptions:   wire.ServerOptions(),
+		Build:           wire.Build,
+	})
 }

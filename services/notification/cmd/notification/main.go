@@ -4,36 +4,16 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-
-	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
-	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/notification/internal/app"
 	"github.com/securemsg/securemsg/services/notification/internal/wire"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "notification:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	var cfg wire.Config
-	if err := config.Load(&cfg, config.WithDefault("SECUREMSG_GRPC_ADDR", "127.0.0.1:7003")); err != nil {
-		return err
-	}
-	ctx, stop := grpcserver.SignalContext(context.Background())
-	defer stop()
-	proc, err := daemon.Start(ctx, wire.Spec(), cfg.Base)
-	if err != nil {
-		return err
-	}
-	if _, err := wire.Build(ctx, cfg, proc); err != nil {
-		return err
-	}
-	return proc.Run(ctx)
+	daemon.Main("notification", daemon.Program[wire.Config, *app.Service]{
+		Spec:            func(wire.Config) daemon.Spec { return wire.Spec() },
+		Base:            func(c wire.Config) daemon.Base { return c.Base },
+		DefaultGRPCAddr: "127.0.0.1:7003",
+		Build:           wire.Build,
+	})
 }
