@@ -77,7 +77,9 @@ func RequestInfoFrom(ctx context.Context) RequestInfo {
 	return ri
 }
 
-// PeerAddr returns the peer's IP address (IPv4-mapped IPv6 addresses unmapped).
+// PeerAddr returns the peer's IP address (IPv4-mapped IPv6 addresses unmapped). Inside the
+// interceptor chain that is the client's address: behind a trusted proxy, grpcserver has
+// already replaced the proxy's address with the client it forwarded.
 func PeerAddr(ctx context.Context) (netip.Addr, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {

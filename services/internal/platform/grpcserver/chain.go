@@ -15,6 +15,9 @@ import (
 //     WithServerOptions(grpc.StatsHandler(...)), and stats handlers wrap this whole chain.
 //  1. metrics — rpc count and latency by service, method and code (never PHI labels). Outside
 //     error mapping, so it counts the codes clients actually receive.
+//     client address — only when trusted proxies are configured: the client's address from the
+//     forwarding header replaces the proxy's as the rpc's peer (clientaddr.go), before anything
+//     below logs, limits, filters or audits by address.
 //  2. request id — accepted from x-request-id when well formed, else generated; returned in the
 //     response header; puts the request logger in the context for everything below.
 //  3. access log — one line per rpc: method, code, duration, request id, peer, and the
@@ -31,21 +34,25 @@ import (
 // its panics recovered too; with guards outermost, a failing policy engine's error text would
 // reach the client and a panicking rate limiter would crash the process. Validation stays after
 // the guards so unauthenticated callers learn nothing about request rules.
-func buildChain(metrics *grpcprom.ServerMetrics, log *slog.Logger, guards []Guard, panics prometheus.Counter) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
-	unary := []grpc.UnaryServerInterceptor{
-		metrics.UnaryServerInterceptor(),
+func buildChain(metrics *grpcprom.ServerMetrics, log *slog.Logger, addr *clientAddress, guards []Guard, panics prometheus.Counter) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	unary := []grpc.UnaryServerInterceptor{metrics.UnaryServerInterceptor()}
+	stream := []grpc.StreamServerInterceptor{metrics.StreamServerInterceptor()}
+	if addr != nil {
+		unary = append(unary, unaryClientAddress(addr))
+		stream = append(stream, streamClientAddress(addr))
+	}
+	unary = append(unary,
 		unaryRequestID(log),
 		unaryAccessLog(),
 		unaryErrors(),
 		unaryRecovery(panics),
-	}
-	stream := []grpc.StreamServerInterceptor{
-		metrics.StreamServerInterceptor(),
+	)
+	stream = append(stream,
 		streamRequestID(log),
 		streamAccessLog(),
 		streamErrors(),
 		streamRecovery(panics),
-	}
+	)
 	for _, g := range guards {
 		if g == nil {
 			continue

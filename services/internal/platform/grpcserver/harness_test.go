@@ -173,6 +173,12 @@ type harness struct {
 
 func startServer(t *testing.T, pki *grpctest.PKI, cfg config.Server, opts ...grpcserver.Option) *harness {
 	t.Helper()
+	return startServerWith(t, pki, cfg, nil, opts...)
+}
+
+// startServerWith is startServer with more services, which register adds before serving.
+func startServerWith(t *testing.T, pki *grpctest.PKI, cfg config.Server, register func(*grpc.Server), opts ...grpcserver.Option) *harness {
+	t.Helper()
 	h := &harness{svc: newTestService(), pki: pki, logs: &syncBuffer{}, served: make(chan error, 1)}
 	opts = append([]grpcserver.Option{grpcserver.WithLogger(logging.New(h.logs, slog.LevelDebug))}, opts...)
 	srv, err := grpcserver.New(cfg, opts...)
@@ -181,6 +187,9 @@ func startServer(t *testing.T, pki *grpctest.PKI, cfg config.Server, opts ...grp
 	}
 	h.srv = srv
 	srv.GRPC().RegisterService(&testDesc, h.svc)
+	if register != nil {
+		register(srv.GRPC())
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)

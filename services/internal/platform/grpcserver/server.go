@@ -117,7 +117,11 @@ func New(cfg config.Server, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("grpcserver: register metrics: %w", err)
 	}
 
-	unary, stream := buildChain(s.metrics, s.log, o.guards, panics)
+	addr, err := newClientAddress(cfg)
+	if err != nil {
+		return nil, err
+	}
+	unary, stream := buildChain(s.metrics, s.log, addr, o.guards, panics)
 	serverOpts := append([]grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tlsConf)),
 		grpc.ChainUnaryInterceptor(unary...),

@@ -1,7 +1,8 @@
 // Package ipfilter enforces CIDR allow and deny lists on the peer address of each rpc, as a gRPC
 // guard. Deny wins over allow; an empty allow list allows every address not denied. The peer
-// address is the TCP peer: behind a proxy or load balancer, put the lists there (client-supplied
-// forwarding headers are never trusted here).
+// address is the client's as grpcserver decided it once for the whole chain: the TCP peer, or,
+// when that peer is one of SECUREMSG_TRUSTED_PROXIES, the client the proxy forwarded. This
+// package never reads forwarding headers itself.
 package ipfilter
 
 import (
