@@ -11,6 +11,8 @@ TOOL_PINS=(
   "buf|github.com/bufbuild/buf/cmd/buf|v1.75.0"
   "protoc-gen-go|google.golang.org/protobuf/cmd/protoc-gen-go|v1.36.12"
   "protoc-gen-go-grpc|google.golang.org/grpc/cmd/protoc-gen-go-grpc|v1.6.2"
+  "protoc-gen-openapi|github.com/google/gnostic/cmd/protoc-gen-openapi|v0.7.1"
+  "gojq|github.com/itchyny/gojq/cmd/gojq|v0.12.19"
   "nats-server|github.com/nats-io/nats-server/v2|v2.12.15"
   "minio|github.com/minio/minio|v0.0.0-20260212201848-7aac2a2c5b7c"
   "mailpit|github.com/axllent/mailpit|v1.27.11"

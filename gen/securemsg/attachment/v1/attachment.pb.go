@@ -10,6 +10,7 @@
 package attachmentv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1005,7 +1006,7 @@ var File_securemsg_attachment_v1_attachment_proto protoreflect.FileDescriptor
 
 const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\n" +
-	"(securemsg/attachment/v1/attachment.proto\x12\x17securemsg.attachment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
+	"(securemsg/attachment/v1/attachment.proto\x12\x17securemsg.attachment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
 	"\n" +
 	"Attachment\x12#\n" +
 	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\x12\x1b\n" +
@@ -1084,12 +1085,12 @@ const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\x12SCAN_STATE_PENDING\x10\x01\x12\x14\n" +
 	"\x10SCAN_STATE_CLEAN\x10\x02\x12\x17\n" +
 	"\x13SCAN_STATE_INFECTED\x10\x03\x12\x15\n" +
-	"\x11SCAN_STATE_FAILED\x10\x042\xe4\x05\n" +
+	"\x11SCAN_STATE_FAILED\x10\x042\xb8\x06\n" +
 	"\x11AttachmentService\x12y\n" +
 	"\x10UploadAttachment\x120.securemsg.attachment.v1.UploadAttachmentRequest\x1a1.securemsg.attachment.v1.UploadAttachmentResponse(\x01\x12\x7f\n" +
-	"\x12DownloadAttachment\x122.securemsg.attachment.v1.DownloadAttachmentRequest\x1a3.securemsg.attachment.v1.DownloadAttachmentResponse0\x01\x12n\n" +
-	"\rGetAttachment\x12-.securemsg.attachment.v1.GetAttachmentRequest\x1a..securemsg.attachment.v1.GetAttachmentResponse\x12w\n" +
-	"\x10DeleteAttachment\x120.securemsg.attachment.v1.DeleteAttachmentRequest\x1a1.securemsg.attachment.v1.DeleteAttachmentResponse\x12q\n" +
+	"\x12DownloadAttachment\x122.securemsg.attachment.v1.DownloadAttachmentRequest\x1a3.securemsg.attachment.v1.DownloadAttachmentResponse0\x01\x12\x97\x01\n" +
+	"\rGetAttachment\x12-.securemsg.attachment.v1.GetAttachmentRequest\x1a..securemsg.attachment.v1.GetAttachmentResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/attachments/{attachment_id}\x12\xa0\x01\n" +
+	"\x10DeleteAttachment\x120.securemsg.attachment.v1.DeleteAttachmentRequest\x1a1.securemsg.attachment.v1.DeleteAttachmentResponse\"'\x82\xd3\xe4\x93\x02!*\x1f/v1/attachments/{attachment_id}\x12q\n" +
 	"\x0eBindAttachment\x12..securemsg.attachment.v1.BindAttachmentRequest\x1a/.securemsg.attachment.v1.BindAttachmentResponse\x12w\n" +
 	"\x10PurgeAttachments\x120.securemsg.attachment.v1.PurgeAttachmentsRequest\x1a1.securemsg.attachment.v1.PurgeAttachmentsResponseB\xf5\x01\n" +
 	"\x1bcom.securemsg.attachment.v1B\x0fAttachmentProtoP\x01ZGgithub.com/securemsg/securemsg/gen/securemsg/attachment/v1;attachmentv1\xa2\x02\x03SAX\xaa\x02\x17Securemsg.Attachment.V1\xca\x02\x17Securemsg\\Attachment\\V1\xe2\x02#Securemsg\\Attachment\\V1\\GPBMetadata\xea\x02\x19Securemsg::Attachment::V1b\x06proto3"

@@ -19,6 +19,7 @@ package auditv1
 import (
 	v11 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	v1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1565,7 +1566,7 @@ var File_securemsg_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1esecuremsg/audit/v1/audit.proto\x12\x12securemsg.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a\x1fsecuremsg/events/v1/audit.proto\"\xa6\x02\n" +
+	"\x1esecuremsg/audit/v1/audit.proto\x12\x12securemsg.audit.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a\x1fsecuremsg/events/v1/audit.proto\"\xa6\x02\n" +
 	"\n" +
 	"AuditEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x128\n" +
@@ -1706,15 +1707,15 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"\x1bVERIFY_FAILURE_SEQUENCE_GAP\x10\x03\x12+\n" +
 	"'VERIFY_FAILURE_CHECKPOINT_ROOT_MISMATCH\x10\x04\x12/\n" +
 	"+VERIFY_FAILURE_CHECKPOINT_SIGNATURE_INVALID\x10\x05\x12%\n" +
-	"!VERIFY_FAILURE_RECORD_UNDECODABLE\x10\x062\x9f\x06\n" +
+	"!VERIFY_FAILURE_RECORD_UNDECODABLE\x10\x062\xd0\x06\n" +
 	"\fAuditService\x12m\n" +
 	"\x10QueryAuditEvents\x12+.securemsg.audit.v1.QueryAuditEventsRequest\x1a,.securemsg.audit.v1.QueryAuditEventsResponse\x12r\n" +
 	"\x11ExportAuditEvents\x12,.securemsg.audit.v1.ExportAuditEventsRequest\x1a-.securemsg.audit.v1.ExportAuditEventsResponse0\x01\x12^\n" +
 	"\vVerifyRange\x12&.securemsg.audit.v1.VerifyRangeRequest\x1a'.securemsg.audit.v1.VerifyRangeResponse\x12v\n" +
 	"\x13GetLatestCheckpoint\x12..securemsg.audit.v1.GetLatestCheckpointRequest\x1a/.securemsg.audit.v1.GetLatestCheckpointResponse\x12p\n" +
 	"\x11GetInclusionProof\x12,.securemsg.audit.v1.GetInclusionProofRequest\x1a-.securemsg.audit.v1.GetInclusionProofResponse\x12v\n" +
-	"\x13GetConsistencyProof\x12..securemsg.audit.v1.GetConsistencyProofRequest\x1a/.securemsg.audit.v1.GetConsistencyProofResponse\x12j\n" +
-	"\x0fGetAccessReport\x12*.securemsg.audit.v1.GetAccessReportRequest\x1a+.securemsg.audit.v1.GetAccessReportResponseB\xcd\x01\n" +
+	"\x13GetConsistencyProof\x12..securemsg.audit.v1.GetConsistencyProofRequest\x1a/.securemsg.audit.v1.GetConsistencyProofResponse\x12\x9a\x01\n" +
+	"\x0fGetAccessReport\x12*.securemsg.audit.v1.GetAccessReportRequest\x1a+.securemsg.audit.v1.GetAccessReportResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/patients/{patient_id}/accessReportB\xcd\x01\n" +
 	"\x16com.securemsg.audit.v1B\n" +
 	"AuditProtoP\x01Z=github.com/securemsg/securemsg/gen/securemsg/audit/v1;auditv1\xa2\x02\x03SAX\xaa\x02\x12Securemsg.Audit.V1\xca\x02\x12Securemsg\\Audit\\V1\xe2\x02\x1eSecuremsg\\Audit\\V1\\GPBMetadata\xea\x02\x14Securemsg::Audit::V1b\x06proto3"
 

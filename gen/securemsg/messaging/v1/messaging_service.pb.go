@@ -8,6 +8,7 @@ package messagingv1
 
 import (
 	v1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -628,7 +629,8 @@ type GetThreadRequest struct {
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Emergency access: why a clinician outside the thread's pool needs to read it. Empty for
 	// normal access. PHI (free-text reason): sealed at rest; never logged, never in events; the
-	// audit record carries only the BREAK_GLASS action.
+	// audit record carries only the BREAK_GLASS action. Never in a URL: over REST it goes in the
+	// body of POST /v1/threads/{thread_id}:breakGlass.
 	BreakGlassReason string `protobuf:"bytes,4,opt,name=break_glass_reason,json=breakGlassReason,proto3" json:"break_glass_reason,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -2753,7 +2755,7 @@ var File_securemsg_messaging_v1_messaging_service_proto protoreflect.FileDescrip
 
 const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
-	".securemsg/messaging/v1/messaging_service.proto\x12\x16securemsg.messaging.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a&securemsg/messaging/v1/messaging.proto\"\xd3\x02\n" +
+	".securemsg/messaging/v1/messaging_service.proto\x12\x16securemsg.messaging.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a&securemsg/messaging/v1/messaging.proto\"\xd3\x02\n" +
 	"\x13CreateThreadRequest\x12\x17\n" +
 	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12?\n" +
 	"\bcategory\x18\x02 \x01(\x0e2#.securemsg.common.v1.ThreadCategoryR\bcategory\x12B\n" +
@@ -2946,23 +2948,23 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"!INBOX_CHANGE_KIND_THREAD_ASSIGNED\x10\x05\x12(\n" +
 	"$INBOX_CHANGE_KIND_THREAD_TRANSFERRED\x10\x06\x12#\n" +
 	"\x1fINBOX_CHANGE_KIND_THREAD_CLOSED\x10\a\x12%\n" +
-	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xb2\x10\n" +
-	"\x10MessagingService\x12i\n" +
-	"\fCreateThread\x12+.securemsg.messaging.v1.CreateThreadRequest\x1a,.securemsg.messaging.v1.CreateThreadResponse\x12f\n" +
-	"\vSendMessage\x12*.securemsg.messaging.v1.SendMessageRequest\x1a+.securemsg.messaging.v1.SendMessageResponse\x12f\n" +
-	"\vListThreads\x12*.securemsg.messaging.v1.ListThreadsRequest\x1a+.securemsg.messaging.v1.ListThreadsResponse\x12`\n" +
-	"\tGetThread\x12(.securemsg.messaging.v1.GetThreadRequest\x1a).securemsg.messaging.v1.GetThreadResponse\x12]\n" +
-	"\bMarkRead\x12'.securemsg.messaging.v1.MarkReadRequest\x1a(.securemsg.messaging.v1.MarkReadResponse\x12l\n" +
-	"\rArchiveThread\x12,.securemsg.messaging.v1.ArchiveThreadRequest\x1a-.securemsg.messaging.v1.ArchiveThreadResponse\x12r\n" +
-	"\x0fUnarchiveThread\x12..securemsg.messaging.v1.UnarchiveThreadRequest\x1a/.securemsg.messaging.v1.UnarchiveThreadResponse\x12f\n" +
-	"\vClaimThread\x12*.securemsg.messaging.v1.ClaimThreadRequest\x1a+.securemsg.messaging.v1.ClaimThreadResponse\x12i\n" +
-	"\fAssignThread\x12+.securemsg.messaging.v1.AssignThreadRequest\x1a,.securemsg.messaging.v1.AssignThreadResponse\x12o\n" +
-	"\x0eTransferThread\x12-.securemsg.messaging.v1.TransferThreadRequest\x1a..securemsg.messaging.v1.TransferThreadResponse\x12f\n" +
-	"\vCloseThread\x12*.securemsg.messaging.v1.CloseThreadRequest\x1a+.securemsg.messaging.v1.CloseThreadResponse\x12i\n" +
-	"\fReopenThread\x12+.securemsg.messaging.v1.ReopenThreadRequest\x1a,.securemsg.messaging.v1.ReopenThreadResponse\x12o\n" +
-	"\x0eRetractMessage\x12-.securemsg.messaging.v1.RetractMessageRequest\x1a..securemsg.messaging.v1.RetractMessageResponse\x12i\n" +
-	"\fSetLegalHold\x12+.securemsg.messaging.v1.SetLegalHoldRequest\x1a,.securemsg.messaging.v1.SetLegalHoldResponse\x12r\n" +
-	"\x0fGetPoolSettings\x12..securemsg.messaging.v1.GetPoolSettingsRequest\x1a/.securemsg.messaging.v1.GetPoolSettingsResponse\x12{\n" +
+	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xa9\x15\n" +
+	"\x10MessagingService\x12\x81\x01\n" +
+	"\fCreateThread\x12+.securemsg.messaging.v1.CreateThreadRequest\x1a,.securemsg.messaging.v1.CreateThreadResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/threads\x12\x93\x01\n" +
+	"\vSendMessage\x12*.securemsg.messaging.v1.SendMessageRequest\x1a+.securemsg.messaging.v1.SendMessageResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}/messages\x12{\n" +
+	"\vListThreads\x12*.securemsg.messaging.v1.ListThreadsRequest\x1a+.securemsg.messaging.v1.ListThreadsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/threads\x12\xaa\x01\n" +
+	"\tGetThread\x12(.securemsg.messaging.v1.GetThreadRequest\x1a).securemsg.messaging.v1.GetThreadResponse\"H\x82\xd3\xe4\x93\x02BZ':\x01*\"\"/v1/threads/{thread_id}:breakGlass\x12\x17/v1/threads/{thread_id}\x12\x8a\x01\n" +
+	"\bMarkRead\x12'.securemsg.messaging.v1.MarkReadRequest\x1a(.securemsg.messaging.v1.MarkReadResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}:markRead\x12\x98\x01\n" +
+	"\rArchiveThread\x12,.securemsg.messaging.v1.ArchiveThreadRequest\x1a-.securemsg.messaging.v1.ArchiveThreadResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/threads/{thread_id}:archive\x12\xa0\x01\n" +
+	"\x0fUnarchiveThread\x12..securemsg.messaging.v1.UnarchiveThreadRequest\x1a/.securemsg.messaging.v1.UnarchiveThreadResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/threads/{thread_id}:unarchive\x12\x90\x01\n" +
+	"\vClaimThread\x12*.securemsg.messaging.v1.ClaimThreadRequest\x1a+.securemsg.messaging.v1.ClaimThreadResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/threads/{thread_id}:claim\x12\x94\x01\n" +
+	"\fAssignThread\x12+.securemsg.messaging.v1.AssignThreadRequest\x1a,.securemsg.messaging.v1.AssignThreadResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/threads/{thread_id}:assign\x12\x9c\x01\n" +
+	"\x0eTransferThread\x12-.securemsg.messaging.v1.TransferThreadRequest\x1a..securemsg.messaging.v1.TransferThreadResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}:transfer\x12\x90\x01\n" +
+	"\vCloseThread\x12*.securemsg.messaging.v1.CloseThreadRequest\x1a+.securemsg.messaging.v1.CloseThreadResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/threads/{thread_id}:close\x12\x94\x01\n" +
+	"\fReopenThread\x12+.securemsg.messaging.v1.ReopenThreadRequest\x1a,.securemsg.messaging.v1.ReopenThreadResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/threads/{thread_id}:reopen\x12\xb1\x01\n" +
+	"\x0eRetractMessage\x12-.securemsg.messaging.v1.RetractMessageRequest\x1a..securemsg.messaging.v1.RetractMessageResponse\"@\x82\xd3\xe4\x93\x02::\x01*\"5/v1/threads/{thread_id}/messages/{message_id}:retract\x12i\n" +
+	"\fSetLegalHold\x12+.securemsg.messaging.v1.SetLegalHoldRequest\x1a,.securemsg.messaging.v1.SetLegalHoldResponse\x12\x98\x01\n" +
+	"\x0fGetPoolSettings\x12..securemsg.messaging.v1.GetPoolSettingsRequest\x1a/.securemsg.messaging.v1.GetPoolSettingsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/pools/{pool_id}/settings\x12{\n" +
 	"\x12UpdatePoolSettings\x121.securemsg.messaging.v1.UpdatePoolSettingsRequest\x1a2.securemsg.messaging.v1.UpdatePoolSettingsResponse\x12{\n" +
 	"\x12CheckMessageAccess\x121.securemsg.messaging.v1.CheckMessageAccessRequest\x1a2.securemsg.messaging.v1.CheckMessageAccessResponse\x12x\n" +
 	"\x11RunRetentionPurge\x120.securemsg.messaging.v1.RunRetentionPurgeRequest\x1a1.securemsg.messaging.v1.RunRetentionPurgeResponse\x12e\n" +

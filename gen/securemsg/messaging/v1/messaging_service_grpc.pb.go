@@ -96,6 +96,10 @@ type MessagingServiceClient interface {
 	// caller (adolescent-confidential threads for proxies); PERMISSION_DENIED when policy denies
 	// the read and break-the-glass does not apply (caller not a clinician, no MFA, auth_time not
 	// fresh, empty reason); UNAVAILABLE when the access cannot be audited (reads fail closed).
+	//
+	// Over REST a normal read is GET /v1/threads/{thread_id}; a break-the-glass read is
+	// POST /v1/threads/{thread_id}:breakGlass with the reason in the body, because a URL (and so a
+	// query parameter) reaches access logs and Referer headers and the reason is PHI.
 	GetThread(ctx context.Context, in *GetThreadRequest, opts ...grpc.CallOption) (*GetThreadResponse, error)
 	// MarkRead marks the caller's messages in a thread as read up to and including a message.
 	// Marking an older message than the current read mark is a no-op.
@@ -486,6 +490,10 @@ type MessagingServiceServer interface {
 	// caller (adolescent-confidential threads for proxies); PERMISSION_DENIED when policy denies
 	// the read and break-the-glass does not apply (caller not a clinician, no MFA, auth_time not
 	// fresh, empty reason); UNAVAILABLE when the access cannot be audited (reads fail closed).
+	//
+	// Over REST a normal read is GET /v1/threads/{thread_id}; a break-the-glass read is
+	// POST /v1/threads/{thread_id}:breakGlass with the reason in the body, because a URL (and so a
+	// query parameter) reaches access logs and Referer headers and the reason is PHI.
 	GetThread(context.Context, *GetThreadRequest) (*GetThreadResponse, error)
 	// MarkRead marks the caller's messages in a thread as read up to and including a message.
 	// Marking an older message than the current read mark is a no-op.

@@ -11,6 +11,7 @@
 package notificationv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1460,7 +1461,7 @@ var File_securemsg_notification_v1_notification_proto protoreflect.FileDescripto
 
 const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	"\n" +
-	",securemsg/notification/v1/notification.proto\x12\x19securemsg.notification.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n" +
+	",securemsg/notification/v1/notification.proto\x12\x19securemsg.notification.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n" +
 	"\x11ChannelPreference\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
@@ -1585,11 +1586,11 @@ const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	"\x14DELIVERY_STATUS_SENT\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATUS_RETRYING\x10\x03\x12\x1a\n" +
 	"\x16DELIVERY_STATUS_FAILED\x10\x04\x12\x1e\n" +
-	"\x1aDELIVERY_STATUS_SUPPRESSED\x10\x052\xee\x04\n" +
-	"\x13NotificationService\x12u\n" +
-	"\x0eGetPreferences\x120.securemsg.notification.v1.GetPreferencesRequest\x1a1.securemsg.notification.v1.GetPreferencesResponse\x12~\n" +
-	"\x11UpdatePreferences\x123.securemsg.notification.v1.UpdatePreferencesRequest\x1a4.securemsg.notification.v1.UpdatePreferencesResponse\x12u\n" +
-	"\x0eListDeliveries\x120.securemsg.notification.v1.ListDeliveriesRequest\x1a1.securemsg.notification.v1.ListDeliveriesResponse\x12r\n" +
+	"\x1aDELIVERY_STATUS_SUPPRESSED\x10\x052\xc8\x05\n" +
+	"\x13NotificationService\x12\x8e\x01\n" +
+	"\x0eGetPreferences\x120.securemsg.notification.v1.GetPreferencesRequest\x1a1.securemsg.notification.v1.GetPreferencesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/preferences\x12\xa4\x01\n" +
+	"\x11UpdatePreferences\x123.securemsg.notification.v1.UpdatePreferencesRequest\x1a4.securemsg.notification.v1.UpdatePreferencesResponse\"$\x82\xd3\xe4\x93\x02\x1e:\vpreferences2\x0f/v1/preferences\x12\x8d\x01\n" +
+	"\x0eListDeliveries\x120.securemsg.notification.v1.ListDeliveriesRequest\x1a1.securemsg.notification.v1.ListDeliveriesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/deliveries\x12r\n" +
 	"\rListTemplates\x12/.securemsg.notification.v1.ListTemplatesRequest\x1a0.securemsg.notification.v1.ListTemplatesResponse\x12u\n" +
 	"\x0eUpdateTemplate\x120.securemsg.notification.v1.UpdateTemplateRequest\x1a1.securemsg.notification.v1.UpdateTemplateResponseB\x85\x02\n" +
 	"\x1dcom.securemsg.notification.v1B\x11NotificationProtoP\x01ZKgithub.com/securemsg/securemsg/gen/securemsg/notification/v1;notificationv1\xa2\x02\x03SNX\xaa\x02\x19Securemsg.Notification.V1\xca\x02\x19Securemsg\\Notification\\V1\xe2\x02%Securemsg\\Notification\\V1\\GPBMetadata\xea\x02\x1bSecuremsg::Notification::V1b\x06proto3"
