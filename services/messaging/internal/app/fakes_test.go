@@ -67,7 +67,8 @@ var engine = sync.OnceValues(func() (*policy.Engine, error) {
 	})
 })
 
-func newHarness(t *testing.T) *harness {
+// newHarness builds the harness; tune adjusts the service's configuration and collaborators.
+func newHarness(t *testing.T, tune ...func(*app.Config, *app.Deps)) *harness {
 	t.Helper()
 	pe, err := engine()
 	if err != nil {
@@ -86,9 +87,13 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.svc, err = app.New(app.Config{KeyName: "securemsg-messaging-test", Retention: retention, RetractWindow: 15 * time.Minute, EventsSubject: eventsSubject},
-		app.Deps{Threads: h.store, Messages: h.store, Inbox: h.store, Settings: h.store, Retention: h.store, AuditTrail: h.store,
-			Keys: h.keys, Policy: pe, Emitter: em, Attachments: h.att, Now: h.clock.Now})
+	cfg := app.Config{KeyName: "securemsg-messaging-test", Retention: retention, RetractWindow: 15 * time.Minute, EventsSubject: eventsSubject}
+	deps := app.Deps{Threads: h.store, Messages: h.store, Inbox: h.store, Settings: h.store, Retention: h.store, AuditTrail: h.store,
+		Keys: h.keys, Policy: pe, Emitter: em, Attachments: h.att, Now: h.clock.Now}
+	for _, f := range tune {
+		f(&cfg, &deps)
+	}
+	h.svc, err = app.New(cfg, deps)
 	if err != nil {
 		t.Fatalf("app.New() = %v", err)
 	}

@@ -41,6 +41,8 @@ type Config struct {
 	RetractWindow time.Duration
 	// EventsSubject is the events subject prefix (topology), e.g. "securemsg.events".
 	EventsSubject string
+	// Watch tunes live inbox watches.
+	Watch WatchSettings
 }
 
 // Deps are the service's collaborators: the repositories (each implemented by
@@ -66,6 +68,7 @@ type Deps struct {
 type Service struct {
 	cfg Config
 	Deps
+	watches *watchHub
 }
 
 // New returns a Service.
@@ -96,7 +99,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.RetractWindow <= 0 {
 		cfg.RetractWindow = 15 * time.Minute
 	}
-	return &Service{cfg: cfg, Deps: deps}, nil
+	cfg.Watch = cfg.Watch.withDefaults()
+	return &Service{cfg: cfg, Deps: deps, watches: newWatchHub(cfg.Watch)}, nil
 }
 
 // Policy actions the use cases check at record level.
