@@ -39,6 +39,7 @@ var browserMethods = []string{
 	messagingv1.MessagingService_ReopenThread_FullMethodName,
 	messagingv1.MessagingService_RetractMessage_FullMethodName,
 	messagingv1.MessagingService_GetPoolSettings_FullMethodName,
+	messagingv1.MessagingService_WatchInbox_FullMethodName,
 
 	attachmentv1.AttachmentService_UploadAttachment_FullMethodName,
 	attachmentv1.AttachmentService_DownloadAttachment_FullMethodName,
