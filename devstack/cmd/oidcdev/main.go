@@ -3,27 +3,19 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/securemsg/securemsg/devstack/internal/devserver"
 	"github.com/securemsg/securemsg/devstack/internal/oidcdev"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "oidcdev:", err)
-		os.Exit(1)
-	}
-}
+func main() { devserver.Main("oidcdev", run) }
 
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:8400", "listen address (loopback only)")
@@ -31,11 +23,9 @@ func run() error {
 	keyFile := flag.String("key-file", ".tmp/stack/oidc/signing-key.pem", "ECDSA P-256 signing key, created on first run")
 	flag.Parse()
 
-	host, _, err := net.SplitHostPort(*addr)
-	if err != nil {
-		return fmt.Errorf("-addr %q: %w", *addr, err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if loopback, err := devserver.IsLoopback(*addr); err != nil {
+		return err
+	} else if !loopback {
 		return fmt.Errorf("-addr %q: the dev issuer mints tokens for anyone, so it only binds to loopback", *addr)
 	}
 	if *issuer == "" {
@@ -56,21 +46,7 @@ func run() error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{Handler: iss.Handler(log), ReadHeaderTimeout: 5 * time.Second}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("dev OIDC issuer listening", "addr", ln.Addr().String(), "issuer", iss.URL())
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	return devserver.ServeUntilSignal(srv, func() error { return srv.Serve(ln) }, func() {
+		log.Info("dev OIDC issuer listening", "addr", ln.Addr().String(), "issuer", iss.URL())
+	})
 }

@@ -4,7 +4,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,19 +11,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/securemsg/securemsg/devstack/internal/devserver"
 	"github.com/securemsg/securemsg/devstack/internal/transit"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "transitdev:", err)
-		os.Exit(1)
-	}
-}
+func main() { devserver.Main("transitdev", run) }
 
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:8200", "listen address")
@@ -53,32 +46,16 @@ func run() error {
 	}
 	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() {
-		if *tlsCert != "" {
-			errc <- httpSrv.ServeTLS(ln, *tlsCert, *tlsKey)
-		} else {
-			errc <- httpSrv.Serve(ln)
-		}
-	}()
-	scheme := "http"
+	serve, scheme := func() error { return httpSrv.Serve(ln) }, "http"
 	if *tlsCert != "" {
-		scheme = "https"
+		serve, scheme = func() error { return httpSrv.ServeTLS(ln, *tlsCert, *tlsKey) }, "https"
 	}
-	// The line tests and scripts wait for: the bound address (useful with -addr 127.0.0.1:0).
-	log.Info("listening", slog.String("addr", scheme+"://"+ln.Addr().String()), slog.Bool("persistent", *dataDir != ""))
-
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	err = devserver.ServeUntilSignal(httpSrv, serve, func() {
+		// The line tests and scripts wait for: the bound address (useful with -addr 127.0.0.1:0).
+		log.Info("listening", slog.String("addr", scheme+"://"+ln.Addr().String()), slog.Bool("persistent", *dataDir != ""))
+	})
+	if err != nil {
+		return err
 	}
 	log.Info("stopped")
 	return nil
@@ -86,14 +63,11 @@ func run() error {
 
 // checkAddr refuses non-loopback addresses unless allowRemote.
 func checkAddr(addr string, allowRemote bool) error {
-	host, _, err := net.SplitHostPort(addr)
+	loopback, err := devserver.IsLoopback(addr)
 	if err != nil {
-		return fmt.Errorf("-addr %q: %w", addr, err)
+		return err
 	}
-	if allowRemote {
-		return nil
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !loopback && !allowRemote {
 		return fmt.Errorf("-addr %q is not loopback: the dev server has one root token and unencrypted keys; pass -allow-remote to insist", addr)
 	}
 	return nil
