@@ -303,9 +303,11 @@ func ciphertextItems(d *framework.FieldData, out *batchOutcome) ([]batchItem, bo
 }
 
 // eachCiphertext answers a decrypt or rewrap request: it reads the items, read-locks the named
-// key and runs do on every item that can be tried.
+// key and decrypts every item that can be tried, with the keysutil factories factoriesFor gives
+// it; then turns each plaintext into the item's result (which counts the success).
 func eachCiphertext[R batchResult[R]](ctx context.Context, b *backend, req *logical.Request, d *framework.FieldData,
-	do func(p *keysutil.Policy, i int, it batchItem, out *batchOutcome) R,
+	factoriesFor func(p *keysutil.Policy, i int, it batchItem) ([]any, error),
+	then func(p *keysutil.Policy, i int, it batchItem, plaintext string, f []any, out *batchOutcome) R,
 ) (*logical.Response, error) {
 	var out batchOutcome
 	items, batch, errs, errResp, err := ciphertextItems(d, &out)
@@ -323,7 +325,16 @@ func eachCiphertext[R batchResult[R]](ctx context.Context, b *backend, req *logi
 			results[i] = results[i].withError(errs[i])
 			continue
 		}
-		results[i] = do(p, i, it, &out)
+		f, err := factoriesFor(p, i, it)
+		var pt string
+		if err == nil {
+			pt, err = p.DecryptWithFactory(it.decodedContext, it.decodedNonce, it.Ciphertext, f...)
+		}
+		if err != nil {
+			results[i] = results[i].withError(out.record(err))
+			continue
+		}
+		results[i] = then(p, i, it, pt, f, &out)
 	}
 	return answer(d, req, batch, items, results, out, "")
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/keysutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -22,16 +21,8 @@ func (b *backend) pathRewrap() *framework.Path {
 	}
 }
 
+// pathRewrapWrite decrypts each item with the checks encrypt makes (a nonce only on keys that use
+// it) and encrypts the plaintext again under the requested version.
 func (b *backend) pathRewrapWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return eachCiphertext(ctx, b, req, d, func(p *keysutil.Policy, i int, it batchItem, out *batchOutcome) encryptResult {
-		f, err := encryptFactories(p, i, it)
-		var pt string
-		if err == nil {
-			pt, err = p.DecryptWithFactory(it.decodedContext, it.decodedNonce, it.Ciphertext, f...)
-		}
-		if err != nil {
-			return encryptResult{Error: out.record(err)}
-		}
-		return encryptItem(p, i, it, pt, f, out)
-	})
+	return eachCiphertext(ctx, b, req, d, encryptFactories, encryptItem)
 }
