@@ -4,15 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -25,6 +18,8 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/securemsg/securemsg/devstack/internal/devca"
 )
 
 // TestSuiteInProcess runs the suite against the server in this process on a random port.
@@ -115,14 +110,19 @@ func TestProcessTLSAndFlags(t *testing.T) {
 	bin := transitdevBinary(t)
 
 	t.Run("TLS", func(t *testing.T) {
-		certFile, keyFile := selfSignedCert(t)
+		// The dev CA's messaging certificate names 127.0.0.1, where the process listens.
+		certs := t.TempDir()
+		if _, err := devca.Ensure(certs, time.Now()); err != nil {
+			t.Fatalf("devca.Ensure() error = %v", err)
+		}
+		certFile, keyFile := filepath.Join(certs, "messaging.pem"), filepath.Join(certs, "messaging-key.pem")
 		p := startProcess(t, bin, "-addr", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile)
 		if !strings.HasPrefix(p.addr, "https://") {
 			t.Fatalf("listening address = %q, want https://", p.addr)
 		}
 		cfg := vault.DefaultConfig()
 		cfg.Address = p.addr
-		if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: certFile}); err != nil {
+		if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: filepath.Join(certs, devca.CACertFile)}); err != nil {
 			t.Fatal(err)
 		}
 		c, err := vault.NewClient(cfg)
@@ -421,41 +421,4 @@ func (p *process) stop(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("transitdev did not stop within 15s")
 	}
-}
-
-// selfSignedCert writes a throwaway certificate for 127.0.0.1.
-func selfSignedCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "transitdev test"},
-		NotBefore:             time.Now().Add(-time.Minute),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }

@@ -282,13 +282,7 @@ func RunSuite(t *testing.T, addr, token string) {
 			name := "derived"
 			write(t, c, mnt+"/keys/"+name, map[string]any{"derived": true})
 			wantData(t, readKey(t, c, mnt, name), map[string]any{"derived": true})
-			pt, ctx := b64([]byte("derived secret")), b64([]byte("thread-1"))
-			s := write(t, c, mnt+"/encrypt/"+name, map[string]any{"plaintext": pt, "context": ctx})
-			ct := s.Data["ciphertext"].(string)
-			got := write(t, c, mnt+"/decrypt/"+name, map[string]any{"ciphertext": ct, "context": ctx})
-			if got.Data["plaintext"] != pt {
-				t.Errorf("decrypt with context = %v, want %q", got.Data["plaintext"], pt)
-			}
+			ct := boundRoundTrip(t, c, mnt, name, "derived secret", "context", "thread-1")
 			_, err := c.Logical().WriteWithContext(t.Context(), mnt+"/decrypt/"+name, map[string]any{"ciphertext": ct})
 			wantStatus(t, err, 400, "")
 			_, err = c.Logical().WriteWithContext(t.Context(), mnt+"/decrypt/"+name, map[string]any{"ciphertext": ct, "context": b64([]byte("thread-2"))})
@@ -299,13 +293,7 @@ func RunSuite(t *testing.T, addr, token string) {
 			t.Parallel()
 			name := "aad"
 			write(t, c, mnt+"/keys/"+name, nil)
-			pt, aad := b64([]byte("bound")), b64([]byte("thread-7/message-9"))
-			s := write(t, c, mnt+"/encrypt/"+name, map[string]any{"plaintext": pt, "associated_data": aad})
-			ct := s.Data["ciphertext"].(string)
-			got := write(t, c, mnt+"/decrypt/"+name, map[string]any{"ciphertext": ct, "associated_data": aad})
-			if got.Data["plaintext"] != pt {
-				t.Errorf("decrypt with associated_data = %v, want %q", got.Data["plaintext"], pt)
-			}
+			ct := boundRoundTrip(t, c, mnt, name, "bound", "associated_data", "thread-7/message-9")
 			_, err := c.Logical().WriteWithContext(t.Context(), mnt+"/decrypt/"+name, map[string]any{"ciphertext": ct})
 			wantStatus(t, err, 400, "message authentication failed")
 		})
@@ -614,6 +602,21 @@ func decrypt(t *testing.T, c *vault.Client, mnt, name, ct string) string {
 	s := write(t, c, mnt+"/decrypt/"+name, map[string]any{"ciphertext": ct})
 	pt, _ := s.Data["plaintext"].(string)
 	return pt
+}
+
+// boundRoundTrip encrypts plaintext with field (context or associated_data) set to value, checks
+// that decrypting with the same field gives it back, and returns the ciphertext. Both are sent
+// base64-encoded, as Transit takes them.
+func boundRoundTrip(t *testing.T, c *vault.Client, mnt, name, plaintext, field, value string) string {
+	t.Helper()
+	pt, v := b64([]byte(plaintext)), b64([]byte(value))
+	s := write(t, c, mnt+"/encrypt/"+name, map[string]any{"plaintext": pt, field: v})
+	ct := s.Data["ciphertext"].(string)
+	got := write(t, c, mnt+"/decrypt/"+name, map[string]any{"ciphertext": ct, field: v})
+	if got.Data["plaintext"] != pt {
+		t.Errorf("decrypt with %s = %v, want %q", field, got.Data["plaintext"], pt)
+	}
+	return ct
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
