@@ -24,26 +24,34 @@ func ensureDir(t *testing.T, now time.Time) string {
 	return dir
 }
 
-func readCert(t *testing.T, path string) *x509.Certificate {
+// keyPair loads <name>.pem and <name>-key.pem from dir as a TLS certificate.
+func keyPair(t *testing.T, dir, name string) tls.Certificate {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(path, path[:len(path)-len(".pem")]+"-key.pem")
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"))
 	if err != nil {
-		t.Fatalf("LoadX509KeyPair(%s) error = %v", path, err)
+		t.Fatalf("LoadX509KeyPair(%s) error = %v", name, err)
 	}
-	return pair.Leaf
+	return pair
+}
+
+// caPool is the trust pool that holds dir's CA certificate.
+func caPool(t *testing.T, dir string) *x509.CertPool {
+	t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("ca.pem holds no certificate")
+	}
+	return roots
 }
 
 func TestChainsAndSANs(t *testing.T) {
 	t.Parallel()
 	dir := ensureDir(t, time.Now())
-	roots := x509.NewCertPool()
-	caPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !roots.AppendCertsFromPEM(caPEM) {
-		t.Fatalf("ca.pem holds no certificate")
-	}
+	roots := caPool(t, dir)
 
 	tests := []struct {
 		name   string
@@ -61,7 +69,7 @@ func TestChainsAndSANs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cert := readCert(t, filepath.Join(dir, tt.name+".pem"))
+			cert := keyPair(t, dir, tt.name).Leaf
 			if len(cert.URIs) != 1 || cert.URIs[0].String() != tt.uri {
 				t.Errorf("URI SANs = %v, want [%s]", cert.URIs, tt.uri)
 			}
@@ -89,28 +97,16 @@ func TestChainsAndSANs(t *testing.T) {
 func TestMutualTLSHandshake(t *testing.T) {
 	t.Parallel()
 	dir := ensureDir(t, time.Now())
-	roots := x509.NewCertPool()
-	caPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots.AppendCertsFromPEM(caPEM)
-	load := func(name string) tls.Certificate {
-		pair, err := tls.LoadX509KeyPair(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pair
-	}
+	roots := caPool(t, dir)
 	serverConn, clientConn := net.Pipe()
 	server := tls.Server(serverConn, &tls.Config{
-		Certificates: []tls.Certificate{load("messaging")},
+		Certificates: []tls.Certificate{keyPair(t, dir, "messaging")},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    roots,
 		MinVersion:   tls.VersionTLS13,
 	})
 	client := tls.Client(clientConn, &tls.Config{
-		Certificates: []tls.Certificate{load("attachment")},
+		Certificates: []tls.Certificate{keyPair(t, dir, "attachment")},
 		RootCAs:      roots,
 		ServerName:   "messaging.securemsg.svc",
 		MinVersion:   tls.VersionTLS13,
