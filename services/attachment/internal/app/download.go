@@ -234,12 +234,16 @@ func (s *Service) openName(a *domain.Attachment, dek []byte) error {
 	return nil
 }
 
-func checkUUID(id string) error {
+func checkUUID(id string) error { return checkUUIDAs("attachment_id", id, domain.ErrAttachmentNotFound) }
+
+// checkUUIDAs refuses an empty id in field, and answers notFound for one that is not a UUID:
+// no such record can exist.
+func checkUUIDAs(field, id string, notFound error) error {
 	if id == "" {
-		return usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "attachment_id is required")
+		return usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", field+" is required")
 	}
 	if _, err := uuidParse(id); err != nil {
-		return domain.ErrAttachmentNotFound
+		return notFound
 	}
 	return nil
 }

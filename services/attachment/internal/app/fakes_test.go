@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,13 +70,13 @@ func newFixture(t *testing.T, tune func(*app.Config)) *fixture {
 	}
 	cfg := app.Config{
 		KeyName: "securemsg-attachment", Limits: domain.DefaultLimits(), EventsSubject: "securemsg.events",
-		DraftTTL: 24 * time.Hour, UploadTTL: time.Hour,
+		DraftTTL: 24 * time.Hour, UploadTTL: time.Hour, SessionTTL: 24 * time.Hour, FinishLease: 15 * time.Minute,
 	}
 	if tune != nil {
 		tune(&cfg)
 	}
 	f.svc, err = app.New(cfg, app.Deps{
-		Attachments: f.repo, AuditTrail: f.audit, Objects: f.objects, Scanner: f.scanner,
+		Attachments: f.repo, Sessions: f.repo, AuditTrail: f.audit, Objects: f.objects, Scanner: f.scanner,
 		Access: f.access, Keys: newDEKs(), Emitter: emitter, Now: f.clock.now, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -256,6 +257,22 @@ func (o *objects) Remove(_ context.Context, name string) error {
 }
 
 func (o *objects) RemoveIncompleteUploads(context.Context, time.Duration) (int, error) { return 0, nil }
+
+func (o *objects) RemovePrefix(_ context.Context, prefix string) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.down.Load() {
+		return 0, errStoreDown
+	}
+	n := 0
+	for name := range o.m {
+		if strings.HasPrefix(name, prefix) {
+			delete(o.m, name)
+			n++
+		}
+	}
+	return n, nil
+}
 
 func (o *objects) count() int {
 	o.mu.Lock()

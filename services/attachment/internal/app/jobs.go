@@ -156,8 +156,9 @@ func (s *Service) recordScan(ctx context.Context, a *domain.Attachment, state do
 }
 
 // CleanUp removes drafts never bound within DraftTTL, uploads stuck Uploading for UploadTTL
-// (their process died), the objects of deleted drafts, and multipart uploads aborted for
-// UploadTTL. It returns how many rows it removed.
+// (their process died), the objects of deleted drafts, multipart uploads aborted for
+// UploadTTL, and upload sessions closed or abandoned (idle for SessionTTL) with their staged
+// chunks. It returns how many rows (attachments and sessions) it removed.
 func (s *Service) CleanUp(ctx context.Context, limit int) (int, error) {
 	now := s.now()
 	rows, err := s.attachments.StaleAttachments(ctx, now.Add(-s.cfg.DraftTTL), now.Add(-s.cfg.UploadTTL), limit)
@@ -191,7 +192,8 @@ func (s *Service) CleanUp(ctx context.Context, limit int) (int, error) {
 	if _, err := s.objects.RemoveIncompleteUploads(ctx, s.cfg.UploadTTL); err != nil {
 		return n, err
 	}
-	return n, nil
+	m, err := s.cleanUpSessions(ctx, limit)
+	return n + m, err
 }
 
 // RunJobs re-scans pending files every scanEvery and cleans up every cleanEvery until ctx

@@ -1,5 +1,5 @@
 // Package app holds the attachment service's use cases: streaming upload (sniff, scan, encrypt,
-// store), ranged download, metadata, deletion, binding to messages, retention purge, and the
+// store), the resumable upload session that browsers use instead (session.go), ranged download, metadata, deletion, binding to messages, retention purge, and the
 // background jobs (re-scanning pending files, cleaning up abandoned drafts and uploads). It
 // depends on the domain's interfaces only (the repository and the gateways), never on Postgres,
 // S3, Vault or gRPC.
@@ -43,12 +43,18 @@ type Config struct {
 	// UploadTTL how long a row may stay Uploading (a crashed upload) before it is removed.
 	DraftTTL  time.Duration
 	UploadTTL time.Duration
+	// SessionTTL is how long an upload session may stay without a chunk or a finish before the
+	// clean-up removes it with its staged bytes (abandoned). FinishLease is how long one Finish
+	// holds a session; a Finish after it takes over (the first one's process died).
+	SessionTTL  time.Duration
+	FinishLease time.Duration
 }
 
 // Deps are the service's collaborators: the repository (implemented by adapters/pgstore over
 // Postgres and adapters/memstore in memory) and the gateways.
 type Deps struct {
 	Attachments domain.AttachmentRepository
+	Sessions    domain.UploadSessionRepository
 	AuditTrail  domain.AuditWriter
 	Objects     domain.ObjectStore
 	Scanner     domain.Scanner
@@ -66,6 +72,7 @@ type Service struct {
 	cfg         Config
 	media       domain.MediaPolicy
 	attachments domain.AttachmentRepository
+	sessions    domain.UploadSessionRepository
 	auditTrail  domain.AuditWriter
 	objects     domain.ObjectStore
 	scanner     domain.Scanner
@@ -88,10 +95,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.Limits.MaxFileBytes <= 0 || cfg.Limits.MaxPerMessage <= 0 {
 		problems = append(problems, "limits")
 	}
-	if cfg.DraftTTL <= 0 || cfg.UploadTTL <= 0 {
-		problems = append(problems, "draft and upload TTLs")
+	if cfg.DraftTTL <= 0 || cfg.UploadTTL <= 0 || cfg.SessionTTL <= 0 || cfg.FinishLease <= 0 {
+		problems = append(problems, "draft, upload and session TTLs and the finish lease")
 	}
-	if deps.Attachments == nil || deps.AuditTrail == nil || deps.Objects == nil || deps.Scanner == nil ||
+	if deps.Attachments == nil || deps.Sessions == nil || deps.AuditTrail == nil || deps.Objects == nil || deps.Scanner == nil ||
 		deps.Access == nil || deps.Keys == nil || deps.Emitter == nil {
 		problems = append(problems, "dependencies")
 	}
@@ -109,7 +116,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	return &Service{
 		cfg: cfg, media: domain.NewMediaPolicy(cfg.AllowedMediaTypes),
-		attachments: deps.Attachments, auditTrail: deps.AuditTrail, objects: deps.Objects,
+		attachments: deps.Attachments, sessions: deps.Sessions, auditTrail: deps.AuditTrail, objects: deps.Objects,
 		scanner: deps.Scanner, access: deps.Access, keys: deps.Keys, emitter: deps.Emitter,
 		logger: deps.Logger, now: deps.Now,
 	}, nil

@@ -60,23 +60,9 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 	if p.HasRole(auth.RolePatient) {
 		a.PatientID = p.PatientID
 	}
-	var acc domain.Access
-	if req.ThreadID != "" {
-		acc, err = s.access.CheckAccess(ctx, p, domain.AccessTarget{ThreadID: req.ThreadID, Action: domain.AccessAttach})
-		if err != nil {
-			if errors.Is(err, usererr.ErrNotFound) {
-				return nil, domain.ErrThreadNotFound
-			}
-			return nil, err
-		}
-		a.PatientID, a.PoolID = acc.PatientID, acc.PoolID
-		if !acc.Allowed {
-			s.deny(ctx, p, a, acc, reasonCode(acc.ReasonCode, "messaging_denied"))
-			if acc.ReasonCode == "adolescent_confidential" {
-				return nil, domain.ErrThreadNotFound
-			}
-			return nil, usererr.New(usererr.PermissionDenied, "THREAD_ACCESS_DENIED", "you may not attach files to this thread")
-		}
+	acc, err := s.checkAttach(ctx, p, a)
+	if err != nil {
+		return nil, err
 	}
 	dek, err := s.keys.NewDEK(ctx, s.cfg.KeyName)
 	if err != nil {
@@ -116,6 +102,31 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 	}
 	a.CreateTime = inserted.row.CreateTime
 	return s.finish(ctx, p, a, acc, dek.Plaintext, verdict, scanErr)
+}
+
+// checkAttach asks messaging whether p may attach a file to a's thread (a draft, for no thread
+// yet, needs no answer) and fills in the thread's patient and pool. A denial is audited; an
+// adolescent-confidential thread is hidden as not found.
+func (s *Service) checkAttach(ctx context.Context, p *auth.Principal, a *domain.Attachment) (domain.Access, error) {
+	if a.AADThreadID == "" {
+		return domain.Access{}, nil
+	}
+	acc, err := s.access.CheckAccess(ctx, p, domain.AccessTarget{ThreadID: a.AADThreadID, Action: domain.AccessAttach})
+	if err != nil {
+		if errors.Is(err, usererr.ErrNotFound) {
+			return domain.Access{}, domain.ErrThreadNotFound
+		}
+		return domain.Access{}, err
+	}
+	a.PatientID, a.PoolID = acc.PatientID, acc.PoolID
+	if !acc.Allowed {
+		s.deny(ctx, p, a, acc, reasonCode(acc.ReasonCode, "messaging_denied"))
+		if acc.ReasonCode == "adolescent_confidential" {
+			return domain.Access{}, domain.ErrThreadNotFound
+		}
+		return domain.Access{}, usererr.New(usererr.PermissionDenied, "THREAD_ACCESS_DENIED", "you may not attach files to this thread")
+	}
+	return acc, nil
 }
 
 // rowInsert is the Uploading row's insert, running beside the upload's stream.

@@ -22,6 +22,9 @@ type ObjectStore interface {
 	Open(ctx context.Context, name string, hint ReadHint) (Object, error)
 	// Remove deletes the object; a missing object is not an error.
 	Remove(ctx context.Context, name string) error
+	// RemovePrefix deletes every object whose name starts with prefix (an upload session's
+	// staged chunks) and returns how many it deleted.
+	RemovePrefix(ctx context.Context, prefix string) (int, error)
 	// RemoveIncompleteUploads aborts multipart uploads started more than olderThan ago and
 	// returns how many it aborted.
 	RemoveIncompleteUploads(ctx context.Context, olderThan time.Duration) (int, error)

@@ -33,7 +33,8 @@ type AttachmentRepository interface {
 	// the quota. It is one round trip: it runs beside the upload's stream.
 	InsertUploading(ctx context.Context, a *Attachment, quota int64) error
 	// CompleteUpload stores a finished upload — its content facts (media type, sizes, SHA-256),
-	// sealed file name, key and scan outcome — and rows, all or nothing, in one statement (one
+	// sealed file name, key, scan outcome and create time (a session's is when it finished;
+	// the zero time keeps the row's) — and rows, all or nothing, in one statement (one
 	// round trip). A row that is gone (removed by the clean-up meanwhile) is
 	// ErrAttachmentNotFound, and no row is written.
 	CompleteUpload(ctx context.Context, a *Attachment, rows []outbox.Event) error
@@ -55,8 +56,9 @@ type AttachmentRepository interface {
 	// PendingAttachments returns up to limit pending attachments, oldest first.
 	PendingAttachments(ctx context.Context, limit int) ([]*Attachment, error)
 	// StaleAttachments returns up to limit attachments to clean up, oldest first: drafts (never
-	// bound, in any state but Uploading) created before draftCutoff, and uploads stuck in
-	// Uploading since before uploadCutoff (their process died).
+	// bound, in any state but Uploading) created before draftCutoff, and streamed uploads stuck
+	// in Uploading since before uploadCutoff (their process died). An Uploading row with an
+	// upload session is not one: the session's own expiry decides (UploadSessionRepository).
 	StaleAttachments(ctx context.Context, draftCutoff, uploadCutoff time.Time, limit int) ([]*Attachment, error)
 }
 

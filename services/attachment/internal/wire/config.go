@@ -89,6 +89,12 @@ type Settings struct {
 	DraftTTL        time.Duration `env:"ATTACHMENT_DRAFT_TTL" envDefault:"24h"`
 	UploadTTL       time.Duration `env:"ATTACHMENT_UPLOAD_TTL" envDefault:"1h"`
 	CleanupInterval time.Duration `env:"ATTACHMENT_CLEANUP_INTERVAL" envDefault:"10m"`
+	// SessionTTL: an upload session with no chunk or finish for that long is abandoned, and the
+	// clean-up removes it with its staged chunks. FinishLease: how long one FinishUploadSession
+	// holds a session before another may take over (its process died); above the longest
+	// finish (the file size limit through the scanner).
+	SessionTTL  time.Duration `env:"ATTACHMENT_UPLOAD_SESSION_TTL" envDefault:"24h"`
+	FinishLease time.Duration `env:"ATTACHMENT_UPLOAD_FINISH_LEASE" envDefault:"15m"`
 	// AccessCacheTTL is how long a positive CheckMessageAccess answer is reused.
 	AccessCacheTTL  time.Duration `env:"ATTACHMENT_ACCESS_CACHE_TTL" envDefault:"30s"`
 	AccessCacheSize int           `env:"ATTACHMENT_ACCESS_CACHE_SIZE" envDefault:"10000"`
@@ -111,8 +117,8 @@ func (c Settings) Validate() error {
 	if c.MaxFileBytes <= 0 || c.MaxPerMessage <= 0 || c.QuotaBytes <= 0 {
 		errs = append(errs, errors.New("SECUREMSG_ATTACHMENT_MAX_FILE_BYTES, _MAX_PER_MESSAGE and _QUOTA_BYTES must be positive"))
 	}
-	if c.DraftTTL <= 0 || c.UploadTTL <= 0 || c.CleanupInterval <= 0 {
-		errs = append(errs, errors.New("SECUREMSG_ATTACHMENT_DRAFT_TTL, _UPLOAD_TTL and _CLEANUP_INTERVAL must be positive"))
+	if c.DraftTTL <= 0 || c.UploadTTL <= 0 || c.CleanupInterval <= 0 || c.SessionTTL <= 0 || c.FinishLease <= 0 {
+		errs = append(errs, errors.New("SECUREMSG_ATTACHMENT_DRAFT_TTL, _UPLOAD_TTL, _CLEANUP_INTERVAL, _UPLOAD_SESSION_TTL and _UPLOAD_FINISH_LEASE must be positive"))
 	}
 	if c.AccessCacheTTL < 0 || c.AccessCacheTTL > 5*time.Minute {
 		errs = append(errs, errors.New("SECUREMSG_ATTACHMENT_ACCESS_CACHE_TTL must be between 0 and 5m"))

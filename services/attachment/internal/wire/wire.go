@@ -110,8 +110,9 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	svc, err := app.New(app.Config{
 		KeyName: s.TransitKey, Limits: s.Limits(), AllowedMediaTypes: s.AllowedTypes,
 		EventsSubject: proc.Topology().EventsSubject, DraftTTL: s.DraftTTL, UploadTTL: s.UploadTTL,
+		SessionTTL: s.SessionTTL, FinishLease: s.FinishLease,
 	}, app.Deps{
-		Attachments: repo, AuditTrail: repo, Objects: deps.Objects, Scanner: deps.Scanner,
+		Attachments: repo, Sessions: repo, AuditTrail: repo, Objects: deps.Objects, Scanner: deps.Scanner,
 		Access: deps.Access, Keys: deps.Keys, Emitter: proc.Audit, Logger: proc.Logger,
 	})
 	if err != nil {

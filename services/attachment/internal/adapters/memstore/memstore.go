@@ -22,6 +22,7 @@ import (
 type Store struct {
 	mu          sync.Mutex
 	attachments map[string]*domain.Attachment
+	sessions    map[string]*session
 	rows        []outbox.Event
 	now         func() time.Time
 }
@@ -31,7 +32,7 @@ func New(now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{attachments: map[string]*domain.Attachment{}, now: now}
+	return &Store{attachments: map[string]*domain.Attachment{}, sessions: map[string]*session{}, now: now}
 }
 
 var (
@@ -149,6 +150,9 @@ func (s *Store) CompleteUpload(_ context.Context, a *domain.Attachment, rows []o
 	c.State, c.MediaType, c.SizeBytes, c.ObjectSize = a.State, a.MediaType, a.SizeBytes, a.ObjectSize
 	c.SHA256, c.FileNameSealed = slices.Clone(a.SHA256), slices.Clone(a.FileNameSealed)
 	c.SignatureName, c.ScanTime, c.ScanAttempts, c.WrappedDEK = a.SignatureName, a.ScanTime, a.ScanAttempts, a.WrappedDEK
+	if !a.CreateTime.IsZero() {
+		c.CreateTime = a.CreateTime
+	}
 	s.attachments[a.ID] = c
 	s.rows = append(s.rows, rows...)
 	return nil
@@ -247,7 +251,8 @@ func (s *Store) PendingAttachments(_ context.Context, limit int) ([]*domain.Atta
 func (s *Store) StaleAttachments(_ context.Context, draftCutoff, uploadCutoff time.Time, limit int) ([]*domain.Attachment, error) {
 	return oldest(s.filter(func(a *domain.Attachment) bool {
 		if a.State == domain.StateUploading {
-			return a.CreateTime.Before(uploadCutoff)
+			_, inSession := s.sessions[a.ID]
+			return a.CreateTime.Before(uploadCutoff) && !inSession
 		}
 		return a.MessageID == "" && a.CreateTime.Before(draftCutoff)
 	}), limit), nil

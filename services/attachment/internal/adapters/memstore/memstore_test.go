@@ -21,3 +21,12 @@ func TestRepositoryContract(t *testing.T) {
 		}}
 	})
 }
+
+// TestUploadSessionContract holds the fake to the upload-session contract.
+func TestUploadSessionContract(t *testing.T) {
+	t.Parallel()
+	repotest.RunSessions(t, func(*testing.T) repotest.SessionSubject {
+		store := memstore.New(nil)
+		return repotest.SessionSubject{Repo: store, Sessions: store}
+	})
+}

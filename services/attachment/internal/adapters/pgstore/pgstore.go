@@ -163,16 +163,7 @@ func (s *Store) AttachmentByRequest(ctx context.Context, uploader, requestID str
 // sees every upload committed before the lock was granted.
 func (s *Store) InsertUploading(ctx context.Context, a *domain.Attachment, quota int64) error {
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('attachment-quota:' || $1, 0))`, a.UploaderSubject)
-	b.Queue(`INSERT INTO attachments (id, uploader_subject, client_request_id,
-		aad_thread_id, thread_id, patient_id, pool_id, state, object_name, wrapped_dek,
-		declared_media_type, size_bytes, object_size)
-		SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::bigint, $13
-		WHERE $14::bigint <= 0 OR (SELECT coalesce(sum(size_bytes), 0) FROM attachments
-			WHERE uploader_subject = $2 AND state IN ('uploading', 'pending', 'clean')) + $12::bigint <= $14::bigint
-		RETURNING create_time`,
-		a.ID, a.UploaderSubject, nullString(a.ClientRequestID), a.AADThreadID, a.ThreadID, a.PatientID, a.PoolID, string(a.State),
-		a.ObjectName, a.WrappedDEK, a.DeclaredMediaType, a.SizeBytes, a.ObjectSize, quota)
+	queueInsert(b, a, quota)
 	br := s.pool.SendBatch(ctx, b)
 	_, err := br.Exec()
 	if err == nil {
@@ -181,6 +172,26 @@ func (s *Store) InsertUploading(ctx context.Context, a *domain.Attachment, quota
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
+	return insertErr(err)
+}
+
+// queueInsert queues the uploader's quota lock and the insert of a (returning its create_time)
+// on b. A batch runs in one implicit transaction, so the lock is held until it commits.
+func queueInsert(b *pgx.Batch, a *domain.Attachment, quota int64) {
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('attachment-quota:' || $1, 0))`, a.UploaderSubject)
+	b.Queue(`INSERT INTO attachments (id, uploader_subject, client_request_id,
+		aad_thread_id, thread_id, patient_id, pool_id, state, object_name, wrapped_dek,
+		declared_media_type, size_bytes, object_size, file_name_sealed)
+		SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::bigint, $13, $15
+		WHERE $14::bigint <= 0 OR (SELECT coalesce(sum(size_bytes), 0) FROM attachments
+			WHERE uploader_subject = $2 AND state IN ('uploading', 'pending', 'clean')) + $12::bigint <= $14::bigint
+		RETURNING create_time`,
+		a.ID, a.UploaderSubject, nullString(a.ClientRequestID), a.AADThreadID, a.ThreadID, a.PatientID, a.PoolID, string(a.State),
+		a.ObjectName, a.WrappedDEK, a.DeclaredMediaType, a.SizeBytes, a.ObjectSize, quota, a.FileNameSealed)
+}
+
+// insertErr maps the insert's failure: no row returned means the quota said no.
+func insertErr(err error) error {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return usererr.New(usererr.ResourceExhausted, "QUOTA_EXCEEDED", "upload would exceed the storage quota")
@@ -201,7 +212,7 @@ func (s *Store) CompleteUpload(ctx context.Context, a *domain.Attachment, rows [
 	var n int
 	err = s.pool.QueryRow(ctx, complete.SQL(), complete.Args(ob,
 		a.ID, string(a.State), a.MediaType, a.SizeBytes, a.ObjectSize, a.SHA256, a.FileNameSealed,
-		a.SignatureName, nullTime(a.ScanTime), a.ScanAttempts, nullString(a.WrappedDEK))...).Scan(&n)
+		a.SignatureName, nullTime(a.ScanTime), a.ScanAttempts, nullString(a.WrappedDEK), nullTime(a.CreateTime))...).Scan(&n)
 	if err != nil {
 		return dbErr("complete attachment", err)
 	}
@@ -215,7 +226,7 @@ func (s *Store) CompleteUpload(ctx context.Context, a *domain.Attachment, rows [
 var complete = outbox.NewStatement(`WITH c AS (
 	UPDATE attachments SET state = $2, media_type = $3, size_bytes = $4,
 		object_size = $5, sha256 = $6, file_name_sealed = $7, signature_name = $8, scan_time = $9,
-		scan_attempts = $10, wrapped_dek = $11
+		scan_attempts = $10, wrapped_dek = $11, create_time = coalesce($12, create_time)
 	WHERE id = $1::uuid
 	RETURNING 1
 )`, `EXISTS (SELECT 1 FROM c)`, `SELECT count(*) FROM c`)
@@ -325,10 +336,12 @@ func (s *Store) PendingAttachments(ctx context.Context, limit int) ([]*domain.At
 }
 
 // StaleAttachments returns up to limit rows to clean up: drafts never bound created before
-// draftCutoff, and uploads stuck in Uploading since before uploadCutoff (their process died).
+// draftCutoff, and streamed uploads stuck in Uploading since before uploadCutoff (their process
+// died); an upload session's row waits for the session's own expiry (StaleSessions).
 func (s *Store) StaleAttachments(ctx context.Context, draftCutoff, uploadCutoff time.Time, limit int) ([]*domain.Attachment, error) {
 	return s.list(ctx, `SELECT `+columns+` FROM attachments
 		WHERE (message_id = '' AND state IN ('pending', 'clean', 'infected', 'failed', 'deleted') AND create_time < $1)
-		   OR (state = 'uploading' AND create_time < $2)
+		   OR (state = 'uploading' AND create_time < $2
+		       AND NOT EXISTS (SELECT 1 FROM upload_sessions u WHERE u.attachment_id = attachments.id))
 		ORDER BY create_time LIMIT $3`, draftCutoff, uploadCutoff, limit)
 }

@@ -19,3 +19,12 @@ func TestRepositoryContract(t *testing.T) {
 		return repotest.Subject{Repo: store, Audit: store, RowIDs: func(t *testing.T) []string { return servicetest.OutboxIDs(t, pool) }}
 	})
 }
+
+// TestUploadSessionContract runs the upload-session contract against Postgres.
+func TestUploadSessionContract(t *testing.T) {
+	t.Parallel()
+	repotest.RunSessions(t, func(t *testing.T) repotest.SessionSubject {
+		store := pgstore.New(servicetest.MigratedPool(t, migrations.FS))
+		return repotest.SessionSubject{Repo: store, Sessions: store}
+	})
+}

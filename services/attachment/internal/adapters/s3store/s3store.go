@@ -247,6 +247,46 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
+// RemovePrefix deletes every object whose name starts with prefix, in batches of up to 1,000
+// per request (S3's DeleteObjects). The objects it is meant for (staged chunks) are each sent
+// in a single PUT, so no multipart upload is left to abort.
+func (s *Store) RemovePrefix(ctx context.Context, prefix string) (int, error) {
+	if prefix == "" {
+		return 0, errors.New("s3store: refusing to remove an empty prefix")
+	}
+	objs := make(chan minio.ObjectInfo)
+	listed := make(chan error, 1)
+	go func() {
+		defer close(objs)
+		for o := range s.c.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: s.Key(prefix), Recursive: true}) {
+			if o.Err != nil {
+				listed <- o.Err
+				return
+			}
+			select {
+			case objs <- o:
+			case <-ctx.Done():
+				listed <- ctx.Err()
+				return
+			}
+		}
+		listed <- nil
+	}()
+	n := 0
+	var rmErr error
+	for r := range s.c.RemoveObjectsWithResult(ctx, s.cfg.Bucket, objs, minio.RemoveObjectsOptions{}) {
+		if r.Err != nil && !isNotFound(r.Err) {
+			rmErr = r.Err
+			continue
+		}
+		n++
+	}
+	if err := errors.Join(<-listed, rmErr); err != nil {
+		return n, unavailable("remove objects by prefix", err)
+	}
+	return n, nil
+}
+
 // RemoveIncompleteUploads aborts multipart uploads under the prefix initiated more than
 // olderThan ago (a crashed process leaves them; their parts cost storage and hold ciphertext).
 // S3 lists them by prefix; MinIO lists only those of one exact key, so there it finds nothing
