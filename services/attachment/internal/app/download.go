@@ -234,7 +234,9 @@ func (s *Service) openName(a *domain.Attachment, dek []byte) error {
 	return nil
 }
 
-func checkUUID(id string) error { return checkUUIDAs("attachment_id", id, domain.ErrAttachmentNotFound) }
+func checkUUID(id string) error {
+	return checkUUIDAs("attachment_id", id, domain.ErrAttachmentNotFound)
+}
 
 // checkUUIDAs refuses an empty id in field, and answers notFound for one that is not a UUID:
 // no such record can exist.

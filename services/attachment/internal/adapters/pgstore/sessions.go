@@ -7,7 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/securemsg/securemsg/services/attachment/internal/domain")
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+)
 
 var _ domain.UploadSessionRepository = (*Store)(nil)
 
