@@ -87,6 +87,63 @@ func (ScanState) EnumDescriptor() ([]byte, []int) {
 	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{0}
 }
 
+// UploadSessionState is where an upload session is.
+type UploadSessionState int32
+
+const (
+	// Not set.
+	UploadSessionState_UPLOAD_SESSION_STATE_UNSPECIFIED UploadSessionState = 0
+	// Taking chunks.
+	UploadSessionState_UPLOAD_SESSION_STATE_OPEN UploadSessionState = 1
+	// A FinishUploadSession call is storing the file; no chunk is taken.
+	UploadSessionState_UPLOAD_SESSION_STATE_FINISHING UploadSessionState = 2
+	// The file is stored: attachment is set.
+	UploadSessionState_UPLOAD_SESSION_STATE_FINISHED UploadSessionState = 3
+)
+
+// Enum value maps for UploadSessionState.
+var (
+	UploadSessionState_name = map[int32]string{
+		0: "UPLOAD_SESSION_STATE_UNSPECIFIED",
+		1: "UPLOAD_SESSION_STATE_OPEN",
+		2: "UPLOAD_SESSION_STATE_FINISHING",
+		3: "UPLOAD_SESSION_STATE_FINISHED",
+	}
+	UploadSessionState_value = map[string]int32{
+		"UPLOAD_SESSION_STATE_UNSPECIFIED": 0,
+		"UPLOAD_SESSION_STATE_OPEN":        1,
+		"UPLOAD_SESSION_STATE_FINISHING":   2,
+		"UPLOAD_SESSION_STATE_FINISHED":    3,
+	}
+)
+
+func (x UploadSessionState) Enum() *UploadSessionState {
+	p := new(UploadSessionState)
+	*p = x
+	return p
+}
+
+func (x UploadSessionState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UploadSessionState) Descriptor() protoreflect.EnumDescriptor {
+	return file_securemsg_attachment_v1_attachment_proto_enumTypes[1].Descriptor()
+}
+
+func (UploadSessionState) Type() protoreflect.EnumType {
+	return &file_securemsg_attachment_v1_attachment_proto_enumTypes[1]
+}
+
+func (x UploadSessionState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UploadSessionState.Descriptor instead.
+func (UploadSessionState) EnumDescriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{1}
+}
+
 // Attachment is a file's metadata. The bytes live encrypted in object storage.
 type Attachment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1002,6 +1059,793 @@ func (x *PurgeAttachmentsResponse) GetBytesPurged() int64 {
 	return 0
 }
 
+// UploadSession is a resumable upload's progress.
+type UploadSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's id (UUID), which the finished file keeps as its attachment_id.
+	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// Where the session is.
+	State UploadSessionState `protobuf:"varint,2,opt,name=state,proto3,enum=securemsg.attachment.v1.UploadSessionState" json:"state,omitempty"`
+	// How many bytes were received: the offset the next chunk must start at.
+	NextOffset int64 `protobuf:"varint,3,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	// The size declared at creation.
+	DeclaredSizeBytes int64 `protobuf:"varint,4,opt,name=declared_size_bytes,json=declaredSizeBytes,proto3" json:"declared_size_bytes,omitempty"`
+	// The largest chunk AppendUploadChunk accepts.
+	MaxChunkBytes int64 `protobuf:"varint,5,opt,name=max_chunk_bytes,json=maxChunkBytes,proto3" json:"max_chunk_bytes,omitempty"`
+	// The stored attachment, once the session is FINISHED.
+	Attachment    *Attachment `protobuf:"bytes,6,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadSession) Reset() {
+	*x = UploadSession{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadSession) ProtoMessage() {}
+
+func (x *UploadSession) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadSession.ProtoReflect.Descriptor instead.
+func (*UploadSession) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UploadSession) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *UploadSession) GetState() UploadSessionState {
+	if x != nil {
+		return x.State
+	}
+	return UploadSessionState_UPLOAD_SESSION_STATE_UNSPECIFIED
+}
+
+func (x *UploadSession) GetNextOffset() int64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *UploadSession) GetDeclaredSizeBytes() int64 {
+	if x != nil {
+		return x.DeclaredSizeBytes
+	}
+	return 0
+}
+
+func (x *UploadSession) GetMaxChunkBytes() int64 {
+	if x != nil {
+		return x.MaxChunkBytes
+	}
+	return 0
+}
+
+func (x *UploadSession) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+// CreateUploadSessionRequest starts an upload session.
+type CreateUploadSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The upload's metadata, as the first message of an UploadAttachment stream.
+	Metadata      *UploadMetadata `protobuf:"bytes,1,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUploadSessionRequest) Reset() {
+	*x = CreateUploadSessionRequest{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUploadSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUploadSessionRequest) ProtoMessage() {}
+
+func (x *CreateUploadSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUploadSessionRequest.ProtoReflect.Descriptor instead.
+func (*CreateUploadSessionRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CreateUploadSessionRequest) GetMetadata() *UploadMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+// CreateUploadSessionResponse is the new (or, for a retried create, the existing) session.
+type CreateUploadSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session.
+	Session       *UploadSession `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUploadSessionResponse) Reset() {
+	*x = CreateUploadSessionResponse{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUploadSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUploadSessionResponse) ProtoMessage() {}
+
+func (x *CreateUploadSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUploadSessionResponse.ProtoReflect.Descriptor instead.
+func (*CreateUploadSessionResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CreateUploadSessionResponse) GetSession() *UploadSession {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// AppendUploadChunkRequest sends bytes of an upload session.
+type AppendUploadChunkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session.
+	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// Where in the file data starts: the session's next_offset (or, for a repeat, the offset it
+	// was sent at before).
+	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The bytes (1 byte to 2 MiB). PHI: encrypted before storage; never logged.
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendUploadChunkRequest) Reset() {
+	*x = AppendUploadChunkRequest{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendUploadChunkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendUploadChunkRequest) ProtoMessage() {}
+
+func (x *AppendUploadChunkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendUploadChunkRequest.ProtoReflect.Descriptor instead.
+func (*AppendUploadChunkRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AppendUploadChunkRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *AppendUploadChunkRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *AppendUploadChunkRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// AppendUploadChunkResponse is the session after the chunk.
+type AppendUploadChunkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session.
+	Session       *UploadSession `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendUploadChunkResponse) Reset() {
+	*x = AppendUploadChunkResponse{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendUploadChunkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendUploadChunkResponse) ProtoMessage() {}
+
+func (x *AppendUploadChunkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendUploadChunkResponse.ProtoReflect.Descriptor instead.
+func (*AppendUploadChunkResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AppendUploadChunkResponse) GetSession() *UploadSession {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// GetUploadSessionRequest asks where an upload session stands.
+type GetUploadSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session.
+	UploadId      string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUploadSessionRequest) Reset() {
+	*x = GetUploadSessionRequest{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUploadSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUploadSessionRequest) ProtoMessage() {}
+
+func (x *GetUploadSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUploadSessionRequest.ProtoReflect.Descriptor instead.
+func (*GetUploadSessionRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetUploadSessionRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+// GetUploadSessionResponse is the session.
+type GetUploadSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session.
+	Session       *UploadSession `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUploadSessionResponse) Reset() {
+	*x = GetUploadSessionResponse{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUploadSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUploadSessionResponse) ProtoMessage() {}
+
+func (x *GetUploadSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUploadSessionResponse.ProtoReflect.Descriptor instead.
+func (*GetUploadSessionResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetUploadSessionResponse) GetSession() *UploadSession {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// FinishUploadSessionRequest stores an upload session's file.
+type FinishUploadSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session.
+	UploadId      string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishUploadSessionRequest) Reset() {
+	*x = FinishUploadSessionRequest{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishUploadSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishUploadSessionRequest) ProtoMessage() {}
+
+func (x *FinishUploadSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishUploadSessionRequest.ProtoReflect.Descriptor instead.
+func (*FinishUploadSessionRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *FinishUploadSessionRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+// FinishUploadSessionResponse is the stored attachment.
+type FinishUploadSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The attachment's metadata, with its id (the session's) and scan state.
+	Attachment    *Attachment `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishUploadSessionResponse) Reset() {
+	*x = FinishUploadSessionResponse{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishUploadSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishUploadSessionResponse) ProtoMessage() {}
+
+func (x *FinishUploadSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishUploadSessionResponse.ProtoReflect.Descriptor instead.
+func (*FinishUploadSessionResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FinishUploadSessionResponse) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+// CancelUploadSessionRequest gives an upload session up.
+type CancelUploadSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session.
+	UploadId      string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelUploadSessionRequest) Reset() {
+	*x = CancelUploadSessionRequest{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelUploadSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelUploadSessionRequest) ProtoMessage() {}
+
+func (x *CancelUploadSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelUploadSessionRequest.ProtoReflect.Descriptor instead.
+func (*CancelUploadSessionRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CancelUploadSessionRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+// CancelUploadSessionResponse confirms the cancellation. It has no fields yet.
+type CancelUploadSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelUploadSessionResponse) Reset() {
+	*x = CancelUploadSessionResponse{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelUploadSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelUploadSessionResponse) ProtoMessage() {}
+
+func (x *CancelUploadSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelUploadSessionResponse.ProtoReflect.Descriptor instead.
+func (*CancelUploadSessionResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{24}
+}
+
+// DownloadAttachmentContentRequest asks for a file, a byte range of it, or its last bytes.
+type DownloadAttachmentContentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The attachment.
+	AttachmentId string `protobuf:"bytes,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	// The first plaintext byte to send; 0 for the start.
+	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// How many bytes to send; 0 means to the end. A range past the end is cut at the end.
+	Length int64 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	// When positive, the last suffix_length bytes (all of a shorter file); offset and length
+	// must then be 0.
+	SuffixLength  int64 `protobuf:"varint,4,opt,name=suffix_length,json=suffixLength,proto3" json:"suffix_length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadAttachmentContentRequest) Reset() {
+	*x = DownloadAttachmentContentRequest{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadAttachmentContentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadAttachmentContentRequest) ProtoMessage() {}
+
+func (x *DownloadAttachmentContentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadAttachmentContentRequest.ProtoReflect.Descriptor instead.
+func (*DownloadAttachmentContentRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DownloadAttachmentContentRequest) GetAttachmentId() string {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return ""
+}
+
+func (x *DownloadAttachmentContentRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *DownloadAttachmentContentRequest) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *DownloadAttachmentContentRequest) GetSuffixLength() int64 {
+	if x != nil {
+		return x.SuffixLength
+	}
+	return 0
+}
+
+// DownloadAttachmentContentResponse is one message of a content download: first the head,
+// then chunks.
+type DownloadAttachmentContentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The head first, then the bytes.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*DownloadAttachmentContentResponse_Head
+	//	*DownloadAttachmentContentResponse_Chunk
+	Part          isDownloadAttachmentContentResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadAttachmentContentResponse) Reset() {
+	*x = DownloadAttachmentContentResponse{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadAttachmentContentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadAttachmentContentResponse) ProtoMessage() {}
+
+func (x *DownloadAttachmentContentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadAttachmentContentResponse.ProtoReflect.Descriptor instead.
+func (*DownloadAttachmentContentResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DownloadAttachmentContentResponse) GetPart() isDownloadAttachmentContentResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *DownloadAttachmentContentResponse) GetHead() *DownloadContentHead {
+	if x != nil {
+		if x, ok := x.Part.(*DownloadAttachmentContentResponse_Head); ok {
+			return x.Head
+		}
+	}
+	return nil
+}
+
+func (x *DownloadAttachmentContentResponse) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*DownloadAttachmentContentResponse_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isDownloadAttachmentContentResponse_Part interface {
+	isDownloadAttachmentContentResponse_Part()
+}
+
+type DownloadAttachmentContentResponse_Head struct {
+	// The attachment and the range served; the first response only.
+	Head *DownloadContentHead `protobuf:"bytes,1,opt,name=head,proto3,oneof"`
+}
+
+type DownloadAttachmentContentResponse_Chunk struct {
+	// The next plaintext bytes (at most 1 MiB), in order from head.offset. PHI: never logged.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*DownloadAttachmentContentResponse_Head) isDownloadAttachmentContentResponse_Part() {}
+
+func (*DownloadAttachmentContentResponse_Chunk) isDownloadAttachmentContentResponse_Part() {}
+
+// DownloadContentHead states what a content download serves.
+type DownloadContentHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The attachment's metadata (its sniffed media_type, its neutralised file_name).
+	Attachment *Attachment `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	// The offset of the first byte served.
+	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// How many bytes are served.
+	Length        int64 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadContentHead) Reset() {
+	*x = DownloadContentHead{}
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadContentHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadContentHead) ProtoMessage() {}
+
+func (x *DownloadContentHead) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_attachment_v1_attachment_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadContentHead.ProtoReflect.Descriptor instead.
+func (*DownloadContentHead) Descriptor() ([]byte, []int) {
+	return file_securemsg_attachment_v1_attachment_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DownloadContentHead) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+func (x *DownloadContentHead) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *DownloadContentHead) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
 var File_securemsg_attachment_v1_attachment_proto protoreflect.FileDescriptor
 
 const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
@@ -1079,18 +1923,77 @@ const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"l\n" +
 	"\x18PurgeAttachmentsResponse\x12-\n" +
 	"\x12attachments_purged\x18\x01 \x01(\x03R\x11attachmentsPurged\x12!\n" +
-	"\fbytes_purged\x18\x02 \x01(\x03R\vbytesPurged*\x85\x01\n" +
+	"\fbytes_purged\x18\x02 \x01(\x03R\vbytesPurged\"\xad\x02\n" +
+	"\rUploadSession\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12A\n" +
+	"\x05state\x18\x02 \x01(\x0e2+.securemsg.attachment.v1.UploadSessionStateR\x05state\x12\x1f\n" +
+	"\vnext_offset\x18\x03 \x01(\x03R\n" +
+	"nextOffset\x12.\n" +
+	"\x13declared_size_bytes\x18\x04 \x01(\x03R\x11declaredSizeBytes\x12&\n" +
+	"\x0fmax_chunk_bytes\x18\x05 \x01(\x03R\rmaxChunkBytes\x12C\n" +
+	"\n" +
+	"attachment\x18\x06 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
+	"attachment\"a\n" +
+	"\x1aCreateUploadSessionRequest\x12C\n" +
+	"\bmetadata\x18\x01 \x01(\v2'.securemsg.attachment.v1.UploadMetadataR\bmetadata\"_\n" +
+	"\x1bCreateUploadSessionResponse\x12@\n" +
+	"\asession\x18\x01 \x01(\v2&.securemsg.attachment.v1.UploadSessionR\asession\"c\n" +
+	"\x18AppendUploadChunkRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"]\n" +
+	"\x19AppendUploadChunkResponse\x12@\n" +
+	"\asession\x18\x01 \x01(\v2&.securemsg.attachment.v1.UploadSessionR\asession\"6\n" +
+	"\x17GetUploadSessionRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\"\\\n" +
+	"\x18GetUploadSessionResponse\x12@\n" +
+	"\asession\x18\x01 \x01(\v2&.securemsg.attachment.v1.UploadSessionR\asession\"9\n" +
+	"\x1aFinishUploadSessionRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\"b\n" +
+	"\x1bFinishUploadSessionResponse\x12C\n" +
+	"\n" +
+	"attachment\x18\x01 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
+	"attachment\"9\n" +
+	"\x1aCancelUploadSessionRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\"\x1d\n" +
+	"\x1bCancelUploadSessionResponse\"\x9c\x01\n" +
+	" DownloadAttachmentContentRequest\x12#\n" +
+	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\x12#\n" +
+	"\rsuffix_length\x18\x04 \x01(\x03R\fsuffixLength\"\x87\x01\n" +
+	"!DownloadAttachmentContentResponse\x12B\n" +
+	"\x04head\x18\x01 \x01(\v2,.securemsg.attachment.v1.DownloadContentHeadH\x00R\x04head\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
+	"\x04part\"\x8a\x01\n" +
+	"\x13DownloadContentHead\x12C\n" +
+	"\n" +
+	"attachment\x18\x01 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
+	"attachment\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length*\x85\x01\n" +
 	"\tScanState\x12\x1a\n" +
 	"\x16SCAN_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SCAN_STATE_PENDING\x10\x01\x12\x14\n" +
 	"\x10SCAN_STATE_CLEAN\x10\x02\x12\x17\n" +
 	"\x13SCAN_STATE_INFECTED\x10\x03\x12\x15\n" +
-	"\x11SCAN_STATE_FAILED\x10\x042\xb8\x06\n" +
+	"\x11SCAN_STATE_FAILED\x10\x04*\xa0\x01\n" +
+	"\x12UploadSessionState\x12$\n" +
+	" UPLOAD_SESSION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19UPLOAD_SESSION_STATE_OPEN\x10\x01\x12\"\n" +
+	"\x1eUPLOAD_SESSION_STATE_FINISHING\x10\x02\x12!\n" +
+	"\x1dUPLOAD_SESSION_STATE_FINISHED\x10\x032\xff\r\n" +
 	"\x11AttachmentService\x12y\n" +
 	"\x10UploadAttachment\x120.securemsg.attachment.v1.UploadAttachmentRequest\x1a1.securemsg.attachment.v1.UploadAttachmentResponse(\x01\x12\x7f\n" +
 	"\x12DownloadAttachment\x122.securemsg.attachment.v1.DownloadAttachmentRequest\x1a3.securemsg.attachment.v1.DownloadAttachmentResponse0\x01\x12\x97\x01\n" +
 	"\rGetAttachment\x12-.securemsg.attachment.v1.GetAttachmentRequest\x1a..securemsg.attachment.v1.GetAttachmentResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/attachments/{attachment_id}\x12\xa0\x01\n" +
-	"\x10DeleteAttachment\x120.securemsg.attachment.v1.DeleteAttachmentRequest\x1a1.securemsg.attachment.v1.DeleteAttachmentResponse\"'\x82\xd3\xe4\x93\x02!*\x1f/v1/attachments/{attachment_id}\x12q\n" +
+	"\x10DeleteAttachment\x120.securemsg.attachment.v1.DeleteAttachmentRequest\x1a1.securemsg.attachment.v1.DeleteAttachmentResponse\"'\x82\xd3\xe4\x93\x02!*\x1f/v1/attachments/{attachment_id}\x12\x98\x01\n" +
+	"\x13CreateUploadSession\x123.securemsg.attachment.v1.CreateUploadSessionRequest\x1a4.securemsg.attachment.v1.CreateUploadSessionResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/uploads\x12\xa5\x01\n" +
+	"\x11AppendUploadChunk\x121.securemsg.attachment.v1.AppendUploadChunkRequest\x1a2.securemsg.attachment.v1.AppendUploadChunkResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/uploads/{upload_id}/chunks\x12\x98\x01\n" +
+	"\x10GetUploadSession\x120.securemsg.attachment.v1.GetUploadSessionRequest\x1a1.securemsg.attachment.v1.GetUploadSessionResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/uploads/{upload_id}\x12\xab\x01\n" +
+	"\x13FinishUploadSession\x123.securemsg.attachment.v1.FinishUploadSessionRequest\x1a4.securemsg.attachment.v1.FinishUploadSessionResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/uploads/{upload_id}:finish\x12\xa1\x01\n" +
+	"\x13CancelUploadSession\x123.securemsg.attachment.v1.CancelUploadSessionRequest\x1a4.securemsg.attachment.v1.CancelUploadSessionResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/uploads/{upload_id}\x12\x94\x01\n" +
+	"\x19DownloadAttachmentContent\x129.securemsg.attachment.v1.DownloadAttachmentContentRequest\x1a:.securemsg.attachment.v1.DownloadAttachmentContentResponse0\x01\x12q\n" +
 	"\x0eBindAttachment\x12..securemsg.attachment.v1.BindAttachmentRequest\x1a/.securemsg.attachment.v1.BindAttachmentResponse\x12w\n" +
 	"\x10PurgeAttachments\x120.securemsg.attachment.v1.PurgeAttachmentsRequest\x1a1.securemsg.attachment.v1.PurgeAttachmentsResponseB\xf5\x01\n" +
 	"\x1bcom.securemsg.attachment.v1B\x0fAttachmentProtoP\x01ZGgithub.com/securemsg/securemsg/gen/securemsg/attachment/v1;attachmentv1\xa2\x02\x03SAX\xaa\x02\x17Securemsg.Attachment.V1\xca\x02\x17Securemsg\\Attachment\\V1\xe2\x02#Securemsg\\Attachment\\V1\\GPBMetadata\xea\x02\x19Securemsg::Attachment::V1b\x06proto3"
@@ -1107,53 +2010,89 @@ func file_securemsg_attachment_v1_attachment_proto_rawDescGZIP() []byte {
 	return file_securemsg_attachment_v1_attachment_proto_rawDescData
 }
 
-var file_securemsg_attachment_v1_attachment_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_securemsg_attachment_v1_attachment_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_securemsg_attachment_v1_attachment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_securemsg_attachment_v1_attachment_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_securemsg_attachment_v1_attachment_proto_goTypes = []any{
-	(ScanState)(0),                     // 0: securemsg.attachment.v1.ScanState
-	(*Attachment)(nil),                 // 1: securemsg.attachment.v1.Attachment
-	(*UploadMetadata)(nil),             // 2: securemsg.attachment.v1.UploadMetadata
-	(*UploadAttachmentRequest)(nil),    // 3: securemsg.attachment.v1.UploadAttachmentRequest
-	(*UploadAttachmentResponse)(nil),   // 4: securemsg.attachment.v1.UploadAttachmentResponse
-	(*DownloadAttachmentRequest)(nil),  // 5: securemsg.attachment.v1.DownloadAttachmentRequest
-	(*DownloadAttachmentResponse)(nil), // 6: securemsg.attachment.v1.DownloadAttachmentResponse
-	(*GetAttachmentRequest)(nil),       // 7: securemsg.attachment.v1.GetAttachmentRequest
-	(*GetAttachmentResponse)(nil),      // 8: securemsg.attachment.v1.GetAttachmentResponse
-	(*DeleteAttachmentRequest)(nil),    // 9: securemsg.attachment.v1.DeleteAttachmentRequest
-	(*DeleteAttachmentResponse)(nil),   // 10: securemsg.attachment.v1.DeleteAttachmentResponse
-	(*BindAttachmentRequest)(nil),      // 11: securemsg.attachment.v1.BindAttachmentRequest
-	(*BindAttachmentResponse)(nil),     // 12: securemsg.attachment.v1.BindAttachmentResponse
-	(*PurgeAttachmentsRequest)(nil),    // 13: securemsg.attachment.v1.PurgeAttachmentsRequest
-	(*PurgeAttachmentsResponse)(nil),   // 14: securemsg.attachment.v1.PurgeAttachmentsResponse
-	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
+	(ScanState)(0),                            // 0: securemsg.attachment.v1.ScanState
+	(UploadSessionState)(0),                   // 1: securemsg.attachment.v1.UploadSessionState
+	(*Attachment)(nil),                        // 2: securemsg.attachment.v1.Attachment
+	(*UploadMetadata)(nil),                    // 3: securemsg.attachment.v1.UploadMetadata
+	(*UploadAttachmentRequest)(nil),           // 4: securemsg.attachment.v1.UploadAttachmentRequest
+	(*UploadAttachmentResponse)(nil),          // 5: securemsg.attachment.v1.UploadAttachmentResponse
+	(*DownloadAttachmentRequest)(nil),         // 6: securemsg.attachment.v1.DownloadAttachmentRequest
+	(*DownloadAttachmentResponse)(nil),        // 7: securemsg.attachment.v1.DownloadAttachmentResponse
+	(*GetAttachmentRequest)(nil),              // 8: securemsg.attachment.v1.GetAttachmentRequest
+	(*GetAttachmentResponse)(nil),             // 9: securemsg.attachment.v1.GetAttachmentResponse
+	(*DeleteAttachmentRequest)(nil),           // 10: securemsg.attachment.v1.DeleteAttachmentRequest
+	(*DeleteAttachmentResponse)(nil),          // 11: securemsg.attachment.v1.DeleteAttachmentResponse
+	(*BindAttachmentRequest)(nil),             // 12: securemsg.attachment.v1.BindAttachmentRequest
+	(*BindAttachmentResponse)(nil),            // 13: securemsg.attachment.v1.BindAttachmentResponse
+	(*PurgeAttachmentsRequest)(nil),           // 14: securemsg.attachment.v1.PurgeAttachmentsRequest
+	(*PurgeAttachmentsResponse)(nil),          // 15: securemsg.attachment.v1.PurgeAttachmentsResponse
+	(*UploadSession)(nil),                     // 16: securemsg.attachment.v1.UploadSession
+	(*CreateUploadSessionRequest)(nil),        // 17: securemsg.attachment.v1.CreateUploadSessionRequest
+	(*CreateUploadSessionResponse)(nil),       // 18: securemsg.attachment.v1.CreateUploadSessionResponse
+	(*AppendUploadChunkRequest)(nil),          // 19: securemsg.attachment.v1.AppendUploadChunkRequest
+	(*AppendUploadChunkResponse)(nil),         // 20: securemsg.attachment.v1.AppendUploadChunkResponse
+	(*GetUploadSessionRequest)(nil),           // 21: securemsg.attachment.v1.GetUploadSessionRequest
+	(*GetUploadSessionResponse)(nil),          // 22: securemsg.attachment.v1.GetUploadSessionResponse
+	(*FinishUploadSessionRequest)(nil),        // 23: securemsg.attachment.v1.FinishUploadSessionRequest
+	(*FinishUploadSessionResponse)(nil),       // 24: securemsg.attachment.v1.FinishUploadSessionResponse
+	(*CancelUploadSessionRequest)(nil),        // 25: securemsg.attachment.v1.CancelUploadSessionRequest
+	(*CancelUploadSessionResponse)(nil),       // 26: securemsg.attachment.v1.CancelUploadSessionResponse
+	(*DownloadAttachmentContentRequest)(nil),  // 27: securemsg.attachment.v1.DownloadAttachmentContentRequest
+	(*DownloadAttachmentContentResponse)(nil), // 28: securemsg.attachment.v1.DownloadAttachmentContentResponse
+	(*DownloadContentHead)(nil),               // 29: securemsg.attachment.v1.DownloadContentHead
+	(*timestamppb.Timestamp)(nil),             // 30: google.protobuf.Timestamp
 }
 var file_securemsg_attachment_v1_attachment_proto_depIdxs = []int32{
 	0,  // 0: securemsg.attachment.v1.Attachment.scan_state:type_name -> securemsg.attachment.v1.ScanState
-	15, // 1: securemsg.attachment.v1.Attachment.scan_time:type_name -> google.protobuf.Timestamp
-	15, // 2: securemsg.attachment.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
-	15, // 3: securemsg.attachment.v1.Attachment.bind_time:type_name -> google.protobuf.Timestamp
-	2,  // 4: securemsg.attachment.v1.UploadAttachmentRequest.metadata:type_name -> securemsg.attachment.v1.UploadMetadata
-	1,  // 5: securemsg.attachment.v1.UploadAttachmentResponse.attachment:type_name -> securemsg.attachment.v1.Attachment
-	1,  // 6: securemsg.attachment.v1.DownloadAttachmentResponse.attachment:type_name -> securemsg.attachment.v1.Attachment
-	1,  // 7: securemsg.attachment.v1.GetAttachmentResponse.attachment:type_name -> securemsg.attachment.v1.Attachment
-	1,  // 8: securemsg.attachment.v1.BindAttachmentResponse.attachment:type_name -> securemsg.attachment.v1.Attachment
-	3,  // 9: securemsg.attachment.v1.AttachmentService.UploadAttachment:input_type -> securemsg.attachment.v1.UploadAttachmentRequest
-	5,  // 10: securemsg.attachment.v1.AttachmentService.DownloadAttachment:input_type -> securemsg.attachment.v1.DownloadAttachmentRequest
-	7,  // 11: securemsg.attachment.v1.AttachmentService.GetAttachment:input_type -> securemsg.attachment.v1.GetAttachmentRequest
-	9,  // 12: securemsg.attachment.v1.AttachmentService.DeleteAttachment:input_type -> securemsg.attachment.v1.DeleteAttachmentRequest
-	11, // 13: securemsg.attachment.v1.AttachmentService.BindAttachment:input_type -> securemsg.attachment.v1.BindAttachmentRequest
-	13, // 14: securemsg.attachment.v1.AttachmentService.PurgeAttachments:input_type -> securemsg.attachment.v1.PurgeAttachmentsRequest
-	4,  // 15: securemsg.attachment.v1.AttachmentService.UploadAttachment:output_type -> securemsg.attachment.v1.UploadAttachmentResponse
-	6,  // 16: securemsg.attachment.v1.AttachmentService.DownloadAttachment:output_type -> securemsg.attachment.v1.DownloadAttachmentResponse
-	8,  // 17: securemsg.attachment.v1.AttachmentService.GetAttachment:output_type -> securemsg.attachment.v1.GetAttachmentResponse
-	10, // 18: securemsg.attachment.v1.AttachmentService.DeleteAttachment:output_type -> securemsg.attachment.v1.DeleteAttachmentResponse
-	12, // 19: securemsg.attachment.v1.AttachmentService.BindAttachment:output_type -> securemsg.attachment.v1.BindAttachmentResponse
-	14, // 20: securemsg.attachment.v1.AttachmentService.PurgeAttachments:output_type -> securemsg.attachment.v1.PurgeAttachmentsResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	30, // 1: securemsg.attachment.v1.Attachment.scan_time:type_name -> google.protobuf.Timestamp
+	30, // 2: securemsg.attachment.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
+	30, // 3: securemsg.attachment.v1.Attachment.bind_time:type_name -> google.protobuf.Timestamp
+	3,  // 4: securemsg.attachment.v1.UploadAttachmentRequest.metadata:type_name -> securemsg.attachment.v1.UploadMetadata
+	2,  // 5: securemsg.attachment.v1.UploadAttachmentResponse.attachment:type_name -> securemsg.attachment.v1.Attachment
+	2,  // 6: securemsg.attachment.v1.DownloadAttachmentResponse.attachment:type_name -> securemsg.attachment.v1.Attachment
+	2,  // 7: securemsg.attachment.v1.GetAttachmentResponse.attachment:type_name -> securemsg.attachment.v1.Attachment
+	2,  // 8: securemsg.attachment.v1.BindAttachmentResponse.attachment:type_name -> securemsg.attachment.v1.Attachment
+	1,  // 9: securemsg.attachment.v1.UploadSession.state:type_name -> securemsg.attachment.v1.UploadSessionState
+	2,  // 10: securemsg.attachment.v1.UploadSession.attachment:type_name -> securemsg.attachment.v1.Attachment
+	3,  // 11: securemsg.attachment.v1.CreateUploadSessionRequest.metadata:type_name -> securemsg.attachment.v1.UploadMetadata
+	16, // 12: securemsg.attachment.v1.CreateUploadSessionResponse.session:type_name -> securemsg.attachment.v1.UploadSession
+	16, // 13: securemsg.attachment.v1.AppendUploadChunkResponse.session:type_name -> securemsg.attachment.v1.UploadSession
+	16, // 14: securemsg.attachment.v1.GetUploadSessionResponse.session:type_name -> securemsg.attachment.v1.UploadSession
+	2,  // 15: securemsg.attachment.v1.FinishUploadSessionResponse.attachment:type_name -> securemsg.attachment.v1.Attachment
+	29, // 16: securemsg.attachment.v1.DownloadAttachmentContentResponse.head:type_name -> securemsg.attachment.v1.DownloadContentHead
+	2,  // 17: securemsg.attachment.v1.DownloadContentHead.attachment:type_name -> securemsg.attachment.v1.Attachment
+	4,  // 18: securemsg.attachment.v1.AttachmentService.UploadAttachment:input_type -> securemsg.attachment.v1.UploadAttachmentRequest
+	6,  // 19: securemsg.attachment.v1.AttachmentService.DownloadAttachment:input_type -> securemsg.attachment.v1.DownloadAttachmentRequest
+	8,  // 20: securemsg.attachment.v1.AttachmentService.GetAttachment:input_type -> securemsg.attachment.v1.GetAttachmentRequest
+	10, // 21: securemsg.attachment.v1.AttachmentService.DeleteAttachment:input_type -> securemsg.attachment.v1.DeleteAttachmentRequest
+	17, // 22: securemsg.attachment.v1.AttachmentService.CreateUploadSession:input_type -> securemsg.attachment.v1.CreateUploadSessionRequest
+	19, // 23: securemsg.attachment.v1.AttachmentService.AppendUploadChunk:input_type -> securemsg.attachment.v1.AppendUploadChunkRequest
+	21, // 24: securemsg.attachment.v1.AttachmentService.GetUploadSession:input_type -> securemsg.attachment.v1.GetUploadSessionRequest
+	23, // 25: securemsg.attachment.v1.AttachmentService.FinishUploadSession:input_type -> securemsg.attachment.v1.FinishUploadSessionRequest
+	25, // 26: securemsg.attachment.v1.AttachmentService.CancelUploadSession:input_type -> securemsg.attachment.v1.CancelUploadSessionRequest
+	27, // 27: securemsg.attachment.v1.AttachmentService.DownloadAttachmentContent:input_type -> securemsg.attachment.v1.DownloadAttachmentContentRequest
+	12, // 28: securemsg.attachment.v1.AttachmentService.BindAttachment:input_type -> securemsg.attachment.v1.BindAttachmentRequest
+	14, // 29: securemsg.attachment.v1.AttachmentService.PurgeAttachments:input_type -> securemsg.attachment.v1.PurgeAttachmentsRequest
+	5,  // 30: securemsg.attachment.v1.AttachmentService.UploadAttachment:output_type -> securemsg.attachment.v1.UploadAttachmentResponse
+	7,  // 31: securemsg.attachment.v1.AttachmentService.DownloadAttachment:output_type -> securemsg.attachment.v1.DownloadAttachmentResponse
+	9,  // 32: securemsg.attachment.v1.AttachmentService.GetAttachment:output_type -> securemsg.attachment.v1.GetAttachmentResponse
+	11, // 33: securemsg.attachment.v1.AttachmentService.DeleteAttachment:output_type -> securemsg.attachment.v1.DeleteAttachmentResponse
+	18, // 34: securemsg.attachment.v1.AttachmentService.CreateUploadSession:output_type -> securemsg.attachment.v1.CreateUploadSessionResponse
+	20, // 35: securemsg.attachment.v1.AttachmentService.AppendUploadChunk:output_type -> securemsg.attachment.v1.AppendUploadChunkResponse
+	22, // 36: securemsg.attachment.v1.AttachmentService.GetUploadSession:output_type -> securemsg.attachment.v1.GetUploadSessionResponse
+	24, // 37: securemsg.attachment.v1.AttachmentService.FinishUploadSession:output_type -> securemsg.attachment.v1.FinishUploadSessionResponse
+	26, // 38: securemsg.attachment.v1.AttachmentService.CancelUploadSession:output_type -> securemsg.attachment.v1.CancelUploadSessionResponse
+	28, // 39: securemsg.attachment.v1.AttachmentService.DownloadAttachmentContent:output_type -> securemsg.attachment.v1.DownloadAttachmentContentResponse
+	13, // 40: securemsg.attachment.v1.AttachmentService.BindAttachment:output_type -> securemsg.attachment.v1.BindAttachmentResponse
+	15, // 41: securemsg.attachment.v1.AttachmentService.PurgeAttachments:output_type -> securemsg.attachment.v1.PurgeAttachmentsResponse
+	30, // [30:42] is the sub-list for method output_type
+	18, // [18:30] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_attachment_v1_attachment_proto_init() }
@@ -1165,13 +2104,17 @@ func file_securemsg_attachment_v1_attachment_proto_init() {
 		(*UploadAttachmentRequest_Metadata)(nil),
 		(*UploadAttachmentRequest_Chunk)(nil),
 	}
+	file_securemsg_attachment_v1_attachment_proto_msgTypes[26].OneofWrappers = []any{
+		(*DownloadAttachmentContentResponse_Head)(nil),
+		(*DownloadAttachmentContentResponse_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_attachment_v1_attachment_proto_rawDesc), len(file_securemsg_attachment_v1_attachment_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   14,
+			NumEnums:      2,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

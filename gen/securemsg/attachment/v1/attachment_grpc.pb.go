@@ -22,12 +22,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AttachmentService_UploadAttachment_FullMethodName   = "/securemsg.attachment.v1.AttachmentService/UploadAttachment"
-	AttachmentService_DownloadAttachment_FullMethodName = "/securemsg.attachment.v1.AttachmentService/DownloadAttachment"
-	AttachmentService_GetAttachment_FullMethodName      = "/securemsg.attachment.v1.AttachmentService/GetAttachment"
-	AttachmentService_DeleteAttachment_FullMethodName   = "/securemsg.attachment.v1.AttachmentService/DeleteAttachment"
-	AttachmentService_BindAttachment_FullMethodName     = "/securemsg.attachment.v1.AttachmentService/BindAttachment"
-	AttachmentService_PurgeAttachments_FullMethodName   = "/securemsg.attachment.v1.AttachmentService/PurgeAttachments"
+	AttachmentService_UploadAttachment_FullMethodName          = "/securemsg.attachment.v1.AttachmentService/UploadAttachment"
+	AttachmentService_DownloadAttachment_FullMethodName        = "/securemsg.attachment.v1.AttachmentService/DownloadAttachment"
+	AttachmentService_GetAttachment_FullMethodName             = "/securemsg.attachment.v1.AttachmentService/GetAttachment"
+	AttachmentService_DeleteAttachment_FullMethodName          = "/securemsg.attachment.v1.AttachmentService/DeleteAttachment"
+	AttachmentService_CreateUploadSession_FullMethodName       = "/securemsg.attachment.v1.AttachmentService/CreateUploadSession"
+	AttachmentService_AppendUploadChunk_FullMethodName         = "/securemsg.attachment.v1.AttachmentService/AppendUploadChunk"
+	AttachmentService_GetUploadSession_FullMethodName          = "/securemsg.attachment.v1.AttachmentService/GetUploadSession"
+	AttachmentService_FinishUploadSession_FullMethodName       = "/securemsg.attachment.v1.AttachmentService/FinishUploadSession"
+	AttachmentService_CancelUploadSession_FullMethodName       = "/securemsg.attachment.v1.AttachmentService/CancelUploadSession"
+	AttachmentService_DownloadAttachmentContent_FullMethodName = "/securemsg.attachment.v1.AttachmentService/DownloadAttachmentContent"
+	AttachmentService_BindAttachment_FullMethodName            = "/securemsg.attachment.v1.AttachmentService/BindAttachment"
+	AttachmentService_PurgeAttachments_FullMethodName          = "/securemsg.attachment.v1.AttachmentService/PurgeAttachments"
 )
 
 // AttachmentServiceClient is the client API for AttachmentService service.
@@ -83,6 +89,68 @@ type AttachmentServiceClient interface {
 	// not the caller's (only its uploader may delete it); FAILED_PRECONDITION when it is bound to
 	// a message.
 	DeleteAttachment(ctx context.Context, in *DeleteAttachmentRequest, opts ...grpc.CallOption) (*DeleteAttachmentResponse, error)
+	// CreateUploadSession starts a resumable upload, for clients that cannot send a client stream
+	// (browsers): the same metadata as UploadAttachment's, checked the same way, and the same
+	// quota and client_request_id rules, claimed at once. The bytes follow in AppendUploadChunk
+	// calls, which any replica may take; FinishUploadSession stores the file. The session's
+	// upload_id becomes the attachment's id. A session with no chunk or finish for a day
+	// (ATTACHMENT_UPLOAD_SESSION_TTL) is abandoned: the clean-up removes it with its bytes. A
+	// retried create with the same client_request_id returns the same session (or, finished, the
+	// attachment).
+	//
+	// Errors: those of UploadAttachment's metadata (INVALID_ARGUMENT, RESOURCE_EXHAUSTED for the
+	// size limit or the quota, NOT_FOUND and PERMISSION_DENIED for the thread, ALREADY_EXISTS for a
+	// client_request_id used for another upload).
+	CreateUploadSession(ctx context.Context, in *CreateUploadSessionRequest, opts ...grpc.CallOption) (*CreateUploadSessionResponse, error)
+	// AppendUploadChunk sends the bytes of an upload session at an explicit offset: the chunk is
+	// encrypted (segmented AEAD under the attachment's own key) before it is stored. The first
+	// chunk (offset 0) must hold the file's first 3,072 bytes (or all of a smaller file); its type
+	// is sniffed at once. Sending a chunk that was already received (same offset and bytes) again
+	// changes nothing and succeeds, so a retried call is harmless.
+	//
+	// Errors: INVALID_ARGUMENT when the chunk is empty, longer than 2 MiB, runs past the declared
+	// size or is a first chunk too short to sniff; INVALID_ARGUMENT when the sniffed type is not
+	// allowed or contradicts the declared one (the session ends); ABORTED (reason
+	// UPLOAD_OFFSET_MISMATCH) when offset is not the session's next offset, with the expected one
+	// in google.rpc.ErrorInfo metadata "expected_offset"; FAILED_PRECONDITION when the session is
+	// finishing or finished; NOT_FOUND when the session does not exist, ended, or is not the
+	// caller's.
+	AppendUploadChunk(ctx context.Context, in *AppendUploadChunkRequest, opts ...grpc.CallOption) (*AppendUploadChunkResponse, error)
+	// GetUploadSession tells where an upload session stands, to resume it: the next offset to
+	// send, or, once finished, the attachment.
+	//
+	// Errors: NOT_FOUND when the session does not exist, ended, or is not the caller's.
+	GetUploadSession(ctx context.Context, in *GetUploadSessionRequest, opts ...grpc.CallOption) (*GetUploadSessionResponse, error)
+	// FinishUploadSession stores an upload session's file once every declared byte was received:
+	// the bytes are sniffed, hashed, scanned by the malware scanner and encrypted into the
+	// attachment's object, as an UploadAttachment stream's are, and the answer is the same (scan
+	// state PENDING when the scanner could not answer). Finishing a finished session returns the
+	// attachment again.
+	//
+	// Errors: FAILED_PRECONDITION (UPLOAD_INCOMPLETE) when bytes are missing; ABORTED
+	// (UPLOAD_FINISHING) while another call finishes it; INVALID_ARGUMENT when the content is
+	// refused (file type, malware: an INFECTED record remains) — the session ends; NOT_FOUND and
+	// PERMISSION_DENIED when the thread is gone or write access was revoked meanwhile; UNAVAILABLE
+	// when a dependency fails (the session stays; retry the finish).
+	FinishUploadSession(ctx context.Context, in *FinishUploadSessionRequest, opts ...grpc.CallOption) (*FinishUploadSessionResponse, error)
+	// CancelUploadSession gives an upload session up: its stored bytes are deleted and its quota
+	// freed at once.
+	//
+	// Errors: NOT_FOUND when the session does not exist (a cancelled one included) or is not the
+	// caller's; FAILED_PRECONDITION when it is finished (delete the attachment instead) or being
+	// finished.
+	CancelUploadSession(ctx context.Context, in *CancelUploadSessionRequest, opts ...grpc.CallOption) (*CancelUploadSessionResponse, error)
+	// DownloadAttachmentContent is DownloadAttachment for HTTP: the range may be a suffix (HTTP's
+	// "bytes=-N"), and the first response states the range served, which an HTTP answer must
+	// announce before its body (Content-Range, Content-Length). The service's HTTP listener serves
+	// GET /v1/attachments/{attachment_id}/content with it — honouring Range (206, 416) and
+	// answering with Content-Disposition: attachment and the sniffed type — by calling this rpc
+	// through the same server and interceptor chain as every other call.
+	//
+	// Errors: those of DownloadAttachment; OUT_OF_RANGE when offset is at or beyond the end, with
+	// the file's size in google.rpc.ErrorInfo metadata "size_bytes"; INVALID_ARGUMENT when
+	// suffix_length is combined with offset or length.
+	DownloadAttachmentContent(ctx context.Context, in *DownloadAttachmentContentRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadAttachmentContentResponse], error)
 	// BindAttachment binds an uploaded attachment to a message. Service-to-service from
 	// messaging, over mTLS. Idempotent: binding again to the same message succeeds.
 	//
@@ -162,6 +230,75 @@ func (c *attachmentServiceClient) DeleteAttachment(ctx context.Context, in *Dele
 	return out, nil
 }
 
+func (c *attachmentServiceClient) CreateUploadSession(ctx context.Context, in *CreateUploadSessionRequest, opts ...grpc.CallOption) (*CreateUploadSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateUploadSessionResponse)
+	err := c.cc.Invoke(ctx, AttachmentService_CreateUploadSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *attachmentServiceClient) AppendUploadChunk(ctx context.Context, in *AppendUploadChunkRequest, opts ...grpc.CallOption) (*AppendUploadChunkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AppendUploadChunkResponse)
+	err := c.cc.Invoke(ctx, AttachmentService_AppendUploadChunk_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *attachmentServiceClient) GetUploadSession(ctx context.Context, in *GetUploadSessionRequest, opts ...grpc.CallOption) (*GetUploadSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUploadSessionResponse)
+	err := c.cc.Invoke(ctx, AttachmentService_GetUploadSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *attachmentServiceClient) FinishUploadSession(ctx context.Context, in *FinishUploadSessionRequest, opts ...grpc.CallOption) (*FinishUploadSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FinishUploadSessionResponse)
+	err := c.cc.Invoke(ctx, AttachmentService_FinishUploadSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *attachmentServiceClient) CancelUploadSession(ctx context.Context, in *CancelUploadSessionRequest, opts ...grpc.CallOption) (*CancelUploadSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelUploadSessionResponse)
+	err := c.cc.Invoke(ctx, AttachmentService_CancelUploadSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *attachmentServiceClient) DownloadAttachmentContent(ctx context.Context, in *DownloadAttachmentContentRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadAttachmentContentResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AttachmentService_ServiceDesc.Streams[2], AttachmentService_DownloadAttachmentContent_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DownloadAttachmentContentRequest, DownloadAttachmentContentResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AttachmentService_DownloadAttachmentContentClient = grpc.ServerStreamingClient[DownloadAttachmentContentResponse]
+
 func (c *attachmentServiceClient) BindAttachment(ctx context.Context, in *BindAttachmentRequest, opts ...grpc.CallOption) (*BindAttachmentResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BindAttachmentResponse)
@@ -235,6 +372,68 @@ type AttachmentServiceServer interface {
 	// not the caller's (only its uploader may delete it); FAILED_PRECONDITION when it is bound to
 	// a message.
 	DeleteAttachment(context.Context, *DeleteAttachmentRequest) (*DeleteAttachmentResponse, error)
+	// CreateUploadSession starts a resumable upload, for clients that cannot send a client stream
+	// (browsers): the same metadata as UploadAttachment's, checked the same way, and the same
+	// quota and client_request_id rules, claimed at once. The bytes follow in AppendUploadChunk
+	// calls, which any replica may take; FinishUploadSession stores the file. The session's
+	// upload_id becomes the attachment's id. A session with no chunk or finish for a day
+	// (ATTACHMENT_UPLOAD_SESSION_TTL) is abandoned: the clean-up removes it with its bytes. A
+	// retried create with the same client_request_id returns the same session (or, finished, the
+	// attachment).
+	//
+	// Errors: those of UploadAttachment's metadata (INVALID_ARGUMENT, RESOURCE_EXHAUSTED for the
+	// size limit or the quota, NOT_FOUND and PERMISSION_DENIED for the thread, ALREADY_EXISTS for a
+	// client_request_id used for another upload).
+	CreateUploadSession(context.Context, *CreateUploadSessionRequest) (*CreateUploadSessionResponse, error)
+	// AppendUploadChunk sends the bytes of an upload session at an explicit offset: the chunk is
+	// encrypted (segmented AEAD under the attachment's own key) before it is stored. The first
+	// chunk (offset 0) must hold the file's first 3,072 bytes (or all of a smaller file); its type
+	// is sniffed at once. Sending a chunk that was already received (same offset and bytes) again
+	// changes nothing and succeeds, so a retried call is harmless.
+	//
+	// Errors: INVALID_ARGUMENT when the chunk is empty, longer than 2 MiB, runs past the declared
+	// size or is a first chunk too short to sniff; INVALID_ARGUMENT when the sniffed type is not
+	// allowed or contradicts the declared one (the session ends); ABORTED (reason
+	// UPLOAD_OFFSET_MISMATCH) when offset is not the session's next offset, with the expected one
+	// in google.rpc.ErrorInfo metadata "expected_offset"; FAILED_PRECONDITION when the session is
+	// finishing or finished; NOT_FOUND when the session does not exist, ended, or is not the
+	// caller's.
+	AppendUploadChunk(context.Context, *AppendUploadChunkRequest) (*AppendUploadChunkResponse, error)
+	// GetUploadSession tells where an upload session stands, to resume it: the next offset to
+	// send, or, once finished, the attachment.
+	//
+	// Errors: NOT_FOUND when the session does not exist, ended, or is not the caller's.
+	GetUploadSession(context.Context, *GetUploadSessionRequest) (*GetUploadSessionResponse, error)
+	// FinishUploadSession stores an upload session's file once every declared byte was received:
+	// the bytes are sniffed, hashed, scanned by the malware scanner and encrypted into the
+	// attachment's object, as an UploadAttachment stream's are, and the answer is the same (scan
+	// state PENDING when the scanner could not answer). Finishing a finished session returns the
+	// attachment again.
+	//
+	// Errors: FAILED_PRECONDITION (UPLOAD_INCOMPLETE) when bytes are missing; ABORTED
+	// (UPLOAD_FINISHING) while another call finishes it; INVALID_ARGUMENT when the content is
+	// refused (file type, malware: an INFECTED record remains) — the session ends; NOT_FOUND and
+	// PERMISSION_DENIED when the thread is gone or write access was revoked meanwhile; UNAVAILABLE
+	// when a dependency fails (the session stays; retry the finish).
+	FinishUploadSession(context.Context, *FinishUploadSessionRequest) (*FinishUploadSessionResponse, error)
+	// CancelUploadSession gives an upload session up: its stored bytes are deleted and its quota
+	// freed at once.
+	//
+	// Errors: NOT_FOUND when the session does not exist (a cancelled one included) or is not the
+	// caller's; FAILED_PRECONDITION when it is finished (delete the attachment instead) or being
+	// finished.
+	CancelUploadSession(context.Context, *CancelUploadSessionRequest) (*CancelUploadSessionResponse, error)
+	// DownloadAttachmentContent is DownloadAttachment for HTTP: the range may be a suffix (HTTP's
+	// "bytes=-N"), and the first response states the range served, which an HTTP answer must
+	// announce before its body (Content-Range, Content-Length). The service's HTTP listener serves
+	// GET /v1/attachments/{attachment_id}/content with it — honouring Range (206, 416) and
+	// answering with Content-Disposition: attachment and the sniffed type — by calling this rpc
+	// through the same server and interceptor chain as every other call.
+	//
+	// Errors: those of DownloadAttachment; OUT_OF_RANGE when offset is at or beyond the end, with
+	// the file's size in google.rpc.ErrorInfo metadata "size_bytes"; INVALID_ARGUMENT when
+	// suffix_length is combined with offset or length.
+	DownloadAttachmentContent(*DownloadAttachmentContentRequest, grpc.ServerStreamingServer[DownloadAttachmentContentResponse]) error
 	// BindAttachment binds an uploaded attachment to a message. Service-to-service from
 	// messaging, over mTLS. Idempotent: binding again to the same message succeeds.
 	//
@@ -273,6 +472,24 @@ func (UnimplementedAttachmentServiceServer) GetAttachment(context.Context, *GetA
 }
 func (UnimplementedAttachmentServiceServer) DeleteAttachment(context.Context, *DeleteAttachmentRequest) (*DeleteAttachmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteAttachment not implemented")
+}
+func (UnimplementedAttachmentServiceServer) CreateUploadSession(context.Context, *CreateUploadSessionRequest) (*CreateUploadSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateUploadSession not implemented")
+}
+func (UnimplementedAttachmentServiceServer) AppendUploadChunk(context.Context, *AppendUploadChunkRequest) (*AppendUploadChunkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AppendUploadChunk not implemented")
+}
+func (UnimplementedAttachmentServiceServer) GetUploadSession(context.Context, *GetUploadSessionRequest) (*GetUploadSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUploadSession not implemented")
+}
+func (UnimplementedAttachmentServiceServer) FinishUploadSession(context.Context, *FinishUploadSessionRequest) (*FinishUploadSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FinishUploadSession not implemented")
+}
+func (UnimplementedAttachmentServiceServer) CancelUploadSession(context.Context, *CancelUploadSessionRequest) (*CancelUploadSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelUploadSession not implemented")
+}
+func (UnimplementedAttachmentServiceServer) DownloadAttachmentContent(*DownloadAttachmentContentRequest, grpc.ServerStreamingServer[DownloadAttachmentContentResponse]) error {
+	return status.Error(codes.Unimplemented, "method DownloadAttachmentContent not implemented")
 }
 func (UnimplementedAttachmentServiceServer) BindAttachment(context.Context, *BindAttachmentRequest) (*BindAttachmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BindAttachment not implemented")
@@ -355,6 +572,107 @@ func _AttachmentService_DeleteAttachment_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AttachmentService_CreateUploadSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateUploadSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AttachmentServiceServer).CreateUploadSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AttachmentService_CreateUploadSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AttachmentServiceServer).CreateUploadSession(ctx, req.(*CreateUploadSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AttachmentService_AppendUploadChunk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AppendUploadChunkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AttachmentServiceServer).AppendUploadChunk(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AttachmentService_AppendUploadChunk_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AttachmentServiceServer).AppendUploadChunk(ctx, req.(*AppendUploadChunkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AttachmentService_GetUploadSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUploadSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AttachmentServiceServer).GetUploadSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AttachmentService_GetUploadSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AttachmentServiceServer).GetUploadSession(ctx, req.(*GetUploadSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AttachmentService_FinishUploadSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishUploadSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AttachmentServiceServer).FinishUploadSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AttachmentService_FinishUploadSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AttachmentServiceServer).FinishUploadSession(ctx, req.(*FinishUploadSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AttachmentService_CancelUploadSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelUploadSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AttachmentServiceServer).CancelUploadSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AttachmentService_CancelUploadSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AttachmentServiceServer).CancelUploadSession(ctx, req.(*CancelUploadSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AttachmentService_DownloadAttachmentContent_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DownloadAttachmentContentRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AttachmentServiceServer).DownloadAttachmentContent(m, &grpc.GenericServerStream[DownloadAttachmentContentRequest, DownloadAttachmentContentResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AttachmentService_DownloadAttachmentContentServer = grpc.ServerStreamingServer[DownloadAttachmentContentResponse]
+
 func _AttachmentService_BindAttachment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(BindAttachmentRequest)
 	if err := dec(in); err != nil {
@@ -407,6 +725,26 @@ var AttachmentService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AttachmentService_DeleteAttachment_Handler,
 		},
 		{
+			MethodName: "CreateUploadSession",
+			Handler:    _AttachmentService_CreateUploadSession_Handler,
+		},
+		{
+			MethodName: "AppendUploadChunk",
+			Handler:    _AttachmentService_AppendUploadChunk_Handler,
+		},
+		{
+			MethodName: "GetUploadSession",
+			Handler:    _AttachmentService_GetUploadSession_Handler,
+		},
+		{
+			MethodName: "FinishUploadSession",
+			Handler:    _AttachmentService_FinishUploadSession_Handler,
+		},
+		{
+			MethodName: "CancelUploadSession",
+			Handler:    _AttachmentService_CancelUploadSession_Handler,
+		},
+		{
 			MethodName: "BindAttachment",
 			Handler:    _AttachmentService_BindAttachment_Handler,
 		},
@@ -424,6 +762,11 @@ var AttachmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "DownloadAttachment",
 			Handler:       _AttachmentService_DownloadAttachment_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "DownloadAttachmentContent",
+			Handler:       _AttachmentService_DownloadAttachmentContent_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -97,7 +97,11 @@ func (s *Store) ClaimFinish(_ context.Context, id string, at, staleBefore time.T
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.sessions[id]
-	if !ok || !(u.s.State == domain.SessionOpen || (u.s.State == domain.SessionFinishing && u.s.UpdateTime.Before(staleBefore))) {
+	if !ok {
+		return false, nil
+	}
+	staleClaim := u.s.State == domain.SessionFinishing && u.s.UpdateTime.Before(staleBefore)
+	if u.s.State != domain.SessionOpen && !staleClaim {
 		return false, nil
 	}
 	u.s.State, u.s.UpdateTime = domain.SessionFinishing, at
