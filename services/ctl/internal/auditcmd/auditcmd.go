@@ -123,7 +123,10 @@ func (c *conn) flags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&c.timeout, "timeout", 10*time.Minute, "overall deadline")
 }
 
-func (c *conn) dial(ctx context.Context) (auditv1.AuditServiceClient, context.Context, func(), error) {
+// dial connects to the audit service and returns its client with the context its calls use:
+// ctx bounded by --timeout, carrying the --token-file token. done closes the connection and ends
+// that context; the caller defers it.
+func (c *conn) dial(ctx context.Context) (_ auditv1.AuditServiceClient, _ context.Context, done func(), _ error) {
 	caPEM, err := os.ReadFile(c.caFile)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read CA: %w", err)
@@ -145,7 +148,8 @@ func (c *conn) dial(ctx context.Context) (auditv1.AuditServiceClient, context.Co
 		}
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
-	return auditv1.NewAuditServiceClient(cc), ctx, func() { _ = cc.Close() }, nil
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	return auditv1.NewAuditServiceClient(cc), ctx, func() { cancel(); _ = cc.Close() }, nil
 }
 
 func exportCommand() *cobra.Command {
@@ -164,13 +168,11 @@ func exportCommand() *cobra.Command {
 			default:
 				return fmt.Errorf("--format must be jsonl or fhir")
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
-			defer cancel()
-			client, ctx, closeConn, err := c.dial(ctx)
+			client, ctx, done, err := c.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeConn()
+			defer done()
 			stream, err := client.ExportAuditEvents(ctx, &auditv1.ExportAuditEventsRequest{Format: f,
 				Filter: &auditv1.AuditEventFilter{FromSequence: from, ToSequence: to}})
 			if err != nil {
@@ -208,13 +210,7 @@ func exportCommand() *cobra.Command {
 				return errors.New("export damaged in transfer: SHA-256 does not match the summary")
 			}
 			if cpOut != "" && sum.Checkpoint != nil {
-				b, err := protojson.Marshal(sum.Checkpoint)
-				if err != nil {
-					return err
-				}
-				// A checkpoint is a signed tree head, public by design: it is copied and compared
-				// by anyone who checks the log, so it is written world-readable.
-				if err := os.WriteFile(cpOut, append(b, '\n'), 0o644); err != nil { //nolint:gosec // G306: public by design, see above
+				if err := writeCheckpoint(cpOut, sum.Checkpoint); err != nil {
 					return err
 				}
 			}
@@ -239,31 +235,47 @@ func checkpointCommand() *cobra.Command {
 		Use:   "checkpoint [--out FILE]",
 		Short: "Fetch the latest signed checkpoint (keep copies: they pin the log's history)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
-			defer cancel()
-			client, ctx, closeConn, err := c.dial(ctx)
+			client, ctx, done, err := c.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeConn()
+			defer done()
 			resp, err := client.GetLatestCheckpoint(ctx, &auditv1.GetLatestCheckpointRequest{})
 			if err != nil {
 				return err
 			}
-			b, err := protojson.Marshal(resp.Checkpoint)
+			if out != "" {
+				return writeCheckpoint(out, resp.Checkpoint)
+			}
+			b, err := checkpointJSON(resp.Checkpoint)
 			if err != nil {
 				return err
 			}
-			b = append(b, '\n')
-			if out == "" {
-				_, err = cmd.OutOrStdout().Write(b)
-				return err
-			}
-			// World-readable like --checkpoint-out of export: a checkpoint is public by design.
-			return os.WriteFile(out, b, 0o644) //nolint:gosec // G306: a checkpoint is public by design
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
 		},
 	}
 	c.flags(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "write the checkpoint here (default: stdout)")
 	return cmd
+}
+
+// checkpointJSON is a checkpoint as the commands print and write it: protojson and a newline, the
+// form verify --checkpoint reads.
+func checkpointJSON(cp *auditv1.Checkpoint) ([]byte, error) {
+	b, err := protojson.Marshal(cp)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// writeCheckpoint writes cp to path. A checkpoint is a signed tree head, public by design: it is
+// copied and compared by anyone who checks the log, so it is written world-readable.
+func writeCheckpoint(path string, cp *auditv1.Checkpoint) error {
+	b, err := checkpointJSON(cp)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644) //nolint:gosec // G306: public by design, see above
 }
