@@ -23,40 +23,75 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 )
 
+// exportLog builds an audit log as the audit service does (leaf hash, hash chain, Merkle tree)
+// and keeps its JSONL export lines.
+type exportLog struct {
+	tree  *tlog.Tree
+	prev  []byte
+	lines []string
+}
+
+func newExportLog() *exportLog { return &exportLog{tree: tlog.NewTree(), prev: tlog.ZeroHash()} }
+
+// append adds rec as the next entry and returns the log's size.
+func (l *exportLog) append(t *testing.T, rec *eventsv1.AuditRecord) uint64 {
+	t.Helper()
+	b, _ := proto.Marshal(rec)
+	leaf := tlog.LeafHash(b)
+	chain := tlog.ChainHash(l.prev, leaf)
+	l.tree.Append(leaf, nil)
+	seq := uint64(len(l.lines) + 1)
+	line, err := tlog.AppendEntryJSON(nil, &auditv1.AuditEntry{Sequence: seq, Record: rec, RecordBytes: b, LeafHash: leaf, PrevChainHash: l.prev, ChainHash: chain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.lines = append(l.lines, strings.TrimSuffix(string(line), "\n"))
+	l.prev = chain
+	return seq
+}
+
+// export is the JSONL export of lines, one entry a line.
+func export(lines []string) []byte { return []byte(strings.Join(lines, "\n") + "\n") }
+
+// writeFiles writes each file's data, failing the test on the first error.
+func writeFiles(t *testing.T, files map[string][]byte) {
+	t.Helper()
+	for path, data := range files {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runAudit runs `securemsgctl audit args...` and returns what it printed.
+func runAudit(args ...string) (string, error) {
+	cmd := auditcmd.NewCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
 // writeFixture writes an export of n records, a checkpoint over all of them and the public key.
 func writeFixture(t *testing.T, n int, tamper func(lines []string) []string) (exportPath, cpPath, pubPath string) {
 	t.Helper()
 	dir := t.TempDir()
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	tree := tlog.NewTree()
-	prev := tlog.ZeroHash()
-	var lines []string
+	l := newExportLog()
 	for i := range n {
-		rec := &eventsv1.AuditRecord{Meta: &eventsv1.EventMeta{EventId: fmt.Sprintf("e%d", i), OccurredAt: timestamppb.Now(), Producer: commonv1.Component_COMPONENT_MESSAGING},
+		l.append(t, &eventsv1.AuditRecord{Meta: &eventsv1.EventMeta{EventId: fmt.Sprintf("e%d", i), OccurredAt: timestamppb.Now(), Producer: commonv1.Component_COMPONENT_MESSAGING},
 			Actor: &eventsv1.AuditActor{Subject: "clin-1"}, Action: eventsv1.Action_ACTION_READ, RecordType: eventsv1.RecordType_RECORD_TYPE_THREAD,
-			RecordId: fmt.Sprintf("t%d", i), PatientId: "patient-1", Outcome: eventsv1.Outcome_OUTCOME_SUCCESS}
-		b, _ := proto.Marshal(rec)
-		leaf := tlog.LeafHash(b)
-		chain := tlog.ChainHash(prev, leaf)
-		tree.Append(leaf, nil)
-		line, err := tlog.AppendEntryJSON(nil, &auditv1.AuditEntry{Sequence: uint64(i + 1), Record: rec, RecordBytes: b, LeafHash: leaf, PrevChainHash: prev, ChainHash: chain})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, strings.TrimSuffix(string(line), "\n"))
-		prev = chain
+			RecordId: fmt.Sprintf("t%d", i), PatientId: "patient-1", Outcome: eventsv1.Outcome_OUTCOME_SUCCESS})
 	}
-	cp := tlog.NewSigner(priv).Sign(uint64(n), tree.Root(), time.Now())
+	cp := tlog.NewSigner(priv).Sign(uint64(n), l.tree.Root(), time.Now())
+	lines := l.lines
 	if tamper != nil {
 		lines = tamper(lines)
 	}
 	exportPath, cpPath, pubPath = filepath.Join(dir, "export.jsonl"), filepath.Join(dir, "cp.json"), filepath.Join(dir, "pub.pem")
 	cpJSON, _ := protojson.Marshal(cp)
-	for path, data := range map[string][]byte{exportPath: []byte(strings.Join(lines, "\n") + "\n"), cpPath: cpJSON} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, map[string][]byte{exportPath: export(lines), cpPath: cpJSON})
 	if err := tlog.WritePublicKey(pubPath, pub); err != nil {
 		t.Fatal(err)
 	}
@@ -81,16 +116,12 @@ func TestVerifyCommand(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			exp, cp, pub := writeFixture(t, 40, tt.tamper)
-			cmd := auditcmd.NewCommand()
-			var out bytes.Buffer
-			cmd.SetOut(&out)
-			cmd.SetArgs([]string{"verify", "--export", exp, "--checkpoint", cp, "--public-key", pub})
-			err := cmd.Execute()
+			out, err := runAudit("verify", "--export", exp, "--checkpoint", cp, "--public-key", pub)
 			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, auditcmd.ErrVerificationFailed)) {
 				t.Fatalf("verify error = %v, want error %v", err, tt.wantErr)
 			}
-			if !strings.Contains(out.String(), tt.want) {
-				t.Errorf("verify output = %q, want it to contain %q", out.String(), tt.want)
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("verify output = %q, want it to contain %q", out, tt.want)
 			}
 		})
 	}
@@ -104,28 +135,16 @@ func TestVerifyCommandRotatedKey(t *testing.T) {
 	dir := t.TempDir()
 	pubA, privA, _ := ed25519.GenerateKey(rand.Reader)
 	pubB, privB, _ := ed25519.GenerateKey(rand.Reader)
-	tree := tlog.NewTree()
-	prev := tlog.ZeroHash()
-	var export bytes.Buffer
+	l := newExportLog()
 	var cps []*auditv1.Checkpoint
 	for i := range 40 {
-		rec := &eventsv1.AuditRecord{Meta: &eventsv1.EventMeta{EventId: fmt.Sprintf("e%d", i), OccurredAt: timestamppb.Now()},
-			Actor: &eventsv1.AuditActor{Subject: "clin-1"}, Action: eventsv1.Action_ACTION_READ, RecordId: fmt.Sprintf("t%d", i)}
-		b, _ := proto.Marshal(rec)
-		leaf := tlog.LeafHash(b)
-		chain := tlog.ChainHash(prev, leaf)
-		tree.Append(leaf, nil)
-		line, err := tlog.AppendEntryJSON(nil, &auditv1.AuditEntry{Sequence: uint64(i + 1), Record: rec, RecordBytes: b, LeafHash: leaf, PrevChainHash: prev, ChainHash: chain})
-		if err != nil {
-			t.Fatal(err)
-		}
-		export.Write(line)
-		prev = chain
-		switch i + 1 {
+		size := l.append(t, &eventsv1.AuditRecord{Meta: &eventsv1.EventMeta{EventId: fmt.Sprintf("e%d", i), OccurredAt: timestamppb.Now()},
+			Actor: &eventsv1.AuditActor{Subject: "clin-1"}, Action: eventsv1.Action_ACTION_READ, RecordId: fmt.Sprintf("t%d", i)})
+		switch size {
 		case 10, 20: // before the rotation
-			cps = append(cps, tlog.NewSigner(privA).Sign(uint64(i+1), tree.Root(), time.Now()))
+			cps = append(cps, tlog.NewSigner(privA).Sign(size, l.tree.Root(), time.Now()))
 		case 30, 40: // after it
-			cps = append(cps, tlog.NewSigner(privB).Sign(uint64(i+1), tree.Root(), time.Now()))
+			cps = append(cps, tlog.NewSigner(privB).Sign(size, l.tree.Root(), time.Now()))
 		}
 	}
 	var cpLines []byte
@@ -136,11 +155,7 @@ func TestVerifyCommandRotatedKey(t *testing.T) {
 	keysDir := filepath.Join(dir, "keys")
 	exportPath, cpPath := filepath.Join(dir, "export.jsonl"), filepath.Join(dir, "cps.jsonl")
 	pathA, pathB := filepath.Join(dir, "a.pem"), filepath.Join(dir, "b.pem")
-	for path, data := range map[string][]byte{exportPath: export.Bytes(), cpPath: cpLines} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, map[string][]byte{exportPath: export(l.lines), cpPath: cpLines})
 	for path, pub := range map[string]ed25519.PublicKey{pathA: pubA, pathB: pubB} {
 		if err := tlog.WritePublicKey(path, pub); err != nil {
 			t.Fatal(err)
@@ -167,16 +182,12 @@ func TestVerifyCommandRotatedKey(t *testing.T) {
 			for _, k := range tt.keys {
 				args = append(args, "--public-key", k)
 			}
-			cmd := auditcmd.NewCommand()
-			var out bytes.Buffer
-			cmd.SetOut(&out)
-			cmd.SetArgs(args)
-			err := cmd.Execute()
+			out, err := runAudit(args...)
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("verify %v error = %v, want error %v (output %q)", tt.keys, err, tt.wantErr, out.String())
+				t.Fatalf("verify %v error = %v, want error %v (output %q)", tt.keys, err, tt.wantErr, out)
 			}
-			if !strings.Contains(out.String(), tt.want) {
-				t.Errorf("verify output = %q, want it to contain %q", out.String(), tt.want)
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("verify output = %q, want it to contain %q", out, tt.want)
 			}
 		})
 	}
