@@ -44,31 +44,30 @@ func Flows(policies []*networkingv1.NetworkPolicy) (flows []string, defaultDeny 
 			slices.Contains(types, networkingv1.PolicyTypeIngress) && slices.Contains(types, networkingv1.PolicyTypeEgress) {
 			defaultDeny = true
 		}
-		for _, r := range np.Spec.Ingress {
-			peers, perr := peerNames(r.From)
-			ports, terr := portNames(r.Ports)
+		// addRule adds a rule's flows, one for every peer and port it allows; its peers are where
+		// ingress comes from and where egress goes to.
+		addRule := func(dir string, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) {
+			peerList, perr := peerNames(peers)
+			portList, terr := portNames(ports)
 			if perr != nil || terr != nil {
-				bad("ingress: %v", firstErr(perr, terr))
-				continue
+				bad("%s: %v", dir, firstErr(perr, terr))
+				return
 			}
-			for _, p := range peers {
-				for _, port := range ports {
-					flows = append(flows, fmt.Sprintf("ingress %s -> %s %s", p, target, port))
+			for _, p := range peerList {
+				from, to := p, target
+				if dir == "egress" {
+					from, to = target, p
+				}
+				for _, port := range portList {
+					flows = append(flows, fmt.Sprintf("%s %s -> %s %s", dir, from, to, port))
 				}
 			}
 		}
+		for _, r := range np.Spec.Ingress {
+			addRule("ingress", r.From, r.Ports)
+		}
 		for _, r := range np.Spec.Egress {
-			peers, perr := peerNames(r.To)
-			ports, terr := portNames(r.Ports)
-			if perr != nil || terr != nil {
-				bad("egress: %v", firstErr(perr, terr))
-				continue
-			}
-			for _, p := range peers {
-				for _, port := range ports {
-					flows = append(flows, fmt.Sprintf("egress %s -> %s %s", target, p, port))
-				}
-			}
+			addRule("egress", r.To, r.Ports)
 		}
 	}
 	slices.Sort(flows)
