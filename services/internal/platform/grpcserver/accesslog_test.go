@@ -33,8 +33,7 @@ func (principalGuard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
-	pki := grpctest.NewPKI(t)
-	h := startServer(t, pki, pki.ServerConfig(false), grpcserver.WithGuards(principalGuard{}))
+	h := startTLS(t, grpcserver.WithGuards(principalGuard{}))
 	conn := h.dial(t)
 	for _, kind := range callKinds {
 		t.Run(kind.name, func(t *testing.T) {
@@ -108,8 +107,7 @@ func TestAccessLogNamesMTLSPeer(t *testing.T) {
 
 func TestAccessLogHealthAtDebug(t *testing.T) {
 	t.Parallel()
-	pki := grpctest.NewPKI(t)
-	h := startServer(t, pki, pki.ServerConfig(false))
+	h := startTLS(t)
 	if _, err := healthpb.NewHealthClient(h.dial(t)).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("Check() = %v", err)
 	}

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
-	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
 	"github.com/securemsg/securemsg/services/internal/platform/logging"
 )
 
@@ -22,8 +21,7 @@ var maskedMessage = regexp.MustCompile(`^internal error \(request id ([0-9a-f-]{
 
 func TestErrorMappingEndToEnd(t *testing.T) {
 	t.Parallel()
-	pki := grpctest.NewPKI(t)
-	h := startServer(t, pki, pki.ServerConfig(false))
+	h := startTLS(t)
 	conn := h.dial(t)
 	tests := []struct {
 		value    string

@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
-	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
 )
 
 // guardFunc adapts one check to both kinds of rpc.
@@ -73,8 +72,7 @@ func TestGuards(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			pki := grpctest.NewPKI(t)
-			h := startServer(t, pki, pki.ServerConfig(false), grpcserver.WithGuards(tt.guard))
+			h := startTLS(t, grpcserver.WithGuards(tt.guard))
 			conn := h.dial(t)
 			for _, kind := range callKinds {
 				_, _, err := kind.call(t.Context(), conn, tt.value)
@@ -113,8 +111,7 @@ func TestGuardsRunInOrder(t *testing.T) {
 			return nil
 		})
 	}
-	pki := grpctest.NewPKI(t)
-	h := startServer(t, pki, pki.ServerConfig(false), grpcserver.WithGuards(record("auth"), nil, record("policy")), grpcserver.WithGuards(record("ratelimit")))
+	h := startTLS(t, grpcserver.WithGuards(record("auth"), nil, record("policy")), grpcserver.WithGuards(record("ratelimit")))
 	if _, _, err := echo(t.Context(), h.dial(t), "hello"); err != nil {
 		t.Fatalf("Echo() = %v", err)
 	}

@@ -171,6 +171,21 @@ type harness struct {
 	served chan error
 }
 
+// startTLS starts a server with a fresh PKI and its TLS (not mTLS) test configuration.
+func startTLS(t *testing.T, opts ...grpcserver.Option) *harness {
+	t.Helper()
+	return startTLSConfig(t, func(*config.Server) {}, opts...)
+}
+
+// startTLSConfig is startTLS with the configuration changed by edit first.
+func startTLSConfig(t *testing.T, edit func(*config.Server), opts ...grpcserver.Option) *harness {
+	t.Helper()
+	pki := grpctest.NewPKI(t)
+	cfg := pki.ServerConfig(false)
+	edit(&cfg)
+	return startServer(t, pki, cfg, opts...)
+}
+
 func startServer(t *testing.T, pki *grpctest.PKI, cfg config.Server, opts ...grpcserver.Option) *harness {
 	t.Helper()
 	return startServerWith(t, pki, cfg, nil, opts...)

@@ -7,14 +7,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
 	"github.com/securemsg/securemsg/services/internal/platform/logging"
 )
 
 func TestPanicBecomesMaskedInternal(t *testing.T) {
 	t.Parallel()
-	pki := grpctest.NewPKI(t)
-	h := startServer(t, pki, pki.ServerConfig(false))
+	h := startTLS(t)
 	conn := h.dial(t)
 	tests := []struct {
 		value     string

@@ -16,8 +16,7 @@ var generatedID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 
 func TestRequestID(t *testing.T) {
 	t.Parallel()
-	pki := grpctest.NewPKI(t)
-	h := startServer(t, pki, pki.ServerConfig(false))
+	h := startTLS(t)
 	conn := h.dial(t)
 	tests := []struct {
 		name     string

@@ -130,11 +130,10 @@ func TestGracefulShutdown(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			pki := grpctest.NewPKI(t)
-			cfg := pki.ServerConfig(false)
-			cfg.ShutdownDrain = 50 * time.Millisecond
-			cfg.ShutdownTimeout = 500 * time.Millisecond
-			h := startServer(t, pki, cfg)
+			h := startTLSConfig(t, func(cfg *config.Server) {
+				cfg.ShutdownDrain = 50 * time.Millisecond
+				cfg.ShutdownTimeout = 500 * time.Millisecond
+			})
 			conn := h.dial(t)
 			result := make(chan error, 1)
 			go func() {
@@ -170,10 +169,7 @@ func TestReflectionOnlyInDev(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			pki := grpctest.NewPKI(t)
-			cfg := pki.ServerConfig(false)
-			cfg.Dev = tt.dev
-			h := startServer(t, pki, cfg, grpcserver.WithGuards(denyAll{}))
+			h := startTLSConfig(t, func(cfg *config.Server) { cfg.Dev = tt.dev }, grpcserver.WithGuards(denyAll{}))
 			stream, err := reflectionpb.NewServerReflectionClient(h.dial(t)).ServerReflectionInfo(t.Context())
 			if err != nil {
 				t.Fatalf("ServerReflectionInfo() = %v", err)
@@ -273,8 +269,7 @@ func TestRunReportsListenError(t *testing.T) {
 
 func TestMetricsHandler(t *testing.T) {
 	t.Parallel()
-	pki := grpctest.NewPKI(t)
-	h := startServer(t, pki, pki.ServerConfig(false))
+	h := startTLS(t)
 	conn := h.dial(t)
 	for _, v := range []string{phiMarker, "notfound", "internal"} {
 		_, _, _ = echo(t.Context(), conn, v)
