@@ -52,11 +52,17 @@ func objectErr(err error) error {
 // end) and opens it. The audit record is committed before OpenDownload returns, so before any
 // byte can be read (fail closed); the object store is opened meanwhile.
 func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string, offset, length int64) (*Download, error) {
+	return s.OpenDownloadRange(ctx, p, id, domain.ByteRange{Offset: offset, Length: length})
+}
+
+// OpenDownloadRange is OpenDownload for any domain.ByteRange, a suffix included; a range that
+// starts at or beyond the end is a domain.RangeNotSatisfiableError, which states the size.
+func (s *Service) OpenDownloadRange(ctx context.Context, p *auth.Principal, id string, rng domain.ByteRange) (*Download, error) {
 	if err := checkUUID(id); err != nil {
 		return nil, err
 	}
-	if offset < 0 || length < 0 {
-		return nil, usererr.New(usererr.InvalidArgument, "INVALID_RANGE", "offset and length must not be negative")
+	if err := rng.Check(); err != nil {
+		return nil, err
 	}
 	a, acc, err := s.readable(ctx, p, id, domain.AccessDownload)
 	if err != nil {
@@ -65,11 +71,9 @@ func (s *Service) OpenDownload(ctx context.Context, p *auth.Principal, id string
 	if a.State != domain.StateClean {
 		return nil, usererr.Newf(usererr.FailedPrecondition, "ATTACHMENT_NOT_CLEAN", "the attachment is not available: its malware scan is %s", a.State)
 	}
-	if offset >= a.SizeBytes {
-		return nil, usererr.New(usererr.OutOfRange, "OFFSET_OUT_OF_RANGE", "offset is at or beyond the end of the file")
-	}
-	if length == 0 || length > a.SizeBytes-offset {
-		length = a.SizeBytes - offset
+	offset, length, err := rng.Resolve(a.SizeBytes)
+	if err != nil {
+		return nil, err
 	}
 	// The object store's first round trips run while the key is opened and the audit record
 	// commits: fetching ciphertext serves nothing, and no byte leaves before the commit.

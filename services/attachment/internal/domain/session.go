@@ -117,12 +117,24 @@ type ByteRange struct {
 	Offset, Length, Suffix int64
 }
 
+// Check refuses a range no file could satisfy the asking of: negative numbers, or a suffix
+// given with an offset or a length.
+func (r ByteRange) Check() error {
+	if r.Offset < 0 || r.Length < 0 || r.Suffix < 0 {
+		return usererr.New(usererr.InvalidArgument, "INVALID_RANGE", "offset and length must not be negative")
+	}
+	if r.Suffix > 0 && (r.Offset != 0 || r.Length != 0) {
+		return usererr.New(usererr.InvalidArgument, "INVALID_RANGE", "suffix_length stands alone: offset and length must be 0")
+	}
+	return nil
+}
+
 // Resolve turns r into the offset and length it means in a file of size bytes. A range running
 // past the end is cut at the end; one starting at or beyond it is a RangeNotSatisfiableError; a
 // suffix longer than the file is the whole file.
 func (r ByteRange) Resolve(size int64) (offset, length int64, err error) {
-	if r.Offset < 0 || r.Length < 0 || r.Suffix < 0 || (r.Suffix > 0 && (r.Offset != 0 || r.Length != 0)) {
-		return 0, 0, usererr.New(usererr.InvalidArgument, "INVALID_RANGE", "offset and length must not be negative, and a suffix stands alone")
+	if err := r.Check(); err != nil {
+		return 0, 0, err
 	}
 	if r.Suffix > 0 {
 		n := min(r.Suffix, size)

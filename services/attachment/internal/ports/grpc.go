@@ -138,32 +138,9 @@ func (h *Handler) DownloadAttachment(req *attachmentv1.DownloadAttachmentRequest
 	if err := stream.Send(&attachmentv1.DownloadAttachmentResponse{Attachment: toProto(d.Attachment), Offset: d.Offset}); err != nil {
 		return err
 	}
-	off := d.Offset
-	for {
-		// A fresh buffer per message: with ChunkCodec, gRPC writes it out without a copy and
-		// gives it back to the pool afterwards, so it must not be reused here.
-		buf := downloadBuffer()
-		n, rerr := io.ReadFull(d, buf)
-		if n > 0 {
-			// Only authenticated bytes reach buf: the reader releases a segment after its tag
-			// verified, so sending what arrived before a failure is safe.
-			if err := stream.Send(&attachmentv1.DownloadAttachmentResponse{Chunk: buf[:n], Offset: off}); err != nil {
-				return err
-			}
-			off += int64(n)
-		} else {
-			downloadBuffers.Put(&buf)
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			if off != d.Offset+d.Length {
-				return usererr.New(usererr.DataLoss, "STORED_ATTACHMENT_TRUNCATED", "the stored attachment ended early")
-			}
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
+	return sendChunks(d, func(chunk []byte, off int64) error {
+		return stream.Send(&attachmentv1.DownloadAttachmentResponse{Chunk: chunk, Offset: off})
+	})
 }
 
 // GetAttachment returns metadata.

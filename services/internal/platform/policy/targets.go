@@ -76,6 +76,21 @@ var rpcTargets = map[string]TargetFunc{
 	"attachment.DeleteAttachment":   attachmentOf[*attachmentv1.DeleteAttachmentRequest],
 	"attachment.BindAttachment":     attachmentOf[*attachmentv1.BindAttachmentRequest],
 	"attachment.PurgeAttachments":   fixed("Attachment"),
+	// An upload session's id is the id of the attachment it becomes.
+	"attachment.CreateUploadSession": fixed("Attachment"),
+	"attachment.AppendUploadChunk": read(func(r *attachmentv1.AppendUploadChunkRequest) Target {
+		return Target{Type: "Attachment", ID: r.GetUploadId()}
+	}),
+	"attachment.GetUploadSession": read(func(r *attachmentv1.GetUploadSessionRequest) Target {
+		return Target{Type: "Attachment", ID: r.GetUploadId()}
+	}),
+	"attachment.FinishUploadSession": read(func(r *attachmentv1.FinishUploadSessionRequest) Target {
+		return Target{Type: "Attachment", ID: r.GetUploadId()}
+	}),
+	"attachment.CancelUploadSession": read(func(r *attachmentv1.CancelUploadSessionRequest) Target {
+		return Target{Type: "Attachment", ID: r.GetUploadId()}
+	}),
+	"attachment.DownloadAttachmentContent": attachmentOf[*attachmentv1.DownloadAttachmentContentRequest],
 
 	// Preferences are the caller's own: the record is the caller, filled in by the guard.
 	"notification.GetPreferences":    fixed("Preferences"),
