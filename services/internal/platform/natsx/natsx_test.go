@@ -36,20 +36,26 @@ func testTopology(t *testing.T, nc *nats.Conn) natsx.Topology {
 	return top
 }
 
+// ensureTestStreams creates a test topology's streams on nc and returns JetStream with it.
+func ensureTestStreams(t *testing.T, nc *nats.Conn) (jetstream.JetStream, natsx.Topology) {
+	t.Helper()
+	js, err := natsx.JetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := testTopology(t, nc)
+	if err := natsx.EnsureStreams(t.Context(), js, top); err != nil {
+		t.Fatalf("EnsureStreams() error = %v", err)
+	}
+	return js, top
+}
+
 func TestEnsureStreams(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			nc := b.connect(t)
-			js, err := natsx.JetStream(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			top := testTopology(t, nc)
-			if err := natsx.EnsureStreams(t.Context(), js, top); err != nil {
-				t.Fatalf("EnsureStreams() error = %v", err)
-			}
+			js, top := ensureTestStreams(t, b.connect(t))
 			// A changed limit converges on the next start.
 			top.MaxAge = 2 * time.Hour
 			if err := natsx.EnsureStreams(t.Context(), js, top); err != nil {
@@ -88,15 +94,7 @@ func TestConsumeAckAndRedelivery(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			nc := b.connect(t)
-			js, err := natsx.JetStream(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			top := testTopology(t, nc)
-			if err := natsx.EnsureStreams(t.Context(), js, top); err != nil {
-				t.Fatal(err)
-			}
+			js, top := ensureTestStreams(t, b.connect(t))
 
 			const n = 20
 			// Message i: "fail-once" fails on its first delivery, "poison" fails permanently,
