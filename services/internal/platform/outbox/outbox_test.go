@@ -72,11 +72,7 @@ func newFixture(t *testing.T) *fixture {
 // test ends; the returned channel yields Run's result.
 func (f *fixture) startRelay(t *testing.T, hook func() error) {
 	t.Helper()
-	js, err := natsx.JetStream(f.nats.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := outbox.NewRelay(f.pool, js, outbox.Options{
+	r := outbox.NewRelay(f.pool, f.jetStream(t), outbox.Options{
 		BatchSize:      50,
 		PollInterval:   200 * time.Millisecond,
 		PublishTimeout: time.Second,
@@ -104,19 +100,32 @@ func (f *fixture) startRelay(t *testing.T, hook func() error) {
 	})
 }
 
-// streamIDs reads every message of the events stream and returns the Nats-Msg-Id of each, in
-// stream order. It needs NATS up.
-func (f *fixture) streamIDs(t *testing.T) []string {
+// jetStream is JetStream on a fresh connection to the fixture's NATS.
+func (f *fixture) jetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	js, err := natsx.JetStream(f.nats.Connect(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(t.Context(), f.top.EventsStream)
+	return js
+}
+
+// eventsStream looks up the events stream and its current state. It needs NATS up.
+func (f *fixture) eventsStream(t *testing.T) (jetstream.Stream, *jetstream.StreamInfo, error) {
+	t.Helper()
+	s, err := f.jetStream(t).Stream(t.Context(), f.top.EventsStream)
 	if err != nil {
-		t.Fatalf("Stream() error = %v", err)
+		return nil, nil, fmt.Errorf("Stream() error = %w", err)
 	}
 	info, err := s.Info(t.Context())
+	return s, info, err
+}
+
+// streamIDs reads every message of the events stream and returns the Nats-Msg-Id of each, in
+// stream order. It needs NATS up.
+func (f *fixture) streamIDs(t *testing.T) []string {
+	t.Helper()
+	s, info, err := f.eventsStream(t)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,17 +143,10 @@ func (f *fixture) streamIDs(t *testing.T) []string {
 	return ids
 }
 
+// streamCount is the number of messages in the events stream, 0 when it cannot be read.
 func (f *fixture) streamCount(t *testing.T) uint64 {
 	t.Helper()
-	js, err := natsx.JetStream(f.nats.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(t.Context(), f.top.EventsStream)
-	if err != nil {
-		return 0
-	}
-	info, err := s.Info(t.Context())
+	_, info, err := f.eventsStream(t)
 	if err != nil {
 		return 0
 	}
@@ -352,11 +354,7 @@ func TestPurge(t *testing.T) {
 	if _, err := f.pool.Exec(t.Context(), `UPDATE outbox SET published_at = now() WHERE id = $1`, events[1].ID); err != nil {
 		t.Fatal(err)
 	}
-	js, err := natsx.JetStream(f.nats.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := outbox.NewRelay(f.pool, js, outbox.Options{Retention: 24 * time.Hour, Registerer: f.reg})
+	r := outbox.NewRelay(f.pool, f.jetStream(t), outbox.Options{Retention: 24 * time.Hour, Registerer: f.reg})
 	deleted, err := r.Purge(t.Context())
 	if err != nil || deleted != 1 {
 		t.Fatalf("Purge() = %d, %v; want 1, nil", deleted, err)
@@ -511,11 +509,7 @@ func TestCommitWatchSignalsOnlyCommittedWrites(t *testing.T) {
 func TestRelayWakesOnCommit(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	js, err := natsx.JetStream(f.nats.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := outbox.NewRelay(f.pool, js, outbox.Options{PollInterval: time.Hour, Registerer: f.reg, Commits: f.commits})
+	r := outbox.NewRelay(f.pool, f.jetStream(t), outbox.Options{PollInterval: time.Hour, Registerer: f.reg, Commits: f.commits})
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Run(ctx) })
