@@ -58,7 +58,7 @@ var (
 	// ErrWatchExpired ends a watch when the caller's token, or its session, expires. It is no
 	// usererr value because usererr has no Unauthenticated kind: the port sends it as
 	// UNAUTHENTICATED with reason TOKEN_EXPIRED.
-	ErrWatchExpired = errors.New("watch: the caller's access token expired")
+	ErrWatchExpired   = errors.New("watch: the caller's access token expired")
 	errTooManyWatches = usererr.New(usererr.ResourceExhausted, "TOO_MANY_WATCHES",
 		"too many open watches for this user; close one and try again")
 	errWatchUnavailable = usererr.New(usererr.Unavailable, "WATCH_UNAVAILABLE",
@@ -90,8 +90,8 @@ type Notice struct {
 // when it must end. Next is called by one goroutine (the stream's); the event feed offers
 // changes from another.
 type Watch struct {
-	hub       *watchHub
-	p         *auth.Principal
+	hub *watchHub
+	p   *auth.Principal
 	// ends is when the watch must end, on the monotonic clock its timers run on.
 	ends      time.Time
 	heartbeat time.Duration

@@ -4,7 +4,7 @@ import "time"
 
 // ChangeKind is what happened to a thread, as a watcher hears of it (values match
 // messagingv1.InboxChangeKind).
-type ChangeKind int
+type ChangeKind int32
 
 // The changes a watch reports, one per domain event messaging publishes about a thread.
 const (

@@ -36,6 +36,14 @@ type Settings struct {
 	// DEKCacheEntries and DEKCacheTTL bound the unwrapped-DEK cache (count, age).
 	DEKCacheEntries int           `env:"MESSAGING_DEK_CACHE_ENTRIES" envDefault:"10000"`
 	DEKCacheTTL     time.Duration `env:"MESSAGING_DEK_CACHE_TTL" envDefault:"10m"`
+	// WatchHeartbeat is how long a WatchInbox stream may stay silent before a keep-alive is
+	// sent; keep it below the idle timeout of every proxy between the portal and the service.
+	WatchHeartbeat time.Duration `env:"MESSAGING_WATCH_HEARTBEAT" envDefault:"15s"`
+	// WatchBuffer is how many changes wait for one watcher before it is told to resync (its
+	// memory bound).
+	WatchBuffer int `env:"MESSAGING_WATCH_BUFFER" envDefault:"32"`
+	// WatchMaxPerSubject bounds the WatchInbox streams one person holds open on one replica.
+	WatchMaxPerSubject int `env:"MESSAGING_WATCH_MAX_PER_SUBJECT" envDefault:"8"`
 }
 
 // Validate reports every problem with the messaging settings.
@@ -55,6 +63,9 @@ func (s Settings) Validate() error {
 	}
 	if s.DEKCacheEntries < 1 || s.DEKCacheTTL <= 0 {
 		errs = append(errs, errors.New("SECUREMSG_MESSAGING_DEK_CACHE_ENTRIES and _TTL must be positive"))
+	}
+	if s.WatchHeartbeat < 0 || s.WatchBuffer < 0 || s.WatchMaxPerSubject < 0 {
+		errs = append(errs, errors.New("SECUREMSG_MESSAGING_WATCH_HEARTBEAT, _BUFFER and _MAX_PER_SUBJECT must not be negative"))
 	}
 	return errors.Join(errs...)
 }

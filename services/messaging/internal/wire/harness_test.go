@@ -62,6 +62,9 @@ type env struct {
 	stub    *attachmentStub
 	transit *keys.Transit
 	keyName string
+	// settings and deps are what the service was registered with (a second replica reuses them).
+	settings wire.Settings
+	deps     wire.Deps
 }
 
 func newEnv(t testing.TB, tune ...func(*wire.Settings)) *env {
@@ -89,8 +92,9 @@ func newEnv(t testing.TB, tune ...func(*wire.Settings)) *env {
 		t.Fatalf("attachmentclient.Dial = %v", err)
 	}
 	t.Cleanup(func() { _ = att.Close() })
+	e.settings, e.deps = settings, wire.Deps{Transit: e.transit, Attachments: att}
 	e.h = servicetest.Start(t, wire.Spec(), servicetest.Options{}, func(p *daemon.Process) error {
-		e.svc, err = wire.Register(p, settings, wire.Deps{Transit: e.transit, Attachments: att})
+		e.svc, err = wire.Register(p, e.settings, e.deps)
 		return err
 	})
 	e.api = messagingv1.NewMessagingServiceClient(e.h.Portal)

@@ -1,7 +1,8 @@
 // Package wire is the messaging service's composition root: it builds the service from its
 // configuration, by hand and in one place — the Transit client and DEK keyring, the
-// attachment-service client, the Postgres repositories, the use cases, the gRPC handler and
-// the retention purge job — on top of a started daemon.Process.
+// attachment-service client, the Postgres repositories, the use cases, the gRPC handler, the
+// inbox feed behind live watches and the retention purge job — on top of a started
+// daemon.Process.
 package wire
 
 import (
@@ -10,6 +11,7 @@ import (
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 	"github.com/securemsg/securemsg/services/messaging/internal/adapters/attachmentclient"
@@ -29,6 +31,9 @@ func Spec() daemon.Spec {
 type Deps struct {
 	Transit     *keys.Transit
 	Attachments domain.Attachments
+	// Access are the access settings the guard chain applies (Base.Access): a live watch ends
+	// when its token would no longer pass them. The zero value means the verifier's defaults.
+	Access config.Access
 }
 
 // Build connects to Vault (ensuring the service's Transit key exists) and dials the
@@ -42,11 +47,11 @@ func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service,
 	if err != nil {
 		return nil, err
 	}
-	return Register(proc, cfg.Messaging, Deps{Transit: transit, Attachments: att})
+	return Register(proc, cfg.Messaging, Deps{Transit: transit, Attachments: att, Access: cfg.Base.Access})
 }
 
 // Register builds the use cases over proc and deps, registers the gRPC handler and adds the
-// retention purge job.
+// inbox feed and the retention purge job.
 func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error) {
 	retention, err := domain.ParseRetention(s.Retention)
 	if err != nil {
@@ -62,6 +67,10 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	svc, err := app.New(app.Config{
 		KeyName: s.TransitKey, Retention: retention, RetractWindow: s.RetractWindow,
 		EventsSubject: proc.Topology().EventsSubject,
+		Watch: app.WatchSettings{
+			Heartbeat: s.WatchHeartbeat, Buffer: s.WatchBuffer, MaxPerSubject: s.WatchMaxPerSubject,
+			MaxTokenAge: deps.Access.MaxTokenAge, MaxSessionAge: deps.Access.MaxSessionAge,
+		},
 	}, app.Deps{
 		Threads: store, Messages: store, Inbox: store, Settings: store, Retention: store, AuditTrail: store,
 		Keys: keyring, Policy: proc.Policy, Emitter: proc.Audit, Attachments: deps.Attachments, Logger: proc.Logger,
@@ -70,6 +79,8 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 		return nil, err
 	}
 	messagingv1.RegisterMessagingServiceServer(proc.Server.GRPC(), ports.NewHandler(svc))
+	feed := &ports.InboxFeed{JS: proc.JS, Stream: proc.Topology().EventsStream, Subject: proc.Topology().EventsSubject, Service: svc, Logger: proc.Logger}
+	proc.Go(feed.Run)
 	proc.Go(func(ctx context.Context) error { return svc.RunPurgeJob(ctx, s.PurgeInterval) })
 	return svc, nil
 }
