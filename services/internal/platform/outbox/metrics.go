@@ -25,29 +25,22 @@ type schemaMetrics struct {
 
 func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 	labels := []string{"schema"}
-	m := &metrics{
-		published: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "securemsg", Subsystem: "outbox", Name: "published_total",
-			Help: "Outbox events acknowledged by JetStream and marked published.",
-		}, labels),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "securemsg", Subsystem: "outbox", Name: "publish_failures_total",
-			Help: "Outbox publish attempts that failed (the event is retried).",
-		}, labels),
-		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "securemsg", Subsystem: "outbox", Name: "backlog",
-			Help: "Outbox events not yet published.",
-		}, labels),
-		oldestAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "securemsg", Subsystem: "outbox", Name: "oldest_unsent_age_seconds",
-			Help: "Age of the oldest unpublished outbox event (0 when none).",
-		}, labels),
+	// Every family is securemsg_outbox_<name>, registered (or shared) as it is made.
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "securemsg", Subsystem: "outbox", Name: name, Help: help}
 	}
-	m.published = register(reg, log, m.published)
-	m.failed = register(reg, log, m.failed)
-	m.backlog = register(reg, log, m.backlog)
-	m.oldestAge = register(reg, log, m.oldestAge)
-	return m
+	counter := func(name, help string) *prometheus.CounterVec {
+		return register(reg, log, prometheus.NewCounterVec(prometheus.CounterOpts(opts(name, help)), labels))
+	}
+	gauge := func(name, help string) *prometheus.GaugeVec {
+		return register(reg, log, prometheus.NewGaugeVec(prometheus.GaugeOpts(opts(name, help)), labels))
+	}
+	return &metrics{
+		published: counter("published_total", "Outbox events acknowledged by JetStream and marked published."),
+		failed:    counter("publish_failures_total", "Outbox publish attempts that failed (the event is retried)."),
+		backlog:   gauge("backlog", "Outbox events not yet published."),
+		oldestAge: gauge("oldest_unsent_age_seconds", "Age of the oldest unpublished outbox event (0 when none)."),
+	}
 }
 
 // register registers c, or returns the collector already registered under the same name so
