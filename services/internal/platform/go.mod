@@ -5,12 +5,16 @@ go 1.26.0
 replace github.com/securemsg/securemsg/gen => ../../../gen
 
 require (
+	connectrpc.com/connect v1.19.1
+	connectrpc.com/cors v0.1.0
+	connectrpc.com/vanguard v0.4.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/pressly/goose/v3 v3.29.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/realclientip/realclientip-go v1.0.0
+	github.com/rs/cors v1.11.1
 	github.com/securemsg/securemsg/services/internal/testkit v0.0.0-00010101000000-000000000000
 	github.com/transparency-dev/merkle v0.0.2
 )

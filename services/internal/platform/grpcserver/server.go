@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,8 +49,12 @@ type Server struct {
 	health *health.Server
 	// stopWatchers ends health Watch streams so GracefulStop need not wait for them.
 	stopWatchers context.CancelFunc
-	metrics      *grpcprom.ServerMetrics
-	registry     *prometheus.Registry
+	// tls is the gRPC listener's TLS configuration; EdgeTLSConfig derives the HTTP edge's.
+	tls *tls.Config
+	// beforeStop run after the drain and before GracefulStop (see BeforeStop).
+	beforeStop []func(context.Context)
+	metrics    *grpcprom.ServerMetrics
+	registry   *prometheus.Registry
 }
 
 // Option configures New.
@@ -103,7 +108,7 @@ func New(cfg config.Server, opts ...Option) (*Server, error) {
 		return nil, errors.New("grpcserver: MaxRecvMsgBytes and MaxConcurrentStreams must be positive")
 	}
 
-	s := &Server{cfg: cfg, log: o.logger, health: health.NewServer(), registry: o.registry}
+	s := &Server{cfg: cfg, log: o.logger, health: health.NewServer(), registry: o.registry, tls: tlsConf}
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 		s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -159,6 +164,26 @@ func New(cfg config.Server, opts ...Option) (*Server, error) {
 
 // GRPC returns the underlying server, for registering services.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// EdgeTLSConfig is the TLS configuration of the HTTP edge (package httpedge): the gRPC
+// listener's certificate, rotation and TLS 1.2 floor, but no client certificate is ever asked
+// for — a browser would show its user a certificate picker, and the service-to-service rpcs a
+// certificate identifies are not on the browser surface. Without a verified chain, no request
+// over the edge can pass as a service (auth.PeerService).
+func (s *Server) EdgeTLSConfig() *tls.Config {
+	c := s.tls.Clone()
+	c.ClientAuth, c.ClientCAs, c.VerifyPeerCertificate, c.VerifyConnection = tls.NoClientCert, nil, nil, nil
+	c.NextProtos = nil // net/http offers h2 and http/1.1
+	return c
+}
+
+// BeforeStop registers stop to run during shutdown after the drain and before GracefulStop,
+// with a context that ends at the shutdown deadline. The HTTP edge uses it: its requests run
+// through this server's ServeHTTP, which GracefulStop cuts off, so the edge must finish its
+// requests first. Register before Serve or Run.
+func (s *Server) BeforeStop(stop func(ctx context.Context)) {
+	s.beforeStop = append(s.beforeStop, stop)
+}
 
 // Health returns the health service. Serve marks the server and every registered service
 // SERVING; shutdown marks them NOT_SERVING. A service may flip its own status in between (for
@@ -254,6 +279,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	select {
 	case err := <-errc:
 		s.health.Shutdown()
+		s.runBeforeStop(ctx, time.Now().Add(s.cfg.ShutdownTimeout))
 		return fmt.Errorf("grpcserver: serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -275,6 +301,7 @@ func (s *Server) shutdown(ctx context.Context) {
 	drain := time.NewTimer(s.cfg.ShutdownDrain)
 	<-drain.C
 	s.stopWatchers()
+	s.runBeforeStop(ctx, deadline)
 
 	stopped := make(chan struct{})
 	go func() {
@@ -291,6 +318,20 @@ func (s *Server) shutdown(ctx context.Context) {
 		s.grpc.Stop()
 		<-stopped
 	}
+}
+
+// runBeforeStop runs the BeforeStop work, all at once, bounded by deadline.
+func (s *Server) runBeforeStop(ctx context.Context, deadline time.Time) {
+	if len(s.beforeStop) == 0 {
+		return
+	}
+	stopCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, stop := range s.beforeStop {
+		wg.Go(func() { stop(stopCtx) })
+	}
+	wg.Wait()
 }
 
 // SignalContext returns a context cancelled on SIGTERM or SIGINT, for Run. Call stop to release
