@@ -118,12 +118,10 @@ func TestDEKPoolOtherKeysAndNoRun(t *testing.T) {
 
 func TestDEKPoolDropsOldKeys(t *testing.T) {
 	t.Parallel()
-	now := time.Unix(1000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clock := newFakeClock()
 	svc := &fakeKeyService{}
 	ring, _ := NewKeyring(svc, KeyringOptions{})
-	p, err := NewDEKPool(ring, "k", DEKPoolOptions{Size: 2, MaxAge: time.Hour, now: clock})
+	p, err := NewDEKPool(ring, "k", DEKPoolOptions{Size: 2, MaxAge: time.Hour, now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +135,7 @@ func TestDEKPoolDropsOldKeys(t *testing.T) {
 		held = append(held, d.dek.Plaintext)
 		p.ready <- d
 	}
-	mu.Lock()
-	now = now.Add(time.Hour)
-	mu.Unlock()
+	clock.Advance(time.Hour)
 	dek, err := p.NewDEK(t.Context(), "k")
 	if err != nil {
 		t.Fatal(err)
@@ -163,9 +159,7 @@ func TestDEKPoolDropsOldKeys(t *testing.T) {
 	if st := p.Stats(); st.Ready != 2 {
 		t.Fatalf("Ready after dropExpired of fresh keys = %d, want 2", st.Ready)
 	}
-	mu.Lock()
-	now = now.Add(2 * time.Hour)
-	mu.Unlock()
+	clock.Advance(2 * time.Hour)
 	p.dropExpired()
 	if st := p.Stats(); st.Ready != 0 || st.Expired != 4 {
 		t.Fatalf("Stats() after dropExpired of old keys = %+v, want none ready, 4 expired", st)

@@ -13,6 +13,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// fakeClock is a settable clock for the keyring's and the pool's age limits, safe for the
+// background goroutines that read it.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1000, 0)} }
+
+// Now is the clock's time; pass it as the now option.
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // fakeKeyService is an in-memory KeyService for unit tests of the cache; the real Transit
 // server is exercised in transit_integration_test.go.
 type fakeKeyService struct {
@@ -117,11 +140,9 @@ func TestKeyringOneCallPerMissUnderConcurrency(t *testing.T) {
 
 func TestKeyringBoundsAndZeroes(t *testing.T) {
 	t.Parallel()
-	now := time.Unix(1000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clock := newFakeClock()
 	svc := &fakeKeyService{}
-	k, err := NewKeyring(svc, KeyringOptions{MaxEntries: 2, MaxAge: time.Minute, now: clock})
+	k, err := NewKeyring(svc, KeyringOptions{MaxEntries: 2, MaxAge: time.Minute, now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,9 +169,7 @@ func TestKeyringBoundsAndZeroes(t *testing.T) {
 	if svc.calls.Load() != before {
 		t.Fatal("a cached DEK cost a vault call")
 	}
-	mu.Lock()
-	now = now.Add(time.Minute)
-	mu.Unlock()
+	clock.Advance(time.Minute)
 	open("vault:v1:ccc")
 	if svc.calls.Load() != before+1 {
 		t.Fatal("an expired DEK was served from the cache")
