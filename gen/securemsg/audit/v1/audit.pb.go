@@ -17,6 +17,7 @@
 package auditv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v11 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	v1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
@@ -1566,7 +1567,7 @@ var File_securemsg_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1esecuremsg/audit/v1/audit.proto\x12\x12securemsg.audit.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a\x1fsecuremsg/events/v1/audit.proto\"\xa6\x02\n" +
+	"\x1esecuremsg/audit/v1/audit.proto\x12\x12securemsg.audit.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a\x1fsecuremsg/events/v1/audit.proto\"\xa6\x02\n" +
 	"\n" +
 	"AuditEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x128\n" +
@@ -1587,24 +1588,26 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12\x1f\n" +
 	"\vsigned_body\x18\x06 \x01(\fR\n" +
-	"signedBody\"\xa0\x04\n" +
-	"\x10AuditEventFilter\x12#\n" +
-	"\ractor_subject\x18\x01 \x01(\tR\factorSubject\x12\x1d\n" +
+	"signedBody\"\xac\a\n" +
+	"\x10AuditEventFilter\x12-\n" +
+	"\ractor_subject\x18\x01 \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\factorSubject\x12&\n" +
 	"\n" +
-	"patient_id\x18\x02 \x01(\tR\tpatientId\x12@\n" +
-	"\vrecord_type\x18\x03 \x01(\x0e2\x1f.securemsg.events.v1.RecordTypeR\n" +
-	"recordType\x12\x1b\n" +
-	"\trecord_id\x18\x04 \x01(\tR\brecordId\x125\n" +
-	"\aactions\x18\x05 \x03(\x0e2\x1b.securemsg.events.v1.ActionR\aactions\x128\n" +
-	"\boutcomes\x18\x06 \x03(\x0e2\x1c.securemsg.events.v1.OutcomeR\boutcomes\x129\n" +
+	"patient_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02(dR\tpatientId\x12J\n" +
+	"\vrecord_type\x18\x03 \x01(\x0e2\x1f.securemsg.events.v1.RecordTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\n" +
+	"recordType\x12%\n" +
+	"\trecord_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\brecordId\x12F\n" +
+	"\aactions\x18\x05 \x03(\x0e2\x1b.securemsg.events.v1.ActionB\x0f\xbaH\f\x92\x01\t\x10@\"\x05\x82\x01\x02\x10\x01R\aactions\x12I\n" +
+	"\boutcomes\x18\x06 \x03(\x0e2\x1c.securemsg.events.v1.OutcomeB\x0f\xbaH\f\x92\x01\t\x10\x10\"\x05\x82\x01\x02\x10\x01R\boutcomes\x129\n" +
 	"\n" +
 	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12#\n" +
 	"\rfrom_sequence\x18\t \x01(\x04R\ffromSequence\x12\x1f\n" +
 	"\vto_sequence\x18\n" +
 	" \x01(\x04R\n" +
-	"toSequence\x12@\n" +
-	"\fmin_severity\x18\v \x01(\x0e2\x1d.securemsg.events.v1.SeverityR\vminSeverity\"\xeb\x03\n" +
+	"toSequence\x12J\n" +
+	"\fmin_severity\x18\v \x01(\x0e2\x1d.securemsg.events.v1.SeverityB\b\xbaH\x05\x82\x01\x02\x10\x01R\vminSeverity:\xb6\x02\xbaH\xb2\x02\x1a\xa3\x01\n" +
+	"\x16INVALID_SEQUENCE_RANGE\x12+from_sequence must not be after to_sequence\x1a\\this.from_sequence == 0u || this.to_sequence == 0u || this.from_sequence <= this.to_sequence\x1a\x89\x01\n" +
+	"\x12INVALID_TIME_RANGE\x12\"start_time must be before end_time\x1aO!has(this.start_time) || !has(this.end_time) || this.start_time < this.end_time\"\xeb\x03\n" +
 	"\x11AccessReportEntry\x12;\n" +
 	"\vaccess_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"accessTime\x128\n" +
@@ -1617,19 +1620,19 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"recordType\x12\x1b\n" +
 	"\trecord_id\x18\a \x01(\tR\brecordId\x12G\n" +
 	"\x0epurpose_of_use\x18\b \x01(\x0e2!.securemsg.common.v1.PurposeOfUseR\fpurposeOfUse\x12,\n" +
-	"\x12actor_display_name\x18\t \x01(\tR\x10actorDisplayName\"\xb6\x01\n" +
+	"\x12actor_display_name\x18\t \x01(\tR\x10actorDisplayName\"\xc9\x01\n" +
 	"\x17QueryAuditEventsRequest\x12<\n" +
-	"\x06filter\x18\x01 \x01(\v2$.securemsg.audit.v1.AuditEventFilterR\x06filter\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x06filter\x18\x01 \x01(\v2$.securemsg.audit.v1.AuditEventFilterR\x06filter\x12$\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\x12!\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\x12!\n" +
 	"\fnewest_first\x18\x04 \x01(\bR\vnewestFirst\"|\n" +
 	"\x18QueryAuditEventsResponse\x128\n" +
 	"\aentries\x18\x01 \x03(\v2\x1e.securemsg.audit.v1.AuditEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x92\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9f\x01\n" +
 	"\x18ExportAuditEventsRequest\x12<\n" +
-	"\x06filter\x18\x01 \x01(\v2$.securemsg.audit.v1.AuditEventFilterR\x06filter\x128\n" +
-	"\x06format\x18\x02 \x01(\x0e2 .securemsg.audit.v1.ExportFormatR\x06format\"\xd6\x01\n" +
+	"\x06filter\x18\x01 \x01(\v2$.securemsg.audit.v1.AuditEventFilterR\x06filter\x12E\n" +
+	"\x06format\x18\x02 \x01(\x0e2 .securemsg.audit.v1.ExportFormatB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x06format\"\xd6\x01\n" +
 	"\rExportSummary\x12!\n" +
 	"\frecord_count\x18\x01 \x01(\x04R\vrecordCount\x12%\n" +
 	"\x0efirst_sequence\x18\x02 \x01(\x04R\rfirstSequence\x12#\n" +
@@ -1640,11 +1643,12 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"checkpoint\"n\n" +
 	"\x19ExportAuditEventsResponse\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12;\n" +
-	"\asummary\x18\x02 \x01(\v2!.securemsg.audit.v1.ExportSummaryR\asummary\"Z\n" +
+	"\asummary\x18\x02 \x01(\v2!.securemsg.audit.v1.ExportSummaryR\asummary\"\x98\x02\n" +
 	"\x12VerifyRangeRequest\x12#\n" +
 	"\rfrom_sequence\x18\x01 \x01(\x04R\ffromSequence\x12\x1f\n" +
 	"\vto_sequence\x18\x02 \x01(\x04R\n" +
-	"toSequence\"\xb8\x02\n" +
+	"toSequence:\xbb\x01\xbaH\xb7\x01\x1a\xb4\x01\n" +
+	"\x16INVALID_SEQUENCE_RANGE\x12:from_sequence must be at least 1 and not after to_sequence\x1a^this.from_sequence >= 1u && (this.to_sequence == 0u || this.from_sequence <= this.to_sequence)\"\xb8\x02\n" +
 	"\x13VerifyRangeResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12%\n" +
 	"\x0everified_count\x18\x02 \x01(\x04R\rverifiedCount\x124\n" +
@@ -1660,10 +1664,11 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"\x1bGetLatestCheckpointResponse\x12>\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x1e.securemsg.audit.v1.CheckpointR\n" +
-	"checkpoint\"S\n" +
+	"checkpoint\"\xe3\x01\n" +
 	"\x18GetInclusionProofRequest\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +
-	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\"\xcc\x01\n" +
+	"\ttree_size\x18\x02 \x01(\x04R\btreeSize:\x8d\x01\xbaH\x89\x01\x1a\x86\x01\n" +
+	"\x10INVALID_SEQUENCE\x12 sequence must be in 1..tree_size\x1aPthis.sequence >= 1u && (this.tree_size == 0u || this.sequence <= this.tree_size)\"\xcc\x01\n" +
 	"\x19GetInclusionProofResponse\x12\x1d\n" +
 	"\n" +
 	"leaf_index\x18\x01 \x01(\x04R\tleafIndex\x12\x1b\n" +
@@ -1672,27 +1677,30 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"\x06hashes\x18\x04 \x03(\fR\x06hashes\x12>\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\v2\x1e.securemsg.audit.v1.CheckpointR\n" +
-	"checkpoint\"\\\n" +
+	"checkpoint\"\xf9\x01\n" +
 	"\x1aGetConsistencyProofRequest\x12\x1d\n" +
 	"\n" +
 	"first_size\x18\x01 \x01(\x04R\tfirstSize\x12\x1f\n" +
 	"\vsecond_size\x18\x02 \x01(\x04R\n" +
-	"secondSize\"u\n" +
+	"secondSize:\x9a\x01\xbaH\x96\x01\x1a\x93\x01\n" +
+	"\x11INVALID_TREE_SIZE\x12$first_size must be in 1..second_size\x1aXthis.first_size >= 1u && (this.second_size == 0u || this.first_size <= this.second_size)\"u\n" +
 	"\x1bGetConsistencyProofResponse\x12\x1d\n" +
 	"\n" +
 	"first_size\x18\x01 \x01(\x04R\tfirstSize\x12\x1f\n" +
 	"\vsecond_size\x18\x02 \x01(\x04R\n" +
 	"secondSize\x12\x16\n" +
-	"\x06hashes\x18\x03 \x03(\fR\x06hashes\"\xe5\x01\n" +
-	"\x16GetAccessReportRequest\x12\x1d\n" +
+	"\x06hashes\x18\x03 \x03(\fR\x06hashes\"\x97\x03\n" +
+	"\x16GetAccessReportRequest\x12)\n" +
 	"\n" +
-	"patient_id\x18\x01 \x01(\tR\tpatientId\x129\n" +
+	"patient_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\a\xc8\x01\x01r\x02(dR\tpatientId\x129\n" +
 	"\n" +
 	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
-	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12$\n" +
+	"\tpage_size\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"\x82\x01\n" +
+	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken:\x90\x01\xbaH\x8c\x01\x1a\x89\x01\n" +
+	"\x12INVALID_TIME_RANGE\x12\"start_time must be before end_time\x1aO!has(this.start_time) || !has(this.end_time) || this.start_time < this.end_time\"\x82\x01\n" +
 	"\x17GetAccessReportResponse\x12?\n" +
 	"\aentries\x18\x01 \x03(\v2%.securemsg.audit.v1.AccessReportEntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*j\n" +

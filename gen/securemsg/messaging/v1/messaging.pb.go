@@ -10,6 +10,7 @@
 package messagingv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -978,7 +979,7 @@ var File_securemsg_messaging_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"&securemsg/messaging/v1/messaging.proto\x12\x16securemsg.messaging.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\"\xaf\x01\n" +
+	"&securemsg/messaging/v1/messaging.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\"\xaf\x01\n" +
 	"\vParticipant\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12-\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x19.securemsg.common.v1.RoleR\x04role\x12!\n" +
@@ -1049,17 +1050,17 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\n" +
 	"auto_reply\x18\t \x01(\bR\tautoReply\x12\x12\n" +
 	"\x04read\x18\n" +
-	" \x01(\bR\x04read\"\xf3\x02\n" +
-	"\fPoolSettings\x12\x17\n" +
-	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12,\n" +
-	"\x12auto_reply_enabled\x18\x02 \x01(\bR\x10autoReplyEnabled\x12&\n" +
-	"\x0fauto_reply_text\x18\x03 \x01(\tR\rautoReplyText\x12B\n" +
-	"\x0fturnaround_time\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0eturnaroundTime\x121\n" +
-	"\x14emergency_disclaimer\x18\x05 \x01(\tR\x13emergencyDisclaimer\x12;\n" +
+	" \x01(\bR\x04read\"\xc2\x03\n" +
+	"\fPoolSettings\x125\n" +
+	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\x12,\n" +
+	"\x12auto_reply_enabled\x18\x02 \x01(\bR\x10autoReplyEnabled\x120\n" +
+	"\x0fauto_reply_text\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\rautoReplyText\x12L\n" +
+	"\x0fturnaround_time\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\b\xbaH\x05\xaa\x01\x022\x00R\x0eturnaroundTime\x12;\n" +
+	"\x14emergency_disclaimer\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\x13emergencyDisclaimer\x12;\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x12,\n" +
-	"\x12updated_by_subject\x18\a \x01(\tR\x10updatedBySubject\x12\x12\n" +
-	"\x04etag\x18\b \x01(\tR\x04etag\"\xb9\x02\n" +
+	"updateTime\x126\n" +
+	"\x12updated_by_subject\x18\a \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\x10updatedBySubject\x12\x1b\n" +
+	"\x04etag\x18\b \x01(\tB\a\xbaH\x04r\x02(@R\x04etag\"\xb9\x02\n" +
 	"\x0fRetentionCounts\x12?\n" +
 	"\bcategory\x18\x01 \x01(\x0e2#.securemsg.common.v1.ThreadCategoryR\bcategory\x12)\n" +
 	"\x10threads_eligible\x18\x02 \x01(\x03R\x0fthreadsEligible\x12%\n" +

@@ -7,6 +7,7 @@
 package messagingv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -2755,141 +2756,143 @@ var File_securemsg_messaging_v1_messaging_service_proto protoreflect.FileDescrip
 
 const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
-	".securemsg/messaging/v1/messaging_service.proto\x12\x16securemsg.messaging.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a&securemsg/messaging/v1/messaging.proto\"\xd3\x02\n" +
-	"\x13CreateThreadRequest\x12\x17\n" +
-	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12?\n" +
-	"\bcategory\x18\x02 \x01(\x0e2#.securemsg.common.v1.ThreadCategoryR\bcategory\x12B\n" +
-	"\vsensitivity\x18\x03 \x01(\x0e2 .securemsg.common.v1.SensitivityR\vsensitivity\x12\x18\n" +
-	"\asubject\x18\x04 \x01(\tR\asubject\x12\x12\n" +
-	"\x04body\x18\x05 \x01(\tR\x04body\x12%\n" +
-	"\x0eattachment_ids\x18\x06 \x03(\tR\rattachmentIds\x12\x1d\n" +
+	".securemsg/messaging/v1/messaging_service.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a&securemsg/messaging/v1/messaging.proto\"\xcf\x03\n" +
+	"\x13CreateThreadRequest\x125\n" +
+	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\x12L\n" +
+	"\bcategory\x18\x02 \x01(\x0e2#.securemsg.common.v1.ThreadCategoryB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\bcategory\x12O\n" +
+	"\vsensitivity\x18\x03 \x01(\x0e2 .securemsg.common.v1.SensitivityB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\vsensitivity\x12%\n" +
+	"\asubject\x18\x04 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xc8\x01R\asubject\x12 \n" +
+	"\x04body\x18\x05 \x01(\tB\f\xbaH\t\xc8\x01\x01r\x04\x18\xa0\x9c\x01R\x04body\x128\n" +
+	"\x0eattachment_ids\x18\x06 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\n" +
+	"\x18\x01\"\x05r\x03\xb0\x01\x01R\rattachmentIds\x12&\n" +
 	"\n" +
-	"patient_id\x18\a \x01(\tR\tpatientId\x12*\n" +
-	"\x11client_request_id\x18\b \x01(\tR\x0fclientRequestId\"\xc0\x02\n" +
+	"patient_id\x18\a \x01(\tB\a\xbaH\x04r\x02(dR\tpatientId\x127\n" +
+	"\x11client_request_id\x18\b \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"\xc0\x02\n" +
 	"\x14CreateThreadResponse\x126\n" +
 	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\x129\n" +
 	"\amessage\x18\x02 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\amessage\x12>\n" +
 	"\n" +
 	"auto_reply\x18\x03 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\tautoReply\x12B\n" +
 	"\x0fturnaround_time\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0eturnaroundTime\x121\n" +
-	"\x14emergency_disclaimer\x18\x05 \x01(\tR\x13emergencyDisclaimer\"\x98\x01\n" +
-	"\x12SendMessageRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\x12\x12\n" +
-	"\x04body\x18\x02 \x01(\tR\x04body\x12%\n" +
-	"\x0eattachment_ids\x18\x03 \x03(\tR\rattachmentIds\x12*\n" +
-	"\x11client_request_id\x18\x04 \x01(\tR\x0fclientRequestId\"P\n" +
+	"\x14emergency_disclaimer\x18\x05 \x01(\tR\x13emergencyDisclaimer\"\xd3\x01\n" +
+	"\x12SendMessageRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12 \n" +
+	"\x04body\x18\x02 \x01(\tB\f\xbaH\t\xc8\x01\x01r\x04\x18\xa0\x9c\x01R\x04body\x128\n" +
+	"\x0eattachment_ids\x18\x03 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\n" +
+	"\x18\x01\"\x05r\x03\xb0\x01\x01R\rattachmentIds\x127\n" +
+	"\x11client_request_id\x18\x04 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"P\n" +
 	"\x13SendMessageResponse\x129\n" +
-	"\amessage\x18\x01 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\amessage\"\xda\x01\n" +
-	"\x12ListThreadsRequest\x12-\n" +
-	"\x03box\x18\x01 \x01(\x0e2\x1b.securemsg.messaging.v1.BoxR\x03box\x12\x1f\n" +
+	"\amessage\x18\x01 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\amessage\"\xa4\x02\n" +
+	"\x12ListThreadsRequest\x127\n" +
+	"\x03box\x18\x01 \x01(\x0e2\x1b.securemsg.messaging.v1.BoxB\b\xbaH\x05\x82\x01\x02\x10\x01R\x03box\x12\x1f\n" +
 	"\vunread_only\x18\x02 \x01(\bR\n" +
-	"unreadOnly\x12\x19\n" +
-	"\bpool_ids\x18\x03 \x03(\tR\apoolIds\x12\x1d\n" +
+	"unreadOnly\x12=\n" +
+	"\bpool_ids\x18\x03 \x03(\tB\"\xbaH\x1f\x92\x01\x1c\x10d\"\x18r\x16\x10\x01(d2\x10^[^.*> \\t\\r\\n]*$R\apoolIds\x12&\n" +
 	"\n" +
-	"patient_id\x18\x04 \x01(\tR\tpatientId\x12\x1b\n" +
-	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"patient_id\x18\x04 \x01(\tB\a\xbaH\x04r\x02(dR\tpatientId\x12$\n" +
+	"\tpage_size\x18\x05 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"~\n" +
+	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\"~\n" +
 	"\x13ListThreadsResponse\x12?\n" +
 	"\athreads\x18\x01 \x03(\v2%.securemsg.messaging.v1.ThreadSummaryR\athreads\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x99\x01\n" +
-	"\x10GetThreadRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc3\x01\n" +
+	"\x10GetThreadRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12$\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\x12,\n" +
-	"\x12break_glass_reason\x18\x04 \x01(\tR\x10breakGlassReason\"\x84\x02\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\x126\n" +
+	"\x12break_glass_reason\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\x10breakGlassReason\"\x84\x02\n" +
 	"\x11GetThreadResponse\x126\n" +
 	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\x12;\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1f.securemsg.messaging.v1.MessageR\bmessages\x12&\n" +
 	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12\x1f\n" +
 	"\vbreak_glass\x18\x04 \x01(\bR\n" +
 	"breakGlass\x121\n" +
-	"\x14emergency_disclaimer\x18\x05 \x01(\tR\x13emergencyDisclaimer\"W\n" +
-	"\x0fMarkReadRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\x12'\n" +
-	"\x10up_to_message_id\x18\x02 \x01(\tR\rupToMessageId\"5\n" +
+	"\x14emergency_disclaimer\x18\x05 \x01(\tR\x13emergencyDisclaimer\"q\n" +
+	"\x0fMarkReadRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x124\n" +
+	"\x10up_to_message_id\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\rupToMessageId\"5\n" +
 	"\x10MarkReadResponse\x12!\n" +
-	"\funread_count\x18\x01 \x01(\x05R\vunreadCount\"3\n" +
-	"\x14ArchiveThreadRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\"V\n" +
+	"\funread_count\x18\x01 \x01(\x05R\vunreadCount\"@\n" +
+	"\x14ArchiveThreadRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\"V\n" +
 	"\x15ArchiveThreadResponse\x12=\n" +
-	"\farchive_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\varchiveTime\"5\n" +
-	"\x16UnarchiveThreadRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\"\x19\n" +
-	"\x17UnarchiveThreadResponse\"1\n" +
-	"\x12ClaimThreadRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\"M\n" +
+	"\farchive_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\varchiveTime\"B\n" +
+	"\x16UnarchiveThreadRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\"\x19\n" +
+	"\x17UnarchiveThreadResponse\">\n" +
+	"\x12ClaimThreadRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\"M\n" +
 	"\x13ClaimThreadResponse\x126\n" +
-	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"]\n" +
-	"\x13AssignThreadRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\x12)\n" +
-	"\x10assignee_subject\x18\x02 \x01(\tR\x0fassigneeSubject\"N\n" +
+	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"w\n" +
+	"\x13AssignThreadRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x126\n" +
+	"\x10assignee_subject\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xc8\x01R\x0fassigneeSubject\"N\n" +
 	"\x14AssignThreadResponse\x126\n" +
-	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\x8b\x01\n" +
-	"\x15TransferThreadRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\x12\x1c\n" +
+	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\xe0\x01\n" +
+	"\x15TransferThreadRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12:\n" +
 	"\n" +
-	"to_pool_id\x18\x02 \x01(\tR\btoPoolId\x12\x1f\n" +
-	"\vreason_code\x18\x03 \x01(\tR\n" +
-	"reasonCode\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"P\n" +
+	"to_pool_id\x18\x02 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\btoPoolId\x12?\n" +
+	"\vreason_code\x18\x03 \x01(\tB\x1e\xbaH\x1b\xc8\x01\x01r\x16\x18@2\x12^[a-z_][a-z0-9_]*$R\n" +
+	"reasonCode\x12 \n" +
+	"\x06reason\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06reason\"P\n" +
 	"\x16TransferThreadResponse\x126\n" +
-	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"R\n" +
-	"\x12CloseThreadRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\x12\x1f\n" +
-	"\vreason_code\x18\x02 \x01(\tR\n" +
+	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\x7f\n" +
+	"\x12CloseThreadRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12?\n" +
+	"\vreason_code\x18\x02 \x01(\tB\x1e\xbaH\x1b\xd8\x01\x01r\x16\x18@2\x12^[a-z_][a-z0-9_]*$R\n" +
 	"reasonCode\"M\n" +
 	"\x13CloseThreadResponse\x126\n" +
-	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"2\n" +
-	"\x13ReopenThreadRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\"N\n" +
+	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"?\n" +
+	"\x13ReopenThreadRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\"N\n" +
 	"\x14ReopenThreadResponse\x126\n" +
-	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\xc7\x01\n" +
-	"\x15RetractMessageRequest\x12\x1b\n" +
-	"\tthread_id\x18\x01 \x01(\tR\bthreadId\x12\x1d\n" +
+	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\x99\x02\n" +
+	"\x15RetractMessageRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12*\n" +
 	"\n" +
-	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x1f\n" +
-	"\vreason_code\x18\x03 \x01(\tR\n" +
-	"reasonCode\x12%\n" +
-	"\x0ecorrected_body\x18\x04 \x01(\tR\rcorrectedBody\x12*\n" +
-	"\x11client_request_id\x18\x05 \x01(\tR\x0fclientRequestId\"\x98\x01\n" +
+	"message_id\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\tmessageId\x12?\n" +
+	"\vreason_code\x18\x03 \x01(\tB\x1e\xbaH\x1b\xc8\x01\x01r\x16\x18@2\x12^[a-z_][a-z0-9_]*$R\n" +
+	"reasonCode\x120\n" +
+	"\x0ecorrected_body\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x18\xa0\x9c\x01R\rcorrectedBody\x127\n" +
+	"\x11client_request_id\x18\x05 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"\x98\x01\n" +
 	"\x16RetractMessageResponse\x12=\n" +
 	"\tretracted\x18\x01 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\tretracted\x12?\n" +
 	"\n" +
 	"correction\x18\x02 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\n" +
-	"correction\"\x96\x01\n" +
-	"\x13SetLegalHoldRequest\x12\x1d\n" +
-	"\tthread_id\x18\x01 \x01(\tH\x00R\bthreadId\x12\x1f\n" +
+	"correction\"\xbb\x01\n" +
+	"\x13SetLegalHoldRequest\x12'\n" +
+	"\tthread_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\bthreadId\x12*\n" +
 	"\n" +
-	"patient_id\x18\x02 \x01(\tH\x00R\tpatientId\x12\x0e\n" +
-	"\x02on\x18\x03 \x01(\bR\x02on\x12%\n" +
-	"\x0ecase_reference\x18\x04 \x01(\tR\rcaseReferenceB\b\n" +
-	"\x06target\"\xb5\x01\n" +
+	"patient_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01(dH\x00R\tpatientId\x12\x0e\n" +
+	"\x02on\x18\x03 \x01(\bR\x02on\x12.\n" +
+	"\x0ecase_reference\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\rcaseReferenceB\x0f\n" +
+	"\x06target\x12\x05\xbaH\x02\b\x01\"\xb5\x01\n" +
 	"\x14SetLegalHoldResponse\x12)\n" +
 	"\x10threads_affected\x18\x01 \x01(\x03R\x0fthreadsAffected\x12\x0e\n" +
 	"\x02on\x18\x02 \x01(\bR\x02on\x12%\n" +
 	"\x0ecase_reference\x18\x03 \x01(\tR\rcaseReference\x12;\n" +
 	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"1\n" +
-	"\x16GetPoolSettingsRequest\x12\x17\n" +
-	"\apool_id\x18\x01 \x01(\tR\x06poolId\"[\n" +
+	"updateTime\"O\n" +
+	"\x16GetPoolSettingsRequest\x125\n" +
+	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\"[\n" +
 	"\x17GetPoolSettingsResponse\x12@\n" +
-	"\bsettings\x18\x01 \x01(\v2$.securemsg.messaging.v1.PoolSettingsR\bsettings\"\x9a\x01\n" +
-	"\x19UpdatePoolSettingsRequest\x12@\n" +
-	"\bsettings\x18\x01 \x01(\v2$.securemsg.messaging.v1.PoolSettingsR\bsettings\x12;\n" +
-	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"\bsettings\x18\x01 \x01(\v2$.securemsg.messaging.v1.PoolSettingsR\bsettings\"\xaa\x01\n" +
+	"\x19UpdatePoolSettingsRequest\x12H\n" +
+	"\bsettings\x18\x01 \x01(\v2$.securemsg.messaging.v1.PoolSettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\x12C\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"updateMask\"^\n" +
 	"\x1aUpdatePoolSettingsResponse\x12@\n" +
-	"\bsettings\x18\x01 \x01(\v2$.securemsg.messaging.v1.PoolSettingsR\bsettings\"\x8f\x02\n" +
-	"\x19CheckMessageAccessRequest\x12<\n" +
-	"\tprincipal\x18\x01 \x01(\v2\x1e.securemsg.common.v1.PrincipalR\tprincipal\x12\x1f\n" +
+	"\bsettings\x18\x01 \x01(\v2$.securemsg.messaging.v1.PoolSettingsR\bsettings\"\xc9\x02\n" +
+	"\x19CheckMessageAccessRequest\x12D\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1e.securemsg.common.v1.PrincipalB\x06\xbaH\x03\xc8\x01\x01R\tprincipal\x12)\n" +
 	"\n" +
-	"message_id\x18\x02 \x01(\tH\x00R\tmessageId\x12\x1d\n" +
-	"\tthread_id\x18\x03 \x01(\tH\x00R\bthreadId\x12<\n" +
-	"\x06action\x18\x04 \x01(\x0e2$.securemsg.messaging.v1.AccessActionR\x06action\x12,\n" +
-	"\x12break_glass_reason\x18\x05 \x01(\tR\x10breakGlassReasonB\b\n" +
-	"\x06target\"\x91\x02\n" +
+	"message_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\tmessageId\x12'\n" +
+	"\tthread_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\bthreadId\x12I\n" +
+	"\x06action\x18\x04 \x01(\x0e2$.securemsg.messaging.v1.AccessActionB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x06action\x126\n" +
+	"\x12break_glass_reason\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\x10breakGlassReasonB\x0f\n" +
+	"\x06target\x12\x05\xbaH\x02\b\x01\"\x91\x02\n" +
 	"\x1aCheckMessageAccessResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1f\n" +
 	"\vreason_code\x18\x02 \x01(\tR\n" +
@@ -2900,14 +2903,14 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"patient_id\x18\x05 \x01(\tR\tpatientId\x12B\n" +
 	"\vsensitivity\x18\x06 \x01(\x0e2 .securemsg.common.v1.SensitivityR\vsensitivity\x12\x1f\n" +
 	"\vbreak_glass\x18\a \x01(\bR\n" +
-	"breakGlass\"\xbf\x01\n" +
+	"breakGlass\"\xdb\x01\n" +
 	"\x18RunRetentionPurgeRequest\x12\x17\n" +
 	"\adry_run\x18\x01 \x01(\bR\x06dryRun\x12/\n" +
-	"\x05as_of\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12C\n" +
+	"\x05as_of\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12V\n" +
 	"\n" +
-	"categories\x18\x03 \x03(\x0e2#.securemsg.common.v1.ThreadCategoryR\n" +
-	"categories\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\xd3\x02\n" +
+	"categories\x18\x03 \x03(\x0e2#.securemsg.common.v1.ThreadCategoryB\x11\xbaH\x0e\x92\x01\v\x10\x10\"\a\x82\x01\x04\x10\x01 \x00R\n" +
+	"categories\x12\x1d\n" +
+	"\x05limit\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x05limit\"\xd3\x02\n" +
 	"\x19RunRetentionPurgeResponse\x12\x17\n" +
 	"\adry_run\x18\x01 \x01(\bR\x06dryRun\x12H\n" +
 	"\vby_category\x18\x02 \x03(\v2'.securemsg.messaging.v1.RetentionCountsR\n" +
