@@ -21,6 +21,31 @@ type Guard interface {
 	StreamServerInterceptor() grpc.StreamServerInterceptor
 }
 
+// GuardFunc is a Guard made of one check of the call's context and full method, run before a
+// unary rpc and when a stream opens (IP lists, rate limits), as http.HandlerFunc makes a
+// Handler of a function. A non-nil error refuses the call and is what the caller gets.
+type GuardFunc func(ctx context.Context, fullMethod string) error
+
+// UnaryServerInterceptor runs the check before the handler.
+func (g GuardFunc) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := g(ctx, info.FullMethod); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// StreamServerInterceptor runs the check when the stream opens, before the handler.
+func (g GuardFunc) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := g(ss.Context(), info.FullMethod); err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
+}
+
 // infraServices answer probes and tooling without a caller identity.
 var infraServices = map[string]bool{
 	healthpb.Health_ServiceDesc.ServiceName:    true,

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -15,41 +14,10 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 )
 
-// guardFunc adapts one check to both kinds of rpc.
-type guardFunc func(ctx context.Context, method string) error
-
-func (g guardFunc) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := g(ctx, info.FullMethod); err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
-}
-
-func (g guardFunc) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := g(ss.Context(), info.FullMethod); err != nil {
-			return err
-		}
-		return handler(srv, ss)
-	}
-}
-
 // denyAll refuses every guarded call.
-type denyAll struct{}
-
-func (denyAll) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return guardFunc(func(context.Context, string) error {
-		return status.Error(codes.PermissionDenied, "denied")
-	}).UnaryServerInterceptor()
-}
-
-func (denyAll) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return guardFunc(func(context.Context, string) error {
-		return status.Error(codes.PermissionDenied, "denied")
-	}).StreamServerInterceptor()
-}
+var denyAll = grpcserver.GuardFunc(func(context.Context, string) error {
+	return status.Error(codes.PermissionDenied, "denied")
+})
 
 func TestGuards(t *testing.T) {
 	t.Parallel()
@@ -60,12 +28,12 @@ func TestGuards(t *testing.T) {
 		wantCode codes.Code
 		wantMsg  string // "" means masked
 	}{
-		{"deny", denyAll{}, "hello", codes.PermissionDenied, "denied"},
-		{"deny before validation", denyAll{}, "", codes.PermissionDenied, "denied"},
-		{"guard internal error is masked", guardFunc(func(context.Context, string) error {
+		{"deny", denyAll, "hello", codes.PermissionDenied, "denied"},
+		{"deny before validation", denyAll, "", codes.PermissionDenied, "denied"},
+		{"guard internal error is masked", grpcserver.GuardFunc(func(context.Context, string) error {
 			return errors.New("policy engine down: " + secretMarker)
 		}), "hello", codes.Internal, ""},
-		{"guard panic is recovered", guardFunc(func(context.Context, string) error {
+		{"guard panic is recovered", grpcserver.GuardFunc(func(context.Context, string) error {
 			panic("guard " + secretMarker)
 		}), "hello", codes.Internal, ""},
 	}
@@ -104,7 +72,7 @@ func TestGuardsRunInOrder(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
 	record := func(name string) grpcserver.Guard {
-		return guardFunc(func(context.Context, string) error {
+		return grpcserver.GuardFunc(func(context.Context, string) error {
 			mu.Lock()
 			defer mu.Unlock()
 			order = append(order, name)

@@ -169,7 +169,7 @@ func TestReflectionOnlyInDev(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := startTLSConfig(t, func(cfg *config.Server) { cfg.Dev = tt.dev }, grpcserver.WithGuards(denyAll{}))
+			h := startTLSConfig(t, func(cfg *config.Server) { cfg.Dev = tt.dev }, grpcserver.WithGuards(denyAll))
 			stream, err := reflectionpb.NewServerReflectionClient(h.dial(t)).ServerReflectionInfo(t.Context())
 			if err != nil {
 				t.Fatalf("ServerReflectionInfo() = %v", err)

@@ -19,9 +19,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 )
 
-// Filter is the IP filter guard. It implements the grpcserver Guard method set.
+// Filter is the IP filter guard, a grpcserver.Guard.
 type Filter struct {
 	allow    []netip.Prefix
 	deny     []netip.Prefix
@@ -104,20 +105,10 @@ func (f *Filter) check(ctx context.Context, fullMethod string) error {
 
 // UnaryServerInterceptor filters unary rpcs.
 func (f *Filter) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := f.check(ctx, info.FullMethod); err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
+	return grpcserver.GuardFunc(f.check).UnaryServerInterceptor()
 }
 
 // StreamServerInterceptor filters streaming rpcs.
 func (f *Filter) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := f.check(ss.Context(), info.FullMethod); err != nil {
-			return err
-		}
-		return handler(srv, ss)
-	}
+	return grpcserver.GuardFunc(f.check).StreamServerInterceptor()
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 )
 
 // Limit is a token bucket: Rate requests per second sustained, Burst at once.
@@ -148,20 +149,10 @@ func (l *Limiter) check(ctx context.Context, fullMethod string) error {
 
 // UnaryServerInterceptor limits unary rpcs.
 func (l *Limiter) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := l.check(ctx, info.FullMethod); err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
+	return grpcserver.GuardFunc(l.check).UnaryServerInterceptor()
 }
 
 // StreamServerInterceptor limits the opening of streams (one token per stream).
 func (l *Limiter) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := l.check(ss.Context(), info.FullMethod); err != nil {
-			return err
-		}
-		return handler(srv, ss)
-	}
+	return grpcserver.GuardFunc(l.check).StreamServerInterceptor()
 }
