@@ -3,9 +3,10 @@
 // Postgres pool with the service's schema migrated, the NATS connection with the suite's
 // JetStream streams declared, the transactional-outbox relay, the audit emitter, the access
 // guards (IP lists, OIDC token verification, rate limits, the Cedar policy engine — in that
-// order, so the cheapest refusals come first), the gRPC server, and an orderly
-// shutdown (gRPC drains first, then background work stops, then NATS drains, then the pool
-// closes).
+// order, so the cheapest refusals come first), the gRPC server, the HTTP edge for browsers when
+// SECUREMSG_HTTP_ADDR is set (package httpedge, over the same gRPC server), and an orderly
+// shutdown (the HTTP edge finishes its requests, gRPC drains, then background work stops, then
+// NATS drains, then the pool closes).
 //
 // It starts nothing a service did not ask for beyond those shared parts; a service adds its own
 // background work (consumers, purge jobs) with Go before calling Run.
@@ -26,11 +27,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/securemsg/securemsg/gen/openapi"
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/httpedge"
 	"github.com/securemsg/securemsg/services/internal/platform/ipfilter"
 	"github.com/securemsg/securemsg/services/internal/platform/logging"
 	"github.com/securemsg/securemsg/services/internal/platform/migrate"
@@ -80,9 +83,12 @@ type Process struct {
 	Policy *policy.Engine
 
 	spec     Spec
+	server   config.Server
 	listener net.Listener
-	topology natsx.Topology
-	tasks    []func(context.Context) error
+	// httpListener, when set, serves the HTTP edge instead of server.HTTPAddr (ServeHTTPOn).
+	httpListener net.Listener
+	topology     natsx.Topology
+	tasks        []func(context.Context) error
 }
 
 // Topology is the JetStream layout the process declared: the stream names and the subject
@@ -95,7 +101,7 @@ func (p *Process) Topology() natsx.Topology { return p.topology }
 // unusable: a service that cannot reach its database must not report itself healthy.
 func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option) (_ *Process, err error) {
 	logger := logging.New(os.Stderr, base.Log.Level).With(slog.String(logging.KeyService, spec.Name))
-	p := &Process{Logger: logger, spec: spec}
+	p := &Process{Logger: logger, spec: spec, server: base.Server}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -228,15 +234,37 @@ func (p *Process) Go(task func(context.Context) error) {
 // choosing it and listening on it.
 func (p *Process) ServeOn(lis net.Listener) { p.listener = lis }
 
-// Run serves gRPC and runs the background work until ctx is cancelled (SIGTERM) or one of them
-// fails, then shuts down in order and releases the connections.
+// ServeHTTPOn makes Run serve the HTTP edge on lis instead of listening on
+// SECUREMSG_HTTP_ADDR (for tests, as ServeOn), even when that address is unset.
+func (p *Process) ServeHTTPOn(lis net.Listener) { p.httpListener = lis }
+
+// Run serves gRPC — and the HTTP edge when SECUREMSG_HTTP_ADDR is set — and runs the background
+// work until ctx is cancelled (SIGTERM) or one of them fails, then shuts down in order (the
+// edge finishes its requests, then gRPC drains) and releases the connections.
 func (p *Process) Run(ctx context.Context) error {
 	defer p.close()
+	edge, edgeListener, err := p.httpEdge()
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	serveGRPC := func() error { return p.Server.Run(gctx) }
 	if p.listener != nil {
-		g.Go(func() error { return p.Server.Serve(gctx, p.listener) })
-	} else {
-		g.Go(func() error { return p.Server.Run(gctx) })
+		serveGRPC = func() error { return p.Server.Serve(gctx, p.listener) }
+	}
+	g.Go(func() error {
+		err := serveGRPC()
+		if edge != nil {
+			// Normally done already, before GracefulStop (BeforeStop); this covers a gRPC server
+			// that failed to listen, so the edge never outlives it.
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), p.server.ShutdownTimeout)
+			edge.Shutdown(stopCtx)
+			cancel()
+		}
+		return err
+	})
+	if edge != nil {
+		g.Go(func() error { return edge.Serve(edgeListener) })
 	}
 	for _, task := range p.tasks {
 		g.Go(func() error {
@@ -247,9 +275,37 @@ func (p *Process) Run(ctx context.Context) error {
 		})
 	}
 	p.Logger.Info("service started")
-	err := g.Wait()
+	err = g.Wait()
 	p.Logger.Info("service stopped")
 	return err
+}
+
+// httpEdge builds the browser edge over the registered services and opens its listener; nil
+// when the service has no HTTP surface. It runs in Run because the transcoder learns the
+// services once, and they are registered between Start and Run.
+func (p *Process) httpEdge() (*httpedge.Edge, net.Listener, error) {
+	if p.server.HTTPAddr == "" && p.httpListener == nil {
+		return nil, nil, nil
+	}
+	edge, err := httpedge.New(p.Server.GRPC(), httpedge.Options{
+		TLS:                  p.Server.EdgeTLSConfig(),
+		AllowedOrigins:       p.server.HTTPAllowedOrigins,
+		MaxMessageBytes:      p.server.MaxRecvMsgBytes,
+		MaxConcurrentStreams: p.server.MaxConcurrentStreams,
+		OpenAPI:              openapi.Document,
+		Logger:               p.Logger,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("http edge: %w", err)
+	}
+	lis := p.httpListener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", p.server.HTTPAddr); err != nil {
+			return nil, nil, fmt.Errorf("http edge: listen on %s: %w", p.server.HTTPAddr, err)
+		}
+	}
+	p.Server.BeforeStop(edge.Shutdown)
+	return edge, lis, nil
 }
 
 func (p *Process) close() {
