@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
@@ -15,25 +14,14 @@ import (
 )
 
 // principalGuard records the caller as an auth guard would.
-type principalGuard struct{}
-
-func (principalGuard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		logging.AddFields(ctx, slog.String(logging.KeyPrincipal, "user-123"), slog.String(logging.KeyClientApp, "portal-web"))
-		return handler(ctx, req)
-	}
-}
-
-func (principalGuard) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		logging.AddFields(ss.Context(), slog.String(logging.KeyPrincipal, "user-123"), slog.String(logging.KeyClientApp, "portal-web"))
-		return handler(srv, ss)
-	}
-}
+var principalGuard = grpcserver.GuardFunc(func(ctx context.Context, _ string) error {
+	logging.AddFields(ctx, slog.String(logging.KeyPrincipal, "user-123"), slog.String(logging.KeyClientApp, "portal-web"))
+	return nil
+})
 
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
-	h := startTLS(t, grpcserver.WithGuards(principalGuard{}))
+	h := startTLS(t, grpcserver.WithGuards(principalGuard))
 	conn := h.dial(t)
 	for _, kind := range callKinds {
 		t.Run(kind.name, func(t *testing.T) {
