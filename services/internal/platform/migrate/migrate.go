@@ -47,23 +47,23 @@ func PlatformSets() []Set {
 // Up creates schema if missing, then applies the platform sets and the service's migrations
 // (service may be nil for a service without tables of its own). It is idempotent.
 func Up(ctx context.Context, pool *pgxpool.Pool, schema string, service fs.FS, logger *slog.Logger) error {
-	m, err := New(ctx, pool, schema, service, logger)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = m.Close() }()
-	return m.Up(ctx)
+	return runOnce(ctx, pool, schema, service, logger, (*Migrator).Up)
 }
 
 // Down rolls the service's migrations and then the platform sets back to version zero. The
 // schema itself and the empty version tables stay.
 func Down(ctx context.Context, pool *pgxpool.Pool, schema string, service fs.FS, logger *slog.Logger) error {
+	return runOnce(ctx, pool, schema, service, logger, (*Migrator).Down)
+}
+
+// runOnce runs step (Up or Down) on a Migrator made for this call and closed after it.
+func runOnce(ctx context.Context, pool *pgxpool.Pool, schema string, service fs.FS, logger *slog.Logger, step func(*Migrator, context.Context) error) error {
 	m, err := New(ctx, pool, schema, service, logger)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = m.Close() }()
-	return m.Down(ctx)
+	return step(m, ctx)
 }
 
 // Migrator holds the goose providers for one schema. Close releases its connections.
