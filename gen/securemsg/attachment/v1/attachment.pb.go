@@ -10,6 +10,7 @@
 package attachmentv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1850,7 +1851,7 @@ var File_securemsg_attachment_v1_attachment_proto protoreflect.FileDescriptor
 
 const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\n" +
-	"(securemsg/attachment/v1/attachment.proto\x12\x17securemsg.attachment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
+	"(securemsg/attachment/v1/attachment.proto\x12\x17securemsg.attachment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
 	"\n" +
 	"Attachment\x12#\n" +
 	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\x12\x1b\n" +
@@ -1871,54 +1872,54 @@ const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\tscan_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bscanTime\x12;\n" +
 	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x127\n" +
-	"\tbind_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bbindTime\"\xd6\x01\n" +
-	"\x0eUploadMetadata\x12\x1b\n" +
-	"\tfile_name\x18\x01 \x01(\tR\bfileName\x12.\n" +
-	"\x13declared_media_type\x18\x02 \x01(\tR\x11declaredMediaType\x12.\n" +
-	"\x13declared_size_bytes\x18\x03 \x01(\x03R\x11declaredSizeBytes\x12\x1b\n" +
-	"\tthread_id\x18\x04 \x01(\tR\bthreadId\x12*\n" +
-	"\x11client_request_id\x18\x05 \x01(\tR\x0fclientRequestId\"\x83\x01\n" +
+	"\tbind_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bbindTime\"\xb3\x02\n" +
+	"\x0eUploadMetadata\x12%\n" +
+	"\tfile_name\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\bfileName\x12;\n" +
+	"\x13declared_media_type\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xff\x01R\x11declaredMediaType\x127\n" +
+	"\x13declared_size_bytes\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x11declaredSizeBytes\x12K\n" +
+	"\tthread_id\x18\x04 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$R\bthreadId\x127\n" +
+	"\x11client_request_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"\x95\x01\n" +
 	"\x17UploadAttachmentRequest\x12E\n" +
-	"\bmetadata\x18\x01 \x01(\v2'.securemsg.attachment.v1.UploadMetadataH\x00R\bmetadata\x12\x16\n" +
-	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\t\n" +
-	"\apayload\"_\n" +
+	"\bmetadata\x18\x01 \x01(\v2'.securemsg.attachment.v1.UploadMetadataH\x00R\bmetadata\x12!\n" +
+	"\x05chunk\x18\x02 \x01(\fB\t\xbaH\x06z\x04\x18\x80\x80@H\x00R\x05chunkB\x10\n" +
+	"\apayload\x12\x05\xbaH\x02\b\x01\"_\n" +
 	"\x18UploadAttachmentResponse\x12C\n" +
 	"\n" +
 	"attachment\x18\x01 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
-	"attachment\"p\n" +
-	"\x19DownloadAttachmentRequest\x12#\n" +
-	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
-	"\x06length\x18\x03 \x01(\x03R\x06length\"\x8f\x01\n" +
+	"attachment\"\x8f\x01\n" +
+	"\x19DownloadAttachmentRequest\x120\n" +
+	"\rattachment_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\fattachmentId\x12\x1f\n" +
+	"\x06offset\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06offset\x12\x1f\n" +
+	"\x06length\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06length\"\x8f\x01\n" +
 	"\x1aDownloadAttachmentResponse\x12C\n" +
 	"\n" +
 	"attachment\x18\x01 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
 	"attachment\x12\x14\n" +
 	"\x05chunk\x18\x02 \x01(\fR\x05chunk\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x03R\x06offset\";\n" +
-	"\x14GetAttachmentRequest\x12#\n" +
-	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\"\\\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\"H\n" +
+	"\x14GetAttachmentRequest\x120\n" +
+	"\rattachment_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\fattachmentId\"\\\n" +
 	"\x15GetAttachmentResponse\x12C\n" +
 	"\n" +
 	"attachment\x18\x01 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
-	"attachment\">\n" +
-	"\x17DeleteAttachmentRequest\x12#\n" +
-	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\"\x1a\n" +
-	"\x18DeleteAttachmentResponse\"\xa3\x01\n" +
-	"\x15BindAttachmentRequest\x12#\n" +
-	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\x12\x1b\n" +
-	"\tthread_id\x18\x02 \x01(\tR\bthreadId\x12\x1d\n" +
+	"attachment\"K\n" +
+	"\x17DeleteAttachmentRequest\x120\n" +
+	"\rattachment_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\fattachmentId\"\x1a\n" +
+	"\x18DeleteAttachmentResponse\"\x9d\x02\n" +
+	"\x15BindAttachmentRequest\x120\n" +
+	"\rattachment_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\fattachmentId\x12K\n" +
+	"\tthread_id\x18\x02 \x01(\tB.\xbaH+\xc8\x01\x01r&2$^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$R\bthreadId\x12M\n" +
 	"\n" +
-	"message_id\x18\x03 \x01(\tR\tmessageId\x12)\n" +
-	"\x10uploader_subject\x18\x04 \x01(\tR\x0fuploaderSubject\"]\n" +
+	"message_id\x18\x03 \x01(\tB.\xbaH+\xc8\x01\x01r&2$^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$R\tmessageId\x126\n" +
+	"\x10uploader_subject\x18\x04 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x02R\x0fuploaderSubject\"]\n" +
 	"\x16BindAttachmentResponse\x12C\n" +
 	"\n" +
 	"attachment\x18\x01 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
-	"attachment\"r\n" +
-	"\x17PurgeAttachmentsRequest\x12\x1d\n" +
+	"attachment\"\xc9\x01\n" +
+	"\x17PurgeAttachmentsRequest\x12T\n" +
 	"\n" +
-	"thread_ids\x18\x01 \x03(\tR\tthreadIds\x12\x1f\n" +
-	"\vreason_code\x18\x02 \x01(\tR\n" +
+	"thread_ids\x18\x01 \x03(\tB5\xbaH2\x92\x01/\b\x01\x10\xe8\a\"(r&2$^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$R\tthreadIds\x12?\n" +
+	"\vreason_code\x18\x02 \x01(\tB\x1e\xbaH\x1b\xd8\x01\x01r\x16\x18@2\x12^[a-z_][a-z0-9_]*$R\n" +
 	"reasonCode\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"l\n" +
 	"\x18PurgeAttachmentsResponse\x12-\n" +
