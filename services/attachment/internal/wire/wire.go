@@ -8,6 +8,7 @@ package wire
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"google.golang.org/grpc"
 
@@ -121,4 +122,11 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	attachmentv1.RegisterAttachmentServiceServer(proc.Server.GRPC(), ports.NewHandler(svc))
 	proc.Go(func(ctx context.Context) error { return svc.RunJobs(ctx, s.RescanInterval, s.CleanupInterval) })
 	return svc, nil
+}
+
+// HTTPHandlers are the service's routes on the HTTP listener beside the transcoded rpcs, by
+// net/http pattern: the file download (GET /v1/attachments/{attachment_id}/content), which
+// calls the DownloadAttachmentContent rpc through proc's gRPC server and its interceptor chain.
+func HTTPHandlers(proc *daemon.Process) map[string]http.Handler {
+	return map[string]http.Handler{ports.ContentPattern: ports.NewContentHandler(proc.Server.GRPC())}
 }
