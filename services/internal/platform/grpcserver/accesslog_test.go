@@ -35,15 +35,8 @@ func TestAccessLog(t *testing.T) {
 			if kind.name == "stream" {
 				method = streamMethod
 			}
-			var line map[string]any
-			waitFor(t, "the access log line", func() bool {
-				for _, l := range logLines(t, h.logs.String()) {
-					if l["msg"] == "rpc finished" && l[logging.KeyRequestID] == id {
-						line = l
-						return true
-					}
-				}
-				return false
+			line := h.logLine(t, "the access log line", func(l map[string]any) bool {
+				return l["msg"] == "rpc finished" && l[logging.KeyRequestID] == id
 			})
 			want := map[string]any{
 				logging.KeyMethod:    method,
@@ -80,17 +73,12 @@ func TestAccessLogNamesMTLSPeer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Echo() = %v", err)
 	}
-	waitFor(t, "the access log line", func() bool {
-		for _, l := range logLines(t, h.logs.String()) {
-			if l["msg"] == "rpc finished" && l[logging.KeyRequestID] == id {
-				if l[logging.KeyPeerService] != "client" {
-					t.Errorf("access log %s = %v, want client (the certificate's CN)", logging.KeyPeerService, l[logging.KeyPeerService])
-				}
-				return true
-			}
-		}
-		return false
+	l := h.logLine(t, "the access log line", func(l map[string]any) bool {
+		return l["msg"] == "rpc finished" && l[logging.KeyRequestID] == id
 	})
+	if l[logging.KeyPeerService] != "client" {
+		t.Errorf("access log %s = %v, want client (the certificate's CN)", logging.KeyPeerService, l[logging.KeyPeerService])
+	}
 }
 
 func TestAccessLogHealthAtDebug(t *testing.T) {
@@ -99,12 +87,10 @@ func TestAccessLogHealthAtDebug(t *testing.T) {
 	if _, err := healthpb.NewHealthClient(h.dial(t)).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("Check() = %v", err)
 	}
-	waitFor(t, "the health access log line", func() bool {
-		for _, l := range logLines(t, h.logs.String()) {
-			if l[logging.KeyMethod] == "/grpc.health.v1.Health/Check" {
-				return l["level"] == "DEBUG"
-			}
-		}
-		return false
+	l := h.logLine(t, "the health access log line", func(l map[string]any) bool {
+		return l[logging.KeyMethod] == "/grpc.health.v1.Health/Check"
 	})
+	if l["level"] != "DEBUG" {
+		t.Errorf("health access log level = %v, want DEBUG", l["level"])
+	}
 }

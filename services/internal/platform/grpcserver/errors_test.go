@@ -58,13 +58,8 @@ func TestErrorMappingEndToEnd(t *testing.T) {
 					}
 					if tt.value == "unavailable" {
 						// The caller is told to retry; the operator finds the dependency's error.
-						waitFor(t, "the unavailable cause log line", func() bool {
-							for _, line := range logLines(t, h.logs.String()) {
-								if line["msg"] == "rpc refused: a dependency is unavailable" && strings.Contains(fmt.Sprint(line[logging.KeyError]), secretMarker) {
-									return true
-								}
-							}
-							return false
+						h.logLine(t, "the unavailable cause log line", func(line map[string]any) bool {
+							return line["msg"] == "rpc refused: a dependency is unavailable" && strings.Contains(fmt.Sprint(line[logging.KeyError]), secretMarker)
 						})
 					}
 					return
@@ -77,14 +72,12 @@ func TestErrorMappingEndToEnd(t *testing.T) {
 					t.Errorf("Echo(%s) masked request id = %s, want the x-request-id header %s", tt.value, m[1], header)
 				}
 				// The real cause is logged under the same id, for the operator.
-				waitFor(t, "the internal error log line", func() bool {
-					for _, line := range logLines(t, h.logs.String()) {
-						if line["msg"] == "rpc failed with an internal error" && line[logging.KeyRequestID] == m[1] {
-							return strings.Contains(line[logging.KeyError].(string), secretMarker)
-						}
-					}
-					return false
+				line := h.logLine(t, "the internal error log line", func(line map[string]any) bool {
+					return line["msg"] == "rpc failed with an internal error" && line[logging.KeyRequestID] == m[1]
 				})
+				if cause, _ := line[logging.KeyError].(string); !strings.Contains(cause, secretMarker) {
+					t.Errorf("internal error log line %s = %q, want the cause (with the secret marker)", logging.KeyError, cause)
+				}
 			})
 		}
 	}

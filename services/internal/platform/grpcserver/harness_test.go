@@ -307,6 +307,22 @@ func logLines(t *testing.T, logs string) []map[string]any {
 	return out
 }
 
+// logLine waits for a captured log line that match selects and returns it.
+func (h *harness) logLine(t *testing.T, what string, match func(line map[string]any) bool) map[string]any {
+	t.Helper()
+	var found map[string]any
+	waitFor(t, what, func() bool {
+		for _, line := range logLines(t, h.logs.String()) {
+			if match(line) {
+				found = line
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -37,15 +37,12 @@ func TestPanicBecomesMaskedInternal(t *testing.T) {
 				if strings.Contains(st.Message(), secretMarker) || strings.Contains(st.Message(), "goroutine") {
 					t.Fatalf("Echo(%s) message = %q, leaks the panic", tt.value, st.Message())
 				}
-				waitFor(t, "the panic log line", func() bool {
-					for _, line := range logLines(t, h.logs.String()) {
-						if line["msg"] == "panic in rpc" && line[logging.KeyRequestID] == m[1] {
-							stack, _ := line[logging.KeyStack].(string)
-							return line[logging.KeyPanic] == tt.wantPanic && strings.Contains(stack, "goroutine")
-						}
-					}
-					return false
+				line := h.logLine(t, "the panic log line", func(line map[string]any) bool {
+					return line["msg"] == "panic in rpc" && line[logging.KeyRequestID] == m[1]
 				})
+				if stack, _ := line[logging.KeyStack].(string); line[logging.KeyPanic] != tt.wantPanic || !strings.Contains(stack, "goroutine") {
+					t.Errorf("panic log line %s = %v (stack %d bytes), want %q with a goroutine stack", logging.KeyPanic, line[logging.KeyPanic], len(stack), tt.wantPanic)
+				}
 			})
 		}
 	}
