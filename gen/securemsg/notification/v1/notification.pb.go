@@ -11,6 +11,7 @@
 package notificationv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1461,35 +1462,38 @@ var File_securemsg_notification_v1_notification_proto protoreflect.FileDescripto
 
 const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	"\n" +
-	",securemsg/notification/v1/notification.proto\x12\x19securemsg.notification.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n" +
+	",securemsg/notification/v1/notification.proto\x12\x19securemsg.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n" +
 	"\x11ChannelPreference\x12\x18\n" +
-	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
-	"\bverified\x18\x03 \x01(\bR\bverified\"\x85\x01\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\"\n" +
+	"\aaddress\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\aaddress\x12\x1a\n" +
+	"\bverified\x18\x03 \x01(\bR\bverified\"\xa6\x01\n" +
 	"\n" +
 	"QuietHours\x12\x18\n" +
-	"\aenabled\x18\x01 \x01(\bR\aenabled\x12!\n" +
-	"\fstart_minute\x18\x02 \x01(\x05R\vstartMinute\x12\x1d\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12-\n" +
+	"\fstart_minute\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x9f\v(\x00R\vstartMinute\x12)\n" +
 	"\n" +
-	"end_minute\x18\x03 \x01(\x05R\tendMinute\x12\x1b\n" +
-	"\ttime_zone\x18\x04 \x01(\tR\btimeZone\"\xc4\x05\n" +
-	"\vPreferences\x12\x18\n" +
-	"\asubject\x18\x01 \x01(\tR\asubject\x12B\n" +
+	"end_minute\x18\x03 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x9f\v(\x00R\tendMinute\x12$\n" +
+	"\ttime_zone\x18\x04 \x01(\tB\a\xbaH\x04r\x02(@R\btimeZone\"\xcc\x06\n" +
+	"\vPreferences\x12\"\n" +
+	"\asubject\x18\x01 \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\asubject\x12B\n" +
 	"\x05email\x18\x02 \x01(\v2,.securemsg.notification.v1.ChannelPreferenceR\x05email\x12>\n" +
 	"\x03sms\x18\x03 \x01(\v2,.securemsg.notification.v1.ChannelPreferenceR\x03sms\x12@\n" +
 	"\x04push\x18\x04 \x01(\v2,.securemsg.notification.v1.ChannelPreferenceR\x04push\x12F\n" +
 	"\awebhook\x18\x05 \x01(\v2,.securemsg.notification.v1.ChannelPreferenceR\awebhook\x12F\n" +
 	"\vquiet_hours\x18\x06 \x01(\v2%.securemsg.notification.v1.QuietHoursR\n" +
-	"quietHours\x12>\n" +
-	"\rdigest_window\x18\a \x01(\v2\x19.google.protobuf.DurationR\fdigestWindow\x12+\n" +
-	"\x11reminders_enabled\x18\b \x01(\bR\x10remindersEnabled\x12@\n" +
-	"\x0ereminder_after\x18\t \x01(\v2\x19.google.protobuf.DurationR\rreminderAfter\x12\x16\n" +
+	"quietHours\x12N\n" +
+	"\rdigest_window\x18\a \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\fdigestWindow\x12+\n" +
+	"\x11reminders_enabled\x18\b \x01(\bR\x10remindersEnabled\x12Q\n" +
+	"\x0ereminder_after\x18\t \x01(\v2\x19.google.protobuf.DurationB\x0f\xbaH\f\xaa\x01\t\"\x05\b\x80\x9a\x9e\x012\x00R\rreminderAfter\x12K\n" +
 	"\x06locale\x18\n" +
-	" \x01(\tR\x06locale\x12;\n" +
+	" \x01(\tB3\xbaH0\xd8\x01\x01r+\x18#2'^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,3}$R\x06locale\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x12\x12\n" +
-	"\x04etag\x18\f \x01(\tR\x04etag\x12-\n" +
-	"\x12pool_subscriptions\x18\r \x03(\tR\x11poolSubscriptions\"\xcd\x02\n" +
+	"updateTime\x12(\n" +
+	"\x04etag\x18\f \x01(\tB\x14\xbaH\x11r\x0f2\r^[0-9]{0,18}$R\x04etag\x12?\n" +
+	"\x12pool_subscriptions\x18\r \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x10 \"\x06r\x04\x10\x01(dR\x11poolSubscriptions\"\xcd\x02\n" +
 	"\x0fDeliveryAttempt\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12A\n" +
 	"\x06status\x18\x02 \x01(\x0e2).securemsg.notification.v1.DeliveryStatusR\x06status\x129\n" +
@@ -1517,56 +1521,58 @@ const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x8a\x03\n" +
-	"\bTemplate\x12?\n" +
-	"\x04kind\x18\x01 \x01(\x0e2+.securemsg.notification.v1.NotificationKindR\x04kind\x12<\n" +
-	"\achannel\x18\x02 \x01(\x0e2\".securemsg.notification.v1.ChannelR\achannel\x12\x16\n" +
-	"\x06locale\x18\x03 \x01(\tR\x06locale\x12)\n" +
-	"\x10subject_template\x18\x04 \x01(\tR\x0fsubjectTemplate\x12#\n" +
-	"\rbody_template\x18\x05 \x01(\tR\fbodyTemplate\x12\x18\n" +
+	"updateTime\"\x8d\x04\n" +
+	"\bTemplate\x12L\n" +
+	"\x04kind\x18\x01 \x01(\x0e2+.securemsg.notification.v1.NotificationKindB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x04kind\x12I\n" +
+	"\achannel\x18\x02 \x01(\x0e2\".securemsg.notification.v1.ChannelB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\achannel\x12K\n" +
+	"\x06locale\x18\x03 \x01(\tB3\xbaH0\xc8\x01\x01r+\x18#2'^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,3}$R\x06locale\x123\n" +
+	"\x10subject_template\x18\x04 \x01(\tB\b\xbaH\x05r\x03(\xc8\x01R\x0fsubjectTemplate\x12-\n" +
+	"\rbody_template\x18\x05 \x01(\tB\b\xbaH\x05r\x03(\xd0\x0fR\fbodyTemplate\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\x03R\aversion\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x12,\n" +
-	"\x12updated_by_subject\x18\b \x01(\tR\x10updatedBySubject\x12\x12\n" +
-	"\x04etag\x18\t \x01(\tR\x04etag\"\x17\n" +
+	"updateTime\x126\n" +
+	"\x12updated_by_subject\x18\b \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\x10updatedBySubject\x12(\n" +
+	"\x04etag\x18\t \x01(\tB\x14\xbaH\x11r\x0f2\r^[0-9]{0,18}$R\x04etag\"\x17\n" +
 	"\x15GetPreferencesRequest\"b\n" +
 	"\x16GetPreferencesResponse\x12H\n" +
-	"\vpreferences\x18\x01 \x01(\v2&.securemsg.notification.v1.PreferencesR\vpreferences\"\xa1\x01\n" +
+	"\vpreferences\x18\x01 \x01(\v2&.securemsg.notification.v1.PreferencesR\vpreferences\"\xa4\x02\n" +
 	"\x18UpdatePreferencesRequest\x12H\n" +
 	"\vpreferences\x18\x01 \x01(\v2&.securemsg.notification.v1.PreferencesR\vpreferences\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"e\n" +
+	"updateMask:\x80\x01\xbaH}\x1a{\n" +
+	"\x14UPDATE_MASK_REQUIRED\x12(update_mask must name at least one field\x1a9has(this.update_mask) && size(this.update_mask.paths) > 0\"e\n" +
 	"\x19UpdatePreferencesResponse\x12H\n" +
-	"\vpreferences\x18\x01 \x01(\v2&.securemsg.notification.v1.PreferencesR\vpreferences\"\x92\x03\n" +
-	"\x15ListDeliveriesRequest\x12+\n" +
-	"\x11recipient_subject\x18\x01 \x01(\tR\x10recipientSubject\x12<\n" +
-	"\achannel\x18\x02 \x01(\x0e2\".securemsg.notification.v1.ChannelR\achannel\x12A\n" +
-	"\x06status\x18\x03 \x01(\x0e2).securemsg.notification.v1.DeliveryStatusR\x06status\x12\x1d\n" +
+	"\vpreferences\x18\x01 \x01(\v2&.securemsg.notification.v1.PreferencesR\vpreferences\"\xe5\x04\n" +
+	"\x15ListDeliveriesRequest\x125\n" +
+	"\x11recipient_subject\x18\x01 \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\x10recipientSubject\x12F\n" +
+	"\achannel\x18\x02 \x01(\x0e2\".securemsg.notification.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\x12K\n" +
+	"\x06status\x18\x03 \x01(\x0e2).securemsg.notification.v1.DeliveryStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12'\n" +
 	"\n" +
-	"message_id\x18\x04 \x01(\tR\tmessageId\x129\n" +
+	"message_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03(\x80\x01R\tmessageId\x129\n" +
 	"\n" +
 	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
-	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12$\n" +
+	"\tpage_size\x18\a \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\"\x85\x01\n" +
+	"page_token\x18\b \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken:\x95\x01\xbaH\x91\x01\x1a\x8e\x01\n" +
+	"\x12TIME_RANGE_INVALID\x12&end_time must not be before start_time\x1aP!has(this.start_time) || !has(this.end_time) || this.end_time >= this.start_time\"\x85\x01\n" +
 	"\x16ListDeliveriesResponse\x12C\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2#.securemsg.notification.v1.DeliveryR\n" +
 	"deliveries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe9\x01\n" +
-	"\x14ListTemplatesRequest\x12?\n" +
-	"\x04kind\x18\x01 \x01(\x0e2+.securemsg.notification.v1.NotificationKindR\x04kind\x12<\n" +
-	"\achannel\x18\x02 \x01(\x0e2\".securemsg.notification.v1.ChannelR\achannel\x12\x16\n" +
-	"\x06locale\x18\x03 \x01(\tR\x06locale\x12\x1b\n" +
-	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc5\x02\n" +
+	"\x14ListTemplatesRequest\x12I\n" +
+	"\x04kind\x18\x01 \x01(\x0e2+.securemsg.notification.v1.NotificationKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04kind\x12F\n" +
+	"\achannel\x18\x02 \x01(\x0e2\".securemsg.notification.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\x12K\n" +
+	"\x06locale\x18\x03 \x01(\tB3\xbaH0\xd8\x01\x01r+\x18#2'^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,3}$R\x06locale\x12$\n" +
+	"\tpage_size\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"\x82\x01\n" +
+	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\"\x82\x01\n" +
 	"\x15ListTemplatesResponse\x12A\n" +
 	"\ttemplates\x18\x01 \x03(\v2#.securemsg.notification.v1.TemplateR\ttemplates\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"X\n" +
-	"\x15UpdateTemplateRequest\x12?\n" +
-	"\btemplate\x18\x01 \x01(\v2#.securemsg.notification.v1.TemplateR\btemplate\"Y\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"`\n" +
+	"\x15UpdateTemplateRequest\x12G\n" +
+	"\btemplate\x18\x01 \x01(\v2#.securemsg.notification.v1.TemplateB\x06\xbaH\x03\xc8\x01\x01R\btemplate\"Y\n" +
 	"\x16UpdateTemplateResponse\x12?\n" +
 	"\btemplate\x18\x01 \x01(\v2#.securemsg.notification.v1.TemplateR\btemplate*m\n" +
 	"\aChannel\x12\x17\n" +

@@ -103,10 +103,8 @@ func (g *GRPC) UpdatePreferences(ctx context.Context, req *notificationv1.Update
 	if err != nil {
 		return nil, err
 	}
+	// The request rules refuse an empty update_mask (UPDATE_MASK_REQUIRED) before the handler.
 	paths := req.GetUpdateMask().GetPaths()
-	if len(paths) == 0 {
-		return nil, usererr.New(usererr.InvalidArgument, "UPDATE_MASK_REQUIRED", "update_mask is required")
-	}
 	in := req.GetPreferences()
 	var changes []func(*domain.Preferences)
 	var problems []string
@@ -216,10 +214,7 @@ func (g *GRPC) ListDeliveries(ctx context.Context, req *notificationv1.ListDeliv
 	if err != nil {
 		return nil, err
 	}
-	size, err := pageSize(req.GetPageSize(), 50, 200)
-	if err != nil {
-		return nil, err
-	}
+	size := pageSize(req.GetPageSize(), 50, 200)
 	f := domain.DeliveryFilter{Recipient: req.GetRecipientSubject(), Channel: domain.Channel(code16(req.GetChannel())),
 		Status: domain.Status(code16(req.GetStatus())), MessageID: req.GetMessageId()}
 	if req.GetStartTime() != nil {
@@ -228,9 +223,7 @@ func (g *GRPC) ListDeliveries(ctx context.Context, req *notificationv1.ListDeliv
 	if req.GetEndTime() != nil {
 		f.End = req.GetEndTime().AsTime()
 	}
-	if !f.Start.IsZero() && !f.End.IsZero() && f.End.Before(f.Start) {
-		return nil, usererr.New(usererr.InvalidArgument, "TIME_RANGE_INVALID", "end_time is before start_time")
-	}
+	// An inverted range (TIME_RANGE_INVALID) is refused by the request rules before the handler.
 	fh := filterHash(p.Subject, f.Recipient, strconv.Itoa(int(f.Channel)), strconv.Itoa(int(f.Status)), f.MessageID, f.Start.String(), f.End.String())
 	var cur *domain.DeliveryCursor
 	if t := req.GetPageToken(); t != "" {
@@ -301,10 +294,7 @@ func (g *GRPC) ListTemplates(ctx context.Context, req *notificationv1.ListTempla
 	if err != nil {
 		return nil, err
 	}
-	size, err := pageSize(req.GetPageSize(), 100, 500)
-	if err != nil {
-		return nil, err
-	}
+	size := pageSize(req.GetPageSize(), 100, 500)
 	offset := 0
 	if t := req.GetPageToken(); t != "" {
 		n, err := strconv.Atoi(t)
@@ -354,14 +344,11 @@ func (g *GRPC) UpdateTemplate(ctx context.Context, req *notificationv1.UpdateTem
 	return &notificationv1.UpdateTemplateResponse{Template: templatePB(out)}, nil
 }
 
-// pageSize applies a list rpc's page_size rule: negative is refused, zero means def, larger
-// than most is capped.
-func pageSize(requested int32, def, most int) (int, error) {
-	if requested < 0 {
-		return 0, usererr.New(usererr.InvalidArgument, "PAGE_SIZE_NEGATIVE", "page_size must not be negative")
+// pageSize applies a list rpc's page_size rule: zero means def, larger than most is capped. A
+// negative size never gets here: the request rules (int32.gte = 0) refuse it before the handler.
+func pageSize(requested int32, def, most int) int {
+	if requested <= 0 {
+		return def
 	}
-	if requested == 0 {
-		return def, nil
-	}
-	return min(int(requested), most), nil
+	return min(int(requested), most)
 }
