@@ -64,16 +64,10 @@ func TestErrorMappingEndToEnd(t *testing.T) {
 					}
 					return
 				}
-				m := maskedMessage.FindStringSubmatch(st.Message())
-				if m == nil {
-					t.Fatalf("Echo(%s) message = %q, want %q", tt.value, st.Message(), maskedMessage)
-				}
-				if m[1] != header {
-					t.Errorf("Echo(%s) masked request id = %s, want the x-request-id header %s", tt.value, m[1], header)
-				}
+				id := maskedRequestID(t, tt.value, st, header)
 				// The real cause is logged under the same id, for the operator.
 				line := h.logLine(t, "the internal error log line", func(line map[string]any) bool {
-					return line["msg"] == "rpc failed with an internal error" && line[logging.KeyRequestID] == m[1]
+					return line["msg"] == "rpc failed with an internal error" && line[logging.KeyRequestID] == id
 				})
 				if cause, _ := line[logging.KeyError].(string); !strings.Contains(cause, secretMarker) {
 					t.Errorf("internal error log line %s = %q, want the cause (with the secret marker)", logging.KeyError, cause)
@@ -81,6 +75,20 @@ func TestErrorMappingEndToEnd(t *testing.T) {
 			})
 		}
 	}
+}
+
+// maskedRequestID checks that st is the masked internal error and that the request id it names
+// is the call's (header, from x-request-id); it returns that id.
+func maskedRequestID(t *testing.T, value string, st *status.Status, header string) string {
+	t.Helper()
+	m := maskedMessage.FindStringSubmatch(st.Message())
+	if m == nil {
+		t.Fatalf("Echo(%s) message = %q, want %q", value, st.Message(), maskedMessage)
+	}
+	if m[1] != header {
+		t.Errorf("Echo(%s) masked request id = %s, want the x-request-id header %s", value, m[1], header)
+	}
+	return m[1]
 }
 
 // reasonOf is the google.rpc.ErrorInfo reason of st, or "".
