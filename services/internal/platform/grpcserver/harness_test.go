@@ -1,7 +1,6 @@
 package grpcserver_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -142,31 +140,13 @@ var testDesc = grpc.ServiceDesc{
 	}},
 }
 
-// syncBuffer collects log output written from server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a server on 127.0.0.1:0 with the test service, serving until the test ends.
 type harness struct {
 	srv    *grpcserver.Server
 	svc    *testService
 	pki    *grpctest.PKI
 	addr   string
-	logs   *syncBuffer
+	logs   *grpctest.LogBuffer
 	stop   context.CancelFunc
 	served chan error
 }
@@ -194,7 +174,7 @@ func startServer(t *testing.T, pki *grpctest.PKI, cfg config.Server, opts ...grp
 // startServerWith is startServer with more services, which register adds before serving.
 func startServerWith(t *testing.T, pki *grpctest.PKI, cfg config.Server, register func(*grpc.Server), opts ...grpcserver.Option) *harness {
 	t.Helper()
-	h := &harness{svc: newTestService(), pki: pki, logs: &syncBuffer{}, served: make(chan error, 1)}
+	h := &harness{svc: newTestService(), pki: pki, logs: &grpctest.LogBuffer{}, served: make(chan error, 1)}
 	opts = append([]grpcserver.Option{grpcserver.WithLogger(logging.New(h.logs, slog.LevelDebug))}, opts...)
 	srv, err := grpcserver.New(cfg, opts...)
 	if err != nil {

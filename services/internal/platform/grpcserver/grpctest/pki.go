@@ -1,5 +1,6 @@
 // Package grpctest issues throwaway certificates for tests of gRPC servers and clients, so
-// tests can run real TLS and mTLS on 127.0.0.1 without the dev stack's CA.
+// tests can run real TLS and mTLS on 127.0.0.1 without the dev stack's CA, and collects a
+// server's log output for the test to read (LogBuffer).
 //
 // It is imported only by tests.
 package grpctest
