@@ -14,27 +14,20 @@ import (
 )
 
 // fakeClock is a settable clock for the keyring's and the pool's age limits, safe for the
-// background goroutines that read it.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// background goroutines that read it: Unix nanoseconds in an atomic.
+type fakeClock struct{ unixNano atomic.Int64 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1000, 0)} }
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.unixNano.Store(time.Unix(1000, 0).UnixNano())
+	return c
+}
 
 // Now is the clock's time; pass it as the now option.
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
+func (c *fakeClock) Now() time.Time { return time.Unix(0, c.unixNano.Load()) }
 
 // Advance moves the clock forward by d.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func (c *fakeClock) Advance(d time.Duration) { c.unixNano.Add(int64(d)) }
 
 // fakeKeyService is an in-memory KeyService for unit tests of the cache; the real Transit
 // server is exercised in transit_integration_test.go.
