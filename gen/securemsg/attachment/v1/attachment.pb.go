@@ -1878,10 +1878,11 @@ const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\x13declared_media_type\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xff\x01R\x11declaredMediaType\x127\n" +
 	"\x13declared_size_bytes\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x11declaredSizeBytes\x12K\n" +
 	"\tthread_id\x18\x04 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$R\bthreadId\x127\n" +
-	"\x11client_request_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"\x95\x01\n" +
+	"\x11client_request_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"\xd9\x01\n" +
 	"\x17UploadAttachmentRequest\x12E\n" +
-	"\bmetadata\x18\x01 \x01(\v2'.securemsg.attachment.v1.UploadMetadataH\x00R\bmetadata\x12!\n" +
-	"\x05chunk\x18\x02 \x01(\fB\t\xbaH\x06z\x04\x18\x80\x80@H\x00R\x05chunkB\x10\n" +
+	"\bmetadata\x18\x01 \x01(\v2'.securemsg.attachment.v1.UploadMetadataH\x00R\bmetadata\x12e\n" +
+	"\x05chunk\x18\x02 \x01(\fBM\xbaHJ\xba\x01G\n" +
+	"\x0fCHUNK_TOO_LARGE\x12\x1da chunk must be at most 1 MiB\x1a\x15size(this) <= 1048576H\x00R\x05chunkB\x10\n" +
 	"\apayload\x12\x05\xbaH\x02\b\x01\"_\n" +
 	"\x18UploadAttachmentResponse\x12C\n" +
 	"\n" +

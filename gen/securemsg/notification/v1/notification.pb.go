@@ -1542,7 +1542,7 @@ const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	"updateMask:\x80\x01\xbaH}\x1a{\n" +
 	"\x14UPDATE_MASK_REQUIRED\x12(update_mask must name at least one field\x1a9has(this.update_mask) && size(this.update_mask.paths) > 0\"e\n" +
 	"\x19UpdatePreferencesResponse\x12H\n" +
-	"\vpreferences\x18\x01 \x01(\v2&.securemsg.notification.v1.PreferencesR\vpreferences\"\xe5\x04\n" +
+	"\vpreferences\x18\x01 \x01(\v2&.securemsg.notification.v1.PreferencesR\vpreferences\"\xa3\x05\n" +
 	"\x15ListDeliveriesRequest\x125\n" +
 	"\x11recipient_subject\x18\x01 \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\x10recipientSubject\x12F\n" +
 	"\achannel\x18\x02 \x01(\x0e2\".securemsg.notification.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\x12K\n" +
@@ -1551,8 +1551,9 @@ const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	"message_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03(\x80\x01R\tmessageId\x129\n" +
 	"\n" +
 	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12$\n" +
-	"\tpage_size\x18\a \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12b\n" +
+	"\tpage_size\x18\a \x01(\x05BE\xbaHB\xba\x01?\n" +
+	"\x12PAGE_SIZE_NEGATIVE\x12\x1epage_size must not be negative\x1a\tthis >= 0R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\b \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken:\x95\x01\xbaH\x91\x01\x1a\x8e\x01\n" +
 	"\x12TIME_RANGE_INVALID\x12&end_time must not be before start_time\x1aP!has(this.start_time) || !has(this.end_time) || this.end_time >= this.start_time\"\x85\x01\n" +
@@ -1560,12 +1561,13 @@ const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2#.securemsg.notification.v1.DeliveryR\n" +
 	"deliveries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc5\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x83\x03\n" +
 	"\x14ListTemplatesRequest\x12I\n" +
 	"\x04kind\x18\x01 \x01(\x0e2+.securemsg.notification.v1.NotificationKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04kind\x12F\n" +
 	"\achannel\x18\x02 \x01(\x0e2\".securemsg.notification.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\x12K\n" +
-	"\x06locale\x18\x03 \x01(\tB3\xbaH0\xd8\x01\x01r+\x18#2'^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,3}$R\x06locale\x12$\n" +
-	"\tpage_size\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\x06locale\x18\x03 \x01(\tB3\xbaH0\xd8\x01\x01r+\x18#2'^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,3}$R\x06locale\x12b\n" +
+	"\tpage_size\x18\x04 \x01(\x05BE\xbaHB\xba\x01?\n" +
+	"\x12PAGE_SIZE_NEGATIVE\x12\x1epage_size must not be negative\x1a\tthis >= 0R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\"\x82\x01\n" +
 	"\x15ListTemplatesResponse\x12A\n" +

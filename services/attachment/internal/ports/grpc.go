@@ -105,9 +105,8 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		if msg.GetMetadata() != nil {
 			return 0, usererr.New(usererr.InvalidArgument, "METADATA_REPEATED", "metadata may be sent only once, first")
 		}
-		if len(msg.GetChunk()) > MaxChunkBytes {
-			return 0, usererr.New(usererr.InvalidArgument, "CHUNK_TOO_LARGE", "a chunk exceeds 1 MiB")
-		}
+		// A chunk over MaxChunkBytes never gets here: the request rules refuse it
+		// (CHUNK_TOO_LARGE) as the stream delivers it.
 		r.buf, r.held = msg.GetChunk(), msg.GetChunk()
 	}
 	n := copy(p, r.buf)

@@ -2,7 +2,9 @@ package grpcserver_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
@@ -66,9 +69,26 @@ func (exportService) ExportAuditEvents(_ *auditv1.ExportAuditEventsRequest, st g
 	return st.Send(&auditv1.ExportAuditEventsResponse{Summary: &auditv1.ExportSummary{}})
 }
 
+// uploadService takes an UploadAttachment stream (a client stream: every message is validated
+// as the handler receives it) when each of its messages passes validation.
+type uploadService struct {
+	attachmentv1.UnimplementedAttachmentServiceServer
+}
+
+func (uploadService) UploadAttachment(st grpc.ClientStreamingServer[attachmentv1.UploadAttachmentRequest, attachmentv1.UploadAttachmentResponse]) error {
+	for {
+		if _, err := st.Recv(); errors.Is(err, io.EOF) {
+			return st.SendAndClose(&attachmentv1.UploadAttachmentResponse{})
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
 func registerRuleServices(s *grpc.Server) {
 	messagingv1.RegisterMessagingServiceServer(s, threadService{})
 	auditv1.RegisterAuditServiceServer(s, exportService{})
+	attachmentv1.RegisterAttachmentServiceServer(s, uploadService{})
 }
 
 // violation is one google.rpc.BadRequest field violation as a test expects it.
@@ -83,6 +103,25 @@ func TestValidationRules(t *testing.T) {
 	h := startServerWith(t, pki, pki.ServerConfig(false), registerRuleServices)
 	threads := messagingv1.NewMessagingServiceClient(h.dial(t))
 	audit := auditv1.NewAuditServiceClient(h.dial(t))
+	files := attachmentv1.NewAttachmentServiceClient(h.dial(t))
+	upload := func(ctx context.Context, msgs ...*attachmentv1.UploadAttachmentRequest) error {
+		st, err := files.UploadAttachment(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := st.Send(m); err != nil {
+				break // the server ended the stream; CloseAndRecv says why
+			}
+		}
+		_, err = st.CloseAndRecv()
+		return err
+	}
+	metadata := &attachmentv1.UploadAttachmentRequest{Payload: &attachmentv1.UploadAttachmentRequest_Metadata{
+		Metadata: &attachmentv1.UploadMetadata{FileName: phiMarker + ".txt", DeclaredMediaType: "text/plain", DeclaredSizeBytes: 3}}}
+	chunk := func(n int) *attachmentv1.UploadAttachmentRequest {
+		return &attachmentv1.UploadAttachmentRequest{Payload: &attachmentv1.UploadAttachmentRequest_Chunk{Chunk: make([]byte, n)}}
+	}
 	export := func(ctx context.Context, req *auditv1.ExportAuditEventsRequest) error {
 		st, err := audit.ExportAuditEvents(ctx, req)
 		if err != nil {
@@ -118,6 +157,15 @@ func TestValidationRules(t *testing.T) {
 		{"stream without a required enum", func(ctx context.Context) error {
 			return export(ctx, &auditv1.ExportAuditEventsRequest{})
 		}, "FIELD_REQUIRED", []violation{{"format", "FIELD_REQUIRED"}}},
+		{"valid client stream", func(ctx context.Context) error {
+			return upload(ctx, metadata, chunk(3))
+		}, "", nil},
+		{"client stream, a later message breaks a rule", func(ctx context.Context) error {
+			return upload(ctx, metadata, chunk(3), chunk(1<<20+1))
+		}, "CHUNK_TOO_LARGE", []violation{{"chunk", "CHUNK_TOO_LARGE"}}},
+		{"client stream, an empty message", func(ctx context.Context) error {
+			return upload(ctx, metadata, &attachmentv1.UploadAttachmentRequest{})
+		}, "FIELD_REQUIRED", []violation{{"payload", "FIELD_REQUIRED"}}},
 		{"stream with a nested message rule", func(ctx context.Context) error {
 			return export(ctx, &auditv1.ExportAuditEventsRequest{Format: auditv1.ExportFormat_EXPORT_FORMAT_JSONL,
 				Filter: &auditv1.AuditEventFilter{FromSequence: 9, ToSequence: 3, PatientId: strings.Repeat(phiMarker, 4)}})

@@ -351,9 +351,7 @@ func (h *Handler) CheckMessageAccess(ctx context.Context, req *messagingv1.Check
 	if caller.Kind != auth.KindService || caller.Service == "" {
 		return nil, domain.ErrServiceCallersOnly
 	}
-	if req.GetPrincipal() == nil {
-		return nil, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "principal is required")
-	}
+	// principal is required by the request rules; the use case still refuses one without a subject.
 	user := auth.PrincipalFromProto(req.GetPrincipal(), caller.Service)
 	res, err := h.svc.CheckMessageAccess(ctx, caller, app.AccessCheck{User: user, MessageID: req.GetMessageId(),
 		ThreadID: req.GetThreadId(), Action: app.AccessAction(req.GetAction()), BreakGlassReason: req.GetBreakGlassReason()})
