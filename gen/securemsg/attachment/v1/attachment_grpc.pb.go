@@ -46,7 +46,9 @@ const (
 // Errors every rpc may return, besides those it lists: UNAUTHENTICATED when the token (or, for
 // service-to-service rpcs, the mTLS peer) is missing or invalid; RESOURCE_EXHAUSTED on rate
 // limits; UNAVAILABLE when Postgres, object storage, Vault, clamd or messaging is down (safe to
-// retry); INTERNAL for unexpected faults (details masked, logged with the request id).
+// retry); INTERNAL for unexpected faults (details masked, logged with the request id);
+// INVALID_ARGUMENT when a request message breaks a rule declared on its fields below
+// (buf.validate), with google.rpc.BadRequest naming each field and rule (never the value).
 type AttachmentServiceClient interface {
 	// UploadAttachment receives a file as a client stream: first an UploadMetadata, then chunks
 	// of at most 1 MiB. The file is encrypted as it arrives; the response comes after the last
@@ -329,7 +331,9 @@ func (c *attachmentServiceClient) PurgeAttachments(ctx context.Context, in *Purg
 // Errors every rpc may return, besides those it lists: UNAUTHENTICATED when the token (or, for
 // service-to-service rpcs, the mTLS peer) is missing or invalid; RESOURCE_EXHAUSTED on rate
 // limits; UNAVAILABLE when Postgres, object storage, Vault, clamd or messaging is down (safe to
-// retry); INTERNAL for unexpected faults (details masked, logged with the request id).
+// retry); INTERNAL for unexpected faults (details masked, logged with the request id);
+// INVALID_ARGUMENT when a request message breaks a rule declared on its fields below
+// (buf.validate), with google.rpc.BadRequest naming each field and rule (never the value).
 type AttachmentServiceServer interface {
 	// UploadAttachment receives a file as a client stream: first an UploadMetadata, then chunks
 	// of at most 1 MiB. The file is encrypted as it arrives; the response comes after the last

@@ -48,8 +48,10 @@ const (
 // Errors every rpc may return, besides those it lists: UNAUTHENTICATED when the token is
 // missing or invalid; PERMISSION_DENIED when the token lacks the rpc's scope;
 // RESOURCE_EXHAUSTED on rate limits; UNAVAILABLE when Postgres is down (safe to retry);
-// INTERNAL for unexpected faults (details masked, logged with the request id). Queries and
-// exports are themselves audited (QUERY, EXPORT).
+// INTERNAL for unexpected faults (details masked, logged with the request id); INVALID_ARGUMENT
+// when the request breaks a rule declared on its fields below (buf.validate), with
+// google.rpc.BadRequest naming each field and rule (never the value). Queries and exports are
+// themselves audited (QUERY, EXPORT).
 type AuditServiceClient interface {
 	// QueryAuditEvents returns log entries matching a filter, in sequence order, with keyset
 	// paging (the page token encodes the last sequence returned, so pages stay stable while the
@@ -203,8 +205,10 @@ func (c *auditServiceClient) GetAccessReport(ctx context.Context, in *GetAccessR
 // Errors every rpc may return, besides those it lists: UNAUTHENTICATED when the token is
 // missing or invalid; PERMISSION_DENIED when the token lacks the rpc's scope;
 // RESOURCE_EXHAUSTED on rate limits; UNAVAILABLE when Postgres is down (safe to retry);
-// INTERNAL for unexpected faults (details masked, logged with the request id). Queries and
-// exports are themselves audited (QUERY, EXPORT).
+// INTERNAL for unexpected faults (details masked, logged with the request id); INVALID_ARGUMENT
+// when the request breaks a rule declared on its fields below (buf.validate), with
+// google.rpc.BadRequest naming each field and rule (never the value). Queries and exports are
+// themselves audited (QUERY, EXPORT).
 type AuditServiceServer interface {
 	// QueryAuditEvents returns log entries matching a filter, in sequence order, with keyset
 	// paging (the page token encodes the last sequence returned, so pages stay stable while the

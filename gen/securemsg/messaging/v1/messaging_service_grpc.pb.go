@@ -53,7 +53,10 @@ const (
 // caller's IP is denied; RESOURCE_EXHAUSTED when the caller or client app exceeds its rate limit;
 // UNAVAILABLE when a dependency (Postgres, Vault, the audit outbox) is down (safe to retry;
 // writes are idempotent by client_request_id); INTERNAL for unexpected faults (details masked,
-// logged with the request id).
+// logged with the request id); INVALID_ARGUMENT when the request breaks a rule declared on its
+// fields below (buf.validate: required fields, UUIDs, lengths, known enum values, ranges), with
+// google.rpc.BadRequest naming each field and rule (never the value) and the first rule's reason
+// in google.rpc.ErrorInfo.
 type MessagingServiceClient interface {
 	// CreateThread starts a thread to a care pool with its first message, binding any uploaded
 	// attachments to it. Retrying with the same client_request_id returns the original result.
@@ -447,7 +450,10 @@ type MessagingService_WatchInboxClient = grpc.ServerStreamingClient[WatchInboxRe
 // caller's IP is denied; RESOURCE_EXHAUSTED when the caller or client app exceeds its rate limit;
 // UNAVAILABLE when a dependency (Postgres, Vault, the audit outbox) is down (safe to retry;
 // writes are idempotent by client_request_id); INTERNAL for unexpected faults (details masked,
-// logged with the request id).
+// logged with the request id); INVALID_ARGUMENT when the request breaks a rule declared on its
+// fields below (buf.validate: required fields, UUIDs, lengths, known enum values, ranges), with
+// google.rpc.BadRequest naming each field and rule (never the value) and the first rule's reason
+// in google.rpc.ErrorInfo.
 type MessagingServiceServer interface {
 	// CreateThread starts a thread to a care pool with its first message, binding any uploaded
 	// attachments to it. Retrying with the same client_request_id returns the original result.

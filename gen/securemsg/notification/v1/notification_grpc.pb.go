@@ -39,7 +39,9 @@ const (
 // Errors every rpc may return, besides those it lists: UNAUTHENTICATED when the token is
 // missing or invalid; PERMISSION_DENIED when the token lacks the rpc's scope; RESOURCE_EXHAUSTED
 // on rate limits; UNAVAILABLE when Postgres or Vault is down (safe to retry); INTERNAL for
-// unexpected faults (details masked, logged with the request id).
+// unexpected faults (details masked, logged with the request id); INVALID_ARGUMENT when the
+// request breaks a rule declared on its fields below (buf.validate), with google.rpc.BadRequest
+// naming each field and rule (never the value).
 type NotificationServiceClient interface {
 	// GetPreferences returns the caller's alert preferences, contact points included. A person who
 	// never set any gets the defaults (email on if the identity provider gave an address).
@@ -146,7 +148,9 @@ func (c *notificationServiceClient) UpdateTemplate(ctx context.Context, in *Upda
 // Errors every rpc may return, besides those it lists: UNAUTHENTICATED when the token is
 // missing or invalid; PERMISSION_DENIED when the token lacks the rpc's scope; RESOURCE_EXHAUSTED
 // on rate limits; UNAVAILABLE when Postgres or Vault is down (safe to retry); INTERNAL for
-// unexpected faults (details masked, logged with the request id).
+// unexpected faults (details masked, logged with the request id); INVALID_ARGUMENT when the
+// request breaks a rule declared on its fields below (buf.validate), with google.rpc.BadRequest
+// naming each field and rule (never the value).
 type NotificationServiceServer interface {
 	// GetPreferences returns the caller's alert preferences, contact points included. A person who
 	// never set any gets the defaults (email on if the identity provider gave an address).
