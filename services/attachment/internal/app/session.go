@@ -304,7 +304,9 @@ func (s *Service) notNext(ctx context.Context, sess *domain.UploadSession, a *do
 // to the object store as it is sealed, never held whole.
 func (s *Service) stageChunk(ctx context.Context, uploadID string, c domain.Chunk, dek, data []byte) error {
 	pr, pw := io.Pipe()
+	sealed := make(chan struct{})
 	go func() {
+		defer close(sealed)
 		enc, err := crypto.NewStreamWriter(pw, dek, stageAAD(uploadID, c.Offset))
 		if err == nil {
 			_, err = enc.Write(data)
@@ -316,6 +318,7 @@ func (s *Service) stageChunk(ctx context.Context, uploadID string, c domain.Chun
 	}()
 	err := s.objects.Put(ctx, c.ObjectName, pr, crypto.CiphertextSize(c.Length))
 	pr.CloseWithError(errStoreStopped) // release the sealer if the store stopped early
+	<-sealed                           // data and dek are the caller's again only once the sealer is done
 	return err
 }
 

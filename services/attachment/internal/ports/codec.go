@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 )
 
 // ChunkCodec is the standard protobuf codec, except for the messages that carry file bytes,
@@ -50,8 +51,16 @@ func (c *ChunkCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.std.Marshal(v)
 }
 
-// Unmarshal decodes an UploadAttachmentRequest itself and anything else as the standard codec.
+// Unmarshal decodes an UploadAttachmentRequest and an AppendUploadChunkRequest itself and
+// anything else as the standard codec.
 func (c *ChunkCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if req, ok := v.(*attachmentv1.AppendUploadChunkRequest); ok {
+		// gRPC's default pool keeps no buffers above 1 MiB: a chunk's message is gathered into
+		// one of appendMessages' instead, then its data copied into a session chunk buffer.
+		buf := data.MaterializeToBuffer(appendMessages)
+		defer buf.Free()
+		return decodeAppendRequest(buf.ReadOnlyData(), req)
+	}
 	req, ok := v.(*attachmentv1.UploadAttachmentRequest)
 	if !ok {
 		return c.std.Unmarshal(data, v)
@@ -134,6 +143,102 @@ func decodeUploadRequest(b []byte, req *attachmentv1.UploadAttachmentRequest) er
 		b = b[n:]
 	}
 	return nil
+}
+
+// decodeAppendRequest parses an AppendUploadChunkRequest with its data in a pooled buffer
+// (sessionChunkPool), released by the handler once the chunk is stored: a session upload of
+// 1 GiB would otherwise allocate 1 GiB of garbage, as the stream would (see ChunkCodec). As
+// protobuf does, the last occurrence of a field wins and unknown fields are skipped.
+func decodeAppendRequest(b []byte, req *attachmentv1.AppendUploadChunkRequest) error {
+	req.Reset()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("append request: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return fmt.Errorf("append request: %w", protowire.ParseError(n))
+			}
+			req.UploadId, b = string(v), b[n:]
+		case num == 2 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return fmt.Errorf("append request: %w", protowire.ParseError(n))
+			}
+			req.Offset, b = int64(v), b[n:] //nolint:gosec // G115: an int64 field is its two's-complement bits, as protobuf decodes it
+		case num == 3 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return fmt.Errorf("append request: %w", protowire.ParseError(n))
+			}
+			releaseSessionChunk(req.GetData())
+			req.Data, b = sessionChunkCopy(v), b[n:]
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return fmt.Errorf("append request: %w", protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+	}
+	return nil
+}
+
+// appendMessages pools buffers for whole AppendUploadChunkRequest messages: the largest chunk
+// and room for the id and offset. Larger messages get a buffer of their own (and are refused).
+var appendMessages = &sizedPool{size: domain.MaxSessionChunkBytes + 4<<10}
+
+// sizedPool is a mem.BufferPool of buffers of one capacity.
+type sizedPool struct {
+	size int
+	p    sync.Pool
+}
+
+// Get returns a buffer of length n.
+func (s *sizedPool) Get(n int) *[]byte {
+	if n > s.size {
+		b := make([]byte, n)
+		return &b
+	}
+	if b, ok := s.p.Get().(*[]byte); ok {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, s.size)
+	return &b
+}
+
+// Put takes back buffers of the pool's capacity.
+func (s *sizedPool) Put(b *[]byte) {
+	if cap(*b) == s.size {
+		s.p.Put(b)
+	}
+}
+
+// sessionChunkPool holds buffers of an upload session's largest chunk.
+var sessionChunkPool = sync.Pool{New: func() any { b := make([]byte, 0, domain.MaxSessionChunkBytes); return &b }}
+
+// sessionChunkCopy copies v into a pooled buffer; an oversized chunk (refused later) gets its own.
+func sessionChunkCopy(v []byte) []byte {
+	if len(v) > domain.MaxSessionChunkBytes {
+		return append([]byte(nil), v...)
+	}
+	bp := sessionChunkPool.Get().(*[]byte)
+	return append((*bp)[:0], v...)
+}
+
+// releaseSessionChunk returns a session chunk's buffer to the pool (only buffers from
+// sessionChunkCopy, by capacity); the caller must not use b afterwards.
+func releaseSessionChunk(b []byte) {
+	if cap(b) != domain.MaxSessionChunkBytes {
+		return
+	}
+	b = b[:0]
+	sessionChunkPool.Put(&b)
 }
 
 // chunkPool holds MaxChunkBytes buffers.

@@ -40,6 +40,9 @@ func (h *Handler) AppendUploadChunk(ctx context.Context, req *attachmentv1.Appen
 		return nil, err
 	}
 	prog, err := h.app.AppendUploadChunk(ctx, p, req.GetUploadId(), req.GetOffset(), req.GetData())
+	// The chunk is sealed and stored, or refused: nothing holds it now (ChunkCodec pools it).
+	releaseSessionChunk(req.GetData())
+	req.Data = nil
 	if err != nil {
 		return nil, withMetadata(err)
 	}
