@@ -15,11 +15,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Filter is the IP filter guard, a grpcserver.Guard.
@@ -100,8 +99,13 @@ func (f *Filter) check(ctx context.Context, fullMethod string) error {
 			slog.WarnContext(ctx, "record ip refusal failed", slog.String("error", err.Error()))
 		}
 	}
-	return status.Error(codes.PermissionDenied, "permission denied")
+	return errIPDenied
 }
+
+// errIPDenied is the refusal of a caller whose address the lists do not admit. Its reason lets a
+// portal tell "your network may not reach this service" from a policy refusal; the message
+// names neither the address nor the lists.
+var errIPDenied = usererr.New(usererr.PermissionDenied, "IP_DENIED", "permission denied")
 
 // UnaryServerInterceptor filters unary rpcs.
 func (f *Filter) UnaryServerInterceptor() grpc.UnaryServerInterceptor {

@@ -2,6 +2,7 @@ package ipfilter_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/ipfilter"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 func TestFilterAllowed(t *testing.T) {
@@ -80,6 +82,10 @@ func TestFilterGuard(t *testing.T) {
 				func(context.Context, any) (any, error) { return nil, nil })
 			if got := status.Code(err); got != tt.want {
 				t.Errorf("guard(%s) = %v, want %v", tt.ip, got, tt.want)
+			}
+			var ue *usererr.Error
+			if err != nil && (!errors.As(err, &ue) || ue.ReasonOf() != "IP_DENIED") {
+				t.Errorf("guard(%s) = %v, want a usererr with reason IP_DENIED", tt.ip, err)
 			}
 		})
 	}
