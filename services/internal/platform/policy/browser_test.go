@@ -4,6 +4,15 @@ import (
 	"slices"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
+	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
+	notificationv1 "github.com/securemsg/securemsg/gen/securemsg/notification/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
 )
 
@@ -77,5 +86,38 @@ func TestBrowserSurfaceMatchesPolicies(t *testing.T) {
 		if policy.OnBrowserSurface(m) {
 			t.Errorf("OnBrowserSurface(%q) = true, want false", m)
 		}
+	}
+}
+
+// TestEveryRESTRouteIsOnTheBrowserSurface: a method with a google.api.http route is on the
+// browser surface. The edge would refuse it anyway (its surface check stands in front of the gRPC
+// server whatever the route), but a route to an rpc no browser may call is a contract mistake
+// that the OpenAPI document would publish.
+func TestEveryRESTRouteIsOnTheBrowserSurface(t *testing.T) {
+	t.Parallel()
+	routes := 0
+	for _, name := range []string{
+		messagingv1.MessagingService_ServiceDesc.ServiceName, attachmentv1.AttachmentService_ServiceDesc.ServiceName,
+		notificationv1.NotificationService_ServiceDesc.ServiceName, auditv1.AuditService_ServiceDesc.ServiceName,
+	} {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+		if err != nil {
+			t.Fatalf("service %s: %v", name, err)
+		}
+		sd := d.(protoreflect.ServiceDescriptor)
+		for i := range sd.Methods().Len() {
+			m := sd.Methods().Get(i)
+			rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
+			if rule == nil || rule.GetPattern() == nil {
+				continue
+			}
+			routes++
+			if full := "/" + string(sd.FullName()) + "/" + string(m.Name()); !policy.OnBrowserSurface(full) {
+				t.Errorf("%s has a REST route but is not on the browser surface", full)
+			}
+		}
+	}
+	if routes == 0 {
+		t.Error("no rpc has a REST route: the descriptors were not read")
 	}
 }
