@@ -20,8 +20,8 @@ type WatchSettings struct {
 	// so that proxies and load balancers do not close an idle stream.
 	Heartbeat time.Duration
 	// Buffer is how many changes wait for one watcher before it counts as fallen behind
-	// (default 32): the overflow is dropped and the watcher is told to resync, so a slow client
-	// costs a bounded amount of memory.
+	// (default 64, the feed's largest batch): the overflow is dropped and the watcher is told to
+	// resync, so a slow client costs a bounded amount of memory (about 8 KiB at the default).
 	Buffer int
 	// MaxPerSubject bounds the watches one person holds open at once on this replica, across
 	// their devices and tabs (default 8).
@@ -45,7 +45,7 @@ func (w WatchSettings) withDefaults() WatchSettings {
 	def(&w.MaxSessionAge, auth.DefaultMaxAuthAge)
 	def(&w.FeedTimeout, 10*time.Second)
 	if w.Buffer <= 0 {
-		w.Buffer = 32
+		w.Buffer = 64
 	}
 	if w.MaxPerSubject <= 0 {
 		w.MaxPerSubject = 8
@@ -351,33 +351,49 @@ func earliest(a, b time.Time) time.Time {
 // InboxFeedLive tells the service that the event feed follows the stream: watches may open.
 func (s *Service) InboxFeedLive() { s.watches.liveOnce.Do(func() { close(s.watches.live) }) }
 
-// DeliverChange hands a committed change to the open watches that may hear of it: each is
-// asked the policy's record-level GetThread question on the thread as it stands now (loaded
-// without decrypting anything), so a watcher hears only of threads it could open. The feed
-// calls it for each event in stream order.
+// DeliverChange hands one committed change to the open watches that may hear of it
+// (DeliverChanges of one).
 func (s *Service) DeliverChange(ctx context.Context, c domain.InboxChange) {
-	if s.watches.empty() {
+	s.DeliverChanges(ctx, []domain.InboxChange{c})
+}
+
+// DeliverChanges hands committed changes, in stream order, to the open watches that may hear
+// of them: each watch is asked the policy's record-level GetThread question on the thread as
+// it stands now (loaded without decrypting anything, all of a batch's threads in one round
+// trip), so a watcher hears only of threads it could open. The feed calls it with whatever
+// events have arrived, so a burst costs one load rather than one per event.
+func (s *Service) DeliverChanges(ctx context.Context, cs []domain.InboxChange) {
+	if len(cs) == 0 || s.watches.empty() {
 		return
 	}
-	t, err := s.Threads.Thread(ctx, c.ThreadID)
-	if errors.Is(err, domain.ErrThreadNotFound) {
-		return // purged since: nobody may open it
+	ids := make([]string, 0, len(cs))
+	for _, c := range cs {
+		if !contains(ids, c.ThreadID) {
+			ids = append(ids, c.ThreadID)
+		}
 	}
+	threads, err := s.Threads.Threads(ctx, ids)
 	if err != nil {
-		// The change cannot be checked, so it is sent to nobody; the watchers that might have
-		// heard of it re-read instead of missing it silently.
-		s.Logger.WarnContext(ctx, "inbox change not checked; watchers resync",
-			slog.String("thread_id", c.ThreadID), slog.String("error", err.Error()))
+		// The changes cannot be checked, so they are sent to nobody; the watchers that might
+		// have heard of them re-read instead of missing them silently.
+		s.Logger.WarnContext(ctx, "inbox changes not checked; watchers resync",
+			slog.Int("changes", len(cs)), slog.String("error", err.Error()))
 		s.watches.resyncAll()
 		return
 	}
-	res := threadResource(t)
-	for _, w := range s.watches.candidates(t.PatientID, t.PoolID) {
-		if c.OnlyFor != "" && c.OnlyFor != w.p.Subject {
-			continue
+	for _, c := range cs {
+		t, ok := threads[c.ThreadID]
+		if !ok {
+			continue // purged since: nobody may open it
 		}
-		if s.Policy.Evaluate(w.p, actGetThread, res, policy.Context{}).Allowed {
-			w.offer(c)
+		res := threadResource(t)
+		for _, w := range s.watches.candidates(t.PatientID, t.PoolID) {
+			if c.OnlyFor != "" && c.OnlyFor != w.p.Subject {
+				continue
+			}
+			if s.Policy.Evaluate(w.p, actGetThread, res, policy.Context{}).Allowed {
+				w.offer(c)
+			}
 		}
 	}
 }

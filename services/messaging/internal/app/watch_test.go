@@ -165,10 +165,10 @@ func TestWatchInboxChecksTheThreadAsItIsNow(t *testing.T) {
 	}
 }
 
-// failingThreads answers every thread load with an outage.
+// failingThreads answers every batch thread load with an outage.
 type failingThreads struct{ domain.ThreadRepository }
 
-func (failingThreads) Thread(context.Context, string) (*domain.Thread, error) {
+func (failingThreads) Threads(context.Context, []string) (map[string]*domain.Thread, error) {
 	return nil, domain.DatabaseUnavailable(errors.New("connection refused"))
 }
 
@@ -269,4 +269,25 @@ func TestWatchInboxLimits(t *testing.T) {
 	h.openWatch(t, otherPatient) // the limit is per person
 	first.Close()
 	h.openWatch(t, patient)
+}
+
+// TestWatchInboxBatch: a batch of changes is checked with one thread load and delivered in
+// order, changes about missing threads left out.
+func TestWatchInboxBatch(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, watchTuning(64, 8))
+	own := h.newThreadIn(t, patient, "pool-cardiology", commonv1.Sensitivity_SENSITIVITY_NORMAL)
+	confidential := h.newThreadIn(t, teen, "pool-cardiology", commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL)
+	h.svc.InboxFeedLive()
+	w := h.openWatch(t, proxy)
+	batch := []domain.InboxChange{change(own, domain.ChangeMessageCreated), change(uuid.NewString(), domain.ChangeMessageCreated),
+		change(confidential, domain.ChangeMessageCreated), change(own, domain.ChangeThreadClosed), change(own, domain.ChangeThreadReopened)}
+	h.svc.DeliverChanges(t.Context(), batch)
+	var got []domain.InboxChange
+	for _, n := range queued(t, w) {
+		got = append(got, n.Change)
+	}
+	if want := []domain.InboxChange{batch[0], batch[3], batch[4]}; !slices.Equal(got, want) {
+		t.Fatalf("the proxy heard %+v, want %+v in order", got, want)
+	}
 }

@@ -25,6 +25,9 @@ import (
 type ThreadRepository interface {
 	// Thread loads a thread; ErrThreadNotFound when there is none.
 	Thread(ctx context.Context, id string) (*Thread, error)
+	// Threads loads the threads among ids that exist, in one round trip, keyed by id; ids that
+	// name no thread (or are no UUIDs) are absent from the map.
+	Threads(ctx context.Context, ids []string) (map[string]*Thread, error)
 	// ThreadAndRequest loads a thread and, in the same round trip, whether sender's client
 	// request id was used before (by a message or a retraction: what
 	// MessageRepository.MessageByRequest would find). t is nil when the thread does not exist.

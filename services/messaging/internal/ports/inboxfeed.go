@@ -30,16 +30,33 @@ type InboxFeed struct {
 	Logger          *slog.Logger
 }
 
+// maxFeedBatch bounds the changes handed to the service at once (one thread load each). It is
+// no larger than a watch's default buffer (app.WatchSettings.Buffer), so a watcher that keeps
+// up between batches never overflows because a burst arrived as one.
+const maxFeedBatch = 64
+
 // feedRetry spaces out attempts to (re)create the consumer while NATS is unreachable.
 var feedRetry = backoff.Exponential{Floor: 200 * time.Millisecond, Ceiling: 10 * time.Second, Jitter: 0.2}
 
 // Run follows the stream until ctx ends. The ordered consumer recovers from NATS restarts on
 // its own; should it give up, the feed starts a new one where the old one stopped (after the
 // last stream sequence it handled), so no change is skipped.
+//
+// The consumer's callback only decodes and queues; one goroutine hands the service whatever
+// has queued up, in order, as one batch, so a burst of events costs one thread load per batch
+// instead of one per event. The queue is bounded: when it is full the callback waits, and the
+// consumer's own bounded buffer holds the rest.
 func (f *InboxFeed) Run(ctx context.Context) error {
+	queue := make(chan domain.InboxChange, maxFeedBatch)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.deliver(ctx, queue)
+	}()
+	defer func() { <-done }()
 	var last uint64
 	for attempt := 1; ; attempt++ {
-		err := f.follow(ctx, &last)
+		err := f.follow(ctx, &last, queue)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -55,9 +72,32 @@ func (f *InboxFeed) Run(ctx context.Context) error {
 	}
 }
 
+// deliver hands queued changes to the service in batches until ctx ends.
+func (f *InboxFeed) deliver(ctx context.Context, queue <-chan domain.InboxChange) {
+	batch := make([]domain.InboxChange, 0, maxFeedBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-queue:
+			batch = append(batch[:0], c)
+		}
+	more:
+		for len(batch) < maxFeedBatch {
+			select {
+			case c := <-queue:
+				batch = append(batch, c)
+			default:
+				break more
+			}
+		}
+		f.Service.DeliverChanges(ctx, batch)
+	}
+}
+
 // follow consumes from after stream sequence *last (from new messages when it is 0) until ctx
-// ends or the consumer stops, updating *last as it goes.
-func (f *InboxFeed) follow(ctx context.Context, last *uint64) error {
+// ends or the consumer stops, updating *last as it goes and queueing each change.
+func (f *InboxFeed) follow(ctx context.Context, last *uint64, queue chan<- domain.InboxChange) error {
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{f.Subject + ".message.>", f.Subject + ".thread.>"},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
@@ -81,7 +121,10 @@ func (f *InboxFeed) follow(ctx context.Context, last *uint64) error {
 			return
 		}
 		if ok {
-			f.Service.DeliverChange(ctx, c)
+			select {
+			case queue <- c:
+			case <-ctx.Done():
+			}
 		}
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		// Missed heartbeats while NATS restarts land here; the ordered consumer resets itself.

@@ -41,7 +41,7 @@ type Settings struct {
 	WatchHeartbeat time.Duration `env:"MESSAGING_WATCH_HEARTBEAT" envDefault:"15s"`
 	// WatchBuffer is how many changes wait for one watcher before it is told to resync (its
 	// memory bound).
-	WatchBuffer int `env:"MESSAGING_WATCH_BUFFER" envDefault:"32"`
+	WatchBuffer int `env:"MESSAGING_WATCH_BUFFER" envDefault:"64"`
 	// WatchMaxPerSubject bounds the WatchInbox streams one person holds open on one replica.
 	WatchMaxPerSubject int `env:"MESSAGING_WATCH_MAX_PER_SUBJECT" envDefault:"8"`
 }

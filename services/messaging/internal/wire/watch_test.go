@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,11 +23,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth/authtest"
 	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/internal/testkit"
+	"github.com/securemsg/securemsg/services/internal/testkit/benchkit"
 	"github.com/securemsg/securemsg/services/internal/testkit/servicetest"
 	"github.com/securemsg/securemsg/services/messaging/internal/wire"
 )
@@ -356,7 +359,7 @@ func metadataToken(t testing.TB, raw string) context.Context {
 // BenchmarkWatchInboxLatency for larger runs.
 func TestWatchInboxLatency(t *testing.T) {
 	e := newEnv(t)
-	lat := measureWatchLatency(t, e, e.api, e.api, 1000, 4)
+	lat := measureWatchLatency(t, e, e.api, e.api, 1000, 4, false).delivered
 	p50, p99, worst := lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 	t.Logf("WatchInbox delivery over %d messages: p50 %s, p99 %s, max %s", len(lat), p50, p99, worst)
 	if p99 > time.Second {
@@ -364,13 +367,59 @@ func TestWatchInboxLatency(t *testing.T) {
 	}
 }
 
+// BenchmarkWatchInboxLatency: delivery to a watcher against the same messages' arrival on
+// JetStream (a raw ordered consumer in the test: what the relay alone costs), in the same run.
+// The difference is the watch path: the feed, the thread load, the policy check and the stream.
+//
+//	go test -run '^$' -bench WatchInbox ./services/messaging/internal/wire/
+func BenchmarkWatchInboxLatency(b *testing.B) {
+	e := newEnv(b)
+	n := max(b.N, 5000)
+	lat := measureWatchLatency(b, e, e.api, e.api, n, 8, true)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	for _, q := range []struct {
+		unit string
+		at   int
+	}{{"p50-ms", n / 2}, {"p99-ms", n * 99 / 100}} {
+		benchkit.Compare(b, ms(lat.delivered[q.at]), ms(lat.published[q.at]), q.unit)
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// watchLatency are per-message latencies from the start of SendMessage, sorted: to the
+// notice's arrival on the watch, and (when asked for) to the event's arrival from JetStream.
+type watchLatency struct{ delivered, published []time.Duration }
+
 // measureWatchLatency sends n messages (over conc workers) in one thread as the clinician
-// through sendAPI while the patient watches through watchAPI, and returns each message's
-// latency from the start of its SendMessage call to its arrival on the watch, sorted.
-func measureWatchLatency(tb testing.TB, e *env, sendAPI, watchAPI messagingv1.MessagingServiceClient, n, conc int) []time.Duration {
+// through sendAPI while the patient watches through watchAPI, and measures each message's
+// latency from the start of its SendMessage call to its arrival on the watch (and, with
+// published, to its MessageCreated event's arrival on a raw JetStream consumer).
+func measureWatchLatency(tb testing.TB, e *env, sendAPI, watchAPI messagingv1.MessagingServiceClient, n, conc int, published bool) watchLatency {
 	tb.Helper()
 	thread := e.createThread(tb, servicetest.Patient, &messagingv1.CreateThreadRequest{Subject: marker(tb, "subject"), Body: marker(tb, "body")}).GetThread().GetThreadId()
 	wt := openWatch(tb, e.as(tb, servicetest.Patient), watchAPI, "patient")
+	var pubMu sync.Mutex
+	pubAt := map[string]time.Time{}
+	if published {
+		cons, err := e.h.JS.OrderedConsumer(tb.Context(), e.h.Topology.EventsStream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{e.h.Topology.EventsSubject + ".message.created.>"}, DeliverPolicy: jetstream.DeliverNewPolicy})
+		if err != nil {
+			tb.Fatalf("ordered consumer: %v", err)
+		}
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			now := time.Now()
+			ev := &eventsv1.MessageCreated{}
+			if proto.Unmarshal(m.Data(), ev) == nil {
+				pubMu.Lock()
+				pubAt[ev.GetMessageId()] = now
+				pubMu.Unlock()
+			}
+		})
+		if err != nil {
+			tb.Fatalf("consume: %v", err)
+		}
+		tb.Cleanup(cc.Stop)
+	}
 	ctx := e.as(tb, servicetest.Clinician)
 	started := make([]time.Time, n)
 	ids := make([]string, n)
@@ -405,17 +454,31 @@ func measureWatchLatency(tb testing.TB, e *env, sendAPI, watchAPI messagingv1.Me
 		}
 		return out
 	}
-	testkit.WaitFor(tb, 30*time.Second, "every message on the watch", func() bool { return len(arrived()) >= n })
-	if r := wt.count(func(m *messagingv1.WatchInboxResponse) bool { return m.GetResync() != nil }); r > 0 {
-		tb.Errorf("the watcher fell behind: %d resyncs", r)
+	resyncs := func() int {
+		return wt.count(func(m *messagingv1.WatchInboxResponse) bool { return m.GetResync() != nil })
+	}
+	testkit.WaitFor(tb, 60*time.Second, "every message on the watch", func() bool { return len(arrived()) >= n || resyncs() > 0 })
+	if r := resyncs(); r > 0 {
+		tb.Fatalf("the watcher fell behind: %d resyncs, %d of %d messages arrived", r, len(arrived()), n)
+	}
+	if published {
+		testkit.WaitFor(tb, 60*time.Second, "every event on JetStream", func() bool {
+			pubMu.Lock()
+			defer pubMu.Unlock()
+			return len(pubAt) >= n
+		})
 	}
 	at := arrived()
-	lat := make([]time.Duration, n)
+	var out watchLatency
 	for i, id := range ids {
-		lat[i] = at[id].Sub(started[i])
+		out.delivered = append(out.delivered, at[id].Sub(started[i]))
+		if published {
+			out.published = append(out.published, pubAt[id].Sub(started[i]))
+		}
 	}
-	slices.Sort(lat)
-	return lat
+	slices.Sort(out.delivered)
+	slices.Sort(out.published)
+	return out
 }
 
 // TestWatchInboxAcrossReplicas: with two replicas of the service on one database and one
@@ -424,7 +487,7 @@ func measureWatchLatency(tb testing.TB, e *env, sendAPI, watchAPI messagingv1.Me
 func TestWatchInboxAcrossReplicas(t *testing.T) {
 	e := newEnv(t)
 	other := startReplica(t, e)
-	lat := measureWatchLatency(t, e, e.api, other, 200, 2)
+	lat := measureWatchLatency(t, e, e.api, other, 200, 2, false).delivered
 	t.Logf("WatchInbox delivery across replicas over %d messages: p50 %s, p99 %s", len(lat), lat[len(lat)/2], lat[len(lat)*99/100])
 	// And the other way round, one change: a watch on the first replica hears of a thread
 	// created through the second.

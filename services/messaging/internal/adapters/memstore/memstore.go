@@ -160,6 +160,19 @@ func (s *Store) Thread(_ context.Context, id string) (*domain.Thread, error) {
 	return s.threadOut(t), nil
 }
 
+// Threads implements domain.ThreadRepository.
+func (s *Store) Threads(_ context.Context, ids []string) (map[string]*domain.Thread, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*domain.Thread, len(ids))
+	for _, id := range ids {
+		if t, ok := s.threads[id]; ok {
+			out[id] = s.threadOut(t)
+		}
+	}
+	return out, nil
+}
+
 // ThreadAndRequest implements domain.ThreadRepository.
 func (s *Store) ThreadAndRequest(_ context.Context, threadID, sender, requestID string) (*domain.Thread, bool, error) {
 	s.mu.Lock()

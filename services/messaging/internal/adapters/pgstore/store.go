@@ -15,6 +15,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -130,6 +131,34 @@ func threadNotFound(t *domain.Thread, err error) (*domain.Thread, error) {
 // Thread implements domain.ThreadRepository.
 func (s *Store) Thread(ctx context.Context, id string) (*domain.Thread, error) {
 	return threadNotFound(scanThread(s.pool.QueryRow(ctx, `SELECT `+threadCols+` FROM threads t WHERE t.id = $1`, id)))
+}
+
+// Threads implements domain.ThreadRepository.
+func (s *Store) Threads(ctx context.Context, ids []string) (map[string]*domain.Thread, error) {
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		// Only UUIDs reach the uuid[] cast: one malformed id must not fail the whole batch.
+		if _, err := uuid.Parse(id); err == nil {
+			valid = append(valid, id)
+		}
+	}
+	out := make(map[string]*domain.Thread, len(valid))
+	if len(valid) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+threadCols+` FROM threads t WHERE t.id = ANY($1::uuid[])`, valid)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		t, err := scanThread(rows)
+		if err != nil {
+			return nil, dbError(err)
+		}
+		out[t.ID] = t
+	}
+	return out, dbError(rows.Err())
 }
 
 // ThreadAndRequest implements domain.ThreadRepository.

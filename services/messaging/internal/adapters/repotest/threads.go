@@ -43,6 +43,23 @@ func ThreadRepository(t *testing.T, newStore Factory) {
 		}
 	})
 
+	t.Run("threads load in one call, missing and malformed ids left out", func(t *testing.T) {
+		f := newFixture(t, sub)
+		a, _ := f.patientThread(false)
+		b, _ := f.patientThread(false)
+		got, err := f.s.Threads(t.Context(), []string{a.ID, uuid.NewString(), b.ID, "not-a-uuid", a.ID})
+		if err != nil {
+			t.Fatalf("Threads() = %v", err)
+		}
+		want := map[string]*domain.Thread{a.ID: f.load(a.ID), b.ID: f.load(b.ID)}
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("Threads() (-want +got):\n%s", diff)
+		}
+		if got, err := f.s.Threads(t.Context(), nil); err != nil || len(got) != 0 {
+			t.Fatalf("Threads(none) = %v, %v; want an empty map", got, err)
+		}
+	})
+
 	t.Run("create stores the thread, its messages and rows in order", func(t *testing.T) {
 		f := newFixture(t, sub)
 		pool, patient := id("pool"), id("p")
