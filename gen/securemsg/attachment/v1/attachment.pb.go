@@ -1935,35 +1935,38 @@ const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\x0fmax_chunk_bytes\x18\x05 \x01(\x03R\rmaxChunkBytes\x12C\n" +
 	"\n" +
 	"attachment\x18\x06 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
-	"attachment\"a\n" +
-	"\x1aCreateUploadSessionRequest\x12C\n" +
-	"\bmetadata\x18\x01 \x01(\v2'.securemsg.attachment.v1.UploadMetadataR\bmetadata\"_\n" +
+	"attachment\"i\n" +
+	"\x1aCreateUploadSessionRequest\x12K\n" +
+	"\bmetadata\x18\x01 \x01(\v2'.securemsg.attachment.v1.UploadMetadataB\x06\xbaH\x03\xc8\x01\x01R\bmetadata\"_\n" +
 	"\x1bCreateUploadSessionResponse\x12@\n" +
-	"\asession\x18\x01 \x01(\v2&.securemsg.attachment.v1.UploadSessionR\asession\"c\n" +
-	"\x18AppendUploadChunkRequest\x12\x1b\n" +
-	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"]\n" +
+	"\asession\x18\x01 \x01(\v2&.securemsg.attachment.v1.UploadSessionR\asession\"\x90\x02\n" +
+	"\x18AppendUploadChunkRequest\x12(\n" +
+	"\tupload_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\buploadId\x12\x1f\n" +
+	"\x06offset\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06offset\x12\xa8\x01\n" +
+	"\x04data\x18\x03 \x01(\fB\x93\x01\xbaH\x8f\x01\xba\x01B\n" +
+	"\vEMPTY_CHUNK\x12#a chunk must hold at least one byte\x1a\x0esize(this) > 0\xba\x01G\n" +
+	"\x0fCHUNK_TOO_LARGE\x12\x1da chunk must be at most 2 MiB\x1a\x15size(this) <= 2097152R\x04data\"]\n" +
 	"\x19AppendUploadChunkResponse\x12@\n" +
-	"\asession\x18\x01 \x01(\v2&.securemsg.attachment.v1.UploadSessionR\asession\"6\n" +
-	"\x17GetUploadSessionRequest\x12\x1b\n" +
-	"\tupload_id\x18\x01 \x01(\tR\buploadId\"\\\n" +
+	"\asession\x18\x01 \x01(\v2&.securemsg.attachment.v1.UploadSessionR\asession\"C\n" +
+	"\x17GetUploadSessionRequest\x12(\n" +
+	"\tupload_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\buploadId\"\\\n" +
 	"\x18GetUploadSessionResponse\x12@\n" +
-	"\asession\x18\x01 \x01(\v2&.securemsg.attachment.v1.UploadSessionR\asession\"9\n" +
-	"\x1aFinishUploadSessionRequest\x12\x1b\n" +
-	"\tupload_id\x18\x01 \x01(\tR\buploadId\"b\n" +
+	"\asession\x18\x01 \x01(\v2&.securemsg.attachment.v1.UploadSessionR\asession\"F\n" +
+	"\x1aFinishUploadSessionRequest\x12(\n" +
+	"\tupload_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\buploadId\"b\n" +
 	"\x1bFinishUploadSessionResponse\x12C\n" +
 	"\n" +
 	"attachment\x18\x01 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
-	"attachment\"9\n" +
-	"\x1aCancelUploadSessionRequest\x12\x1b\n" +
-	"\tupload_id\x18\x01 \x01(\tR\buploadId\"\x1d\n" +
-	"\x1bCancelUploadSessionResponse\"\x9c\x01\n" +
-	" DownloadAttachmentContentRequest\x12#\n" +
-	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
-	"\x06length\x18\x03 \x01(\x03R\x06length\x12#\n" +
-	"\rsuffix_length\x18\x04 \x01(\x03R\fsuffixLength\"\x87\x01\n" +
+	"attachment\"F\n" +
+	"\x1aCancelUploadSessionRequest\x12(\n" +
+	"\tupload_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\buploadId\"\x1d\n" +
+	"\x1bCancelUploadSessionResponse\"\xd9\x02\n" +
+	" DownloadAttachmentContentRequest\x120\n" +
+	"\rattachment_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\fattachmentId\x12\x1f\n" +
+	"\x06offset\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06offset\x12\x1f\n" +
+	"\x06length\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06length\x12,\n" +
+	"\rsuffix_length\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\fsuffixLength:\x92\x01\xbaH\x8e\x01\x1a\x8b\x01\n" +
+	"\rINVALID_RANGE\x127suffix_length stands alone: offset and length must be 0\x1aAthis.suffix_length == 0 || (this.offset == 0 && this.length == 0)\"\x87\x01\n" +
 	"!DownloadAttachmentContentResponse\x12B\n" +
 	"\x04head\x18\x01 \x01(\v2,.securemsg.attachment.v1.DownloadContentHeadH\x00R\x04head\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +

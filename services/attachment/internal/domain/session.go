@@ -2,7 +2,6 @@ package domain
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
@@ -149,18 +148,13 @@ func (r ByteRange) Resolve(size int64) (offset, length int64, err error) {
 	return r.Offset, r.Length, nil
 }
 
-// CheckChunk refuses a chunk of n bytes at offset that no session of a size-byte file could
-// take: empty, longer than MaxSessionChunkBytes, past the declared size, or a first chunk too
-// short to sniff the file's type from (it must hold the first SniffBytes bytes, or the whole
-// file when smaller).
+// CheckChunk refuses a chunk of n bytes at offset that a session of a size-byte file cannot
+// take: one past the declared size, or a first chunk too short to sniff the file's type from
+// (it must hold the first SniffBytes bytes, or the whole file when smaller). The request's
+// shape — an offset not negative, 1 byte to MaxSessionChunkBytes — is declared in the proto and
+// checked by the validation interceptor before any use case runs.
 func CheckChunk(offset int64, n int, size int64) error {
 	switch {
-	case offset < 0:
-		return usererr.New(usererr.InvalidArgument, "INVALID_OFFSET", "offset must not be negative")
-	case n == 0:
-		return usererr.New(usererr.InvalidArgument, "EMPTY_CHUNK", "a chunk must hold at least one byte")
-	case n > MaxSessionChunkBytes:
-		return usererr.New(usererr.InvalidArgument, "CHUNK_TOO_LARGE", fmt.Sprintf("a chunk exceeds %d bytes", MaxSessionChunkBytes))
 	case offset+int64(n) > size:
 		return usererr.Newf(usererr.InvalidArgument, "CHUNK_BEYOND_DECLARED_SIZE", "the chunk ends at %d, past the declared %d bytes", offset+int64(n), size)
 	case offset == 0 && int64(n) < min(size, SniffBytes):

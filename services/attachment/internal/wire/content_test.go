@@ -134,9 +134,10 @@ func TestHTTPDownloadRanges(t *testing.T) {
 				t.Errorf("GET as %s = %d %s, want %d with no content", c.name, resp.StatusCode, body, c.want)
 			}
 		}
+		// The request's rules run too: the id must be a UUID.
 		resp, _ := get(t, ts, token, ts.URL+"/v1/attachments/not-a-uuid/content", "")
-		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("GET of a malformed id = %d, want 404", resp.StatusCode)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET of a malformed id = %d, want 400", resp.StatusCode)
 		}
 	})
 	t.Run("every download audited", func(t *testing.T) {
