@@ -6,11 +6,12 @@
 
 // Package securemsg.common.v1 holds the enums and messages that more than one securemsg contract
 // shares: sensitivity labels, thread categories, roles, the calling principal and purposes of use.
-// It carries no PHI itself.
+// It carries no PHI itself. The rules (buf.validate) bound what a caller may send in them.
 
 package commonv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -580,28 +581,29 @@ var File_securemsg_common_v1_common_proto protoreflect.FileDescriptor
 
 const file_securemsg_common_v1_common_proto_rawDesc = "" +
 	"\n" +
-	" securemsg/common/v1/common.proto\x12\x13securemsg.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n" +
+	" securemsg/common/v1/common.proto\x12\x13securemsg.common.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n" +
 	"\n" +
-	"ProxyGrant\x12\x1d\n" +
+	"ProxyGrant\x12&\n" +
 	"\n" +
-	"patient_id\x18\x01 \x01(\tR\tpatientId\x12\x16\n" +
-	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x129\n" +
+	"patient_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02(dR\tpatientId\x12&\n" +
+	"\x06scopes\x18\x04 \x03(\tB\x0e\xbaH\v\x92\x01\b\x10\x10\"\x04r\x02(@R\x06scopes\x129\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtJ\x04\b\x02\x10\x03R\x05scope\"\xca\x03\n" +
-	"\tPrincipal\x12\x18\n" +
-	"\asubject\x18\x01 \x01(\tR\asubject\x12/\n" +
-	"\x05roles\x18\x02 \x03(\x0e2\x19.securemsg.common.v1.RoleR\x05roles\x12\x1d\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtJ\x04\b\x02\x10\x03R\x05scope\"\xbf\x04\n" +
+	"\tPrincipal\x12\"\n" +
+	"\asubject\x18\x01 \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\asubject\x12@\n" +
+	"\x05roles\x18\x02 \x03(\x0e2\x19.securemsg.common.v1.RoleB\x0f\xbaH\f\x92\x01\t\x10\x10\"\x05\x82\x01\x02\x10\x01R\x05roles\x12&\n" +
 	"\n" +
-	"patient_id\x18\x03 \x01(\tR\tpatientId\x12\"\n" +
-	"\rcare_pool_ids\x18\x04 \x03(\tR\vcarePoolIds\x12B\n" +
-	"\fproxy_grants\x18\x05 \x03(\v2\x1f.securemsg.common.v1.ProxyGrantR\vproxyGrants\x12\x10\n" +
-	"\x03amr\x18\v \x03(\tR\x03amr\x127\n" +
+	"patient_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02(dR\tpatientId\x123\n" +
+	"\rcare_pool_ids\x18\x04 \x03(\tB\x0f\xbaH\f\x92\x01\t\x10\x80\x02\"\x04r\x02(dR\vcarePoolIds\x12L\n" +
+	"\fproxy_grants\x18\x05 \x03(\v2\x1f.securemsg.common.v1.ProxyGrantB\b\xbaH\x05\x92\x01\x02\x10@R\vproxyGrants\x12 \n" +
+	"\x03amr\x18\v \x03(\tB\x0e\xbaH\v\x92\x01\b\x10\x10\"\x04r\x02(@R\x03amr\x127\n" +
 	"\tissued_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x127\n" +
-	"\tauth_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bauthTime\x12\x1b\n" +
-	"\tclient_id\x18\b \x01(\tR\bclientId\x12\x16\n" +
-	"\x06scopes\x18\t \x03(\tR\x06scopes\x12'\n" +
+	"\tauth_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bauthTime\x12%\n" +
+	"\tclient_id\x18\b \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\bclientId\x12(\n" +
+	"\x06scopes\x18\t \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x10\x80\x01\"\x05r\x03(\x80\x01R\x06scopes\x121\n" +
 	"\x0forganisation_id\x18\n" +
-	" \x01(\tR\x0eorganisationIdJ\x04\b\x06\x10\aR\x03mfa*\x86\x01\n" +
+	" \x01(\tB\b\xbaH\x05r\x03(\x80\x02R\x0eorganisationIdJ\x04\b\x06\x10\aR\x03mfa*\x86\x01\n" +
 	"\vSensitivity\x12\x1b\n" +
 	"\x17SENSITIVITY_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SENSITIVITY_NORMAL\x10\x01\x12\x19\n" +
