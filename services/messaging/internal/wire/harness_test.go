@@ -65,9 +65,27 @@ type env struct {
 	// settings and deps are what the service was registered with (a second replica reuses them).
 	settings wire.Settings
 	deps     wire.Deps
+	// edgeURL is the HTTP edge's base URL ("https://127.0.0.1:port") when the env serves it.
+	edgeURL string
 }
 
-func newEnv(t testing.TB, tune ...func(*wire.Settings)) *env {
+// envOptions are what an env starts with beyond the defaults.
+type envOptions struct {
+	settings *wire.Settings
+	// edge serves the service's HTTP edge (Connect, gRPC-Web, REST) on a port of its own.
+	edge bool
+}
+
+// envOption adjusts an env before it starts.
+type envOption func(*envOptions)
+
+// tuned changes the service's settings.
+func tuned(f func(*wire.Settings)) envOption { return func(o *envOptions) { f(o.settings) } }
+
+// withEdge serves the HTTP edge too (env.edgeURL).
+func withEdge(o *envOptions) { o.edge = true }
+
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	stack := testkit.LoadStack()
 	testkit.RequireTCP(t, "postgres", "127.0.0.1:5432")
@@ -84,8 +102,16 @@ func newEnv(t testing.TB, tune ...func(*wire.Settings)) *env {
 			"APPOINTMENT": "30d", "BILLING": "30d", "ADMINISTRATIVE": "30d"},
 		RetractWindow: 15 * time.Minute, DEKCacheEntries: 1000, DEKCacheTTL: 10 * time.Minute,
 	}
-	for _, f := range tune {
-		f(&settings)
+	o := envOptions{settings: &settings}
+	for _, f := range opts {
+		f(&o)
+	}
+	var edge net.Listener
+	if o.edge {
+		if edge, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatalf("listen: %v", err)
+		}
+		e.edgeURL = "https://" + edge.Addr().String()
 	}
 	att, err := attachmentclient.Dial(e.stub.clientConfig)
 	if err != nil {
@@ -94,6 +120,9 @@ func newEnv(t testing.TB, tune ...func(*wire.Settings)) *env {
 	t.Cleanup(func() { _ = att.Close() })
 	e.settings, e.deps = settings, wire.Deps{Transit: e.transit, Attachments: att}
 	e.h = servicetest.Start(t, wire.Spec(), servicetest.Options{}, func(p *daemon.Process) error {
+		if edge != nil {
+			p.ServeHTTPOn(edge)
+		}
 		e.svc, err = wire.Register(p, e.settings, e.deps)
 		return err
 	})

@@ -179,7 +179,7 @@ func (w *watcher) wire(t testing.TB) []byte {
 // that left its pool, never anyone of another person's read mark — and no PHI reaches a
 // stream. Roles that may not watch are refused before a watch opens.
 func TestWatchInbox(t *testing.T) {
-	e := newEnv(t, func(s *wire.Settings) { s.WatchHeartbeat = 100 * time.Millisecond })
+	e := newEnv(t, tuned(func(s *wire.Settings) { s.WatchHeartbeat = 100 * time.Millisecond }))
 	personas := []servicetest.Persona{servicetest.Patient, servicetest.Proxy, ReadOnlyProxy, StrangerProxy, servicetest.Teen,
 		servicetest.OtherPatient, servicetest.Clinician, servicetest.OtherClinician}
 	w := map[string]*watcher{}
@@ -313,7 +313,7 @@ func TestWatchInbox(t *testing.T) {
 // TestWatchInboxHeartbeatAndExpiry: an idle watch gets a heartbeat every configured interval,
 // and ends with UNAUTHENTICATED, reason TOKEN_EXPIRED, when its token expires.
 func TestWatchInboxHeartbeatAndExpiry(t *testing.T) {
-	e := newEnv(t, func(s *wire.Settings) { s.WatchHeartbeat = 200 * time.Millisecond })
+	e := newEnv(t, tuned(func(s *wire.Settings) { s.WatchHeartbeat = 200 * time.Millisecond }))
 	claims := servicetest.Patient.Claims(e.h.Issuer)
 	expires := time.Unix(time.Now().Add(4*time.Second).Unix(), 0) // exp has whole seconds
 	claims["exp"] = expires.Unix()
