@@ -6,6 +6,10 @@
 
 // Package securemsg.attachment.v1 is the attachment service's API: streaming upload and download
 // of encrypted files, malware scan state, binding to messages and purging.
+//
+// Fields that hold PHI or personal data carry the standard option debug_redact: tools and logs
+// must redact them, and a client must never put one in a URL (REST query parameters reach
+// access logs and Referer headers): the REST routes made for them carry them in the body.
 
 package attachmentv1
 
@@ -1851,15 +1855,15 @@ var File_securemsg_attachment_v1_attachment_proto protoreflect.FileDescriptor
 
 const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\n" +
-	"(securemsg/attachment/v1/attachment.proto\x12\x17securemsg.attachment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
+	"(securemsg/attachment/v1/attachment.proto\x12\x17securemsg.attachment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x04\n" +
 	"\n" +
 	"Attachment\x12#\n" +
 	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\x12\x1b\n" +
 	"\tthread_id\x18\x02 \x01(\tR\bthreadId\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x03 \x01(\tR\tmessageId\x12)\n" +
-	"\x10uploader_subject\x18\x04 \x01(\tR\x0fuploaderSubject\x12\x1b\n" +
-	"\tfile_name\x18\x05 \x01(\tR\bfileName\x12.\n" +
+	"\x10uploader_subject\x18\x04 \x01(\tR\x0fuploaderSubject\x12 \n" +
+	"\tfile_name\x18\x05 \x01(\tB\x03\x80\x01\x01R\bfileName\x12.\n" +
 	"\x13declared_media_type\x18\x06 \x01(\tR\x11declaredMediaType\x12\x1d\n" +
 	"\n" +
 	"media_type\x18\a \x01(\tR\tmediaType\x12\x1d\n" +
@@ -1872,17 +1876,17 @@ const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\tscan_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bscanTime\x12;\n" +
 	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x127\n" +
-	"\tbind_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bbindTime\"\xb3\x02\n" +
-	"\x0eUploadMetadata\x12%\n" +
-	"\tfile_name\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\bfileName\x12;\n" +
+	"\tbind_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bbindTime\"\xb6\x02\n" +
+	"\x0eUploadMetadata\x12(\n" +
+	"\tfile_name\x18\x01 \x01(\tB\v\xbaH\x05r\x03\x18\xff\x01\x80\x01\x01R\bfileName\x12;\n" +
 	"\x13declared_media_type\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xff\x01R\x11declaredMediaType\x127\n" +
 	"\x13declared_size_bytes\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x11declaredSizeBytes\x12K\n" +
 	"\tthread_id\x18\x04 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$R\bthreadId\x127\n" +
-	"\x11client_request_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"\xd9\x01\n" +
+	"\x11client_request_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"\xdc\x01\n" +
 	"\x17UploadAttachmentRequest\x12E\n" +
-	"\bmetadata\x18\x01 \x01(\v2'.securemsg.attachment.v1.UploadMetadataH\x00R\bmetadata\x12e\n" +
-	"\x05chunk\x18\x02 \x01(\fBM\xbaHJ\xba\x01G\n" +
-	"\x0fCHUNK_TOO_LARGE\x12\x1da chunk must be at most 1 MiB\x1a\x15size(this) <= 1048576H\x00R\x05chunkB\x10\n" +
+	"\bmetadata\x18\x01 \x01(\v2'.securemsg.attachment.v1.UploadMetadataH\x00R\bmetadata\x12h\n" +
+	"\x05chunk\x18\x02 \x01(\fBP\xbaHJ\xba\x01G\n" +
+	"\x0fCHUNK_TOO_LARGE\x12\x1da chunk must be at most 1 MiB\x1a\x15size(this) <= 1048576\x80\x01\x01H\x00R\x05chunkB\x10\n" +
 	"\apayload\x12\x05\xbaH\x02\b\x01\"_\n" +
 	"\x18UploadAttachmentResponse\x12C\n" +
 	"\n" +
@@ -1891,12 +1895,12 @@ const file_securemsg_attachment_v1_attachment_proto_rawDesc = "" +
 	"\x19DownloadAttachmentRequest\x120\n" +
 	"\rattachment_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\fattachmentId\x12\x1f\n" +
 	"\x06offset\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06offset\x12\x1f\n" +
-	"\x06length\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06length\"\x8f\x01\n" +
+	"\x06length\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06length\"\x94\x01\n" +
 	"\x1aDownloadAttachmentResponse\x12C\n" +
 	"\n" +
 	"attachment\x18\x01 \x01(\v2#.securemsg.attachment.v1.AttachmentR\n" +
-	"attachment\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\fR\x05chunk\x12\x16\n" +
+	"attachment\x12\x19\n" +
+	"\x05chunk\x18\x02 \x01(\fB\x03\x80\x01\x01R\x05chunk\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\"H\n" +
 	"\x14GetAttachmentRequest\x120\n" +
 	"\rattachment_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\fattachmentId\"\\\n" +

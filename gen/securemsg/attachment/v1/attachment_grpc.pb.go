@@ -6,6 +6,10 @@
 
 // Package securemsg.attachment.v1 is the attachment service's API: streaming upload and download
 // of encrypted files, malware scan state, binding to messages and purging.
+//
+// Fields that hold PHI or personal data carry the standard option debug_redact: tools and logs
+// must redact them, and a client must never put one in a URL (REST query parameters reach
+// access logs and Referer headers): the REST routes made for them carry them in the body.
 
 package attachmentv1
 

@@ -13,6 +13,10 @@
 // record. The leaves also form an RFC 6962 Merkle tree (leaf index = sequence - 1) whose root is
 // signed with Ed25519 in periodic checkpoints, so an export can be verified offline and two
 // checkpoints can be proved consistent.
+//
+// Fields that hold PHI or personal data carry the standard option debug_redact: tools and logs
+// must redact them, and a client must never put one in a URL (REST query parameters reach
+// access logs and Referer headers): the REST routes made for them carry them in the body.
 
 package auditv1
 
@@ -1607,7 +1611,7 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"toSequence\x12J\n" +
 	"\fmin_severity\x18\v \x01(\x0e2\x1d.securemsg.events.v1.SeverityB\b\xbaH\x05\x82\x01\x02\x10\x01R\vminSeverity:\xb6\x02\xbaH\xb2\x02\x1a\xa3\x01\n" +
 	"\x16INVALID_SEQUENCE_RANGE\x12+from_sequence must not be after to_sequence\x1a\\this.from_sequence == 0u || this.to_sequence == 0u || this.from_sequence <= this.to_sequence\x1a\x89\x01\n" +
-	"\x12INVALID_TIME_RANGE\x12\"start_time must be before end_time\x1aO!has(this.start_time) || !has(this.end_time) || this.start_time < this.end_time\"\xeb\x03\n" +
+	"\x12INVALID_TIME_RANGE\x12\"start_time must be before end_time\x1aO!has(this.start_time) || !has(this.end_time) || this.start_time < this.end_time\"\xf0\x03\n" +
 	"\x11AccessReportEntry\x12;\n" +
 	"\vaccess_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"accessTime\x128\n" +
@@ -1619,8 +1623,8 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"\vrecord_type\x18\x06 \x01(\x0e2\x1f.securemsg.events.v1.RecordTypeR\n" +
 	"recordType\x12\x1b\n" +
 	"\trecord_id\x18\a \x01(\tR\brecordId\x12G\n" +
-	"\x0epurpose_of_use\x18\b \x01(\x0e2!.securemsg.common.v1.PurposeOfUseR\fpurposeOfUse\x12,\n" +
-	"\x12actor_display_name\x18\t \x01(\tR\x10actorDisplayName\"\xc9\x01\n" +
+	"\x0epurpose_of_use\x18\b \x01(\x0e2!.securemsg.common.v1.PurposeOfUseR\fpurposeOfUse\x121\n" +
+	"\x12actor_display_name\x18\t \x01(\tB\x03\x80\x01\x01R\x10actorDisplayName\"\xc9\x01\n" +
 	"\x17QueryAuditEventsRequest\x12<\n" +
 	"\x06filter\x18\x01 \x01(\v2$.securemsg.audit.v1.AuditEventFilterR\x06filter\x12$\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +

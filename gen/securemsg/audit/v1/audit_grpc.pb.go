@@ -13,6 +13,10 @@
 // record. The leaves also form an RFC 6962 Merkle tree (leaf index = sequence - 1) whose root is
 // signed with Ed25519 in periodic checkpoints, so an export can be verified offline and two
 // checkpoints can be proved consistent.
+//
+// Fields that hold PHI or personal data carry the standard option debug_redact: tools and logs
+// must redact them, and a client must never put one in a URL (REST query parameters reach
+// access logs and Referer headers): the REST routes made for them carry them in the body.
 
 package auditv1
 

@@ -6,6 +6,10 @@
 
 // Package securemsg.messaging.v1 is the messaging service's API: threads between patients,
 // proxies and care pools, their messages, triage, retention and legal hold.
+//
+// Fields that hold PHI or personal data carry the standard option debug_redact: tools and logs
+// must redact them, and a client must never put one in a URL (REST query parameters reach
+// access logs and Referer headers): the REST routes made for them carry them in the body.
 
 package messagingv1
 
@@ -979,12 +983,12 @@ var File_securemsg_messaging_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"&securemsg/messaging/v1/messaging.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\"\xaf\x01\n" +
+	"&securemsg/messaging/v1/messaging.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\"\xb4\x01\n" +
 	"\vParticipant\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12-\n" +
-	"\x04role\x18\x02 \x01(\x0e2\x19.securemsg.common.v1.RoleR\x04role\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x124\n" +
-	"\x17on_behalf_of_patient_id\x18\x04 \x01(\tR\x13onBehalfOfPatientId\"\xa9\x06\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x19.securemsg.common.v1.RoleR\x04role\x12&\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB\x03\x80\x01\x01R\vdisplayName\x124\n" +
+	"\x17on_behalf_of_patient_id\x18\x04 \x01(\tR\x13onBehalfOfPatientId\"\xae\x06\n" +
 	"\x06Thread\x12\x1b\n" +
 	"\tthread_id\x18\x01 \x01(\tR\bthreadId\x12\x17\n" +
 	"\apool_id\x18\x02 \x01(\tR\x06poolId\x12\x1d\n" +
@@ -992,8 +996,8 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"patient_id\x18\x03 \x01(\tR\tpatientId\x12?\n" +
 	"\bcategory\x18\x04 \x01(\x0e2#.securemsg.common.v1.ThreadCategoryR\bcategory\x12B\n" +
 	"\vsensitivity\x18\x05 \x01(\x0e2 .securemsg.common.v1.SensitivityR\vsensitivity\x12<\n" +
-	"\x06status\x18\x06 \x01(\x0e2$.securemsg.messaging.v1.ThreadStatusR\x06status\x12\x18\n" +
-	"\asubject\x18\a \x01(\tR\asubject\x12B\n" +
+	"\x06status\x18\x06 \x01(\x0e2$.securemsg.messaging.v1.ThreadStatusR\x06status\x12\x1d\n" +
+	"\asubject\x18\a \x01(\tB\x03\x80\x01\x01R\asubject\x12B\n" +
 	"\n" +
 	"created_by\x18\b \x01(\v2#.securemsg.messaging.v1.ParticipantR\tcreatedBy\x12)\n" +
 	"\x10assignee_subject\x18\t \x01(\tR\x0fassigneeSubject\x12;\n" +
@@ -1009,7 +1013,7 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\funread_count\x18\x0f \x01(\x05R\vunreadCount\x12\x1a\n" +
 	"\barchived\x18\x10 \x01(\bR\barchived\x12\x1d\n" +
 	"\n" +
-	"legal_hold\x18\x11 \x01(\bR\tlegalHold\"\x86\x05\n" +
+	"legal_hold\x18\x11 \x01(\bR\tlegalHold\"\x8b\x05\n" +
 	"\rThreadSummary\x12\x1b\n" +
 	"\tthread_id\x18\x01 \x01(\tR\bthreadId\x12\x17\n" +
 	"\apool_id\x18\x02 \x01(\tR\x06poolId\x12\x1d\n" +
@@ -1017,8 +1021,8 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"patient_id\x18\x03 \x01(\tR\tpatientId\x12?\n" +
 	"\bcategory\x18\x04 \x01(\x0e2#.securemsg.common.v1.ThreadCategoryR\bcategory\x12B\n" +
 	"\vsensitivity\x18\x05 \x01(\x0e2 .securemsg.common.v1.SensitivityR\vsensitivity\x12<\n" +
-	"\x06status\x18\x06 \x01(\x0e2$.securemsg.messaging.v1.ThreadStatusR\x06status\x12\x18\n" +
-	"\asubject\x18\a \x01(\tR\asubject\x12)\n" +
+	"\x06status\x18\x06 \x01(\x0e2$.securemsg.messaging.v1.ThreadStatusR\x06status\x12\x1d\n" +
+	"\asubject\x18\a \x01(\tB\x03\x80\x01\x01R\asubject\x12)\n" +
 	"\x10assignee_subject\x18\b \x01(\tR\x0fassigneeSubject\x12F\n" +
 	"\x11last_message_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0flastMessageTime\x12C\n" +
 	"\x10last_sender_role\x18\n" +
@@ -1033,13 +1037,13 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\fretracted_by\x18\x02 \x01(\v2#.securemsg.messaging.v1.ParticipantR\vretractedBy\x12\x1f\n" +
 	"\vreason_code\x18\x03 \x01(\tR\n" +
 	"reasonCode\x122\n" +
-	"\x15correction_message_id\x18\x04 \x01(\tR\x13correctionMessageId\"\xa1\x03\n" +
+	"\x15correction_message_id\x18\x04 \x01(\tR\x13correctionMessageId\"\xa6\x03\n" +
 	"\aMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1b\n" +
 	"\tthread_id\x18\x02 \x01(\tR\bthreadId\x12;\n" +
-	"\x06sender\x18\x03 \x01(\v2#.securemsg.messaging.v1.ParticipantR\x06sender\x12\x12\n" +
-	"\x04body\x18\x04 \x01(\tR\x04body\x12%\n" +
+	"\x06sender\x18\x03 \x01(\v2#.securemsg.messaging.v1.ParticipantR\x06sender\x12\x17\n" +
+	"\x04body\x18\x04 \x01(\tB\x03\x80\x01\x01R\x04body\x12%\n" +
 	"\x0eattachment_ids\x18\x05 \x03(\tR\rattachmentIds\x12;\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12B\n" +

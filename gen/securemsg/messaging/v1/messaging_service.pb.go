@@ -2756,13 +2756,13 @@ var File_securemsg_messaging_v1_messaging_service_proto protoreflect.FileDescrip
 
 const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
-	".securemsg/messaging/v1/messaging_service.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a&securemsg/messaging/v1/messaging.proto\"\xcf\x03\n" +
+	".securemsg/messaging/v1/messaging_service.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a&securemsg/messaging/v1/messaging.proto\"\xd5\x03\n" +
 	"\x13CreateThreadRequest\x125\n" +
 	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\x12L\n" +
 	"\bcategory\x18\x02 \x01(\x0e2#.securemsg.common.v1.ThreadCategoryB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\bcategory\x12O\n" +
-	"\vsensitivity\x18\x03 \x01(\x0e2 .securemsg.common.v1.SensitivityB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\vsensitivity\x12%\n" +
-	"\asubject\x18\x04 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xc8\x01R\asubject\x12 \n" +
-	"\x04body\x18\x05 \x01(\tB\f\xbaH\t\xc8\x01\x01r\x04\x18\xa0\x9c\x01R\x04body\x128\n" +
+	"\vsensitivity\x18\x03 \x01(\x0e2 .securemsg.common.v1.SensitivityB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\vsensitivity\x12(\n" +
+	"\asubject\x18\x04 \x01(\tB\x0e\xbaH\b\xc8\x01\x01r\x03\x18\xc8\x01\x80\x01\x01R\asubject\x12#\n" +
+	"\x04body\x18\x05 \x01(\tB\x0f\xbaH\t\xc8\x01\x01r\x04\x18\xa0\x9c\x01\x80\x01\x01R\x04body\x128\n" +
 	"\x0eattachment_ids\x18\x06 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\n" +
 	"\x18\x01\"\x05r\x03\xb0\x01\x01R\rattachmentIds\x12&\n" +
 	"\n" +
@@ -2774,10 +2774,10 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
 	"auto_reply\x18\x03 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\tautoReply\x12B\n" +
 	"\x0fturnaround_time\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0eturnaroundTime\x121\n" +
-	"\x14emergency_disclaimer\x18\x05 \x01(\tR\x13emergencyDisclaimer\"\xd3\x01\n" +
+	"\x14emergency_disclaimer\x18\x05 \x01(\tR\x13emergencyDisclaimer\"\xd6\x01\n" +
 	"\x12SendMessageRequest\x12(\n" +
-	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12 \n" +
-	"\x04body\x18\x02 \x01(\tB\f\xbaH\t\xc8\x01\x01r\x04\x18\xa0\x9c\x01R\x04body\x128\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12#\n" +
+	"\x04body\x18\x02 \x01(\tB\x0f\xbaH\t\xc8\x01\x01r\x04\x18\xa0\x9c\x01\x80\x01\x01R\x04body\x128\n" +
 	"\x0eattachment_ids\x18\x03 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\n" +
 	"\x18\x01\"\x05r\x03\xb0\x01\x01R\rattachmentIds\x127\n" +
 	"\x11client_request_id\x18\x04 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"P\n" +
@@ -2795,13 +2795,13 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\"~\n" +
 	"\x13ListThreadsResponse\x12?\n" +
 	"\athreads\x18\x01 \x03(\v2%.securemsg.messaging.v1.ThreadSummaryR\athreads\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc3\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc6\x01\n" +
 	"\x10GetThreadRequest\x12(\n" +
 	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12$\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\x126\n" +
-	"\x12break_glass_reason\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\x10breakGlassReason\"\x84\x02\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\x129\n" +
+	"\x12break_glass_reason\x18\x04 \x01(\tB\v\xbaH\x05r\x03\x18\xe8\a\x80\x01\x01R\x10breakGlassReason\"\x84\x02\n" +
 	"\x11GetThreadResponse\x126\n" +
 	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\x12;\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1f.securemsg.messaging.v1.MessageR\bmessages\x12&\n" +
@@ -2829,14 +2829,14 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x126\n" +
 	"\x10assignee_subject\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xc8\x01R\x0fassigneeSubject\"N\n" +
 	"\x14AssignThreadResponse\x126\n" +
-	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\xe0\x01\n" +
+	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\xe3\x01\n" +
 	"\x15TransferThreadRequest\x12(\n" +
 	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12:\n" +
 	"\n" +
 	"to_pool_id\x18\x02 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\btoPoolId\x12?\n" +
 	"\vreason_code\x18\x03 \x01(\tB\x1e\xbaH\x1b\xc8\x01\x01r\x16\x18@2\x12^[a-z_][a-z0-9_]*$R\n" +
-	"reasonCode\x12 \n" +
-	"\x06reason\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06reason\"P\n" +
+	"reasonCode\x12#\n" +
+	"\x06reason\x18\x04 \x01(\tB\v\xbaH\x05r\x03\x18\xd0\x0f\x80\x01\x01R\x06reason\"P\n" +
 	"\x16TransferThreadResponse\x126\n" +
 	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\x7f\n" +
 	"\x12CloseThreadRequest\x12(\n" +
@@ -2848,14 +2848,14 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\x13ReopenThreadRequest\x12(\n" +
 	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\"N\n" +
 	"\x14ReopenThreadResponse\x126\n" +
-	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\x99\x02\n" +
+	"\x06thread\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.ThreadR\x06thread\"\x9c\x02\n" +
 	"\x15RetractMessageRequest\x12(\n" +
 	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12*\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\tmessageId\x12?\n" +
 	"\vreason_code\x18\x03 \x01(\tB\x1e\xbaH\x1b\xc8\x01\x01r\x16\x18@2\x12^[a-z_][a-z0-9_]*$R\n" +
-	"reasonCode\x120\n" +
-	"\x0ecorrected_body\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x18\xa0\x9c\x01R\rcorrectedBody\x127\n" +
+	"reasonCode\x123\n" +
+	"\x0ecorrected_body\x18\x04 \x01(\tB\f\xbaH\x06r\x04\x18\xa0\x9c\x01\x80\x01\x01R\rcorrectedBody\x127\n" +
 	"\x11client_request_id\x18\x05 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"\x98\x01\n" +
 	"\x16RetractMessageResponse\x12=\n" +
 	"\tretracted\x18\x01 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\tretracted\x12?\n" +
@@ -2884,14 +2884,14 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"updateMask\"^\n" +
 	"\x1aUpdatePoolSettingsResponse\x12@\n" +
-	"\bsettings\x18\x01 \x01(\v2$.securemsg.messaging.v1.PoolSettingsR\bsettings\"\xc9\x02\n" +
+	"\bsettings\x18\x01 \x01(\v2$.securemsg.messaging.v1.PoolSettingsR\bsettings\"\xcc\x02\n" +
 	"\x19CheckMessageAccessRequest\x12D\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1e.securemsg.common.v1.PrincipalB\x06\xbaH\x03\xc8\x01\x01R\tprincipal\x12)\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\tmessageId\x12'\n" +
 	"\tthread_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\bthreadId\x12I\n" +
-	"\x06action\x18\x04 \x01(\x0e2$.securemsg.messaging.v1.AccessActionB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x06action\x126\n" +
-	"\x12break_glass_reason\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\x10breakGlassReasonB\x0f\n" +
+	"\x06action\x18\x04 \x01(\x0e2$.securemsg.messaging.v1.AccessActionB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x06action\x129\n" +
+	"\x12break_glass_reason\x18\x05 \x01(\tB\v\xbaH\x05r\x03\x18\xe8\a\x80\x01\x01R\x10breakGlassReasonB\x0f\n" +
 	"\x06target\x12\x05\xbaH\x02\b\x01\"\x91\x02\n" +
 	"\x1aCheckMessageAccessResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1f\n" +

@@ -7,6 +7,10 @@
 // Package securemsg.notification.v1 is the notification service's API: per-person alert
 // preferences, the delivery log and the alert templates. Alerts never carry PHI; they only ask
 // the person to log in.
+//
+// Fields that hold PHI or personal data carry the standard option debug_redact: tools and logs
+// must redact them, and a client must never put one in a URL (REST query parameters reach
+// access logs and Referer headers): the REST routes made for them carry them in the body.
 
 package notificationv1
 
@@ -1462,10 +1466,10 @@ var File_securemsg_notification_v1_notification_proto protoreflect.FileDescripto
 
 const file_securemsg_notification_v1_notification_proto_rawDesc = "" +
 	"\n" +
-	",securemsg/notification/v1/notification.proto\x12\x19securemsg.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n" +
+	",securemsg/notification/v1/notification.proto\x12\x19securemsg.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n" +
 	"\x11ChannelPreference\x12\x18\n" +
-	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\"\n" +
-	"\aaddress\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\aaddress\x12\x1a\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
+	"\aaddress\x18\x02 \x01(\tB\v\xbaH\x05r\x03(\x80 \x80\x01\x01R\aaddress\x12\x1a\n" +
 	"\bverified\x18\x03 \x01(\bR\bverified\"\xa6\x01\n" +
 	"\n" +
 	"QuietHours\x12\x18\n" +

@@ -7,6 +7,10 @@
 // Package securemsg.notification.v1 is the notification service's API: per-person alert
 // preferences, the delivery log and the alert templates. Alerts never carry PHI; they only ask
 // the person to log in.
+//
+// Fields that hold PHI or personal data carry the standard option debug_redact: tools and logs
+// must redact them, and a client must never put one in a URL (REST query parameters reach
+// access logs and Referer headers): the REST routes made for them carry them in the body.
 
 package notificationv1
 
