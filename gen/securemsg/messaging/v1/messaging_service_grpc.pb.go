@@ -220,7 +220,8 @@ type MessagingServiceClient interface {
 	// committed after it is delivered. A heartbeat follows whenever the stream has been idle for
 	// the service's heartbeat interval. A caller that falls behind gets a resync notice instead of
 	// the changes it missed and should list its threads again. Works over gRPC, Connect and
-	// gRPC-Web.
+	// gRPC-Web; it has no REST route, because the transcoder streams REST responses only as
+	// google.api.HttpBody.
 	//
 	// Errors: UNAUTHENTICATED with reason TOKEN_EXPIRED when the caller's access token (or its
 	// session) expires, ending the stream: reconnect with a fresh token; RESOURCE_EXHAUSTED with
@@ -617,7 +618,8 @@ type MessagingServiceServer interface {
 	// committed after it is delivered. A heartbeat follows whenever the stream has been idle for
 	// the service's heartbeat interval. A caller that falls behind gets a resync notice instead of
 	// the changes it missed and should list its threads again. Works over gRPC, Connect and
-	// gRPC-Web.
+	// gRPC-Web; it has no REST route, because the transcoder streams REST responses only as
+	// google.api.HttpBody.
 	//
 	// Errors: UNAUTHENTICATED with reason TOKEN_EXPIRED when the caller's access token (or its
 	// session) expires, ending the stream: reconnect with a fresh token; RESOURCE_EXHAUSTED with
