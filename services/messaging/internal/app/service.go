@@ -1,10 +1,11 @@
 // Package app holds the messaging service's use cases: creating threads and sending messages
 // (sealed under a per-thread DEK), reading them (record-level policy, audited in the same
-// commit as the read, fail closed), triage, retract-and-correct, pool settings, legal holds and
-// retention. It depends on the domain's repository and gateway interfaces only, never on a
-// database or transport. Ports call it with the verified principal and domain values; it
-// returns usererr refusals, which the edge sends as they are, or internal errors, which it
-// masks.
+// commit as the read, fail closed), triage, retract-and-correct, pool settings, legal holds,
+// retention, and live inbox watches (watch.go: id-only change notices, each checked against the
+// policy before it is sent). It depends on the domain's repository and gateway interfaces only,
+// never on a database or transport. Ports call it with the verified principal and domain
+// values; it returns usererr refusals, which the edge sends as they are, or internal errors,
+// which it masks.
 package app
 
 import (

@@ -1,6 +1,8 @@
 // Package ports is the messaging service's gRPC edge: it decodes requests, takes the verified
 // principal from the context (the guard chain has authenticated the caller and checked the rpc
-// against the policies), calls the use cases with domain values and encodes their answers.
+// against the policies), calls the use cases with domain values and encodes their answers. It
+// also holds the inbox feed (inboxfeed.go), the JetStream consumer that turns the service's own
+// thread and message events into the changes WatchInbox streams.
 // Errors go back as the use cases return them: a usererr refusal carries its own gRPC status
 // (code, PHI-free message, reason), and the server's error interceptor masks anything else.
 package ports
