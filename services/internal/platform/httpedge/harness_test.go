@@ -172,10 +172,10 @@ type env struct {
 	done  chan error
 }
 
-func startEdge(t *testing.T) *env { t.Helper(); return startEdgeWith(t, nil) }
+func startEdge(t testing.TB) *env { t.Helper(); return startEdgeWith(t, nil) }
 
 // startEdgeWith is startEdge with the edge's options changed by tune.
-func startEdgeWith(t *testing.T, tune func(*httpedge.Options)) *env {
+func startEdgeWith(t testing.TB, tune func(*httpedge.Options)) *env {
 	t.Helper()
 	e := &env{pki: grpctest.NewPKI(t), guard: &recordingGuard{}, logs: &syncBuffer{}, done: make(chan error, 2),
 		stub: &stubMessaging{started: make(chan struct{}, 4), release: make(chan struct{})}}
@@ -232,7 +232,7 @@ func startEdgeWith(t *testing.T, tune func(*httpedge.Options)) *env {
 }
 
 // shutdown stops both listeners (once) and waits for them.
-func (e *env) shutdown(t *testing.T) {
+func (e *env) shutdown(t testing.TB) {
 	t.Helper()
 	if e.done == nil {
 		return

@@ -100,11 +100,11 @@ func startSuite(t *testing.T) *suite {
 }
 
 // freeAddr picks a loopback port nothing listens on (privstack picks its own the same way).
-func freeAddr(t *testing.T) string {
-	t.Helper()
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer func() { _ = l.Close() }() // only the port was wanted
 	return l.Addr().String()
