@@ -63,6 +63,10 @@ var (
 		"too many open watches for this user; close one and try again")
 	errWatchUnavailable = usererr.New(usererr.Unavailable, "WATCH_UNAVAILABLE",
 		"live updates are unavailable; try again later")
+	// errServiceStopping ends every watch of a replica that shuts down, so that its clients
+	// reconnect (to another replica) at once instead of being cut off at the shutdown deadline.
+	errServiceStopping = usererr.New(usererr.Unavailable, "SERVICE_STOPPING",
+		"the service is restarting; reconnect")
 )
 
 // NoticeKind is what a watch hands its port next.
@@ -132,6 +136,8 @@ func (w *Watch) Next(ctx context.Context) (Notice, error) {
 		select {
 		case <-ctx.Done():
 			return Notice{}, ctx.Err()
+		case <-w.hub.stopping:
+			return Notice{}, errServiceStopping
 		case <-ends.C:
 			return Notice{}, ErrWatchExpired
 		case <-idle.C:
@@ -192,12 +198,15 @@ type watchHub struct {
 	// live is closed once the event feed follows the stream.
 	live     chan struct{}
 	liveOnce sync.Once
+	// stopping is closed when the replica shuts down: every watch ends.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 func newWatchHub(cfg WatchSettings) *watchHub {
 	return &watchHub{
 		cfg: cfg, bySubject: map[string]int{}, byPatient: map[string]map[*Watch]struct{}{},
-		byPool: map[string]map[*Watch]struct{}{}, live: make(chan struct{}),
+		byPool: map[string]map[*Watch]struct{}{}, live: make(chan struct{}), stopping: make(chan struct{}),
 	}
 }
 
@@ -328,7 +337,14 @@ func (s *Service) WatchInbox(ctx context.Context, p *auth.Principal, tokenExpire
 	wait := time.NewTimer(cfg.FeedTimeout)
 	defer wait.Stop()
 	select {
+	case <-s.watches.stopping:
+		return nil, errServiceStopping
+	default:
+	}
+	select {
 	case <-s.watches.live:
+	case <-s.watches.stopping:
+		return nil, errServiceStopping
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-wait.C:
@@ -347,6 +363,11 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// EndWatches ends every open watch with UNAVAILABLE (reason SERVICE_STOPPING) and refuses new
+// ones: the replica is shutting down, and its watchers should reconnect elsewhere now rather
+// than hold the graceful stop up until its deadline.
+func (s *Service) EndWatches() { s.watches.stopOnce.Do(func() { close(s.watches.stopping) }) }
 
 // InboxFeedLive tells the service that the event feed follows the stream: watches may open.
 func (s *Service) InboxFeedLive() { s.watches.liveOnce.Do(func() { close(s.watches.live) }) }

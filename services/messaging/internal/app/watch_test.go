@@ -291,3 +291,17 @@ func TestWatchInboxBatch(t *testing.T) {
 		t.Fatalf("the proxy heard %+v, want %+v in order", got, want)
 	}
 }
+
+// TestWatchInboxEndsOnShutdown: a replica that stops ends its watches at once with a refusal
+// that tells clients to reconnect, and opens no new ones.
+func TestWatchInboxEndsOnShutdown(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, watchTuning(4, 8))
+	h.svc.InboxFeedLive()
+	w := h.openWatch(t, patient)
+	h.svc.EndWatches()
+	_, err := w.Next(t.Context())
+	wantRefusal(t, "Next() after EndWatches", err, usererr.Unavailable, "SERVICE_STOPPING")
+	_, err = h.svc.WatchInbox(t.Context(), patient, h.clock.Now().Add(time.Minute))
+	wantRefusal(t, "WatchInbox() after EndWatches", err, usererr.Unavailable, "SERVICE_STOPPING")
+}

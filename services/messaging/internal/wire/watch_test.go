@@ -330,13 +330,7 @@ func TestWatchInboxHeartbeatAndExpiry(t *testing.T) {
 	err := wt.err
 	wt.mu.Unlock()
 	st := status.Convert(err)
-	var reason string
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			reason = info.GetReason()
-		}
-	}
-	if st.Code() != codes.Unauthenticated || reason != "TOKEN_EXPIRED" {
+	if reason := errorReason(st); st.Code() != codes.Unauthenticated || reason != "TOKEN_EXPIRED" {
 		t.Fatalf("watch ended with %v (reason %q), want UNAUTHENTICATED TOKEN_EXPIRED", err, reason)
 	}
 	if ended.Before(expires) {
@@ -486,7 +480,7 @@ func measureWatchLatency(tb testing.TB, e *env, sendAPI, watchAPI messagingv1.Me
 // every replica follows the stream with its own consumer.
 func TestWatchInboxAcrossReplicas(t *testing.T) {
 	e := newEnv(t)
-	other := startReplica(t, e)
+	other, stopOther := startReplica(t, e)
 	lat := measureWatchLatency(t, e, e.api, other, 200, 2, false).delivered
 	t.Logf("WatchInbox delivery across replicas over %d messages: p50 %s, p99 %s", len(lat), lat[len(lat)/2], lat[len(lat)*99/100])
 	// And the other way round, one change: a watch on the first replica hears of a thread
@@ -499,11 +493,40 @@ func TestWatchInboxAcrossReplicas(t *testing.T) {
 		t.Fatalf("CreateThread on replica 2 = %v", err)
 	}
 	wt.waitFor(t, resp.GetThread().GetThreadId(), messagingv1.InboxChangeKind_INBOX_CHANGE_KIND_THREAD_CREATED)
+
+	// A replica that stops ends its watches at once, telling the clients to reconnect, instead
+	// of holding its graceful stop up until the deadline.
+	leaving := openWatch(t, e.as(t, servicetest.Patient), other, "patient on replica 2")
+	stopped := time.Now()
+	stopOther()
+	select {
+	case <-leaving.ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stopped replica's watch did not end")
+	}
+	leaving.mu.Lock()
+	err = leaving.err
+	leaving.mu.Unlock()
+	if st := status.Convert(err); st.Code() != codes.Unavailable || errorReason(st) != "SERVICE_STOPPING" {
+		t.Errorf("watch on a stopping replica ended with %v, want UNAVAILABLE SERVICE_STOPPING", err)
+	}
+	t.Logf("the replica with an open watch stopped in %s", time.Since(stopped))
+}
+
+// errorReason is the google.rpc.ErrorInfo reason of st ("" without one).
+func errorReason(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
 }
 
 // startReplica runs a second messaging process on e's schema and streams, with e's settings,
-// issuer and certificates, and returns a portal client of it.
-func startReplica(t *testing.T, e *env) messagingv1.MessagingServiceClient {
+// issuer and certificates, and returns a portal client of it and a function that stops it
+// (and waits until it has stopped; the test's cleanup stops it otherwise).
+func startReplica(t *testing.T, e *env) (messagingv1.MessagingServiceClient, func()) {
 	t.Helper()
 	stack := testkit.LoadStack()
 	server := e.h.PKI.ServerConfig(false)
@@ -535,16 +558,20 @@ func startReplica(t *testing.T, e *env) messagingv1.MessagingServiceClient {
 	}
 	done := make(chan error, 1)
 	go func() { done <- proc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("replica Run() = %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("replica Run() = %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	conn, err := grpc.NewClient(server.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(e.h.PKI.ClientTLS(false))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return messagingv1.NewMessagingServiceClient(conn)
+	return messagingv1.NewMessagingServiceClient(conn), stop
 }

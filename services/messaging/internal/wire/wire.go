@@ -81,6 +81,8 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	messagingv1.RegisterMessagingServiceServer(proc.Server.GRPC(), ports.NewHandler(svc))
 	feed := &ports.InboxFeed{JS: proc.JS, Stream: proc.Topology().EventsStream, Subject: proc.Topology().EventsSubject, Service: svc, Logger: proc.Logger}
 	proc.Go(feed.Run)
+	// Watch streams last until their token expires: end them before the graceful stop waits.
+	proc.Server.BeforeStop(func(context.Context) { svc.EndWatches() })
 	proc.Go(func(ctx context.Context) error { return svc.RunPurgeJob(ctx, s.PurgeInterval) })
 	return svc, nil
 }
