@@ -226,8 +226,9 @@ type MessagingServiceClient interface {
 	// Errors: UNAUTHENTICATED with reason TOKEN_EXPIRED when the caller's access token (or its
 	// session) expires, ending the stream: reconnect with a fresh token; RESOURCE_EXHAUSTED with
 	// reason TOO_MANY_WATCHES when the caller already holds the maximum number of open watches;
-	// UNAVAILABLE with reason WATCH_UNAVAILABLE when the service cannot follow the event stream
-	// (safe to retry).
+	// UNAVAILABLE with reason WATCH_UNAVAILABLE when the service cannot follow the event stream,
+	// or with reason SERVICE_STOPPING when the replica serving the stream shuts down (reconnect at
+	// once: another replica takes it).
 	WatchInbox(ctx context.Context, in *WatchInboxRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchInboxResponse], error)
 }
 
@@ -624,8 +625,9 @@ type MessagingServiceServer interface {
 	// Errors: UNAUTHENTICATED with reason TOKEN_EXPIRED when the caller's access token (or its
 	// session) expires, ending the stream: reconnect with a fresh token; RESOURCE_EXHAUSTED with
 	// reason TOO_MANY_WATCHES when the caller already holds the maximum number of open watches;
-	// UNAVAILABLE with reason WATCH_UNAVAILABLE when the service cannot follow the event stream
-	// (safe to retry).
+	// UNAVAILABLE with reason WATCH_UNAVAILABLE when the service cannot follow the event stream,
+	// or with reason SERVICE_STOPPING when the replica serving the stream shuts down (reconnect at
+	// once: another replica takes it).
 	WatchInbox(*WatchInboxRequest, grpc.ServerStreamingServer[WatchInboxResponse]) error
 	mustEmbedUnimplementedMessagingServiceServer()
 }
