@@ -131,6 +131,7 @@ func (w *Watch) Next(ctx context.Context) (Notice, error) {
 			// What is queued is older than the resync, which supersedes it: the client's
 			// re-read after the resync sees those changes anyway.
 			w.discardQueued()
+			w.hub.resyncs.Add(1)
 			return Notice{Kind: NoticeResync}, nil
 		}
 		select {
@@ -146,6 +147,7 @@ func (w *Watch) Next(ctx context.Context) (Notice, error) {
 			if w.behind.Load() {
 				continue // the resync at the top of the loop covers it
 			}
+			w.hub.sent.Add(1)
 			return Notice{Kind: NoticeChange, Change: c}, nil
 		case <-w.wake:
 		}
@@ -201,6 +203,9 @@ type watchHub struct {
 	// stopping is closed when the replica shuts down: every watch ends.
 	stopping chan struct{}
 	stopOnce sync.Once
+
+	// sent and resyncs count the changes and resyncs handed to watchers (WatchStats).
+	sent, resyncs atomic.Uint64
 }
 
 func newWatchHub(cfg WatchSettings) *watchHub {
@@ -362,6 +367,23 @@ func earliest(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// WatchStats are this replica's live-watch figures, for its metrics.
+type WatchStats struct {
+	// Open is the number of open watches.
+	Open int
+	// ChangesSent and Resyncs count the change notices and resyncs handed to watchers.
+	ChangesSent, Resyncs uint64
+}
+
+// WatchStats returns the replica's live-watch figures.
+func (s *Service) WatchStats() WatchStats {
+	h := s.watches
+	h.mu.RLock()
+	open := h.count
+	h.mu.RUnlock()
+	return WatchStats{Open: open, ChangesSent: h.sent.Load(), Resyncs: h.resyncs.Load()}
 }
 
 // EndWatches ends every open watch with UNAVAILABLE (reason SERVICE_STOPPING) and refuses new

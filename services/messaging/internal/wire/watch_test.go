@@ -308,6 +308,41 @@ func TestWatchInbox(t *testing.T) {
 			t.Errorf("%s heard of t1: %v, want %v", tc.who, got, tc.want)
 		}
 	}
+
+	// The replica's metrics count the open watches and what they were sent.
+	sent := 0
+	for _, wt := range w {
+		sent += len(wt.changes())
+	}
+	for name, want := range map[string]float64{
+		"securemsg_messaging_watches_open": float64(len(w)), "securemsg_messaging_watch_changes_sent_total": float64(sent),
+		"securemsg_messaging_watch_resyncs_total": 0,
+	} {
+		if got := metricValue(t, e, name); got != want {
+			t.Errorf("metric %s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// metricValue reads one unlabelled gauge or counter from the service's metrics registry.
+func metricValue(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	families, err := e.h.Proc.Server.MetricsRegistry().Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, f := range families {
+		if f.GetName() != name || len(f.GetMetric()) != 1 {
+			continue
+		}
+		m := f.GetMetric()[0]
+		if g := m.GetGauge(); g != nil {
+			return g.GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }
 
 // TestWatchInboxHeartbeatAndExpiry: an idle watch gets a heartbeat every configured interval,

@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/config"
@@ -80,9 +82,30 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	}
 	messagingv1.RegisterMessagingServiceServer(proc.Server.GRPC(), ports.NewHandler(svc))
 	feed := &ports.InboxFeed{JS: proc.JS, Stream: proc.Topology().EventsStream, Subject: proc.Topology().EventsSubject, Service: svc, Logger: proc.Logger}
+	if err := registerWatchMetrics(proc.Server.MetricsRegistry(), svc); err != nil {
+		return nil, err
+	}
 	proc.Go(feed.Run)
 	// Watch streams last until their token expires: end them before the graceful stop waits.
 	proc.Server.BeforeStop(func(context.Context) { svc.EndWatches() })
 	proc.Go(func(ctx context.Context) error { return svc.RunPurgeJob(ctx, s.PurgeInterval) })
 	return svc, nil
+}
+
+// registerWatchMetrics exposes the live-watch figures: how many watches are open, and how many
+// change notices and resyncs they were sent (a rising resync rate means clients fall behind).
+func registerWatchMetrics(reg prometheus.Registerer, svc *app.Service) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "securemsg_messaging_watches_open", Help: "Open WatchInbox streams on this replica."},
+			func() float64 { return float64(svc.WatchStats().Open) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "securemsg_messaging_watch_changes_sent_total", Help: "Change notices sent to WatchInbox streams."},
+			func() float64 { return float64(svc.WatchStats().ChangesSent) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "securemsg_messaging_watch_resyncs_total", Help: "Resyncs sent to WatchInbox streams that fell behind."},
+			func() float64 { return float64(svc.WatchStats().Resyncs) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register watch metrics: %w", err)
+		}
+	}
+	return nil
 }
