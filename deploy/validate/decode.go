@@ -107,6 +107,8 @@ func newObject(apiVersion, kind string) any {
 		return &autoscalingv2.HorizontalPodAutoscaler{}
 	case "networking.k8s.io/v1/NetworkPolicy":
 		return &networkingv1.NetworkPolicy{}
+	case "networking.k8s.io/v1/Ingress":
+		return &networkingv1.Ingress{}
 	case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
 		return &rbacv1.ClusterRoleBinding{}
 	case "cert-manager.io/v1/Certificate":
@@ -155,6 +157,7 @@ type Objects struct {
 	PDBs            []*policyv1.PodDisruptionBudget
 	HPAs            []*autoscalingv2.HorizontalPodAutoscaler
 	NetworkPolicies []*networkingv1.NetworkPolicy
+	Ingresses       []*networkingv1.Ingress
 	Certificates    []*Certificate
 	ServiceMonitors []*ServiceMonitor
 	Namespaced      map[string]string // "Kind/name" -> namespace, for namespaced kinds
@@ -196,6 +199,8 @@ func DecodeAll(rs []Rendered) (*Objects, []error) {
 			o.HPAs = append(o.HPAs, v)
 		case *networkingv1.NetworkPolicy:
 			o.NetworkPolicies = append(o.NetworkPolicies, v)
+		case *networkingv1.Ingress:
+			o.Ingresses = append(o.Ingresses, v)
 		case *Certificate:
 			o.Certificates = append(o.Certificates, v)
 		case *ServiceMonitor:

@@ -15,6 +15,11 @@ var flowPlan = []string{
 	"ingress ingress-nginx/ingress-nginx -> messaging tcp/7001",
 	"ingress ingress-nginx/ingress-nginx -> attachment tcp/7002",
 	"ingress ingress-nginx/ingress-nginx -> audit tcp/7004",
+	// Browsers through the ingress -> every service's HTTP edge (components/browser-ingress).
+	"ingress ingress-nginx/ingress-nginx -> messaging tcp/8443",
+	"ingress ingress-nginx/ingress-nginx -> attachment tcp/8443",
+	"ingress ingress-nginx/ingress-nginx -> notification tcp/8443",
+	"ingress ingress-nginx/ingress-nginx -> audit tcp/8443",
 	// messaging <-> attachment (mTLS).
 	"egress messaging -> attachment tcp/7002",
 	"ingress messaging -> attachment tcp/7002",
