@@ -27,8 +27,11 @@ import (
 
 // Harness is a running service under test.
 type Harness struct {
-	Proc     *daemon.Process
-	Addr     string
+	Proc *daemon.Process
+	Addr string
+	// HTTPURL is the service's browser edge (https://127.0.0.1:port: Connect, gRPC-Web, REST),
+	// with the PKI's server certificate; PKI.ClientTLS(false) trusts it.
+	HTTPURL  string
 	Schema   string
 	Topology natsx.Topology
 	JS       jetstream.JetStream
@@ -92,6 +95,13 @@ func Start(t testing.TB, spec daemon.Spec, opts Options, register func(*daemon.P
 		t.Fatalf("daemon.Start(%s) = %v", spec.Name, err)
 	}
 	proc.ServeOn(lis)
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		t.Fatalf("listen for the http edge: %v", err)
+	}
+	proc.ServeHTTPOn(httpLis)
+	h.HTTPURL = "https://" + httpLis.Addr().String()
 	h.Proc = proc
 	if err := register(proc); err != nil {
 		cancel()

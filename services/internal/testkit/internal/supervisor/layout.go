@@ -22,18 +22,21 @@ var Dependencies = []string{"postgres", "nats", "vault", "minio", "clamd", "mail
 // (NATSMonitor in private stacks).
 type Ports struct {
 	Postgres, NATS, NATSMonitor, Vault, MinIO, MinIOConsole, Clamd, SMTP, MailHTTP, OIDC int
-	GRPC, Metrics                                                                        map[string]int
+	// GRPC, HTTP and Metrics are each service's gRPC listener, browser edge (Connect,
+	// gRPC-Web, REST) and Prometheus endpoint.
+	GRPC, HTTP, Metrics map[string]int
 }
 
 // DevPorts are the dev stack's fixed ports, the ones the README, `make status` and the tests'
 // defaults (testkit.LoadStack) name. NATS is on 4223: the machine's Debian nats-server on 4222
 // (2.9) lacks what the suite relies on (consumers with several filter subjects, per-server
-// sync_interval always). Prometheus /metrics sits beside each gRPC port: 7001 -> 9101, ...
+// sync_interval always). Prometheus /metrics and the browser edge sit beside each gRPC port:
+// 7001 -> 9101 and 8441, ...
 func DevPorts() Ports {
 	p := Ports{Postgres: 5432, NATS: 4223, NATSMonitor: 8223, Vault: 8200, MinIO: 9000, MinIOConsole: 9001,
-		Clamd: 3310, SMTP: 1025, MailHTTP: 8025, OIDC: 8400, GRPC: map[string]int{}, Metrics: map[string]int{}}
+		Clamd: 3310, SMTP: 1025, MailHTTP: 8025, OIDC: 8400, GRPC: map[string]int{}, HTTP: map[string]int{}, Metrics: map[string]int{}}
 	for i, svc := range Services {
-		p.GRPC[svc], p.Metrics[svc] = 7001+i, 9101+i
+		p.GRPC[svc], p.HTTP[svc], p.Metrics[svc] = 7001+i, 8441+i, 9101+i
 	}
 	return p
 }
@@ -41,7 +44,7 @@ func DevPorts() Ports {
 // RandomPorts picks a free port for every component (no NATS monitor). A port is only picked,
 // not held: a component that loses it to another process fails to start with a clear error.
 func RandomPorts() (Ports, error) {
-	p := Ports{GRPC: map[string]int{}, Metrics: map[string]int{}}
+	p := Ports{GRPC: map[string]int{}, HTTP: map[string]int{}, Metrics: map[string]int{}}
 	seen := map[int]bool{}
 	var err error
 	pick := func() int {
@@ -62,7 +65,7 @@ func RandomPorts() (Ports, error) {
 		*t = pick()
 	}
 	for _, svc := range Services {
-		p.GRPC[svc], p.Metrics[svc] = pick(), pick()
+		p.GRPC[svc], p.HTTP[svc], p.Metrics[svc] = pick(), pick(), pick()
 	}
 	return p, err
 }

@@ -84,6 +84,9 @@ func (s *Stack) ServiceEnv(svc string) []string {
 	set("DEV", "true")
 	set("POLICY_DIR", filepath.Join(s.cfg.Root, "deploy", "policies"))
 	set("METRICS_ADDR", HostPort(s.cfg.Ports.Metrics[svc]))
+	// The browser edge, for a portal's dev server on this machine (Vite's default port).
+	set("HTTP_ADDR", HostPort(s.cfg.Ports.HTTP[svc]))
+	set("HTTP_ALLOWED_ORIGINS", "http://localhost:5173,http://127.0.0.1:5173")
 	if !s.cfg.Detached {
 		// Tests stop services often; the 2s default drain only makes them slower.
 		set("SHUTDOWN_DRAIN", "100ms")
@@ -150,6 +153,9 @@ func (s *Stack) writeEnvFile(svc string, env []string) error {
 	}
 	return os.WriteFile(filepath.Join(s.cfg.Dir, svc+".env"), []byte(b.String()), 0o600)
 }
+
+// HTTPAddr is the service's browser edge host:port (https://HTTPAddr: Connect, gRPC-Web, REST).
+func (v *Service) HTTPAddr() string { return HostPort(v.stack.cfg.Ports.HTTP[v.name]) }
 
 // MetricsAddr is the service's Prometheus endpoint host:port (http://MetricsAddr/metrics).
 func (v *Service) MetricsAddr() string { return HostPort(v.stack.cfg.Ports.Metrics[v.name]) }

@@ -242,7 +242,7 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) bool {
 		{name: "oidc", endpoint: c.IssuerURL(), c: s.OIDC},
 	}
 	for _, svc := range s.Services() {
-		rows = append(rows, row{name: svc, endpoint: "grpcs://" + s.ServiceAddr(svc) + " (mTLS)", c: s.services[svc].Component})
+		rows = append(rows, row{name: svc, endpoint: "grpcs://" + s.ServiceAddr(svc) + " (mTLS), https://" + HostPort(c.Ports.HTTP[svc]), c: s.services[svc].Component})
 	}
 	var wg sync.WaitGroup
 	for i := range rows {
