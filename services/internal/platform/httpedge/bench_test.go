@@ -54,13 +54,12 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
-	addr := freeAddr(b)
 	// The rate limits are the service's defaults for people (20/s); a benchmark is one person
 	// calling as fast as it can.
 	s := privstack.Start(b, privstack.Options{
 		Services: []string{"messaging"}, Without: []string{"minio", "clamd", "mailpit"},
 		ServiceEnv: map[string]map[string]string{"messaging": {
-			"SECUREMSG_HTTP_ADDR": addr, "SECUREMSG_LOG_LEVEL": "warn",
+			"SECUREMSG_LOG_LEVEL":          "warn",
 			"SECUREMSG_RATE_PER_PRINCIPAL": "1000000", "SECUREMSG_BURST_PER_PRINCIPAL": "1000000",
 			"SECUREMSG_RATE_PER_CLIENT": "1000000", "SECUREMSG_BURST_PER_CLIENT": "1000000",
 		}},
@@ -79,7 +78,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = conn.Close() })
-	e := &benchEnv{s: s, pid: s.Service("messaging").PID(), edge: "https://" + addr, h2: &http.Client{Transport: tr},
+	e := &benchEnv{s: s, pid: s.Service("messaging").PID(), edge: "https://" + s.Service("messaging").HTTPAddr(), h2: &http.Client{Transport: tr},
 		api: messagingv1.NewMessagingServiceClient(conn), token: "Bearer " + s.Token(b, "patient")}
 	ctx := e.native(b.Context())
 	for _, id := range []*string{&e.threadID, &e.sendThread} {

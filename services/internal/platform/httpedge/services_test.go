@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -65,12 +64,13 @@ func startSuite(t *testing.T) *suite {
 		grpc: map[string]*grpc.ClientConn{}, tokens: map[string]string{}}
 	env := map[string]map[string]string{}
 	for _, svc := range privstack.AllServices {
-		addr := freeAddr(t)
-		su.http[svc] = "https://" + addr
-		env[svc] = map[string]string{"SECUREMSG_HTTP_ADDR": addr, "SECUREMSG_HTTP_ALLOWED_ORIGINS": allowedOrigin}
+		env[svc] = map[string]string{"SECUREMSG_HTTP_ALLOWED_ORIGINS": allowedOrigin}
 	}
 	env["messaging"]["SECUREMSG_TRUSTED_PROXIES"] = "127.0.0.1/32"
 	su.s = privstack.Start(t, privstack.Options{Services: privstack.AllServices, ServiceEnv: env})
+	for _, svc := range privstack.AllServices {
+		su.http[svc] = "https://" + su.s.Service(svc).HTTPAddr()
+	}
 	caPEM, err := os.ReadFile(filepath.Join(su.s.CertsDir(), "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -97,17 +97,6 @@ func startSuite(t *testing.T) *suite {
 	}
 	su.audit = watchAuditTrail(t, su.s.NATSURL())
 	return su
-}
-
-// freeAddr picks a loopback port nothing listens on (privstack picks its own the same way).
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer func() { _ = l.Close() }() // only the port was wanted
-	return l.Addr().String()
 }
 
 // auditTrail collects every audit record the services publish, by request id.
