@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/securemsg/securemsg/gen => ../../../gen
 
 require (
+	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.1
 	buf.build/go/protovalidate v1.4.0
 	connectrpc.com/connect v1.19.1
 	connectrpc.com/cors v0.1.0
@@ -18,10 +19,10 @@ require (
 	github.com/rs/cors v1.11.1
 	github.com/securemsg/securemsg/services/internal/testkit v0.0.0-00010101000000-000000000000
 	github.com/transparency-dev/merkle v0.0.2
+	google.golang.org/genproto/googleapis/api v0.0.0-20261005182115-fad411399dd8
 )
 
 require (
-	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.1 // indirect
 	cel.dev/cel-go v0.32.0 // indirect
 	cel.dev/expr v0.25.3 // indirect
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
@@ -41,7 +42,6 @@ require (
 	github.com/valyala/fastjson v1.6.10 // indirect
 	github.com/zeebo/xxh3 v1.1.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	google.golang.org/genproto/googleapis/api v0.0.0-20261005182115-fad411399dd8 // indirect
 	gopkg.in/ini.v1 v1.67.3 // indirect
 )
 
@@ -85,7 +85,7 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
-	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/prometheus/procfs v0.22.0
 	github.com/ryanuber/go-glob v1.0.0 // indirect
 	github.com/securemsg/securemsg/gen v0.0.0-00010101000000-000000000000
 	github.com/segmentio/asm v1.2.1 // indirect
