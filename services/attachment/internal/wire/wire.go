@@ -121,6 +121,9 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	}
 	attachmentv1.RegisterAttachmentServiceServer(proc.Server.GRPC(), ports.NewHandler(svc))
 	proc.Go(func(ctx context.Context) error { return svc.RunJobs(ctx, s.RescanInterval, s.CleanupInterval) })
+	for pattern, h := range HTTPHandlers(proc) {
+		proc.HandleHTTP(pattern, h)
+	}
 	return svc, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"syscall"
 
@@ -87,8 +88,10 @@ type Process struct {
 	listener net.Listener
 	// httpListener, when set, serves the HTTP edge instead of server.HTTPAddr (ServeHTTPOn).
 	httpListener net.Listener
-	topology     natsx.Topology
-	tasks        []func(context.Context) error
+	// httpRoutes are the service's plain HTTP routes on the edge (HandleHTTP).
+	httpRoutes map[string]http.Handler
+	topology   natsx.Topology
+	tasks      []func(context.Context) error
 }
 
 // Topology is the JetStream layout the process declared: the stream names and the subject
@@ -238,6 +241,17 @@ func (p *Process) ServeOn(lis net.Listener) { p.listener = lis }
 // SECUREMSG_HTTP_ADDR (for tests, as ServeOn), even when that address is unset.
 func (p *Process) ServeHTTPOn(lis net.Listener) { p.httpListener = lis }
 
+// HandleHTTP mounts a plain HTTP route on the edge beside the transcoded rpcs (net/http
+// ServeMux pattern). h must enter the gRPC server's interceptor chain itself
+// (grpc.Server.ServeHTTP), so that the route passes the same guards as every rpc. Call it before
+// Run; without an HTTP listener the route is not served.
+func (p *Process) HandleHTTP(pattern string, h http.Handler) {
+	if p.httpRoutes == nil {
+		p.httpRoutes = map[string]http.Handler{}
+	}
+	p.httpRoutes[pattern] = h
+}
+
 // Run serves gRPC — and the HTTP edge when SECUREMSG_HTTP_ADDR is set — and runs the background
 // work until ctx is cancelled (SIGTERM) or one of them fails, then shuts down in order (the
 // edge finishes its requests, then gRPC drains) and releases the connections.
@@ -293,6 +307,7 @@ func (p *Process) httpEdge() (*httpedge.Edge, net.Listener, error) {
 		MaxMessageBytes:      p.server.MaxRecvMsgBytes,
 		MaxConcurrentStreams: p.server.MaxConcurrentStreams,
 		OpenAPI:              openapi.Document,
+		Routes:               p.httpRoutes,
 		Logger:               p.Logger,
 	})
 	if err != nil {

@@ -70,6 +70,11 @@ type Options struct {
 	// OnSurface decides which full methods are routed (default policy.OnBrowserSurface). Tests
 	// set it to route their own services.
 	OnSurface func(fullMethod string) bool
+	// Routes are plain HTTP routes beside the transcoded rpcs, by net/http ServeMux pattern
+	// (attachment's ranged download). They sit inside the same browser safety (headers, CORS,
+	// the refusals of unlisted origins, tokens and PHI in URLs), and each must enter the gRPC
+	// server's interceptor chain itself (grpc.Server.ServeHTTP), so no route bypasses the guards.
+	Routes map[string]http.Handler
 	// Logger receives the HTTP server's own errors (TLS handshakes, malformed requests) at debug
 	// level: scanners cause them all day. Default slog.Default().
 	Logger *slog.Logger
@@ -109,9 +114,13 @@ func New(srv *grpc.Server, opts Options) (*Edge, error) {
 	if doc, ok := openAPIDocument(services, opts.OpenAPI); ok {
 		mux.Handle("GET /openapi.json", serveDocument(doc))
 	}
+	for pattern, h := range opts.Routes {
+		mux.Handle(pattern, h)
+	}
 	mux.Handle("/", onlySurfacePaths(opts.OnSurface, transcoder))
 
-	e := &Edge{handler: browserSafety(newCORS(opts.AllowedOrigins), mux), log: opts.Logger}
+	phi := phiFieldNames(services)
+	e := &Edge{handler: browserSafety(newCORS(opts.AllowedOrigins), refusePHIInQuery(phi, mux)), log: opts.Logger}
 	e.server = &http.Server{
 		Handler:           e.handler,
 		TLSConfig:         opts.TLS,

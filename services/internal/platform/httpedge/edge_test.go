@@ -465,3 +465,59 @@ func TestShutdownLetsEdgeRequestsFinish(t *testing.T) {
 		t.Fatal("the call in flight did not finish")
 	}
 }
+
+// TestPHIInTheURLRefused: the REST transcoder would fill any request field from a query
+// parameter of its name, so a field the protos mark as PHI (debug_redact) is refused in a query
+// string, before the chain runs and without its value reaching the logs; the same field in the
+// body is fine.
+func TestPHIInTheURLRefused(t *testing.T) {
+	t.Parallel()
+	e := startEdge(t)
+	const marker = "PHIMARKER-in-url-71c3"
+	for _, path := range []string{
+		"/v1/threads/" + openThread + "?breakGlassReason=" + marker,
+		"/v1/threads/" + openThread + "?break_glass_reason=" + marker,
+		"/v1/threads?page_size=5&body=" + marker,
+		"/v1/threads/" + openThread + "/messages?body=" + marker,
+	} {
+		id := uuid.NewString()
+		method := http.MethodGet
+		if strings.Contains(path, "/messages") {
+			method = http.MethodPost
+		}
+		resp := do(t, e.h2, method, e.base+path, map[string]string{"X-Request-Id": id, "Content-Type": "application/json"}, "{}")
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s %s = HTTP %d, want 400", method, path, resp.StatusCode)
+		}
+		if _, reached := e.guard.byRequestID(id); reached {
+			t.Errorf("%s %s reached the chain", method, path)
+		}
+	}
+	id := uuid.NewString()
+	if resp := do(t, e.h2, http.MethodGet, e.base+"/v1/threads/"+openThread+"?pageSize=5", map[string]string{"X-Request-Id": id}, ""); resp.StatusCode == http.StatusBadRequest {
+		t.Errorf("a query parameter that is not PHI was refused")
+	}
+	e.shutdown(t)
+	if strings.Contains(e.logs.String(), marker) {
+		t.Error("PHI from a URL reached the logs")
+	}
+}
+
+// TestRoutesAreServedInsideTheSafety: a plain HTTP route (attachment's ranged download) is
+// served beside the transcoded rpcs with the same safety headers and refusals.
+func TestRoutesAreServedInsideTheSafety(t *testing.T) {
+	t.Parallel()
+	e := startEdgeWith(t, func(o *httpedge.Options) {
+		o.Routes = map[string]http.Handler{"GET /v1/things/{id}/content": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte("content")) // a fixed body: the test is about the headers around it
+		})}
+	})
+	resp := do(t, e.h2, http.MethodGet, e.base+"/v1/things/t1/content", nil, "")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("route = HTTP %d, headers %v; want 200 with the safety headers", resp.StatusCode, resp.Header)
+	}
+	if resp := do(t, e.h2, http.MethodGet, e.base+"/v1/things/t1/content?access_token=x", nil, ""); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("route with a token in the URL = HTTP %d, want 400", resp.StatusCode)
+	}
+	e.shutdown(t)
+}
