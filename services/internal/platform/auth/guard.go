@@ -6,18 +6,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 // UnauthenticatedMessage is the only message a caller ever sees for a missing or bad credential,
 // whatever the reason: the reason goes to the audit record and the log.
 const UnauthenticatedMessage = "missing or invalid credentials"
 
-// ErrUnauthenticated is the status every authentication failure returns.
-var ErrUnauthenticated = status.Error(codes.Unauthenticated, UnauthenticatedMessage)
+// ErrUnauthenticated is the refusal every authentication failure returns: Unauthenticated with
+// reason CREDENTIALS_INVALID, whatever the cause (which goes to the audit record and the log).
+var ErrUnauthenticated error = usererr.New(usererr.Unauthenticated, "CREDENTIALS_INVALID", UnauthenticatedMessage)
 
 // TokenVerifier is what the guard needs from a Verifier (tests substitute their own).
 type TokenVerifier interface {

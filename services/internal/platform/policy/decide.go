@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -172,6 +173,9 @@ func (e *Engine) evaluate(s *snapshot, pe *principalEntity, p *auth.Principal, a
 				d.BreakGlass = false
 			}
 		}
+		// Cedar reports the deciding policies in no fixed order; sorted, the same decision
+		// always gives the same reason code in the audit trail.
+		slices.Sort(d.Reasons)
 	}
 	return d
 }

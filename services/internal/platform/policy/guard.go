@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Fixed messages callers see; the deciding policies go to the audit record only.
@@ -69,9 +70,9 @@ func (g *Guard) Check(ctx context.Context, fullMethod string, req any) (context.
 			target = &t
 		}
 		if _, err := e.record(ctx, p, action, APIResource(service), target, d, now); err != nil {
-			return nil, status.Error(codes.Unavailable, NotRecordedMessage)
+			return nil, usererr.New(usererr.Unavailable, "AUDIT_UNAVAILABLE", NotRecordedMessage)
 		}
-		return nil, status.Error(codes.PermissionDenied, PermissionDeniedMessage)
+		return nil, usererr.New(usererr.PermissionDenied, "POLICY_DENIED", PermissionDeniedMessage)
 	}
 	return withPrincipalEntity(ctx, pe), nil
 }

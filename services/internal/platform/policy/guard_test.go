@@ -18,6 +18,7 @@ import (
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 func TestActionForMethod(t *testing.T) {
@@ -133,6 +134,10 @@ func TestGuardRefusalNamesTheRequestedRecord(t *testing.T) {
 		func(context.Context, any) (any, error) { called = true; return nil, nil })
 	if status.Code(err) != codes.PermissionDenied || called {
 		t.Fatalf("admin GetThread = %v (handler called %v), want PermissionDenied before the handler", err, called)
+	}
+	var refusal *usererr.Error
+	if !errors.As(err, &refusal) || refusal.ReasonOf() != "POLICY_DENIED" {
+		t.Errorf("admin GetThread refusal = %v, want reason POLICY_DENIED for the portal", err)
 	}
 	stream := &fakeServerStream{ctx: ctx, req: &attachmentv1.DownloadAttachmentRequest{AttachmentId: "att-7"}}
 	err = g.StreamServerInterceptor()(nil, stream,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
 // Limit is a token bucket: Rate requests per second sustained, Burst at once.
@@ -141,7 +142,8 @@ func (l *Limiter) check(ctx context.Context, fullMethod string) error {
 		}
 	}
 	st := status.New(codes.ResourceExhausted, "rate limit exceeded")
-	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait.Round(time.Millisecond))}); err == nil {
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: "RATE_LIMITED", Domain: usererr.Domain},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(wait.Round(time.Millisecond))}); err == nil {
 		st = d
 	}
 	return st.Err()

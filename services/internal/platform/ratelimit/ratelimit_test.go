@@ -96,10 +96,17 @@ func TestLimiterRetryHintAndRefill(t *testing.T) {
 		t.Fatalf("second call = %v, want ResourceExhausted", err)
 	}
 	var hint *errdetails.RetryInfo
+	reason := ""
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok {
 			hint = ri
 		}
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			reason = info.GetReason()
+		}
+	}
+	if reason != "RATE_LIMITED" {
+		t.Errorf("ErrorInfo reason = %q, want RATE_LIMITED", reason)
 	}
 	if hint == nil || hint.GetRetryDelay().AsDuration() != 2*time.Second {
 		t.Fatalf("RetryInfo = %v, want retry delay 2s", hint)

@@ -35,6 +35,8 @@ const (
 	Unavailable
 	DataLoss
 	Canceled
+	// Unauthenticated: the caller's credentials are missing, invalid or expired.
+	Unauthenticated
 )
 
 var codeOf = map[Kind]codes.Code{
@@ -49,6 +51,7 @@ var codeOf = map[Kind]codes.Code{
 	Unavailable:        codes.Unavailable,
 	DataLoss:           codes.DataLoss,
 	Canceled:           codes.Canceled,
+	Unauthenticated:    codes.Unauthenticated,
 }
 
 // Code is the gRPC code of kind k (codes.Unknown for a kind that is not one of the above).
@@ -112,6 +115,8 @@ var (
 	ErrDataLoss = &Error{Kind: DataLoss}
 	// ErrCanceled: the caller went away; nothing was kept.
 	ErrCanceled = &Error{Kind: Canceled}
+	// ErrUnauthenticated: the caller must sign in (again).
+	ErrUnauthenticated = &Error{Kind: Unauthenticated}
 )
 
 // New returns an Error of kind k with a stable reason and a caller-facing message.

@@ -100,3 +100,11 @@ func TestSentinelsMatchByKind(t *testing.T) {
 		t.Errorf("errors.Is(NotFound error, sentinels) matched the wrong kinds")
 	}
 }
+
+func TestUnauthenticatedKind(t *testing.T) {
+	t.Parallel()
+	st := usererr.New(usererr.Unauthenticated, "TOKEN_EXPIRED", "sign in again").GRPCStatus()
+	if st.Code() != codes.Unauthenticated || st.Message() != "sign in again" {
+		t.Errorf("status = %v %q, want Unauthenticated %q", st.Code(), st.Message(), "sign in again")
+	}
+}
