@@ -76,6 +76,10 @@ type Principal struct {
 	notBefore, expires time.Time
 }
 
+// ExpiresAt is when the principal's token expires (zero for a service identity, whose
+// certificate the TLS layer checks): a long-lived call, such as a watch, ends then.
+func (p *Principal) ExpiresAt() time.Time { return p.expires }
+
 // HasRole reports whether the principal holds r.
 func (p *Principal) HasRole(r Role) bool { return slices.Contains(p.Roles, r) }
 

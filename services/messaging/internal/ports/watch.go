@@ -3,18 +3,13 @@ package ports
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwt"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
+	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/app"
 )
@@ -66,15 +61,8 @@ func noticeProto(n app.Notice) *messagingv1.WatchInboxResponse {
 }
 
 // errTokenExpired ends a watch whose token expired: UNAUTHENTICATED, with the reason a portal
-// branches on to fetch a fresh token and reconnect. usererr has no Unauthenticated kind (the
-// guard chain answers every other authentication failure), hence the status built here.
-var errTokenExpired = func() error {
-	st := status.New(codes.Unauthenticated, "the access token expired; reconnect with a fresh token")
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: "TOKEN_EXPIRED", Domain: usererr.Domain}); err == nil {
-		st = d
-	}
-	return st.Err()
-}()
+// branches on to fetch a fresh token and reconnect.
+var errTokenExpired = usererr.New(usererr.Unauthenticated, "TOKEN_EXPIRED", "the access token expired; reconnect with a fresh token")
 
 func watchError(err error) error {
 	if errors.Is(err, app.ErrWatchExpired) {
@@ -83,26 +71,12 @@ func watchError(err error) error {
 	return err
 }
 
-// tokenExpiry reads the exp claim of the bearer token the guard chain verified for this call
-// (auth.Principal keeps it private). The token is not verified again: an unverified token
-// never reaches a handler.
+// tokenExpiry is when the caller's verified token expires (the guard chain put the principal
+// there); a principal without one cannot hold a watch open.
 func tokenExpiry(ctx context.Context) (time.Time, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	if len(vals) != 1 {
+	p, ok := auth.FromContext(ctx)
+	if !ok || p.ExpiresAt().IsZero() {
 		return time.Time{}, errTokenExpired
 	}
-	scheme, raw, ok := strings.Cut(vals[0], " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return time.Time{}, errTokenExpired
-	}
-	tok, err := jwt.ParseInsecure([]byte(strings.TrimSpace(raw)))
-	if err != nil {
-		return time.Time{}, errTokenExpired
-	}
-	exp, ok := tok.Expiration()
-	if !ok {
-		return time.Time{}, errTokenExpired
-	}
-	return exp, nil
+	return p.ExpiresAt(), nil
 }
