@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
@@ -73,15 +71,7 @@ func (s *Service) CreateUploadSession(ctx context.Context, p *auth.Principal, re
 	if prev, err := s.replaySession(ctx, p, req, name); prev != nil || err != nil {
 		return prev, err
 	}
-	a := &domain.Attachment{
-		ID: uuid.NewString(), UploaderSubject: p.Subject, ClientRequestID: req.ClientRequestID,
-		AADThreadID: req.ThreadID, ThreadID: req.ThreadID, State: domain.StateUploading,
-		ObjectName: randomName(), DeclaredMediaType: req.DeclaredMediaType, SizeBytes: req.DeclaredSize,
-		ObjectSize: crypto.CiphertextSize(req.DeclaredSize),
-	}
-	if p.HasRole(auth.RolePatient) {
-		a.PatientID = p.PatientID
-	}
+	a := newUpload(p, req)
 	if _, err := s.checkAttach(ctx, p, a); err != nil {
 		return nil, err
 	}

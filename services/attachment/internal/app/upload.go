@@ -33,6 +33,21 @@ type UploadRequest struct {
 	ClientRequestID   string
 }
 
+// newUpload is the row of a new upload by p, in state Uploading (invisible), whether it
+// arrives as a stream or through a session.
+func newUpload(p *auth.Principal, req UploadRequest) *domain.Attachment {
+	a := &domain.Attachment{
+		ID: uuid.NewString(), UploaderSubject: p.Subject, ClientRequestID: req.ClientRequestID,
+		AADThreadID: req.ThreadID, ThreadID: req.ThreadID, State: domain.StateUploading,
+		ObjectName: randomName(), DeclaredMediaType: req.DeclaredMediaType, SizeBytes: req.DeclaredSize,
+		ObjectSize: crypto.CiphertextSize(req.DeclaredSize),
+	}
+	if p.HasRole(auth.RolePatient) {
+		a.PatientID = p.PatientID
+	}
+	return a
+}
+
 // Upload stores a file read from body (which yields exactly DeclaredSize bytes, then io.EOF;
 // an error from body aborts the upload). The bytes flow once through, in bounded memory:
 // the first bytes are sniffed and checked against the allow-list and the declared type, then
@@ -51,15 +66,8 @@ func (s *Service) Upload(ctx context.Context, p *auth.Principal, req UploadReque
 	if prev, err := s.replay(ctx, p, req, name); prev != nil || err != nil {
 		return prev, err
 	}
-	a := &domain.Attachment{
-		ID: uuid.NewString(), UploaderSubject: p.Subject, ClientRequestID: req.ClientRequestID,
-		AADThreadID: req.ThreadID, ThreadID: req.ThreadID, State: domain.StateUploading,
-		ObjectName: randomName(), DeclaredMediaType: req.DeclaredMediaType, SizeBytes: req.DeclaredSize,
-		ObjectSize: crypto.CiphertextSize(req.DeclaredSize), FileName: name,
-	}
-	if p.HasRole(auth.RolePatient) {
-		a.PatientID = p.PatientID
-	}
+	a := newUpload(p, req)
+	a.FileName = name
 	acc, err := s.checkAttach(ctx, p, a)
 	if err != nil {
 		return nil, err

@@ -78,19 +78,26 @@ func streamDownload(ctx context.Context, api attachmentv1.AttachmentServiceClien
 	if err != nil {
 		return 0, err
 	}
+	return drainChunks(stream.Recv, w)
+}
+
+// drainChunks copies every chunk a download stream yields into w until io.EOF and returns the
+// byte count: the one reading loop of the stream and content downloads.
+func drainChunks[M interface{ GetChunk() []byte }](recv func() (M, error), w io.Writer) (int64, error) {
 	var n int64
 	for {
-		msg, err := stream.Recv()
+		msg, err := recv()
 		if errors.Is(err, io.EOF) {
 			return n, nil
 		}
 		if err != nil {
 			return n, err
 		}
-		if _, err := w.Write(msg.GetChunk()); err != nil {
+		m, err := w.Write(msg.GetChunk())
+		n += int64(m)
+		if err != nil {
 			return n, err
 		}
-		n += int64(len(msg.GetChunk()))
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -51,21 +50,7 @@ func contentDownload(ctx context.Context, api attachmentv1.AttachmentServiceClie
 	if err != nil {
 		return 0, err
 	}
-	var n int64
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		m, err := w.Write(msg.GetChunk())
-		n += int64(m)
-		if err != nil {
-			return n, err
-		}
-	}
+	return drainChunks(stream.Recv, w)
 }
 
 // sessionRoundTrip uploads size bytes of text through a session and downloads them back through
