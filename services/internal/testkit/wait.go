@@ -35,3 +35,20 @@ func Poll(ctx context.Context, ok func() bool) bool {
 		}
 	}
 }
+
+// Receive returns the value ch delivers, failing the test with what when within passes first.
+// It waits on a timer of its own, not on the test's context, so a cleanup can wait for a
+// server's Run to return after cancelling it (the test's context has ended by then).
+func Receive[T any](tb testing.TB, ch <-chan T, within time.Duration, what string) T {
+	tb.Helper()
+	t := time.NewTimer(within)
+	defer t.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-t.C:
+		tb.Fatalf("timed out after %s waiting for %s", within, what)
+		var zero T
+		return zero
+	}
+}

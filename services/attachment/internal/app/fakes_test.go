@@ -26,6 +26,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
+	"github.com/securemsg/securemsg/services/internal/testkit"
 )
 
 // The people and services of the tests.
@@ -50,7 +51,7 @@ type fixture struct {
 	objects *objects
 	scanner *scanner
 	access  *access
-	clock   *clock
+	clock   *testkit.Clock
 }
 
 // newFixture builds the use cases with limits tuned by tune (when not nil).
@@ -60,11 +61,11 @@ func newFixture(t *testing.T, tune func(*app.Config)) *fixture {
 		objects: &objects{m: map[string][]byte{}},
 		scanner: &scanner{},
 		access:  &access{rules: map[string]map[string]domain.Access{}},
-		clock:   &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)},
+		clock:   testkit.NewTickingClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), time.Millisecond), // distinct, increasing creation times
 	}
-	f.repo = memstore.New(f.clock.now)
+	f.repo = memstore.New(f.clock.Now)
 	f.audit = &failingAudit{AuditWriter: f.repo}
-	emitter, err := auditlog.NewEmitter(commonv1.Component_COMPONENT_ATTACHMENT, auditlog.WithClock(f.clock.now))
+	emitter, err := auditlog.NewEmitter(commonv1.Component_COMPONENT_ATTACHMENT, auditlog.WithClock(f.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func newFixture(t *testing.T, tune func(*app.Config)) *fixture {
 	}
 	f.svc, err = app.New(cfg, app.Deps{
 		Attachments: f.repo, Sessions: f.repo, AuditTrail: f.audit, Objects: f.objects, Scanner: f.scanner,
-		Access: f.access, Keys: newDEKs(), Emitter: emitter, Now: f.clock.now, Logger: slog.New(slog.DiscardHandler),
+		Access: f.access, Keys: newDEKs(), Emitter: emitter, Now: f.clock.Now, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatalf("app.New = %v", err)
@@ -189,25 +190,6 @@ func wantRefusal(t *testing.T, what string, err error, kind usererr.Kind, reason
 	if !errors.As(err, &ue) || ue.Kind != kind || (reason != "" && ue.ReasonOf() != reason) {
 		t.Fatalf("%s = %v, want a refusal of kind %v with reason %s", what, err, kind, reason)
 	}
-}
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(time.Millisecond) // distinct, increasing creation times
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // objects is an object store in memory. down makes every call fail as an unreachable store.

@@ -103,7 +103,7 @@ func TestUploadRefusals(t *testing.T) {
 			if n := f.objects.count(); n != 0 {
 				t.Errorf("objects left by a refused upload = %d, want 0", n)
 			}
-			visible, _ := f.repo.StaleAttachments(t.Context(), f.clock.now().Add(1e12), f.clock.now().Add(1e12), 100)
+			visible, _ := f.repo.StaleAttachments(t.Context(), f.clock.Now().Add(1e12), f.clock.Now().Add(1e12), 100)
 			for _, a := range visible {
 				if a.State != domain.StateInfected || a.WrappedDEK != "" {
 					t.Errorf("a refused upload left %+v, want nothing or an infected row without its key", a)
@@ -459,7 +459,7 @@ func TestCleanUp(t *testing.T) {
 	if n, err := f.svc.CleanUp(t.Context(), 100); err != nil || n != 0 {
 		t.Fatalf("CleanUp(fresh drafts) = %d, %v, want 0", n, err)
 	}
-	f.clock.advance(25 * time.Hour)
+	f.clock.Advance(25 * time.Hour)
 	if n, err := f.svc.CleanUp(t.Context(), 100); err != nil || n != 1 {
 		t.Fatalf("CleanUp(an expired draft) = %d, %v, want 1", n, err)
 	}

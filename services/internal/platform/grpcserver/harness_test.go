@@ -23,6 +23,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
 	"github.com/securemsg/securemsg/services/internal/platform/logging"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
+	"github.com/securemsg/securemsg/services/internal/testkit"
 )
 
 // Markers that must never reach a client (secretMarker) or any log line (phiMarker).
@@ -196,13 +197,8 @@ func startServerWith(t *testing.T, pki *grpctest.PKI, cfg config.Server, registe
 	go func() { h.served <- srv.Serve(ctx, lis) }()
 	t.Cleanup(func() {
 		stop()
-		select {
-		case err := <-h.served:
-			if err != nil {
-				t.Errorf("Serve() after cancel = %v, want nil", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return within 10s of cancel")
+		if err := testkit.Receive(t, h.served, 10*time.Second, "Serve() to return after cancel"); err != nil {
+			t.Errorf("Serve() after cancel = %v, want nil", err)
 		}
 	})
 	return h
@@ -212,14 +208,9 @@ func startServerWith(t *testing.T, pki *grpctest.PKI, cfg config.Server, registe
 func (h *harness) shutdown(t *testing.T, within time.Duration) error {
 	t.Helper()
 	h.stop()
-	select {
-	case err := <-h.served:
-		h.served <- err // for the cleanup
-		return err
-	case <-time.After(within):
-		t.Fatalf("Serve did not return within %v of cancel", within)
-		return nil
-	}
+	err := testkit.Receive(t, h.served, within, "Serve() to return after cancel")
+	h.served <- err // for the cleanup
+	return err
 }
 
 // dial connects with the client certificate through grpcserver.Dial.

@@ -24,6 +24,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
+	"github.com/securemsg/securemsg/services/internal/testkit"
 )
 
 func TestTLSAndMTLS(t *testing.T) {
@@ -238,13 +239,8 @@ func TestRunServesAndStops(t *testing.T) {
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	})
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run() after cancel = %v, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run() did not return within 10s of cancel")
+	if err := testkit.Receive(t, done, 10*time.Second, "Run() to return after cancel"); err != nil {
+		t.Errorf("Run() after cancel = %v, want nil", err)
 	}
 }
 
@@ -334,12 +330,7 @@ func TestHealthProbeListener(t *testing.T) {
 		t.Errorf("an API method on the probe port = %v, want Unimplemented", got)
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run() after cancel = %v, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run() did not return within 10s of cancel")
+	if err := testkit.Receive(t, done, 10*time.Second, "Run() to return after cancel"); err != nil {
+		t.Errorf("Run() after cancel = %v, want nil", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/securemsg/securemsg/services/internal/testkit"
 )
 
 // runPool starts p.Run until the test ends and returns a function that stops it and waits.
@@ -118,7 +119,7 @@ func TestDEKPoolOtherKeysAndNoRun(t *testing.T) {
 
 func TestDEKPoolDropsOldKeys(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clock := testkit.NewClock(time.Unix(1000, 0))
 	svc := &fakeKeyService{}
 	ring, _ := NewKeyring(svc, KeyringOptions{})
 	p, err := NewDEKPool(ring, "k", DEKPoolOptions{Size: 2, MaxAge: time.Hour, now: clock.Now})

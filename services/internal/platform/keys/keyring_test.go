@@ -11,23 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/securemsg/securemsg/services/internal/testkit"
 )
-
-// fakeClock is a settable clock for the keyring's and the pool's age limits, safe for the
-// background goroutines that read it: Unix nanoseconds in an atomic.
-type fakeClock struct{ unixNano atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.unixNano.Store(time.Unix(1000, 0).UnixNano())
-	return c
-}
-
-// Now is the clock's time; pass it as the now option.
-func (c *fakeClock) Now() time.Time { return time.Unix(0, c.unixNano.Load()) }
-
-// Advance moves the clock forward by d.
-func (c *fakeClock) Advance(d time.Duration) { c.unixNano.Add(int64(d)) }
 
 // fakeKeyService is an in-memory KeyService for unit tests of the cache; the real Transit
 // server is exercised in transit_integration_test.go.
@@ -133,7 +118,7 @@ func TestKeyringOneCallPerMissUnderConcurrency(t *testing.T) {
 
 func TestKeyringBoundsAndZeroes(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clock := testkit.NewClock(time.Unix(1000, 0))
 	svc := &fakeKeyService{}
 	k, err := NewKeyring(svc, KeyringOptions{MaxEntries: 2, MaxAge: time.Minute, now: clock.Now})
 	if err != nil {

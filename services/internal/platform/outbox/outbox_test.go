@@ -89,13 +89,8 @@ func (f *fixture) startRelay(t *testing.T, hook func() error) {
 	go func() { done <- r.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Relay.Run() = %v, want nil after cancel", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Relay.Run() did not return within 10s of cancel")
+		if err := testkit.Receive(t, done, 10*time.Second, "Relay.Run() to return after cancel"); err != nil {
+			t.Errorf("Relay.Run() = %v, want nil after cancel", err)
 		}
 	})
 }

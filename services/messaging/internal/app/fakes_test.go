@@ -22,6 +22,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
+	"github.com/securemsg/securemsg/services/internal/testkit"
 	"github.com/securemsg/securemsg/services/messaging/internal/adapters/memstore"
 	"github.com/securemsg/securemsg/services/messaging/internal/app"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
@@ -39,25 +40,8 @@ type harness struct {
 	store *memstore.Store
 	keys  *fakeKeys
 	att   *fakeAttachments
-	clock *clock
+	clock *testkit.Clock
 	audit string // the audit records' subject
-}
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 // engine is the shipped policy set, loaded once: it reads files only.
@@ -75,7 +59,7 @@ func newHarness(t *testing.T, tune ...func(*app.Config, *app.Deps)) *harness {
 		t.Fatalf("policy.New(deploy/policies) = %v", err)
 	}
 	h := &harness{store: memstore.New(), keys: newFakeKeys(), att: &fakeAttachments{files: map[string]*domain.BoundAttachment{}},
-		clock: &clock{now: time.Now().UTC().Truncate(time.Microsecond)}}
+		clock: testkit.NewClock(time.Now().UTC().Truncate(time.Microsecond))}
 	em, err := auditlog.NewEmitter(commonv1.Component_COMPONENT_MESSAGING, auditlog.WithClock(h.clock.Now))
 	if err != nil {
 		t.Fatal(err)

@@ -425,7 +425,7 @@ func TestRetractMessage(t *testing.T) {
 		t.Fatalf("retraction record = %v", rec)
 	}
 
-	h.clock.advance(16 * time.Minute)
+	h.clock.Advance(16 * time.Minute)
 	_, err = retract(patient, first.ID, "sent_in_error", "", uuid.NewString())
 	wantRefusal(t, "RetractMessage(after the window)", err, usererr.FailedPrecondition, "RETRACT_WINDOW_PASSED")
 }
@@ -434,7 +434,7 @@ func TestListThreads(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	mine := h.createThread(t, patient, "mine", "b").Thread.Thread
-	h.clock.advance(time.Second)
+	h.clock.Advance(time.Second)
 	theirs := h.createThread(t, otherPatient, "theirs", "b").Thread.Thread
 	for _, tc := range []struct {
 		name       string
@@ -571,7 +571,7 @@ func TestRetentionPurgeAndLegalHold(t *testing.T) {
 		t.Fatalf("legal hold record = %v", rec)
 	}
 
-	h.clock.advance(31 * 24 * time.Hour)
+	h.clock.Advance(31 * 24 * time.Hour)
 	_, err = h.svc.RunRetentionPurge(ctxAs(t, clinician), clinician, app.PurgeCmd{})
 	wantRefusal(t, "RunRetentionPurge(clinician)", err, usererr.PermissionDenied, "POLICY_DENIED")
 	dry, err := h.svc.RunRetentionPurge(ctxAs(t, admin), admin, app.PurgeCmd{DryRun: true})
