@@ -17,6 +17,7 @@ import (
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
+	"github.com/securemsg/securemsg/services/internal/platform/protoenum"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
@@ -84,8 +85,10 @@ func Project(rec *eventsv1.AuditRecord) Projection {
 
 // EnumCode is the number of a proto enum value as the projection (and the log's smallint
 // columns) keep it. The projected enums (components, roles, actions, outcomes, severities,
-// record types, sensitivities, purposes) number their values far below 2^15.
-func EnumCode[E ~int32](e E) int16 { return int16(e) }
+// record types, sensitivities, purposes) number their values far below 2^15; a number no int16
+// holds, which a producer could send since proto3 keeps unknown values, is kept as 0
+// (UNSPECIFIED) rather than wrapped onto a real action or outcome.
+func EnumCode[E ~int32](e E) int16 { return protoenum.Code(e, 0) }
 
 // Equal reports whether two projections agree (times compared as instants at microsecond
 // precision, which is what Postgres keeps).

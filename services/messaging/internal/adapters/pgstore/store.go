@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,6 +21,7 @@ import (
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
+	"github.com/securemsg/securemsg/services/internal/platform/protoenum"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
@@ -379,12 +379,7 @@ func (s *Store) WriteAudit(ctx context.Context, rows []outbox.Event) error {
 // this service stores is a declared one (a handful each), so the conversion is exact; a value no
 // int16 holds is no value of the enum, and is stored as 0, UNSPECIFIED, rather than wrapped onto
 // a real one.
-func smallint[E ~int32](e E) int16 {
-	if e < math.MinInt16 || e > math.MaxInt16 {
-		return 0
-	}
-	return int16(e)
-}
+func smallint[E ~int32](e E) int16 { return protoenum.Code(e, 0) }
 
 func nonNil(s []string) []string {
 	if s == nil {
