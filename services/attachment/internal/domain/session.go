@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
@@ -66,6 +67,14 @@ type Chunk struct {
 // caller's (only its uploader may use it).
 var ErrUploadNotFound = usererr.New(usererr.NotFound, "UPLOAD_NOT_FOUND", "upload session not found")
 
+// ErrorInfo metadata keys a client reads to act on a refusal without another call.
+const (
+	// MetadataExpectedOffset is where an upload session's next chunk must start.
+	MetadataExpectedOffset = "expected_offset"
+	// MetadataSizeBytes is the size of a file whose range was not satisfiable.
+	MetadataSizeBytes = "size_bytes"
+)
+
 // OffsetMismatchError refuses a chunk sent at another offset than the session's next one (and
 // not a duplicate of a chunk already received). Expected is where the next chunk must start; the
 // gRPC edge also sends it as ErrorInfo metadata "expected_offset", so a client resumes from it
@@ -78,7 +87,7 @@ type OffsetMismatchError struct {
 // NewOffsetMismatch returns the refusal of a chunk at offset when expected is the next one.
 func NewOffsetMismatch(offset, expected int64) *OffsetMismatchError {
 	return &OffsetMismatchError{Expected: expected, err: usererr.Newf(usererr.Aborted, "UPLOAD_OFFSET_MISMATCH",
-		"chunk offset %d is not the upload's next offset %d", offset, expected)}
+		"chunk offset %d is not the upload's next offset %d", offset, expected).With(MetadataExpectedOffset, strconv.FormatInt(expected, 10))}
 }
 
 func (e *OffsetMismatchError) Error() string { return e.err.Error() }
@@ -99,7 +108,8 @@ type RangeNotSatisfiableError struct {
 
 // NewRangeNotSatisfiable returns the refusal of a range outside a file of size bytes.
 func NewRangeNotSatisfiable(size int64) *RangeNotSatisfiableError {
-	return &RangeNotSatisfiableError{Size: size, err: usererr.New(usererr.OutOfRange, "OFFSET_OUT_OF_RANGE", "offset is at or beyond the end of the file")}
+	return &RangeNotSatisfiableError{Size: size, err: usererr.New(usererr.OutOfRange, "OFFSET_OUT_OF_RANGE",
+		"offset is at or beyond the end of the file").With(MetadataSizeBytes, strconv.FormatInt(size, 10))}
 }
 
 func (e *RangeNotSatisfiableError) Error() string { return e.err.Error() }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
+	"github.com/securemsg/securemsg/services/attachment/internal/domain"
 )
 
 // ContentPattern is the route of the HTTP download, as net/http's ServeMux spells it.
@@ -138,7 +139,7 @@ func (h *ContentHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *ContentHandler) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	var cerr *connect.Error
 	if errors.As(err, &cerr) && cerr.Code() == connect.CodeOutOfRange {
-		if size, ok := errorMetadata(cerr, MetadataSizeBytes); ok {
+		if size, ok := errorMetadata(cerr, domain.MetadataSizeBytes); ok {
 			w.Header().Set("Content-Range", "bytes */"+size)
 		}
 		w.Header().Set("Content-Type", "application/json")

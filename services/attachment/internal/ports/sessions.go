@@ -2,13 +2,9 @@ package ports
 
 import (
 	"context"
-	"errors"
 	"io"
-	"strconv"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/app"
@@ -44,7 +40,7 @@ func (h *Handler) AppendUploadChunk(ctx context.Context, req *attachmentv1.Appen
 	releaseSessionChunk(req.GetData())
 	req.Data = nil
 	if err != nil {
-		return nil, withMetadata(err)
+		return nil, err
 	}
 	return &attachmentv1.AppendUploadChunkResponse{Session: sessionProto(prog)}, nil
 }
@@ -115,7 +111,7 @@ func (h *Handler) DownloadAttachmentContent(req *attachmentv1.DownloadAttachment
 		Offset: req.GetOffset(), Length: req.GetLength(), Suffix: req.GetSuffixLength(),
 	})
 	if err != nil {
-		return withMetadata(err)
+		return err
 	}
 	defer func() { _ = d.Close() }() // read-only: whatever was sent is sent
 	head := &attachmentv1.DownloadContentHead{Attachment: toProto(d.Attachment), Offset: d.Offset, Length: d.Length}
@@ -160,38 +156,4 @@ func sendChunks(d *app.Download, send func(chunk []byte, offset int64) error) er
 			return rerr
 		}
 	}
-}
-
-// ErrorInfo metadata keys a client reads to act on a refusal without another call.
-const (
-	// MetadataExpectedOffset is where an upload session's next chunk must start.
-	MetadataExpectedOffset = "expected_offset"
-	// MetadataSizeBytes is the size of a file whose range was not satisfiable.
-	MetadataSizeBytes = "size_bytes"
-)
-
-// withMetadata gives the refusals that carry a number a client needs — an upload's expected
-// offset, a file's size — a status whose google.rpc.ErrorInfo holds it as metadata beside the
-// reason. Every other error is returned unchanged, for the error interceptor.
-func withMetadata(err error) error {
-	var mismatch *domain.OffsetMismatchError
-	var outOfRange *domain.RangeNotSatisfiableError
-	switch {
-	case errors.As(err, &mismatch):
-		return statusWith(mismatch.UserError(), MetadataExpectedOffset, mismatch.Expected)
-	case errors.As(err, &outOfRange):
-		return statusWith(outOfRange.UserError(), MetadataSizeBytes, outOfRange.Size)
-	}
-	return err
-}
-
-// statusWith is ue's status with ErrorInfo metadata key = n.
-func statusWith(ue *usererr.Error, key string, n int64) error {
-	st := status.New(usererr.Code(ue.Kind), ue.Msg)
-	d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ue.ReasonOf(), Domain: usererr.Domain,
-		Metadata: map[string]string{key: strconv.FormatInt(n, 10)}})
-	if err != nil {
-		return ue // the details did not encode: the usererr's own status still says why
-	}
-	return d.Err()
 }

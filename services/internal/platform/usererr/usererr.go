@@ -70,6 +70,9 @@ type Error struct {
 	// message; empty means the kind's own code name ("NOT_FOUND").
 	Reason string
 	Msg    string
+	// Metadata are facts a client acts on without another call (an upload's expected offset, a
+	// file's size), sent in ErrorInfo's metadata: ids and numbers only, never PHI.
+	Metadata map[string]string
 	// Err is the cause, when there is one; it is logged by the edge, never shown to callers.
 	Err error
 }
@@ -132,6 +135,17 @@ func Wrap(k Kind, reason, msg string, cause error) *Error {
 	return &Error{Kind: k, Reason: reason, Msg: msg, Err: cause}
 }
 
+// With returns e with metadata key = value added (e itself is not changed).
+func (e *Error) With(key, value string) *Error {
+	c := *e
+	c.Metadata = make(map[string]string, len(e.Metadata)+1)
+	for k, v := range e.Metadata {
+		c.Metadata[k] = v
+	}
+	c.Metadata[key] = value
+	return &c
+}
+
 // ReasonOf returns the reason e is sent with: its own, or its kind's code name.
 func (e *Error) ReasonOf() string {
 	if e.Reason != "" {
@@ -145,7 +159,7 @@ func (e *Error) ReasonOf() string {
 // not part of it.
 func (e *Error) GRPCStatus() *status.Status {
 	st := status.New(Code(e.Kind), e.Msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.ReasonOf(), Domain: Domain}); err == nil {
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.ReasonOf(), Domain: Domain, Metadata: e.Metadata}); err == nil {
 		return d
 	}
 	return st

@@ -108,3 +108,21 @@ func TestUnauthenticatedKind(t *testing.T) {
 		t.Errorf("status = %v %q, want Unauthenticated %q", st.Code(), st.Message(), "sign in again")
 	}
 }
+
+func TestMetadataReachesErrorInfo(t *testing.T) {
+	t.Parallel()
+	base := usererr.New(usererr.Aborted, "UPLOAD_OFFSET_MISMATCH", "wrong offset")
+	err := base.With("expected_offset", "10")
+	var info *errdetails.ErrorInfo
+	for _, d := range err.GRPCStatus().Details() {
+		if i, ok := d.(*errdetails.ErrorInfo); ok {
+			info = i
+		}
+	}
+	if info.GetMetadata()["expected_offset"] != "10" || info.GetReason() != "UPLOAD_OFFSET_MISMATCH" {
+		t.Errorf("ErrorInfo = %v, want reason UPLOAD_OFFSET_MISMATCH and expected_offset 10", info)
+	}
+	if base.Metadata != nil {
+		t.Errorf("With changed the error it was called on: %v", base.Metadata)
+	}
+}
