@@ -22,6 +22,9 @@ type Topology struct {
 	// ReconcileSubject is where producers ask the audit service which audit records it lacks
 	// (core NATS request/reply, not a stream).
 	ReconcileSubject string
+	// DirectoryBucket is the JetStream key-value bucket of the directory (package
+	// platform/directory): written by messaging through its outbox, watched by every service.
+	DirectoryBucket string
 	// Replicas is the stream replication factor: 1 in dev, 3 in production.
 	Replicas int
 	// MaxAge bounds how long events stay in the streams. Consumers must keep up within it.
@@ -40,6 +43,9 @@ const (
 	// ReconcileSubject is the core-NATS subject tree of audit reconciliation requests; it lies
 	// outside AuditSubject on purpose, so the audit stream never captures a request.
 	ReconcileSubject = "securemsg.reconcile.audit"
+	// DirectoryBucket is the key-value bucket of the directory (people, client applications,
+	// pool memberships, proxy grants).
+	DirectoryBucket = "SECUREMSG_DIRECTORY"
 )
 
 // DefaultTopology is the development topology: file storage, 1 replica, 7 days of events, a
@@ -51,6 +57,7 @@ func DefaultTopology() Topology {
 		AuditStream:      AuditStream,
 		AuditSubject:     AuditSubject,
 		ReconcileSubject: ReconcileSubject,
+		DirectoryBucket:  DirectoryBucket,
 		Replicas:         1,
 		MaxAge:           7 * 24 * time.Hour,
 		DuplicateWindow:  10 * time.Minute,

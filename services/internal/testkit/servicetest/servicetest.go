@@ -61,6 +61,7 @@ func Start(t testing.TB, spec daemon.Spec, opts Options, register func(*daemon.P
 	h.Topology.EventsStream, h.Topology.EventsSubject = names.StreamPrefix+"EVENTS", names.SubjectPrefix+".events"
 	h.Topology.AuditStream, h.Topology.AuditSubject = names.StreamPrefix+"AUDIT", names.SubjectPrefix+".audit"
 	h.Topology.ReconcileSubject = names.SubjectPrefix + ".reconcile.audit"
+	h.Topology.DirectoryBucket = names.StreamPrefix + "DIRECTORY"
 	spec.Schema, spec.Topology = h.Schema, h.Topology
 
 	access := config.Access{
