@@ -22,6 +22,7 @@ import (
 	"github.com/securemsg/securemsg/services/attachment/internal/adapters/clamd"
 	"github.com/securemsg/securemsg/services/internal/platform/auth/authtest"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
+	"github.com/securemsg/securemsg/services/internal/platform/natsx"
 	"github.com/securemsg/securemsg/services/internal/testkit"
 	"github.com/securemsg/securemsg/services/internal/testkit/servicetest"
 )
@@ -116,6 +117,7 @@ func startService(t testing.TB, bin string, extra map[string]string) *service {
 	issuer := authtest.NewIssuer(t)
 	stub := startMessagingStub(t)
 	nats := testkit.StartNATS(t, nil)
+	servicetest.SeedDirectory(t, nats.Connect(t), natsx.DefaultTopology())
 	schema := testkit.NewSchema(t, testkit.Postgres(t))
 	addr := deadAddr(t)
 	s := &service{prefix: testkit.UniqueName(t, "test-attachment-mem-", 60) + "/", logs: &syncBuffer{}}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"time"
@@ -24,15 +25,24 @@ type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (*Principal, error)
 }
 
+// Admission decides whether a verified person may call at all, whatever the token says, and
+// returns the principal the call proceeds with (package directory: deactivated people and
+// unregistered client applications are refused; pools and proxy grants are the stored ones).
+// A refusal is a *usererr.Error (PermissionDenied, or Unavailable while it cannot decide).
+type Admission interface {
+	Admit(p *Principal, now time.Time) (*Principal, error)
+}
+
 // Guard authenticates every rpc: a Bearer token in the `authorization` metadata makes a person
 // principal; without one, a verified mTLS client certificate with a SPIFFE service id makes a
 // service principal; anything else is Unauthenticated. It implements the grpcserver Guard method
 // set; the server bypasses guards for health and reflection.
 type Guard struct {
-	verifier TokenVerifier
-	recorder DecisionRecorder
-	logger   *slog.Logger
-	now      func() time.Time
+	verifier  TokenVerifier
+	admission Admission
+	recorder  DecisionRecorder
+	logger    *slog.Logger
+	now       func() time.Time
 }
 
 // GuardOption configures a Guard.
@@ -40,6 +50,10 @@ type GuardOption func(*Guard)
 
 // WithRecorder records every authentication failure as a denial.
 func WithRecorder(r DecisionRecorder) GuardOption { return func(g *Guard) { g.recorder = r } }
+
+// WithAdmission checks every verified person against a: relayed tokens too, so a service
+// acting for a person cannot carry a deactivated one past it.
+func WithAdmission(a Admission) GuardOption { return func(g *Guard) { g.admission = a } }
 
 // WithLogger sets the logger for refusals (reason codes only, never tokens).
 func WithLogger(l *slog.Logger) GuardOption { return func(g *Guard) { g.logger = l } }
@@ -75,6 +89,13 @@ func (g *Guard) Authenticate(ctx context.Context, fullMethod string) (context.Co
 			relayed := *p
 			relayed.Via = svc
 			p = &relayed
+		}
+		if g.admission != nil {
+			admitted, err := g.admission.Admit(p, g.now())
+			if err != nil {
+				return nil, g.refuseAdmission(ctx, fullMethod, p, err)
+			}
+			p = admitted
 		}
 		return WithPrincipal(ctx, p), nil
 	}
@@ -117,6 +138,29 @@ func (g *Guard) refuse(ctx context.Context, fullMethod string, reason Reason) er
 		}
 	}
 	return ErrUnauthenticated
+}
+
+// refuseAdmission logs and records a directory refusal of a verified person, against that
+// person, and returns it as the caller's error.
+func (g *Guard) refuseAdmission(ctx context.Context, fullMethod string, p *Principal, err error) error {
+	reason := "ADMISSION_REFUSED"
+	var ue *usererr.Error
+	if errors.As(err, &ue) {
+		reason = ue.ReasonOf()
+	}
+	g.logger.LogAttrs(ctx, slog.LevelInfo, "admission refused",
+		slog.String("method", fullMethod), slog.String("reason_code", reason))
+	if g.recorder != nil {
+		rec := NewRecord(ctx, p, g.now())
+		rec.Action = fullMethod
+		rec.RecordType = "rpc"
+		rec.Outcome = OutcomeDenied
+		rec.ReasonCode = "directory:" + reason
+		if rerr := g.recorder.RecordDecision(ctx, rec); rerr != nil {
+			g.logger.LogAttrs(ctx, slog.LevelWarn, "record admission refusal failed", slog.String("error", rerr.Error()))
+		}
+	}
+	return err
 }
 
 // UnaryServerInterceptor authenticates unary rpcs.

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -32,7 +33,9 @@ import (
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/backoff"
 	"github.com/securemsg/securemsg/services/internal/platform/config"
+	"github.com/securemsg/securemsg/services/internal/platform/directory"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
 	"github.com/securemsg/securemsg/services/internal/platform/httpedge"
 	"github.com/securemsg/securemsg/services/internal/platform/ipfilter"
@@ -82,6 +85,9 @@ type Process struct {
 	// Policy answers record-level questions in use cases; the rpc-level check already ran in
 	// the guard chain before a handler is called.
 	Policy *policy.Engine
+	// Directory is this process's copy of the directory bucket, kept current by a watch: the
+	// guard chain admits every person against it (auth.Admission).
+	Directory *directory.Snapshot
 
 	spec     Spec
 	server   config.Server
@@ -92,6 +98,8 @@ type Process struct {
 	httpRoutes map[string]http.Handler
 	topology   natsx.Topology
 	tasks      []func(context.Context) error
+	// stopWatch ends the directory watch, which runs from Start until the process closes.
+	stopWatch context.CancelFunc
 }
 
 // Topology is the JetStream layout the process declared: the stream names and the subject
@@ -145,6 +153,9 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 		return nil, fmt.Errorf("declare jetstream streams: %w", err)
 	}
 
+	if err := p.watchDirectory(ctx, topology.DirectoryBucket); err != nil {
+		return nil, err
+	}
 	guards, err := p.accessGuards(ctx, spec, base, topology)
 	if err != nil {
 		return nil, err
@@ -209,10 +220,48 @@ func (p *Process) accessGuards(ctx context.Context, spec Spec, base Base, topolo
 	}
 	return []grpcserver.Guard{
 		ips,
-		auth.NewGuard(verifier, auth.WithRecorder(recorder), auth.WithLogger(p.Logger)),
+		auth.NewGuard(verifier, auth.WithAdmission(p.Directory), auth.WithRecorder(recorder), auth.WithLogger(p.Logger)),
 		limiter,
 		p.Policy.Guard(),
 	}, nil
+}
+
+// watchDirectory starts the directory watch and waits, at most directory.LoadTimeout, for the
+// bucket's current entries: a process that cannot tell who is deactivated must not serve. The
+// watch outlives a broken subscription by watching again; meanwhile the snapshot keeps what it
+// had.
+func (p *Process) watchDirectory(ctx context.Context, bucket string) error {
+	p.Directory = directory.NewSnapshot()
+	watchCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	p.stopWatch = stop
+	loaded := make(chan struct{})
+	go func() {
+		first := loaded
+		rewatch := backoff.Exponential{Floor: 100 * time.Millisecond, Ceiling: 5 * time.Second, Jitter: 0.2}
+		for attempt := 1; ; attempt++ {
+			err := directory.Watch(watchCtx, p.JS, bucket, p.Directory, first, p.Logger)
+			if watchCtx.Err() != nil {
+				return
+			}
+			if p.Directory.Loaded() {
+				first = nil
+			}
+			p.Logger.LogAttrs(watchCtx, slog.LevelWarn, "directory watch ended; watching again", slog.Any("error", err))
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-time.After(rewatch.Delay(attempt)):
+			}
+		}
+	}()
+	select {
+	case <-loaded:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(directory.LoadTimeout):
+		return fmt.Errorf("directory bucket %s: not loaded within %s", bucket, directory.LoadTimeout)
+	}
 }
 
 func natsOptions(c config.NATS) []nats.Option {
@@ -324,6 +373,9 @@ func (p *Process) httpEdge() (*httpedge.Edge, net.Listener, error) {
 }
 
 func (p *Process) close() {
+	if p.stopWatch != nil {
+		p.stopWatch()
+	}
 	if p.NATS != nil {
 		// Drain flushes pending publishes and acks before closing.
 		if err := p.NATS.Drain(); err != nil {

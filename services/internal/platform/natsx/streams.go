@@ -96,6 +96,7 @@ func (t Topology) Validate() error {
 	for field, v := range map[string]string{
 		"EventsStream": t.EventsStream, "EventsSubject": t.EventsSubject,
 		"AuditStream": t.AuditStream, "AuditSubject": t.AuditSubject, "ReconcileSubject": t.ReconcileSubject,
+		"DirectoryBucket": t.DirectoryBucket,
 	} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("natsx: topology %s is empty", field))
@@ -104,7 +105,7 @@ func (t Topology) Validate() error {
 	return errors.Join(errs...)
 }
 
-// EnsureStreams creates the streams of t or updates them to match, so a deploy that changes
+// EnsureStreams creates the streams and the directory bucket of t or updates them to match, so a deploy that changes
 // MaxAge or Replicas converges without manual steps. Safe to call from every replica.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	if err := t.Validate(); err != nil {
@@ -115,5 +116,21 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology) erro
 			return fmt.Errorf("natsx: ensure stream %s: %w", cfg.Name, err)
 		}
 	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, t.DirectoryConfig()); err != nil {
+		return fmt.Errorf("natsx: ensure bucket %s: %w", t.DirectoryBucket, err)
+	}
 	return nil
+}
+
+// DirectoryConfig is the key-value bucket the directory lives in: file storage, never expiring,
+// and enough history per key that a watcher can keep the newest version of an entry whatever
+// order the outbox published its versions in.
+func (t Topology) DirectoryConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      t.DirectoryBucket,
+		Description: "securemsg directory: people, client applications, pool memberships, proxy grants",
+		History:     8,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(t.Replicas, 1),
+	}
 }

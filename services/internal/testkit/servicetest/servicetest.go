@@ -39,6 +39,8 @@ type Harness struct {
 	PKI      *grpctest.PKI
 	// Portal is a TLS connection without a client certificate, as a portal frontend has.
 	Portal *grpc.ClientConn
+
+	enrolment *enrolment
 }
 
 // Options adjust the service under test.
@@ -63,6 +65,7 @@ func Start(t testing.TB, spec daemon.Spec, opts Options, register func(*daemon.P
 	h.Topology.ReconcileSubject = names.SubjectPrefix + ".reconcile.audit"
 	h.Topology.DirectoryBucket = names.StreamPrefix + "DIRECTORY"
 	spec.Schema, spec.Topology = h.Schema, h.Topology
+	h.enrolment = openDirectory(t, nc, h.Topology)
 
 	access := config.Access{
 		PolicyDir:        filepath.Join(testkit.RepoRoot(), "deploy", "policies"),
@@ -163,5 +166,6 @@ func (h *Harness) As(t testing.TB, ctx context.Context, persona Persona) context
 // Token mints an access token for persona from the test issuer.
 func (h *Harness) Token(t testing.TB, persona Persona) string {
 	t.Helper()
+	h.Enroll(t, persona)
 	return h.Issuer.Mint(t, persona.Claims(h.Issuer))
 }

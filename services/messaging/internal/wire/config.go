@@ -42,6 +42,10 @@ type Settings struct {
 	// WatchBuffer is how many changes wait for one watcher before it is told to resync (its
 	// memory bound).
 	WatchBuffer int `env:"MESSAGING_WATCH_BUFFER" envDefault:"64"`
+	// DirectoryBootstrap is a JSON file of the client applications, care pools, members,
+	// people and proxy grants the directory starts from (domain.DirectorySeed); what it lists
+	// is added at start when missing and never overwritten. Empty: nothing is seeded.
+	DirectoryBootstrap string `env:"DIRECTORY_BOOTSTRAP"`
 	// WatchMaxPerSubject bounds the WatchInbox streams one person holds open on one replica.
 	WatchMaxPerSubject int `env:"MESSAGING_WATCH_MAX_PER_SUBJECT" envDefault:"8"`
 }

@@ -8,6 +8,8 @@ package wire
 import (
 	"context"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -65,7 +67,10 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	store := pgstore.New(proc.Pool)
+	store := pgstore.New(proc.Pool).WithDirectoryBucket(proc.Topology().DirectoryBucket)
+	if err := seedDirectory(proc, store, s.DirectoryBootstrap); err != nil {
+		return nil, err
+	}
 	svc, err := app.New(app.Config{
 		KeyName: s.TransitKey, Retention: retention, RetractWindow: s.RetractWindow,
 		EventsSubject: proc.Topology().EventsSubject,
@@ -90,6 +95,34 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	proc.Server.BeforeStop(func(context.Context) { svc.EndWatches() })
 	proc.Go(func(ctx context.Context) error { return svc.RunPurgeJob(ctx, s.PurgeInterval) })
 	return svc, nil
+}
+
+// seedDirectory imports the bootstrap file into the directory, when one is configured, and
+// applies what it added to this process's snapshot at once: the outbox will put the same
+// entries into the bucket for every other process.
+func seedDirectory(proc *daemon.Process, store *pgstore.Store, file string) error {
+	if file == "" {
+		return nil
+	}
+	b, err := os.ReadFile(file) //nolint:gosec // G304: the operator's own configuration file
+	if err != nil {
+		return fmt.Errorf("SECUREMSG_DIRECTORY_BOOTSTRAP: %w", err)
+	}
+	seed, err := domain.ParseDirectorySeed(b)
+	if err != nil {
+		return fmt.Errorf("SECUREMSG_DIRECTORY_BOOTSTRAP %s: %w", file, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	entries, err := store.SeedDirectory(ctx, seed, time.Now())
+	if err != nil {
+		return fmt.Errorf("seed the directory from %s: %w", file, err)
+	}
+	for _, e := range entries {
+		proc.Directory.Apply(e)
+	}
+	proc.Logger.Info("directory seeded", "file", file, "entries_added", len(entries))
+	return nil
 }
 
 // registerWatchMetrics exposes the live-watch figures: how many watches are open, and how many

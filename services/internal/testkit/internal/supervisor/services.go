@@ -92,6 +92,9 @@ func (s *Stack) ServiceEnv(svc string) []string {
 		set("SHUTDOWN_DRAIN", "100ms")
 	}
 	switch svc {
+	case "messaging":
+		// Registers the portal, the pools and the seeded users of devstack/cmd/oidcdev.
+		set("DIRECTORY_BOOTSTRAP", filepath.Join(s.cfg.Root, "devstack", "directory-bootstrap.json"))
 	case "attachment":
 		set("S3_ENDPOINT", HostPort(s.cfg.Ports.MinIO))
 		set("S3_ACCESS_KEY", s.cfg.S3AccessKey)

@@ -30,10 +30,19 @@ import (
 // contract tests hold it to) over one pool, whose search_path is the service's schema.
 type Store struct {
 	pool *pgxpool.Pool
+	// directoryBucket is where directory changes put their entries (WithDirectoryBucket).
+	directoryBucket string
 }
 
 // New returns a Store over pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// WithDirectoryBucket names the key-value bucket directory changes put their entries into
+// (natsx.Topology.DirectoryBucket); without it, directory writes fail.
+func (s *Store) WithDirectoryBucket(bucket string) *Store {
+	s.directoryBucket = bucket
+	return s
+}
 
 // The column holding wrapped DEKs, for `securemsgctl keys rewrap --store`
 // (pg:<schema>.threads.id.wrapped_dek).

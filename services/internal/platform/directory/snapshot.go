@@ -1,0 +1,135 @@
+package directory
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
+)
+
+// Snapshot is the newest version of every directory entry one process has seen, safe for
+// concurrent use. The watcher fills it from the bucket; the writer (messaging) also applies its
+// own committed entries at once, so its next call already sees them.
+type Snapshot struct {
+	mu      sync.RWMutex
+	loaded  bool
+	people  map[string]*directoryv1.PersonEntry
+	members map[string]*directoryv1.MembershipEntry
+	grants  map[string]*directoryv1.ProxyGrantsEntry
+	apps    map[string]*directoryv1.ClientAppEntry
+}
+
+// NewSnapshot returns an empty snapshot that is not loaded yet: Admit refuses every person
+// until MarkLoaded (the watcher's initial values are in).
+func NewSnapshot() *Snapshot {
+	return &Snapshot{
+		people:  map[string]*directoryv1.PersonEntry{},
+		members: map[string]*directoryv1.MembershipEntry{},
+		grants:  map[string]*directoryv1.ProxyGrantsEntry{},
+		apps:    map[string]*directoryv1.ClientAppEntry{},
+	}
+}
+
+// MarkLoaded records that the snapshot holds every entry the bucket had when watching began.
+func (s *Snapshot) MarkLoaded() {
+	s.mu.Lock()
+	s.loaded = true
+	s.mu.Unlock()
+}
+
+// Loaded reports whether MarkLoaded was called.
+func (s *Snapshot) Loaded() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.loaded
+}
+
+// Apply keeps entry unless the snapshot already holds a newer version of it. Entries of other
+// types are ignored.
+func (s *Snapshot) Apply(entry proto.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch e := entry.(type) {
+	case *directoryv1.PersonEntry:
+		keepNewer(s.people, e.GetSubject(), e)
+	case *directoryv1.MembershipEntry:
+		keepNewer(s.members, e.GetSubject(), e)
+	case *directoryv1.ProxyGrantsEntry:
+		keepNewer(s.grants, e.GetProxySubject(), e)
+	case *directoryv1.ClientAppEntry:
+		keepNewer(s.apps, e.GetClientId(), e)
+	}
+}
+
+type versioned interface{ GetVersion() int64 }
+
+func keepNewer[E versioned](m map[string]E, id string, e E) {
+	if cur, ok := m[id]; ok && cur.GetVersion() >= e.GetVersion() {
+		return
+	}
+	m[id] = e
+}
+
+// Decode parses the value stored under key, choosing the entry type by the key's prefix.
+func Decode(key string, value []byte) (proto.Message, error) {
+	prefix, id, ok := strings.Cut(key, ".")
+	if !ok {
+		return nil, fmt.Errorf("directory: key %q has no prefix", key)
+	}
+	if _, err := hex.DecodeString(id); err != nil {
+		return nil, fmt.Errorf("directory: key %q is not hex-encoded", key)
+	}
+	var entry proto.Message
+	switch prefix + "." {
+	case personPrefix:
+		entry = &directoryv1.PersonEntry{}
+	case membershipPrefix:
+		entry = &directoryv1.MembershipEntry{}
+	case grantsPrefix:
+		entry = &directoryv1.ProxyGrantsEntry{}
+	case appPrefix:
+		entry = &directoryv1.ClientAppEntry{}
+	default:
+		return nil, fmt.Errorf("directory: key %q has an unknown prefix", key)
+	}
+	if err := proto.Unmarshal(value, entry); err != nil {
+		return nil, fmt.Errorf("directory: decode %s: %w", key, err)
+	}
+	return entry, nil
+}
+
+// Person returns the person's entry, if the directory has one.
+func (s *Snapshot) Person(subject string) (*directoryv1.PersonEntry, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.people[subject]
+	return e, ok
+}
+
+// Membership returns the person's pool memberships, if the directory has an entry.
+func (s *Snapshot) Membership(subject string) (*directoryv1.MembershipEntry, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.members[subject]
+	return e, ok
+}
+
+// App returns a client application's entry, if it is registered.
+func (s *Snapshot) App(clientID string) (*directoryv1.ClientAppEntry, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.apps[clientID]
+	return e, ok
+}
+
+// Grants returns a proxy's stored grants, if the directory has an entry.
+func (s *Snapshot) Grants(proxySubject string) (*directoryv1.ProxyGrantsEntry, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.grants[proxySubject]
+	return e, ok
+}
