@@ -104,32 +104,17 @@ func Decode(key string, value []byte) (proto.Message, error) {
 
 // Person returns the person's entry, if the directory has one.
 func (s *Snapshot) Person(subject string) (*directoryv1.PersonEntry, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e, ok := s.people[subject]
-	return e, ok
+	return lookup(s, s.people, subject)
 }
 
 // Membership returns the person's pool memberships, if the directory has an entry.
 func (s *Snapshot) Membership(subject string) (*directoryv1.MembershipEntry, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e, ok := s.members[subject]
-	return e, ok
+	return lookup(s, s.members, subject)
 }
 
-// App returns a client application's entry, if it is registered.
-func (s *Snapshot) App(clientID string) (*directoryv1.ClientAppEntry, bool) {
+func lookup[E any](s *Snapshot, m map[string]E, id string) (E, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e, ok := s.apps[clientID]
-	return e, ok
-}
-
-// Grants returns a proxy's stored grants, if the directory has an entry.
-func (s *Snapshot) Grants(proxySubject string) (*directoryv1.ProxyGrantsEntry, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e, ok := s.grants[proxySubject]
+	e, ok := m[id]
 	return e, ok
 }

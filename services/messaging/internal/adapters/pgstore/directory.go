@@ -17,7 +17,7 @@ import (
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
-// SeedDirectory implements domain.DirectoryRepository: it inserts what of seed is missing and
+// SeedDirectory inserts what of seed is missing and
 // puts the entries of every person and application it touched into the directory bucket, in
 // one commit, and returns those entries.
 func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, now time.Time) ([]proto.Message, error) {
@@ -26,23 +26,23 @@ func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, no
 		touched := changes{}
 		for _, a := range seed.Apps {
 			kind, _ := a.KindValue()
-			tag, err := tx.Exec(ctx, `INSERT INTO client_apps (client_id, kind, display_name, allowed_scopes, pool_ids, active, updated_at)
+			added, err := insertIfAbsent(ctx, tx, `INSERT INTO client_apps (client_id, kind, display_name, allowed_scopes, pool_ids, active, updated_at)
 				VALUES ($1, $2, $3, $4, $5, true, $6) ON CONFLICT DO NOTHING`,
 				a.ClientID, smallint(kind), a.DisplayName, nonNil(a.AllowedScopes), nonNil(a.PoolIDs), now)
 			if err != nil {
 				return err
 			}
-			if tag.RowsAffected() > 0 {
+			if added {
 				touched.apps = append(touched.apps, a.ClientID)
 			}
 		}
 		for _, p := range seed.Pools {
-			tag, err := tx.Exec(ctx, `INSERT INTO care_pools (id, name, organisation, open_to_all_patients, created_at, updated_at)
+			added, err := insertIfAbsent(ctx, tx, `INSERT INTO care_pools (id, name, organisation, open_to_all_patients, created_at, updated_at)
 				VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING`, p.ID, p.Name, p.Organisation, len(p.PatientIDs) == 0, now)
 			if err != nil {
 				return err
 			}
-			if tag.RowsAffected() > 0 {
+			if added {
 				for _, patient := range p.PatientIDs {
 					if _, err := tx.Exec(ctx, `INSERT INTO care_pool_patients (pool_id, patient_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.ID, patient); err != nil {
 						return err
@@ -52,12 +52,12 @@ func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, no
 		}
 		for _, m := range seed.Members {
 			role, _ := m.RoleValue()
-			tag, err := tx.Exec(ctx, `INSERT INTO care_pool_members (pool_id, subject, role, added_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+			added, err := insertIfAbsent(ctx, tx, `INSERT INTO care_pool_members (pool_id, subject, role, added_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
 				m.PoolID, m.Subject, smallint(role), now)
 			if err != nil {
 				return err
 			}
-			if tag.RowsAffected() > 0 {
+			if added {
 				touched.members = append(touched.members, m.Subject)
 			}
 		}
@@ -67,23 +67,23 @@ func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, no
 			for i, r := range roles {
 				codes[i] = smallint(r)
 			}
-			tag, err := tx.Exec(ctx, `INSERT INTO people (subject, status, roles, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+			added, err := insertIfAbsent(ctx, tx, `INSERT INTO people (subject, status, roles, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
 				p.Subject, smallint(directoryv1.PersonStatus_PERSON_STATUS_ACTIVE), codes, now)
 			if err != nil {
 				return err
 			}
-			if tag.RowsAffected() > 0 {
+			if added {
 				touched.people = append(touched.people, p.Subject)
 			}
 		}
 		for _, g := range seed.Grants {
 			d, _ := g.Duration()
-			tag, err := tx.Exec(ctx, `INSERT INTO proxy_grants (id, proxy_subject, patient_id, scopes, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+			added, err := insertIfAbsent(ctx, tx, `INSERT INTO proxy_grants (id, proxy_subject, patient_id, scopes, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
 				g.ID, g.ProxySubject, g.PatientID, g.Scopes, now.Add(d), now)
 			if err != nil {
 				return err
 			}
-			if tag.RowsAffected() > 0 {
+			if added {
 				touched.grants = append(touched.grants, g.ProxySubject)
 			}
 		}
@@ -144,6 +144,12 @@ func (s *Store) publishDirectory(ctx context.Context, tx pgx.Tx, c changes, now 
 		return nil, err
 	}
 	return entries, nil
+}
+
+// insertIfAbsent runs an INSERT … ON CONFLICT DO NOTHING and reports whether it added the row.
+func insertIfAbsent(ctx context.Context, tx pgx.Tx, sql string, args ...any) (bool, error) {
+	tag, err := tx.Exec(ctx, sql, args...)
+	return err == nil && tag.RowsAffected() > 0, err
 }
 
 func nextVersion(ctx context.Context, tx pgx.Tx) (int64, error) {
