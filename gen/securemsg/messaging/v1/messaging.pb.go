@@ -16,6 +16,7 @@ package messagingv1
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	v11 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -144,6 +145,59 @@ func (x Box) Number() protoreflect.EnumNumber {
 // Deprecated: Use Box.Descriptor instead.
 func (Box) EnumDescriptor() ([]byte, []int) {
 	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{1}
+}
+
+// PoolAudience says which patients may write to a care pool.
+type PoolAudience int32
+
+const (
+	// Not set; CreatePool treats it as ALL_PATIENTS.
+	PoolAudience_POOL_AUDIENCE_UNSPECIFIED PoolAudience = 0
+	// Every patient (and every proxy writing for one) may start a thread with the pool.
+	PoolAudience_POOL_AUDIENCE_ALL_PATIENTS PoolAudience = 1
+	// Only the patients listed in Pool.patient_ids may (a specialist clinic taking referrals).
+	PoolAudience_POOL_AUDIENCE_LISTED_PATIENTS PoolAudience = 2
+)
+
+// Enum value maps for PoolAudience.
+var (
+	PoolAudience_name = map[int32]string{
+		0: "POOL_AUDIENCE_UNSPECIFIED",
+		1: "POOL_AUDIENCE_ALL_PATIENTS",
+		2: "POOL_AUDIENCE_LISTED_PATIENTS",
+	}
+	PoolAudience_value = map[string]int32{
+		"POOL_AUDIENCE_UNSPECIFIED":     0,
+		"POOL_AUDIENCE_ALL_PATIENTS":    1,
+		"POOL_AUDIENCE_LISTED_PATIENTS": 2,
+	}
+)
+
+func (x PoolAudience) Enum() *PoolAudience {
+	p := new(PoolAudience)
+	*p = x
+	return p
+}
+
+func (x PoolAudience) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PoolAudience) Descriptor() protoreflect.EnumDescriptor {
+	return file_securemsg_messaging_v1_messaging_proto_enumTypes[2].Descriptor()
+}
+
+func (PoolAudience) Type() protoreflect.EnumType {
+	return &file_securemsg_messaging_v1_messaging_proto_enumTypes[2]
+}
+
+func (x PoolAudience) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PoolAudience.Descriptor instead.
+func (PoolAudience) EnumDescriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{2}
 }
 
 // Participant identifies who wrote or acted on something in a thread.
@@ -979,11 +1033,366 @@ func (x *RetentionCounts) GetThreadsSkippedLegalHold() int64 {
 	return 0
 }
 
+// Pool is a care pool: a team (a clinic, a specialty, a front desk) that patients write to and
+// whose members triage and answer its threads. Ids and names are not PHI.
+type Pool struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool's id, chosen by the administrator who creates it (for example "pool-cardiology").
+	// Immutable.
+	PoolId string `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// The name patients see when they pick a pool (for example "Cardiology"). Required by
+	// CreatePool, and by UpdatePool when the mask names it.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The organisation (hospital, practice) the pool belongs to.
+	Organisation string `protobuf:"bytes,3,opt,name=organisation,proto3" json:"organisation,omitempty"`
+	// Which patients may write to the pool.
+	Audience PoolAudience `protobuf:"varint,4,opt,name=audience,proto3,enum=securemsg.messaging.v1.PoolAudience" json:"audience,omitempty"`
+	// With audience LISTED_PATIENTS, the patients who may write (at most 1,000). Returned to
+	// administrators only; empty in every other caller's view.
+	PatientIds []string `protobuf:"bytes,5,rep,name=patient_ids,json=patientIds,proto3" json:"patient_ids,omitempty"`
+	// False once an administrator deactivates the pool: nobody can write to it or transfer to
+	// it, and its members lose access to its threads until it is reactivated. Output only on
+	// CreatePool (a new pool is active).
+	Active bool `protobuf:"varint,6,opt,name=active,proto3" json:"active,omitempty"`
+	// When the pool is staffed. Empty: always.
+	ActiveHours *ActiveHours `protobuf:"bytes,7,opt,name=active_hours,json=activeHours,proto3" json:"active_hours,omitempty"`
+	// Output only: whether the pool is within its active hours now.
+	OpenNow bool `protobuf:"varint,8,opt,name=open_now,json=openNow,proto3" json:"open_now,omitempty"`
+	// Output only: how long the pool aims to take to answer (from its settings); unset when
+	// not configured.
+	TurnaroundTime *durationpb.Duration `protobuf:"bytes,9,opt,name=turnaround_time,json=turnaroundTime,proto3" json:"turnaround_time,omitempty"`
+	// Output only: the pool's emergency disclaimer (from its settings).
+	EmergencyDisclaimer string `protobuf:"bytes,10,opt,name=emergency_disclaimer,json=emergencyDisclaimer,proto3" json:"emergency_disclaimer,omitempty"`
+	// Output only: how many people work in the pool. Zero in the views of patients and proxies.
+	MemberCount int32 `protobuf:"varint,11,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
+	// Output only: when the pool was created.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only: when the pool last changed.
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Opaque version for optimistic concurrency: UpdatePool fails with ABORTED when a non-empty
+	// etag does not match the stored one.
+	Etag          string `protobuf:"bytes,14,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pool) Reset() {
+	*x = Pool{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pool) ProtoMessage() {}
+
+func (x *Pool) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pool.ProtoReflect.Descriptor instead.
+func (*Pool) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Pool) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *Pool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Pool) GetOrganisation() string {
+	if x != nil {
+		return x.Organisation
+	}
+	return ""
+}
+
+func (x *Pool) GetAudience() PoolAudience {
+	if x != nil {
+		return x.Audience
+	}
+	return PoolAudience_POOL_AUDIENCE_UNSPECIFIED
+}
+
+func (x *Pool) GetPatientIds() []string {
+	if x != nil {
+		return x.PatientIds
+	}
+	return nil
+}
+
+func (x *Pool) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *Pool) GetActiveHours() *ActiveHours {
+	if x != nil {
+		return x.ActiveHours
+	}
+	return nil
+}
+
+func (x *Pool) GetOpenNow() bool {
+	if x != nil {
+		return x.OpenNow
+	}
+	return false
+}
+
+func (x *Pool) GetTurnaroundTime() *durationpb.Duration {
+	if x != nil {
+		return x.TurnaroundTime
+	}
+	return nil
+}
+
+func (x *Pool) GetEmergencyDisclaimer() string {
+	if x != nil {
+		return x.EmergencyDisclaimer
+	}
+	return ""
+}
+
+func (x *Pool) GetMemberCount() int32 {
+	if x != nil {
+		return x.MemberCount
+	}
+	return 0
+}
+
+func (x *Pool) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Pool) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Pool) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// ActiveHours are the weekly hours a pool is staffed, in its own time zone.
+type ActiveHours struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The IANA time zone the windows are in (for example "America/Chicago"). Required when
+	// windows are given.
+	TimeZone string `protobuf:"bytes,1,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// The staffed windows (at most 28). A pool with none is always open.
+	Windows       []*HoursWindow `protobuf:"bytes,2,rep,name=windows,proto3" json:"windows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActiveHours) Reset() {
+	*x = ActiveHours{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActiveHours) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActiveHours) ProtoMessage() {}
+
+func (x *ActiveHours) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActiveHours.ProtoReflect.Descriptor instead.
+func (*ActiveHours) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ActiveHours) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *ActiveHours) GetWindows() []*HoursWindow {
+	if x != nil {
+		return x.Windows
+	}
+	return nil
+}
+
+// HoursWindow is one staffed window of one weekday.
+type HoursWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The weekday, ISO 8601: 1 is Monday, 7 is Sunday.
+	DayOfWeek int32 `protobuf:"varint,1,opt,name=day_of_week,json=dayOfWeek,proto3" json:"day_of_week,omitempty"`
+	// When the window opens, in minutes after local midnight (0 to 1439).
+	OpenMinute int32 `protobuf:"varint,2,opt,name=open_minute,json=openMinute,proto3" json:"open_minute,omitempty"`
+	// When it closes, in minutes after local midnight (1 to 1440); after open_minute.
+	CloseMinute   int32 `protobuf:"varint,3,opt,name=close_minute,json=closeMinute,proto3" json:"close_minute,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoursWindow) Reset() {
+	*x = HoursWindow{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoursWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoursWindow) ProtoMessage() {}
+
+func (x *HoursWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoursWindow.ProtoReflect.Descriptor instead.
+func (*HoursWindow) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HoursWindow) GetDayOfWeek() int32 {
+	if x != nil {
+		return x.DayOfWeek
+	}
+	return 0
+}
+
+func (x *HoursWindow) GetOpenMinute() int32 {
+	if x != nil {
+		return x.OpenMinute
+	}
+	return 0
+}
+
+func (x *HoursWindow) GetCloseMinute() int32 {
+	if x != nil {
+		return x.CloseMinute
+	}
+	return 0
+}
+
+// PoolMember is one person who works in a care pool.
+type PoolMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member's subject.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The member's role in the pool.
+	Role v11.PoolRole `protobuf:"varint,2,opt,name=role,proto3,enum=securemsg.directory.v1.PoolRole" json:"role,omitempty"`
+	// When the person joined the pool.
+	AddTime       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=add_time,json=addTime,proto3" json:"add_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolMember) Reset() {
+	*x = PoolMember{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolMember) ProtoMessage() {}
+
+func (x *PoolMember) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolMember.ProtoReflect.Descriptor instead.
+func (*PoolMember) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PoolMember) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *PoolMember) GetRole() v11.PoolRole {
+	if x != nil {
+		return x.Role
+	}
+	return v11.PoolRole(0)
+}
+
+func (x *PoolMember) GetAddTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AddTime
+	}
+	return nil
+}
+
 var File_securemsg_messaging_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"&securemsg/messaging/v1/messaging.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\"\xb4\x01\n" +
+	"&securemsg/messaging/v1/messaging.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a$securemsg/directory/v1/entries.proto\"\xb4\x01\n" +
 	"\vParticipant\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12-\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x19.securemsg.common.v1.RoleR\x04role\x12&\n" +
@@ -1071,7 +1480,41 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\x0ethreads_purged\x18\x03 \x01(\x03R\rthreadsPurged\x12'\n" +
 	"\x0fmessages_purged\x18\x04 \x01(\x03R\x0emessagesPurged\x12-\n" +
 	"\x12attachments_purged\x18\x05 \x01(\x03R\x11attachmentsPurged\x12;\n" +
-	"\x1athreads_skipped_legal_hold\x18\x06 \x01(\x03R\x17threadsSkippedLegalHold*{\n" +
+	"\x1athreads_skipped_legal_hold\x18\x06 \x01(\x03R\x17threadsSkippedLegalHold\"\xc6\x05\n" +
+	"\x04Pool\x12:\n" +
+	"\apool_id\x18\x01 \x01(\tB!\xbaH\x1e\xc8\x01\x01r\x19(d2\x15^[a-z0-9][a-z0-9_-]*$R\x06poolId\x12\x1c\n" +
+	"\x04name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x04name\x12,\n" +
+	"\forganisation\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\forganisation\x12J\n" +
+	"\baudience\x18\x04 \x01(\x0e2$.securemsg.messaging.v1.PoolAudienceB\b\xbaH\x05\x82\x01\x02\x10\x01R\baudience\x124\n" +
+	"\vpatient_ids\x18\x05 \x03(\tB\x13\xbaH\x10\x92\x01\r\x10\xe8\a\x18\x01\"\x06r\x04\x10\x01(dR\n" +
+	"patientIds\x12\x16\n" +
+	"\x06active\x18\x06 \x01(\bR\x06active\x12F\n" +
+	"\factive_hours\x18\a \x01(\v2#.securemsg.messaging.v1.ActiveHoursR\vactiveHours\x12\x19\n" +
+	"\bopen_now\x18\b \x01(\bR\aopenNow\x12B\n" +
+	"\x0fturnaround_time\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0eturnaroundTime\x12;\n" +
+	"\x14emergency_disclaimer\x18\n" +
+	" \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\x13emergencyDisclaimer\x12!\n" +
+	"\fmember_count\x18\v \x01(\x05R\vmemberCount\x12;\n" +
+	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x1b\n" +
+	"\x04etag\x18\x0e \x01(\tB\a\xbaH\x04r\x02(@R\x04etag\"|\n" +
+	"\vActiveHours\x12$\n" +
+	"\ttime_zone\x18\x01 \x01(\tB\a\xbaH\x04r\x02(@R\btimeZone\x12G\n" +
+	"\awindows\x18\x02 \x03(\v2#.securemsg.messaging.v1.HoursWindowB\b\xbaH\x05\x92\x01\x02\x10\x1cR\awindows\"\x94\x01\n" +
+	"\vHoursWindow\x12)\n" +
+	"\vday_of_week\x18\x01 \x01(\x05B\t\xbaH\x06\x1a\x04\x18\a(\x01R\tdayOfWeek\x12+\n" +
+	"\vopen_minute\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x10\xa0\v(\x00R\n" +
+	"openMinute\x12-\n" +
+	"\fclose_minute\x18\x03 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xa0\v \x00R\vcloseMinute\"\x93\x01\n" +
+	"\n" +
+	"PoolMember\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x124\n" +
+	"\x04role\x18\x02 \x01(\x0e2 .securemsg.directory.v1.PoolRoleR\x04role\x125\n" +
+	"\badd_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aaddTime*{\n" +
 	"\fThreadStatus\x12\x1d\n" +
 	"\x19THREAD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12THREAD_STATUS_OPEN\x10\x01\x12\x1a\n" +
@@ -1081,7 +1524,11 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\x0fBOX_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tBOX_INBOX\x10\x01\x12\f\n" +
 	"\bBOX_SENT\x10\x02\x12\x10\n" +
-	"\fBOX_ARCHIVED\x10\x03B\xed\x01\n" +
+	"\fBOX_ARCHIVED\x10\x03*p\n" +
+	"\fPoolAudience\x12\x1d\n" +
+	"\x19POOL_AUDIENCE_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aPOOL_AUDIENCE_ALL_PATIENTS\x10\x01\x12!\n" +
+	"\x1dPOOL_AUDIENCE_LISTED_PATIENTS\x10\x02B\xed\x01\n" +
 	"\x1acom.securemsg.messaging.v1B\x0eMessagingProtoP\x01ZEgithub.com/securemsg/securemsg/gen/securemsg/messaging/v1;messagingv1\xa2\x02\x03SMX\xaa\x02\x16Securemsg.Messaging.V1\xca\x02\x16Securemsg\\Messaging\\V1\xe2\x02\"Securemsg\\Messaging\\V1\\GPBMetadata\xea\x02\x18Securemsg::Messaging::V1b\x06proto3"
 
 var (
@@ -1096,52 +1543,66 @@ func file_securemsg_messaging_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_securemsg_messaging_v1_messaging_proto_rawDescData
 }
 
-var file_securemsg_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_securemsg_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_securemsg_messaging_v1_messaging_proto_goTypes = []any{
 	(ThreadStatus)(0),             // 0: securemsg.messaging.v1.ThreadStatus
 	(Box)(0),                      // 1: securemsg.messaging.v1.Box
-	(*Participant)(nil),           // 2: securemsg.messaging.v1.Participant
-	(*Thread)(nil),                // 3: securemsg.messaging.v1.Thread
-	(*ThreadSummary)(nil),         // 4: securemsg.messaging.v1.ThreadSummary
-	(*Retraction)(nil),            // 5: securemsg.messaging.v1.Retraction
-	(*Message)(nil),               // 6: securemsg.messaging.v1.Message
-	(*PoolSettings)(nil),          // 7: securemsg.messaging.v1.PoolSettings
-	(*RetentionCounts)(nil),       // 8: securemsg.messaging.v1.RetentionCounts
-	(v1.Role)(0),                  // 9: securemsg.common.v1.Role
-	(v1.ThreadCategory)(0),        // 10: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),           // 11: securemsg.common.v1.Sensitivity
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(PoolAudience)(0),             // 2: securemsg.messaging.v1.PoolAudience
+	(*Participant)(nil),           // 3: securemsg.messaging.v1.Participant
+	(*Thread)(nil),                // 4: securemsg.messaging.v1.Thread
+	(*ThreadSummary)(nil),         // 5: securemsg.messaging.v1.ThreadSummary
+	(*Retraction)(nil),            // 6: securemsg.messaging.v1.Retraction
+	(*Message)(nil),               // 7: securemsg.messaging.v1.Message
+	(*PoolSettings)(nil),          // 8: securemsg.messaging.v1.PoolSettings
+	(*RetentionCounts)(nil),       // 9: securemsg.messaging.v1.RetentionCounts
+	(*Pool)(nil),                  // 10: securemsg.messaging.v1.Pool
+	(*ActiveHours)(nil),           // 11: securemsg.messaging.v1.ActiveHours
+	(*HoursWindow)(nil),           // 12: securemsg.messaging.v1.HoursWindow
+	(*PoolMember)(nil),            // 13: securemsg.messaging.v1.PoolMember
+	(v1.Role)(0),                  // 14: securemsg.common.v1.Role
+	(v1.ThreadCategory)(0),        // 15: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),           // 16: securemsg.common.v1.Sensitivity
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
+	(v11.PoolRole)(0),             // 19: securemsg.directory.v1.PoolRole
 }
 var file_securemsg_messaging_v1_messaging_proto_depIdxs = []int32{
-	9,  // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
-	10, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
-	11, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	14, // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
+	15, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
+	16, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 3: securemsg.messaging.v1.Thread.status:type_name -> securemsg.messaging.v1.ThreadStatus
-	2,  // 4: securemsg.messaging.v1.Thread.created_by:type_name -> securemsg.messaging.v1.Participant
-	12, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
-	12, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
-	12, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
-	12, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
-	10, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
-	11, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	3,  // 4: securemsg.messaging.v1.Thread.created_by:type_name -> securemsg.messaging.v1.Participant
+	17, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
+	17, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
+	17, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
+	17, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
+	15, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
+	16, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 11: securemsg.messaging.v1.ThreadSummary.status:type_name -> securemsg.messaging.v1.ThreadStatus
-	12, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
-	9,  // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
-	12, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
-	2,  // 15: securemsg.messaging.v1.Retraction.retracted_by:type_name -> securemsg.messaging.v1.Participant
-	2,  // 16: securemsg.messaging.v1.Message.sender:type_name -> securemsg.messaging.v1.Participant
-	12, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
-	5,  // 18: securemsg.messaging.v1.Message.retraction:type_name -> securemsg.messaging.v1.Retraction
-	13, // 19: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
-	12, // 20: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
-	10, // 21: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	17, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
+	14, // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
+	17, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
+	3,  // 15: securemsg.messaging.v1.Retraction.retracted_by:type_name -> securemsg.messaging.v1.Participant
+	3,  // 16: securemsg.messaging.v1.Message.sender:type_name -> securemsg.messaging.v1.Participant
+	17, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 18: securemsg.messaging.v1.Message.retraction:type_name -> securemsg.messaging.v1.Retraction
+	18, // 19: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
+	17, // 20: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
+	15, // 21: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
+	2,  // 22: securemsg.messaging.v1.Pool.audience:type_name -> securemsg.messaging.v1.PoolAudience
+	11, // 23: securemsg.messaging.v1.Pool.active_hours:type_name -> securemsg.messaging.v1.ActiveHours
+	18, // 24: securemsg.messaging.v1.Pool.turnaround_time:type_name -> google.protobuf.Duration
+	17, // 25: securemsg.messaging.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
+	17, // 26: securemsg.messaging.v1.Pool.update_time:type_name -> google.protobuf.Timestamp
+	12, // 27: securemsg.messaging.v1.ActiveHours.windows:type_name -> securemsg.messaging.v1.HoursWindow
+	19, // 28: securemsg.messaging.v1.PoolMember.role:type_name -> securemsg.directory.v1.PoolRole
+	17, // 29: securemsg.messaging.v1.PoolMember.add_time:type_name -> google.protobuf.Timestamp
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_proto_init() }
@@ -1154,8 +1615,8 @@ func file_securemsg_messaging_v1_messaging_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   7,
+			NumEnums:      3,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

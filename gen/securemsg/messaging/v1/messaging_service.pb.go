@@ -9,6 +9,7 @@ package messagingv1
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	v11 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -2752,11 +2753,764 @@ func (*Resync) Descriptor() ([]byte, []int) {
 	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{40}
 }
 
+// ListPoolsRequest lists the pools the caller may see.
+type ListPoolsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A proxy: the patient to list pools for (required for proxies; patients list their own).
+	PatientId string `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	// Administrators: include deactivated pools.
+	IncludeInactive bool `protobuf:"varint,2,opt,name=include_inactive,json=includeInactive,proto3" json:"include_inactive,omitempty"`
+	// Maximum pools to return; 0 means 100, larger than 500 is treated as 500.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token from a previous response with the same filters; empty for the first page.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoolsRequest) Reset() {
+	*x = ListPoolsRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoolsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoolsRequest) ProtoMessage() {}
+
+func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
+func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListPoolsRequest) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *ListPoolsRequest) GetIncludeInactive() bool {
+	if x != nil {
+		return x.IncludeInactive
+	}
+	return false
+}
+
+func (x *ListPoolsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPoolsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListPoolsResponse is one page of pools, by name.
+type ListPoolsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pools.
+	Pools []*Pool `protobuf:"bytes,1,rep,name=pools,proto3" json:"pools,omitempty"`
+	// Token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoolsResponse) Reset() {
+	*x = ListPoolsResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoolsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoolsResponse) ProtoMessage() {}
+
+func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
+func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListPoolsResponse) GetPools() []*Pool {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
+func (x *ListPoolsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// GetPoolRequest reads one pool.
+type GetPoolRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool.
+	PoolId        string `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPoolRequest) Reset() {
+	*x = GetPoolRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPoolRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPoolRequest) ProtoMessage() {}
+
+func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPoolRequest.ProtoReflect.Descriptor instead.
+func (*GetPoolRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *GetPoolRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+// GetPoolResponse is one pool.
+type GetPoolResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool, as the caller may see it.
+	Pool          *Pool `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPoolResponse) Reset() {
+	*x = GetPoolResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPoolResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPoolResponse) ProtoMessage() {}
+
+func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPoolResponse.ProtoReflect.Descriptor instead.
+func (*GetPoolResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetPoolResponse) GetPool() *Pool {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+// ListPoolMembersRequest lists a pool's members.
+type ListPoolMembersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool.
+	PoolId string `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// Maximum members to return; 0 means 100, larger than 500 is treated as 500.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token from a previous response for the same pool; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoolMembersRequest) Reset() {
+	*x = ListPoolMembersRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoolMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoolMembersRequest) ProtoMessage() {}
+
+func (x *ListPoolMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoolMembersRequest.ProtoReflect.Descriptor instead.
+func (*ListPoolMembersRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListPoolMembersRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *ListPoolMembersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPoolMembersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListPoolMembersResponse is one page of a pool's members, by subject.
+type ListPoolMembersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The members.
+	Members []*PoolMember `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// Token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoolMembersResponse) Reset() {
+	*x = ListPoolMembersResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoolMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoolMembersResponse) ProtoMessage() {}
+
+func (x *ListPoolMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoolMembersResponse.ProtoReflect.Descriptor instead.
+func (*ListPoolMembersResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ListPoolMembersResponse) GetMembers() []*PoolMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ListPoolMembersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// CreatePoolRequest creates a pool.
+type CreatePoolRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool: pool_id and name are required; output-only fields are ignored.
+	Pool          *Pool `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePoolRequest) Reset() {
+	*x = CreatePoolRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePoolRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePoolRequest) ProtoMessage() {}
+
+func (x *CreatePoolRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePoolRequest.ProtoReflect.Descriptor instead.
+func (*CreatePoolRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *CreatePoolRequest) GetPool() *Pool {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+// CreatePoolResponse is the pool created.
+type CreatePoolResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored pool.
+	Pool          *Pool `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePoolResponse) Reset() {
+	*x = CreatePoolResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePoolResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePoolResponse) ProtoMessage() {}
+
+func (x *CreatePoolResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePoolResponse.ProtoReflect.Descriptor instead.
+func (*CreatePoolResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CreatePoolResponse) GetPool() *Pool {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+// UpdatePoolRequest changes a pool.
+type UpdatePoolRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new values; pool.pool_id selects the pool and pool.etag, when set, must match.
+	Pool *Pool `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The fields to change: any of "name", "organisation", "audience", "patient_ids", "active",
+	// "active_hours". Required.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePoolRequest) Reset() {
+	*x = UpdatePoolRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePoolRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePoolRequest) ProtoMessage() {}
+
+func (x *UpdatePoolRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePoolRequest.ProtoReflect.Descriptor instead.
+func (*UpdatePoolRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *UpdatePoolRequest) GetPool() *Pool {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+func (x *UpdatePoolRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdatePoolResponse is the pool after the change.
+type UpdatePoolResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored pool, with a new etag.
+	Pool          *Pool `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePoolResponse) Reset() {
+	*x = UpdatePoolResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePoolResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePoolResponse) ProtoMessage() {}
+
+func (x *UpdatePoolResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePoolResponse.ProtoReflect.Descriptor instead.
+func (*UpdatePoolResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *UpdatePoolResponse) GetPool() *Pool {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+// SetPoolMemberRequest adds a person to a pool or changes their role.
+type SetPoolMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool.
+	PoolId string `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// The person's subject.
+	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Their role in the pool.
+	Role          v11.PoolRole `protobuf:"varint,3,opt,name=role,proto3,enum=securemsg.directory.v1.PoolRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPoolMemberRequest) Reset() {
+	*x = SetPoolMemberRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPoolMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPoolMemberRequest) ProtoMessage() {}
+
+func (x *SetPoolMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPoolMemberRequest.ProtoReflect.Descriptor instead.
+func (*SetPoolMemberRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *SetPoolMemberRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *SetPoolMemberRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *SetPoolMemberRequest) GetRole() v11.PoolRole {
+	if x != nil {
+		return x.Role
+	}
+	return v11.PoolRole(0)
+}
+
+// SetPoolMemberResponse is the membership after the change.
+type SetPoolMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member.
+	Member *PoolMember `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// True when the person was not a member before.
+	Added         bool `protobuf:"varint,2,opt,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPoolMemberResponse) Reset() {
+	*x = SetPoolMemberResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPoolMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPoolMemberResponse) ProtoMessage() {}
+
+func (x *SetPoolMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPoolMemberResponse.ProtoReflect.Descriptor instead.
+func (*SetPoolMemberResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *SetPoolMemberResponse) GetMember() *PoolMember {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *SetPoolMemberResponse) GetAdded() bool {
+	if x != nil {
+		return x.Added
+	}
+	return false
+}
+
+// RemovePoolMemberRequest takes a person out of a pool.
+type RemovePoolMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool.
+	PoolId string `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// The person's subject.
+	Subject       string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePoolMemberRequest) Reset() {
+	*x = RemovePoolMemberRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePoolMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePoolMemberRequest) ProtoMessage() {}
+
+func (x *RemovePoolMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePoolMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemovePoolMemberRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *RemovePoolMemberRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *RemovePoolMemberRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+// RemovePoolMemberResponse confirms the removal.
+type RemovePoolMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Open threads of the pool still assigned to the removed person, for a member to reassign.
+	AssignedThreads int32 `protobuf:"varint,1,opt,name=assigned_threads,json=assignedThreads,proto3" json:"assigned_threads,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RemovePoolMemberResponse) Reset() {
+	*x = RemovePoolMemberResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePoolMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePoolMemberResponse) ProtoMessage() {}
+
+func (x *RemovePoolMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePoolMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemovePoolMemberResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RemovePoolMemberResponse) GetAssignedThreads() int32 {
+	if x != nil {
+		return x.AssignedThreads
+	}
+	return 0
+}
+
 var File_securemsg_messaging_v1_messaging_service_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
-	".securemsg/messaging/v1/messaging_service.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a&securemsg/messaging/v1/messaging.proto\"\xd5\x03\n" +
+	".securemsg/messaging/v1/messaging_service.proto\x12\x16securemsg.messaging.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\x1a$securemsg/directory/v1/entries.proto\x1a&securemsg/messaging/v1/messaging.proto\"\xd5\x03\n" +
 	"\x13CreateThreadRequest\x125\n" +
 	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\x12L\n" +
 	"\bcategory\x18\x02 \x01(\x0e2#.securemsg.common.v1.ThreadCategoryB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\bcategory\x12O\n" +
@@ -2936,7 +3690,51 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
 	"occur_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\toccurTime\"\v\n" +
 	"\tHeartbeat\"\b\n" +
-	"\x06Resync*{\n" +
+	"\x06Resync\"\xb4\x01\n" +
+	"\x10ListPoolsRequest\x12&\n" +
+	"\n" +
+	"patient_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02(dR\tpatientId\x12)\n" +
+	"\x10include_inactive\x18\x02 \x01(\bR\x0fincludeInactive\x12$\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03(\x80\x04R\tpageToken\"o\n" +
+	"\x11ListPoolsResponse\x122\n" +
+	"\x05pools\x18\x01 \x03(\v2\x1c.securemsg.messaging.v1.PoolR\x05pools\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"G\n" +
+	"\x0eGetPoolRequest\x125\n" +
+	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\"C\n" +
+	"\x0fGetPoolResponse\x120\n" +
+	"\x04pool\x18\x01 \x01(\v2\x1c.securemsg.messaging.v1.PoolR\x04pool\"\x9e\x01\n" +
+	"\x16ListPoolMembersRequest\x125\n" +
+	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\x12$\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03(\x80\x04R\tpageToken\"\x7f\n" +
+	"\x17ListPoolMembersResponse\x12<\n" +
+	"\amembers\x18\x01 \x03(\v2\".securemsg.messaging.v1.PoolMemberR\amembers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"M\n" +
+	"\x11CreatePoolRequest\x128\n" +
+	"\x04pool\x18\x01 \x01(\v2\x1c.securemsg.messaging.v1.PoolB\x06\xbaH\x03\xc8\x01\x01R\x04pool\"F\n" +
+	"\x12CreatePoolResponse\x120\n" +
+	"\x04pool\x18\x01 \x01(\v2\x1c.securemsg.messaging.v1.PoolR\x04pool\"\x92\x01\n" +
+	"\x11UpdatePoolRequest\x128\n" +
+	"\x04pool\x18\x01 \x01(\v2\x1c.securemsg.messaging.v1.PoolB\x06\xbaH\x03\xc8\x01\x01R\x04pool\x12C\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"updateMask\"F\n" +
+	"\x12UpdatePoolResponse\x120\n" +
+	"\x04pool\x18\x01 \x01(\v2\x1c.securemsg.messaging.v1.PoolR\x04pool\"\xb7\x01\n" +
+	"\x14SetPoolMemberRequest\x125\n" +
+	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\x12%\n" +
+	"\asubject\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xc8\x01R\asubject\x12A\n" +
+	"\x04role\x18\x03 \x01(\x0e2 .securemsg.directory.v1.PoolRoleB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x04role\"i\n" +
+	"\x15SetPoolMemberResponse\x12:\n" +
+	"\x06member\x18\x01 \x01(\v2\".securemsg.messaging.v1.PoolMemberR\x06member\x12\x14\n" +
+	"\x05added\x18\x02 \x01(\bR\x05added\"w\n" +
+	"\x17RemovePoolMemberRequest\x125\n" +
+	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\x12%\n" +
+	"\asubject\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xc8\x01R\asubject\"E\n" +
+	"\x18RemovePoolMemberResponse\x12)\n" +
+	"\x10assigned_threads\x18\x01 \x01(\x05R\x0fassignedThreads*{\n" +
 	"\fAccessAction\x12\x1d\n" +
 	"\x19ACCESS_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACCESS_ACTION_READ\x10\x01\x12\x1a\n" +
@@ -2951,7 +3749,7 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"!INBOX_CHANGE_KIND_THREAD_ASSIGNED\x10\x05\x12(\n" +
 	"$INBOX_CHANGE_KIND_THREAD_TRANSFERRED\x10\x06\x12#\n" +
 	"\x1fINBOX_CHANGE_KIND_THREAD_CLOSED\x10\a\x12%\n" +
-	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xa9\x15\n" +
+	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xe0\x1b\n" +
 	"\x10MessagingService\x12\x81\x01\n" +
 	"\fCreateThread\x12+.securemsg.messaging.v1.CreateThreadRequest\x1a,.securemsg.messaging.v1.CreateThreadResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/threads\x12\x93\x01\n" +
 	"\vSendMessage\x12*.securemsg.messaging.v1.SendMessageRequest\x1a+.securemsg.messaging.v1.SendMessageResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}/messages\x12{\n" +
@@ -2972,7 +3770,16 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\x12CheckMessageAccess\x121.securemsg.messaging.v1.CheckMessageAccessRequest\x1a2.securemsg.messaging.v1.CheckMessageAccessResponse\x12x\n" +
 	"\x11RunRetentionPurge\x120.securemsg.messaging.v1.RunRetentionPurgeRequest\x1a1.securemsg.messaging.v1.RunRetentionPurgeResponse\x12e\n" +
 	"\n" +
-	"WatchInbox\x12).securemsg.messaging.v1.WatchInboxRequest\x1a*.securemsg.messaging.v1.WatchInboxResponse0\x01B\xf4\x01\n" +
+	"WatchInbox\x12).securemsg.messaging.v1.WatchInboxRequest\x1a*.securemsg.messaging.v1.WatchInboxResponse0\x01\x12s\n" +
+	"\tListPools\x12(.securemsg.messaging.v1.ListPoolsRequest\x1a).securemsg.messaging.v1.ListPoolsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/pools\x12w\n" +
+	"\aGetPool\x12&.securemsg.messaging.v1.GetPoolRequest\x1a'.securemsg.messaging.v1.GetPoolResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/pools/{pool_id}\x12\x97\x01\n" +
+	"\x0fListPoolMembers\x12..securemsg.messaging.v1.ListPoolMembersRequest\x1a/.securemsg.messaging.v1.ListPoolMembersResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/pools/{pool_id}/members\x12c\n" +
+	"\n" +
+	"CreatePool\x12).securemsg.messaging.v1.CreatePoolRequest\x1a*.securemsg.messaging.v1.CreatePoolResponse\x12c\n" +
+	"\n" +
+	"UpdatePool\x12).securemsg.messaging.v1.UpdatePoolRequest\x1a*.securemsg.messaging.v1.UpdatePoolResponse\x12l\n" +
+	"\rSetPoolMember\x12,.securemsg.messaging.v1.SetPoolMemberRequest\x1a-.securemsg.messaging.v1.SetPoolMemberResponse\x12u\n" +
+	"\x10RemovePoolMember\x12/.securemsg.messaging.v1.RemovePoolMemberRequest\x1a0.securemsg.messaging.v1.RemovePoolMemberResponseB\xf4\x01\n" +
 	"\x1acom.securemsg.messaging.v1B\x15MessagingServiceProtoP\x01ZEgithub.com/securemsg/securemsg/gen/securemsg/messaging/v1;messagingv1\xa2\x02\x03SMX\xaa\x02\x16Securemsg.Messaging.V1\xca\x02\x16Securemsg\\Messaging\\V1\xe2\x02\"Securemsg\\Messaging\\V1\\GPBMetadata\xea\x02\x18Securemsg::Messaging::V1b\x06proto3"
 
 var (
@@ -2988,7 +3795,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP() []byte {
 }
 
 var file_securemsg_messaging_v1_messaging_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(AccessAction)(0),                  // 0: securemsg.messaging.v1.AccessAction
 	(InboxChangeKind)(0),               // 1: securemsg.messaging.v1.InboxChangeKind
@@ -3033,101 +3840,142 @@ var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(*InboxChange)(nil),                // 40: securemsg.messaging.v1.InboxChange
 	(*Heartbeat)(nil),                  // 41: securemsg.messaging.v1.Heartbeat
 	(*Resync)(nil),                     // 42: securemsg.messaging.v1.Resync
-	(v1.ThreadCategory)(0),             // 43: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),                // 44: securemsg.common.v1.Sensitivity
-	(*Thread)(nil),                     // 45: securemsg.messaging.v1.Thread
-	(*Message)(nil),                    // 46: securemsg.messaging.v1.Message
-	(*durationpb.Duration)(nil),        // 47: google.protobuf.Duration
-	(Box)(0),                           // 48: securemsg.messaging.v1.Box
-	(*ThreadSummary)(nil),              // 49: securemsg.messaging.v1.ThreadSummary
-	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
-	(*PoolSettings)(nil),               // 51: securemsg.messaging.v1.PoolSettings
-	(*fieldmaskpb.FieldMask)(nil),      // 52: google.protobuf.FieldMask
-	(*v1.Principal)(nil),               // 53: securemsg.common.v1.Principal
-	(*RetentionCounts)(nil),            // 54: securemsg.messaging.v1.RetentionCounts
+	(*ListPoolsRequest)(nil),           // 43: securemsg.messaging.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),          // 44: securemsg.messaging.v1.ListPoolsResponse
+	(*GetPoolRequest)(nil),             // 45: securemsg.messaging.v1.GetPoolRequest
+	(*GetPoolResponse)(nil),            // 46: securemsg.messaging.v1.GetPoolResponse
+	(*ListPoolMembersRequest)(nil),     // 47: securemsg.messaging.v1.ListPoolMembersRequest
+	(*ListPoolMembersResponse)(nil),    // 48: securemsg.messaging.v1.ListPoolMembersResponse
+	(*CreatePoolRequest)(nil),          // 49: securemsg.messaging.v1.CreatePoolRequest
+	(*CreatePoolResponse)(nil),         // 50: securemsg.messaging.v1.CreatePoolResponse
+	(*UpdatePoolRequest)(nil),          // 51: securemsg.messaging.v1.UpdatePoolRequest
+	(*UpdatePoolResponse)(nil),         // 52: securemsg.messaging.v1.UpdatePoolResponse
+	(*SetPoolMemberRequest)(nil),       // 53: securemsg.messaging.v1.SetPoolMemberRequest
+	(*SetPoolMemberResponse)(nil),      // 54: securemsg.messaging.v1.SetPoolMemberResponse
+	(*RemovePoolMemberRequest)(nil),    // 55: securemsg.messaging.v1.RemovePoolMemberRequest
+	(*RemovePoolMemberResponse)(nil),   // 56: securemsg.messaging.v1.RemovePoolMemberResponse
+	(v1.ThreadCategory)(0),             // 57: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),                // 58: securemsg.common.v1.Sensitivity
+	(*Thread)(nil),                     // 59: securemsg.messaging.v1.Thread
+	(*Message)(nil),                    // 60: securemsg.messaging.v1.Message
+	(*durationpb.Duration)(nil),        // 61: google.protobuf.Duration
+	(Box)(0),                           // 62: securemsg.messaging.v1.Box
+	(*ThreadSummary)(nil),              // 63: securemsg.messaging.v1.ThreadSummary
+	(*timestamppb.Timestamp)(nil),      // 64: google.protobuf.Timestamp
+	(*PoolSettings)(nil),               // 65: securemsg.messaging.v1.PoolSettings
+	(*fieldmaskpb.FieldMask)(nil),      // 66: google.protobuf.FieldMask
+	(*v1.Principal)(nil),               // 67: securemsg.common.v1.Principal
+	(*RetentionCounts)(nil),            // 68: securemsg.messaging.v1.RetentionCounts
+	(*Pool)(nil),                       // 69: securemsg.messaging.v1.Pool
+	(*PoolMember)(nil),                 // 70: securemsg.messaging.v1.PoolMember
+	(v11.PoolRole)(0),                  // 71: securemsg.directory.v1.PoolRole
 }
 var file_securemsg_messaging_v1_messaging_service_proto_depIdxs = []int32{
-	43, // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
-	44, // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	45, // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	46, // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
-	46, // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
-	47, // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
-	46, // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
-	48, // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
-	49, // 8: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
-	45, // 9: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	46, // 10: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
-	50, // 11: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
-	45, // 12: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	45, // 13: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	45, // 14: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	45, // 15: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	45, // 16: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	46, // 17: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
-	46, // 18: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
-	50, // 19: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
-	51, // 20: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	51, // 21: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	52, // 22: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	51, // 23: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	53, // 24: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
+	57, // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
+	58, // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	59, // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	60, // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
+	60, // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
+	61, // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
+	60, // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	62, // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
+	63, // 8: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
+	59, // 9: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	60, // 10: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
+	64, // 11: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
+	59, // 12: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	59, // 13: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	59, // 14: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	59, // 15: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	59, // 16: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	60, // 17: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
+	60, // 18: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
+	64, // 19: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
+	65, // 20: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	65, // 21: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	66, // 22: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	65, // 23: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	67, // 24: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
 	0,  // 25: securemsg.messaging.v1.CheckMessageAccessRequest.action:type_name -> securemsg.messaging.v1.AccessAction
-	44, // 26: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	50, // 27: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
-	43, // 28: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
-	54, // 29: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
-	54, // 30: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
-	50, // 31: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
-	50, // 32: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
+	58, // 26: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	64, // 27: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
+	57, // 28: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	68, // 29: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
+	68, // 30: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
+	64, // 31: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
+	64, // 32: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
 	40, // 33: securemsg.messaging.v1.WatchInboxResponse.change:type_name -> securemsg.messaging.v1.InboxChange
 	41, // 34: securemsg.messaging.v1.WatchInboxResponse.heartbeat:type_name -> securemsg.messaging.v1.Heartbeat
 	42, // 35: securemsg.messaging.v1.WatchInboxResponse.resync:type_name -> securemsg.messaging.v1.Resync
 	1,  // 36: securemsg.messaging.v1.InboxChange.kind:type_name -> securemsg.messaging.v1.InboxChangeKind
-	50, // 37: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
-	2,  // 38: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
-	4,  // 39: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
-	6,  // 40: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
-	8,  // 41: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
-	10, // 42: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
-	12, // 43: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
-	14, // 44: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
-	16, // 45: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
-	18, // 46: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
-	20, // 47: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
-	22, // 48: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
-	24, // 49: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
-	26, // 50: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
-	28, // 51: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
-	30, // 52: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
-	32, // 53: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
-	34, // 54: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
-	36, // 55: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
-	38, // 56: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
-	3,  // 57: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
-	5,  // 58: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
-	7,  // 59: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
-	9,  // 60: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
-	11, // 61: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
-	13, // 62: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
-	15, // 63: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
-	17, // 64: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
-	19, // 65: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
-	21, // 66: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
-	23, // 67: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
-	25, // 68: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
-	27, // 69: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
-	29, // 70: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
-	31, // 71: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
-	33, // 72: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
-	35, // 73: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
-	37, // 74: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
-	39, // 75: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
-	57, // [57:76] is the sub-list for method output_type
-	38, // [38:57] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	64, // 37: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
+	69, // 38: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
+	69, // 39: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	70, // 40: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
+	69, // 41: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	69, // 42: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	69, // 43: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	66, // 44: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
+	69, // 45: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	71, // 46: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
+	70, // 47: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
+	2,  // 48: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
+	4,  // 49: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
+	6,  // 50: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
+	8,  // 51: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
+	10, // 52: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
+	12, // 53: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
+	14, // 54: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
+	16, // 55: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
+	18, // 56: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
+	20, // 57: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
+	22, // 58: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
+	24, // 59: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
+	26, // 60: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
+	28, // 61: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
+	30, // 62: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
+	32, // 63: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
+	34, // 64: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
+	36, // 65: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
+	38, // 66: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
+	43, // 67: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
+	45, // 68: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
+	47, // 69: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
+	49, // 70: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
+	51, // 71: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
+	53, // 72: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
+	55, // 73: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
+	3,  // 74: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
+	5,  // 75: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
+	7,  // 76: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
+	9,  // 77: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
+	11, // 78: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
+	13, // 79: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
+	15, // 80: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
+	17, // 81: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
+	19, // 82: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
+	21, // 83: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
+	23, // 84: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
+	25, // 85: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
+	27, // 86: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
+	29, // 87: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
+	31, // 88: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
+	33, // 89: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
+	35, // 90: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
+	37, // 91: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
+	39, // 92: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
+	44, // 93: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
+	46, // 94: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
+	48, // 95: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
+	50, // 96: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
+	52, // 97: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
+	54, // 98: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
+	56, // 99: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
+	74, // [74:100] is the sub-list for method output_type
+	48, // [48:74] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_service_proto_init() }
@@ -3155,7 +4003,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_service_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   41,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,13 @@ const (
 	MessagingService_CheckMessageAccess_FullMethodName = "/securemsg.messaging.v1.MessagingService/CheckMessageAccess"
 	MessagingService_RunRetentionPurge_FullMethodName  = "/securemsg.messaging.v1.MessagingService/RunRetentionPurge"
 	MessagingService_WatchInbox_FullMethodName         = "/securemsg.messaging.v1.MessagingService/WatchInbox"
+	MessagingService_ListPools_FullMethodName          = "/securemsg.messaging.v1.MessagingService/ListPools"
+	MessagingService_GetPool_FullMethodName            = "/securemsg.messaging.v1.MessagingService/GetPool"
+	MessagingService_ListPoolMembers_FullMethodName    = "/securemsg.messaging.v1.MessagingService/ListPoolMembers"
+	MessagingService_CreatePool_FullMethodName         = "/securemsg.messaging.v1.MessagingService/CreatePool"
+	MessagingService_UpdatePool_FullMethodName         = "/securemsg.messaging.v1.MessagingService/UpdatePool"
+	MessagingService_SetPoolMember_FullMethodName      = "/securemsg.messaging.v1.MessagingService/SetPoolMember"
+	MessagingService_RemovePoolMember_FullMethodName   = "/securemsg.messaging.v1.MessagingService/RemovePoolMember"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -66,8 +73,10 @@ type MessagingServiceClient interface {
 	// too long, more than 10 attachment ids are given, or client_request_id is not a UUID;
 	// PERMISSION_DENIED when policy forbids the caller writing to this pool or for this patient
 	// (a patient writing for someone else, a proxy without an active read-write grant, a proxy
-	// choosing ADOLESCENT_CONFIDENTIAL, care-team staff without MFA); NOT_FOUND when the pool or
-	// an attachment does not exist or is not the caller's; FAILED_PRECONDITION when an attachment
+	// choosing ADOLESCENT_CONFIDENTIAL, care-team staff without MFA), or with reason
+	// POOL_NOT_OPEN_TO_PATIENT when the pool takes messages only from listed patients and the
+	// thread's patient is not one; NOT_FOUND (reason POOL_NOT_FOUND) when the pool does not exist
+	// or is deactivated, or when an attachment does not exist or is not the caller's; FAILED_PRECONDITION when an attachment
 	// is INFECTED, FAILED or already bound elsewhere; ALREADY_EXISTS when client_request_id was
 	// already used for a different request; UNAVAILABLE when the attachment service cannot be
 	// reached.
@@ -135,14 +144,15 @@ type MessagingServiceClient interface {
 	// Errors: INVALID_ARGUMENT when thread_id or assignee_subject is missing; NOT_FOUND when the
 	// thread does not exist or is not in one of the caller's pools; PERMISSION_DENIED when the
 	// caller is not clinician or staff of the pool, or lacks MFA; FAILED_PRECONDITION when the
-	// thread is closed or the assignee is not a member of the pool.
+	// thread is closed, or (reason ASSIGNEE_NOT_POOL_MEMBER) the assignee is not a member of the
+	// pool as the directory says now.
 	AssignThread(ctx context.Context, in *AssignThreadRequest, opts ...grpc.CallOption) (*AssignThreadResponse, error)
 	// TransferThread moves a thread to another care pool. The thread becomes unassigned and the
 	// new pool is notified.
 	//
 	// Errors: INVALID_ARGUMENT when thread_id, to_pool_id or reason_code is missing, or to_pool_id
-	// is the current pool; NOT_FOUND when the thread or target pool does not exist, or the thread
-	// is not in one of the caller's pools; PERMISSION_DENIED when the caller is not clinician or
+	// is the current pool; NOT_FOUND when the thread does not exist or is not in one of the
+	// caller's pools, or (reason POOL_NOT_FOUND) the target pool does not exist or is deactivated; PERMISSION_DENIED when the caller is not clinician or
 	// staff of the current pool, or lacks MFA; FAILED_PRECONDITION when the thread is closed.
 	TransferThread(ctx context.Context, in *TransferThreadRequest, opts ...grpc.CallOption) (*TransferThreadResponse, error)
 	// CloseThread closes a thread; patients and proxies can no longer reply until it is reopened.
@@ -230,6 +240,57 @@ type MessagingServiceClient interface {
 	// or with reason SERVICE_STOPPING when the replica serving the stream shuts down (reconnect at
 	// once: another replica takes it).
 	WatchInbox(ctx context.Context, in *WatchInboxRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchInboxResponse], error)
+	// ListPools lists care pools, by name. A patient sees the active pools they may write to; a
+	// proxy, with patient_id, the pools it may write to for that patient; a clinician or staff
+	// member the pools they work in; an administrator every pool (inactive ones too with
+	// include_inactive). Patients' and proxies' views leave out patient_ids and member_count.
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
+	// PERMISSION_DENIED when patient_id names a patient the caller may not write for.
+	ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error)
+	// GetPool returns one care pool as ListPools would show it to the caller.
+	//
+	// Errors: INVALID_ARGUMENT when pool_id is missing; NOT_FOUND when the pool does not exist or
+	// is not one the caller may see (a patient: a pool they may not write to; a care-team member:
+	// a pool they do not work in).
+	GetPool(ctx context.Context, in *GetPoolRequest, opts ...grpc.CallOption) (*GetPoolResponse, error)
+	// ListPoolMembers lists the people who work in a pool, by subject: who a thread may be
+	// assigned to.
+	//
+	// Errors: INVALID_ARGUMENT when pool_id is missing, page_size is negative or page_token is
+	// malformed; NOT_FOUND when the pool does not exist; PERMISSION_DENIED when the caller is
+	// neither an administrator nor a member of the pool.
+	ListPoolMembers(ctx context.Context, in *ListPoolMembersRequest, opts ...grpc.CallOption) (*ListPoolMembersResponse, error)
+	// CreatePool creates an active care pool with no members. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when pool.pool_id or pool.name is missing or malformed, active
+	// hours are inconsistent (an unknown time zone, a window that closes before it opens), or
+	// patient_ids is given with audience ALL_PATIENTS; PERMISSION_DENIED when the caller is not an
+	// admin with MFA and a fresh login; ALREADY_EXISTS when a pool with that id exists.
+	CreatePool(ctx context.Context, in *CreatePoolRequest, opts ...grpc.CallOption) (*CreatePoolResponse, error)
+	// UpdatePool changes the fields of a pool named in update_mask. Deactivating a pool takes
+	// its threads away from its members on their next call, on every service. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT as for CreatePool, and when update_mask is empty or names an
+	// unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA and a
+	// fresh login; NOT_FOUND when the pool does not exist; ABORTED when pool.etag is set and does
+	// not match the stored pool (re-read and retry).
+	UpdatePool(ctx context.Context, in *UpdatePoolRequest, opts ...grpc.CallOption) (*UpdatePoolResponse, error)
+	// SetPoolMember adds a person to a pool, or changes their role in it. The person may work the
+	// pool's threads from their next call on. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when pool_id, subject or role is missing; PERMISSION_DENIED when the
+	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist.
+	SetPoolMember(ctx context.Context, in *SetPoolMemberRequest, opts ...grpc.CallOption) (*SetPoolMemberResponse, error)
+	// RemovePoolMember takes a person out of a pool. From their next call on, on every service,
+	// they no longer see or work its threads, whatever their token's care_pools claim says.
+	// Threads assigned to them stay assigned (the pool's queue shows whose they are) until a
+	// member reassigns them; the response counts them. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when pool_id or subject is missing; PERMISSION_DENIED when the
+	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist or
+	// the person is not a member of it.
+	RemovePoolMember(ctx context.Context, in *RemovePoolMemberRequest, opts ...grpc.CallOption) (*RemovePoolMemberResponse, error)
 }
 
 type messagingServiceClient struct {
@@ -439,6 +500,76 @@ func (c *messagingServiceClient) WatchInbox(ctx context.Context, in *WatchInboxR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessagingService_WatchInboxClient = grpc.ServerStreamingClient[WatchInboxResponse]
 
+func (c *messagingServiceClient) ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPoolsResponse)
+	err := c.cc.Invoke(ctx, MessagingService_ListPools_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GetPool(ctx context.Context, in *GetPoolRequest, opts ...grpc.CallOption) (*GetPoolResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPoolResponse)
+	err := c.cc.Invoke(ctx, MessagingService_GetPool_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) ListPoolMembers(ctx context.Context, in *ListPoolMembersRequest, opts ...grpc.CallOption) (*ListPoolMembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPoolMembersResponse)
+	err := c.cc.Invoke(ctx, MessagingService_ListPoolMembers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) CreatePool(ctx context.Context, in *CreatePoolRequest, opts ...grpc.CallOption) (*CreatePoolResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreatePoolResponse)
+	err := c.cc.Invoke(ctx, MessagingService_CreatePool_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) UpdatePool(ctx context.Context, in *UpdatePoolRequest, opts ...grpc.CallOption) (*UpdatePoolResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdatePoolResponse)
+	err := c.cc.Invoke(ctx, MessagingService_UpdatePool_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) SetPoolMember(ctx context.Context, in *SetPoolMemberRequest, opts ...grpc.CallOption) (*SetPoolMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPoolMemberResponse)
+	err := c.cc.Invoke(ctx, MessagingService_SetPoolMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) RemovePoolMember(ctx context.Context, in *RemovePoolMemberRequest, opts ...grpc.CallOption) (*RemovePoolMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemovePoolMemberResponse)
+	err := c.cc.Invoke(ctx, MessagingService_RemovePoolMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -465,8 +596,10 @@ type MessagingServiceServer interface {
 	// too long, more than 10 attachment ids are given, or client_request_id is not a UUID;
 	// PERMISSION_DENIED when policy forbids the caller writing to this pool or for this patient
 	// (a patient writing for someone else, a proxy without an active read-write grant, a proxy
-	// choosing ADOLESCENT_CONFIDENTIAL, care-team staff without MFA); NOT_FOUND when the pool or
-	// an attachment does not exist or is not the caller's; FAILED_PRECONDITION when an attachment
+	// choosing ADOLESCENT_CONFIDENTIAL, care-team staff without MFA), or with reason
+	// POOL_NOT_OPEN_TO_PATIENT when the pool takes messages only from listed patients and the
+	// thread's patient is not one; NOT_FOUND (reason POOL_NOT_FOUND) when the pool does not exist
+	// or is deactivated, or when an attachment does not exist or is not the caller's; FAILED_PRECONDITION when an attachment
 	// is INFECTED, FAILED or already bound elsewhere; ALREADY_EXISTS when client_request_id was
 	// already used for a different request; UNAVAILABLE when the attachment service cannot be
 	// reached.
@@ -534,14 +667,15 @@ type MessagingServiceServer interface {
 	// Errors: INVALID_ARGUMENT when thread_id or assignee_subject is missing; NOT_FOUND when the
 	// thread does not exist or is not in one of the caller's pools; PERMISSION_DENIED when the
 	// caller is not clinician or staff of the pool, or lacks MFA; FAILED_PRECONDITION when the
-	// thread is closed or the assignee is not a member of the pool.
+	// thread is closed, or (reason ASSIGNEE_NOT_POOL_MEMBER) the assignee is not a member of the
+	// pool as the directory says now.
 	AssignThread(context.Context, *AssignThreadRequest) (*AssignThreadResponse, error)
 	// TransferThread moves a thread to another care pool. The thread becomes unassigned and the
 	// new pool is notified.
 	//
 	// Errors: INVALID_ARGUMENT when thread_id, to_pool_id or reason_code is missing, or to_pool_id
-	// is the current pool; NOT_FOUND when the thread or target pool does not exist, or the thread
-	// is not in one of the caller's pools; PERMISSION_DENIED when the caller is not clinician or
+	// is the current pool; NOT_FOUND when the thread does not exist or is not in one of the
+	// caller's pools, or (reason POOL_NOT_FOUND) the target pool does not exist or is deactivated; PERMISSION_DENIED when the caller is not clinician or
 	// staff of the current pool, or lacks MFA; FAILED_PRECONDITION when the thread is closed.
 	TransferThread(context.Context, *TransferThreadRequest) (*TransferThreadResponse, error)
 	// CloseThread closes a thread; patients and proxies can no longer reply until it is reopened.
@@ -629,6 +763,57 @@ type MessagingServiceServer interface {
 	// or with reason SERVICE_STOPPING when the replica serving the stream shuts down (reconnect at
 	// once: another replica takes it).
 	WatchInbox(*WatchInboxRequest, grpc.ServerStreamingServer[WatchInboxResponse]) error
+	// ListPools lists care pools, by name. A patient sees the active pools they may write to; a
+	// proxy, with patient_id, the pools it may write to for that patient; a clinician or staff
+	// member the pools they work in; an administrator every pool (inactive ones too with
+	// include_inactive). Patients' and proxies' views leave out patient_ids and member_count.
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
+	// PERMISSION_DENIED when patient_id names a patient the caller may not write for.
+	ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error)
+	// GetPool returns one care pool as ListPools would show it to the caller.
+	//
+	// Errors: INVALID_ARGUMENT when pool_id is missing; NOT_FOUND when the pool does not exist or
+	// is not one the caller may see (a patient: a pool they may not write to; a care-team member:
+	// a pool they do not work in).
+	GetPool(context.Context, *GetPoolRequest) (*GetPoolResponse, error)
+	// ListPoolMembers lists the people who work in a pool, by subject: who a thread may be
+	// assigned to.
+	//
+	// Errors: INVALID_ARGUMENT when pool_id is missing, page_size is negative or page_token is
+	// malformed; NOT_FOUND when the pool does not exist; PERMISSION_DENIED when the caller is
+	// neither an administrator nor a member of the pool.
+	ListPoolMembers(context.Context, *ListPoolMembersRequest) (*ListPoolMembersResponse, error)
+	// CreatePool creates an active care pool with no members. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when pool.pool_id or pool.name is missing or malformed, active
+	// hours are inconsistent (an unknown time zone, a window that closes before it opens), or
+	// patient_ids is given with audience ALL_PATIENTS; PERMISSION_DENIED when the caller is not an
+	// admin with MFA and a fresh login; ALREADY_EXISTS when a pool with that id exists.
+	CreatePool(context.Context, *CreatePoolRequest) (*CreatePoolResponse, error)
+	// UpdatePool changes the fields of a pool named in update_mask. Deactivating a pool takes
+	// its threads away from its members on their next call, on every service. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT as for CreatePool, and when update_mask is empty or names an
+	// unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA and a
+	// fresh login; NOT_FOUND when the pool does not exist; ABORTED when pool.etag is set and does
+	// not match the stored pool (re-read and retry).
+	UpdatePool(context.Context, *UpdatePoolRequest) (*UpdatePoolResponse, error)
+	// SetPoolMember adds a person to a pool, or changes their role in it. The person may work the
+	// pool's threads from their next call on. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when pool_id, subject or role is missing; PERMISSION_DENIED when the
+	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist.
+	SetPoolMember(context.Context, *SetPoolMemberRequest) (*SetPoolMemberResponse, error)
+	// RemovePoolMember takes a person out of a pool. From their next call on, on every service,
+	// they no longer see or work its threads, whatever their token's care_pools claim says.
+	// Threads assigned to them stay assigned (the pool's queue shows whose they are) until a
+	// member reassigns them; the response counts them. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when pool_id or subject is missing; PERMISSION_DENIED when the
+	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist or
+	// the person is not a member of it.
+	RemovePoolMember(context.Context, *RemovePoolMemberRequest) (*RemovePoolMemberResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -695,6 +880,27 @@ func (UnimplementedMessagingServiceServer) RunRetentionPurge(context.Context, *R
 }
 func (UnimplementedMessagingServiceServer) WatchInbox(*WatchInboxRequest, grpc.ServerStreamingServer[WatchInboxResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchInbox not implemented")
+}
+func (UnimplementedMessagingServiceServer) ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPools not implemented")
+}
+func (UnimplementedMessagingServiceServer) GetPool(context.Context, *GetPoolRequest) (*GetPoolResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPool not implemented")
+}
+func (UnimplementedMessagingServiceServer) ListPoolMembers(context.Context, *ListPoolMembersRequest) (*ListPoolMembersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPoolMembers not implemented")
+}
+func (UnimplementedMessagingServiceServer) CreatePool(context.Context, *CreatePoolRequest) (*CreatePoolResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreatePool not implemented")
+}
+func (UnimplementedMessagingServiceServer) UpdatePool(context.Context, *UpdatePoolRequest) (*UpdatePoolResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdatePool not implemented")
+}
+func (UnimplementedMessagingServiceServer) SetPoolMember(context.Context, *SetPoolMemberRequest) (*SetPoolMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetPoolMember not implemented")
+}
+func (UnimplementedMessagingServiceServer) RemovePoolMember(context.Context, *RemovePoolMemberRequest) (*RemovePoolMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemovePoolMember not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -1052,6 +1258,132 @@ func _MessagingService_WatchInbox_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessagingService_WatchInboxServer = grpc.ServerStreamingServer[WatchInboxResponse]
 
+func _MessagingService_ListPools_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPoolsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).ListPools(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_ListPools_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).ListPools(ctx, req.(*ListPoolsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_GetPool_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPoolRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GetPool(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GetPool_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GetPool(ctx, req.(*GetPoolRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_ListPoolMembers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPoolMembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).ListPoolMembers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_ListPoolMembers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).ListPoolMembers(ctx, req.(*ListPoolMembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_CreatePool_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePoolRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).CreatePool(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_CreatePool_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).CreatePool(ctx, req.(*CreatePoolRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_UpdatePool_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdatePoolRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).UpdatePool(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_UpdatePool_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).UpdatePool(ctx, req.(*UpdatePoolRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_SetPoolMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPoolMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).SetPoolMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_SetPoolMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).SetPoolMember(ctx, req.(*SetPoolMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_RemovePoolMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemovePoolMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).RemovePoolMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_RemovePoolMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).RemovePoolMember(ctx, req.(*RemovePoolMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1130,6 +1462,34 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunRetentionPurge",
 			Handler:    _MessagingService_RunRetentionPurge_Handler,
+		},
+		{
+			MethodName: "ListPools",
+			Handler:    _MessagingService_ListPools_Handler,
+		},
+		{
+			MethodName: "GetPool",
+			Handler:    _MessagingService_GetPool_Handler,
+		},
+		{
+			MethodName: "ListPoolMembers",
+			Handler:    _MessagingService_ListPoolMembers_Handler,
+		},
+		{
+			MethodName: "CreatePool",
+			Handler:    _MessagingService_CreatePool_Handler,
+		},
+		{
+			MethodName: "UpdatePool",
+			Handler:    _MessagingService_UpdatePool_Handler,
+		},
+		{
+			MethodName: "SetPoolMember",
+			Handler:    _MessagingService_SetPoolMember_Handler,
+		},
+		{
+			MethodName: "RemovePoolMember",
+			Handler:    _MessagingService_RemovePoolMember_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -8,8 +8,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,12 +16,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
+	"github.com/securemsg/securemsg/services/ctl/internal/svcconn"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 )
 
@@ -110,46 +106,19 @@ func report(w io.Writer, res *auditv1.VerifyRangeResponse, took time.Duration) e
 }
 
 // conn holds the flags of the commands that call the audit service.
-type conn struct {
-	addr, caFile, serverName, tokenFile string
-	timeout                             time.Duration
-}
+type conn struct{ svcconn.Flags }
 
 func (c *conn) flags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&c.addr, "addr", "127.0.0.1:7004", "audit service host:port")
-	cmd.Flags().StringVar(&c.caFile, "ca", ".tmp/stack/certs/ca.pem", "CA certificate of the service's TLS certificate")
-	cmd.Flags().StringVar(&c.serverName, "server-name", "", "name to verify the server certificate for (default: the host of --addr)")
-	cmd.Flags().StringVar(&c.tokenFile, "token-file", "", "file holding an auditor's OIDC access token (kept out of the process list)")
-	cmd.Flags().DurationVar(&c.timeout, "timeout", 10*time.Minute, "overall deadline")
+	c.Register(cmd, "audit", "127.0.0.1:7004", "an auditor", 10*time.Minute)
 }
 
-// dial connects to the audit service and returns its client with the context its calls use:
-// ctx bounded by --timeout, carrying the --token-file token. done closes the connection and ends
-// that context; the caller defers it.
-func (c *conn) dial(ctx context.Context) (_ auditv1.AuditServiceClient, _ context.Context, done func(), _ error) {
-	caPEM, err := os.ReadFile(c.caFile)
+// dial connects to the audit service (svcconn.Flags.Dial).
+func (c *conn) dial(ctx context.Context) (auditv1.AuditServiceClient, context.Context, func(), error) {
+	cc, ctx, done, err := c.Dial(ctx)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read CA: %w", err)
+		return nil, nil, nil, err
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return nil, nil, nil, errors.New("no CA certificate in --ca file")
-	}
-	tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, ServerName: c.serverName}
-	cc, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("dial %s: %w", c.addr, err)
-	}
-	if c.tokenFile != "" {
-		tok, err := os.ReadFile(c.tokenFile)
-		if err != nil {
-			_ = cc.Close()
-			return nil, nil, nil, fmt.Errorf("read token: %w", err)
-		}
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	return auditv1.NewAuditServiceClient(cc), ctx, func() { cancel(); _ = cc.Close() }, nil
+	return auditv1.NewAuditServiceClient(cc), ctx, done, nil
 }
 
 func exportCommand() *cobra.Command {

@@ -7,6 +7,7 @@ import (
 	"github.com/securemsg/securemsg/services/ctl/internal/auditcmd"
 	"github.com/securemsg/securemsg/services/ctl/internal/config"
 	"github.com/securemsg/securemsg/services/ctl/internal/keyscmd"
+	"github.com/securemsg/securemsg/services/ctl/internal/poolscmd"
 	"github.com/securemsg/securemsg/services/ctl/internal/tokencmd"
 )
 
@@ -14,12 +15,13 @@ import (
 func NewRootCommand(env config.Env) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "securemsgctl",
-		Short:         "Operate securemsg: keys, audit, retention, tokens",
+		Short:         "Operate securemsg: keys, audit, care pools, retention, tokens",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.AddCommand(keyscmd.NewCommand(env))
 	root.AddCommand(tokencmd.NewCommand())
 	root.AddCommand(auditcmd.NewCommand())
+	root.AddCommand(poolscmd.NewCommand())
 	return root
 }

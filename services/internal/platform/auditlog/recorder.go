@@ -112,7 +112,11 @@ func RecordTypeOf(t string) eventsv1.RecordType {
 		return eventsv1.RecordType_RECORD_TYPE_MESSAGE
 	case "attachment":
 		return eventsv1.RecordType_RECORD_TYPE_ATTACHMENT
-	case "pool", "poolsettings", "pool_settings":
+	case "pool":
+		return eventsv1.RecordType_RECORD_TYPE_POOL
+	case "poolmembership", "pool_membership":
+		return eventsv1.RecordType_RECORD_TYPE_POOL_MEMBERSHIP
+	case "poolsettings", "pool_settings":
 		return eventsv1.RecordType_RECORD_TYPE_POOL_SETTINGS
 	case "preferences", "notificationpreferences":
 		return eventsv1.RecordType_RECORD_TYPE_NOTIFICATION_PREFERENCES

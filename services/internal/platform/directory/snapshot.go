@@ -118,3 +118,18 @@ func lookup[E any](s *Snapshot, m map[string]E, id string) (E, bool) {
 	e, ok := m[id]
 	return e, ok
 }
+
+// PoolRole is subject's role in the pool as the directory says now; POOL_ROLE_UNSPECIFIED when
+// the person is not a member (or the directory has no entry for them).
+func (s *Snapshot) PoolRole(subject, poolID string) directoryv1.PoolRole {
+	m, ok := s.Membership(subject)
+	if !ok {
+		return directoryv1.PoolRole_POOL_ROLE_UNSPECIFIED
+	}
+	for _, p := range m.GetPools() {
+		if p.GetPoolId() == poolID {
+			return p.GetRole()
+		}
+	}
+	return directoryv1.PoolRole_POOL_ROLE_UNSPECIFIED
+}

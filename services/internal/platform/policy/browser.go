@@ -17,7 +17,7 @@ import (
 // Left off on purpose, reached over native gRPC only: the service-to-service rpcs
 // (CheckMessageAccess, BindAttachment, PurgeAttachments: their callers present an mTLS service
 // identity, which no browser has) and the admin and auditor rpcs (SetLegalHold,
-// UpdatePoolSettings, RunRetentionPurge, ListTemplates, UpdateTemplate and the audit log rpcs
+// UpdatePoolSettings, RunRetentionPurge, CreatePool, UpdatePool, SetPoolMember, RemovePoolMember, ListTemplates, UpdateTemplate and the audit log rpcs
 // other than GetAccessReport), which securemsgctl and operator tools call; keeping them off the
 // public edge keeps them off the internet-facing ingress too. TestBrowserSurfaceMatchesPolicies
 // checks the list against the policies' rpc matrix in both directions, so a new rpc a portal
@@ -40,6 +40,9 @@ var browserMethods = []string{
 	messagingv1.MessagingService_RetractMessage_FullMethodName,
 	messagingv1.MessagingService_GetPoolSettings_FullMethodName,
 	messagingv1.MessagingService_WatchInbox_FullMethodName,
+	messagingv1.MessagingService_ListPools_FullMethodName,
+	messagingv1.MessagingService_GetPool_FullMethodName,
+	messagingv1.MessagingService_ListPoolMembers_FullMethodName,
 
 	attachmentv1.AttachmentService_UploadAttachment_FullMethodName,
 	attachmentv1.AttachmentService_DownloadAttachment_FullMethodName,

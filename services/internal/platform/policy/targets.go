@@ -65,6 +65,27 @@ var rpcTargets = map[string]TargetFunc{
 		return Target{Type: "Thread", ID: r.GetThreadId()}
 	}),
 	"messaging.RunRetentionPurge": fixed("Thread"),
+	"messaging.ListPools": read(func(r *messagingv1.ListPoolsRequest) Target {
+		return Target{Type: "Pool", PatientID: r.GetPatientId()}
+	}),
+	"messaging.GetPool": read(func(r *messagingv1.GetPoolRequest) Target {
+		return Target{Type: "Pool", ID: r.GetPoolId()}
+	}),
+	"messaging.ListPoolMembers": read(func(r *messagingv1.ListPoolMembersRequest) Target {
+		return Target{Type: "Pool", ID: r.GetPoolId()}
+	}),
+	"messaging.CreatePool": read(func(r *messagingv1.CreatePoolRequest) Target {
+		return Target{Type: "Pool", ID: r.GetPool().GetPoolId()}
+	}),
+	"messaging.UpdatePool": read(func(r *messagingv1.UpdatePoolRequest) Target {
+		return Target{Type: "Pool", ID: r.GetPool().GetPoolId()}
+	}),
+	"messaging.SetPoolMember": read(func(r *messagingv1.SetPoolMemberRequest) Target {
+		return Target{Type: "PoolMembership", ID: r.GetSubject()}
+	}),
+	"messaging.RemovePoolMember": read(func(r *messagingv1.RemovePoolMemberRequest) Target {
+		return Target{Type: "PoolMembership", ID: r.GetSubject()}
+	}),
 	// A watch names no record: each notice is checked against its thread when it is sent.
 	"messaging.WatchInbox": fixed("Thread"),
 

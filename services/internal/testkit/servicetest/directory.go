@@ -2,6 +2,9 @@ package servicetest
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -150,4 +153,48 @@ func (h *Harness) Enroll(t testing.TB, persona Persona) {
 		_, ok := h.Proc.Directory.Person(persona.Subject)
 		return ok
 	})
+}
+
+// DirectorySeedFile writes a directory bootstrap file (the SECUREMSG_DIRECTORY_BOOTSTRAP format)
+// holding every pool the personas work in, open to all patients, with the personas as their
+// members, and returns its path: the messaging service stores pools and memberships, so its
+// tests start from the same organisation the personas' directory entries describe.
+func DirectorySeedFile(t testing.TB, personas ...Persona) string {
+	t.Helper()
+	type pool struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	type member struct {
+		PoolID  string `json:"pool_id"`
+		Subject string `json:"subject"`
+		Role    string `json:"role"`
+	}
+	var seed struct {
+		Pools   []pool   `json:"pools"`
+		Members []member `json:"members"`
+	}
+	seen := map[string]bool{}
+	for _, p := range personas {
+		role := "CLINICIAN"
+		if slices.Contains(p.Roles, "staff") {
+			role = "STAFF"
+		}
+		for _, id := range p.Pools {
+			if !seen[id] {
+				seen[id] = true
+				seed.Pools = append(seed.Pools, pool{ID: id, Name: id})
+			}
+			seed.Members = append(seed.Members, member{PoolID: id, Subject: p.Subject, Role: role})
+		}
+	}
+	b, err := json.Marshal(seed)
+	if err != nil {
+		t.Fatalf("encode directory seed: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "directory-seed.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatalf("write directory seed: %v", err)
+	}
+	return path
 }

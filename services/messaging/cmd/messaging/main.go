@@ -4,6 +4,9 @@
 package main
 
 import (
+	// Pools keep their active hours in IANA time zones; the image carries no zoneinfo.
+	_ "time/tzdata"
+
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
 	"github.com/securemsg/securemsg/services/messaging/internal/app"
 	"github.com/securemsg/securemsg/services/messaging/internal/wire"

@@ -16,10 +16,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/internal/testkit"
@@ -72,7 +74,9 @@ func newHarness(t *testing.T, tune ...func(*app.Config, *app.Deps)) *harness {
 		t.Fatal(err)
 	}
 	cfg := app.Config{KeyName: "securemsg-messaging-test", Retention: retention, RetractWindow: 15 * time.Minute, EventsSubject: eventsSubject}
-	deps := app.Deps{Threads: h.store, Messages: h.store, Inbox: h.store, Settings: h.store, Retention: h.store, AuditTrail: h.store,
+	h.seedPools(t)
+	deps := app.Deps{Threads: h.store, Messages: h.store, Inbox: h.store, Settings: h.store, Pools: h.store, Members: h.store,
+		Retention: h.store, AuditTrail: h.store,
 		Keys: h.keys, Policy: pe, Emitter: em, Attachments: h.att, Now: h.clock.Now}
 	for _, f := range tune {
 		f(&cfg, &deps)
@@ -82,6 +86,26 @@ func newHarness(t *testing.T, tune ...func(*app.Config, *app.Deps)) *harness {
 		t.Fatalf("app.New() = %v", err)
 	}
 	return h
+}
+
+// seedPools creates the pools the tests write to, with the care-team principals below as
+// their members (in the store, which is also the tests' directory).
+func (h *harness) seedPools(t *testing.T) {
+	t.Helper()
+	ctx := t.Context()
+	for _, id := range []string{"pool-cardiology", "pool-dermatology"} {
+		if _, err := h.store.CreatePool(ctx, domain.Pool{ID: id, Name: id, CreatedAt: h.clock.Now()}, nil); err != nil {
+			t.Fatalf("CreatePool(%s) = %v", id, err)
+		}
+	}
+	for _, p := range []*auth.Principal{clinician, colleague, otherClinician} {
+		for _, pool := range p.CarePools {
+			m := domain.PoolMember{PoolID: pool, Subject: p.Subject, Role: directoryv1.PoolRole_POOL_ROLE_CLINICIAN, AddedAt: h.clock.Now()}
+			if _, _, err := h.store.SetPoolMember(ctx, m, func(bool) ([]outbox.Event, error) { return nil, nil }); err != nil {
+				t.Fatalf("SetPoolMember = %v", err)
+			}
+		}
+	}
 }
 
 // Principals, as the guard chain builds them from the dev stack's seeded users.

@@ -94,6 +94,17 @@ func (s *Service) CreateThread(ctx context.Context, p *auth.Principal, c CreateT
 	}
 	a := actorFor(p, t.PatientID, t.PoolID)
 	t.CreatedByRole, t.CreatedOnBehalfOf = a.Role, a.OnBehalfOf
+	pool, err := s.Pools.Pool(ctx, t.PoolID, t.PatientID)
+	if err != nil {
+		return nil, storeError("load pool", err)
+	}
+	if !pool.Pool.Active {
+		return nil, domain.ErrPoolNotFound
+	}
+	if !pool.MayWrite {
+		return nil, domain.ErrPoolClosedToPatient
+	}
+	settings := pool.Settings
 
 	dek, err := s.Keys.NewDEK(ctx, s.cfg.KeyName)
 	if err != nil {
@@ -111,10 +122,6 @@ func (s *Service) CreateThread(ctx context.Context, p *auth.Principal, c CreateT
 	m, err := s.newMessage(ctx, sl, t, a, c.Body, c.AttachmentIDs, crid, fp, "")
 	if err != nil {
 		return nil, err
-	}
-	settings, err := s.Settings.PoolSettings(ctx, t.PoolID)
-	if err != nil {
-		return nil, storeError("load pool settings", err)
 	}
 	var auto *domain.Message
 	if domain.PatientSide(a.Role) && settings.AutoReplyEnabled {

@@ -1,7 +1,7 @@
 // Package app holds the messaging service's use cases: creating threads and sending messages
 // (sealed under a per-thread DEK), reading them (record-level policy, audited in the same
 // commit as the read, fail closed), triage, retract-and-correct, pool settings, legal holds,
-// retention, and live inbox watches (watch.go: id-only change notices, each checked against the
+// care pools and their members (pools.go), retention, and live inbox watches (watch.go: id-only change notices, each checked against the
 // policy before it is sent). It depends on the domain's repository and gateway interfaces only,
 // never on a database or transport. Ports call it with the verified principal and domain
 // values; it returns usererr refusals, which the edge sends as they are, or internal errors,
@@ -49,10 +49,13 @@ type Config struct {
 // Deps are the service's collaborators: the repositories (each implemented by
 // adapters/pgstore over Postgres and adapters/memstore in memory) and the gateways.
 type Deps struct {
-	Threads    domain.ThreadRepository
-	Messages   domain.MessageRepository
-	Inbox      domain.InboxRepository
-	Settings   domain.PoolSettingsRepository
+	Threads  domain.ThreadRepository
+	Messages domain.MessageRepository
+	Inbox    domain.InboxRepository
+	Settings domain.PoolSettingsRepository
+	Pools    domain.PoolRepository
+	// Members is who works in which pool now, from the directory every service watches.
+	Members    domain.Members
 	Retention  domain.RetentionRepository
 	AuditTrail domain.AuditWriter
 	Keys       domain.DEKs
@@ -84,7 +87,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.EventsSubject == "" {
 		problems = append(problems, "events subject")
 	}
-	if deps.Threads == nil || deps.Messages == nil || deps.Inbox == nil || deps.Settings == nil || deps.Retention == nil ||
+	if deps.Threads == nil || deps.Messages == nil || deps.Inbox == nil || deps.Settings == nil || deps.Pools == nil || deps.Members == nil || deps.Retention == nil ||
 		deps.AuditTrail == nil || deps.Keys == nil || deps.Policy == nil || deps.Emitter == nil || deps.Attachments == nil {
 		problems = append(problems, "dependencies")
 	}
@@ -124,6 +127,12 @@ const (
 	actGetSettings   = "messaging.GetPoolSettings"
 	actUpdateSetting = "messaging.UpdatePoolSettings"
 	actPurge         = "messaging.RunRetentionPurge"
+	actListPools     = "messaging.ListPools"
+	actListMembers   = "messaging.ListPoolMembers"
+	actCreatePool    = "messaging.CreatePool"
+	actUpdatePool    = "messaging.UpdatePool"
+	actSetMember     = "messaging.SetPoolMember"
+	actRemoveMember  = "messaging.RemovePoolMember"
 )
 
 // idNamespace derives deterministic ids from (subject, client request id), so that a retried

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
@@ -82,8 +83,26 @@ func (s *Service) Triage(ctx context.Context, p *auth.Principal, c TriageCmd) (*
 	if c.Kind == Transfer && c.ToPoolID == t.PoolID {
 		return nil, usererr.New(usererr.InvalidArgument, "TRANSFER_TO_SAME_POOL", "to_pool_id is the thread's current pool")
 	}
+	if c.Kind == Transfer {
+		// Pools are no secret: a missing destination is NOT_FOUND before the policy asks
+		// whether the caller works in it.
+		to, err := s.Pools.Pool(ctx, c.ToPoolID, "")
+		if err != nil {
+			return nil, storeError("load pool", err)
+		}
+		if !to.Pool.Active {
+			return nil, domain.ErrPoolNotFound
+		}
+	}
 	if _, err := s.authorize(ctx, p, action, threadResource(t), rc, t); err != nil {
 		return nil, err
+	}
+	if c.Kind == Assign {
+		// The directory's word, as every service admits callers by it: an assignee who is not
+		// a member could not open the thread assigned to them.
+		if s.Members.PoolRole(c.Assignee, t.PoolID) == directoryv1.PoolRole_POOL_ROLE_UNSPECIFIED {
+			return nil, domain.ErrAssigneeNotMember
+		}
 	}
 	a := actorFor(p, t.PatientID, t.PoolID)
 	var note []byte

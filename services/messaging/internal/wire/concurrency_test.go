@@ -107,8 +107,8 @@ func TestConcurrentSendsIntoOneThread(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	var churn sync.WaitGroup
-	assignees := []string{"assignee-a", "assignee-b"}
-	churn.Go(func() { // assignment churn: every reassignment changes the thread
+	assignees := []string{servicetest.Clinician.Subject, servicetest.StaffNoMFA.Subject} // members of the pool, as an assignee must be
+	churn.Go(func() {                                                                    // assignment churn: every reassignment changes the thread
 		clin := e.as(t, servicetest.Clinician)
 		for i := 0; ctx.Err() == nil; i++ {
 			if _, err := e.api.AssignThread(clin, &messagingv1.AssignThreadRequest{ThreadId: th, AssigneeSubject: assignees[i%2]}); err != nil && ctx.Err() == nil {

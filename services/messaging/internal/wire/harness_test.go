@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -101,6 +102,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Retention: map[string]string{"GENERAL": "30d", "CLINICAL_QUESTION": "30d", "PRESCRIPTION": "30d", "TEST_RESULTS": "30d",
 			"APPOINTMENT": "30d", "BILLING": "30d", "ADMINISTRATIVE": "30d"},
 		RetractWindow: 15 * time.Minute, DEKCacheEntries: 1000, DEKCacheTTL: 10 * time.Minute,
+		DirectoryBootstrap: servicetest.DirectorySeedFile(t, append(slices.Clone(servicetest.Predefined), TwoPoolClinician)...),
 	}
 	o := envOptions{settings: &settings}
 	for _, f := range opts {

@@ -67,7 +67,7 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	store := pgstore.New(proc.Pool).WithDirectoryBucket(proc.Topology().DirectoryBucket)
+	store := pgstore.New(proc.Pool).WithDirectory(proc.Topology().DirectoryBucket, proc.Directory.Apply)
 	if err := seedDirectory(proc, store, s.DirectoryBootstrap); err != nil {
 		return nil, err
 	}
@@ -79,7 +79,8 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 			MaxTokenAge: deps.Access.MaxTokenAge, MaxSessionAge: deps.Access.MaxSessionAge,
 		},
 	}, app.Deps{
-		Threads: store, Messages: store, Inbox: store, Settings: store, Retention: store, AuditTrail: store,
+		Threads: store, Messages: store, Inbox: store, Settings: store, Pools: store, Members: proc.Directory,
+		Retention: store, AuditTrail: store,
 		Keys: keyring, Policy: proc.Policy, Emitter: proc.Audit, Attachments: deps.Attachments, Logger: proc.Logger,
 	})
 	if err != nil {
@@ -97,8 +98,8 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	return svc, nil
 }
 
-// seedDirectory imports the bootstrap file into the directory, when one is configured, and
-// applies what it added to this process's snapshot at once: the outbox will put the same
+// seedDirectory imports the bootstrap file into the directory, when one is configured; the
+// store applies what it added to this process's snapshot at once, and the outbox puts the same
 // entries into the bucket for every other process.
 func seedDirectory(proc *daemon.Process, store *pgstore.Store, file string) error {
 	if file == "" {
@@ -117,9 +118,6 @@ func seedDirectory(proc *daemon.Process, store *pgstore.Store, file string) erro
 	entries, err := store.SeedDirectory(ctx, seed, time.Now())
 	if err != nil {
 		return fmt.Errorf("seed the directory from %s: %w", file, err)
-	}
-	for _, e := range entries {
-		proc.Directory.Apply(e)
 	}
 	proc.Logger.Info("directory seeded", "file", file, "entries_added", len(entries))
 	return nil

@@ -35,6 +35,8 @@ type Store struct {
 	outbox       []outbox.Event
 	purgeLocks   map[string]bool
 	failWrites   error
+	pools        map[string]domain.Pool
+	members      map[string]map[string]domain.PoolMember // pool id → subject → member
 }
 
 type viewerKey struct{ thread, subject string }
@@ -55,6 +57,7 @@ func New() *Store {
 		threads: map[string]*domain.Thread{}, messages: map[string][]*domain.Message{},
 		viewers: map[viewerKey]viewerState{}, settings: map[string]domain.PoolSettings{},
 		patientHolds: map[string]string{}, purgeLocks: map[string]bool{},
+		pools: map[string]domain.Pool{}, members: map[string]map[string]domain.PoolMember{},
 	}
 }
 

@@ -17,9 +17,9 @@ import (
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
-// SeedDirectory inserts what of seed is missing and
-// puts the entries of every person and application it touched into the directory bucket, in
-// one commit, and returns those entries.
+// SeedDirectory inserts what of seed is missing and puts the entries of every person and
+// application it touched into the directory bucket, in one commit; once committed it applies
+// those entries locally (WithDirectory) and returns them.
 func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, now time.Time) ([]proto.Message, error) {
 	var entries []proto.Message
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -91,7 +91,11 @@ func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, no
 		entries, err = s.publishDirectory(ctx, tx, touched, now)
 		return err
 	})
-	return entries, err
+	if err != nil {
+		return nil, err
+	}
+	s.applyDirectory(entries)
+	return entries, nil
 }
 
 // changes names the directory entries a write touched.

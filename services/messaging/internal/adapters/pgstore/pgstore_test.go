@@ -15,6 +15,6 @@ func TestRepositories(t *testing.T) {
 	t.Parallel()
 	repotest.Run(t, func(t *testing.T) repotest.Subject {
 		pool := servicetest.MigratedPool(t, migrations.FS)
-		return repotest.Subject{Store: pgstore.New(pool), Outbox: func(t *testing.T) []string { return servicetest.OutboxIDs(t, pool) }}
+		return repotest.Subject{Store: pgstore.New(pool).WithDirectory("securemsg-directory-test", nil), Outbox: func(t *testing.T) []string { return servicetest.OutboxIDs(t, pool) }}
 	})
 }

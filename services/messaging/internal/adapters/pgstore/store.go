@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
@@ -30,18 +31,32 @@ import (
 // contract tests hold it to) over one pool, whose search_path is the service's schema.
 type Store struct {
 	pool *pgxpool.Pool
-	// directoryBucket is where directory changes put their entries (WithDirectoryBucket).
+	// directoryBucket is where directory changes put their entries, and applyLocal what
+	// applies them to this process's snapshot once they are committed (WithDirectory).
 	directoryBucket string
+	applyLocal      func(proto.Message)
 }
 
 // New returns a Store over pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// WithDirectoryBucket names the key-value bucket directory changes put their entries into
-// (natsx.Topology.DirectoryBucket); without it, directory writes fail.
-func (s *Store) WithDirectoryBucket(bucket string) *Store {
-	s.directoryBucket = bucket
+// WithDirectory names the key-value bucket directory changes put their entries into
+// (natsx.Topology.DirectoryBucket), and apply, which gets each entry a change committed at
+// once: this process need not wait for the outbox and its own watch to see what it wrote.
+// Without a bucket, directory writes fail; apply may be nil.
+func (s *Store) WithDirectory(bucket string, apply func(proto.Message)) *Store {
+	s.directoryBucket, s.applyLocal = bucket, apply
 	return s
+}
+
+// applyDirectory hands committed directory entries to applyLocal.
+func (s *Store) applyDirectory(entries []proto.Message) {
+	if s.applyLocal == nil {
+		return
+	}
+	for _, e := range entries {
+		s.applyLocal(e)
+	}
 }
 
 // The column holding wrapped DEKs, for `securemsgctl keys rewrap --store`

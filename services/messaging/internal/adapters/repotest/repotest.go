@@ -29,6 +29,7 @@ type Store interface {
 	domain.MessageRepository
 	domain.InboxRepository
 	domain.PoolSettingsRepository
+	domain.PoolRepository
 	domain.RetentionRepository
 	domain.AuditWriter
 }
@@ -49,6 +50,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("MessageRepository", func(t *testing.T) { MessageRepository(t, newStore) })
 	t.Run("InboxRepository", func(t *testing.T) { InboxRepository(t, newStore) })
 	t.Run("PoolSettingsRepository", func(t *testing.T) { PoolSettingsRepository(t, newStore) })
+	t.Run("PoolRepository", func(t *testing.T) { PoolRepository(t, newStore) })
 	t.Run("RetentionRepository", func(t *testing.T) { RetentionRepository(t, newStore) })
 	t.Run("AuditWriter", func(t *testing.T) { AuditWriter(t, newStore) })
 }
