@@ -1388,6 +1388,109 @@ func (x *PoolMember) GetAddTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// ClientApp is a registered client application: an OAuth client whose tokens the suite admits.
+type ClientApp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The OAuth client id (the token's azp, or client_id). Immutable.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// What kind of application it is. Immutable.
+	Kind v11.ClientAppKind `protobuf:"varint,2,opt,name=kind,proto3,enum=securemsg.directory.v1.ClientAppKind" json:"kind,omitempty"`
+	// A name for operators (for example "Cardiology care-team app"); not shown to patients.
+	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// The OAuth scopes its tokens may carry ("messages.read", "messages.write",
+	// "attachments.read", "attachments.write", "notifications.manage", "audit.read", "admin");
+	// OpenID Connect's own scopes are always allowed.
+	AllowedScopes []string `protobuf:"bytes,4,rep,name=allowed_scopes,json=allowedScopes,proto3" json:"allowed_scopes,omitempty"`
+	// For care-team and third-party apps: the pools it may work in (its users' pools are
+	// intersected with these). Empty for other kinds.
+	PoolIds []string `protobuf:"bytes,5,rep,name=pool_ids,json=poolIds,proto3" json:"pool_ids,omitempty"`
+	// False once the registration is withdrawn.
+	Active bool `protobuf:"varint,6,opt,name=active,proto3" json:"active,omitempty"`
+	// Output only: when the registration last changed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientApp) Reset() {
+	*x = ClientApp{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientApp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientApp) ProtoMessage() {}
+
+func (x *ClientApp) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientApp.ProtoReflect.Descriptor instead.
+func (*ClientApp) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ClientApp) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ClientApp) GetKind() v11.ClientAppKind {
+	if x != nil {
+		return x.Kind
+	}
+	return v11.ClientAppKind(0)
+}
+
+func (x *ClientApp) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *ClientApp) GetAllowedScopes() []string {
+	if x != nil {
+		return x.AllowedScopes
+	}
+	return nil
+}
+
+func (x *ClientApp) GetPoolIds() []string {
+	if x != nil {
+		return x.PoolIds
+	}
+	return nil
+}
+
+func (x *ClientApp) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *ClientApp) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 var File_securemsg_messaging_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
@@ -1514,7 +1617,16 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"PoolMember\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x124\n" +
 	"\x04role\x18\x02 \x01(\x0e2 .securemsg.directory.v1.PoolRoleR\x04role\x125\n" +
-	"\badd_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aaddTime*{\n" +
+	"\badd_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aaddTime\"\x86\x03\n" +
+	"\tClientApp\x12G\n" +
+	"\tclient_id\x18\x01 \x01(\tB*\xbaH'\xc8\x01\x01r\"(\xc8\x012\x1d^[A-Za-z0-9][A-Za-z0-9._:-]*$R\bclientId\x12C\n" +
+	"\x04kind\x18\x02 \x01(\x0e2%.securemsg.directory.v1.ClientAppKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04kind\x12+\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x129\n" +
+	"\x0eallowed_scopes\x18\x04 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10 \x18\x01\"\x06r\x04\x10\x01(@R\rallowedScopes\x12.\n" +
+	"\bpool_ids\x18\x05 \x03(\tB\x13\xbaH\x10\x92\x01\r\x10\xc8\x01\x18\x01\"\x06r\x04\x10\x01(dR\apoolIds\x12\x16\n" +
+	"\x06active\x18\x06 \x01(\bR\x06active\x12;\n" +
+	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime*{\n" +
 	"\fThreadStatus\x12\x1d\n" +
 	"\x19THREAD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12THREAD_STATUS_OPEN\x10\x01\x12\x1a\n" +
@@ -1544,7 +1656,7 @@ func file_securemsg_messaging_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_securemsg_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_securemsg_messaging_v1_messaging_proto_goTypes = []any{
 	(ThreadStatus)(0),             // 0: securemsg.messaging.v1.ThreadStatus
 	(Box)(0),                      // 1: securemsg.messaging.v1.Box
@@ -1560,49 +1672,53 @@ var file_securemsg_messaging_v1_messaging_proto_goTypes = []any{
 	(*ActiveHours)(nil),           // 11: securemsg.messaging.v1.ActiveHours
 	(*HoursWindow)(nil),           // 12: securemsg.messaging.v1.HoursWindow
 	(*PoolMember)(nil),            // 13: securemsg.messaging.v1.PoolMember
-	(v1.Role)(0),                  // 14: securemsg.common.v1.Role
-	(v1.ThreadCategory)(0),        // 15: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),           // 16: securemsg.common.v1.Sensitivity
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
-	(v11.PoolRole)(0),             // 19: securemsg.directory.v1.PoolRole
+	(*ClientApp)(nil),             // 14: securemsg.messaging.v1.ClientApp
+	(v1.Role)(0),                  // 15: securemsg.common.v1.Role
+	(v1.ThreadCategory)(0),        // 16: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),           // 17: securemsg.common.v1.Sensitivity
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(v11.PoolRole)(0),             // 20: securemsg.directory.v1.PoolRole
+	(v11.ClientAppKind)(0),        // 21: securemsg.directory.v1.ClientAppKind
 }
 var file_securemsg_messaging_v1_messaging_proto_depIdxs = []int32{
-	14, // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
-	15, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
-	16, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	15, // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
+	16, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
+	17, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 3: securemsg.messaging.v1.Thread.status:type_name -> securemsg.messaging.v1.ThreadStatus
 	3,  // 4: securemsg.messaging.v1.Thread.created_by:type_name -> securemsg.messaging.v1.Participant
-	17, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
-	17, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
-	17, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
-	17, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
-	15, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
-	16, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	18, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
+	18, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
+	18, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
+	18, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
+	16, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
+	17, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 11: securemsg.messaging.v1.ThreadSummary.status:type_name -> securemsg.messaging.v1.ThreadStatus
-	17, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
-	14, // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
-	17, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
+	18, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
+	15, // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
+	18, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
 	3,  // 15: securemsg.messaging.v1.Retraction.retracted_by:type_name -> securemsg.messaging.v1.Participant
 	3,  // 16: securemsg.messaging.v1.Message.sender:type_name -> securemsg.messaging.v1.Participant
-	17, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
+	18, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
 	6,  // 18: securemsg.messaging.v1.Message.retraction:type_name -> securemsg.messaging.v1.Retraction
-	18, // 19: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
-	17, // 20: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
-	15, // 21: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
+	19, // 19: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
+	18, // 20: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
+	16, // 21: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
 	2,  // 22: securemsg.messaging.v1.Pool.audience:type_name -> securemsg.messaging.v1.PoolAudience
 	11, // 23: securemsg.messaging.v1.Pool.active_hours:type_name -> securemsg.messaging.v1.ActiveHours
-	18, // 24: securemsg.messaging.v1.Pool.turnaround_time:type_name -> google.protobuf.Duration
-	17, // 25: securemsg.messaging.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
-	17, // 26: securemsg.messaging.v1.Pool.update_time:type_name -> google.protobuf.Timestamp
+	19, // 24: securemsg.messaging.v1.Pool.turnaround_time:type_name -> google.protobuf.Duration
+	18, // 25: securemsg.messaging.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
+	18, // 26: securemsg.messaging.v1.Pool.update_time:type_name -> google.protobuf.Timestamp
 	12, // 27: securemsg.messaging.v1.ActiveHours.windows:type_name -> securemsg.messaging.v1.HoursWindow
-	19, // 28: securemsg.messaging.v1.PoolMember.role:type_name -> securemsg.directory.v1.PoolRole
-	17, // 29: securemsg.messaging.v1.PoolMember.add_time:type_name -> google.protobuf.Timestamp
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	20, // 28: securemsg.messaging.v1.PoolMember.role:type_name -> securemsg.directory.v1.PoolRole
+	18, // 29: securemsg.messaging.v1.PoolMember.add_time:type_name -> google.protobuf.Timestamp
+	21, // 30: securemsg.messaging.v1.ClientApp.kind:type_name -> securemsg.directory.v1.ClientAppKind
+	18, // 31: securemsg.messaging.v1.ClientApp.update_time:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_proto_init() }
@@ -1616,7 +1732,7 @@ func file_securemsg_messaging_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

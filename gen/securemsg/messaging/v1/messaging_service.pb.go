@@ -3506,6 +3506,310 @@ func (x *RemovePoolMemberResponse) GetAssignedThreads() int32 {
 	return 0
 }
 
+// ListClientAppsRequest lists the registered client applications.
+type ListClientAppsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Maximum apps to return; 0 means 100, larger than 500 is treated as 500.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token from a previous response; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientAppsRequest) Reset() {
+	*x = ListClientAppsRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientAppsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientAppsRequest) ProtoMessage() {}
+
+func (x *ListClientAppsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientAppsRequest.ProtoReflect.Descriptor instead.
+func (*ListClientAppsRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ListClientAppsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListClientAppsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListClientAppsResponse is one page of registrations, by client id.
+type ListClientAppsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registrations.
+	Apps []*ClientApp `protobuf:"bytes,1,rep,name=apps,proto3" json:"apps,omitempty"`
+	// Token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientAppsResponse) Reset() {
+	*x = ListClientAppsResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientAppsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientAppsResponse) ProtoMessage() {}
+
+func (x *ListClientAppsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientAppsResponse.ProtoReflect.Descriptor instead.
+func (*ListClientAppsResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ListClientAppsResponse) GetApps() []*ClientApp {
+	if x != nil {
+		return x.Apps
+	}
+	return nil
+}
+
+func (x *ListClientAppsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// RegisterClientAppRequest registers a client application.
+type RegisterClientAppRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registration; client_id, kind, display_name and allowed_scopes are required.
+	App           *ClientApp `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterClientAppRequest) Reset() {
+	*x = RegisterClientAppRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterClientAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterClientAppRequest) ProtoMessage() {}
+
+func (x *RegisterClientAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterClientAppRequest.ProtoReflect.Descriptor instead.
+func (*RegisterClientAppRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *RegisterClientAppRequest) GetApp() *ClientApp {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+// RegisterClientAppResponse is the stored registration.
+type RegisterClientAppResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registration, active.
+	App           *ClientApp `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterClientAppResponse) Reset() {
+	*x = RegisterClientAppResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterClientAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterClientAppResponse) ProtoMessage() {}
+
+func (x *RegisterClientAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterClientAppResponse.ProtoReflect.Descriptor instead.
+func (*RegisterClientAppResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *RegisterClientAppResponse) GetApp() *ClientApp {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+// UpdateClientAppRequest changes a registration.
+type UpdateClientAppRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new values; app.client_id selects the registration.
+	App *ClientApp `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// The fields to change: any of "display_name", "allowed_scopes", "pool_ids", "active".
+	// Required.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClientAppRequest) Reset() {
+	*x = UpdateClientAppRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClientAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClientAppRequest) ProtoMessage() {}
+
+func (x *UpdateClientAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClientAppRequest.ProtoReflect.Descriptor instead.
+func (*UpdateClientAppRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *UpdateClientAppRequest) GetApp() *ClientApp {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+func (x *UpdateClientAppRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateClientAppResponse is the registration after the change.
+type UpdateClientAppResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored registration.
+	App           *ClientApp `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClientAppResponse) Reset() {
+	*x = UpdateClientAppResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClientAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClientAppResponse) ProtoMessage() {}
+
+func (x *UpdateClientAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClientAppResponse.ProtoReflect.Descriptor instead.
+func (*UpdateClientAppResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *UpdateClientAppResponse) GetApp() *ClientApp {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
 var File_securemsg_messaging_v1_messaging_service_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
@@ -3734,7 +4038,24 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\x12%\n" +
 	"\asubject\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xc8\x01R\asubject\"E\n" +
 	"\x18RemovePoolMemberResponse\x12)\n" +
-	"\x10assigned_threads\x18\x01 \x01(\x05R\x0fassignedThreads*{\n" +
+	"\x10assigned_threads\x18\x01 \x01(\x05R\x0fassignedThreads\"f\n" +
+	"\x15ListClientAppsRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80\x04R\tpageToken\"w\n" +
+	"\x16ListClientAppsResponse\x125\n" +
+	"\x04apps\x18\x01 \x03(\v2!.securemsg.messaging.v1.ClientAppR\x04apps\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"W\n" +
+	"\x18RegisterClientAppRequest\x12;\n" +
+	"\x03app\x18\x01 \x01(\v2!.securemsg.messaging.v1.ClientAppB\x06\xbaH\x03\xc8\x01\x01R\x03app\"P\n" +
+	"\x19RegisterClientAppResponse\x123\n" +
+	"\x03app\x18\x01 \x01(\v2!.securemsg.messaging.v1.ClientAppR\x03app\"\x9a\x01\n" +
+	"\x16UpdateClientAppRequest\x12;\n" +
+	"\x03app\x18\x01 \x01(\v2!.securemsg.messaging.v1.ClientAppB\x06\xbaH\x03\xc8\x01\x01R\x03app\x12C\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"updateMask\"N\n" +
+	"\x17UpdateClientAppResponse\x123\n" +
+	"\x03app\x18\x01 \x01(\v2!.securemsg.messaging.v1.ClientAppR\x03app*{\n" +
 	"\fAccessAction\x12\x1d\n" +
 	"\x19ACCESS_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACCESS_ACTION_READ\x10\x01\x12\x1a\n" +
@@ -3749,7 +4070,7 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"!INBOX_CHANGE_KIND_THREAD_ASSIGNED\x10\x05\x12(\n" +
 	"$INBOX_CHANGE_KIND_THREAD_TRANSFERRED\x10\x06\x12#\n" +
 	"\x1fINBOX_CHANGE_KIND_THREAD_CLOSED\x10\a\x12%\n" +
-	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xe0\x1b\n" +
+	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xbf\x1e\n" +
 	"\x10MessagingService\x12\x81\x01\n" +
 	"\fCreateThread\x12+.securemsg.messaging.v1.CreateThreadRequest\x1a,.securemsg.messaging.v1.CreateThreadResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/threads\x12\x93\x01\n" +
 	"\vSendMessage\x12*.securemsg.messaging.v1.SendMessageRequest\x1a+.securemsg.messaging.v1.SendMessageResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}/messages\x12{\n" +
@@ -3779,7 +4100,10 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
 	"UpdatePool\x12).securemsg.messaging.v1.UpdatePoolRequest\x1a*.securemsg.messaging.v1.UpdatePoolResponse\x12l\n" +
 	"\rSetPoolMember\x12,.securemsg.messaging.v1.SetPoolMemberRequest\x1a-.securemsg.messaging.v1.SetPoolMemberResponse\x12u\n" +
-	"\x10RemovePoolMember\x12/.securemsg.messaging.v1.RemovePoolMemberRequest\x1a0.securemsg.messaging.v1.RemovePoolMemberResponseB\xf4\x01\n" +
+	"\x10RemovePoolMember\x12/.securemsg.messaging.v1.RemovePoolMemberRequest\x1a0.securemsg.messaging.v1.RemovePoolMemberResponse\x12o\n" +
+	"\x0eListClientApps\x12-.securemsg.messaging.v1.ListClientAppsRequest\x1a..securemsg.messaging.v1.ListClientAppsResponse\x12x\n" +
+	"\x11RegisterClientApp\x120.securemsg.messaging.v1.RegisterClientAppRequest\x1a1.securemsg.messaging.v1.RegisterClientAppResponse\x12r\n" +
+	"\x0fUpdateClientApp\x12..securemsg.messaging.v1.UpdateClientAppRequest\x1a/.securemsg.messaging.v1.UpdateClientAppResponseB\xf4\x01\n" +
 	"\x1acom.securemsg.messaging.v1B\x15MessagingServiceProtoP\x01ZEgithub.com/securemsg/securemsg/gen/securemsg/messaging/v1;messagingv1\xa2\x02\x03SMX\xaa\x02\x16Securemsg.Messaging.V1\xca\x02\x16Securemsg\\Messaging\\V1\xe2\x02\"Securemsg\\Messaging\\V1\\GPBMetadata\xea\x02\x18Securemsg::Messaging::V1b\x06proto3"
 
 var (
@@ -3795,7 +4119,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP() []byte {
 }
 
 var file_securemsg_messaging_v1_messaging_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(AccessAction)(0),                  // 0: securemsg.messaging.v1.AccessAction
 	(InboxChangeKind)(0),               // 1: securemsg.messaging.v1.InboxChangeKind
@@ -3854,128 +4178,147 @@ var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(*SetPoolMemberResponse)(nil),      // 54: securemsg.messaging.v1.SetPoolMemberResponse
 	(*RemovePoolMemberRequest)(nil),    // 55: securemsg.messaging.v1.RemovePoolMemberRequest
 	(*RemovePoolMemberResponse)(nil),   // 56: securemsg.messaging.v1.RemovePoolMemberResponse
-	(v1.ThreadCategory)(0),             // 57: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),                // 58: securemsg.common.v1.Sensitivity
-	(*Thread)(nil),                     // 59: securemsg.messaging.v1.Thread
-	(*Message)(nil),                    // 60: securemsg.messaging.v1.Message
-	(*durationpb.Duration)(nil),        // 61: google.protobuf.Duration
-	(Box)(0),                           // 62: securemsg.messaging.v1.Box
-	(*ThreadSummary)(nil),              // 63: securemsg.messaging.v1.ThreadSummary
-	(*timestamppb.Timestamp)(nil),      // 64: google.protobuf.Timestamp
-	(*PoolSettings)(nil),               // 65: securemsg.messaging.v1.PoolSettings
-	(*fieldmaskpb.FieldMask)(nil),      // 66: google.protobuf.FieldMask
-	(*v1.Principal)(nil),               // 67: securemsg.common.v1.Principal
-	(*RetentionCounts)(nil),            // 68: securemsg.messaging.v1.RetentionCounts
-	(*Pool)(nil),                       // 69: securemsg.messaging.v1.Pool
-	(*PoolMember)(nil),                 // 70: securemsg.messaging.v1.PoolMember
-	(v11.PoolRole)(0),                  // 71: securemsg.directory.v1.PoolRole
+	(*ListClientAppsRequest)(nil),      // 57: securemsg.messaging.v1.ListClientAppsRequest
+	(*ListClientAppsResponse)(nil),     // 58: securemsg.messaging.v1.ListClientAppsResponse
+	(*RegisterClientAppRequest)(nil),   // 59: securemsg.messaging.v1.RegisterClientAppRequest
+	(*RegisterClientAppResponse)(nil),  // 60: securemsg.messaging.v1.RegisterClientAppResponse
+	(*UpdateClientAppRequest)(nil),     // 61: securemsg.messaging.v1.UpdateClientAppRequest
+	(*UpdateClientAppResponse)(nil),    // 62: securemsg.messaging.v1.UpdateClientAppResponse
+	(v1.ThreadCategory)(0),             // 63: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),                // 64: securemsg.common.v1.Sensitivity
+	(*Thread)(nil),                     // 65: securemsg.messaging.v1.Thread
+	(*Message)(nil),                    // 66: securemsg.messaging.v1.Message
+	(*durationpb.Duration)(nil),        // 67: google.protobuf.Duration
+	(Box)(0),                           // 68: securemsg.messaging.v1.Box
+	(*ThreadSummary)(nil),              // 69: securemsg.messaging.v1.ThreadSummary
+	(*timestamppb.Timestamp)(nil),      // 70: google.protobuf.Timestamp
+	(*PoolSettings)(nil),               // 71: securemsg.messaging.v1.PoolSettings
+	(*fieldmaskpb.FieldMask)(nil),      // 72: google.protobuf.FieldMask
+	(*v1.Principal)(nil),               // 73: securemsg.common.v1.Principal
+	(*RetentionCounts)(nil),            // 74: securemsg.messaging.v1.RetentionCounts
+	(*Pool)(nil),                       // 75: securemsg.messaging.v1.Pool
+	(*PoolMember)(nil),                 // 76: securemsg.messaging.v1.PoolMember
+	(v11.PoolRole)(0),                  // 77: securemsg.directory.v1.PoolRole
+	(*ClientApp)(nil),                  // 78: securemsg.messaging.v1.ClientApp
 }
 var file_securemsg_messaging_v1_messaging_service_proto_depIdxs = []int32{
-	57, // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
-	58, // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	59, // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	60, // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
-	60, // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
-	61, // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
-	60, // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
-	62, // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
-	63, // 8: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
-	59, // 9: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	60, // 10: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
-	64, // 11: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
-	59, // 12: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	59, // 13: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	59, // 14: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	59, // 15: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	59, // 16: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	60, // 17: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
-	60, // 18: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
-	64, // 19: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
-	65, // 20: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	65, // 21: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	66, // 22: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	65, // 23: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	67, // 24: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
+	63, // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
+	64, // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	65, // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	66, // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
+	66, // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
+	67, // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
+	66, // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	68, // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
+	69, // 8: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
+	65, // 9: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	66, // 10: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
+	70, // 11: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
+	65, // 12: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	65, // 13: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	65, // 14: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	65, // 15: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	65, // 16: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	66, // 17: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
+	66, // 18: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
+	70, // 19: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
+	71, // 20: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	71, // 21: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	72, // 22: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	71, // 23: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	73, // 24: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
 	0,  // 25: securemsg.messaging.v1.CheckMessageAccessRequest.action:type_name -> securemsg.messaging.v1.AccessAction
-	58, // 26: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	64, // 27: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
-	57, // 28: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
-	68, // 29: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
-	68, // 30: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
-	64, // 31: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
-	64, // 32: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
+	64, // 26: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	70, // 27: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
+	63, // 28: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	74, // 29: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
+	74, // 30: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
+	70, // 31: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
+	70, // 32: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
 	40, // 33: securemsg.messaging.v1.WatchInboxResponse.change:type_name -> securemsg.messaging.v1.InboxChange
 	41, // 34: securemsg.messaging.v1.WatchInboxResponse.heartbeat:type_name -> securemsg.messaging.v1.Heartbeat
 	42, // 35: securemsg.messaging.v1.WatchInboxResponse.resync:type_name -> securemsg.messaging.v1.Resync
 	1,  // 36: securemsg.messaging.v1.InboxChange.kind:type_name -> securemsg.messaging.v1.InboxChangeKind
-	64, // 37: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
-	69, // 38: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
-	69, // 39: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	70, // 40: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
-	69, // 41: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	69, // 42: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	69, // 43: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	66, // 44: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
-	69, // 45: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	71, // 46: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
-	70, // 47: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
-	2,  // 48: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
-	4,  // 49: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
-	6,  // 50: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
-	8,  // 51: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
-	10, // 52: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
-	12, // 53: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
-	14, // 54: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
-	16, // 55: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
-	18, // 56: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
-	20, // 57: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
-	22, // 58: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
-	24, // 59: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
-	26, // 60: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
-	28, // 61: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
-	30, // 62: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
-	32, // 63: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
-	34, // 64: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
-	36, // 65: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
-	38, // 66: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
-	43, // 67: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
-	45, // 68: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
-	47, // 69: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
-	49, // 70: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
-	51, // 71: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
-	53, // 72: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
-	55, // 73: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
-	3,  // 74: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
-	5,  // 75: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
-	7,  // 76: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
-	9,  // 77: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
-	11, // 78: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
-	13, // 79: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
-	15, // 80: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
-	17, // 81: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
-	19, // 82: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
-	21, // 83: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
-	23, // 84: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
-	25, // 85: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
-	27, // 86: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
-	29, // 87: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
-	31, // 88: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
-	33, // 89: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
-	35, // 90: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
-	37, // 91: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
-	39, // 92: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
-	44, // 93: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
-	46, // 94: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
-	48, // 95: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
-	50, // 96: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
-	52, // 97: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
-	54, // 98: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
-	56, // 99: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
-	74, // [74:100] is the sub-list for method output_type
-	48, // [48:74] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	70, // 37: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
+	75, // 38: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
+	75, // 39: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	76, // 40: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
+	75, // 41: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	75, // 42: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	75, // 43: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	72, // 44: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
+	75, // 45: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	77, // 46: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
+	76, // 47: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
+	78, // 48: securemsg.messaging.v1.ListClientAppsResponse.apps:type_name -> securemsg.messaging.v1.ClientApp
+	78, // 49: securemsg.messaging.v1.RegisterClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	78, // 50: securemsg.messaging.v1.RegisterClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	78, // 51: securemsg.messaging.v1.UpdateClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	72, // 52: securemsg.messaging.v1.UpdateClientAppRequest.update_mask:type_name -> google.protobuf.FieldMask
+	78, // 53: securemsg.messaging.v1.UpdateClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	2,  // 54: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
+	4,  // 55: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
+	6,  // 56: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
+	8,  // 57: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
+	10, // 58: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
+	12, // 59: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
+	14, // 60: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
+	16, // 61: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
+	18, // 62: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
+	20, // 63: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
+	22, // 64: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
+	24, // 65: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
+	26, // 66: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
+	28, // 67: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
+	30, // 68: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
+	32, // 69: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
+	34, // 70: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
+	36, // 71: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
+	38, // 72: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
+	43, // 73: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
+	45, // 74: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
+	47, // 75: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
+	49, // 76: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
+	51, // 77: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
+	53, // 78: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
+	55, // 79: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
+	57, // 80: securemsg.messaging.v1.MessagingService.ListClientApps:input_type -> securemsg.messaging.v1.ListClientAppsRequest
+	59, // 81: securemsg.messaging.v1.MessagingService.RegisterClientApp:input_type -> securemsg.messaging.v1.RegisterClientAppRequest
+	61, // 82: securemsg.messaging.v1.MessagingService.UpdateClientApp:input_type -> securemsg.messaging.v1.UpdateClientAppRequest
+	3,  // 83: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
+	5,  // 84: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
+	7,  // 85: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
+	9,  // 86: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
+	11, // 87: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
+	13, // 88: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
+	15, // 89: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
+	17, // 90: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
+	19, // 91: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
+	21, // 92: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
+	23, // 93: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
+	25, // 94: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
+	27, // 95: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
+	29, // 96: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
+	31, // 97: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
+	33, // 98: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
+	35, // 99: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
+	37, // 100: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
+	39, // 101: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
+	44, // 102: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
+	46, // 103: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
+	48, // 104: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
+	50, // 105: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
+	52, // 106: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
+	54, // 107: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
+	56, // 108: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
+	58, // 109: securemsg.messaging.v1.MessagingService.ListClientApps:output_type -> securemsg.messaging.v1.ListClientAppsResponse
+	60, // 110: securemsg.messaging.v1.MessagingService.RegisterClientApp:output_type -> securemsg.messaging.v1.RegisterClientAppResponse
+	62, // 111: securemsg.messaging.v1.MessagingService.UpdateClientApp:output_type -> securemsg.messaging.v1.UpdateClientAppResponse
+	83, // [83:112] is the sub-list for method output_type
+	54, // [54:83] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_service_proto_init() }
@@ -4003,7 +4346,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_service_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   55,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,9 @@ const (
 	MessagingService_UpdatePool_FullMethodName         = "/securemsg.messaging.v1.MessagingService/UpdatePool"
 	MessagingService_SetPoolMember_FullMethodName      = "/securemsg.messaging.v1.MessagingService/SetPoolMember"
 	MessagingService_RemovePoolMember_FullMethodName   = "/securemsg.messaging.v1.MessagingService/RemovePoolMember"
+	MessagingService_ListClientApps_FullMethodName     = "/securemsg.messaging.v1.MessagingService/ListClientApps"
+	MessagingService_RegisterClientApp_FullMethodName  = "/securemsg.messaging.v1.MessagingService/RegisterClientApp"
+	MessagingService_UpdateClientApp_FullMethodName    = "/securemsg.messaging.v1.MessagingService/UpdateClientApp"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -291,6 +294,30 @@ type MessagingServiceClient interface {
 	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist or
 	// the person is not a member of it.
 	RemovePoolMember(ctx context.Context, in *RemovePoolMemberRequest, opts ...grpc.CallOption) (*RemovePoolMemberResponse, error)
+	// ListClientApps lists the registered client applications, by client id, withdrawn ones too.
+	// Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
+	// PERMISSION_DENIED when the caller is not an admin with MFA.
+	ListClientApps(ctx context.Context, in *ListClientAppsRequest, opts ...grpc.CallOption) (*ListClientAppsResponse, error)
+	// RegisterClientApp registers a client application (an OAuth client id) as allowed to call,
+	// with the scopes it may ask for and, for care-team and third-party apps, the pools it may
+	// work in. Tokens issued to it are admitted from the next call on, on every service. Admin
+	// only.
+	//
+	// Errors: INVALID_ARGUMENT when client_id, kind, display_name or allowed_scopes is missing, a
+	// scope is unknown, or pool_ids is given for a patient-portal or operator app;
+	// PERMISSION_DENIED when the caller is not an admin with MFA and a fresh login; NOT_FOUND when
+	// a pool does not exist; ALREADY_EXISTS when the client id is registered.
+	RegisterClientApp(ctx context.Context, in *RegisterClientAppRequest, opts ...grpc.CallOption) (*RegisterClientAppResponse, error)
+	// UpdateClientApp changes the fields of a registration named in update_mask. Withdrawing one
+	// (active false) refuses every token issued to the app from the next call on, on every
+	// service, whatever their expiry. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT as for RegisterClientApp, and when update_mask is empty or names
+	// an unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA
+	// and a fresh login; NOT_FOUND when the app or a pool does not exist.
+	UpdateClientApp(ctx context.Context, in *UpdateClientAppRequest, opts ...grpc.CallOption) (*UpdateClientAppResponse, error)
 }
 
 type messagingServiceClient struct {
@@ -570,6 +597,36 @@ func (c *messagingServiceClient) RemovePoolMember(ctx context.Context, in *Remov
 	return out, nil
 }
 
+func (c *messagingServiceClient) ListClientApps(ctx context.Context, in *ListClientAppsRequest, opts ...grpc.CallOption) (*ListClientAppsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClientAppsResponse)
+	err := c.cc.Invoke(ctx, MessagingService_ListClientApps_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) RegisterClientApp(ctx context.Context, in *RegisterClientAppRequest, opts ...grpc.CallOption) (*RegisterClientAppResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterClientAppResponse)
+	err := c.cc.Invoke(ctx, MessagingService_RegisterClientApp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) UpdateClientApp(ctx context.Context, in *UpdateClientAppRequest, opts ...grpc.CallOption) (*UpdateClientAppResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateClientAppResponse)
+	err := c.cc.Invoke(ctx, MessagingService_UpdateClientApp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -814,6 +871,30 @@ type MessagingServiceServer interface {
 	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist or
 	// the person is not a member of it.
 	RemovePoolMember(context.Context, *RemovePoolMemberRequest) (*RemovePoolMemberResponse, error)
+	// ListClientApps lists the registered client applications, by client id, withdrawn ones too.
+	// Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
+	// PERMISSION_DENIED when the caller is not an admin with MFA.
+	ListClientApps(context.Context, *ListClientAppsRequest) (*ListClientAppsResponse, error)
+	// RegisterClientApp registers a client application (an OAuth client id) as allowed to call,
+	// with the scopes it may ask for and, for care-team and third-party apps, the pools it may
+	// work in. Tokens issued to it are admitted from the next call on, on every service. Admin
+	// only.
+	//
+	// Errors: INVALID_ARGUMENT when client_id, kind, display_name or allowed_scopes is missing, a
+	// scope is unknown, or pool_ids is given for a patient-portal or operator app;
+	// PERMISSION_DENIED when the caller is not an admin with MFA and a fresh login; NOT_FOUND when
+	// a pool does not exist; ALREADY_EXISTS when the client id is registered.
+	RegisterClientApp(context.Context, *RegisterClientAppRequest) (*RegisterClientAppResponse, error)
+	// UpdateClientApp changes the fields of a registration named in update_mask. Withdrawing one
+	// (active false) refuses every token issued to the app from the next call on, on every
+	// service, whatever their expiry. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT as for RegisterClientApp, and when update_mask is empty or names
+	// an unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA
+	// and a fresh login; NOT_FOUND when the app or a pool does not exist.
+	UpdateClientApp(context.Context, *UpdateClientAppRequest) (*UpdateClientAppResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -901,6 +982,15 @@ func (UnimplementedMessagingServiceServer) SetPoolMember(context.Context, *SetPo
 }
 func (UnimplementedMessagingServiceServer) RemovePoolMember(context.Context, *RemovePoolMemberRequest) (*RemovePoolMemberResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemovePoolMember not implemented")
+}
+func (UnimplementedMessagingServiceServer) ListClientApps(context.Context, *ListClientAppsRequest) (*ListClientAppsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClientApps not implemented")
+}
+func (UnimplementedMessagingServiceServer) RegisterClientApp(context.Context, *RegisterClientAppRequest) (*RegisterClientAppResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterClientApp not implemented")
+}
+func (UnimplementedMessagingServiceServer) UpdateClientApp(context.Context, *UpdateClientAppRequest) (*UpdateClientAppResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateClientApp not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -1384,6 +1474,60 @@ func _MessagingService_RemovePoolMember_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_ListClientApps_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClientAppsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).ListClientApps(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_ListClientApps_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).ListClientApps(ctx, req.(*ListClientAppsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_RegisterClientApp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterClientAppRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).RegisterClientApp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_RegisterClientApp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).RegisterClientApp(ctx, req.(*RegisterClientAppRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_UpdateClientApp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateClientAppRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).UpdateClientApp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_UpdateClientApp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).UpdateClientApp(ctx, req.(*UpdateClientAppRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1490,6 +1634,18 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemovePoolMember",
 			Handler:    _MessagingService_RemovePoolMember_Handler,
+		},
+		{
+			MethodName: "ListClientApps",
+			Handler:    _MessagingService_ListClientApps_Handler,
+		},
+		{
+			MethodName: "RegisterClientApp",
+			Handler:    _MessagingService_RegisterClientApp_Handler,
+		},
+		{
+			MethodName: "UpdateClientApp",
+			Handler:    _MessagingService_UpdateClientApp_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -4,6 +4,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/securemsg/securemsg/services/ctl/internal/appscmd"
 	"github.com/securemsg/securemsg/services/ctl/internal/auditcmd"
 	"github.com/securemsg/securemsg/services/ctl/internal/config"
 	"github.com/securemsg/securemsg/services/ctl/internal/keyscmd"
@@ -15,7 +16,7 @@ import (
 func NewRootCommand(env config.Env) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "securemsgctl",
-		Short:         "Operate securemsg: keys, audit, care pools, retention, tokens",
+		Short:         "Operate securemsg: keys, audit, care pools, client apps, retention, tokens",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -23,5 +24,6 @@ func NewRootCommand(env config.Env) *cobra.Command {
 	root.AddCommand(tokencmd.NewCommand())
 	root.AddCommand(auditcmd.NewCommand())
 	root.AddCommand(poolscmd.NewCommand())
+	root.AddCommand(appscmd.NewCommand())
 	return root
 }

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
@@ -34,33 +32,19 @@ the admin scope, MFA and a recent login). A member added or removed works, or st
 the pool's threads from their next call on, on every service.`,
 	}
 	var c client
-	c.Register(cmd, "messaging", "127.0.0.1:7001", "an administrator", time.Minute)
-	cmd.PersistentFlags().AddFlagSet(cmd.Flags())
-	cmd.PersistentFlags().BoolVar(&c.json, "json", false, "print protojson instead of a table")
+	c.Register(cmd)
 	cmd.AddCommand(listCommand(&c), getCommand(&c), createCommand(&c), updateCommand(&c),
 		activeCommand(&c, "activate", true), activeCommand(&c, "deactivate", false),
 		membersCommand(&c), addMemberCommand(&c), removeMemberCommand(&c))
 	return cmd
 }
 
-type client struct {
-	svcconn.Flags
-	json bool
-}
-
-// call dials the messaging service and runs fn with its client.
-func (c *client) call(ctx context.Context, fn func(ctx context.Context, api messagingv1.MessagingServiceClient) error) error {
-	cc, ctx, done, err := c.Dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return fn(ctx, messagingv1.NewMessagingServiceClient(cc))
-}
+// client is the commands' connection to the messaging service.
+type client struct{ svcconn.Admin }
 
 func (c *client) printPools(w io.Writer, pools ...*messagingv1.Pool) error {
-	if c.json {
-		return printJSON(w, pools)
+	if c.JSON {
+		return svcconn.PrintJSON(w, pools)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "POOL\tNAME\tORGANISATION\tAUDIENCE\tACTIVE\tOPEN NOW\tMEMBERS\tHOURS")
@@ -75,17 +59,6 @@ func (c *client) printPools(w io.Writer, pools ...*messagingv1.Pool) error {
 	return tw.Flush()
 }
 
-func printJSON[M proto.Message](w io.Writer, msgs []M) error {
-	for _, m := range msgs {
-		b, err := protojson.Marshal(m)
-		if err != nil {
-			return err
-		}
-		_, _ = fmt.Fprintln(w, string(b))
-	}
-	return nil
-}
-
 func listCommand(c *client) *cobra.Command {
 	var inactive bool
 	cmd := &cobra.Command{
@@ -93,7 +66,7 @@ func listCommand(c *client) *cobra.Command {
 		Short: "List every pool, by name",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return c.call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
+			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
 				var all []*messagingv1.Pool
 				req := &messagingv1.ListPoolsRequest{IncludeInactive: inactive, PageSize: 500}
 				for {
@@ -119,7 +92,7 @@ func getCommand(c *client) *cobra.Command {
 		Short: "Show one pool",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
+			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
 				resp, err := api.GetPool(ctx, &messagingv1.GetPoolRequest{PoolId: args[0]})
 				if err != nil {
 					return err
@@ -177,7 +150,7 @@ func createCommand(c *client) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
+			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
 				resp, err := api.CreatePool(ctx, &messagingv1.CreatePoolRequest{Pool: p})
 				if err != nil {
 					return err
@@ -224,7 +197,7 @@ func updateCommand(c *client) *cobra.Command {
 			if len(mask.Paths) == 0 {
 				return errors.New("nothing to change: give at least one of --name, --organisation, --audience, --patient, --hours, --always-open")
 			}
-			return c.call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
+			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
 				resp, err := api.UpdatePool(ctx, &messagingv1.UpdatePoolRequest{Pool: p, UpdateMask: mask})
 				if err != nil {
 					return err
@@ -258,7 +231,7 @@ func activeCommand(c *client, verb string, active bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
+			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
 				resp, err := api.UpdatePool(ctx, &messagingv1.UpdatePoolRequest{
 					Pool: &messagingv1.Pool{PoolId: args[0], Active: active}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"active"}},
 				})
@@ -277,7 +250,7 @@ func membersCommand(c *client) *cobra.Command {
 		Short: "List who works in a pool",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
+			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
 				var all []*messagingv1.PoolMember
 				req := &messagingv1.ListPoolMembersRequest{PoolId: args[0], PageSize: 500}
 				for {
@@ -290,8 +263,8 @@ func membersCommand(c *client) *cobra.Command {
 						break
 					}
 				}
-				if c.json {
-					return printJSON(cmd.OutOrStdout(), all)
+				if c.JSON {
+					return svcconn.PrintJSON(cmd.OutOrStdout(), all)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 				_, _ = fmt.Fprintln(tw, "SUBJECT\tROLE\tSINCE")
@@ -328,7 +301,7 @@ func addMemberCommand(c *client) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
+			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
 				resp, err := api.SetPoolMember(ctx, &messagingv1.SetPoolMemberRequest{PoolId: args[0], Subject: args[1], Role: r})
 				if err != nil {
 					return err
@@ -352,7 +325,7 @@ func removeMemberCommand(c *client) *cobra.Command {
 		Short: "Take a person out of a pool; they lose its threads on their next call",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
+			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
 				resp, err := api.RemovePoolMember(ctx, &messagingv1.RemovePoolMemberRequest{PoolId: args[0], Subject: args[1]})
 				if err != nil {
 					return err

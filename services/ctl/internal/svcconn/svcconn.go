@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -17,6 +18,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 )
 
 // Flags are a service connection's command-line flags.
@@ -62,4 +67,41 @@ func (c *Flags) Dial(ctx context.Context) (_ *grpc.ClientConn, _ context.Context
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	return cc, ctx, func() { cancel(); _ = cc.Close() }, nil
+}
+
+// Admin is an administrator's connection to the messaging service, for the commands that
+// manage its directory (pools, apps): the connection flags, on every subcommand, and --json.
+type Admin struct {
+	Flags
+	// JSON prints protojson instead of a table.
+	JSON bool
+}
+
+// Register adds the connection flags and --json to cmd and its subcommands.
+func (a *Admin) Register(cmd *cobra.Command) {
+	a.Flags.Register(cmd, "messaging", "127.0.0.1:7001", "an administrator", time.Minute)
+	cmd.PersistentFlags().AddFlagSet(cmd.Flags())
+	cmd.PersistentFlags().BoolVar(&a.JSON, "json", false, "print protojson instead of a table")
+}
+
+// Call dials the messaging service and runs fn with its client.
+func (a *Admin) Call(ctx context.Context, fn func(ctx context.Context, api messagingv1.MessagingServiceClient) error) error {
+	cc, ctx, done, err := a.Dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return fn(ctx, messagingv1.NewMessagingServiceClient(cc))
+}
+
+// PrintJSON writes each message as one line of protojson (the --json output).
+func PrintJSON[M proto.Message](w io.Writer, msgs []M) error {
+	for _, m := range msgs {
+		b, err := protojson.Marshal(m)
+		if err != nil {
+			return err
+		}
+		_, _ = fmt.Fprintln(w, string(b))
+	}
+	return nil
 }

@@ -99,7 +99,28 @@ func Decode(key string, value []byte) (proto.Message, error) {
 	if err := proto.Unmarshal(value, entry); err != nil {
 		return nil, fmt.Errorf("directory: decode %s: %w", key, err)
 	}
+	// Snapshot.Apply files an entry by the identity inside it: one stored under another
+	// person's key must not change what the directory says about either.
+	if KeyOf(entry) != key {
+		return nil, fmt.Errorf("directory: the entry under %s names another identity", key)
+	}
 	return entry, nil
+}
+
+// KeyOf is the key an entry is stored under, from the identity it names; "" for a message that
+// is no directory entry.
+func KeyOf(entry proto.Message) string {
+	switch e := entry.(type) {
+	case *directoryv1.PersonEntry:
+		return PersonKey(e.GetSubject())
+	case *directoryv1.MembershipEntry:
+		return MembershipKey(e.GetSubject())
+	case *directoryv1.ProxyGrantsEntry:
+		return GrantsKey(e.GetProxySubject())
+	case *directoryv1.ClientAppEntry:
+		return AppKey(e.GetClientId())
+	}
+	return ""
 }
 
 // Person returns the person's entry, if the directory has one.

@@ -65,6 +65,13 @@ var rpcTargets = map[string]TargetFunc{
 		return Target{Type: "Thread", ID: r.GetThreadId()}
 	}),
 	"messaging.RunRetentionPurge": fixed("Thread"),
+	"messaging.ListClientApps":    fixed("ClientApp"),
+	"messaging.RegisterClientApp": read(func(r *messagingv1.RegisterClientAppRequest) Target {
+		return Target{Type: "ClientApp", ID: r.GetApp().GetClientId()}
+	}),
+	"messaging.UpdateClientApp": read(func(r *messagingv1.UpdateClientAppRequest) Target {
+		return Target{Type: "ClientApp", ID: r.GetApp().GetClientId()}
+	}),
 	"messaging.ListPools": read(func(r *messagingv1.ListPoolsRequest) Target {
 		return Target{Type: "Pool", PatientID: r.GetPatientId()}
 	}),

@@ -24,6 +24,10 @@ type Persona struct {
 	NoMFA bool
 	// AuthAge is how long ago the persona logged in (0: just now).
 	AuthAge time.Duration
+	// ClientID is the client application the token is issued to ("": ClientID, the portal).
+	ClientID string
+	// Scopes are the token's OAuth scopes, space-separated ("": every scope the suite has).
+	Scopes string
 }
 
 // The personas. Patient p-1001 has a proxy; p-2001 is an adolescent whose confidential threads
@@ -64,6 +68,12 @@ func (p Persona) Claims(issuer *authtest.Issuer) map[string]any {
 	}
 	if p.AuthAge > 0 {
 		claims["auth_time"] = time.Now().Add(-p.AuthAge).Unix()
+	}
+	if p.ClientID != "" {
+		claims["client_id"] = p.ClientID
+	}
+	if p.Scopes != "" {
+		claims["scope"] = p.Scopes
 	}
 	return claims
 }

@@ -37,6 +37,7 @@ type Store struct {
 	failWrites   error
 	pools        map[string]domain.Pool
 	members      map[string]map[string]domain.PoolMember // pool id → subject → member
+	apps         map[string]domain.ClientApp
 }
 
 type viewerKey struct{ thread, subject string }
@@ -57,7 +58,7 @@ func New() *Store {
 		threads: map[string]*domain.Thread{}, messages: map[string][]*domain.Message{},
 		viewers: map[viewerKey]viewerState{}, settings: map[string]domain.PoolSettings{},
 		patientHolds: map[string]string{}, purgeLocks: map[string]bool{},
-		pools: map[string]domain.Pool{}, members: map[string]map[string]domain.PoolMember{},
+		pools: map[string]domain.Pool{}, members: map[string]map[string]domain.PoolMember{}, apps: map[string]domain.ClientApp{},
 	}
 }
 

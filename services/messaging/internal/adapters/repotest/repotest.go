@@ -30,6 +30,7 @@ type Store interface {
 	domain.InboxRepository
 	domain.PoolSettingsRepository
 	domain.PoolRepository
+	domain.AppRepository
 	domain.RetentionRepository
 	domain.AuditWriter
 }
@@ -51,6 +52,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("InboxRepository", func(t *testing.T) { InboxRepository(t, newStore) })
 	t.Run("PoolSettingsRepository", func(t *testing.T) { PoolSettingsRepository(t, newStore) })
 	t.Run("PoolRepository", func(t *testing.T) { PoolRepository(t, newStore) })
+	t.Run("AppRepository", func(t *testing.T) { AppRepository(t, newStore) })
 	t.Run("RetentionRepository", func(t *testing.T) { RetentionRepository(t, newStore) })
 	t.Run("AuditWriter", func(t *testing.T) { AuditWriter(t, newStore) })
 }
