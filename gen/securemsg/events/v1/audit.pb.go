@@ -262,6 +262,8 @@ const (
 	RecordType_RECORD_TYPE_POOL_MEMBERSHIP RecordType = 12
 	// A client application's registration (record id: its OAuth client id).
 	RecordType_RECORD_TYPE_CLIENT_APP RecordType = 13
+	// A proxy grant (record id: the grant id; patient id: the patient who gave it).
+	RecordType_RECORD_TYPE_PROXY_GRANT RecordType = 14
 )
 
 // Enum value maps for RecordType.
@@ -281,6 +283,7 @@ var (
 		11: "RECORD_TYPE_POOL",
 		12: "RECORD_TYPE_POOL_MEMBERSHIP",
 		13: "RECORD_TYPE_CLIENT_APP",
+		14: "RECORD_TYPE_PROXY_GRANT",
 	}
 	RecordType_value = map[string]int32{
 		"RECORD_TYPE_UNSPECIFIED":              0,
@@ -297,6 +300,7 @@ var (
 		"RECORD_TYPE_POOL":                     11,
 		"RECORD_TYPE_POOL_MEMBERSHIP":          12,
 		"RECORD_TYPE_CLIENT_APP":               13,
+		"RECORD_TYPE_PROXY_GRANT":              14,
 	}
 )
 
@@ -791,7 +795,7 @@ const file_securemsg_events_v1_audit_proto_rawDesc = "" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSEVERITY_LOW\x10\x01\x12\x13\n" +
 	"\x0fSEVERITY_MEDIUM\x10\x02\x12\x11\n" +
-	"\rSEVERITY_HIGH\x10\x03*\xb7\x03\n" +
+	"\rSEVERITY_HIGH\x10\x03*\xd4\x03\n" +
 	"\n" +
 	"RecordType\x12\x1b\n" +
 	"\x17RECORD_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -808,7 +812,8 @@ const file_securemsg_events_v1_audit_proto_rawDesc = "" +
 	"\x12\x14\n" +
 	"\x10RECORD_TYPE_POOL\x10\v\x12\x1f\n" +
 	"\x1bRECORD_TYPE_POOL_MEMBERSHIP\x10\f\x12\x1a\n" +
-	"\x16RECORD_TYPE_CLIENT_APP\x10\rB\xd4\x01\n" +
+	"\x16RECORD_TYPE_CLIENT_APP\x10\r\x12\x1b\n" +
+	"\x17RECORD_TYPE_PROXY_GRANT\x10\x0eB\xd4\x01\n" +
 	"\x17com.securemsg.events.v1B\n" +
 	"AuditProtoP\x01Z?github.com/securemsg/securemsg/gen/securemsg/events/v1;eventsv1\xa2\x02\x03SEX\xaa\x02\x13Securemsg.Events.V1\xca\x02\x13Securemsg\\Events\\V1\xe2\x02\x1fSecuremsg\\Events\\V1\\GPBMetadata\xea\x02\x15Securemsg::Events::V1b\x06proto3"
 

@@ -3810,6 +3810,410 @@ func (x *UpdateClientAppResponse) GetApp() *ClientApp {
 	return nil
 }
 
+// ProxyGrant is a patient's consent for another person to act for them.
+type ProxyGrant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant's id (a UUID).
+	GrantId string `protobuf:"bytes,1,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	// The proxy's subject.
+	ProxySubject string `protobuf:"bytes,2,opt,name=proxy_subject,json=proxySubject,proto3" json:"proxy_subject,omitempty"`
+	// The patient the proxy may act for.
+	PatientId string `protobuf:"bytes,3,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	// The proxy scopes: "read" (read the patient's threads), "write" (write for the patient),
+	// "notifications" (receive the patient's alerts).
+	Scopes []string `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// When the grant ends.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// When it was given.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When it was revoked; unset while it stands.
+	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	// Who gave it: the patient, or the directory's bootstrap ("") for grants from before.
+	GrantedBySubject string `protobuf:"bytes,8,opt,name=granted_by_subject,json=grantedBySubject,proto3" json:"granted_by_subject,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ProxyGrant) Reset() {
+	*x = ProxyGrant{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProxyGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProxyGrant) ProtoMessage() {}
+
+func (x *ProxyGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProxyGrant.ProtoReflect.Descriptor instead.
+func (*ProxyGrant) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ProxyGrant) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+func (x *ProxyGrant) GetProxySubject() string {
+	if x != nil {
+		return x.ProxySubject
+	}
+	return ""
+}
+
+func (x *ProxyGrant) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *ProxyGrant) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *ProxyGrant) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *ProxyGrant) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *ProxyGrant) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
+func (x *ProxyGrant) GetGrantedBySubject() string {
+	if x != nil {
+		return x.GrantedBySubject
+	}
+	return ""
+}
+
+// ListProxyGrantsRequest lists proxy grants.
+type ListProxyGrantsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A patient: their own id or empty. A proxy: empty, or one patient whose grants to list.
+	PatientId     string `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProxyGrantsRequest) Reset() {
+	*x = ListProxyGrantsRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProxyGrantsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProxyGrantsRequest) ProtoMessage() {}
+
+func (x *ListProxyGrantsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProxyGrantsRequest.ProtoReflect.Descriptor instead.
+func (*ListProxyGrantsRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ListProxyGrantsRequest) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+// ListProxyGrantsResponse is the grants, newest first (at most 200).
+type ListProxyGrantsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grants.
+	Grants        []*ProxyGrant `protobuf:"bytes,1,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProxyGrantsResponse) Reset() {
+	*x = ListProxyGrantsResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProxyGrantsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProxyGrantsResponse) ProtoMessage() {}
+
+func (x *ListProxyGrantsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProxyGrantsResponse.ProtoReflect.Descriptor instead.
+func (*ListProxyGrantsResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListProxyGrantsResponse) GetGrants() []*ProxyGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+// GrantProxyAccessRequest gives proxy access.
+type GrantProxyAccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The person who becomes proxy (their subject at the identity provider).
+	ProxySubject string `protobuf:"bytes,1,opt,name=proxy_subject,json=proxySubject,proto3" json:"proxy_subject,omitempty"`
+	// The proxy scopes to give.
+	Scopes []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// When the grant ends: in the future, at most 365 days from now.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantProxyAccessRequest) Reset() {
+	*x = GrantProxyAccessRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantProxyAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantProxyAccessRequest) ProtoMessage() {}
+
+func (x *GrantProxyAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantProxyAccessRequest.ProtoReflect.Descriptor instead.
+func (*GrantProxyAccessRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *GrantProxyAccessRequest) GetProxySubject() string {
+	if x != nil {
+		return x.ProxySubject
+	}
+	return ""
+}
+
+func (x *GrantProxyAccessRequest) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *GrantProxyAccessRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// GrantProxyAccessResponse is the grant given.
+type GrantProxyAccessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored grant.
+	Grant         *ProxyGrant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantProxyAccessResponse) Reset() {
+	*x = GrantProxyAccessResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantProxyAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantProxyAccessResponse) ProtoMessage() {}
+
+func (x *GrantProxyAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantProxyAccessResponse.ProtoReflect.Descriptor instead.
+func (*GrantProxyAccessResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *GrantProxyAccessResponse) GetGrant() *ProxyGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// RevokeProxyAccessRequest revokes a grant.
+type RevokeProxyAccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant.
+	GrantId       string `protobuf:"bytes,1,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeProxyAccessRequest) Reset() {
+	*x = RevokeProxyAccessRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeProxyAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeProxyAccessRequest) ProtoMessage() {}
+
+func (x *RevokeProxyAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeProxyAccessRequest.ProtoReflect.Descriptor instead.
+func (*RevokeProxyAccessRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *RevokeProxyAccessRequest) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+// RevokeProxyAccessResponse is the grant after revocation.
+type RevokeProxyAccessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant, with its revoke_time.
+	Grant         *ProxyGrant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeProxyAccessResponse) Reset() {
+	*x = RevokeProxyAccessResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeProxyAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeProxyAccessResponse) ProtoMessage() {}
+
+func (x *RevokeProxyAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeProxyAccessResponse.ProtoReflect.Descriptor instead.
+func (*RevokeProxyAccessResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *RevokeProxyAccessResponse) GetGrant() *ProxyGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
 var File_securemsg_messaging_v1_messaging_service_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
@@ -4055,7 +4459,37 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"updateMask\"N\n" +
 	"\x17UpdateClientAppResponse\x123\n" +
-	"\x03app\x18\x01 \x01(\v2!.securemsg.messaging.v1.ClientAppR\x03app*{\n" +
+	"\x03app\x18\x01 \x01(\v2!.securemsg.messaging.v1.ClientAppR\x03app\"\xe8\x02\n" +
+	"\n" +
+	"ProxyGrant\x12\x19\n" +
+	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x12#\n" +
+	"\rproxy_subject\x18\x02 \x01(\tR\fproxySubject\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x03 \x01(\tR\tpatientId\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x12;\n" +
+	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vrevoke_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\x12,\n" +
+	"\x12granted_by_subject\x18\b \x01(\tR\x10grantedBySubject\"@\n" +
+	"\x16ListProxyGrantsRequest\x12&\n" +
+	"\n" +
+	"patient_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02(dR\tpatientId\"U\n" +
+	"\x17ListProxyGrantsResponse\x12:\n" +
+	"\x06grants\x18\x01 \x03(\v2\".securemsg.messaging.v1.ProxyGrantR\x06grants\"\xd6\x01\n" +
+	"\x17GrantProxyAccessRequest\x120\n" +
+	"\rproxy_subject\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xc8\x01R\fproxySubject\x12D\n" +
+	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\b\x01\x10\x03\x18\x01\"\x1er\x1cR\x04readR\x05writeR\rnotificationsR\x06scopes\x12C\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"expireTime\"T\n" +
+	"\x18GrantProxyAccessResponse\x128\n" +
+	"\x05grant\x18\x01 \x01(\v2\".securemsg.messaging.v1.ProxyGrantR\x05grant\"B\n" +
+	"\x18RevokeProxyAccessRequest\x12&\n" +
+	"\bgrant_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\agrantId\"U\n" +
+	"\x19RevokeProxyAccessResponse\x128\n" +
+	"\x05grant\x18\x01 \x01(\v2\".securemsg.messaging.v1.ProxyGrantR\x05grant*{\n" +
 	"\fAccessAction\x12\x1d\n" +
 	"\x19ACCESS_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACCESS_ACTION_READ\x10\x01\x12\x1a\n" +
@@ -4070,7 +4504,7 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"!INBOX_CHANGE_KIND_THREAD_ASSIGNED\x10\x05\x12(\n" +
 	"$INBOX_CHANGE_KIND_THREAD_TRANSFERRED\x10\x06\x12#\n" +
 	"\x1fINBOX_CHANGE_KIND_THREAD_CLOSED\x10\a\x12%\n" +
-	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xbf\x1e\n" +
+	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\x8a\"\n" +
 	"\x10MessagingService\x12\x81\x01\n" +
 	"\fCreateThread\x12+.securemsg.messaging.v1.CreateThreadRequest\x1a,.securemsg.messaging.v1.CreateThreadResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/threads\x12\x93\x01\n" +
 	"\vSendMessage\x12*.securemsg.messaging.v1.SendMessageRequest\x1a+.securemsg.messaging.v1.SendMessageResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}/messages\x12{\n" +
@@ -4103,7 +4537,10 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\x10RemovePoolMember\x12/.securemsg.messaging.v1.RemovePoolMemberRequest\x1a0.securemsg.messaging.v1.RemovePoolMemberResponse\x12o\n" +
 	"\x0eListClientApps\x12-.securemsg.messaging.v1.ListClientAppsRequest\x1a..securemsg.messaging.v1.ListClientAppsResponse\x12x\n" +
 	"\x11RegisterClientApp\x120.securemsg.messaging.v1.RegisterClientAppRequest\x1a1.securemsg.messaging.v1.RegisterClientAppResponse\x12r\n" +
-	"\x0fUpdateClientApp\x12..securemsg.messaging.v1.UpdateClientAppRequest\x1a/.securemsg.messaging.v1.UpdateClientAppResponseB\xf4\x01\n" +
+	"\x0fUpdateClientApp\x12..securemsg.messaging.v1.UpdateClientAppRequest\x1a/.securemsg.messaging.v1.UpdateClientAppResponse\x12\x8b\x01\n" +
+	"\x0fListProxyGrants\x12..securemsg.messaging.v1.ListProxyGrantsRequest\x1a/.securemsg.messaging.v1.ListProxyGrantsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/proxyGrants\x12\x91\x01\n" +
+	"\x10GrantProxyAccess\x12/.securemsg.messaging.v1.GrantProxyAccessRequest\x1a0.securemsg.messaging.v1.GrantProxyAccessResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/proxyGrants\x12\xa6\x01\n" +
+	"\x11RevokeProxyAccess\x120.securemsg.messaging.v1.RevokeProxyAccessRequest\x1a1.securemsg.messaging.v1.RevokeProxyAccessResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/proxyGrants/{grant_id}:revokeB\xf4\x01\n" +
 	"\x1acom.securemsg.messaging.v1B\x15MessagingServiceProtoP\x01ZEgithub.com/securemsg/securemsg/gen/securemsg/messaging/v1;messagingv1\xa2\x02\x03SMX\xaa\x02\x16Securemsg.Messaging.V1\xca\x02\x16Securemsg\\Messaging\\V1\xe2\x02\"Securemsg\\Messaging\\V1\\GPBMetadata\xea\x02\x18Securemsg::Messaging::V1b\x06proto3"
 
 var (
@@ -4119,7 +4556,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP() []byte {
 }
 
 var file_securemsg_messaging_v1_messaging_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(AccessAction)(0),                  // 0: securemsg.messaging.v1.AccessAction
 	(InboxChangeKind)(0),               // 1: securemsg.messaging.v1.InboxChangeKind
@@ -4184,141 +4621,161 @@ var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(*RegisterClientAppResponse)(nil),  // 60: securemsg.messaging.v1.RegisterClientAppResponse
 	(*UpdateClientAppRequest)(nil),     // 61: securemsg.messaging.v1.UpdateClientAppRequest
 	(*UpdateClientAppResponse)(nil),    // 62: securemsg.messaging.v1.UpdateClientAppResponse
-	(v1.ThreadCategory)(0),             // 63: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),                // 64: securemsg.common.v1.Sensitivity
-	(*Thread)(nil),                     // 65: securemsg.messaging.v1.Thread
-	(*Message)(nil),                    // 66: securemsg.messaging.v1.Message
-	(*durationpb.Duration)(nil),        // 67: google.protobuf.Duration
-	(Box)(0),                           // 68: securemsg.messaging.v1.Box
-	(*ThreadSummary)(nil),              // 69: securemsg.messaging.v1.ThreadSummary
-	(*timestamppb.Timestamp)(nil),      // 70: google.protobuf.Timestamp
-	(*PoolSettings)(nil),               // 71: securemsg.messaging.v1.PoolSettings
-	(*fieldmaskpb.FieldMask)(nil),      // 72: google.protobuf.FieldMask
-	(*v1.Principal)(nil),               // 73: securemsg.common.v1.Principal
-	(*RetentionCounts)(nil),            // 74: securemsg.messaging.v1.RetentionCounts
-	(*Pool)(nil),                       // 75: securemsg.messaging.v1.Pool
-	(*PoolMember)(nil),                 // 76: securemsg.messaging.v1.PoolMember
-	(v11.PoolRole)(0),                  // 77: securemsg.directory.v1.PoolRole
-	(*ClientApp)(nil),                  // 78: securemsg.messaging.v1.ClientApp
+	(*ProxyGrant)(nil),                 // 63: securemsg.messaging.v1.ProxyGrant
+	(*ListProxyGrantsRequest)(nil),     // 64: securemsg.messaging.v1.ListProxyGrantsRequest
+	(*ListProxyGrantsResponse)(nil),    // 65: securemsg.messaging.v1.ListProxyGrantsResponse
+	(*GrantProxyAccessRequest)(nil),    // 66: securemsg.messaging.v1.GrantProxyAccessRequest
+	(*GrantProxyAccessResponse)(nil),   // 67: securemsg.messaging.v1.GrantProxyAccessResponse
+	(*RevokeProxyAccessRequest)(nil),   // 68: securemsg.messaging.v1.RevokeProxyAccessRequest
+	(*RevokeProxyAccessResponse)(nil),  // 69: securemsg.messaging.v1.RevokeProxyAccessResponse
+	(v1.ThreadCategory)(0),             // 70: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),                // 71: securemsg.common.v1.Sensitivity
+	(*Thread)(nil),                     // 72: securemsg.messaging.v1.Thread
+	(*Message)(nil),                    // 73: securemsg.messaging.v1.Message
+	(*durationpb.Duration)(nil),        // 74: google.protobuf.Duration
+	(Box)(0),                           // 75: securemsg.messaging.v1.Box
+	(*ThreadSummary)(nil),              // 76: securemsg.messaging.v1.ThreadSummary
+	(*timestamppb.Timestamp)(nil),      // 77: google.protobuf.Timestamp
+	(*PoolSettings)(nil),               // 78: securemsg.messaging.v1.PoolSettings
+	(*fieldmaskpb.FieldMask)(nil),      // 79: google.protobuf.FieldMask
+	(*v1.Principal)(nil),               // 80: securemsg.common.v1.Principal
+	(*RetentionCounts)(nil),            // 81: securemsg.messaging.v1.RetentionCounts
+	(*Pool)(nil),                       // 82: securemsg.messaging.v1.Pool
+	(*PoolMember)(nil),                 // 83: securemsg.messaging.v1.PoolMember
+	(v11.PoolRole)(0),                  // 84: securemsg.directory.v1.PoolRole
+	(*ClientApp)(nil),                  // 85: securemsg.messaging.v1.ClientApp
 }
 var file_securemsg_messaging_v1_messaging_service_proto_depIdxs = []int32{
-	63, // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
-	64, // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	65, // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	66, // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
-	66, // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
-	67, // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
-	66, // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
-	68, // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
-	69, // 8: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
-	65, // 9: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	66, // 10: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
-	70, // 11: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
-	65, // 12: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	65, // 13: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	65, // 14: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	65, // 15: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	65, // 16: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	66, // 17: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
-	66, // 18: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
-	70, // 19: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
-	71, // 20: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	71, // 21: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	72, // 22: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	71, // 23: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	73, // 24: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
+	70, // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
+	71, // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	72, // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	73, // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
+	73, // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
+	74, // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
+	73, // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	75, // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
+	76, // 8: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
+	72, // 9: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	73, // 10: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
+	77, // 11: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
+	72, // 12: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	72, // 13: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	72, // 14: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	72, // 15: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	72, // 16: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	73, // 17: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
+	73, // 18: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
+	77, // 19: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
+	78, // 20: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	78, // 21: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	79, // 22: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	78, // 23: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	80, // 24: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
 	0,  // 25: securemsg.messaging.v1.CheckMessageAccessRequest.action:type_name -> securemsg.messaging.v1.AccessAction
-	64, // 26: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	70, // 27: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
-	63, // 28: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
-	74, // 29: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
-	74, // 30: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
-	70, // 31: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
-	70, // 32: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
+	71, // 26: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	77, // 27: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
+	70, // 28: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	81, // 29: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
+	81, // 30: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
+	77, // 31: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
+	77, // 32: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
 	40, // 33: securemsg.messaging.v1.WatchInboxResponse.change:type_name -> securemsg.messaging.v1.InboxChange
 	41, // 34: securemsg.messaging.v1.WatchInboxResponse.heartbeat:type_name -> securemsg.messaging.v1.Heartbeat
 	42, // 35: securemsg.messaging.v1.WatchInboxResponse.resync:type_name -> securemsg.messaging.v1.Resync
 	1,  // 36: securemsg.messaging.v1.InboxChange.kind:type_name -> securemsg.messaging.v1.InboxChangeKind
-	70, // 37: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
-	75, // 38: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
-	75, // 39: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	76, // 40: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
-	75, // 41: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	75, // 42: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	75, // 43: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	72, // 44: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
-	75, // 45: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	77, // 46: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
-	76, // 47: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
-	78, // 48: securemsg.messaging.v1.ListClientAppsResponse.apps:type_name -> securemsg.messaging.v1.ClientApp
-	78, // 49: securemsg.messaging.v1.RegisterClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
-	78, // 50: securemsg.messaging.v1.RegisterClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
-	78, // 51: securemsg.messaging.v1.UpdateClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
-	72, // 52: securemsg.messaging.v1.UpdateClientAppRequest.update_mask:type_name -> google.protobuf.FieldMask
-	78, // 53: securemsg.messaging.v1.UpdateClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
-	2,  // 54: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
-	4,  // 55: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
-	6,  // 56: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
-	8,  // 57: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
-	10, // 58: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
-	12, // 59: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
-	14, // 60: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
-	16, // 61: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
-	18, // 62: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
-	20, // 63: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
-	22, // 64: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
-	24, // 65: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
-	26, // 66: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
-	28, // 67: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
-	30, // 68: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
-	32, // 69: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
-	34, // 70: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
-	36, // 71: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
-	38, // 72: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
-	43, // 73: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
-	45, // 74: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
-	47, // 75: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
-	49, // 76: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
-	51, // 77: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
-	53, // 78: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
-	55, // 79: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
-	57, // 80: securemsg.messaging.v1.MessagingService.ListClientApps:input_type -> securemsg.messaging.v1.ListClientAppsRequest
-	59, // 81: securemsg.messaging.v1.MessagingService.RegisterClientApp:input_type -> securemsg.messaging.v1.RegisterClientAppRequest
-	61, // 82: securemsg.messaging.v1.MessagingService.UpdateClientApp:input_type -> securemsg.messaging.v1.UpdateClientAppRequest
-	3,  // 83: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
-	5,  // 84: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
-	7,  // 85: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
-	9,  // 86: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
-	11, // 87: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
-	13, // 88: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
-	15, // 89: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
-	17, // 90: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
-	19, // 91: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
-	21, // 92: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
-	23, // 93: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
-	25, // 94: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
-	27, // 95: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
-	29, // 96: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
-	31, // 97: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
-	33, // 98: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
-	35, // 99: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
-	37, // 100: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
-	39, // 101: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
-	44, // 102: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
-	46, // 103: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
-	48, // 104: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
-	50, // 105: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
-	52, // 106: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
-	54, // 107: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
-	56, // 108: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
-	58, // 109: securemsg.messaging.v1.MessagingService.ListClientApps:output_type -> securemsg.messaging.v1.ListClientAppsResponse
-	60, // 110: securemsg.messaging.v1.MessagingService.RegisterClientApp:output_type -> securemsg.messaging.v1.RegisterClientAppResponse
-	62, // 111: securemsg.messaging.v1.MessagingService.UpdateClientApp:output_type -> securemsg.messaging.v1.UpdateClientAppResponse
-	83, // [83:112] is the sub-list for method output_type
-	54, // [54:83] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	77, // 37: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
+	82, // 38: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
+	82, // 39: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	83, // 40: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
+	82, // 41: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	82, // 42: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	82, // 43: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	79, // 44: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
+	82, // 45: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	84, // 46: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
+	83, // 47: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
+	85, // 48: securemsg.messaging.v1.ListClientAppsResponse.apps:type_name -> securemsg.messaging.v1.ClientApp
+	85, // 49: securemsg.messaging.v1.RegisterClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	85, // 50: securemsg.messaging.v1.RegisterClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	85, // 51: securemsg.messaging.v1.UpdateClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	79, // 52: securemsg.messaging.v1.UpdateClientAppRequest.update_mask:type_name -> google.protobuf.FieldMask
+	85, // 53: securemsg.messaging.v1.UpdateClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	77, // 54: securemsg.messaging.v1.ProxyGrant.expire_time:type_name -> google.protobuf.Timestamp
+	77, // 55: securemsg.messaging.v1.ProxyGrant.create_time:type_name -> google.protobuf.Timestamp
+	77, // 56: securemsg.messaging.v1.ProxyGrant.revoke_time:type_name -> google.protobuf.Timestamp
+	63, // 57: securemsg.messaging.v1.ListProxyGrantsResponse.grants:type_name -> securemsg.messaging.v1.ProxyGrant
+	77, // 58: securemsg.messaging.v1.GrantProxyAccessRequest.expire_time:type_name -> google.protobuf.Timestamp
+	63, // 59: securemsg.messaging.v1.GrantProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
+	63, // 60: securemsg.messaging.v1.RevokeProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
+	2,  // 61: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
+	4,  // 62: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
+	6,  // 63: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
+	8,  // 64: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
+	10, // 65: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
+	12, // 66: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
+	14, // 67: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
+	16, // 68: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
+	18, // 69: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
+	20, // 70: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
+	22, // 71: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
+	24, // 72: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
+	26, // 73: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
+	28, // 74: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
+	30, // 75: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
+	32, // 76: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
+	34, // 77: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
+	36, // 78: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
+	38, // 79: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
+	43, // 80: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
+	45, // 81: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
+	47, // 82: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
+	49, // 83: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
+	51, // 84: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
+	53, // 85: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
+	55, // 86: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
+	57, // 87: securemsg.messaging.v1.MessagingService.ListClientApps:input_type -> securemsg.messaging.v1.ListClientAppsRequest
+	59, // 88: securemsg.messaging.v1.MessagingService.RegisterClientApp:input_type -> securemsg.messaging.v1.RegisterClientAppRequest
+	61, // 89: securemsg.messaging.v1.MessagingService.UpdateClientApp:input_type -> securemsg.messaging.v1.UpdateClientAppRequest
+	64, // 90: securemsg.messaging.v1.MessagingService.ListProxyGrants:input_type -> securemsg.messaging.v1.ListProxyGrantsRequest
+	66, // 91: securemsg.messaging.v1.MessagingService.GrantProxyAccess:input_type -> securemsg.messaging.v1.GrantProxyAccessRequest
+	68, // 92: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:input_type -> securemsg.messaging.v1.RevokeProxyAccessRequest
+	3,  // 93: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
+	5,  // 94: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
+	7,  // 95: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
+	9,  // 96: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
+	11, // 97: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
+	13, // 98: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
+	15, // 99: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
+	17, // 100: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
+	19, // 101: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
+	21, // 102: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
+	23, // 103: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
+	25, // 104: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
+	27, // 105: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
+	29, // 106: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
+	31, // 107: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
+	33, // 108: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
+	35, // 109: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
+	37, // 110: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
+	39, // 111: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
+	44, // 112: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
+	46, // 113: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
+	48, // 114: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
+	50, // 115: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
+	52, // 116: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
+	54, // 117: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
+	56, // 118: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
+	58, // 119: securemsg.messaging.v1.MessagingService.ListClientApps:output_type -> securemsg.messaging.v1.ListClientAppsResponse
+	60, // 120: securemsg.messaging.v1.MessagingService.RegisterClientApp:output_type -> securemsg.messaging.v1.RegisterClientAppResponse
+	62, // 121: securemsg.messaging.v1.MessagingService.UpdateClientApp:output_type -> securemsg.messaging.v1.UpdateClientAppResponse
+	65, // 122: securemsg.messaging.v1.MessagingService.ListProxyGrants:output_type -> securemsg.messaging.v1.ListProxyGrantsResponse
+	67, // 123: securemsg.messaging.v1.MessagingService.GrantProxyAccess:output_type -> securemsg.messaging.v1.GrantProxyAccessResponse
+	69, // 124: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:output_type -> securemsg.messaging.v1.RevokeProxyAccessResponse
+	93, // [93:125] is the sub-list for method output_type
+	61, // [61:93] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_service_proto_init() }
@@ -4346,7 +4803,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_service_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   61,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

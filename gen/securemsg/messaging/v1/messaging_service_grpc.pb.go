@@ -48,6 +48,9 @@ const (
 	MessagingService_ListClientApps_FullMethodName     = "/securemsg.messaging.v1.MessagingService/ListClientApps"
 	MessagingService_RegisterClientApp_FullMethodName  = "/securemsg.messaging.v1.MessagingService/RegisterClientApp"
 	MessagingService_UpdateClientApp_FullMethodName    = "/securemsg.messaging.v1.MessagingService/UpdateClientApp"
+	MessagingService_ListProxyGrants_FullMethodName    = "/securemsg.messaging.v1.MessagingService/ListProxyGrants"
+	MessagingService_GrantProxyAccess_FullMethodName   = "/securemsg.messaging.v1.MessagingService/GrantProxyAccess"
+	MessagingService_RevokeProxyAccess_FullMethodName  = "/securemsg.messaging.v1.MessagingService/RevokeProxyAccess"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -318,6 +321,30 @@ type MessagingServiceClient interface {
 	// an unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA
 	// and a fresh login; NOT_FOUND when the app or a pool does not exist.
 	UpdateClientApp(ctx context.Context, in *UpdateClientAppRequest, opts ...grpc.CallOption) (*UpdateClientAppResponse, error)
+	// ListProxyGrants lists proxy grants, newest first: a patient's the grants they gave (active,
+	// expired and revoked); a proxy's the grants they hold (patient_id narrows them to one
+	// patient).
+	//
+	// Errors: INVALID_ARGUMENT when patient_id is malformed; PERMISSION_DENIED when patient_id
+	// names a patient other than the calling patient.
+	ListProxyGrants(ctx context.Context, in *ListProxyGrantsRequest, opts ...grpc.CallOption) (*ListProxyGrantsResponse, error)
+	// GrantProxyAccess lets a patient give another person (a family member, a caregiver) proxy
+	// access to their own messages, with scopes and an end. The proxy may use it from their next
+	// call on, whatever their identity provider's token says. Audited on the patient's record.
+	//
+	// Errors: INVALID_ARGUMENT when proxy_subject or scopes is missing, a scope is not "read",
+	// "write" or "notifications", "write" is given without "read", expire_time is not in the
+	// future or lies beyond the organisation's maximum (365 days), or the proxy is the patient;
+	// PERMISSION_DENIED when the caller is not a patient acting for their own record.
+	GrantProxyAccess(ctx context.Context, in *GrantProxyAccessRequest, opts ...grpc.CallOption) (*GrantProxyAccessResponse, error)
+	// RevokeProxyAccess ends a proxy grant at once: from the proxy's next call on, on every
+	// service, the grant gives nothing, whatever their token says. The patient who gave it or the
+	// proxy who holds it may revoke it. Revoking a revoked grant is a no-op. Audited on the
+	// patient's record.
+	//
+	// Errors: INVALID_ARGUMENT when grant_id is missing; NOT_FOUND when no grant has the id or it
+	// is neither the caller's to revoke.
+	RevokeProxyAccess(ctx context.Context, in *RevokeProxyAccessRequest, opts ...grpc.CallOption) (*RevokeProxyAccessResponse, error)
 }
 
 type messagingServiceClient struct {
@@ -627,6 +654,36 @@ func (c *messagingServiceClient) UpdateClientApp(ctx context.Context, in *Update
 	return out, nil
 }
 
+func (c *messagingServiceClient) ListProxyGrants(ctx context.Context, in *ListProxyGrantsRequest, opts ...grpc.CallOption) (*ListProxyGrantsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListProxyGrantsResponse)
+	err := c.cc.Invoke(ctx, MessagingService_ListProxyGrants_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GrantProxyAccess(ctx context.Context, in *GrantProxyAccessRequest, opts ...grpc.CallOption) (*GrantProxyAccessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GrantProxyAccessResponse)
+	err := c.cc.Invoke(ctx, MessagingService_GrantProxyAccess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) RevokeProxyAccess(ctx context.Context, in *RevokeProxyAccessRequest, opts ...grpc.CallOption) (*RevokeProxyAccessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeProxyAccessResponse)
+	err := c.cc.Invoke(ctx, MessagingService_RevokeProxyAccess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -895,6 +952,30 @@ type MessagingServiceServer interface {
 	// an unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA
 	// and a fresh login; NOT_FOUND when the app or a pool does not exist.
 	UpdateClientApp(context.Context, *UpdateClientAppRequest) (*UpdateClientAppResponse, error)
+	// ListProxyGrants lists proxy grants, newest first: a patient's the grants they gave (active,
+	// expired and revoked); a proxy's the grants they hold (patient_id narrows them to one
+	// patient).
+	//
+	// Errors: INVALID_ARGUMENT when patient_id is malformed; PERMISSION_DENIED when patient_id
+	// names a patient other than the calling patient.
+	ListProxyGrants(context.Context, *ListProxyGrantsRequest) (*ListProxyGrantsResponse, error)
+	// GrantProxyAccess lets a patient give another person (a family member, a caregiver) proxy
+	// access to their own messages, with scopes and an end. The proxy may use it from their next
+	// call on, whatever their identity provider's token says. Audited on the patient's record.
+	//
+	// Errors: INVALID_ARGUMENT when proxy_subject or scopes is missing, a scope is not "read",
+	// "write" or "notifications", "write" is given without "read", expire_time is not in the
+	// future or lies beyond the organisation's maximum (365 days), or the proxy is the patient;
+	// PERMISSION_DENIED when the caller is not a patient acting for their own record.
+	GrantProxyAccess(context.Context, *GrantProxyAccessRequest) (*GrantProxyAccessResponse, error)
+	// RevokeProxyAccess ends a proxy grant at once: from the proxy's next call on, on every
+	// service, the grant gives nothing, whatever their token says. The patient who gave it or the
+	// proxy who holds it may revoke it. Revoking a revoked grant is a no-op. Audited on the
+	// patient's record.
+	//
+	// Errors: INVALID_ARGUMENT when grant_id is missing; NOT_FOUND when no grant has the id or it
+	// is neither the caller's to revoke.
+	RevokeProxyAccess(context.Context, *RevokeProxyAccessRequest) (*RevokeProxyAccessResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -991,6 +1072,15 @@ func (UnimplementedMessagingServiceServer) RegisterClientApp(context.Context, *R
 }
 func (UnimplementedMessagingServiceServer) UpdateClientApp(context.Context, *UpdateClientAppRequest) (*UpdateClientAppResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateClientApp not implemented")
+}
+func (UnimplementedMessagingServiceServer) ListProxyGrants(context.Context, *ListProxyGrantsRequest) (*ListProxyGrantsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListProxyGrants not implemented")
+}
+func (UnimplementedMessagingServiceServer) GrantProxyAccess(context.Context, *GrantProxyAccessRequest) (*GrantProxyAccessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GrantProxyAccess not implemented")
+}
+func (UnimplementedMessagingServiceServer) RevokeProxyAccess(context.Context, *RevokeProxyAccessRequest) (*RevokeProxyAccessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeProxyAccess not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -1528,6 +1618,60 @@ func _MessagingService_UpdateClientApp_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_ListProxyGrants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListProxyGrantsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).ListProxyGrants(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_ListProxyGrants_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).ListProxyGrants(ctx, req.(*ListProxyGrantsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_GrantProxyAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GrantProxyAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GrantProxyAccess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GrantProxyAccess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GrantProxyAccess(ctx, req.(*GrantProxyAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_RevokeProxyAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeProxyAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).RevokeProxyAccess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_RevokeProxyAccess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).RevokeProxyAccess(ctx, req.(*RevokeProxyAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1646,6 +1790,18 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateClientApp",
 			Handler:    _MessagingService_UpdateClientApp_Handler,
+		},
+		{
+			MethodName: "ListProxyGrants",
+			Handler:    _MessagingService_ListProxyGrants_Handler,
+		},
+		{
+			MethodName: "GrantProxyAccess",
+			Handler:    _MessagingService_GrantProxyAccess_Handler,
+		},
+		{
+			MethodName: "RevokeProxyAccess",
+			Handler:    _MessagingService_RevokeProxyAccess_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

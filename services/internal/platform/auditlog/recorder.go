@@ -116,6 +116,8 @@ func RecordTypeOf(t string) eventsv1.RecordType {
 		return eventsv1.RecordType_RECORD_TYPE_POOL
 	case "poolmembership", "pool_membership":
 		return eventsv1.RecordType_RECORD_TYPE_POOL_MEMBERSHIP
+	case "proxygrant", "proxy_grant":
+		return eventsv1.RecordType_RECORD_TYPE_PROXY_GRANT
 	case "clientapp", "client_app":
 		return eventsv1.RecordType_RECORD_TYPE_CLIENT_APP
 	case "poolsettings", "pool_settings":

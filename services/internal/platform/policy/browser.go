@@ -44,6 +44,9 @@ var browserMethods = []string{
 	messagingv1.MessagingService_ListPools_FullMethodName,
 	messagingv1.MessagingService_GetPool_FullMethodName,
 	messagingv1.MessagingService_ListPoolMembers_FullMethodName,
+	messagingv1.MessagingService_ListProxyGrants_FullMethodName,
+	messagingv1.MessagingService_GrantProxyAccess_FullMethodName,
+	messagingv1.MessagingService_RevokeProxyAccess_FullMethodName,
 
 	attachmentv1.AttachmentService_UploadAttachment_FullMethodName,
 	attachmentv1.AttachmentService_DownloadAttachment_FullMethodName,

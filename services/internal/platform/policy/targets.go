@@ -65,7 +65,14 @@ var rpcTargets = map[string]TargetFunc{
 		return Target{Type: "Thread", ID: r.GetThreadId()}
 	}),
 	"messaging.RunRetentionPurge": fixed("Thread"),
-	"messaging.ListClientApps":    fixed("ClientApp"),
+	"messaging.ListProxyGrants": read(func(r *messagingv1.ListProxyGrantsRequest) Target {
+		return Target{Type: "ProxyGrant", PatientID: r.GetPatientId()}
+	}),
+	"messaging.GrantProxyAccess": fixed("ProxyGrant"),
+	"messaging.RevokeProxyAccess": read(func(r *messagingv1.RevokeProxyAccessRequest) Target {
+		return Target{Type: "ProxyGrant", ID: r.GetGrantId()}
+	}),
+	"messaging.ListClientApps": fixed("ClientApp"),
 	"messaging.RegisterClientApp": read(func(r *messagingv1.RegisterClientAppRequest) Target {
 		return Target{Type: "ClientApp", ID: r.GetApp().GetClientId()}
 	}),

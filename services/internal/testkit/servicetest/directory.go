@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -157,7 +158,7 @@ func (h *Harness) Enroll(t testing.TB, persona Persona) {
 
 // DirectorySeedFile writes a directory bootstrap file (the SECUREMSG_DIRECTORY_BOOTSTRAP format)
 // holding every pool the personas work in, open to all patients, with the personas as their
-// members, and returns its path: the messaging service stores pools and memberships, so its
+// members, and the personas' proxy grants, and returns its path: the messaging service stores pools and memberships, so its
 // tests start from the same organisation the personas' directory entries describe.
 func DirectorySeedFile(t testing.TB, personas ...Persona) string {
 	t.Helper()
@@ -170,9 +171,17 @@ func DirectorySeedFile(t testing.TB, personas ...Persona) string {
 		Subject string `json:"subject"`
 		Role    string `json:"role"`
 	}
+	type grant struct {
+		ID           string   `json:"id"`
+		ProxySubject string   `json:"proxy_subject"`
+		PatientID    string   `json:"patient_id"`
+		Scopes       []string `json:"scopes"`
+		ValidFor     string   `json:"valid_for"`
+	}
 	var seed struct {
 		Pools   []pool   `json:"pools"`
 		Members []member `json:"members"`
+		Grants  []grant  `json:"grants"`
 	}
 	seen := map[string]bool{}
 	for _, p := range personas {
@@ -186,6 +195,10 @@ func DirectorySeedFile(t testing.TB, personas ...Persona) string {
 				seed.Pools = append(seed.Pools, pool{ID: id, Name: id})
 			}
 			seed.Members = append(seed.Members, member{PoolID: id, Subject: p.Subject, Role: role})
+		}
+		for patient, scopes := range p.Grants {
+			id := uuid.NewSHA1(uuid.NameSpaceURL, []byte("securemsg-test-grant:"+p.Subject+":"+patient)).String()
+			seed.Grants = append(seed.Grants, grant{ID: id, ProxySubject: p.Subject, PatientID: patient, Scopes: scopes, ValidFor: "24h"})
 		}
 	}
 	b, err := json.Marshal(seed)

@@ -1,7 +1,7 @@
 // Package app holds the messaging service's use cases: creating threads and sending messages
 // (sealed under a per-thread DEK), reading them (record-level policy, audited in the same
 // commit as the read, fail closed), triage, retract-and-correct, pool settings, legal holds,
-// care pools and their members (pools.go), client-app registrations (apps.go), retention, and live inbox watches (watch.go: id-only change notices, each checked against the
+// care pools and their members (pools.go), client-app registrations (apps.go), proxy grants patients give and revoke (grants.go), retention, and live inbox watches (watch.go: id-only change notices, each checked against the
 // policy before it is sent). It depends on the domain's repository and gateway interfaces only,
 // never on a database or transport. Ports call it with the verified principal and domain
 // values; it returns usererr refusals, which the edge sends as they are, or internal errors,
@@ -55,6 +55,7 @@ type Deps struct {
 	Settings domain.PoolSettingsRepository
 	Pools    domain.PoolRepository
 	Apps     domain.AppRepository
+	Grants   domain.GrantRepository
 	// Members is who works in which pool now, from the directory every service watches.
 	Members    domain.Members
 	Retention  domain.RetentionRepository
@@ -88,7 +89,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.EventsSubject == "" {
 		problems = append(problems, "events subject")
 	}
-	if deps.Threads == nil || deps.Messages == nil || deps.Inbox == nil || deps.Settings == nil || deps.Pools == nil || deps.Apps == nil || deps.Members == nil || deps.Retention == nil ||
+	if deps.Threads == nil || deps.Messages == nil || deps.Inbox == nil || deps.Settings == nil || deps.Pools == nil || deps.Apps == nil || deps.Grants == nil || deps.Members == nil || deps.Retention == nil ||
 		deps.AuditTrail == nil || deps.Keys == nil || deps.Policy == nil || deps.Emitter == nil || deps.Attachments == nil {
 		problems = append(problems, "dependencies")
 	}
@@ -137,6 +138,9 @@ const (
 	actListApps      = "messaging.ListClientApps"
 	actRegisterApp   = "messaging.RegisterClientApp"
 	actUpdateApp     = "messaging.UpdateClientApp"
+	actListGrants    = "messaging.ListProxyGrants"
+	actGrantProxy    = "messaging.GrantProxyAccess"
+	actRevokeProxy   = "messaging.RevokeProxyAccess"
 )
 
 // idNamespace derives deterministic ids from (subject, client request id), so that a retried

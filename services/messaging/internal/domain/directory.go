@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 )
@@ -98,8 +100,8 @@ func ParseDirectorySeed(b []byte) (DirectorySeed, error) {
 		}
 	}
 	for _, g := range s.Grants {
-		if _, err := g.Duration(); err != nil || g.ID == "" || g.ProxySubject == "" || g.PatientID == "" || len(g.Scopes) == 0 {
-			errs = append(errs, fmt.Errorf("directory seed: grant %q needs an id, a proxy, a patient, scopes and a valid_for duration", g.ID))
+		if _, err := g.Duration(); err != nil || uuid.Validate(g.ID) != nil || g.ProxySubject == "" || g.PatientID == "" || len(g.Scopes) == 0 {
+			errs = append(errs, fmt.Errorf("directory seed: grant %q needs a UUID id, a proxy, a patient, scopes and a valid_for duration", g.ID))
 		}
 	}
 	return s, errors.Join(errs...)

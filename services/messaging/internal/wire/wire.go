@@ -79,7 +79,7 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 			MaxTokenAge: deps.Access.MaxTokenAge, MaxSessionAge: deps.Access.MaxSessionAge,
 		},
 	}, app.Deps{
-		Threads: store, Messages: store, Inbox: store, Settings: store, Pools: store, Apps: store, Members: proc.Directory,
+		Threads: store, Messages: store, Inbox: store, Settings: store, Pools: store, Apps: store, Grants: store, Members: proc.Directory,
 		Retention: store, AuditTrail: store,
 		Keys: keyring, Policy: proc.Policy, Emitter: proc.Audit, Attachments: deps.Attachments, Logger: proc.Logger,
 	})

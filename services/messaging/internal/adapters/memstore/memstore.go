@@ -38,6 +38,7 @@ type Store struct {
 	pools        map[string]domain.Pool
 	members      map[string]map[string]domain.PoolMember // pool id → subject → member
 	apps         map[string]domain.ClientApp
+	grants       map[string]domain.ProxyGrant
 }
 
 type viewerKey struct{ thread, subject string }
@@ -59,6 +60,7 @@ func New() *Store {
 		viewers: map[viewerKey]viewerState{}, settings: map[string]domain.PoolSettings{},
 		patientHolds: map[string]string{}, purgeLocks: map[string]bool{},
 		pools: map[string]domain.Pool{}, members: map[string]map[string]domain.PoolMember{}, apps: map[string]domain.ClientApp{},
+		grants: map[string]domain.ProxyGrant{},
 	}
 }
 

@@ -31,6 +31,7 @@ type Store interface {
 	domain.PoolSettingsRepository
 	domain.PoolRepository
 	domain.AppRepository
+	domain.GrantRepository
 	domain.RetentionRepository
 	domain.AuditWriter
 }
@@ -53,6 +54,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("PoolSettingsRepository", func(t *testing.T) { PoolSettingsRepository(t, newStore) })
 	t.Run("PoolRepository", func(t *testing.T) { PoolRepository(t, newStore) })
 	t.Run("AppRepository", func(t *testing.T) { AppRepository(t, newStore) })
+	t.Run("GrantRepository", func(t *testing.T) { GrantRepository(t, newStore) })
 	t.Run("RetentionRepository", func(t *testing.T) { RetentionRepository(t, newStore) })
 	t.Run("AuditWriter", func(t *testing.T) { AuditWriter(t, newStore) })
 }
