@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
@@ -169,14 +170,18 @@ func (d *demo) run(ctx context.Context) error {
 	steps := []func(context.Context) error{
 		d.setPreferences,
 		d.subscribeCareTeam,
+		d.unregisteredAppRefused,
+		d.patientPicksPool,
 		d.patientUploads,
 		d.patientWrites,
 		d.careTeamEvent,
 		d.clinicianAlerted,
 		d.clinicianReadsAndReplies,
+		d.assignmentKeptToThePool,
 		d.patientAlerted,
 		d.proxyReads,
 		d.proxyRefusedOnConfidential,
+		d.patientRevokesProxy,
 		d.auditorSeesWhoAccessed,
 		d.auditLogVerifies,
 	}
@@ -274,6 +279,38 @@ func (d *demo) patientUploads(ctx context.Context) error {
 		return fmt.Errorf("scan state %v, want CLEAN", state)
 	}
 	ok("attachment %s: %s, %d bytes, scan %v", d.attachmentID, resp.GetAttachment().GetMediaType(), resp.GetAttachment().GetSizeBytes(), state)
+	return nil
+}
+
+func (d *demo) unregisteredAppRefused(ctx context.Context) error {
+	d.say("a token the identity provider issued to an app nobody registered is refused")
+	tok, err := mintToken(ctx, d.o.issuer, "patient", "client_id", "unregistered-demo-app")
+	if err != nil {
+		return fmt.Errorf("mint a token for an unregistered app: %w", err)
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	_, err = d.messaging.ListThreads(ctx, &messagingv1.ListThreadsRequest{})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "client application") {
+		return fmt.Errorf("ListThreads from an unregistered app = %v, want PERMISSION_DENIED", err)
+	}
+	ok("PERMISSION_DENIED: %s", status.Convert(err).Message())
+	return nil
+}
+
+func (d *demo) patientPicksPool(ctx context.Context) error {
+	d.say("the patient lists the care pools they may write to and picks %s", d.o.pool)
+	resp, err := d.messaging.ListPools(d.as(ctx, "patient"), &messagingv1.ListPoolsRequest{})
+	if err != nil {
+		return fmt.Errorf("ListPools as patient: %w", err)
+	}
+	found := false
+	for _, p := range resp.GetPools() {
+		ok("%s (%s), open now: %t", p.GetName(), p.GetPoolId(), p.GetOpenNow())
+		found = found || p.GetPoolId() == d.o.pool
+	}
+	if !found {
+		return fmt.Errorf("%s is not among the pools the patient may write to", d.o.pool)
+	}
 	return nil
 }
 
@@ -378,6 +415,59 @@ func (d *demo) clinicianReadsAndReplies(ctx context.Context) error {
 		return fmt.Errorf("SendMessage as clinician: %w", err)
 	}
 	ok("replied")
+	return nil
+}
+
+func (d *demo) assignmentKeptToThePool(ctx context.Context) error {
+	d.say("the clinician may hand the thread only to members of its pool")
+	_, err := d.messaging.AssignThread(d.as(ctx, "clinician"), &messagingv1.AssignThreadRequest{ThreadId: d.threadID, AssigneeSubject: "auditor"})
+	if status.Code(err) != codes.FailedPrecondition {
+		return fmt.Errorf("AssignThread to a non-member = %v, want FAILED_PRECONDITION", err)
+	}
+	ok("assigning it to someone outside the pool: FAILED_PRECONDITION (%s)", status.Convert(err).Message())
+	_, err = d.messaging.TransferThread(d.as(ctx, "clinician"), &messagingv1.TransferThreadRequest{ThreadId: d.threadID, ToPoolId: "pool-dermatology", ReasonCode: "wrong_pool"})
+	if status.Code(err) != codes.PermissionDenied {
+		return fmt.Errorf("TransferThread to a pool the clinician does not work in = %v, want PERMISSION_DENIED", err)
+	}
+	ok("transferring it to a pool the clinician does not work in: PERMISSION_DENIED")
+	if _, err := d.messaging.ClaimThread(d.as(ctx, "clinician"), &messagingv1.ClaimThreadRequest{ThreadId: d.threadID}); err != nil {
+		return fmt.Errorf("ClaimThread: %w", err)
+	}
+	ok("the clinician claims it themself")
+	return nil
+}
+
+func (d *demo) patientRevokesProxy(ctx context.Context) error {
+	d.say("the patient revokes the proxy's access; the proxy, token unexpired, is refused at once; the patient grants it again")
+	grants, err := d.messaging.ListProxyGrants(d.as(ctx, "patient"), &messagingv1.ListProxyGrantsRequest{})
+	if err != nil {
+		return fmt.Errorf("ListProxyGrants as patient: %w", err)
+	}
+	revoked := 0
+	for _, g := range grants.GetGrants() {
+		if g.GetProxySubject() != "proxy" || g.GetRevokeTime() != nil || g.GetExpireTime().AsTime().Before(time.Now()) {
+			continue
+		}
+		if _, err := d.messaging.RevokeProxyAccess(d.as(ctx, "patient"), &messagingv1.RevokeProxyAccessRequest{GrantId: g.GetGrantId()}); err != nil {
+			return fmt.Errorf("RevokeProxyAccess: %w", err)
+		}
+		revoked++
+	}
+	ok("revoked %d grant(s)", revoked)
+	_, err = d.messaging.GetThread(d.as(ctx, "proxy"), &messagingv1.GetThreadRequest{ThreadId: d.threadID})
+	refused := status.Code(err) == codes.PermissionDenied || status.Code(err) == codes.NotFound
+	// Granted again whatever happened, so that the next run of the demo starts where this one did.
+	_, gerr := d.messaging.GrantProxyAccess(d.as(ctx, "patient"), &messagingv1.GrantProxyAccessRequest{
+		ProxySubject: "proxy", Scopes: []string{"read", "write", "notifications"}, ExpireTime: timestamppb.New(time.Now().Add(300 * 24 * time.Hour)),
+	})
+	if !refused {
+		return fmt.Errorf("GetThread by the revoked proxy = %v, want refused", err)
+	}
+	ok("the proxy's next read: %v", status.Code(err))
+	if gerr != nil {
+		return fmt.Errorf("GrantProxyAccess: %w", gerr)
+	}
+	ok("the patient grants the proxy access again, for 300 days")
 	return nil
 }
 
@@ -511,8 +601,13 @@ func portalTLS(caFile string) (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
 }
 
-func mintToken(ctx context.Context, issuer, user string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, issuer+"/dev/token?format=raw&user="+url.QueryEscape(user), nil)
+// mintToken asks the dev issuer for user's token; extra adds query parameters (client_id).
+func mintToken(ctx context.Context, issuer, user string, extra ...string) (string, error) {
+	q := url.Values{"format": {"raw"}, "user": {user}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		q.Set(extra[i], extra[i+1])
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, issuer+"/dev/token?"+q.Encode(), nil)
 	if err != nil {
 		return "", err
 	}

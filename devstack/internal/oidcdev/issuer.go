@@ -52,6 +52,9 @@ type MintOptions struct {
 	TTL     time.Duration // lifetime; DefaultTTL when zero
 	AuthAge time.Duration // how long ago auth_time lies (to test stale sessions); 0 = now
 	Scope   string        // replaces the user's scopes when not empty (space-separated)
+	// ClientID names another client application than the portal (ClientID), to try an
+	// unregistered or care-team app.
+	ClientID string
 }
 
 // LoadOrCreateKey reads the PKCS#8 PEM signing key at path, creating it (0600) on first use so
@@ -143,6 +146,13 @@ func (i *Issuer) Mint(name string, opts MintOptions) (string, time.Time, error) 
 	if opts.AuthAge < 0 || opts.AuthAge > MaxTTL {
 		return "", time.Time{}, fmt.Errorf("%w: auth age %s outside [0, %s]", ErrBadRequest, opts.AuthAge, MaxTTL)
 	}
+	clientID := ClientID
+	if opts.ClientID != "" {
+		if len(opts.ClientID) > 200 || strings.ContainsAny(opts.ClientID, " \t\r\n\"") {
+			return "", time.Time{}, fmt.Errorf("%w: client_id is malformed", ErrBadRequest)
+		}
+		clientID = opts.ClientID
+	}
 	now := i.now().Truncate(time.Second)
 	exp := now.Add(ttl)
 	scope := scopeString(user.Scopes)
@@ -159,7 +169,7 @@ func (i *Issuer) Mint(name string, opts MintOptions) (string, time.Time, error) 
 		Claim(ClaimAuthTime, now.Add(-opts.AuthAge).Unix()).
 		Claim(ClaimAMR, user.AMR).
 		Claim(ClaimRoles, user.Roles).
-		Claim(ClaimClientID, ClientID).
+		Claim(ClaimClientID, clientID).
 		Claim(ClaimScope, scope)
 	if user.PatientID != "" {
 		b = b.Claim(ClaimPatientID, user.PatientID)
@@ -191,7 +201,7 @@ func (i *Issuer) Mint(name string, opts MintOptions) (string, time.Time, error) 
 //
 //	GET  /.well-known/openid-configuration
 //	GET  /jwks.json
-//	POST /dev/token?user=NAME[&ttl=DURATION][&auth_age=DURATION][&scope=S][&format=raw]
+//	POST /dev/token?user=NAME[&ttl=DURATION][&auth_age=DURATION][&scope=S][&client_id=C][&format=raw]
 //	GET  /dev/token?...   (the same, for a browser or a quick curl)
 //	GET  /healthz
 //
@@ -234,7 +244,7 @@ func (i *Issuer) Handler(log *slog.Logger) http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "auth_age: " + err.Error()})
 			return
 		}
-		opts.Scope = q.Get("scope")
+		opts.Scope, opts.ClientID = q.Get("scope"), q.Get("client_id")
 		user := q.Get("user")
 		token, exp, err := i.Mint(user, opts)
 		if err != nil {

@@ -202,6 +202,8 @@ func TestMintOptions(t *testing.T) {
 		{name: "short ttl in seconds", query: "user=patient&ttl=60", wantCode: http.StatusOK},
 		{name: "stale auth_time", query: "user=clinician&auth_age=2h", wantCode: http.StatusOK},
 		{name: "scope override", query: "user=patient&scope=messages.read", wantCode: http.StatusOK},
+		{name: "another client app", query: "user=clinician&client_id=careteam-app", wantCode: http.StatusOK},
+		{name: "malformed client id", query: "user=clinician&client_id=a%20b", wantCode: http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
