@@ -95,10 +95,10 @@ type demo struct {
 	careTeam   chan *nats.Msg
 	markers    []string
 
-	threadID, attachmentID string
-	lastAuditSeq           uint64
-	fileBytes              []byte
-	step                   int
+	threadID, firstMessageID, attachmentID string
+	lastAuditSeq                           uint64
+	fileBytes                              []byte
+	step                                   int
 }
 
 func newDemo(ctx context.Context, o options) (*demo, error) {
@@ -176,7 +176,9 @@ func (d *demo) run(ctx context.Context) error {
 		d.patientWrites,
 		d.careTeamEvent,
 		d.clinicianAlerted,
+		d.clinicianWorksUnassignedQueue,
 		d.clinicianReadsAndReplies,
+		d.patientSeesReadReceipt,
 		d.assignmentKeptToThePool,
 		d.patientAlerted,
 		d.proxyReads,
@@ -325,7 +327,7 @@ func (d *demo) patientWrites(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("CreateThread: %w", err)
 	}
-	d.threadID = resp.GetThread().GetThreadId()
+	d.threadID, d.firstMessageID = resp.GetThread().GetThreadId(), resp.GetMessage().GetMessageId()
 	ok("thread %s created", d.threadID)
 	if ar := resp.GetAutoReply(); ar != nil {
 		ok("the pool's auto-reply came back (turnaround %s)", resp.GetTurnaroundTime().AsDuration())
@@ -415,6 +417,52 @@ func (d *demo) clinicianReadsAndReplies(ctx context.Context) error {
 		return fmt.Errorf("SendMessage as clinician: %w", err)
 	}
 	ok("replied")
+	return nil
+}
+
+func (d *demo) clinicianWorksUnassignedQueue(ctx context.Context) error {
+	d.say("the clinician works the unassigned queue of %s, with every queue's size from one call", d.o.pool)
+	resp, err := d.messaging.ListThreads(d.as(ctx, "clinician"), &messagingv1.ListThreadsRequest{
+		PoolIds:  []string{d.o.pool},
+		Statuses: []messagingv1.ThreadStatus{messagingv1.ThreadStatus_THREAD_STATUS_OPEN, messagingv1.ThreadStatus_THREAD_STATUS_ASSIGNED},
+		Assignee: messagingv1.AssigneeFilter_ASSIGNEE_FILTER_UNASSIGNED, IncludeCounts: true, PageSize: 10,
+	})
+	if err != nil {
+		return fmt.Errorf("ListThreads(unassigned): %w", err)
+	}
+	if len(resp.GetThreads()) == 0 || resp.GetThreads()[0].GetThreadId() != d.threadID {
+		return errors.New("the patient's new thread is not at the top of the unassigned queue")
+	}
+	c := resp.GetCounts()
+	ok("the new thread tops the unassigned queue; open %d, unassigned %d, mine %d, unread %d",
+		c.GetTotal(), c.GetUnassigned(), c.GetAssignedToMe(), c.GetUnread())
+	return nil
+}
+
+func (d *demo) patientSeesReadReceipt(ctx context.Context) error {
+	d.say("the patient sees that the clinician read their message, and a badge for the reply")
+	resp, err := d.messaging.GetMessage(d.as(ctx, "patient"), &messagingv1.GetMessageRequest{ThreadId: d.threadID, MessageId: d.firstMessageID})
+	if err != nil {
+		return fmt.Errorf("GetMessage as patient: %w", err)
+	}
+	var receipt *messagingv1.ReadReceipt
+	for _, r := range resp.GetMessage().GetReceipts() {
+		if r.GetReader().GetRole() == commonv1.Role_ROLE_CLINICIAN {
+			receipt = r
+		}
+	}
+	if receipt == nil {
+		return errors.New("no read receipt from the clinician on the patient's message")
+	}
+	ok("read by %s (%s) at %s", receipt.GetReader().GetSubject(), receipt.GetReader().GetRole(), receipt.GetReadTime().AsTime().Format(time.RFC3339))
+	n, err := d.messaging.GetUnreadCount(d.as(ctx, "patient"), &messagingv1.GetUnreadCountRequest{})
+	if err != nil {
+		return fmt.Errorf("GetUnreadCount as patient: %w", err)
+	}
+	if n.GetUnreadThreads() < 1 {
+		return errors.New("the patient's unread badge does not count the reply")
+	}
+	ok("unread badge: %d thread(s), %d message(s)", n.GetUnreadThreads(), n.GetUnreadMessages())
 	return nil
 }
 

@@ -147,6 +147,63 @@ func (Box) EnumDescriptor() ([]byte, []int) {
 	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{1}
 }
 
+// AssigneeFilter selects threads by who they are assigned to (ListThreadsRequest.assignee).
+type AssigneeFilter int32
+
+const (
+	// Any assignee, or none.
+	AssigneeFilter_ASSIGNEE_FILTER_UNSPECIFIED AssigneeFilter = 0
+	// Threads assigned to the caller ("my queue").
+	AssigneeFilter_ASSIGNEE_FILTER_ME AssigneeFilter = 1
+	// Threads assigned to nobody ("the unassigned queue").
+	AssigneeFilter_ASSIGNEE_FILTER_UNASSIGNED AssigneeFilter = 2
+	// Threads assigned to ListThreadsRequest.assignee_subject (a colleague's queue).
+	AssigneeFilter_ASSIGNEE_FILTER_MEMBER AssigneeFilter = 3
+)
+
+// Enum value maps for AssigneeFilter.
+var (
+	AssigneeFilter_name = map[int32]string{
+		0: "ASSIGNEE_FILTER_UNSPECIFIED",
+		1: "ASSIGNEE_FILTER_ME",
+		2: "ASSIGNEE_FILTER_UNASSIGNED",
+		3: "ASSIGNEE_FILTER_MEMBER",
+	}
+	AssigneeFilter_value = map[string]int32{
+		"ASSIGNEE_FILTER_UNSPECIFIED": 0,
+		"ASSIGNEE_FILTER_ME":          1,
+		"ASSIGNEE_FILTER_UNASSIGNED":  2,
+		"ASSIGNEE_FILTER_MEMBER":      3,
+	}
+)
+
+func (x AssigneeFilter) Enum() *AssigneeFilter {
+	p := new(AssigneeFilter)
+	*p = x
+	return p
+}
+
+func (x AssigneeFilter) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AssigneeFilter) Descriptor() protoreflect.EnumDescriptor {
+	return file_securemsg_messaging_v1_messaging_proto_enumTypes[2].Descriptor()
+}
+
+func (AssigneeFilter) Type() protoreflect.EnumType {
+	return &file_securemsg_messaging_v1_messaging_proto_enumTypes[2]
+}
+
+func (x AssigneeFilter) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AssigneeFilter.Descriptor instead.
+func (AssigneeFilter) EnumDescriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{2}
+}
+
 // PoolAudience says which patients may write to a care pool.
 type PoolAudience int32
 
@@ -184,11 +241,11 @@ func (x PoolAudience) String() string {
 }
 
 func (PoolAudience) Descriptor() protoreflect.EnumDescriptor {
-	return file_securemsg_messaging_v1_messaging_proto_enumTypes[2].Descriptor()
+	return file_securemsg_messaging_v1_messaging_proto_enumTypes[3].Descriptor()
 }
 
 func (PoolAudience) Type() protoreflect.EnumType {
-	return &file_securemsg_messaging_v1_messaging_proto_enumTypes[2]
+	return &file_securemsg_messaging_v1_messaging_proto_enumTypes[3]
 }
 
 func (x PoolAudience) Number() protoreflect.EnumNumber {
@@ -197,7 +254,7 @@ func (x PoolAudience) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PoolAudience.Descriptor instead.
 func (PoolAudience) EnumDescriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{2}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{3}
 }
 
 // Participant identifies who wrote or acted on something in a thread.
@@ -725,8 +782,16 @@ type Message struct {
 	CorrectsMessageId string `protobuf:"bytes,8,opt,name=corrects_message_id,json=correctsMessageId,proto3" json:"corrects_message_id,omitempty"`
 	// True for the pool's automatic reply (emergency disclaimer and expected turnaround).
 	AutoReply bool `protobuf:"varint,9,opt,name=auto_reply,json=autoReply,proto3" json:"auto_reply,omitempty"`
-	// True when the caller has read this message.
-	Read          bool `protobuf:"varint,10,opt,name=read,proto3" json:"read,omitempty"`
+	// True when the caller has read this message. Writing in a thread counts as having read it
+	// up to one's own message.
+	Read bool `protobuf:"varint,10,opt,name=read,proto3" json:"read,omitempty"`
+	// Who else has read this message, earliest first: one receipt per reader, the first time
+	// their read mark reached it. Only the receipts policy lets the caller see
+	// (messaging.ViewReadReceipt): a patient sees the care team's and their proxies' reads, a
+	// proxy the care team's, the care team everyone's. The caller's own read and the sender's
+	// are never listed. A proxy's read is shown as the proxy's (role PROXY, on behalf of the
+	// patient), never as the patient's.
+	Receipts      []*ReadReceipt `protobuf:"bytes,11,rep,name=receipts,proto3" json:"receipts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -831,6 +896,144 @@ func (x *Message) GetRead() bool {
 	return false
 }
 
+func (x *Message) GetReceipts() []*ReadReceipt {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
+// ReadReceipt says that someone read a message, and when.
+type ReadReceipt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Who read it.
+	Reader *Participant `protobuf:"bytes,1,opt,name=reader,proto3" json:"reader,omitempty"`
+	// When their read mark first reached the message.
+	ReadTime      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=read_time,json=readTime,proto3" json:"read_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadReceipt) Reset() {
+	*x = ReadReceipt{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadReceipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadReceipt) ProtoMessage() {}
+
+func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadReceipt.ProtoReflect.Descriptor instead.
+func (*ReadReceipt) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReadReceipt) GetReader() *Participant {
+	if x != nil {
+		return x.Reader
+	}
+	return nil
+}
+
+func (x *ReadReceipt) GetReadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadTime
+	}
+	return nil
+}
+
+// QueueCounts counts the threads one ListThreads selects, by queue, so a care-team app can label
+// every tab from one call. Counted over the request's box, pools, patient, statuses and
+// categories; the assignee and unread_only filters are left out, so each field is the size of
+// the queue that filter would show.
+type QueueCounts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every thread the other filters select.
+	Total int32 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	// Of those, threads with messages the caller has not read.
+	Unread int32 `protobuf:"varint,2,opt,name=unread,proto3" json:"unread,omitempty"`
+	// Of those, threads assigned to nobody.
+	Unassigned int32 `protobuf:"varint,3,opt,name=unassigned,proto3" json:"unassigned,omitempty"`
+	// Of those, threads assigned to the caller.
+	AssignedToMe  int32 `protobuf:"varint,4,opt,name=assigned_to_me,json=assignedToMe,proto3" json:"assigned_to_me,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueCounts) Reset() {
+	*x = QueueCounts{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueCounts) ProtoMessage() {}
+
+func (x *QueueCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueCounts.ProtoReflect.Descriptor instead.
+func (*QueueCounts) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *QueueCounts) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *QueueCounts) GetUnread() int32 {
+	if x != nil {
+		return x.Unread
+	}
+	return 0
+}
+
+func (x *QueueCounts) GetUnassigned() int32 {
+	if x != nil {
+		return x.Unassigned
+	}
+	return 0
+}
+
+func (x *QueueCounts) GetAssignedToMe() int32 {
+	if x != nil {
+		return x.AssignedToMe
+	}
+	return 0
+}
+
 // PoolSettings are a care pool's patient-facing settings. Admin-authored; not PHI.
 type PoolSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -858,7 +1061,7 @@ type PoolSettings struct {
 
 func (x *PoolSettings) Reset() {
 	*x = PoolSettings{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[5]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1073,7 @@ func (x *PoolSettings) String() string {
 func (*PoolSettings) ProtoMessage() {}
 
 func (x *PoolSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[5]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1086,7 @@ func (x *PoolSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolSettings.ProtoReflect.Descriptor instead.
 func (*PoolSettings) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{5}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PoolSettings) GetPoolId() string {
@@ -963,7 +1166,7 @@ type RetentionCounts struct {
 
 func (x *RetentionCounts) Reset() {
 	*x = RetentionCounts{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[6]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1178,7 @@ func (x *RetentionCounts) String() string {
 func (*RetentionCounts) ProtoMessage() {}
 
 func (x *RetentionCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[6]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1191,7 @@ func (x *RetentionCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionCounts.ProtoReflect.Descriptor instead.
 func (*RetentionCounts) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{6}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RetentionCounts) GetCategory() v1.ThreadCategory {
@@ -1078,7 +1281,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[7]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1293,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[7]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1306,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{7}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Pool) GetPoolId() string {
@@ -1218,7 +1421,7 @@ type ActiveHours struct {
 
 func (x *ActiveHours) Reset() {
 	*x = ActiveHours{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[8]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1433,7 @@ func (x *ActiveHours) String() string {
 func (*ActiveHours) ProtoMessage() {}
 
 func (x *ActiveHours) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[8]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1446,7 @@ func (x *ActiveHours) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActiveHours.ProtoReflect.Descriptor instead.
 func (*ActiveHours) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{8}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ActiveHours) GetTimeZone() string {
@@ -1275,7 +1478,7 @@ type HoursWindow struct {
 
 func (x *HoursWindow) Reset() {
 	*x = HoursWindow{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1490,7 @@ func (x *HoursWindow) String() string {
 func (*HoursWindow) ProtoMessage() {}
 
 func (x *HoursWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1503,7 @@ func (x *HoursWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoursWindow.ProtoReflect.Descriptor instead.
 func (*HoursWindow) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{9}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HoursWindow) GetDayOfWeek() int32 {
@@ -1339,7 +1542,7 @@ type PoolMember struct {
 
 func (x *PoolMember) Reset() {
 	*x = PoolMember{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1554,7 @@ func (x *PoolMember) String() string {
 func (*PoolMember) ProtoMessage() {}
 
 func (x *PoolMember) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1567,7 @@ func (x *PoolMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolMember.ProtoReflect.Descriptor instead.
 func (*PoolMember) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{10}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PoolMember) GetSubject() string {
@@ -1414,7 +1617,7 @@ type ClientApp struct {
 
 func (x *ClientApp) Reset() {
 	*x = ClientApp{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1629,7 @@ func (x *ClientApp) String() string {
 func (*ClientApp) ProtoMessage() {}
 
 func (x *ClientApp) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1642,7 @@ func (x *ClientApp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientApp.ProtoReflect.Descriptor instead.
 func (*ClientApp) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{11}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClientApp) GetClientId() string {
@@ -1549,7 +1752,7 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\fretracted_by\x18\x02 \x01(\v2#.securemsg.messaging.v1.ParticipantR\vretractedBy\x12\x1f\n" +
 	"\vreason_code\x18\x03 \x01(\tR\n" +
 	"reasonCode\x122\n" +
-	"\x15correction_message_id\x18\x04 \x01(\tR\x13correctionMessageId\"\xa6\x03\n" +
+	"\x15correction_message_id\x18\x04 \x01(\tR\x13correctionMessageId\"\xe7\x03\n" +
 	"\aMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1b\n" +
@@ -1566,7 +1769,18 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\n" +
 	"auto_reply\x18\t \x01(\bR\tautoReply\x12\x12\n" +
 	"\x04read\x18\n" +
-	" \x01(\bR\x04read\"\xc2\x03\n" +
+	" \x01(\bR\x04read\x12?\n" +
+	"\breceipts\x18\v \x03(\v2#.securemsg.messaging.v1.ReadReceiptR\breceipts\"\x83\x01\n" +
+	"\vReadReceipt\x12;\n" +
+	"\x06reader\x18\x01 \x01(\v2#.securemsg.messaging.v1.ParticipantR\x06reader\x127\n" +
+	"\tread_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime\"\x81\x01\n" +
+	"\vQueueCounts\x12\x14\n" +
+	"\x05total\x18\x01 \x01(\x05R\x05total\x12\x16\n" +
+	"\x06unread\x18\x02 \x01(\x05R\x06unread\x12\x1e\n" +
+	"\n" +
+	"unassigned\x18\x03 \x01(\x05R\n" +
+	"unassigned\x12$\n" +
+	"\x0eassigned_to_me\x18\x04 \x01(\x05R\fassignedToMe\"\xc2\x03\n" +
 	"\fPoolSettings\x125\n" +
 	"\apool_id\x18\x01 \x01(\tB\x1c\xbaH\x19\xc8\x01\x01r\x14(d2\x10^[^.*> \\t\\r\\n]*$R\x06poolId\x12,\n" +
 	"\x12auto_reply_enabled\x18\x02 \x01(\bR\x10autoReplyEnabled\x120\n" +
@@ -1636,7 +1850,12 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\x0fBOX_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tBOX_INBOX\x10\x01\x12\f\n" +
 	"\bBOX_SENT\x10\x02\x12\x10\n" +
-	"\fBOX_ARCHIVED\x10\x03*p\n" +
+	"\fBOX_ARCHIVED\x10\x03*\x85\x01\n" +
+	"\x0eAssigneeFilter\x12\x1f\n" +
+	"\x1bASSIGNEE_FILTER_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ASSIGNEE_FILTER_ME\x10\x01\x12\x1e\n" +
+	"\x1aASSIGNEE_FILTER_UNASSIGNED\x10\x02\x12\x1a\n" +
+	"\x16ASSIGNEE_FILTER_MEMBER\x10\x03*p\n" +
 	"\fPoolAudience\x12\x1d\n" +
 	"\x19POOL_AUDIENCE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPOOL_AUDIENCE_ALL_PATIENTS\x10\x01\x12!\n" +
@@ -1655,70 +1874,76 @@ func file_securemsg_messaging_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_securemsg_messaging_v1_messaging_proto_rawDescData
 }
 
-var file_securemsg_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_securemsg_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_securemsg_messaging_v1_messaging_proto_goTypes = []any{
 	(ThreadStatus)(0),             // 0: securemsg.messaging.v1.ThreadStatus
 	(Box)(0),                      // 1: securemsg.messaging.v1.Box
-	(PoolAudience)(0),             // 2: securemsg.messaging.v1.PoolAudience
-	(*Participant)(nil),           // 3: securemsg.messaging.v1.Participant
-	(*Thread)(nil),                // 4: securemsg.messaging.v1.Thread
-	(*ThreadSummary)(nil),         // 5: securemsg.messaging.v1.ThreadSummary
-	(*Retraction)(nil),            // 6: securemsg.messaging.v1.Retraction
-	(*Message)(nil),               // 7: securemsg.messaging.v1.Message
-	(*PoolSettings)(nil),          // 8: securemsg.messaging.v1.PoolSettings
-	(*RetentionCounts)(nil),       // 9: securemsg.messaging.v1.RetentionCounts
-	(*Pool)(nil),                  // 10: securemsg.messaging.v1.Pool
-	(*ActiveHours)(nil),           // 11: securemsg.messaging.v1.ActiveHours
-	(*HoursWindow)(nil),           // 12: securemsg.messaging.v1.HoursWindow
-	(*PoolMember)(nil),            // 13: securemsg.messaging.v1.PoolMember
-	(*ClientApp)(nil),             // 14: securemsg.messaging.v1.ClientApp
-	(v1.Role)(0),                  // 15: securemsg.common.v1.Role
-	(v1.ThreadCategory)(0),        // 16: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),           // 17: securemsg.common.v1.Sensitivity
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(v11.PoolRole)(0),             // 20: securemsg.directory.v1.PoolRole
-	(v11.ClientAppKind)(0),        // 21: securemsg.directory.v1.ClientAppKind
+	(AssigneeFilter)(0),           // 2: securemsg.messaging.v1.AssigneeFilter
+	(PoolAudience)(0),             // 3: securemsg.messaging.v1.PoolAudience
+	(*Participant)(nil),           // 4: securemsg.messaging.v1.Participant
+	(*Thread)(nil),                // 5: securemsg.messaging.v1.Thread
+	(*ThreadSummary)(nil),         // 6: securemsg.messaging.v1.ThreadSummary
+	(*Retraction)(nil),            // 7: securemsg.messaging.v1.Retraction
+	(*Message)(nil),               // 8: securemsg.messaging.v1.Message
+	(*ReadReceipt)(nil),           // 9: securemsg.messaging.v1.ReadReceipt
+	(*QueueCounts)(nil),           // 10: securemsg.messaging.v1.QueueCounts
+	(*PoolSettings)(nil),          // 11: securemsg.messaging.v1.PoolSettings
+	(*RetentionCounts)(nil),       // 12: securemsg.messaging.v1.RetentionCounts
+	(*Pool)(nil),                  // 13: securemsg.messaging.v1.Pool
+	(*ActiveHours)(nil),           // 14: securemsg.messaging.v1.ActiveHours
+	(*HoursWindow)(nil),           // 15: securemsg.messaging.v1.HoursWindow
+	(*PoolMember)(nil),            // 16: securemsg.messaging.v1.PoolMember
+	(*ClientApp)(nil),             // 17: securemsg.messaging.v1.ClientApp
+	(v1.Role)(0),                  // 18: securemsg.common.v1.Role
+	(v1.ThreadCategory)(0),        // 19: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),           // 20: securemsg.common.v1.Sensitivity
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(v11.PoolRole)(0),             // 23: securemsg.directory.v1.PoolRole
+	(v11.ClientAppKind)(0),        // 24: securemsg.directory.v1.ClientAppKind
 }
 var file_securemsg_messaging_v1_messaging_proto_depIdxs = []int32{
-	15, // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
-	16, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
-	17, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	18, // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
+	19, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
+	20, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 3: securemsg.messaging.v1.Thread.status:type_name -> securemsg.messaging.v1.ThreadStatus
-	3,  // 4: securemsg.messaging.v1.Thread.created_by:type_name -> securemsg.messaging.v1.Participant
-	18, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
-	18, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
-	18, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
-	18, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
-	16, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
-	17, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	4,  // 4: securemsg.messaging.v1.Thread.created_by:type_name -> securemsg.messaging.v1.Participant
+	21, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
+	21, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
+	21, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
+	21, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
+	19, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
+	20, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 11: securemsg.messaging.v1.ThreadSummary.status:type_name -> securemsg.messaging.v1.ThreadStatus
-	18, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
-	15, // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
-	18, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
-	3,  // 15: securemsg.messaging.v1.Retraction.retracted_by:type_name -> securemsg.messaging.v1.Participant
-	3,  // 16: securemsg.messaging.v1.Message.sender:type_name -> securemsg.messaging.v1.Participant
-	18, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 18: securemsg.messaging.v1.Message.retraction:type_name -> securemsg.messaging.v1.Retraction
-	19, // 19: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
-	18, // 20: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
-	16, // 21: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
-	2,  // 22: securemsg.messaging.v1.Pool.audience:type_name -> securemsg.messaging.v1.PoolAudience
-	11, // 23: securemsg.messaging.v1.Pool.active_hours:type_name -> securemsg.messaging.v1.ActiveHours
-	19, // 24: securemsg.messaging.v1.Pool.turnaround_time:type_name -> google.protobuf.Duration
-	18, // 25: securemsg.messaging.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
-	18, // 26: securemsg.messaging.v1.Pool.update_time:type_name -> google.protobuf.Timestamp
-	12, // 27: securemsg.messaging.v1.ActiveHours.windows:type_name -> securemsg.messaging.v1.HoursWindow
-	20, // 28: securemsg.messaging.v1.PoolMember.role:type_name -> securemsg.directory.v1.PoolRole
-	18, // 29: securemsg.messaging.v1.PoolMember.add_time:type_name -> google.protobuf.Timestamp
-	21, // 30: securemsg.messaging.v1.ClientApp.kind:type_name -> securemsg.directory.v1.ClientAppKind
-	18, // 31: securemsg.messaging.v1.ClientApp.update_time:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	21, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
+	18, // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
+	21, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
+	4,  // 15: securemsg.messaging.v1.Retraction.retracted_by:type_name -> securemsg.messaging.v1.Participant
+	4,  // 16: securemsg.messaging.v1.Message.sender:type_name -> securemsg.messaging.v1.Participant
+	21, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 18: securemsg.messaging.v1.Message.retraction:type_name -> securemsg.messaging.v1.Retraction
+	9,  // 19: securemsg.messaging.v1.Message.receipts:type_name -> securemsg.messaging.v1.ReadReceipt
+	4,  // 20: securemsg.messaging.v1.ReadReceipt.reader:type_name -> securemsg.messaging.v1.Participant
+	21, // 21: securemsg.messaging.v1.ReadReceipt.read_time:type_name -> google.protobuf.Timestamp
+	22, // 22: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
+	21, // 23: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
+	19, // 24: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
+	3,  // 25: securemsg.messaging.v1.Pool.audience:type_name -> securemsg.messaging.v1.PoolAudience
+	14, // 26: securemsg.messaging.v1.Pool.active_hours:type_name -> securemsg.messaging.v1.ActiveHours
+	22, // 27: securemsg.messaging.v1.Pool.turnaround_time:type_name -> google.protobuf.Duration
+	21, // 28: securemsg.messaging.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
+	21, // 29: securemsg.messaging.v1.Pool.update_time:type_name -> google.protobuf.Timestamp
+	15, // 30: securemsg.messaging.v1.ActiveHours.windows:type_name -> securemsg.messaging.v1.HoursWindow
+	23, // 31: securemsg.messaging.v1.PoolMember.role:type_name -> securemsg.directory.v1.PoolRole
+	21, // 32: securemsg.messaging.v1.PoolMember.add_time:type_name -> google.protobuf.Timestamp
+	24, // 33: securemsg.messaging.v1.ClientApp.kind:type_name -> securemsg.directory.v1.ClientAppKind
+	21, // 34: securemsg.messaging.v1.ClientApp.update_time:type_name -> google.protobuf.Timestamp
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_proto_init() }
@@ -1731,8 +1956,8 @@ func file_securemsg_messaging_v1_messaging_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   12,
+			NumEnums:      4,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

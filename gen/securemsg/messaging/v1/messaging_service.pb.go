@@ -488,7 +488,18 @@ type ListThreadsRequest struct {
 	// Maximum threads to return; 0 means 50, larger than 100 is treated as 100.
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token from a previous response with the same filters; empty for the first page.
-	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only threads in these statuses; empty means every status.
+	Statuses []ThreadStatus `protobuf:"varint,7,rep,packed,name=statuses,proto3,enum=securemsg.messaging.v1.ThreadStatus" json:"statuses,omitempty"`
+	// Only threads with this kind of assignee; ASSIGNEE_FILTER_UNSPECIFIED means any.
+	Assignee AssigneeFilter `protobuf:"varint,8,opt,name=assignee,proto3,enum=securemsg.messaging.v1.AssigneeFilter" json:"assignee,omitempty"`
+	// With ASSIGNEE_FILTER_MEMBER: the member whose queue to list. Empty otherwise.
+	AssigneeSubject string `protobuf:"bytes,9,opt,name=assignee_subject,json=assigneeSubject,proto3" json:"assignee_subject,omitempty"`
+	// Only threads in these categories; empty means every category.
+	Categories []v1.ThreadCategory `protobuf:"varint,10,rep,packed,name=categories,proto3,enum=securemsg.common.v1.ThreadCategory" json:"categories,omitempty"`
+	// Also count the threads by queue (ListThreadsResponse.counts). One more query; ask on the
+	// first page, not on every page.
+	IncludeCounts bool `protobuf:"varint,11,opt,name=include_counts,json=includeCounts,proto3" json:"include_counts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +576,41 @@ func (x *ListThreadsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListThreadsRequest) GetStatuses() []ThreadStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *ListThreadsRequest) GetAssignee() AssigneeFilter {
+	if x != nil {
+		return x.Assignee
+	}
+	return AssigneeFilter_ASSIGNEE_FILTER_UNSPECIFIED
+}
+
+func (x *ListThreadsRequest) GetAssigneeSubject() string {
+	if x != nil {
+		return x.AssigneeSubject
+	}
+	return ""
+}
+
+func (x *ListThreadsRequest) GetCategories() []v1.ThreadCategory {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+func (x *ListThreadsRequest) GetIncludeCounts() bool {
+	if x != nil {
+		return x.IncludeCounts
+	}
+	return false
+}
+
 // ListThreadsResponse is one page of threads.
 type ListThreadsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -572,6 +618,8 @@ type ListThreadsResponse struct {
 	Threads []*ThreadSummary `protobuf:"bytes,1,rep,name=threads,proto3" json:"threads,omitempty"`
 	// Token for the next page; empty when this is the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// With include_counts: the size of each queue the other filters select. Unset otherwise.
+	Counts        *QueueCounts `protobuf:"bytes,3,opt,name=counts,proto3" json:"counts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -620,6 +668,206 @@ func (x *ListThreadsResponse) GetNextPageToken() string {
 	return ""
 }
 
+func (x *ListThreadsResponse) GetCounts() *QueueCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// GetMessageRequest reads one message.
+type GetMessageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The thread the message is in.
+	ThreadId string `protobuf:"bytes,1,opt,name=thread_id,json=threadId,proto3" json:"thread_id,omitempty"`
+	// The message.
+	MessageId     string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMessageRequest) Reset() {
+	*x = GetMessageRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMessageRequest) ProtoMessage() {}
+
+func (x *GetMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMessageRequest.ProtoReflect.Descriptor instead.
+func (*GetMessageRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetMessageRequest) GetThreadId() string {
+	if x != nil {
+		return x.ThreadId
+	}
+	return ""
+}
+
+func (x *GetMessageRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+// GetMessageResponse is one message.
+type GetMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message, with the receipts the caller may see.
+	Message       *Message `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMessageResponse) Reset() {
+	*x = GetMessageResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMessageResponse) ProtoMessage() {}
+
+func (x *GetMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMessageResponse.ProtoReflect.Descriptor instead.
+func (*GetMessageResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetMessageResponse) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+// GetUnreadCountRequest asks for the caller's unread counts.
+type GetUnreadCountRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUnreadCountRequest) Reset() {
+	*x = GetUnreadCountRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUnreadCountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUnreadCountRequest) ProtoMessage() {}
+
+func (x *GetUnreadCountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUnreadCountRequest.ProtoReflect.Descriptor instead.
+func (*GetUnreadCountRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{8}
+}
+
+// GetUnreadCountResponse is what the caller has not read.
+type GetUnreadCountResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Threads in the caller's inbox with at least one message they have not read.
+	UnreadThreads int32 `protobuf:"varint,1,opt,name=unread_threads,json=unreadThreads,proto3" json:"unread_threads,omitempty"`
+	// Messages in those threads the caller has not read.
+	UnreadMessages int64 `protobuf:"varint,2,opt,name=unread_messages,json=unreadMessages,proto3" json:"unread_messages,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetUnreadCountResponse) Reset() {
+	*x = GetUnreadCountResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUnreadCountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUnreadCountResponse) ProtoMessage() {}
+
+func (x *GetUnreadCountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUnreadCountResponse.ProtoReflect.Descriptor instead.
+func (*GetUnreadCountResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetUnreadCountResponse) GetUnreadThreads() int32 {
+	if x != nil {
+		return x.UnreadThreads
+	}
+	return 0
+}
+
+func (x *GetUnreadCountResponse) GetUnreadMessages() int64 {
+	if x != nil {
+		return x.UnreadMessages
+	}
+	return 0
+}
+
 // GetThreadRequest reads a thread.
 type GetThreadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -640,7 +888,7 @@ type GetThreadRequest struct {
 
 func (x *GetThreadRequest) Reset() {
 	*x = GetThreadRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[6]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +900,7 @@ func (x *GetThreadRequest) String() string {
 func (*GetThreadRequest) ProtoMessage() {}
 
 func (x *GetThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[6]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +913,7 @@ func (x *GetThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetThreadRequest.ProtoReflect.Descriptor instead.
 func (*GetThreadRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{6}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetThreadRequest) GetThreadId() string {
@@ -715,7 +963,7 @@ type GetThreadResponse struct {
 
 func (x *GetThreadResponse) Reset() {
 	*x = GetThreadResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[7]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +975,7 @@ func (x *GetThreadResponse) String() string {
 func (*GetThreadResponse) ProtoMessage() {}
 
 func (x *GetThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[7]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +988,7 @@ func (x *GetThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetThreadResponse.ProtoReflect.Descriptor instead.
 func (*GetThreadResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{7}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetThreadResponse) GetThread() *Thread {
@@ -791,7 +1039,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[8]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +1051,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[8]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +1064,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{8}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MarkReadRequest) GetThreadId() string {
@@ -844,7 +1092,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[9]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1104,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[9]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1117,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{9}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MarkReadResponse) GetUnreadCount() int32 {
@@ -890,7 +1138,7 @@ type ArchiveThreadRequest struct {
 
 func (x *ArchiveThreadRequest) Reset() {
 	*x = ArchiveThreadRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[10]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1150,7 @@ func (x *ArchiveThreadRequest) String() string {
 func (*ArchiveThreadRequest) ProtoMessage() {}
 
 func (x *ArchiveThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[10]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1163,7 @@ func (x *ArchiveThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveThreadRequest.ProtoReflect.Descriptor instead.
 func (*ArchiveThreadRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{10}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ArchiveThreadRequest) GetThreadId() string {
@@ -936,7 +1184,7 @@ type ArchiveThreadResponse struct {
 
 func (x *ArchiveThreadResponse) Reset() {
 	*x = ArchiveThreadResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[11]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1196,7 @@ func (x *ArchiveThreadResponse) String() string {
 func (*ArchiveThreadResponse) ProtoMessage() {}
 
 func (x *ArchiveThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[11]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1209,7 @@ func (x *ArchiveThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveThreadResponse.ProtoReflect.Descriptor instead.
 func (*ArchiveThreadResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{11}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ArchiveThreadResponse) GetArchiveTime() *timestamppb.Timestamp {
@@ -982,7 +1230,7 @@ type UnarchiveThreadRequest struct {
 
 func (x *UnarchiveThreadRequest) Reset() {
 	*x = UnarchiveThreadRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[12]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1242,7 @@ func (x *UnarchiveThreadRequest) String() string {
 func (*UnarchiveThreadRequest) ProtoMessage() {}
 
 func (x *UnarchiveThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[12]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1255,7 @@ func (x *UnarchiveThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveThreadRequest.ProtoReflect.Descriptor instead.
 func (*UnarchiveThreadRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{12}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UnarchiveThreadRequest) GetThreadId() string {
@@ -1026,7 +1274,7 @@ type UnarchiveThreadResponse struct {
 
 func (x *UnarchiveThreadResponse) Reset() {
 	*x = UnarchiveThreadResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[13]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1286,7 @@ func (x *UnarchiveThreadResponse) String() string {
 func (*UnarchiveThreadResponse) ProtoMessage() {}
 
 func (x *UnarchiveThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[13]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1299,7 @@ func (x *UnarchiveThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveThreadResponse.ProtoReflect.Descriptor instead.
 func (*UnarchiveThreadResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{13}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{17}
 }
 
 // ClaimThreadRequest claims a thread for the caller.
@@ -1065,7 +1313,7 @@ type ClaimThreadRequest struct {
 
 func (x *ClaimThreadRequest) Reset() {
 	*x = ClaimThreadRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[14]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1325,7 @@ func (x *ClaimThreadRequest) String() string {
 func (*ClaimThreadRequest) ProtoMessage() {}
 
 func (x *ClaimThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[14]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1338,7 @@ func (x *ClaimThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimThreadRequest.ProtoReflect.Descriptor instead.
 func (*ClaimThreadRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{14}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ClaimThreadRequest) GetThreadId() string {
@@ -1111,7 +1359,7 @@ type ClaimThreadResponse struct {
 
 func (x *ClaimThreadResponse) Reset() {
 	*x = ClaimThreadResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[15]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1371,7 @@ func (x *ClaimThreadResponse) String() string {
 func (*ClaimThreadResponse) ProtoMessage() {}
 
 func (x *ClaimThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[15]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1384,7 @@ func (x *ClaimThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimThreadResponse.ProtoReflect.Descriptor instead.
 func (*ClaimThreadResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{15}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClaimThreadResponse) GetThread() *Thread {
@@ -1159,7 +1407,7 @@ type AssignThreadRequest struct {
 
 func (x *AssignThreadRequest) Reset() {
 	*x = AssignThreadRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[16]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1419,7 @@ func (x *AssignThreadRequest) String() string {
 func (*AssignThreadRequest) ProtoMessage() {}
 
 func (x *AssignThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[16]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1432,7 @@ func (x *AssignThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignThreadRequest.ProtoReflect.Descriptor instead.
 func (*AssignThreadRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{16}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AssignThreadRequest) GetThreadId() string {
@@ -1212,7 +1460,7 @@ type AssignThreadResponse struct {
 
 func (x *AssignThreadResponse) Reset() {
 	*x = AssignThreadResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[17]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1472,7 @@ func (x *AssignThreadResponse) String() string {
 func (*AssignThreadResponse) ProtoMessage() {}
 
 func (x *AssignThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[17]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1485,7 @@ func (x *AssignThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignThreadResponse.ProtoReflect.Descriptor instead.
 func (*AssignThreadResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{17}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AssignThreadResponse) GetThread() *Thread {
@@ -1265,7 +1513,7 @@ type TransferThreadRequest struct {
 
 func (x *TransferThreadRequest) Reset() {
 	*x = TransferThreadRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[18]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1525,7 @@ func (x *TransferThreadRequest) String() string {
 func (*TransferThreadRequest) ProtoMessage() {}
 
 func (x *TransferThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[18]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1538,7 @@ func (x *TransferThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferThreadRequest.ProtoReflect.Descriptor instead.
 func (*TransferThreadRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{18}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransferThreadRequest) GetThreadId() string {
@@ -1332,7 +1580,7 @@ type TransferThreadResponse struct {
 
 func (x *TransferThreadResponse) Reset() {
 	*x = TransferThreadResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[19]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1592,7 @@ func (x *TransferThreadResponse) String() string {
 func (*TransferThreadResponse) ProtoMessage() {}
 
 func (x *TransferThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[19]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1605,7 @@ func (x *TransferThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferThreadResponse.ProtoReflect.Descriptor instead.
 func (*TransferThreadResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{19}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TransferThreadResponse) GetThread() *Thread {
@@ -1380,7 +1628,7 @@ type CloseThreadRequest struct {
 
 func (x *CloseThreadRequest) Reset() {
 	*x = CloseThreadRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[20]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1640,7 @@ func (x *CloseThreadRequest) String() string {
 func (*CloseThreadRequest) ProtoMessage() {}
 
 func (x *CloseThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[20]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1653,7 @@ func (x *CloseThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseThreadRequest.ProtoReflect.Descriptor instead.
 func (*CloseThreadRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{20}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CloseThreadRequest) GetThreadId() string {
@@ -1433,7 +1681,7 @@ type CloseThreadResponse struct {
 
 func (x *CloseThreadResponse) Reset() {
 	*x = CloseThreadResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[21]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1693,7 @@ func (x *CloseThreadResponse) String() string {
 func (*CloseThreadResponse) ProtoMessage() {}
 
 func (x *CloseThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[21]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1706,7 @@ func (x *CloseThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseThreadResponse.ProtoReflect.Descriptor instead.
 func (*CloseThreadResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{21}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CloseThreadResponse) GetThread() *Thread {
@@ -1479,7 +1727,7 @@ type ReopenThreadRequest struct {
 
 func (x *ReopenThreadRequest) Reset() {
 	*x = ReopenThreadRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[22]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1739,7 @@ func (x *ReopenThreadRequest) String() string {
 func (*ReopenThreadRequest) ProtoMessage() {}
 
 func (x *ReopenThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[22]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1752,7 @@ func (x *ReopenThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReopenThreadRequest.ProtoReflect.Descriptor instead.
 func (*ReopenThreadRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{22}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReopenThreadRequest) GetThreadId() string {
@@ -1525,7 +1773,7 @@ type ReopenThreadResponse struct {
 
 func (x *ReopenThreadResponse) Reset() {
 	*x = ReopenThreadResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[23]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1785,7 @@ func (x *ReopenThreadResponse) String() string {
 func (*ReopenThreadResponse) ProtoMessage() {}
 
 func (x *ReopenThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[23]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1798,7 @@ func (x *ReopenThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReopenThreadResponse.ProtoReflect.Descriptor instead.
 func (*ReopenThreadResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{23}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReopenThreadResponse) GetThread() *Thread {
@@ -1581,7 +1829,7 @@ type RetractMessageRequest struct {
 
 func (x *RetractMessageRequest) Reset() {
 	*x = RetractMessageRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[24]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1841,7 @@ func (x *RetractMessageRequest) String() string {
 func (*RetractMessageRequest) ProtoMessage() {}
 
 func (x *RetractMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[24]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1854,7 @@ func (x *RetractMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetractMessageRequest.ProtoReflect.Descriptor instead.
 func (*RetractMessageRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{24}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetractMessageRequest) GetThreadId() string {
@@ -1657,7 +1905,7 @@ type RetractMessageResponse struct {
 
 func (x *RetractMessageResponse) Reset() {
 	*x = RetractMessageResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[25]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1917,7 @@ func (x *RetractMessageResponse) String() string {
 func (*RetractMessageResponse) ProtoMessage() {}
 
 func (x *RetractMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[25]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1930,7 @@ func (x *RetractMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetractMessageResponse.ProtoReflect.Descriptor instead.
 func (*RetractMessageResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{25}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RetractMessageResponse) GetRetracted() *Message {
@@ -1720,7 +1968,7 @@ type SetLegalHoldRequest struct {
 
 func (x *SetLegalHoldRequest) Reset() {
 	*x = SetLegalHoldRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[26]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1980,7 @@ func (x *SetLegalHoldRequest) String() string {
 func (*SetLegalHoldRequest) ProtoMessage() {}
 
 func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[26]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1993,7 @@ func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLegalHoldRequest.ProtoReflect.Descriptor instead.
 func (*SetLegalHoldRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{26}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetLegalHoldRequest) GetTarget() isSetLegalHoldRequest_Target {
@@ -1822,7 +2070,7 @@ type SetLegalHoldResponse struct {
 
 func (x *SetLegalHoldResponse) Reset() {
 	*x = SetLegalHoldResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[27]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +2082,7 @@ func (x *SetLegalHoldResponse) String() string {
 func (*SetLegalHoldResponse) ProtoMessage() {}
 
 func (x *SetLegalHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[27]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +2095,7 @@ func (x *SetLegalHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLegalHoldResponse.ProtoReflect.Descriptor instead.
 func (*SetLegalHoldResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{27}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetLegalHoldResponse) GetThreadsAffected() int64 {
@@ -1889,7 +2137,7 @@ type GetPoolSettingsRequest struct {
 
 func (x *GetPoolSettingsRequest) Reset() {
 	*x = GetPoolSettingsRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[28]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2149,7 @@ func (x *GetPoolSettingsRequest) String() string {
 func (*GetPoolSettingsRequest) ProtoMessage() {}
 
 func (x *GetPoolSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[28]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2162,7 @@ func (x *GetPoolSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{28}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetPoolSettingsRequest) GetPoolId() string {
@@ -1935,7 +2183,7 @@ type GetPoolSettingsResponse struct {
 
 func (x *GetPoolSettingsResponse) Reset() {
 	*x = GetPoolSettingsResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[29]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2195,7 @@ func (x *GetPoolSettingsResponse) String() string {
 func (*GetPoolSettingsResponse) ProtoMessage() {}
 
 func (x *GetPoolSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[29]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2208,7 @@ func (x *GetPoolSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{29}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetPoolSettingsResponse) GetSettings() *PoolSettings {
@@ -1984,7 +2232,7 @@ type UpdatePoolSettingsRequest struct {
 
 func (x *UpdatePoolSettingsRequest) Reset() {
 	*x = UpdatePoolSettingsRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[30]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2244,7 @@ func (x *UpdatePoolSettingsRequest) String() string {
 func (*UpdatePoolSettingsRequest) ProtoMessage() {}
 
 func (x *UpdatePoolSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[30]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2257,7 @@ func (x *UpdatePoolSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePoolSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePoolSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{30}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpdatePoolSettingsRequest) GetSettings() *PoolSettings {
@@ -2037,7 +2285,7 @@ type UpdatePoolSettingsResponse struct {
 
 func (x *UpdatePoolSettingsResponse) Reset() {
 	*x = UpdatePoolSettingsResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[31]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2297,7 @@ func (x *UpdatePoolSettingsResponse) String() string {
 func (*UpdatePoolSettingsResponse) ProtoMessage() {}
 
 func (x *UpdatePoolSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[31]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2310,7 @@ func (x *UpdatePoolSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePoolSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePoolSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{31}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UpdatePoolSettingsResponse) GetSettings() *PoolSettings {
@@ -2095,7 +2343,7 @@ type CheckMessageAccessRequest struct {
 
 func (x *CheckMessageAccessRequest) Reset() {
 	*x = CheckMessageAccessRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[32]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2355,7 @@ func (x *CheckMessageAccessRequest) String() string {
 func (*CheckMessageAccessRequest) ProtoMessage() {}
 
 func (x *CheckMessageAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[32]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2368,7 @@ func (x *CheckMessageAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMessageAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckMessageAccessRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{32}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CheckMessageAccessRequest) GetPrincipal() *v1.Principal {
@@ -2211,7 +2459,7 @@ type CheckMessageAccessResponse struct {
 
 func (x *CheckMessageAccessResponse) Reset() {
 	*x = CheckMessageAccessResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[33]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2471,7 @@ func (x *CheckMessageAccessResponse) String() string {
 func (*CheckMessageAccessResponse) ProtoMessage() {}
 
 func (x *CheckMessageAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[33]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2484,7 @@ func (x *CheckMessageAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMessageAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckMessageAccessResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{33}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CheckMessageAccessResponse) GetAllowed() bool {
@@ -2305,7 +2553,7 @@ type RunRetentionPurgeRequest struct {
 
 func (x *RunRetentionPurgeRequest) Reset() {
 	*x = RunRetentionPurgeRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[34]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +2565,7 @@ func (x *RunRetentionPurgeRequest) String() string {
 func (*RunRetentionPurgeRequest) ProtoMessage() {}
 
 func (x *RunRetentionPurgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[34]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +2578,7 @@ func (x *RunRetentionPurgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRetentionPurgeRequest.ProtoReflect.Descriptor instead.
 func (*RunRetentionPurgeRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{34}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RunRetentionPurgeRequest) GetDryRun() bool {
@@ -2382,7 +2630,7 @@ type RunRetentionPurgeResponse struct {
 
 func (x *RunRetentionPurgeResponse) Reset() {
 	*x = RunRetentionPurgeResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[35]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2642,7 @@ func (x *RunRetentionPurgeResponse) String() string {
 func (*RunRetentionPurgeResponse) ProtoMessage() {}
 
 func (x *RunRetentionPurgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[35]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2655,7 @@ func (x *RunRetentionPurgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRetentionPurgeResponse.ProtoReflect.Descriptor instead.
 func (*RunRetentionPurgeResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{35}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RunRetentionPurgeResponse) GetDryRun() bool {
@@ -2462,7 +2710,7 @@ type WatchInboxRequest struct {
 
 func (x *WatchInboxRequest) Reset() {
 	*x = WatchInboxRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[36]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2722,7 @@ func (x *WatchInboxRequest) String() string {
 func (*WatchInboxRequest) ProtoMessage() {}
 
 func (x *WatchInboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[36]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2735,7 @@ func (x *WatchInboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInboxRequest.ProtoReflect.Descriptor instead.
 func (*WatchInboxRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{36}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{40}
 }
 
 // WatchInboxResponse is one message of a WatchInbox stream.
@@ -2507,7 +2755,7 @@ type WatchInboxResponse struct {
 
 func (x *WatchInboxResponse) Reset() {
 	*x = WatchInboxResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[37]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2767,7 @@ func (x *WatchInboxResponse) String() string {
 func (*WatchInboxResponse) ProtoMessage() {}
 
 func (x *WatchInboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[37]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2780,7 @@ func (x *WatchInboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInboxResponse.ProtoReflect.Descriptor instead.
 func (*WatchInboxResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{37}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchInboxResponse) GetNotice() isWatchInboxResponse_Notice {
@@ -2615,7 +2863,7 @@ type InboxChange struct {
 
 func (x *InboxChange) Reset() {
 	*x = InboxChange{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[38]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2875,7 @@ func (x *InboxChange) String() string {
 func (*InboxChange) ProtoMessage() {}
 
 func (x *InboxChange) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[38]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +2888,7 @@ func (x *InboxChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxChange.ProtoReflect.Descriptor instead.
 func (*InboxChange) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{38}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *InboxChange) GetEventId() string {
@@ -2687,7 +2935,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[39]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2947,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[39]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2960,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{39}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{43}
 }
 
 // Resync tells a watcher that changes were dropped because it did not keep up. It has no
@@ -2725,7 +2973,7 @@ type Resync struct {
 
 func (x *Resync) Reset() {
 	*x = Resync{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2737,7 +2985,7 @@ func (x *Resync) String() string {
 func (*Resync) ProtoMessage() {}
 
 func (x *Resync) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2750,7 +2998,7 @@ func (x *Resync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resync.ProtoReflect.Descriptor instead.
 func (*Resync) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{40}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{44}
 }
 
 // ListPoolsRequest lists the pools the caller may see.
@@ -2770,7 +3018,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +3030,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +3043,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{41}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListPoolsRequest) GetPatientId() string {
@@ -2839,7 +3087,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3099,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3112,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{42}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -2892,7 +3140,7 @@ type GetPoolRequest struct {
 
 func (x *GetPoolRequest) Reset() {
 	*x = GetPoolRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3152,7 @@ func (x *GetPoolRequest) String() string {
 func (*GetPoolRequest) ProtoMessage() {}
 
 func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3165,7 @@ func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{43}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetPoolRequest) GetPoolId() string {
@@ -2938,7 +3186,7 @@ type GetPoolResponse struct {
 
 func (x *GetPoolResponse) Reset() {
 	*x = GetPoolResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2950,7 +3198,7 @@ func (x *GetPoolResponse) String() string {
 func (*GetPoolResponse) ProtoMessage() {}
 
 func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2963,7 +3211,7 @@ func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{44}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetPoolResponse) GetPool() *Pool {
@@ -2988,7 +3236,7 @@ type ListPoolMembersRequest struct {
 
 func (x *ListPoolMembersRequest) Reset() {
 	*x = ListPoolMembersRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3000,7 +3248,7 @@ func (x *ListPoolMembersRequest) String() string {
 func (*ListPoolMembersRequest) ProtoMessage() {}
 
 func (x *ListPoolMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3013,7 +3261,7 @@ func (x *ListPoolMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolMembersRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{45}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListPoolMembersRequest) GetPoolId() string {
@@ -3050,7 +3298,7 @@ type ListPoolMembersResponse struct {
 
 func (x *ListPoolMembersResponse) Reset() {
 	*x = ListPoolMembersResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3062,7 +3310,7 @@ func (x *ListPoolMembersResponse) String() string {
 func (*ListPoolMembersResponse) ProtoMessage() {}
 
 func (x *ListPoolMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3075,7 +3323,7 @@ func (x *ListPoolMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolMembersResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{46}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListPoolMembersResponse) GetMembers() []*PoolMember {
@@ -3103,7 +3351,7 @@ type CreatePoolRequest struct {
 
 func (x *CreatePoolRequest) Reset() {
 	*x = CreatePoolRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3115,7 +3363,7 @@ func (x *CreatePoolRequest) String() string {
 func (*CreatePoolRequest) ProtoMessage() {}
 
 func (x *CreatePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3128,7 +3376,7 @@ func (x *CreatePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePoolRequest.ProtoReflect.Descriptor instead.
 func (*CreatePoolRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{47}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CreatePoolRequest) GetPool() *Pool {
@@ -3149,7 +3397,7 @@ type CreatePoolResponse struct {
 
 func (x *CreatePoolResponse) Reset() {
 	*x = CreatePoolResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3409,7 @@ func (x *CreatePoolResponse) String() string {
 func (*CreatePoolResponse) ProtoMessage() {}
 
 func (x *CreatePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3422,7 @@ func (x *CreatePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePoolResponse.ProtoReflect.Descriptor instead.
 func (*CreatePoolResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{48}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CreatePoolResponse) GetPool() *Pool {
@@ -3198,7 +3446,7 @@ type UpdatePoolRequest struct {
 
 func (x *UpdatePoolRequest) Reset() {
 	*x = UpdatePoolRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3458,7 @@ func (x *UpdatePoolRequest) String() string {
 func (*UpdatePoolRequest) ProtoMessage() {}
 
 func (x *UpdatePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3471,7 @@ func (x *UpdatePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePoolRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePoolRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{49}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UpdatePoolRequest) GetPool() *Pool {
@@ -3251,7 +3499,7 @@ type UpdatePoolResponse struct {
 
 func (x *UpdatePoolResponse) Reset() {
 	*x = UpdatePoolResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3263,7 +3511,7 @@ func (x *UpdatePoolResponse) String() string {
 func (*UpdatePoolResponse) ProtoMessage() {}
 
 func (x *UpdatePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3276,7 +3524,7 @@ func (x *UpdatePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePoolResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePoolResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{50}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *UpdatePoolResponse) GetPool() *Pool {
@@ -3301,7 +3549,7 @@ type SetPoolMemberRequest struct {
 
 func (x *SetPoolMemberRequest) Reset() {
 	*x = SetPoolMemberRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3313,7 +3561,7 @@ func (x *SetPoolMemberRequest) String() string {
 func (*SetPoolMemberRequest) ProtoMessage() {}
 
 func (x *SetPoolMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3326,7 +3574,7 @@ func (x *SetPoolMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolMemberRequest.ProtoReflect.Descriptor instead.
 func (*SetPoolMemberRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{51}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SetPoolMemberRequest) GetPoolId() string {
@@ -3363,7 +3611,7 @@ type SetPoolMemberResponse struct {
 
 func (x *SetPoolMemberResponse) Reset() {
 	*x = SetPoolMemberResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3375,7 +3623,7 @@ func (x *SetPoolMemberResponse) String() string {
 func (*SetPoolMemberResponse) ProtoMessage() {}
 
 func (x *SetPoolMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3388,7 +3636,7 @@ func (x *SetPoolMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolMemberResponse.ProtoReflect.Descriptor instead.
 func (*SetPoolMemberResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{52}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SetPoolMemberResponse) GetMember() *PoolMember {
@@ -3418,7 +3666,7 @@ type RemovePoolMemberRequest struct {
 
 func (x *RemovePoolMemberRequest) Reset() {
 	*x = RemovePoolMemberRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3430,7 +3678,7 @@ func (x *RemovePoolMemberRequest) String() string {
 func (*RemovePoolMemberRequest) ProtoMessage() {}
 
 func (x *RemovePoolMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3443,7 +3691,7 @@ func (x *RemovePoolMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePoolMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemovePoolMemberRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{53}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RemovePoolMemberRequest) GetPoolId() string {
@@ -3471,7 +3719,7 @@ type RemovePoolMemberResponse struct {
 
 func (x *RemovePoolMemberResponse) Reset() {
 	*x = RemovePoolMemberResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3483,7 +3731,7 @@ func (x *RemovePoolMemberResponse) String() string {
 func (*RemovePoolMemberResponse) ProtoMessage() {}
 
 func (x *RemovePoolMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3496,7 +3744,7 @@ func (x *RemovePoolMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePoolMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemovePoolMemberResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{54}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RemovePoolMemberResponse) GetAssignedThreads() int32 {
@@ -3519,7 +3767,7 @@ type ListClientAppsRequest struct {
 
 func (x *ListClientAppsRequest) Reset() {
 	*x = ListClientAppsRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3531,7 +3779,7 @@ func (x *ListClientAppsRequest) String() string {
 func (*ListClientAppsRequest) ProtoMessage() {}
 
 func (x *ListClientAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3544,7 +3792,7 @@ func (x *ListClientAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientAppsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{55}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListClientAppsRequest) GetPageSize() int32 {
@@ -3574,7 +3822,7 @@ type ListClientAppsResponse struct {
 
 func (x *ListClientAppsResponse) Reset() {
 	*x = ListClientAppsResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3586,7 +3834,7 @@ func (x *ListClientAppsResponse) String() string {
 func (*ListClientAppsResponse) ProtoMessage() {}
 
 func (x *ListClientAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3599,7 +3847,7 @@ func (x *ListClientAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientAppsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{56}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListClientAppsResponse) GetApps() []*ClientApp {
@@ -3627,7 +3875,7 @@ type RegisterClientAppRequest struct {
 
 func (x *RegisterClientAppRequest) Reset() {
 	*x = RegisterClientAppRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3639,7 +3887,7 @@ func (x *RegisterClientAppRequest) String() string {
 func (*RegisterClientAppRequest) ProtoMessage() {}
 
 func (x *RegisterClientAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3652,7 +3900,7 @@ func (x *RegisterClientAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterClientAppRequest.ProtoReflect.Descriptor instead.
 func (*RegisterClientAppRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{57}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RegisterClientAppRequest) GetApp() *ClientApp {
@@ -3673,7 +3921,7 @@ type RegisterClientAppResponse struct {
 
 func (x *RegisterClientAppResponse) Reset() {
 	*x = RegisterClientAppResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +3933,7 @@ func (x *RegisterClientAppResponse) String() string {
 func (*RegisterClientAppResponse) ProtoMessage() {}
 
 func (x *RegisterClientAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +3946,7 @@ func (x *RegisterClientAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterClientAppResponse.ProtoReflect.Descriptor instead.
 func (*RegisterClientAppResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{58}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RegisterClientAppResponse) GetApp() *ClientApp {
@@ -3722,7 +3970,7 @@ type UpdateClientAppRequest struct {
 
 func (x *UpdateClientAppRequest) Reset() {
 	*x = UpdateClientAppRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3734,7 +3982,7 @@ func (x *UpdateClientAppRequest) String() string {
 func (*UpdateClientAppRequest) ProtoMessage() {}
 
 func (x *UpdateClientAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3747,7 +3995,7 @@ func (x *UpdateClientAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClientAppRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClientAppRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{59}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *UpdateClientAppRequest) GetApp() *ClientApp {
@@ -3775,7 +4023,7 @@ type UpdateClientAppResponse struct {
 
 func (x *UpdateClientAppResponse) Reset() {
 	*x = UpdateClientAppResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3787,7 +4035,7 @@ func (x *UpdateClientAppResponse) String() string {
 func (*UpdateClientAppResponse) ProtoMessage() {}
 
 func (x *UpdateClientAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3800,7 +4048,7 @@ func (x *UpdateClientAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClientAppResponse.ProtoReflect.Descriptor instead.
 func (*UpdateClientAppResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{60}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *UpdateClientAppResponse) GetApp() *ClientApp {
@@ -3836,7 +4084,7 @@ type ProxyGrant struct {
 
 func (x *ProxyGrant) Reset() {
 	*x = ProxyGrant{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3848,7 +4096,7 @@ func (x *ProxyGrant) String() string {
 func (*ProxyGrant) ProtoMessage() {}
 
 func (x *ProxyGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3861,7 +4109,7 @@ func (x *ProxyGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProxyGrant.ProtoReflect.Descriptor instead.
 func (*ProxyGrant) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{61}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ProxyGrant) GetGrantId() string {
@@ -3931,7 +4179,7 @@ type ListProxyGrantsRequest struct {
 
 func (x *ListProxyGrantsRequest) Reset() {
 	*x = ListProxyGrantsRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3943,7 +4191,7 @@ func (x *ListProxyGrantsRequest) String() string {
 func (*ListProxyGrantsRequest) ProtoMessage() {}
 
 func (x *ListProxyGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3956,7 +4204,7 @@ func (x *ListProxyGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProxyGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListProxyGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{62}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListProxyGrantsRequest) GetPatientId() string {
@@ -3977,7 +4225,7 @@ type ListProxyGrantsResponse struct {
 
 func (x *ListProxyGrantsResponse) Reset() {
 	*x = ListProxyGrantsResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3989,7 +4237,7 @@ func (x *ListProxyGrantsResponse) String() string {
 func (*ListProxyGrantsResponse) ProtoMessage() {}
 
 func (x *ListProxyGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4002,7 +4250,7 @@ func (x *ListProxyGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProxyGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListProxyGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{63}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListProxyGrantsResponse) GetGrants() []*ProxyGrant {
@@ -4027,7 +4275,7 @@ type GrantProxyAccessRequest struct {
 
 func (x *GrantProxyAccessRequest) Reset() {
 	*x = GrantProxyAccessRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4039,7 +4287,7 @@ func (x *GrantProxyAccessRequest) String() string {
 func (*GrantProxyAccessRequest) ProtoMessage() {}
 
 func (x *GrantProxyAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4052,7 +4300,7 @@ func (x *GrantProxyAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantProxyAccessRequest.ProtoReflect.Descriptor instead.
 func (*GrantProxyAccessRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{64}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GrantProxyAccessRequest) GetProxySubject() string {
@@ -4087,7 +4335,7 @@ type GrantProxyAccessResponse struct {
 
 func (x *GrantProxyAccessResponse) Reset() {
 	*x = GrantProxyAccessResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4099,7 +4347,7 @@ func (x *GrantProxyAccessResponse) String() string {
 func (*GrantProxyAccessResponse) ProtoMessage() {}
 
 func (x *GrantProxyAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4112,7 +4360,7 @@ func (x *GrantProxyAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantProxyAccessResponse.ProtoReflect.Descriptor instead.
 func (*GrantProxyAccessResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{65}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GrantProxyAccessResponse) GetGrant() *ProxyGrant {
@@ -4133,7 +4381,7 @@ type RevokeProxyAccessRequest struct {
 
 func (x *RevokeProxyAccessRequest) Reset() {
 	*x = RevokeProxyAccessRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4145,7 +4393,7 @@ func (x *RevokeProxyAccessRequest) String() string {
 func (*RevokeProxyAccessRequest) ProtoMessage() {}
 
 func (x *RevokeProxyAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4158,7 +4406,7 @@ func (x *RevokeProxyAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeProxyAccessRequest.ProtoReflect.Descriptor instead.
 func (*RevokeProxyAccessRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{66}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RevokeProxyAccessRequest) GetGrantId() string {
@@ -4179,7 +4427,7 @@ type RevokeProxyAccessResponse struct {
 
 func (x *RevokeProxyAccessResponse) Reset() {
 	*x = RevokeProxyAccessResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4191,7 +4439,7 @@ func (x *RevokeProxyAccessResponse) String() string {
 func (*RevokeProxyAccessResponse) ProtoMessage() {}
 
 func (x *RevokeProxyAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4204,7 +4452,7 @@ func (x *RevokeProxyAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeProxyAccessResponse.ProtoReflect.Descriptor instead.
 func (*RevokeProxyAccessResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{67}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RevokeProxyAccessResponse) GetGrant() *ProxyGrant {
@@ -4244,7 +4492,7 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\x18\x01\"\x05r\x03\xb0\x01\x01R\rattachmentIds\x127\n" +
 	"\x11client_request_id\x18\x04 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\x0fclientRequestId\"P\n" +
 	"\x13SendMessageResponse\x129\n" +
-	"\amessage\x18\x01 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\amessage\"\xa4\x02\n" +
+	"\amessage\x18\x01 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\amessage\"\xff\x04\n" +
 	"\x12ListThreadsRequest\x127\n" +
 	"\x03box\x18\x01 \x01(\x0e2\x1b.securemsg.messaging.v1.BoxB\b\xbaH\x05\x82\x01\x02\x10\x01R\x03box\x12\x1f\n" +
 	"\vunread_only\x18\x02 \x01(\bR\n" +
@@ -4254,10 +4502,29 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"patient_id\x18\x04 \x01(\tB\a\xbaH\x04r\x02(dR\tpatientId\x12$\n" +
 	"\tpage_size\x18\x05 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\"~\n" +
+	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\x12U\n" +
+	"\bstatuses\x18\a \x03(\x0e2$.securemsg.messaging.v1.ThreadStatusB\x13\xbaH\x10\x92\x01\r\x10\x03\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\bstatuses\x12L\n" +
+	"\bassignee\x18\b \x01(\x0e2&.securemsg.messaging.v1.AssigneeFilterB\b\xbaH\x05\x82\x01\x02\x10\x01R\bassignee\x123\n" +
+	"\x10assignee_subject\x18\t \x01(\tB\b\xbaH\x05r\x03(\xff\x01R\x0fassigneeSubject\x12X\n" +
+	"\n" +
+	"categories\x18\n" +
+	" \x03(\x0e2#.securemsg.common.v1.ThreadCategoryB\x13\xbaH\x10\x92\x01\r\x10\x14\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\n" +
+	"categories\x12%\n" +
+	"\x0einclude_counts\x18\v \x01(\bR\rincludeCounts\"\xbb\x01\n" +
 	"\x13ListThreadsResponse\x12?\n" +
 	"\athreads\x18\x01 \x03(\v2%.securemsg.messaging.v1.ThreadSummaryR\athreads\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc6\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12;\n" +
+	"\x06counts\x18\x03 \x01(\v2#.securemsg.messaging.v1.QueueCountsR\x06counts\"i\n" +
+	"\x11GetMessageRequest\x12(\n" +
+	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12*\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\tmessageId\"O\n" +
+	"\x12GetMessageResponse\x129\n" +
+	"\amessage\x18\x01 \x01(\v2\x1f.securemsg.messaging.v1.MessageR\amessage\"\x17\n" +
+	"\x15GetUnreadCountRequest\"h\n" +
+	"\x16GetUnreadCountResponse\x12%\n" +
+	"\x0eunread_threads\x18\x01 \x01(\x05R\runreadThreads\x12'\n" +
+	"\x0funread_messages\x18\x02 \x01(\x03R\x0eunreadMessages\"\xc6\x01\n" +
 	"\x10GetThreadRequest\x12(\n" +
 	"\tthread_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\bthreadId\x12$\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
@@ -4504,12 +4771,15 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"!INBOX_CHANGE_KIND_THREAD_ASSIGNED\x10\x05\x12(\n" +
 	"$INBOX_CHANGE_KIND_THREAD_TRANSFERRED\x10\x06\x12#\n" +
 	"\x1fINBOX_CHANGE_KIND_THREAD_CLOSED\x10\a\x12%\n" +
-	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\x8a\"\n" +
+	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xb2$\n" +
 	"\x10MessagingService\x12\x81\x01\n" +
 	"\fCreateThread\x12+.securemsg.messaging.v1.CreateThreadRequest\x1a,.securemsg.messaging.v1.CreateThreadResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/threads\x12\x93\x01\n" +
 	"\vSendMessage\x12*.securemsg.messaging.v1.SendMessageRequest\x1a+.securemsg.messaging.v1.SendMessageResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}/messages\x12{\n" +
 	"\vListThreads\x12*.securemsg.messaging.v1.ListThreadsRequest\x1a+.securemsg.messaging.v1.ListThreadsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/threads\x12\xaa\x01\n" +
-	"\tGetThread\x12(.securemsg.messaging.v1.GetThreadRequest\x1a).securemsg.messaging.v1.GetThreadResponse\"H\x82\xd3\xe4\x93\x02BZ':\x01*\"\"/v1/threads/{thread_id}:breakGlass\x12\x17/v1/threads/{thread_id}\x12\x8a\x01\n" +
+	"\tGetThread\x12(.securemsg.messaging.v1.GetThreadRequest\x1a).securemsg.messaging.v1.GetThreadResponse\"H\x82\xd3\xe4\x93\x02BZ':\x01*\"\"/v1/threads/{thread_id}:breakGlass\x12\x17/v1/threads/{thread_id}\x12\x9a\x01\n" +
+	"\n" +
+	"GetMessage\x12).securemsg.messaging.v1.GetMessageRequest\x1a*.securemsg.messaging.v1.GetMessageResponse\"5\x82\xd3\xe4\x93\x02/\x12-/v1/threads/{thread_id}/messages/{message_id}\x12\x88\x01\n" +
+	"\x0eGetUnreadCount\x12-.securemsg.messaging.v1.GetUnreadCountRequest\x1a..securemsg.messaging.v1.GetUnreadCountResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/unreadCount\x12\x8a\x01\n" +
 	"\bMarkRead\x12'.securemsg.messaging.v1.MarkReadRequest\x1a(.securemsg.messaging.v1.MarkReadResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}:markRead\x12\x98\x01\n" +
 	"\rArchiveThread\x12,.securemsg.messaging.v1.ArchiveThreadRequest\x1a-.securemsg.messaging.v1.ArchiveThreadResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/threads/{thread_id}:archive\x12\xa0\x01\n" +
 	"\x0fUnarchiveThread\x12..securemsg.messaging.v1.UnarchiveThreadRequest\x1a/.securemsg.messaging.v1.UnarchiveThreadResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/threads/{thread_id}:unarchive\x12\x90\x01\n" +
@@ -4556,7 +4826,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP() []byte {
 }
 
 var file_securemsg_messaging_v1_messaging_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(AccessAction)(0),                  // 0: securemsg.messaging.v1.AccessAction
 	(InboxChangeKind)(0),               // 1: securemsg.messaging.v1.InboxChangeKind
@@ -4566,216 +4836,232 @@ var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(*SendMessageResponse)(nil),        // 5: securemsg.messaging.v1.SendMessageResponse
 	(*ListThreadsRequest)(nil),         // 6: securemsg.messaging.v1.ListThreadsRequest
 	(*ListThreadsResponse)(nil),        // 7: securemsg.messaging.v1.ListThreadsResponse
-	(*GetThreadRequest)(nil),           // 8: securemsg.messaging.v1.GetThreadRequest
-	(*GetThreadResponse)(nil),          // 9: securemsg.messaging.v1.GetThreadResponse
-	(*MarkReadRequest)(nil),            // 10: securemsg.messaging.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),           // 11: securemsg.messaging.v1.MarkReadResponse
-	(*ArchiveThreadRequest)(nil),       // 12: securemsg.messaging.v1.ArchiveThreadRequest
-	(*ArchiveThreadResponse)(nil),      // 13: securemsg.messaging.v1.ArchiveThreadResponse
-	(*UnarchiveThreadRequest)(nil),     // 14: securemsg.messaging.v1.UnarchiveThreadRequest
-	(*UnarchiveThreadResponse)(nil),    // 15: securemsg.messaging.v1.UnarchiveThreadResponse
-	(*ClaimThreadRequest)(nil),         // 16: securemsg.messaging.v1.ClaimThreadRequest
-	(*ClaimThreadResponse)(nil),        // 17: securemsg.messaging.v1.ClaimThreadResponse
-	(*AssignThreadRequest)(nil),        // 18: securemsg.messaging.v1.AssignThreadRequest
-	(*AssignThreadResponse)(nil),       // 19: securemsg.messaging.v1.AssignThreadResponse
-	(*TransferThreadRequest)(nil),      // 20: securemsg.messaging.v1.TransferThreadRequest
-	(*TransferThreadResponse)(nil),     // 21: securemsg.messaging.v1.TransferThreadResponse
-	(*CloseThreadRequest)(nil),         // 22: securemsg.messaging.v1.CloseThreadRequest
-	(*CloseThreadResponse)(nil),        // 23: securemsg.messaging.v1.CloseThreadResponse
-	(*ReopenThreadRequest)(nil),        // 24: securemsg.messaging.v1.ReopenThreadRequest
-	(*ReopenThreadResponse)(nil),       // 25: securemsg.messaging.v1.ReopenThreadResponse
-	(*RetractMessageRequest)(nil),      // 26: securemsg.messaging.v1.RetractMessageRequest
-	(*RetractMessageResponse)(nil),     // 27: securemsg.messaging.v1.RetractMessageResponse
-	(*SetLegalHoldRequest)(nil),        // 28: securemsg.messaging.v1.SetLegalHoldRequest
-	(*SetLegalHoldResponse)(nil),       // 29: securemsg.messaging.v1.SetLegalHoldResponse
-	(*GetPoolSettingsRequest)(nil),     // 30: securemsg.messaging.v1.GetPoolSettingsRequest
-	(*GetPoolSettingsResponse)(nil),    // 31: securemsg.messaging.v1.GetPoolSettingsResponse
-	(*UpdatePoolSettingsRequest)(nil),  // 32: securemsg.messaging.v1.UpdatePoolSettingsRequest
-	(*UpdatePoolSettingsResponse)(nil), // 33: securemsg.messaging.v1.UpdatePoolSettingsResponse
-	(*CheckMessageAccessRequest)(nil),  // 34: securemsg.messaging.v1.CheckMessageAccessRequest
-	(*CheckMessageAccessResponse)(nil), // 35: securemsg.messaging.v1.CheckMessageAccessResponse
-	(*RunRetentionPurgeRequest)(nil),   // 36: securemsg.messaging.v1.RunRetentionPurgeRequest
-	(*RunRetentionPurgeResponse)(nil),  // 37: securemsg.messaging.v1.RunRetentionPurgeResponse
-	(*WatchInboxRequest)(nil),          // 38: securemsg.messaging.v1.WatchInboxRequest
-	(*WatchInboxResponse)(nil),         // 39: securemsg.messaging.v1.WatchInboxResponse
-	(*InboxChange)(nil),                // 40: securemsg.messaging.v1.InboxChange
-	(*Heartbeat)(nil),                  // 41: securemsg.messaging.v1.Heartbeat
-	(*Resync)(nil),                     // 42: securemsg.messaging.v1.Resync
-	(*ListPoolsRequest)(nil),           // 43: securemsg.messaging.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),          // 44: securemsg.messaging.v1.ListPoolsResponse
-	(*GetPoolRequest)(nil),             // 45: securemsg.messaging.v1.GetPoolRequest
-	(*GetPoolResponse)(nil),            // 46: securemsg.messaging.v1.GetPoolResponse
-	(*ListPoolMembersRequest)(nil),     // 47: securemsg.messaging.v1.ListPoolMembersRequest
-	(*ListPoolMembersResponse)(nil),    // 48: securemsg.messaging.v1.ListPoolMembersResponse
-	(*CreatePoolRequest)(nil),          // 49: securemsg.messaging.v1.CreatePoolRequest
-	(*CreatePoolResponse)(nil),         // 50: securemsg.messaging.v1.CreatePoolResponse
-	(*UpdatePoolRequest)(nil),          // 51: securemsg.messaging.v1.UpdatePoolRequest
-	(*UpdatePoolResponse)(nil),         // 52: securemsg.messaging.v1.UpdatePoolResponse
-	(*SetPoolMemberRequest)(nil),       // 53: securemsg.messaging.v1.SetPoolMemberRequest
-	(*SetPoolMemberResponse)(nil),      // 54: securemsg.messaging.v1.SetPoolMemberResponse
-	(*RemovePoolMemberRequest)(nil),    // 55: securemsg.messaging.v1.RemovePoolMemberRequest
-	(*RemovePoolMemberResponse)(nil),   // 56: securemsg.messaging.v1.RemovePoolMemberResponse
-	(*ListClientAppsRequest)(nil),      // 57: securemsg.messaging.v1.ListClientAppsRequest
-	(*ListClientAppsResponse)(nil),     // 58: securemsg.messaging.v1.ListClientAppsResponse
-	(*RegisterClientAppRequest)(nil),   // 59: securemsg.messaging.v1.RegisterClientAppRequest
-	(*RegisterClientAppResponse)(nil),  // 60: securemsg.messaging.v1.RegisterClientAppResponse
-	(*UpdateClientAppRequest)(nil),     // 61: securemsg.messaging.v1.UpdateClientAppRequest
-	(*UpdateClientAppResponse)(nil),    // 62: securemsg.messaging.v1.UpdateClientAppResponse
-	(*ProxyGrant)(nil),                 // 63: securemsg.messaging.v1.ProxyGrant
-	(*ListProxyGrantsRequest)(nil),     // 64: securemsg.messaging.v1.ListProxyGrantsRequest
-	(*ListProxyGrantsResponse)(nil),    // 65: securemsg.messaging.v1.ListProxyGrantsResponse
-	(*GrantProxyAccessRequest)(nil),    // 66: securemsg.messaging.v1.GrantProxyAccessRequest
-	(*GrantProxyAccessResponse)(nil),   // 67: securemsg.messaging.v1.GrantProxyAccessResponse
-	(*RevokeProxyAccessRequest)(nil),   // 68: securemsg.messaging.v1.RevokeProxyAccessRequest
-	(*RevokeProxyAccessResponse)(nil),  // 69: securemsg.messaging.v1.RevokeProxyAccessResponse
-	(v1.ThreadCategory)(0),             // 70: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),                // 71: securemsg.common.v1.Sensitivity
-	(*Thread)(nil),                     // 72: securemsg.messaging.v1.Thread
-	(*Message)(nil),                    // 73: securemsg.messaging.v1.Message
-	(*durationpb.Duration)(nil),        // 74: google.protobuf.Duration
-	(Box)(0),                           // 75: securemsg.messaging.v1.Box
-	(*ThreadSummary)(nil),              // 76: securemsg.messaging.v1.ThreadSummary
-	(*timestamppb.Timestamp)(nil),      // 77: google.protobuf.Timestamp
-	(*PoolSettings)(nil),               // 78: securemsg.messaging.v1.PoolSettings
-	(*fieldmaskpb.FieldMask)(nil),      // 79: google.protobuf.FieldMask
-	(*v1.Principal)(nil),               // 80: securemsg.common.v1.Principal
-	(*RetentionCounts)(nil),            // 81: securemsg.messaging.v1.RetentionCounts
-	(*Pool)(nil),                       // 82: securemsg.messaging.v1.Pool
-	(*PoolMember)(nil),                 // 83: securemsg.messaging.v1.PoolMember
-	(v11.PoolRole)(0),                  // 84: securemsg.directory.v1.PoolRole
-	(*ClientApp)(nil),                  // 85: securemsg.messaging.v1.ClientApp
+	(*GetMessageRequest)(nil),          // 8: securemsg.messaging.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),         // 9: securemsg.messaging.v1.GetMessageResponse
+	(*GetUnreadCountRequest)(nil),      // 10: securemsg.messaging.v1.GetUnreadCountRequest
+	(*GetUnreadCountResponse)(nil),     // 11: securemsg.messaging.v1.GetUnreadCountResponse
+	(*GetThreadRequest)(nil),           // 12: securemsg.messaging.v1.GetThreadRequest
+	(*GetThreadResponse)(nil),          // 13: securemsg.messaging.v1.GetThreadResponse
+	(*MarkReadRequest)(nil),            // 14: securemsg.messaging.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),           // 15: securemsg.messaging.v1.MarkReadResponse
+	(*ArchiveThreadRequest)(nil),       // 16: securemsg.messaging.v1.ArchiveThreadRequest
+	(*ArchiveThreadResponse)(nil),      // 17: securemsg.messaging.v1.ArchiveThreadResponse
+	(*UnarchiveThreadRequest)(nil),     // 18: securemsg.messaging.v1.UnarchiveThreadRequest
+	(*UnarchiveThreadResponse)(nil),    // 19: securemsg.messaging.v1.UnarchiveThreadResponse
+	(*ClaimThreadRequest)(nil),         // 20: securemsg.messaging.v1.ClaimThreadRequest
+	(*ClaimThreadResponse)(nil),        // 21: securemsg.messaging.v1.ClaimThreadResponse
+	(*AssignThreadRequest)(nil),        // 22: securemsg.messaging.v1.AssignThreadRequest
+	(*AssignThreadResponse)(nil),       // 23: securemsg.messaging.v1.AssignThreadResponse
+	(*TransferThreadRequest)(nil),      // 24: securemsg.messaging.v1.TransferThreadRequest
+	(*TransferThreadResponse)(nil),     // 25: securemsg.messaging.v1.TransferThreadResponse
+	(*CloseThreadRequest)(nil),         // 26: securemsg.messaging.v1.CloseThreadRequest
+	(*CloseThreadResponse)(nil),        // 27: securemsg.messaging.v1.CloseThreadResponse
+	(*ReopenThreadRequest)(nil),        // 28: securemsg.messaging.v1.ReopenThreadRequest
+	(*ReopenThreadResponse)(nil),       // 29: securemsg.messaging.v1.ReopenThreadResponse
+	(*RetractMessageRequest)(nil),      // 30: securemsg.messaging.v1.RetractMessageRequest
+	(*RetractMessageResponse)(nil),     // 31: securemsg.messaging.v1.RetractMessageResponse
+	(*SetLegalHoldRequest)(nil),        // 32: securemsg.messaging.v1.SetLegalHoldRequest
+	(*SetLegalHoldResponse)(nil),       // 33: securemsg.messaging.v1.SetLegalHoldResponse
+	(*GetPoolSettingsRequest)(nil),     // 34: securemsg.messaging.v1.GetPoolSettingsRequest
+	(*GetPoolSettingsResponse)(nil),    // 35: securemsg.messaging.v1.GetPoolSettingsResponse
+	(*UpdatePoolSettingsRequest)(nil),  // 36: securemsg.messaging.v1.UpdatePoolSettingsRequest
+	(*UpdatePoolSettingsResponse)(nil), // 37: securemsg.messaging.v1.UpdatePoolSettingsResponse
+	(*CheckMessageAccessRequest)(nil),  // 38: securemsg.messaging.v1.CheckMessageAccessRequest
+	(*CheckMessageAccessResponse)(nil), // 39: securemsg.messaging.v1.CheckMessageAccessResponse
+	(*RunRetentionPurgeRequest)(nil),   // 40: securemsg.messaging.v1.RunRetentionPurgeRequest
+	(*RunRetentionPurgeResponse)(nil),  // 41: securemsg.messaging.v1.RunRetentionPurgeResponse
+	(*WatchInboxRequest)(nil),          // 42: securemsg.messaging.v1.WatchInboxRequest
+	(*WatchInboxResponse)(nil),         // 43: securemsg.messaging.v1.WatchInboxResponse
+	(*InboxChange)(nil),                // 44: securemsg.messaging.v1.InboxChange
+	(*Heartbeat)(nil),                  // 45: securemsg.messaging.v1.Heartbeat
+	(*Resync)(nil),                     // 46: securemsg.messaging.v1.Resync
+	(*ListPoolsRequest)(nil),           // 47: securemsg.messaging.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),          // 48: securemsg.messaging.v1.ListPoolsResponse
+	(*GetPoolRequest)(nil),             // 49: securemsg.messaging.v1.GetPoolRequest
+	(*GetPoolResponse)(nil),            // 50: securemsg.messaging.v1.GetPoolResponse
+	(*ListPoolMembersRequest)(nil),     // 51: securemsg.messaging.v1.ListPoolMembersRequest
+	(*ListPoolMembersResponse)(nil),    // 52: securemsg.messaging.v1.ListPoolMembersResponse
+	(*CreatePoolRequest)(nil),          // 53: securemsg.messaging.v1.CreatePoolRequest
+	(*CreatePoolResponse)(nil),         // 54: securemsg.messaging.v1.CreatePoolResponse
+	(*UpdatePoolRequest)(nil),          // 55: securemsg.messaging.v1.UpdatePoolRequest
+	(*UpdatePoolResponse)(nil),         // 56: securemsg.messaging.v1.UpdatePoolResponse
+	(*SetPoolMemberRequest)(nil),       // 57: securemsg.messaging.v1.SetPoolMemberRequest
+	(*SetPoolMemberResponse)(nil),      // 58: securemsg.messaging.v1.SetPoolMemberResponse
+	(*RemovePoolMemberRequest)(nil),    // 59: securemsg.messaging.v1.RemovePoolMemberRequest
+	(*RemovePoolMemberResponse)(nil),   // 60: securemsg.messaging.v1.RemovePoolMemberResponse
+	(*ListClientAppsRequest)(nil),      // 61: securemsg.messaging.v1.ListClientAppsRequest
+	(*ListClientAppsResponse)(nil),     // 62: securemsg.messaging.v1.ListClientAppsResponse
+	(*RegisterClientAppRequest)(nil),   // 63: securemsg.messaging.v1.RegisterClientAppRequest
+	(*RegisterClientAppResponse)(nil),  // 64: securemsg.messaging.v1.RegisterClientAppResponse
+	(*UpdateClientAppRequest)(nil),     // 65: securemsg.messaging.v1.UpdateClientAppRequest
+	(*UpdateClientAppResponse)(nil),    // 66: securemsg.messaging.v1.UpdateClientAppResponse
+	(*ProxyGrant)(nil),                 // 67: securemsg.messaging.v1.ProxyGrant
+	(*ListProxyGrantsRequest)(nil),     // 68: securemsg.messaging.v1.ListProxyGrantsRequest
+	(*ListProxyGrantsResponse)(nil),    // 69: securemsg.messaging.v1.ListProxyGrantsResponse
+	(*GrantProxyAccessRequest)(nil),    // 70: securemsg.messaging.v1.GrantProxyAccessRequest
+	(*GrantProxyAccessResponse)(nil),   // 71: securemsg.messaging.v1.GrantProxyAccessResponse
+	(*RevokeProxyAccessRequest)(nil),   // 72: securemsg.messaging.v1.RevokeProxyAccessRequest
+	(*RevokeProxyAccessResponse)(nil),  // 73: securemsg.messaging.v1.RevokeProxyAccessResponse
+	(v1.ThreadCategory)(0),             // 74: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),                // 75: securemsg.common.v1.Sensitivity
+	(*Thread)(nil),                     // 76: securemsg.messaging.v1.Thread
+	(*Message)(nil),                    // 77: securemsg.messaging.v1.Message
+	(*durationpb.Duration)(nil),        // 78: google.protobuf.Duration
+	(Box)(0),                           // 79: securemsg.messaging.v1.Box
+	(ThreadStatus)(0),                  // 80: securemsg.messaging.v1.ThreadStatus
+	(AssigneeFilter)(0),                // 81: securemsg.messaging.v1.AssigneeFilter
+	(*ThreadSummary)(nil),              // 82: securemsg.messaging.v1.ThreadSummary
+	(*QueueCounts)(nil),                // 83: securemsg.messaging.v1.QueueCounts
+	(*timestamppb.Timestamp)(nil),      // 84: google.protobuf.Timestamp
+	(*PoolSettings)(nil),               // 85: securemsg.messaging.v1.PoolSettings
+	(*fieldmaskpb.FieldMask)(nil),      // 86: google.protobuf.FieldMask
+	(*v1.Principal)(nil),               // 87: securemsg.common.v1.Principal
+	(*RetentionCounts)(nil),            // 88: securemsg.messaging.v1.RetentionCounts
+	(*Pool)(nil),                       // 89: securemsg.messaging.v1.Pool
+	(*PoolMember)(nil),                 // 90: securemsg.messaging.v1.PoolMember
+	(v11.PoolRole)(0),                  // 91: securemsg.directory.v1.PoolRole
+	(*ClientApp)(nil),                  // 92: securemsg.messaging.v1.ClientApp
 }
 var file_securemsg_messaging_v1_messaging_service_proto_depIdxs = []int32{
-	70, // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
-	71, // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	72, // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	73, // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
-	73, // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
-	74, // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
-	73, // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
-	75, // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
-	76, // 8: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
-	72, // 9: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	73, // 10: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
-	77, // 11: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
-	72, // 12: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	72, // 13: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	72, // 14: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	72, // 15: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	72, // 16: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	73, // 17: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
-	73, // 18: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
-	77, // 19: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
-	78, // 20: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	78, // 21: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	79, // 22: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	78, // 23: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	80, // 24: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
-	0,  // 25: securemsg.messaging.v1.CheckMessageAccessRequest.action:type_name -> securemsg.messaging.v1.AccessAction
-	71, // 26: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	77, // 27: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
-	70, // 28: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
-	81, // 29: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
-	81, // 30: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
-	77, // 31: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
-	77, // 32: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
-	40, // 33: securemsg.messaging.v1.WatchInboxResponse.change:type_name -> securemsg.messaging.v1.InboxChange
-	41, // 34: securemsg.messaging.v1.WatchInboxResponse.heartbeat:type_name -> securemsg.messaging.v1.Heartbeat
-	42, // 35: securemsg.messaging.v1.WatchInboxResponse.resync:type_name -> securemsg.messaging.v1.Resync
-	1,  // 36: securemsg.messaging.v1.InboxChange.kind:type_name -> securemsg.messaging.v1.InboxChangeKind
-	77, // 37: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
-	82, // 38: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
-	82, // 39: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	83, // 40: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
-	82, // 41: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	82, // 42: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	82, // 43: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	79, // 44: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
-	82, // 45: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	84, // 46: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
-	83, // 47: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
-	85, // 48: securemsg.messaging.v1.ListClientAppsResponse.apps:type_name -> securemsg.messaging.v1.ClientApp
-	85, // 49: securemsg.messaging.v1.RegisterClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
-	85, // 50: securemsg.messaging.v1.RegisterClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
-	85, // 51: securemsg.messaging.v1.UpdateClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
-	79, // 52: securemsg.messaging.v1.UpdateClientAppRequest.update_mask:type_name -> google.protobuf.FieldMask
-	85, // 53: securemsg.messaging.v1.UpdateClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
-	77, // 54: securemsg.messaging.v1.ProxyGrant.expire_time:type_name -> google.protobuf.Timestamp
-	77, // 55: securemsg.messaging.v1.ProxyGrant.create_time:type_name -> google.protobuf.Timestamp
-	77, // 56: securemsg.messaging.v1.ProxyGrant.revoke_time:type_name -> google.protobuf.Timestamp
-	63, // 57: securemsg.messaging.v1.ListProxyGrantsResponse.grants:type_name -> securemsg.messaging.v1.ProxyGrant
-	77, // 58: securemsg.messaging.v1.GrantProxyAccessRequest.expire_time:type_name -> google.protobuf.Timestamp
-	63, // 59: securemsg.messaging.v1.GrantProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
-	63, // 60: securemsg.messaging.v1.RevokeProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
-	2,  // 61: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
-	4,  // 62: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
-	6,  // 63: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
-	8,  // 64: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
-	10, // 65: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
-	12, // 66: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
-	14, // 67: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
-	16, // 68: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
-	18, // 69: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
-	20, // 70: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
-	22, // 71: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
-	24, // 72: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
-	26, // 73: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
-	28, // 74: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
-	30, // 75: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
-	32, // 76: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
-	34, // 77: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
-	36, // 78: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
-	38, // 79: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
-	43, // 80: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
-	45, // 81: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
-	47, // 82: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
-	49, // 83: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
-	51, // 84: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
-	53, // 85: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
-	55, // 86: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
-	57, // 87: securemsg.messaging.v1.MessagingService.ListClientApps:input_type -> securemsg.messaging.v1.ListClientAppsRequest
-	59, // 88: securemsg.messaging.v1.MessagingService.RegisterClientApp:input_type -> securemsg.messaging.v1.RegisterClientAppRequest
-	61, // 89: securemsg.messaging.v1.MessagingService.UpdateClientApp:input_type -> securemsg.messaging.v1.UpdateClientAppRequest
-	64, // 90: securemsg.messaging.v1.MessagingService.ListProxyGrants:input_type -> securemsg.messaging.v1.ListProxyGrantsRequest
-	66, // 91: securemsg.messaging.v1.MessagingService.GrantProxyAccess:input_type -> securemsg.messaging.v1.GrantProxyAccessRequest
-	68, // 92: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:input_type -> securemsg.messaging.v1.RevokeProxyAccessRequest
-	3,  // 93: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
-	5,  // 94: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
-	7,  // 95: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
-	9,  // 96: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
-	11, // 97: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
-	13, // 98: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
-	15, // 99: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
-	17, // 100: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
-	19, // 101: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
-	21, // 102: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
-	23, // 103: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
-	25, // 104: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
-	27, // 105: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
-	29, // 106: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
-	31, // 107: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
-	33, // 108: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
-	35, // 109: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
-	37, // 110: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
-	39, // 111: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
-	44, // 112: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
-	46, // 113: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
-	48, // 114: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
-	50, // 115: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
-	52, // 116: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
-	54, // 117: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
-	56, // 118: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
-	58, // 119: securemsg.messaging.v1.MessagingService.ListClientApps:output_type -> securemsg.messaging.v1.ListClientAppsResponse
-	60, // 120: securemsg.messaging.v1.MessagingService.RegisterClientApp:output_type -> securemsg.messaging.v1.RegisterClientAppResponse
-	62, // 121: securemsg.messaging.v1.MessagingService.UpdateClientApp:output_type -> securemsg.messaging.v1.UpdateClientAppResponse
-	65, // 122: securemsg.messaging.v1.MessagingService.ListProxyGrants:output_type -> securemsg.messaging.v1.ListProxyGrantsResponse
-	67, // 123: securemsg.messaging.v1.MessagingService.GrantProxyAccess:output_type -> securemsg.messaging.v1.GrantProxyAccessResponse
-	69, // 124: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:output_type -> securemsg.messaging.v1.RevokeProxyAccessResponse
-	93, // [93:125] is the sub-list for method output_type
-	61, // [61:93] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	74,  // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
+	75,  // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	76,  // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	77,  // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
+	77,  // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
+	78,  // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
+	77,  // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	79,  // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
+	80,  // 8: securemsg.messaging.v1.ListThreadsRequest.statuses:type_name -> securemsg.messaging.v1.ThreadStatus
+	81,  // 9: securemsg.messaging.v1.ListThreadsRequest.assignee:type_name -> securemsg.messaging.v1.AssigneeFilter
+	74,  // 10: securemsg.messaging.v1.ListThreadsRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	82,  // 11: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
+	83,  // 12: securemsg.messaging.v1.ListThreadsResponse.counts:type_name -> securemsg.messaging.v1.QueueCounts
+	77,  // 13: securemsg.messaging.v1.GetMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	76,  // 14: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	77,  // 15: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
+	84,  // 16: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
+	76,  // 17: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	76,  // 18: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	76,  // 19: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	76,  // 20: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	76,  // 21: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	77,  // 22: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
+	77,  // 23: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
+	84,  // 24: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
+	85,  // 25: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	85,  // 26: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	86,  // 27: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	85,  // 28: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	87,  // 29: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
+	0,   // 30: securemsg.messaging.v1.CheckMessageAccessRequest.action:type_name -> securemsg.messaging.v1.AccessAction
+	75,  // 31: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	84,  // 32: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
+	74,  // 33: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	88,  // 34: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
+	88,  // 35: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
+	84,  // 36: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
+	84,  // 37: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
+	44,  // 38: securemsg.messaging.v1.WatchInboxResponse.change:type_name -> securemsg.messaging.v1.InboxChange
+	45,  // 39: securemsg.messaging.v1.WatchInboxResponse.heartbeat:type_name -> securemsg.messaging.v1.Heartbeat
+	46,  // 40: securemsg.messaging.v1.WatchInboxResponse.resync:type_name -> securemsg.messaging.v1.Resync
+	1,   // 41: securemsg.messaging.v1.InboxChange.kind:type_name -> securemsg.messaging.v1.InboxChangeKind
+	84,  // 42: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
+	89,  // 43: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
+	89,  // 44: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	90,  // 45: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
+	89,  // 46: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	89,  // 47: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	89,  // 48: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	86,  // 49: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
+	89,  // 50: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	91,  // 51: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
+	90,  // 52: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
+	92,  // 53: securemsg.messaging.v1.ListClientAppsResponse.apps:type_name -> securemsg.messaging.v1.ClientApp
+	92,  // 54: securemsg.messaging.v1.RegisterClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	92,  // 55: securemsg.messaging.v1.RegisterClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	92,  // 56: securemsg.messaging.v1.UpdateClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	86,  // 57: securemsg.messaging.v1.UpdateClientAppRequest.update_mask:type_name -> google.protobuf.FieldMask
+	92,  // 58: securemsg.messaging.v1.UpdateClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	84,  // 59: securemsg.messaging.v1.ProxyGrant.expire_time:type_name -> google.protobuf.Timestamp
+	84,  // 60: securemsg.messaging.v1.ProxyGrant.create_time:type_name -> google.protobuf.Timestamp
+	84,  // 61: securemsg.messaging.v1.ProxyGrant.revoke_time:type_name -> google.protobuf.Timestamp
+	67,  // 62: securemsg.messaging.v1.ListProxyGrantsResponse.grants:type_name -> securemsg.messaging.v1.ProxyGrant
+	84,  // 63: securemsg.messaging.v1.GrantProxyAccessRequest.expire_time:type_name -> google.protobuf.Timestamp
+	67,  // 64: securemsg.messaging.v1.GrantProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
+	67,  // 65: securemsg.messaging.v1.RevokeProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
+	2,   // 66: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
+	4,   // 67: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
+	6,   // 68: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
+	12,  // 69: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
+	8,   // 70: securemsg.messaging.v1.MessagingService.GetMessage:input_type -> securemsg.messaging.v1.GetMessageRequest
+	10,  // 71: securemsg.messaging.v1.MessagingService.GetUnreadCount:input_type -> securemsg.messaging.v1.GetUnreadCountRequest
+	14,  // 72: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
+	16,  // 73: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
+	18,  // 74: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
+	20,  // 75: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
+	22,  // 76: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
+	24,  // 77: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
+	26,  // 78: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
+	28,  // 79: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
+	30,  // 80: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
+	32,  // 81: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
+	34,  // 82: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
+	36,  // 83: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
+	38,  // 84: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
+	40,  // 85: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
+	42,  // 86: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
+	47,  // 87: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
+	49,  // 88: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
+	51,  // 89: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
+	53,  // 90: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
+	55,  // 91: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
+	57,  // 92: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
+	59,  // 93: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
+	61,  // 94: securemsg.messaging.v1.MessagingService.ListClientApps:input_type -> securemsg.messaging.v1.ListClientAppsRequest
+	63,  // 95: securemsg.messaging.v1.MessagingService.RegisterClientApp:input_type -> securemsg.messaging.v1.RegisterClientAppRequest
+	65,  // 96: securemsg.messaging.v1.MessagingService.UpdateClientApp:input_type -> securemsg.messaging.v1.UpdateClientAppRequest
+	68,  // 97: securemsg.messaging.v1.MessagingService.ListProxyGrants:input_type -> securemsg.messaging.v1.ListProxyGrantsRequest
+	70,  // 98: securemsg.messaging.v1.MessagingService.GrantProxyAccess:input_type -> securemsg.messaging.v1.GrantProxyAccessRequest
+	72,  // 99: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:input_type -> securemsg.messaging.v1.RevokeProxyAccessRequest
+	3,   // 100: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
+	5,   // 101: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
+	7,   // 102: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
+	13,  // 103: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
+	9,   // 104: securemsg.messaging.v1.MessagingService.GetMessage:output_type -> securemsg.messaging.v1.GetMessageResponse
+	11,  // 105: securemsg.messaging.v1.MessagingService.GetUnreadCount:output_type -> securemsg.messaging.v1.GetUnreadCountResponse
+	15,  // 106: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
+	17,  // 107: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
+	19,  // 108: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
+	21,  // 109: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
+	23,  // 110: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
+	25,  // 111: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
+	27,  // 112: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
+	29,  // 113: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
+	31,  // 114: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
+	33,  // 115: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
+	35,  // 116: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
+	37,  // 117: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
+	39,  // 118: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
+	41,  // 119: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
+	43,  // 120: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
+	48,  // 121: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
+	50,  // 122: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
+	52,  // 123: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
+	54,  // 124: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
+	56,  // 125: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
+	58,  // 126: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
+	60,  // 127: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
+	62,  // 128: securemsg.messaging.v1.MessagingService.ListClientApps:output_type -> securemsg.messaging.v1.ListClientAppsResponse
+	64,  // 129: securemsg.messaging.v1.MessagingService.RegisterClientApp:output_type -> securemsg.messaging.v1.RegisterClientAppResponse
+	66,  // 130: securemsg.messaging.v1.MessagingService.UpdateClientApp:output_type -> securemsg.messaging.v1.UpdateClientAppResponse
+	69,  // 131: securemsg.messaging.v1.MessagingService.ListProxyGrants:output_type -> securemsg.messaging.v1.ListProxyGrantsResponse
+	71,  // 132: securemsg.messaging.v1.MessagingService.GrantProxyAccess:output_type -> securemsg.messaging.v1.GrantProxyAccessResponse
+	73,  // 133: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:output_type -> securemsg.messaging.v1.RevokeProxyAccessResponse
+	100, // [100:134] is the sub-list for method output_type
+	66,  // [66:100] is the sub-list for method input_type
+	66,  // [66:66] is the sub-list for extension type_name
+	66,  // [66:66] is the sub-list for extension extendee
+	0,   // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_service_proto_init() }
@@ -4784,15 +5070,15 @@ func file_securemsg_messaging_v1_messaging_service_proto_init() {
 		return
 	}
 	file_securemsg_messaging_v1_messaging_proto_init()
-	file_securemsg_messaging_v1_messaging_service_proto_msgTypes[26].OneofWrappers = []any{
+	file_securemsg_messaging_v1_messaging_service_proto_msgTypes[30].OneofWrappers = []any{
 		(*SetLegalHoldRequest_ThreadId)(nil),
 		(*SetLegalHoldRequest_PatientId)(nil),
 	}
-	file_securemsg_messaging_v1_messaging_service_proto_msgTypes[32].OneofWrappers = []any{
+	file_securemsg_messaging_v1_messaging_service_proto_msgTypes[36].OneofWrappers = []any{
 		(*CheckMessageAccessRequest_MessageId)(nil),
 		(*CheckMessageAccessRequest_ThreadId)(nil),
 	}
-	file_securemsg_messaging_v1_messaging_service_proto_msgTypes[37].OneofWrappers = []any{
+	file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41].OneofWrappers = []any{
 		(*WatchInboxResponse_Change)(nil),
 		(*WatchInboxResponse_Heartbeat)(nil),
 		(*WatchInboxResponse_Resync)(nil),
@@ -4803,7 +5089,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_service_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   68,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

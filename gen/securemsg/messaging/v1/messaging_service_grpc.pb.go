@@ -23,6 +23,8 @@ const (
 	MessagingService_SendMessage_FullMethodName        = "/securemsg.messaging.v1.MessagingService/SendMessage"
 	MessagingService_ListThreads_FullMethodName        = "/securemsg.messaging.v1.MessagingService/ListThreads"
 	MessagingService_GetThread_FullMethodName          = "/securemsg.messaging.v1.MessagingService/GetThread"
+	MessagingService_GetMessage_FullMethodName         = "/securemsg.messaging.v1.MessagingService/GetMessage"
+	MessagingService_GetUnreadCount_FullMethodName     = "/securemsg.messaging.v1.MessagingService/GetUnreadCount"
 	MessagingService_MarkRead_FullMethodName           = "/securemsg.messaging.v1.MessagingService/MarkRead"
 	MessagingService_ArchiveThread_FullMethodName      = "/securemsg.messaging.v1.MessagingService/ArchiveThread"
 	MessagingService_UnarchiveThread_FullMethodName    = "/securemsg.messaging.v1.MessagingService/UnarchiveThread"
@@ -97,13 +99,17 @@ type MessagingServiceClient interface {
 	// when the thread is closed or an attachment is INFECTED, FAILED or bound elsewhere;
 	// ALREADY_EXISTS when client_request_id was already used for a different request.
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
-	// ListThreads lists the threads the caller may see in one box, newest activity first.
-	// Threads hidden from the caller (adolescent-confidential ones for proxies) are left out
-	// without a trace.
+	// ListThreads lists the threads the caller may see in one box, newest activity first: the
+	// care team's queues (unassigned, mine, a colleague's, by status and category) and a
+	// patient's inbox alike. Threads hidden from the caller (adolescent-confidential ones for
+	// proxies) are left out without a trace. Paging is by keyset on (last activity, id): no thread
+	// is listed twice, and none is skipped unless it gained a message while the caller paged, in
+	// which case it moved to the first page (WatchInbox tells of it).
 	//
-	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed, expired or
-	// was issued for different filters; PERMISSION_DENIED when a pool filter names a pool the
-	// caller does not work in, or patient_id names a patient the caller may not act for.
+	// Errors: INVALID_ARGUMENT when page_size is negative, assignee_subject is set without
+	// ASSIGNEE_FILTER_MEMBER (or missing with it), or page_token is malformed, expired or was
+	// issued for different filters; PERMISSION_DENIED when a pool filter names a pool the caller
+	// does not work in, or patient_id names a patient the caller may not act for.
 	ListThreads(ctx context.Context, in *ListThreadsRequest, opts ...grpc.CallOption) (*ListThreadsResponse, error)
 	// GetThread returns a thread and one page of its messages, oldest first. A clinician outside
 	// the thread's pool may read it in an emergency by giving break_glass_reason: the access is
@@ -119,6 +125,21 @@ type MessagingServiceClient interface {
 	// POST /v1/threads/{thread_id}:breakGlass with the reason in the body, because a URL (and so a
 	// query parameter) reaches access logs and Referer headers and the reason is PHI.
 	GetThread(ctx context.Context, in *GetThreadRequest, opts ...grpc.CallOption) (*GetThreadResponse, error)
+	// GetMessage returns one message of a thread, with its read receipts: what a notification
+	// deep link or a care-team app refreshing one message needs without paging the thread. The
+	// read is audited like GetThread's; break-the-glass reads go through GetThread.
+	//
+	// Errors: INVALID_ARGUMENT when thread_id or message_id is missing or not a UUID; NOT_FOUND
+	// when the thread does not exist or is hidden from the caller, or the message is not in it;
+	// PERMISSION_DENIED when policy denies the read; UNAVAILABLE when the access cannot be
+	// audited (reads fail closed).
+	GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error)
+	// GetUnreadCount counts what the caller has not read in their inbox (the threads
+	// ListThreads would list with no filters, archived ones left out): the badge a portal shows.
+	// Counts only, no subjects, so nothing is decrypted and the call is not a PHI read.
+	//
+	// Errors: only those every rpc may return.
+	GetUnreadCount(ctx context.Context, in *GetUnreadCountRequest, opts ...grpc.CallOption) (*GetUnreadCountResponse, error)
 	// MarkRead marks the caller's messages in a thread as read up to and including a message.
 	// Marking an older message than the current read mark is a no-op.
 	//
@@ -389,6 +410,26 @@ func (c *messagingServiceClient) GetThread(ctx context.Context, in *GetThreadReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetThreadResponse)
 	err := c.cc.Invoke(ctx, MessagingService_GetThread_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMessageResponse)
+	err := c.cc.Invoke(ctx, MessagingService_GetMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GetUnreadCount(ctx context.Context, in *GetUnreadCountRequest, opts ...grpc.CallOption) (*GetUnreadCountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUnreadCountResponse)
+	err := c.cc.Invoke(ctx, MessagingService_GetUnreadCount_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -728,13 +769,17 @@ type MessagingServiceServer interface {
 	// when the thread is closed or an attachment is INFECTED, FAILED or bound elsewhere;
 	// ALREADY_EXISTS when client_request_id was already used for a different request.
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
-	// ListThreads lists the threads the caller may see in one box, newest activity first.
-	// Threads hidden from the caller (adolescent-confidential ones for proxies) are left out
-	// without a trace.
+	// ListThreads lists the threads the caller may see in one box, newest activity first: the
+	// care team's queues (unassigned, mine, a colleague's, by status and category) and a
+	// patient's inbox alike. Threads hidden from the caller (adolescent-confidential ones for
+	// proxies) are left out without a trace. Paging is by keyset on (last activity, id): no thread
+	// is listed twice, and none is skipped unless it gained a message while the caller paged, in
+	// which case it moved to the first page (WatchInbox tells of it).
 	//
-	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed, expired or
-	// was issued for different filters; PERMISSION_DENIED when a pool filter names a pool the
-	// caller does not work in, or patient_id names a patient the caller may not act for.
+	// Errors: INVALID_ARGUMENT when page_size is negative, assignee_subject is set without
+	// ASSIGNEE_FILTER_MEMBER (or missing with it), or page_token is malformed, expired or was
+	// issued for different filters; PERMISSION_DENIED when a pool filter names a pool the caller
+	// does not work in, or patient_id names a patient the caller may not act for.
 	ListThreads(context.Context, *ListThreadsRequest) (*ListThreadsResponse, error)
 	// GetThread returns a thread and one page of its messages, oldest first. A clinician outside
 	// the thread's pool may read it in an emergency by giving break_glass_reason: the access is
@@ -750,6 +795,21 @@ type MessagingServiceServer interface {
 	// POST /v1/threads/{thread_id}:breakGlass with the reason in the body, because a URL (and so a
 	// query parameter) reaches access logs and Referer headers and the reason is PHI.
 	GetThread(context.Context, *GetThreadRequest) (*GetThreadResponse, error)
+	// GetMessage returns one message of a thread, with its read receipts: what a notification
+	// deep link or a care-team app refreshing one message needs without paging the thread. The
+	// read is audited like GetThread's; break-the-glass reads go through GetThread.
+	//
+	// Errors: INVALID_ARGUMENT when thread_id or message_id is missing or not a UUID; NOT_FOUND
+	// when the thread does not exist or is hidden from the caller, or the message is not in it;
+	// PERMISSION_DENIED when policy denies the read; UNAVAILABLE when the access cannot be
+	// audited (reads fail closed).
+	GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error)
+	// GetUnreadCount counts what the caller has not read in their inbox (the threads
+	// ListThreads would list with no filters, archived ones left out): the badge a portal shows.
+	// Counts only, no subjects, so nothing is decrypted and the call is not a PHI read.
+	//
+	// Errors: only those every rpc may return.
+	GetUnreadCount(context.Context, *GetUnreadCountRequest) (*GetUnreadCountResponse, error)
 	// MarkRead marks the caller's messages in a thread as read up to and including a message.
 	// Marking an older message than the current read mark is a no-op.
 	//
@@ -998,6 +1058,12 @@ func (UnimplementedMessagingServiceServer) ListThreads(context.Context, *ListThr
 func (UnimplementedMessagingServiceServer) GetThread(context.Context, *GetThreadRequest) (*GetThreadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetThread not implemented")
 }
+func (UnimplementedMessagingServiceServer) GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMessage not implemented")
+}
+func (UnimplementedMessagingServiceServer) GetUnreadCount(context.Context, *GetUnreadCountRequest) (*GetUnreadCountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUnreadCount not implemented")
+}
 func (UnimplementedMessagingServiceServer) MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkRead not implemented")
 }
@@ -1171,6 +1237,42 @@ func _MessagingService_GetThread_Handler(srv interface{}, ctx context.Context, d
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(MessagingServiceServer).GetThread(ctx, req.(*GetThreadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_GetMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GetMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GetMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GetMessage(ctx, req.(*GetMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_GetUnreadCount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUnreadCountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GetUnreadCount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GetUnreadCount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GetUnreadCount(ctx, req.(*GetUnreadCountRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1694,6 +1796,14 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetThread",
 			Handler:    _MessagingService_GetThread_Handler,
+		},
+		{
+			MethodName: "GetMessage",
+			Handler:    _MessagingService_GetMessage_Handler,
+		},
+		{
+			MethodName: "GetUnreadCount",
+			Handler:    _MessagingService_GetUnreadCount_Handler,
 		},
 		{
 			MethodName: "MarkRead",

@@ -103,6 +103,27 @@ func RoleOf(roles []string) commonv1.Role {
 	return best
 }
 
+// RoleName is the role name (auth.Role) an audit role stands for; "" for none.
+func RoleName(r commonv1.Role) string {
+	switch r {
+	case commonv1.Role_ROLE_PATIENT:
+		return string(auth.RolePatient)
+	case commonv1.Role_ROLE_PROXY:
+		return string(auth.RoleProxy)
+	case commonv1.Role_ROLE_CLINICIAN:
+		return string(auth.RoleClinician)
+	case commonv1.Role_ROLE_STAFF:
+		return string(auth.RoleStaff)
+	case commonv1.Role_ROLE_ADMIN:
+		return string(auth.RoleAdmin)
+	case commonv1.Role_ROLE_AUDITOR:
+		return string(auth.RoleAuditor)
+	case commonv1.Role_ROLE_SERVICE:
+		return "service"
+	}
+	return ""
+}
+
 // RecordTypeOf maps a policy resource type ("Thread", "Message", ...) to a RecordType.
 func RecordTypeOf(t string) eventsv1.RecordType {
 	switch strings.ToLower(t) {

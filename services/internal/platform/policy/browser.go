@@ -31,6 +31,8 @@ var browserMethods = []string{
 	messagingv1.MessagingService_ListThreads_FullMethodName,
 	messagingv1.MessagingService_GetThread_FullMethodName,
 	messagingv1.MessagingService_MarkRead_FullMethodName,
+	messagingv1.MessagingService_GetMessage_FullMethodName,
+	messagingv1.MessagingService_GetUnreadCount_FullMethodName,
 	messagingv1.MessagingService_ArchiveThread_FullMethodName,
 	messagingv1.MessagingService_UnarchiveThread_FullMethodName,
 	messagingv1.MessagingService_ClaimThread_FullMethodName,

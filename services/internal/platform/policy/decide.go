@@ -49,6 +49,9 @@ type Context struct {
 	BreakGlassReason string
 	// TargetPoolID is the destination pool of a TransferThread.
 	TargetPoolID string
+	// ReaderRole is the role ("patient", "proxy", "clinician", ...) a read receipt's reader
+	// read in (messaging.ViewReadReceipt).
+	ReaderRole string
 }
 
 // Decision is the answer to one authorisation question.
@@ -205,6 +208,7 @@ func requestContext(s *snapshot, p *auth.Principal, res Resource, rc Context, no
 		"breakGlass":        types.Boolean(strings.TrimSpace(rc.BreakGlassReason) != ""),
 		"activeGrantScopes": grantScopes,
 		"targetPoolId":      types.String(rc.TargetPoolID),
+		"readerRole":        types.String(rc.ReaderRole),
 	})
 }
 

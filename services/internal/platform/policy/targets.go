@@ -34,7 +34,11 @@ var rpcTargets = map[string]TargetFunc{
 	"messaging.ListThreads": read(func(r *messagingv1.ListThreadsRequest) Target {
 		return Target{Type: "Thread", PatientID: r.GetPatientId()}
 	}),
-	"messaging.GetThread":       threadOf[*messagingv1.GetThreadRequest],
+	"messaging.GetThread": threadOf[*messagingv1.GetThreadRequest],
+	"messaging.GetMessage": read(func(r *messagingv1.GetMessageRequest) Target {
+		return Target{Type: "Message", ID: r.GetMessageId()}
+	}),
+	"messaging.GetUnreadCount":  fixed("Thread"),
 	"messaging.MarkRead":        threadOf[*messagingv1.MarkReadRequest],
 	"messaging.ArchiveThread":   threadOf[*messagingv1.ArchiveThreadRequest],
 	"messaging.UnarchiveThread": threadOf[*messagingv1.UnarchiveThreadRequest],

@@ -16,7 +16,7 @@ import (
 // MigratedPool is a pool on a new schema of the stack's Postgres with a service's migrations
 // (and the outbox's) applied, as the service applies them at start: what a repository contract
 // test runs each case on. The schema is dropped when the test ends.
-func MigratedPool(t *testing.T, migrations fs.FS) *pgxpool.Pool {
+func MigratedPool(t testing.TB, migrations fs.FS) *pgxpool.Pool {
 	t.Helper()
 	schema := testkit.NewSchema(t, testkit.Postgres(t))
 	pool, err := pg.NewPool(t.Context(), pg.Config{URL: testkit.LoadStack().PostgresURL, Schema: schema, MaxConns: 4})

@@ -14,12 +14,15 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
 	"github.com/securemsg/securemsg/services/internal/platform/crypto"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
+	"github.com/securemsg/securemsg/services/internal/platform/protoenum"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
@@ -121,8 +124,9 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 			return nil, err
 		}
 	}
+	rv := s.receiptViewer(p, t, page.Receipts)
 	for _, m := range msgs {
-		v := MessageView{Message: m, Read: m.Seq <= out.Thread.Viewer.ReadSeq || m.SenderSubject == p.Subject}
+		v := MessageView{Message: m, Read: m.Seq <= out.Thread.Viewer.ReadSeq || m.SenderSubject == p.Subject, Receipts: rv.of(m)}
 		if content && !m.Retracted() {
 			if v.Body, err = open(sl, m.BodySealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldBody)); err != nil {
 				return nil, err
@@ -131,6 +135,95 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 		out.Messages = append(out.Messages, v)
 	}
 	return out, nil
+}
+
+// GetMessage returns one message of a thread with the receipts p may see. Its read is
+// audited in the commit that reads it, as GetThread's is; nothing is decrypted before.
+func (s *Service) GetMessage(ctx context.Context, p *auth.Principal, threadID, messageID string) (*MessageView, error) {
+	threadID, err := domain.CheckID("thread_id", threadID)
+	if err != nil {
+		return nil, err
+	}
+	msgID, err := domain.CheckID("message_id", messageID)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.loadThread(ctx, threadID)
+	if err != nil {
+		return nil, err
+	}
+	res := threadResource(t)
+	d, err := s.authorize(ctx, p, actGetMessage, res, policy.Context{}, t)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.Messages.Message(ctx, t.ID, msgID)
+	if err != nil {
+		return nil, storeError("load message", err)
+	}
+	b := s.newBatch(ctx)
+	b.audit(actorFor(p, t.PatientID, t.PoolID), eventsv1.Action_ACTION_READ, messageTarget(t, m.ID), auditlog.Reason(reasonCode(d)))
+	audit, err := b.rows()
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.Inbox.ReadThreadPage(ctx, t, p.Subject, m.Seq-1, 1, nil, audit)
+	if err != nil {
+		return nil, readError(err)
+	}
+	if len(page.Messages) == 0 || page.Messages[0].ID != m.ID {
+		return nil, domain.ErrMessageNotFound
+	}
+	m = page.Messages[0]
+	v := &MessageView{Message: m, Read: m.Seq <= page.Viewer.ReadSeq || m.SenderSubject == p.Subject,
+		Receipts: s.receiptViewer(p, t, page.Receipts).of(m)}
+	if !m.Retracted() && s.Policy.Evaluate(p, actReadContent, res, policy.Context{}).Allowed {
+		sl, err := s.sealer(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		if v.Body, err = open(sl, m.BodySealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldBody)); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// receiptViewer picks, for one viewer, the receipts of a thread's messages the policy lets
+// them see (messaging.ViewReadReceipt), asking once per reader.
+type receiptViewer struct {
+	s        *Service
+	p        *auth.Principal
+	t        *domain.Thread
+	receipts []domain.ReadReceipt
+	allowed  map[domain.ReadReceipt]bool
+}
+
+func (s *Service) receiptViewer(p *auth.Principal, t *domain.Thread, receipts []domain.ReadReceipt) *receiptViewer {
+	return &receiptViewer{s: s, p: p, t: t, receipts: receipts, allowed: map[domain.ReadReceipt]bool{}}
+}
+
+// of is m's receipts the viewer may see, earliest first: never the viewer's own read, nor the
+// sender's (writing is not reading one's own message).
+func (rv *receiptViewer) of(m *domain.Message) []domain.ReadReceipt {
+	var out []domain.ReadReceipt
+	for _, r := range domain.FirstReads(rv.receipts, m.Seq) {
+		if r.Subject == rv.p.Subject || r.Subject == m.SenderSubject {
+			continue
+		}
+		key := domain.ReadReceipt{Subject: r.Subject, Role: r.Role, OnBehalfOf: r.OnBehalfOf}
+		ok, seen := rv.allowed[key]
+		if !seen {
+			res := threadResource(rv.t)
+			res.Type, res.ID, res.Owner = "ReadReceipt", rv.t.ID+"/"+r.Subject, r.Subject
+			ok = rv.s.Policy.Evaluate(rv.p, actViewReceipt, res, policy.Context{ReaderRole: auditlog.RoleName(r.Role)}).Allowed
+			rv.allowed[key] = ok
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // readError turns a failed read-and-record into a refusal: any failure to record the access
@@ -167,18 +260,24 @@ func parseMessageToken(tok, threadID string) (int32, error) {
 
 // ListThreadsCmd selects threads.
 type ListThreadsCmd struct {
-	Box        int
-	UnreadOnly bool
-	PoolIDs    []string
-	PatientID  string
-	PageSize   int
-	PageToken  string
+	Box             int
+	UnreadOnly      bool
+	PoolIDs         []string
+	PatientID       string
+	Statuses        []messagingv1.ThreadStatus
+	Categories      []commonv1.ThreadCategory
+	Assignee        int
+	AssigneeSubject string
+	IncludeCounts   bool
+	PageSize        int
+	PageToken       string
 }
 
-// ListThreadsResult is one page of threads.
+// ListThreadsResult is one page of threads, and the queue counts when they were asked for.
 type ListThreadsResult struct {
 	Threads       []ThreadView
 	NextPageToken string
+	Counts        *domain.ThreadCounts
 }
 
 // listToken is a ListThreads keyset cursor, bound to its filters and valid for a day.
@@ -214,32 +313,76 @@ func parseListToken(s, fh string, now time.Time) (listToken, error) {
 	return tok, nil
 }
 
-// ListThreads lists the threads the caller may see, newest activity first. Visibility comes
-// from the caller's verified principal (own patient id, active read grants without adolescent-
-// confidential threads, care pools); each row is checked again against the policy, and the
-// subject lines shown are audited (one READ record per thread) before they are returned.
-func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThreadsCmd) (*ListThreadsResult, error) {
-	limit, err := domain.PageLimit(c.PageSize, 100)
-	if err != nil {
-		return nil, err
-	}
+// listFilters checks c's filters and returns them in canonical order with their hash, which
+// binds a page token to them.
+func listFilters(c *ListThreadsCmd) (string, error) {
 	if c.Box < 0 || c.Box > 3 {
-		return nil, usererr.New(usererr.InvalidArgument, "BOX_UNKNOWN", "box is unknown")
+		return "", usererr.New(usererr.InvalidArgument, "BOX_UNKNOWN", "box is unknown")
 	}
 	if c.Box == 0 {
 		c.Box = domain.BoxInbox
 	}
-	pools := slices.Clone(c.PoolIDs)
-	slices.Sort(pools)
-	filters := sha256.Sum256([]byte(strconv.Itoa(c.Box) + "|" + strconv.FormatBool(c.UnreadOnly) + "|" + strings.Join(pools, ",") + "|" + c.PatientID))
-	fh := hex.EncodeToString(filters[:8])
+	c.PoolIDs = slices.Clone(c.PoolIDs)
+	slices.Sort(c.PoolIDs)
+	c.Statuses = slices.Clone(c.Statuses)
+	slices.Sort(c.Statuses)
+	c.Statuses = slices.Compact(c.Statuses)
+	for _, st := range c.Statuses {
+		if st < messagingv1.ThreadStatus_THREAD_STATUS_OPEN || st > messagingv1.ThreadStatus_THREAD_STATUS_CLOSED {
+			return "", usererr.New(usererr.InvalidArgument, "STATUS_UNKNOWN", "statuses names an unknown status")
+		}
+	}
+	c.Categories = slices.Clone(c.Categories)
+	slices.Sort(c.Categories)
+	c.Categories = slices.Compact(c.Categories)
+	for _, cat := range c.Categories {
+		if _, known := commonv1.ThreadCategory_name[int32(cat)]; !known || cat == commonv1.ThreadCategory_THREAD_CATEGORY_UNSPECIFIED {
+			return "", usererr.New(usererr.InvalidArgument, "CATEGORY_UNKNOWN", "categories names an unknown category")
+		}
+	}
+	switch {
+	case c.Assignee < 0 || c.Assignee > int(domain.AssigneeMember):
+		return "", usererr.New(usererr.InvalidArgument, "ASSIGNEE_FILTER_UNKNOWN", "assignee is unknown")
+	case c.Assignee == int(domain.AssigneeMember) && c.AssigneeSubject == "":
+		return "", usererr.New(usererr.InvalidArgument, "ASSIGNEE_SUBJECT_REQUIRED", "assignee_subject is required with ASSIGNEE_FILTER_MEMBER")
+	case c.Assignee != int(domain.AssigneeMember) && c.AssigneeSubject != "":
+		return "", usererr.New(usererr.InvalidArgument, "ASSIGNEE_SUBJECT_UNEXPECTED", "assignee_subject is only for ASSIGNEE_FILTER_MEMBER")
+	}
+	if len(c.AssigneeSubject) > 255 {
+		return "", usererr.New(usererr.InvalidArgument, "FIELD_TOO_LONG", "assignee_subject is too long")
+	}
+	join := func(vs []int) string {
+		out := make([]string, len(vs))
+		for i, v := range vs {
+			out[i] = strconv.Itoa(v)
+		}
+		return strings.Join(out, ",")
+	}
+	sts, cats := make([]int, len(c.Statuses)), make([]int, len(c.Categories))
+	for i, v := range c.Statuses {
+		sts[i] = int(v)
+	}
+	for i, v := range c.Categories {
+		cats[i] = int(v)
+	}
+	sum := sha256.Sum256([]byte(strings.Join([]string{"v2", strconv.Itoa(c.Box), strconv.FormatBool(c.UnreadOnly),
+		strings.Join(c.PoolIDs, ","), c.PatientID, join(sts), join(cats), strconv.Itoa(c.Assignee), c.AssigneeSubject}, "|")))
+	return hex.EncodeToString(sum[:8]), nil
+}
 
-	now := s.Now()
-	q := domain.ListQuery{Viewer: p.Subject, FilterPatientID: c.PatientID, FilterPoolIDs: pools, Box: c.Box, UnreadOnly: c.UnreadOnly, Limit: limit + 1}
+// listScope is the ListQuery of what p may see with c's filters, refusing (and auditing) pool
+// and patient filters p has no access to.
+func (s *Service) listScope(ctx context.Context, p *auth.Principal, c ListThreadsCmd) (domain.ListQuery, error) {
+	q := domain.ListQuery{Viewer: p.Subject, FilterPatientID: c.PatientID, FilterPoolIDs: c.PoolIDs, Box: c.Box,
+		UnreadOnly: c.UnreadOnly, Categories: c.Categories, Assignee: domain.AssigneeFilter(c.Assignee), AssigneeSubject: c.AssigneeSubject}
+	for _, st := range c.Statuses {
+		q.Statuses = append(q.Statuses, domain.Status(protoenum.Code(st, 0)))
+	}
 	if p.HasRole(auth.RolePatient) {
 		q.OwnPatientID = p.PatientID
 	}
 	if p.HasRole(auth.RoleProxy) {
+		now := s.Now()
 		for _, g := range p.ProxyGrants {
 			if g.ActiveAt(now) && slices.Contains(g.Scopes, "read") {
 				q.ProxyPatientIDs = append(q.ProxyPatientIDs, g.PatientID)
@@ -249,18 +392,51 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 	if p.HasRole(auth.RoleClinician) || p.HasRole(auth.RoleStaff) {
 		q.PoolIDs = p.CarePools
 	}
-	for _, pool := range pools {
+	for _, pool := range c.PoolIDs {
 		if !slices.Contains(q.PoolIDs, pool) {
 			s.deny(ctx, p, actListThreads, policy.Resource{Type: "Pool", ID: pool, PoolID: pool}, policy.Decision{Reasons: []string{"not_pool_member"}})
-			return nil, usererr.New(usererr.PermissionDenied, "NOT_POOL_MEMBER", "permission denied: not a member of a requested pool")
+			return q, usererr.New(usererr.PermissionDenied, "NOT_POOL_MEMBER", "permission denied: not a member of a requested pool")
 		}
 	}
 	if c.PatientID != "" && c.PatientID != q.OwnPatientID && !slices.Contains(q.ProxyPatientIDs, c.PatientID) && len(q.PoolIDs) == 0 {
 		// Recorded against the patient's threads as a whole (the legal-hold rpc names them the
 		// same way): the audit trail has no record type for a patient.
 		s.deny(ctx, p, actListThreads, policy.Resource{Type: "Thread", ID: "patient:" + c.PatientID, PatientID: c.PatientID}, policy.Decision{Reasons: []string{"no_grant"}})
-		return nil, usererr.New(usererr.PermissionDenied, "NO_PATIENT_GRANT", "permission denied: you may not act for this patient")
+		return q, usererr.New(usererr.PermissionDenied, "NO_PATIENT_GRANT", "permission denied: you may not act for this patient")
 	}
+	return q, nil
+}
+
+// GetUnreadCount counts the threads and messages of p's inbox that p has not read. Ids and
+// counts only: nothing is decrypted, so the count is not recorded as a read.
+func (s *Service) GetUnreadCount(ctx context.Context, p *auth.Principal) (domain.ThreadCounts, error) {
+	q, err := s.listScope(ctx, p, ListThreadsCmd{Box: domain.BoxInbox})
+	if err != nil {
+		return domain.ThreadCounts{}, err
+	}
+	c, err := s.Inbox.CountThreads(ctx, q)
+	return c, storeError("count threads", err)
+}
+
+// ListThreads lists the threads the caller may see, newest activity first. Visibility comes
+// from the caller's verified principal (own patient id, active read grants without adolescent-
+// confidential threads, care pools); each row is checked again against the policy, and the
+// subject lines shown are audited (one READ record per thread) before they are returned.
+func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThreadsCmd) (*ListThreadsResult, error) {
+	limit, err := domain.PageLimit(c.PageSize, 100)
+	if err != nil {
+		return nil, err
+	}
+	fh, err := listFilters(&c)
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	q, err := s.listScope(ctx, p, c)
+	if err != nil {
+		return nil, err
+	}
+	q.Limit = limit + 1
 	if c.PageToken != "" {
 		tok, err := parseListToken(c.PageToken, fh, now)
 		if err != nil {
@@ -273,6 +449,13 @@ func (s *Service) ListThreads(ctx context.Context, p *auth.Principal, c ListThre
 		return nil, storeError("list threads", err)
 	}
 	out := &ListThreadsResult{}
+	if c.IncludeCounts {
+		counts, err := s.Inbox.CountThreads(ctx, q)
+		if err != nil {
+			return nil, storeError("count threads", err)
+		}
+		out.Counts = &counts
+	}
 	if len(rows) > limit {
 		rows = rows[:limit]
 		last := rows[len(rows)-1].Thread
@@ -355,7 +538,8 @@ func (s *Service) MarkRead(ctx context.Context, p *auth.Principal, threadID, upT
 		return 0, storeError("load message", err)
 	}
 	a := actorFor(p, t.PatientID, t.PoolID)
-	v, err := s.Inbox.MarkRead(ctx, t.ID, p.Subject, m.Seq, func(v domain.Viewer) ([]outbox.Event, error) {
+	mark := domain.ReadMark{Subject: p.Subject, Role: a.Role, OnBehalfOf: a.OnBehalfOf, Seq: m.Seq, At: s.Now()}
+	v, err := s.Inbox.MarkRead(ctx, t.ID, mark, func(v domain.Viewer) ([]outbox.Event, error) {
 		b := s.newBatch(ctx)
 		ev := &eventsv1.MessageRead{ThreadId: t.ID, PoolId: t.PoolID, UpToMessageId: m.ID, ReaderSubject: p.Subject, ReaderRole: a.Role, UnreadCount: v.Unread}
 		b.event("message.read."+t.PoolID, ev)

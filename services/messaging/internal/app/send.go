@@ -32,6 +32,8 @@ type MessageView struct {
 	Message *domain.Message
 	Body    string
 	Read    bool
+	// Receipts are the other readers' receipts the viewer may see, earliest first.
+	Receipts []domain.ReadReceipt
 }
 
 // CreateThreadCmd starts a thread.

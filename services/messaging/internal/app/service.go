@@ -116,6 +116,8 @@ const (
 	actListThreads   = "messaging.ListThreads"
 	actGetThread     = "messaging.GetThread"
 	actReadContent   = "messaging.ReadContent"
+	actGetMessage    = "messaging.GetMessage"
+	actViewReceipt   = "messaging.ViewReadReceipt"
 	actMarkRead      = "messaging.MarkRead"
 	actArchive       = "messaging.ArchiveThread"
 	actUnarchive     = "messaging.UnarchiveThread"

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
@@ -87,9 +88,13 @@ type InboxRepository interface {
 	ReadThreadPage(ctx context.Context, t *Thread, viewer string, afterSeq int32, limit int, bg *BreakGlass, audit []outbox.Event) (ThreadPage, error)
 	// RecordBreakGlass stores a sealed break-the-glass reason for thread threadID.
 	RecordBreakGlass(ctx context.Context, threadID string, bg BreakGlass) error
-	// MarkRead raises subject's read mark in a thread to seq (never lowers it) and writes the
-	// rows effects returns for the viewer state after the change, in one commit.
-	MarkRead(ctx context.Context, threadID, subject string, seq int32, effects func(Viewer) ([]outbox.Event, error)) (Viewer, error)
+	// CountThreads counts the threads q selects by queue, leaving out q's assignee, unread and
+	// keyset filters (ThreadCounts says what each count is).
+	CountThreads(ctx context.Context, q ListQuery) (ThreadCounts, error)
+	// MarkRead raises mark.Subject's read mark in a thread to mark.Seq (never lowers it),
+	// records a receipt when it rose, and writes the rows effects returns for the viewer state
+	// after the change, in one commit.
+	MarkRead(ctx context.Context, threadID string, mark ReadMark, effects func(Viewer) ([]outbox.Event, error)) (Viewer, error)
 	// SetArchived archives (keeping the first archive time) or unarchives a thread for subject
 	// and writes rows, in one commit; it returns the archive time (zero when unarchived).
 	SetArchived(ctx context.Context, threadID, subject string, on bool, at time.Time, rows []outbox.Event) (time.Time, error)
@@ -227,12 +232,52 @@ type ListQuery struct {
 	FilterPoolIDs   []string
 	Box             int
 	UnreadOnly      bool
+	Statuses        []Status
+	Categories      []commonv1.ThreadCategory
+	Assignee        AssigneeFilter
+	// AssigneeSubject is the member whose queue AssigneeMember lists.
+	AssigneeSubject string
 	// Keyset: only threads strictly after (AfterTime, AfterID) in (last message time DESC, id
 	// DESC).
 	AfterTime time.Time
 	AfterID   string
 	Limit     int
 }
+
+// AssigneeFilter selects threads by assignee (it matches messagingv1.AssigneeFilter).
+type AssigneeFilter int
+
+// AssigneeFilter values.
+const (
+	AssigneeAny        AssigneeFilter = 0
+	AssigneeMe         AssigneeFilter = 1
+	AssigneeUnassigned AssigneeFilter = 2
+	AssigneeMember     AssigneeFilter = 3
+)
+
+// ThreadCounts are the sizes of the queues one ListQuery's other filters select.
+type ThreadCounts struct {
+	Total int32
+	// Unread: threads with messages the viewer has not read; UnreadMessages: those messages.
+	Unread         int32
+	UnreadMessages int64
+	Unassigned     int32
+	AssignedToMe   int32
+}
+
+// ReadMark is a person's read mark rising to Seq: who read, in which role, and when. Writing a
+// message sets the writer's mark to it, so unread is always message count minus read mark.
+type ReadMark struct {
+	Subject    string
+	Role       commonv1.Role
+	OnBehalfOf string
+	Seq        int32
+	At         time.Time
+}
+
+// ReadReceipt is one rise of a person's read mark: every message up to Seq that they had not
+// read before was read At.
+type ReadReceipt = ReadMark
 
 // ListedThread is a thread with the viewer's state in it.
 type ListedThread struct {
@@ -260,6 +305,29 @@ type ThreadPage struct {
 	Messages []*Message
 	Viewer   Viewer
 	Settings PoolSettings
+	// Receipts are the thread's receipts past the page's first message, by subject then seq.
+	Receipts []ReadReceipt
+}
+
+// FirstReads returns, for a message at seq, each reader's receipt: their first at or past it.
+// receipts are ordered by subject then seq, as ThreadPage holds them.
+func FirstReads(receipts []ReadReceipt, seq int32) []ReadReceipt {
+	var out []ReadReceipt
+	for i := 0; i < len(receipts); {
+		j := i
+		for j < len(receipts) && receipts[j].Subject == receipts[i].Subject {
+			j++
+		}
+		for _, r := range receipts[i:j] {
+			if r.Seq >= seq {
+				out = append(out, r)
+				break
+			}
+		}
+		i = j
+	}
+	slices.SortStableFunc(out, func(a, b ReadReceipt) int { return a.At.Compare(b.At) })
+	return out
 }
 
 // PurgeCandidate is a thread past retention.

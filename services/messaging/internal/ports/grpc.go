@@ -81,6 +81,12 @@ func messageProto(v *app.MessageView) *messagingv1.Message {
 		AttachmentIds: m.AttachmentIDs, CreateTime: timestamppb.New(m.CreatedAt),
 		CorrectsMessageId: m.CorrectsMessageID, AutoReply: m.AutoReply, Read: v.Read,
 	}
+	for _, r := range v.Receipts {
+		out.Receipts = append(out.Receipts, &messagingv1.ReadReceipt{
+			Reader:   &messagingv1.Participant{Subject: r.Subject, Role: r.Role, OnBehalfOfPatientId: r.OnBehalfOf},
+			ReadTime: timestamppb.New(r.At),
+		})
+	}
 	if m.Retracted() {
 		out.Body = ""
 		out.Retraction = &messagingv1.Retraction{
@@ -137,8 +143,11 @@ func (h *Handler) ListThreads(ctx context.Context, req *messagingv1.ListThreadsR
 	if err != nil {
 		return nil, err
 	}
-	res, err := h.svc.ListThreads(ctx, p, app.ListThreadsCmd{Box: int(req.GetBox()), UnreadOnly: req.GetUnreadOnly(),
-		PoolIDs: req.GetPoolIds(), PatientID: req.GetPatientId(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
+	c := app.ListThreadsCmd{Box: int(req.GetBox()), UnreadOnly: req.GetUnreadOnly(),
+		PoolIDs: req.GetPoolIds(), PatientID: req.GetPatientId(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken(),
+		Categories: req.GetCategories(), Assignee: int(req.GetAssignee()), AssigneeSubject: req.GetAssigneeSubject(),
+		IncludeCounts: req.GetIncludeCounts(), Statuses: req.GetStatuses()}
+	res, err := h.svc.ListThreads(ctx, p, c)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +155,36 @@ func (h *Handler) ListThreads(ctx context.Context, req *messagingv1.ListThreadsR
 	for _, v := range res.Threads {
 		out.Threads = append(out.Threads, summaryProto(v))
 	}
+	if n := res.Counts; n != nil {
+		out.Counts = &messagingv1.QueueCounts{Total: n.Total, Unread: n.Unread, Unassigned: n.Unassigned, AssignedToMe: n.AssignedToMe}
+	}
 	return out, nil
+}
+
+// GetMessage implements messagingv1.MessagingServiceServer.
+func (h *Handler) GetMessage(ctx context.Context, req *messagingv1.GetMessageRequest) (*messagingv1.GetMessageResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := h.svc.GetMessage(ctx, p, req.GetThreadId(), req.GetMessageId())
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.GetMessageResponse{Message: messageProto(v)}, nil
+}
+
+// GetUnreadCount implements messagingv1.MessagingServiceServer.
+func (h *Handler) GetUnreadCount(ctx context.Context, _ *messagingv1.GetUnreadCountRequest) (*messagingv1.GetUnreadCountResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := h.svc.GetUnreadCount(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return &messagingv1.GetUnreadCountResponse{UnreadThreads: n.Unread, UnreadMessages: n.UnreadMessages}, nil
 }
 
 // GetThread implements messagingv1.MessagingServiceServer.

@@ -29,6 +29,7 @@ type Store struct {
 	threads      map[string]*domain.Thread
 	messages     map[string][]*domain.Message // by thread id, in seq order
 	viewers      map[viewerKey]viewerState
+	receipts     map[string][]domain.ReadReceipt // by thread id, in write order
 	breakGlass   []breakGlassRow
 	settings     map[string]domain.PoolSettings
 	patientHolds map[string]string // patient id → case reference
@@ -60,7 +61,7 @@ func New() *Store {
 		viewers: map[viewerKey]viewerState{}, settings: map[string]domain.PoolSettings{},
 		patientHolds: map[string]string{}, purgeLocks: map[string]bool{},
 		pools: map[string]domain.Pool{}, members: map[string]map[string]domain.PoolMember{}, apps: map[string]domain.ClientApp{},
-		grants: map[string]domain.ProxyGrant{},
+		grants: map[string]domain.ProxyGrant{}, receipts: map[string][]domain.ReadReceipt{},
 	}
 }
 
@@ -215,6 +216,13 @@ type staged struct {
 	s        *Store
 	threads  map[string]*domain.Thread
 	messages map[string][]*domain.Message
+	marks    []threadMark
+}
+
+// threadMark is a read mark to raise when a staged change commits.
+type threadMark struct {
+	thread string
+	mark   domain.ReadMark
 }
 
 func (s *Store) stage() *staged {
@@ -287,6 +295,9 @@ func (st *staged) appendMessage(m *domain.Message, markAutoReplied bool) (domain
 		stored.AttachmentIDs = []string{}
 	}
 	st.messages[t.ID] = append(st.threadMessages(t.ID), stored)
+	if m.SenderSubject != "" && !m.AutoReply {
+		st.marks = append(st.marks, threadMark{t.ID, domain.ReadMark{Subject: m.SenderSubject, Role: m.SenderRole, OnBehalfOf: m.OnBehalfOf, Seq: m.Seq, At: m.CreatedAt}})
+	}
 	return domain.Appended{Participants: slices.Clone(t.Participants), Assignee: t.AssigneeSubject}, nil
 }
 
@@ -313,7 +324,22 @@ func (st *staged) commit(rows []outbox.Event) error {
 	for id, msgs := range st.messages {
 		st.s.messages[id] = msgs
 	}
+	for _, m := range st.marks {
+		st.s.raise(m.thread, m.mark)
+	}
 	return nil
+}
+
+// raise raises a read mark and records its receipt, when it rises. Callers hold mu.
+func (s *Store) raise(threadID string, mark domain.ReadMark) {
+	k := viewerKey{threadID, mark.Subject}
+	vs := s.viewers[k]
+	if mark.Seq <= vs.readSeq {
+		return
+	}
+	vs.readSeq = mark.Seq
+	s.viewers[k] = vs
+	s.receipts[threadID] = append(s.receipts[threadID], mark)
 }
 
 // CreateThread implements domain.ThreadRepository.
@@ -544,10 +570,8 @@ func (s *Store) RetractMessage(_ context.Context, m *domain.Message, rows []outb
 func (s *Store) viewer(threadID, subject string) domain.Viewer {
 	vs := s.viewers[viewerKey{threadID, subject}]
 	v := domain.Viewer{ReadSeq: vs.readSeq, ArchivedAt: vs.archived}
-	for _, m := range s.messages[threadID] {
-		if m.Seq > vs.readSeq && m.SenderSubject != subject {
-			v.Unread++
-		}
+	if t, ok := s.threads[threadID]; ok {
+		v.Unread = max(t.MessageCount-vs.readSeq, 0)
 	}
 	return v
 }
@@ -556,8 +580,66 @@ func (s *Store) viewer(threadID, subject string) domain.Viewer {
 func (s *Store) ListThreads(_ context.Context, q domain.ListQuery) ([]domain.ListedThread, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var out []domain.ListedThread
+	for _, lt := range s.selected(q) {
+		t, v := lt.Thread, lt.Viewer
+		switch q.Assignee {
+		case domain.AssigneeMe:
+			if t.AssigneeSubject != q.Viewer {
+				continue
+			}
+		case domain.AssigneeUnassigned:
+			if t.AssigneeSubject != "" {
+				continue
+			}
+		case domain.AssigneeMember:
+			if t.AssigneeSubject != q.AssigneeSubject {
+				continue
+			}
+		}
+		if q.UnreadOnly && v.Unread == 0 {
+			continue
+		}
+		if q.AfterID != "" && !before(t, q.AfterTime, q.AfterID) {
+			continue
+		}
+		out = append(out, domain.ListedThread{Thread: s.threadOut(t), Viewer: v})
+	}
+	slices.SortFunc(out, func(a, b domain.ListedThread) int {
+		if c := b.Thread.LastMessageAt.Compare(a.Thread.LastMessageAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.Thread.ID, a.Thread.ID)
+	})
+	return out[:min(len(out), q.Limit)], nil
+}
+
+// CountThreads implements domain.InboxRepository.
+func (s *Store) CountThreads(_ context.Context, q domain.ListQuery) (domain.ThreadCounts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var c domain.ThreadCounts
+	for _, lt := range s.selected(q) {
+		c.Total++
+		if lt.Viewer.Unread > 0 {
+			c.Unread++
+			c.UnreadMessages += int64(lt.Viewer.Unread)
+		}
+		switch lt.Thread.AssigneeSubject {
+		case "":
+			c.Unassigned++
+		case q.Viewer:
+			c.AssignedToMe++
+		}
+	}
+	return c, nil
+}
+
+// selected is the threads q's visibility, box, pool, patient, status and category select (the
+// stored threads, not copies). Callers hold mu.
+func (s *Store) selected(q domain.ListQuery) []domain.ListedThread {
 	if q.OwnPatientID == "" && len(q.ProxyPatientIDs) == 0 && len(q.PoolIDs) == 0 {
-		return nil, nil
+		return nil
 	}
 	var out []domain.ListedThread
 	for _, t := range s.threads {
@@ -565,7 +647,9 @@ func (s *Store) ListThreads(_ context.Context, q domain.ListQuery) ([]domain.Lis
 			(slices.Contains(q.ProxyPatientIDs, t.PatientID) && t.Sensitivity != commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL) ||
 			slices.Contains(q.PoolIDs, t.PoolID)
 		if !visible || (q.FilterPatientID != "" && t.PatientID != q.FilterPatientID) ||
-			(len(q.FilterPoolIDs) > 0 && !slices.Contains(q.FilterPoolIDs, t.PoolID)) {
+			(len(q.FilterPoolIDs) > 0 && !slices.Contains(q.FilterPoolIDs, t.PoolID)) ||
+			(len(q.Statuses) > 0 && !slices.Contains(q.Statuses, t.Status)) ||
+			(len(q.Categories) > 0 && !slices.Contains(q.Categories, t.Category)) {
 			continue
 		}
 		v := s.viewer(t.ID, q.Viewer)
@@ -585,21 +669,9 @@ func (s *Store) ListThreads(_ context.Context, q domain.ListQuery) ([]domain.Lis
 				continue
 			}
 		}
-		if q.UnreadOnly && v.Unread == 0 {
-			continue
-		}
-		if q.AfterID != "" && !before(t, q.AfterTime, q.AfterID) {
-			continue
-		}
-		out = append(out, domain.ListedThread{Thread: s.threadOut(t), Viewer: v})
+		out = append(out, domain.ListedThread{Thread: t, Viewer: v})
 	}
-	slices.SortFunc(out, func(a, b domain.ListedThread) int {
-		if c := b.Thread.LastMessageAt.Compare(a.Thread.LastMessageAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.Thread.ID, a.Thread.ID)
-	})
-	return out[:min(len(out), q.Limit)], nil
+	return out
 }
 
 // before reports whether t sorts strictly after the keyset (at, id) in (last message time
@@ -621,7 +693,23 @@ func (s *Store) ReadThreadPage(_ context.Context, t *domain.Thread, viewer strin
 	if bg != nil {
 		s.breakGlass = append(s.breakGlass, breakGlassRow{threadID: t.ID, bg: *bg})
 	}
-	return domain.ThreadPage{Messages: s.page(t.ID, afterSeq, limit), Viewer: s.viewer(t.ID, viewer), Settings: s.poolSettings(t.PoolID)}, nil
+	return domain.ThreadPage{Messages: s.page(t.ID, afterSeq, limit), Viewer: s.viewer(t.ID, viewer), Settings: s.poolSettings(t.PoolID),
+		Receipts: s.receiptsAfter(t.ID, afterSeq)}, nil
+}
+
+// receiptsAfter is a thread's receipts past seq, by subject then seq (as Postgres reads them).
+// Callers hold mu.
+func (s *Store) receiptsAfter(threadID string, seq int32) []domain.ReadReceipt {
+	var out []domain.ReadReceipt
+	for _, r := range s.receipts[threadID] {
+		if r.Seq > seq {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b domain.ReadReceipt) int {
+		return cmp.Or(cmp.Compare(a.Subject, b.Subject), cmp.Compare(a.Seq, b.Seq))
+	})
+	return out
 }
 
 // RecordBreakGlass implements domain.InboxRepository.
@@ -636,21 +724,19 @@ func (s *Store) RecordBreakGlass(_ context.Context, threadID string, bg domain.B
 }
 
 // MarkRead implements domain.InboxRepository.
-func (s *Store) MarkRead(_ context.Context, threadID, subject string, seq int32, effects func(domain.Viewer) ([]outbox.Event, error)) (domain.Viewer, error) {
+func (s *Store) MarkRead(_ context.Context, threadID string, mark domain.ReadMark, effects func(domain.Viewer) ([]outbox.Event, error)) (domain.Viewer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := viewerKey{threadID, subject}
-	before := s.viewers[k]
-	next := before
-	next.readSeq = max(before.readSeq, seq)
-	s.viewers[k] = next
-	v := s.viewer(threadID, subject)
+	k := viewerKey{threadID, mark.Subject}
+	before, receipts := s.viewers[k], s.receipts[threadID]
+	s.raise(threadID, mark)
+	v := s.viewer(threadID, mark.Subject)
 	rows, err := effects(v)
 	if err == nil {
 		err = s.stage().commit(rows)
 	}
 	if err != nil {
-		s.viewers[k] = before
+		s.viewers[k], s.receipts[threadID] = before, receipts
 		return domain.Viewer{}, err
 	}
 	return v, nil
@@ -798,6 +884,7 @@ func (s *Store) DeleteExpiredThread(_ context.Context, id string, cutoff time.Ti
 	}
 	delete(s.threads, id)
 	delete(s.messages, id)
+	delete(s.receipts, id)
 	for k := range s.viewers {
 		if k.thread == id {
 			delete(s.viewers, k)

@@ -247,6 +247,16 @@ WITH t AS (
 		attachment_ids, created_at, auto_reply, corrects_message_id, client_request_id, request_fp_sealed)
 	SELECT $1, $2, t.message_count, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM t
 	RETURNING seq
+), mark AS (
+	-- Writing counts as reading up to one's own message (domain.ReadMark).
+	INSERT INTO viewer_state (thread_id, subject, read_seq)
+	SELECT $2, $3, m.seq FROM m WHERE $3 <> '' AND NOT $9
+	ON CONFLICT (thread_id, subject) DO UPDATE SET read_seq = excluded.read_seq
+		WHERE viewer_state.read_seq < excluded.read_seq
+	RETURNING read_seq
+), receipt AS (
+	INSERT INTO read_receipts (thread_id, subject, role, on_behalf_of, seq, read_at)
+	SELECT $2, $3, $4, $5, mark.read_seq, $8 FROM mark
 )`
 }
 
