@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/securemsg/securemsg/devstack/internal/oidcdev"
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
@@ -391,6 +392,12 @@ func (d *demo) clinicianReadsAndReplies(ctx context.Context) error {
 		return errors.New("the clinician did not read back the subject the patient wrote")
 	}
 	ok("read %d message(s), subject decrypted for an authorised reader", len(got.GetMessages()))
+	// The dev issuer's tokens carry a name claim; messaging keeps it sealed and shows it only
+	// beside what the person wrote, to those who may read it.
+	if name := got.GetThread().GetCreatedBy().GetDisplayName(); name != oidcdev.Users["patient"].DisplayName {
+		return fmt.Errorf("the thread shows its writer as %q, want the patient's display name", name)
+	}
+	ok("the writer is shown by name, %q (sealed at rest, from the token's name claim)", got.GetThread().GetCreatedBy().GetDisplayName())
 	stream, err := d.attachment.DownloadAttachment(d.as(ctx, "clinician"), &attachmentv1.DownloadAttachmentRequest{AttachmentId: d.attachmentID})
 	if err != nil {
 		return fmt.Errorf("DownloadAttachment: %w", err)
@@ -454,7 +461,11 @@ func (d *demo) patientSeesReadReceipt(ctx context.Context) error {
 	if receipt == nil {
 		return errors.New("no read receipt from the clinician on the patient's message")
 	}
-	ok("read by %s (%s) at %s", receipt.GetReader().GetSubject(), receipt.GetReader().GetRole(), receipt.GetReadTime().AsTime().Format(time.RFC3339))
+	if receipt.GetReader().GetDisplayName() != oidcdev.Users["clinician"].DisplayName {
+		return fmt.Errorf("the receipt names its reader %q, want the clinician's display name", receipt.GetReader().GetDisplayName())
+	}
+	ok("read by %s (%s, %s) at %s", receipt.GetReader().GetDisplayName(), receipt.GetReader().GetSubject(), receipt.GetReader().GetRole(),
+		receipt.GetReadTime().AsTime().Format(time.RFC3339))
 	n, err := d.messaging.GetUnreadCount(d.as(ctx, "patient"), &messagingv1.GetUnreadCountRequest{})
 	if err != nil {
 		return fmt.Errorf("GetUnreadCount as patient: %w", err)

@@ -23,6 +23,7 @@ package oidcdev
 const (
 	ClaimIssuer      = "iss"
 	ClaimSubject     = "sub"
+	ClaimName        = "name"
 	ClaimAudience    = "aud"
 	ClaimExpiration  = "exp"
 	ClaimIssuedAt    = "iat"

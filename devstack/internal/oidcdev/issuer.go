@@ -171,6 +171,9 @@ func (i *Issuer) Mint(name string, opts MintOptions) (string, time.Time, error) 
 		Claim(ClaimRoles, user.Roles).
 		Claim(ClaimClientID, clientID).
 		Claim(ClaimScope, scope)
+	if user.DisplayName != "" {
+		b = b.Claim(ClaimName, user.DisplayName)
+	}
 	if user.PatientID != "" {
 		b = b.Claim(ClaimPatientID, user.PatientID)
 	}
@@ -219,7 +222,7 @@ func (i *Issuer) Handler(log *slog.Logger) http.Handler {
 			"id_token_signing_alg_values_supported": []string{"ES256"},
 			"scopes_supported": []string{"openid", ScopeMessagesRead, ScopeMessagesWrite, ScopeAttachmentsRead,
 				ScopeAttachmentsWrite, ScopeNotificationsManage, ScopeAuditRead, ScopeAdmin},
-			"claims_supported": []string{ClaimIssuer, ClaimSubject, ClaimAudience, ClaimExpiration, ClaimIssuedAt,
+			"claims_supported": []string{ClaimIssuer, ClaimSubject, ClaimName, ClaimAudience, ClaimExpiration, ClaimIssuedAt,
 				ClaimNotBefore, ClaimAuthTime, ClaimAMR, ClaimRoles, ClaimPatientID, ClaimCarePools,
 				ClaimProxyGrants, ClaimClientID, ClaimScope},
 		})

@@ -9,12 +9,16 @@ import (
 
 // User is a seeded demo identity the dev issuer can mint tokens for.
 type User struct {
-	Name      string
-	Roles     []string
-	PatientID string
-	CarePools []string
-	AMR       []string
-	Scopes    []string
+	// Name is the login, and the token's sub.
+	Name string
+	// DisplayName is the token's name claim: what the directory records, sealed, at first
+	// contact, and what the people a user writes to see beside their messages.
+	DisplayName string
+	Roles       []string
+	PatientID   string
+	CarePools   []string
+	AMR         []string
+	Scopes      []string
 	// ProxyFor lists the grants of a proxy; their expires_at is set at mint time (GrantTTL
 	// from now) so a demo token never carries an already expired grant.
 	ProxyFor []ProxyGrant
@@ -32,11 +36,13 @@ var portalScopes = []string{
 // confidential and never visible to a proxy.
 var Users = map[string]User{
 	"patient": {
-		Name: "patient", Roles: []string{RolePatient}, PatientID: "p-1001",
+		Name: "patient", DisplayName: "Alex Example",
+		Roles: []string{RolePatient}, PatientID: "p-1001",
 		AMR: []string{AMRPassword}, Scopes: portalScopes,
 	},
 	"proxy": {
-		Name: "proxy", Roles: []string{RoleProxy}, AMR: []string{AMRPassword}, Scopes: portalScopes,
+		Name: "proxy", DisplayName: "Sam Example",
+		Roles: []string{RoleProxy}, AMR: []string{AMRPassword}, Scopes: portalScopes,
 		// The proxy also holds a grant for the adolescent p-2001 (a parent): policy still keeps
 		// the teen's confidential threads from them, which is what the demo shows.
 		ProxyFor: []ProxyGrant{
@@ -45,24 +51,29 @@ var Users = map[string]User{
 		},
 	},
 	"teen": {
-		Name: "teen", Roles: []string{RolePatient}, PatientID: "p-2001",
+		Name: "teen", DisplayName: "Jordan Example",
+		Roles: []string{RolePatient}, PatientID: "p-2001",
 		AMR: []string{AMRPassword}, Scopes: portalScopes,
 	},
 	"clinician": {
-		Name: "clinician", Roles: []string{RoleClinician}, CarePools: []string{"pool-cardiology"},
+		Name: "clinician", DisplayName: "Dr. Casey Carter",
+		Roles: []string{RoleClinician}, CarePools: []string{"pool-cardiology"},
 		AMR: []string{AMRPassword, AMROTP}, Scopes: portalScopes,
 	},
 	// staff-nomfa exists to prove that staff actions without a second factor are refused.
 	"staff-nomfa": {
-		Name: "staff-nomfa", Roles: []string{RoleStaff}, AMR: []string{AMRPassword},
+		Name: "staff-nomfa", DisplayName: "Robin Reyes",
+		Roles: []string{RoleStaff}, AMR: []string{AMRPassword},
 		Scopes: portalScopes,
 	},
 	"auditor": {
-		Name: "auditor", Roles: []string{RoleAuditor}, AMR: []string{AMRPassword, AMROTP},
+		Name: "auditor", DisplayName: "Avery Auditor",
+		Roles: []string{RoleAuditor}, AMR: []string{AMRPassword, AMROTP},
 		Scopes: []string{ScopeAuditRead},
 	},
 	"admin": {
-		Name: "admin", Roles: []string{RoleAdmin}, AMR: []string{AMRPassword, AMROTP},
+		Name: "admin", DisplayName: "Morgan Admin",
+		Roles: []string{RoleAdmin}, AMR: []string{AMRPassword, AMROTP},
 		Scopes: []string{ScopeAdmin, ScopeNotificationsManage},
 	},
 }

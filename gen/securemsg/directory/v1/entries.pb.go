@@ -222,7 +222,11 @@ type PersonEntry struct {
 	StaffDisplayName string `protobuf:"bytes,4,opt,name=staff_display_name,json=staffDisplayName,proto3" json:"staff_display_name,omitempty"`
 	// Increases with every change of this entry; a watcher ignores an entry older than the one it
 	// holds, so a re-published older value never wins.
-	Version       int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	// Whether messaging holds a display name for the person. When it does not, the name claim
+	// of the person's next token is recorded (sealed); the name itself never enters the
+	// directory.
+	Named         bool `protobuf:"varint,6,opt,name=named,proto3" json:"named,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -290,6 +294,13 @@ func (x *PersonEntry) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *PersonEntry) GetNamed() bool {
+	if x != nil {
+		return x.Named
+	}
+	return false
 }
 
 // PoolMembership is one pool a person works in.
@@ -658,13 +669,14 @@ var File_securemsg_directory_v1_entries_proto protoreflect.FileDescriptor
 
 const file_securemsg_directory_v1_entries_proto_rawDesc = "" +
 	"\n" +
-	"$securemsg/directory/v1/entries.proto\x12\x16securemsg.directory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\"\xde\x01\n" +
+	"$securemsg/directory/v1/entries.proto\x12\x16securemsg.directory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a securemsg/common/v1/common.proto\"\xf4\x01\n" +
 	"\vPersonEntry\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12<\n" +
 	"\x06status\x18\x02 \x01(\x0e2$.securemsg.directory.v1.PersonStatusR\x06status\x12/\n" +
 	"\x05roles\x18\x03 \x03(\x0e2\x19.securemsg.common.v1.RoleR\x05roles\x12,\n" +
 	"\x12staff_display_name\x18\x04 \x01(\tR\x10staffDisplayName\x12\x18\n" +
-	"\aversion\x18\x05 \x01(\x03R\aversion\"_\n" +
+	"\aversion\x18\x05 \x01(\x03R\aversion\x12\x14\n" +
+	"\x05named\x18\x06 \x01(\bR\x05named\"_\n" +
 	"\x0ePoolMembership\x12\x17\n" +
 	"\apool_id\x18\x01 \x01(\tR\x06poolId\x124\n" +
 	"\x04role\x18\x02 \x01(\x0e2 .securemsg.directory.v1.PoolRoleR\x04role\"\x83\x01\n" +

@@ -264,6 +264,8 @@ const (
 	RecordType_RECORD_TYPE_CLIENT_APP RecordType = 13
 	// A proxy grant (record id: the grant id; patient id: the patient who gave it).
 	RecordType_RECORD_TYPE_PROXY_GRANT RecordType = 14
+	// A person of the directory (record id: their subject).
+	RecordType_RECORD_TYPE_PERSON RecordType = 15
 )
 
 // Enum value maps for RecordType.
@@ -284,6 +286,7 @@ var (
 		12: "RECORD_TYPE_POOL_MEMBERSHIP",
 		13: "RECORD_TYPE_CLIENT_APP",
 		14: "RECORD_TYPE_PROXY_GRANT",
+		15: "RECORD_TYPE_PERSON",
 	}
 	RecordType_value = map[string]int32{
 		"RECORD_TYPE_UNSPECIFIED":              0,
@@ -301,6 +304,7 @@ var (
 		"RECORD_TYPE_POOL_MEMBERSHIP":          12,
 		"RECORD_TYPE_CLIENT_APP":               13,
 		"RECORD_TYPE_PROXY_GRANT":              14,
+		"RECORD_TYPE_PERSON":                   15,
 	}
 )
 
@@ -795,7 +799,7 @@ const file_securemsg_events_v1_audit_proto_rawDesc = "" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSEVERITY_LOW\x10\x01\x12\x13\n" +
 	"\x0fSEVERITY_MEDIUM\x10\x02\x12\x11\n" +
-	"\rSEVERITY_HIGH\x10\x03*\xd4\x03\n" +
+	"\rSEVERITY_HIGH\x10\x03*\xec\x03\n" +
 	"\n" +
 	"RecordType\x12\x1b\n" +
 	"\x17RECORD_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -813,7 +817,8 @@ const file_securemsg_events_v1_audit_proto_rawDesc = "" +
 	"\x10RECORD_TYPE_POOL\x10\v\x12\x1f\n" +
 	"\x1bRECORD_TYPE_POOL_MEMBERSHIP\x10\f\x12\x1a\n" +
 	"\x16RECORD_TYPE_CLIENT_APP\x10\r\x12\x1b\n" +
-	"\x17RECORD_TYPE_PROXY_GRANT\x10\x0eB\xd4\x01\n" +
+	"\x17RECORD_TYPE_PROXY_GRANT\x10\x0e\x12\x16\n" +
+	"\x12RECORD_TYPE_PERSON\x10\x0fB\xd4\x01\n" +
 	"\x17com.securemsg.events.v1B\n" +
 	"AuditProtoP\x01Z?github.com/securemsg/securemsg/gen/securemsg/events/v1;eventsv1\xa2\x02\x03SEX\xaa\x02\x13Securemsg.Events.V1\xca\x02\x13Securemsg\\Events\\V1\xe2\x02\x1fSecuremsg\\Events\\V1\\GPBMetadata\xea\x02\x15Securemsg::Events::V1b\x06proto3"
 

@@ -257,6 +257,63 @@ func (PoolAudience) EnumDescriptor() ([]byte, []int) {
 	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{3}
 }
 
+// PersonSource is how the directory learned of a person.
+type PersonSource int32
+
+const (
+	// Not set.
+	PersonSource_PERSON_SOURCE_UNSPECIFIED PersonSource = 0
+	// Recorded at their first call, from their token's claims (patients and proxies).
+	PersonSource_PERSON_SOURCE_FIRST_CONTACT PersonSource = 1
+	// Provisioned by the organisation's identity provider (SCIM) or an admin.
+	PersonSource_PERSON_SOURCE_PROVISIONED PersonSource = 2
+	// From the deployment's directory seed (SECUREMSG_DIRECTORY_BOOTSTRAP).
+	PersonSource_PERSON_SOURCE_SEED PersonSource = 3
+)
+
+// Enum value maps for PersonSource.
+var (
+	PersonSource_name = map[int32]string{
+		0: "PERSON_SOURCE_UNSPECIFIED",
+		1: "PERSON_SOURCE_FIRST_CONTACT",
+		2: "PERSON_SOURCE_PROVISIONED",
+		3: "PERSON_SOURCE_SEED",
+	}
+	PersonSource_value = map[string]int32{
+		"PERSON_SOURCE_UNSPECIFIED":   0,
+		"PERSON_SOURCE_FIRST_CONTACT": 1,
+		"PERSON_SOURCE_PROVISIONED":   2,
+		"PERSON_SOURCE_SEED":          3,
+	}
+)
+
+func (x PersonSource) Enum() *PersonSource {
+	p := new(PersonSource)
+	*p = x
+	return p
+}
+
+func (x PersonSource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PersonSource) Descriptor() protoreflect.EnumDescriptor {
+	return file_securemsg_messaging_v1_messaging_proto_enumTypes[4].Descriptor()
+}
+
+func (PersonSource) Type() protoreflect.EnumType {
+	return &file_securemsg_messaging_v1_messaging_proto_enumTypes[4]
+}
+
+func (x PersonSource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PersonSource.Descriptor instead.
+func (PersonSource) EnumDescriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{4}
+}
+
 // Participant identifies who wrote or acted on something in a thread.
 type Participant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1694,6 +1751,138 @@ func (x *ClientApp) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Person is someone the directory knows: a care-team member provisioned by the organisation,
+// or a patient or proxy recorded at first contact. Admins read and manage people; nobody else
+// sees this message (display names reach others only as Participant.display_name).
+type Person struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The person's subject (their tokens' sub).
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The identity provider's id for the person (SCIM externalId); empty when unknown.
+	ExternalId string `protobuf:"bytes,2,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	// The person's login name at the identity provider (SCIM userName). Personal data: never
+	// logged, never in events.
+	UserName string `protobuf:"bytes,3,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	// The name shown beside what they write. Personal data (PHI-adjacent for patients): sealed
+	// at rest, never logged, never in events.
+	DisplayName string `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// The roles the directory holds for the person.
+	Roles []v1.Role `protobuf:"varint,5,rep,packed,name=roles,proto3,enum=securemsg.common.v1.Role" json:"roles,omitempty"`
+	// Whether the person may call. A deactivated person is refused on every service at their
+	// next call, whatever their token says.
+	Status v11.PersonStatus `protobuf:"varint,6,opt,name=status,proto3,enum=securemsg.directory.v1.PersonStatus" json:"status,omitempty"`
+	// For a patient: the patient record they are. Output only.
+	PatientId string `protobuf:"bytes,7,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	// How the directory learned of them. Output only.
+	Source PersonSource `protobuf:"varint,8,opt,name=source,proto3,enum=securemsg.messaging.v1.PersonSource" json:"source,omitempty"`
+	// When the person was recorded. Output only.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the record last changed. Output only.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Person) Reset() {
+	*x = Person{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Person) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Person) ProtoMessage() {}
+
+func (x *Person) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Person.ProtoReflect.Descriptor instead.
+func (*Person) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Person) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Person) GetExternalId() string {
+	if x != nil {
+		return x.ExternalId
+	}
+	return ""
+}
+
+func (x *Person) GetUserName() string {
+	if x != nil {
+		return x.UserName
+	}
+	return ""
+}
+
+func (x *Person) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Person) GetRoles() []v1.Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *Person) GetStatus() v11.PersonStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v11.PersonStatus(0)
+}
+
+func (x *Person) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *Person) GetSource() PersonSource {
+	if x != nil {
+		return x.Source
+	}
+	return PersonSource_PERSON_SOURCE_UNSPECIFIED
+}
+
+func (x *Person) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Person) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 var File_securemsg_messaging_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
@@ -1840,6 +2029,22 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\bpool_ids\x18\x05 \x03(\tB\x13\xbaH\x10\x92\x01\r\x10\xc8\x01\x18\x01\"\x06r\x04\x10\x01(dR\apoolIds\x12\x16\n" +
 	"\x06active\x18\x06 \x01(\bR\x06active\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xb4\x04\n" +
+	"\x06Person\x12/\n" +
+	"\asubject\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\xff\x012\b^[^\\s]+$R\asubject\x12)\n" +
+	"\vexternal_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\xff\x01R\n" +
+	"externalId\x12(\n" +
+	"\tuser_name\x18\x03 \x01(\tB\v\xbaH\x05r\x03\x18\xff\x01\x80\x01\x01R\buserName\x12.\n" +
+	"\fdisplay_name\x18\x04 \x01(\tB\v\xbaH\x05r\x03\x18\xc8\x01\x80\x01\x01R\vdisplayName\x12B\n" +
+	"\x05roles\x18\x05 \x03(\x0e2\x19.securemsg.common.v1.RoleB\x11\xbaH\x0e\x92\x01\v\x10\b\"\a\x82\x01\x04\x10\x01 \x00R\x05roles\x12F\n" +
+	"\x06status\x18\x06 \x01(\x0e2$.securemsg.directory.v1.PersonStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12&\n" +
+	"\n" +
+	"patient_id\x18\a \x01(\tB\a\xbaH\x04r\x02(dR\tpatientId\x12F\n" +
+	"\x06source\x18\b \x01(\x0e2$.securemsg.messaging.v1.PersonSourceB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06source\x12;\n" +
+	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime*{\n" +
 	"\fThreadStatus\x12\x1d\n" +
 	"\x19THREAD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -1859,7 +2064,12 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\fPoolAudience\x12\x1d\n" +
 	"\x19POOL_AUDIENCE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPOOL_AUDIENCE_ALL_PATIENTS\x10\x01\x12!\n" +
-	"\x1dPOOL_AUDIENCE_LISTED_PATIENTS\x10\x02B\xed\x01\n" +
+	"\x1dPOOL_AUDIENCE_LISTED_PATIENTS\x10\x02*\x85\x01\n" +
+	"\fPersonSource\x12\x1d\n" +
+	"\x19PERSON_SOURCE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bPERSON_SOURCE_FIRST_CONTACT\x10\x01\x12\x1d\n" +
+	"\x19PERSON_SOURCE_PROVISIONED\x10\x02\x12\x16\n" +
+	"\x12PERSON_SOURCE_SEED\x10\x03B\xed\x01\n" +
 	"\x1acom.securemsg.messaging.v1B\x0eMessagingProtoP\x01ZEgithub.com/securemsg/securemsg/gen/securemsg/messaging/v1;messagingv1\xa2\x02\x03SMX\xaa\x02\x16Securemsg.Messaging.V1\xca\x02\x16Securemsg\\Messaging\\V1\xe2\x02\"Securemsg\\Messaging\\V1\\GPBMetadata\xea\x02\x18Securemsg::Messaging::V1b\x06proto3"
 
 var (
@@ -1874,76 +2084,84 @@ func file_securemsg_messaging_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_securemsg_messaging_v1_messaging_proto_rawDescData
 }
 
-var file_securemsg_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_securemsg_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_securemsg_messaging_v1_messaging_proto_goTypes = []any{
 	(ThreadStatus)(0),             // 0: securemsg.messaging.v1.ThreadStatus
 	(Box)(0),                      // 1: securemsg.messaging.v1.Box
 	(AssigneeFilter)(0),           // 2: securemsg.messaging.v1.AssigneeFilter
 	(PoolAudience)(0),             // 3: securemsg.messaging.v1.PoolAudience
-	(*Participant)(nil),           // 4: securemsg.messaging.v1.Participant
-	(*Thread)(nil),                // 5: securemsg.messaging.v1.Thread
-	(*ThreadSummary)(nil),         // 6: securemsg.messaging.v1.ThreadSummary
-	(*Retraction)(nil),            // 7: securemsg.messaging.v1.Retraction
-	(*Message)(nil),               // 8: securemsg.messaging.v1.Message
-	(*ReadReceipt)(nil),           // 9: securemsg.messaging.v1.ReadReceipt
-	(*QueueCounts)(nil),           // 10: securemsg.messaging.v1.QueueCounts
-	(*PoolSettings)(nil),          // 11: securemsg.messaging.v1.PoolSettings
-	(*RetentionCounts)(nil),       // 12: securemsg.messaging.v1.RetentionCounts
-	(*Pool)(nil),                  // 13: securemsg.messaging.v1.Pool
-	(*ActiveHours)(nil),           // 14: securemsg.messaging.v1.ActiveHours
-	(*HoursWindow)(nil),           // 15: securemsg.messaging.v1.HoursWindow
-	(*PoolMember)(nil),            // 16: securemsg.messaging.v1.PoolMember
-	(*ClientApp)(nil),             // 17: securemsg.messaging.v1.ClientApp
-	(v1.Role)(0),                  // 18: securemsg.common.v1.Role
-	(v1.ThreadCategory)(0),        // 19: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),           // 20: securemsg.common.v1.Sensitivity
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
-	(v11.PoolRole)(0),             // 23: securemsg.directory.v1.PoolRole
-	(v11.ClientAppKind)(0),        // 24: securemsg.directory.v1.ClientAppKind
+	(PersonSource)(0),             // 4: securemsg.messaging.v1.PersonSource
+	(*Participant)(nil),           // 5: securemsg.messaging.v1.Participant
+	(*Thread)(nil),                // 6: securemsg.messaging.v1.Thread
+	(*ThreadSummary)(nil),         // 7: securemsg.messaging.v1.ThreadSummary
+	(*Retraction)(nil),            // 8: securemsg.messaging.v1.Retraction
+	(*Message)(nil),               // 9: securemsg.messaging.v1.Message
+	(*ReadReceipt)(nil),           // 10: securemsg.messaging.v1.ReadReceipt
+	(*QueueCounts)(nil),           // 11: securemsg.messaging.v1.QueueCounts
+	(*PoolSettings)(nil),          // 12: securemsg.messaging.v1.PoolSettings
+	(*RetentionCounts)(nil),       // 13: securemsg.messaging.v1.RetentionCounts
+	(*Pool)(nil),                  // 14: securemsg.messaging.v1.Pool
+	(*ActiveHours)(nil),           // 15: securemsg.messaging.v1.ActiveHours
+	(*HoursWindow)(nil),           // 16: securemsg.messaging.v1.HoursWindow
+	(*PoolMember)(nil),            // 17: securemsg.messaging.v1.PoolMember
+	(*ClientApp)(nil),             // 18: securemsg.messaging.v1.ClientApp
+	(*Person)(nil),                // 19: securemsg.messaging.v1.Person
+	(v1.Role)(0),                  // 20: securemsg.common.v1.Role
+	(v1.ThreadCategory)(0),        // 21: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),           // 22: securemsg.common.v1.Sensitivity
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(v11.PoolRole)(0),             // 25: securemsg.directory.v1.PoolRole
+	(v11.ClientAppKind)(0),        // 26: securemsg.directory.v1.ClientAppKind
+	(v11.PersonStatus)(0),         // 27: securemsg.directory.v1.PersonStatus
 }
 var file_securemsg_messaging_v1_messaging_proto_depIdxs = []int32{
-	18, // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
-	19, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
-	20, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	20, // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
+	21, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
+	22, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 3: securemsg.messaging.v1.Thread.status:type_name -> securemsg.messaging.v1.ThreadStatus
-	4,  // 4: securemsg.messaging.v1.Thread.created_by:type_name -> securemsg.messaging.v1.Participant
-	21, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
-	21, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
-	21, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
-	21, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
-	19, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
-	20, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	5,  // 4: securemsg.messaging.v1.Thread.created_by:type_name -> securemsg.messaging.v1.Participant
+	23, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
+	23, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
+	23, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
+	23, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
+	21, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
+	22, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 11: securemsg.messaging.v1.ThreadSummary.status:type_name -> securemsg.messaging.v1.ThreadStatus
-	21, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
-	18, // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
-	21, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
-	4,  // 15: securemsg.messaging.v1.Retraction.retracted_by:type_name -> securemsg.messaging.v1.Participant
-	4,  // 16: securemsg.messaging.v1.Message.sender:type_name -> securemsg.messaging.v1.Participant
-	21, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 18: securemsg.messaging.v1.Message.retraction:type_name -> securemsg.messaging.v1.Retraction
-	9,  // 19: securemsg.messaging.v1.Message.receipts:type_name -> securemsg.messaging.v1.ReadReceipt
-	4,  // 20: securemsg.messaging.v1.ReadReceipt.reader:type_name -> securemsg.messaging.v1.Participant
-	21, // 21: securemsg.messaging.v1.ReadReceipt.read_time:type_name -> google.protobuf.Timestamp
-	22, // 22: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
-	21, // 23: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
-	19, // 24: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
+	23, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
+	20, // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
+	23, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
+	5,  // 15: securemsg.messaging.v1.Retraction.retracted_by:type_name -> securemsg.messaging.v1.Participant
+	5,  // 16: securemsg.messaging.v1.Message.sender:type_name -> securemsg.messaging.v1.Participant
+	23, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 18: securemsg.messaging.v1.Message.retraction:type_name -> securemsg.messaging.v1.Retraction
+	10, // 19: securemsg.messaging.v1.Message.receipts:type_name -> securemsg.messaging.v1.ReadReceipt
+	5,  // 20: securemsg.messaging.v1.ReadReceipt.reader:type_name -> securemsg.messaging.v1.Participant
+	23, // 21: securemsg.messaging.v1.ReadReceipt.read_time:type_name -> google.protobuf.Timestamp
+	24, // 22: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
+	23, // 23: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
+	21, // 24: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
 	3,  // 25: securemsg.messaging.v1.Pool.audience:type_name -> securemsg.messaging.v1.PoolAudience
-	14, // 26: securemsg.messaging.v1.Pool.active_hours:type_name -> securemsg.messaging.v1.ActiveHours
-	22, // 27: securemsg.messaging.v1.Pool.turnaround_time:type_name -> google.protobuf.Duration
-	21, // 28: securemsg.messaging.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
-	21, // 29: securemsg.messaging.v1.Pool.update_time:type_name -> google.protobuf.Timestamp
-	15, // 30: securemsg.messaging.v1.ActiveHours.windows:type_name -> securemsg.messaging.v1.HoursWindow
-	23, // 31: securemsg.messaging.v1.PoolMember.role:type_name -> securemsg.directory.v1.PoolRole
-	21, // 32: securemsg.messaging.v1.PoolMember.add_time:type_name -> google.protobuf.Timestamp
-	24, // 33: securemsg.messaging.v1.ClientApp.kind:type_name -> securemsg.directory.v1.ClientAppKind
-	21, // 34: securemsg.messaging.v1.ClientApp.update_time:type_name -> google.protobuf.Timestamp
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	15, // 26: securemsg.messaging.v1.Pool.active_hours:type_name -> securemsg.messaging.v1.ActiveHours
+	24, // 27: securemsg.messaging.v1.Pool.turnaround_time:type_name -> google.protobuf.Duration
+	23, // 28: securemsg.messaging.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
+	23, // 29: securemsg.messaging.v1.Pool.update_time:type_name -> google.protobuf.Timestamp
+	16, // 30: securemsg.messaging.v1.ActiveHours.windows:type_name -> securemsg.messaging.v1.HoursWindow
+	25, // 31: securemsg.messaging.v1.PoolMember.role:type_name -> securemsg.directory.v1.PoolRole
+	23, // 32: securemsg.messaging.v1.PoolMember.add_time:type_name -> google.protobuf.Timestamp
+	26, // 33: securemsg.messaging.v1.ClientApp.kind:type_name -> securemsg.directory.v1.ClientAppKind
+	23, // 34: securemsg.messaging.v1.ClientApp.update_time:type_name -> google.protobuf.Timestamp
+	20, // 35: securemsg.messaging.v1.Person.roles:type_name -> securemsg.common.v1.Role
+	27, // 36: securemsg.messaging.v1.Person.status:type_name -> securemsg.directory.v1.PersonStatus
+	4,  // 37: securemsg.messaging.v1.Person.source:type_name -> securemsg.messaging.v1.PersonSource
+	23, // 38: securemsg.messaging.v1.Person.create_time:type_name -> google.protobuf.Timestamp
+	23, // 39: securemsg.messaging.v1.Person.update_time:type_name -> google.protobuf.Timestamp
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_proto_init() }
@@ -1956,8 +2174,8 @@ func file_securemsg_messaging_v1_messaging_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   14,
+			NumEnums:      5,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

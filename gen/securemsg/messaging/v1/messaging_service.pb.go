@@ -4462,6 +4462,439 @@ func (x *RevokeProxyAccessResponse) GetGrant() *ProxyGrant {
 	return nil
 }
 
+// ListPeopleRequest selects people.
+type ListPeopleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the person with this login name (compared case-insensitively); empty means any.
+	UserName string `protobuf:"bytes,1,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	// Only the person with this identity-provider id; empty means any.
+	ExternalId string `protobuf:"bytes,2,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	// Maximum people to return; 0 means 50, larger than 100 is treated as 100.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token from a previous response with the same filters; empty for the first page.
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the people the directory learned of in these ways (SCIM lists the provisioned);
+	// empty means any.
+	Sources       []PersonSource `protobuf:"varint,5,rep,packed,name=sources,proto3,enum=securemsg.messaging.v1.PersonSource" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeopleRequest) Reset() {
+	*x = ListPeopleRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeopleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeopleRequest) ProtoMessage() {}
+
+func (x *ListPeopleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeopleRequest.ProtoReflect.Descriptor instead.
+func (*ListPeopleRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ListPeopleRequest) GetUserName() string {
+	if x != nil {
+		return x.UserName
+	}
+	return ""
+}
+
+func (x *ListPeopleRequest) GetExternalId() string {
+	if x != nil {
+		return x.ExternalId
+	}
+	return ""
+}
+
+func (x *ListPeopleRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPeopleRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListPeopleRequest) GetSources() []PersonSource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+// ListPeopleResponse is one page of people, by subject.
+type ListPeopleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The people.
+	People []*Person `protobuf:"bytes,1,rep,name=people,proto3" json:"people,omitempty"`
+	// Token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeopleResponse) Reset() {
+	*x = ListPeopleResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeopleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeopleResponse) ProtoMessage() {}
+
+func (x *ListPeopleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeopleResponse.ProtoReflect.Descriptor instead.
+func (*ListPeopleResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *ListPeopleResponse) GetPeople() []*Person {
+	if x != nil {
+		return x.People
+	}
+	return nil
+}
+
+func (x *ListPeopleResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// GetPersonRequest names a person.
+type GetPersonRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The person's subject.
+	Subject       string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPersonRequest) Reset() {
+	*x = GetPersonRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPersonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPersonRequest) ProtoMessage() {}
+
+func (x *GetPersonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPersonRequest.ProtoReflect.Descriptor instead.
+func (*GetPersonRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *GetPersonRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+// GetPersonResponse is one person.
+type GetPersonResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The person.
+	Person        *Person `protobuf:"bytes,1,opt,name=person,proto3" json:"person,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPersonResponse) Reset() {
+	*x = GetPersonResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPersonResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPersonResponse) ProtoMessage() {}
+
+func (x *GetPersonResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPersonResponse.ProtoReflect.Descriptor instead.
+func (*GetPersonResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *GetPersonResponse) GetPerson() *Person {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
+// ProvisionPersonRequest creates or replaces a care-team member.
+type ProvisionPersonRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The person: subject, external_id, user_name, display_name, roles and status (unset means
+	// active). Output-only fields are ignored.
+	Person        *Person `protobuf:"bytes,1,opt,name=person,proto3" json:"person,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProvisionPersonRequest) Reset() {
+	*x = ProvisionPersonRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionPersonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionPersonRequest) ProtoMessage() {}
+
+func (x *ProvisionPersonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionPersonRequest.ProtoReflect.Descriptor instead.
+func (*ProvisionPersonRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *ProvisionPersonRequest) GetPerson() *Person {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
+// ProvisionPersonResponse is the stored person.
+type ProvisionPersonResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The person as stored.
+	Person *Person `protobuf:"bytes,1,opt,name=person,proto3" json:"person,omitempty"`
+	// True when the person was created, false when replaced.
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProvisionPersonResponse) Reset() {
+	*x = ProvisionPersonResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionPersonResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionPersonResponse) ProtoMessage() {}
+
+func (x *ProvisionPersonResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionPersonResponse.ProtoReflect.Descriptor instead.
+func (*ProvisionPersonResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *ProvisionPersonResponse) GetPerson() *Person {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
+func (x *ProvisionPersonResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+// SetPersonStatusRequest changes whether a person may call.
+type SetPersonStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The person's subject.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// PERSON_STATUS_ACTIVE or PERSON_STATUS_DEACTIVATED.
+	Status        v11.PersonStatus `protobuf:"varint,2,opt,name=status,proto3,enum=securemsg.directory.v1.PersonStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPersonStatusRequest) Reset() {
+	*x = SetPersonStatusRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPersonStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPersonStatusRequest) ProtoMessage() {}
+
+func (x *SetPersonStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPersonStatusRequest.ProtoReflect.Descriptor instead.
+func (*SetPersonStatusRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *SetPersonStatusRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *SetPersonStatusRequest) GetStatus() v11.PersonStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v11.PersonStatus(0)
+}
+
+// SetPersonStatusResponse is the person after the change.
+type SetPersonStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The person.
+	Person        *Person `protobuf:"bytes,1,opt,name=person,proto3" json:"person,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPersonStatusResponse) Reset() {
+	*x = SetPersonStatusResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPersonStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPersonStatusResponse) ProtoMessage() {}
+
+func (x *SetPersonStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPersonStatusResponse.ProtoReflect.Descriptor instead.
+func (*SetPersonStatusResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *SetPersonStatusResponse) GetPerson() *Person {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
 var File_securemsg_messaging_v1_messaging_service_proto protoreflect.FileDescriptor
 
 const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
@@ -4756,7 +5189,33 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\x18RevokeProxyAccessRequest\x12&\n" +
 	"\bgrant_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\xb0\x01\x01R\agrantId\"U\n" +
 	"\x19RevokeProxyAccessResponse\x128\n" +
-	"\x05grant\x18\x01 \x01(\v2\".securemsg.messaging.v1.ProxyGrantR\x05grant*{\n" +
+	"\x05grant\x18\x01 \x01(\v2\".securemsg.messaging.v1.ProxyGrantR\x05grant\"\x8c\x02\n" +
+	"\x11ListPeopleRequest\x12(\n" +
+	"\tuser_name\x18\x01 \x01(\tB\v\xbaH\x05r\x03\x18\xff\x01\x80\x01\x01R\buserName\x12)\n" +
+	"\vexternal_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\xff\x01R\n" +
+	"externalId\x12$\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03(\x80\x04R\tpageToken\x12S\n" +
+	"\asources\x18\x05 \x03(\x0e2$.securemsg.messaging.v1.PersonSourceB\x13\xbaH\x10\x92\x01\r\x10\x03\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\asources\"t\n" +
+	"\x12ListPeopleResponse\x126\n" +
+	"\x06people\x18\x01 \x03(\v2\x1e.securemsg.messaging.v1.PersonR\x06people\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
+	"\x10GetPersonRequest\x12%\n" +
+	"\asubject\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xff\x01R\asubject\"K\n" +
+	"\x11GetPersonResponse\x126\n" +
+	"\x06person\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.PersonR\x06person\"X\n" +
+	"\x16ProvisionPersonRequest\x12>\n" +
+	"\x06person\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.PersonB\x06\xbaH\x03\xc8\x01\x01R\x06person\"k\n" +
+	"\x17ProvisionPersonResponse\x126\n" +
+	"\x06person\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.PersonR\x06person\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\x89\x01\n" +
+	"\x16SetPersonStatusRequest\x12%\n" +
+	"\asubject\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\xff\x01R\asubject\x12H\n" +
+	"\x06status\x18\x02 \x01(\x0e2$.securemsg.directory.v1.PersonStatusB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06status\"Q\n" +
+	"\x17SetPersonStatusResponse\x126\n" +
+	"\x06person\x18\x01 \x01(\v2\x1e.securemsg.messaging.v1.PersonR\x06person*{\n" +
 	"\fAccessAction\x12\x1d\n" +
 	"\x19ACCESS_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACCESS_ACTION_READ\x10\x01\x12\x1a\n" +
@@ -4771,7 +5230,7 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"!INBOX_CHANGE_KIND_THREAD_ASSIGNED\x10\x05\x12(\n" +
 	"$INBOX_CHANGE_KIND_THREAD_TRANSFERRED\x10\x06\x12#\n" +
 	"\x1fINBOX_CHANGE_KIND_THREAD_CLOSED\x10\a\x12%\n" +
-	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xb2$\n" +
+	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xe1'\n" +
 	"\x10MessagingService\x12\x81\x01\n" +
 	"\fCreateThread\x12+.securemsg.messaging.v1.CreateThreadRequest\x1a,.securemsg.messaging.v1.CreateThreadResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/threads\x12\x93\x01\n" +
 	"\vSendMessage\x12*.securemsg.messaging.v1.SendMessageRequest\x1a+.securemsg.messaging.v1.SendMessageResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}/messages\x12{\n" +
@@ -4807,7 +5266,12 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\x10RemovePoolMember\x12/.securemsg.messaging.v1.RemovePoolMemberRequest\x1a0.securemsg.messaging.v1.RemovePoolMemberResponse\x12o\n" +
 	"\x0eListClientApps\x12-.securemsg.messaging.v1.ListClientAppsRequest\x1a..securemsg.messaging.v1.ListClientAppsResponse\x12x\n" +
 	"\x11RegisterClientApp\x120.securemsg.messaging.v1.RegisterClientAppRequest\x1a1.securemsg.messaging.v1.RegisterClientAppResponse\x12r\n" +
-	"\x0fUpdateClientApp\x12..securemsg.messaging.v1.UpdateClientAppRequest\x1a/.securemsg.messaging.v1.UpdateClientAppResponse\x12\x8b\x01\n" +
+	"\x0fUpdateClientApp\x12..securemsg.messaging.v1.UpdateClientAppRequest\x1a/.securemsg.messaging.v1.UpdateClientAppResponse\x12c\n" +
+	"\n" +
+	"ListPeople\x12).securemsg.messaging.v1.ListPeopleRequest\x1a*.securemsg.messaging.v1.ListPeopleResponse\x12`\n" +
+	"\tGetPerson\x12(.securemsg.messaging.v1.GetPersonRequest\x1a).securemsg.messaging.v1.GetPersonResponse\x12r\n" +
+	"\x0fProvisionPerson\x12..securemsg.messaging.v1.ProvisionPersonRequest\x1a/.securemsg.messaging.v1.ProvisionPersonResponse\x12r\n" +
+	"\x0fSetPersonStatus\x12..securemsg.messaging.v1.SetPersonStatusRequest\x1a/.securemsg.messaging.v1.SetPersonStatusResponse\x12\x8b\x01\n" +
 	"\x0fListProxyGrants\x12..securemsg.messaging.v1.ListProxyGrantsRequest\x1a/.securemsg.messaging.v1.ListProxyGrantsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/proxyGrants\x12\x91\x01\n" +
 	"\x10GrantProxyAccess\x12/.securemsg.messaging.v1.GrantProxyAccessRequest\x1a0.securemsg.messaging.v1.GrantProxyAccessResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/proxyGrants\x12\xa6\x01\n" +
 	"\x11RevokeProxyAccess\x120.securemsg.messaging.v1.RevokeProxyAccessRequest\x1a1.securemsg.messaging.v1.RevokeProxyAccessResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/proxyGrants/{grant_id}:revokeB\xf4\x01\n" +
@@ -4826,7 +5290,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP() []byte {
 }
 
 var file_securemsg_messaging_v1_messaging_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(AccessAction)(0),                  // 0: securemsg.messaging.v1.AccessAction
 	(InboxChangeKind)(0),               // 1: securemsg.messaging.v1.InboxChangeKind
@@ -4902,166 +5366,192 @@ var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(*GrantProxyAccessResponse)(nil),   // 71: securemsg.messaging.v1.GrantProxyAccessResponse
 	(*RevokeProxyAccessRequest)(nil),   // 72: securemsg.messaging.v1.RevokeProxyAccessRequest
 	(*RevokeProxyAccessResponse)(nil),  // 73: securemsg.messaging.v1.RevokeProxyAccessResponse
-	(v1.ThreadCategory)(0),             // 74: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),                // 75: securemsg.common.v1.Sensitivity
-	(*Thread)(nil),                     // 76: securemsg.messaging.v1.Thread
-	(*Message)(nil),                    // 77: securemsg.messaging.v1.Message
-	(*durationpb.Duration)(nil),        // 78: google.protobuf.Duration
-	(Box)(0),                           // 79: securemsg.messaging.v1.Box
-	(ThreadStatus)(0),                  // 80: securemsg.messaging.v1.ThreadStatus
-	(AssigneeFilter)(0),                // 81: securemsg.messaging.v1.AssigneeFilter
-	(*ThreadSummary)(nil),              // 82: securemsg.messaging.v1.ThreadSummary
-	(*QueueCounts)(nil),                // 83: securemsg.messaging.v1.QueueCounts
-	(*timestamppb.Timestamp)(nil),      // 84: google.protobuf.Timestamp
-	(*PoolSettings)(nil),               // 85: securemsg.messaging.v1.PoolSettings
-	(*fieldmaskpb.FieldMask)(nil),      // 86: google.protobuf.FieldMask
-	(*v1.Principal)(nil),               // 87: securemsg.common.v1.Principal
-	(*RetentionCounts)(nil),            // 88: securemsg.messaging.v1.RetentionCounts
-	(*Pool)(nil),                       // 89: securemsg.messaging.v1.Pool
-	(*PoolMember)(nil),                 // 90: securemsg.messaging.v1.PoolMember
-	(v11.PoolRole)(0),                  // 91: securemsg.directory.v1.PoolRole
-	(*ClientApp)(nil),                  // 92: securemsg.messaging.v1.ClientApp
+	(*ListPeopleRequest)(nil),          // 74: securemsg.messaging.v1.ListPeopleRequest
+	(*ListPeopleResponse)(nil),         // 75: securemsg.messaging.v1.ListPeopleResponse
+	(*GetPersonRequest)(nil),           // 76: securemsg.messaging.v1.GetPersonRequest
+	(*GetPersonResponse)(nil),          // 77: securemsg.messaging.v1.GetPersonResponse
+	(*ProvisionPersonRequest)(nil),     // 78: securemsg.messaging.v1.ProvisionPersonRequest
+	(*ProvisionPersonResponse)(nil),    // 79: securemsg.messaging.v1.ProvisionPersonResponse
+	(*SetPersonStatusRequest)(nil),     // 80: securemsg.messaging.v1.SetPersonStatusRequest
+	(*SetPersonStatusResponse)(nil),    // 81: securemsg.messaging.v1.SetPersonStatusResponse
+	(v1.ThreadCategory)(0),             // 82: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),                // 83: securemsg.common.v1.Sensitivity
+	(*Thread)(nil),                     // 84: securemsg.messaging.v1.Thread
+	(*Message)(nil),                    // 85: securemsg.messaging.v1.Message
+	(*durationpb.Duration)(nil),        // 86: google.protobuf.Duration
+	(Box)(0),                           // 87: securemsg.messaging.v1.Box
+	(ThreadStatus)(0),                  // 88: securemsg.messaging.v1.ThreadStatus
+	(AssigneeFilter)(0),                // 89: securemsg.messaging.v1.AssigneeFilter
+	(*ThreadSummary)(nil),              // 90: securemsg.messaging.v1.ThreadSummary
+	(*QueueCounts)(nil),                // 91: securemsg.messaging.v1.QueueCounts
+	(*timestamppb.Timestamp)(nil),      // 92: google.protobuf.Timestamp
+	(*PoolSettings)(nil),               // 93: securemsg.messaging.v1.PoolSettings
+	(*fieldmaskpb.FieldMask)(nil),      // 94: google.protobuf.FieldMask
+	(*v1.Principal)(nil),               // 95: securemsg.common.v1.Principal
+	(*RetentionCounts)(nil),            // 96: securemsg.messaging.v1.RetentionCounts
+	(*Pool)(nil),                       // 97: securemsg.messaging.v1.Pool
+	(*PoolMember)(nil),                 // 98: securemsg.messaging.v1.PoolMember
+	(v11.PoolRole)(0),                  // 99: securemsg.directory.v1.PoolRole
+	(*ClientApp)(nil),                  // 100: securemsg.messaging.v1.ClientApp
+	(PersonSource)(0),                  // 101: securemsg.messaging.v1.PersonSource
+	(*Person)(nil),                     // 102: securemsg.messaging.v1.Person
+	(v11.PersonStatus)(0),              // 103: securemsg.directory.v1.PersonStatus
 }
 var file_securemsg_messaging_v1_messaging_service_proto_depIdxs = []int32{
-	74,  // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
-	75,  // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	76,  // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	77,  // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
-	77,  // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
-	78,  // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
-	77,  // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
-	79,  // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
-	80,  // 8: securemsg.messaging.v1.ListThreadsRequest.statuses:type_name -> securemsg.messaging.v1.ThreadStatus
-	81,  // 9: securemsg.messaging.v1.ListThreadsRequest.assignee:type_name -> securemsg.messaging.v1.AssigneeFilter
-	74,  // 10: securemsg.messaging.v1.ListThreadsRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
-	82,  // 11: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
-	83,  // 12: securemsg.messaging.v1.ListThreadsResponse.counts:type_name -> securemsg.messaging.v1.QueueCounts
-	77,  // 13: securemsg.messaging.v1.GetMessageResponse.message:type_name -> securemsg.messaging.v1.Message
-	76,  // 14: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	77,  // 15: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
-	84,  // 16: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
-	76,  // 17: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	76,  // 18: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	76,  // 19: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	76,  // 20: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	76,  // 21: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	77,  // 22: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
-	77,  // 23: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
-	84,  // 24: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
-	85,  // 25: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	85,  // 26: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	86,  // 27: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	85,  // 28: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	87,  // 29: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
+	82,  // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
+	83,  // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	84,  // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	85,  // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
+	85,  // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
+	86,  // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
+	85,  // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	87,  // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
+	88,  // 8: securemsg.messaging.v1.ListThreadsRequest.statuses:type_name -> securemsg.messaging.v1.ThreadStatus
+	89,  // 9: securemsg.messaging.v1.ListThreadsRequest.assignee:type_name -> securemsg.messaging.v1.AssigneeFilter
+	82,  // 10: securemsg.messaging.v1.ListThreadsRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	90,  // 11: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
+	91,  // 12: securemsg.messaging.v1.ListThreadsResponse.counts:type_name -> securemsg.messaging.v1.QueueCounts
+	85,  // 13: securemsg.messaging.v1.GetMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	84,  // 14: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	85,  // 15: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
+	92,  // 16: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
+	84,  // 17: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	84,  // 18: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	84,  // 19: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	84,  // 20: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	84,  // 21: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	85,  // 22: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
+	85,  // 23: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
+	92,  // 24: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
+	93,  // 25: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	93,  // 26: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	94,  // 27: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	93,  // 28: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	95,  // 29: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
 	0,   // 30: securemsg.messaging.v1.CheckMessageAccessRequest.action:type_name -> securemsg.messaging.v1.AccessAction
-	75,  // 31: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	84,  // 32: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
-	74,  // 33: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
-	88,  // 34: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
-	88,  // 35: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
-	84,  // 36: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
-	84,  // 37: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
+	83,  // 31: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	92,  // 32: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
+	82,  // 33: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	96,  // 34: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
+	96,  // 35: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
+	92,  // 36: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
+	92,  // 37: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
 	44,  // 38: securemsg.messaging.v1.WatchInboxResponse.change:type_name -> securemsg.messaging.v1.InboxChange
 	45,  // 39: securemsg.messaging.v1.WatchInboxResponse.heartbeat:type_name -> securemsg.messaging.v1.Heartbeat
 	46,  // 40: securemsg.messaging.v1.WatchInboxResponse.resync:type_name -> securemsg.messaging.v1.Resync
 	1,   // 41: securemsg.messaging.v1.InboxChange.kind:type_name -> securemsg.messaging.v1.InboxChangeKind
-	84,  // 42: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
-	89,  // 43: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
-	89,  // 44: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	90,  // 45: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
-	89,  // 46: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	89,  // 47: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	89,  // 48: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	86,  // 49: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
-	89,  // 50: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	91,  // 51: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
-	90,  // 52: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
-	92,  // 53: securemsg.messaging.v1.ListClientAppsResponse.apps:type_name -> securemsg.messaging.v1.ClientApp
-	92,  // 54: securemsg.messaging.v1.RegisterClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
-	92,  // 55: securemsg.messaging.v1.RegisterClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
-	92,  // 56: securemsg.messaging.v1.UpdateClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
-	86,  // 57: securemsg.messaging.v1.UpdateClientAppRequest.update_mask:type_name -> google.protobuf.FieldMask
-	92,  // 58: securemsg.messaging.v1.UpdateClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
-	84,  // 59: securemsg.messaging.v1.ProxyGrant.expire_time:type_name -> google.protobuf.Timestamp
-	84,  // 60: securemsg.messaging.v1.ProxyGrant.create_time:type_name -> google.protobuf.Timestamp
-	84,  // 61: securemsg.messaging.v1.ProxyGrant.revoke_time:type_name -> google.protobuf.Timestamp
+	92,  // 42: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
+	97,  // 43: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
+	97,  // 44: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	98,  // 45: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
+	97,  // 46: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	97,  // 47: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	97,  // 48: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	94,  // 49: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
+	97,  // 50: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	99,  // 51: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
+	98,  // 52: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
+	100, // 53: securemsg.messaging.v1.ListClientAppsResponse.apps:type_name -> securemsg.messaging.v1.ClientApp
+	100, // 54: securemsg.messaging.v1.RegisterClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	100, // 55: securemsg.messaging.v1.RegisterClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	100, // 56: securemsg.messaging.v1.UpdateClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	94,  // 57: securemsg.messaging.v1.UpdateClientAppRequest.update_mask:type_name -> google.protobuf.FieldMask
+	100, // 58: securemsg.messaging.v1.UpdateClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	92,  // 59: securemsg.messaging.v1.ProxyGrant.expire_time:type_name -> google.protobuf.Timestamp
+	92,  // 60: securemsg.messaging.v1.ProxyGrant.create_time:type_name -> google.protobuf.Timestamp
+	92,  // 61: securemsg.messaging.v1.ProxyGrant.revoke_time:type_name -> google.protobuf.Timestamp
 	67,  // 62: securemsg.messaging.v1.ListProxyGrantsResponse.grants:type_name -> securemsg.messaging.v1.ProxyGrant
-	84,  // 63: securemsg.messaging.v1.GrantProxyAccessRequest.expire_time:type_name -> google.protobuf.Timestamp
+	92,  // 63: securemsg.messaging.v1.GrantProxyAccessRequest.expire_time:type_name -> google.protobuf.Timestamp
 	67,  // 64: securemsg.messaging.v1.GrantProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
 	67,  // 65: securemsg.messaging.v1.RevokeProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
-	2,   // 66: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
-	4,   // 67: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
-	6,   // 68: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
-	12,  // 69: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
-	8,   // 70: securemsg.messaging.v1.MessagingService.GetMessage:input_type -> securemsg.messaging.v1.GetMessageRequest
-	10,  // 71: securemsg.messaging.v1.MessagingService.GetUnreadCount:input_type -> securemsg.messaging.v1.GetUnreadCountRequest
-	14,  // 72: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
-	16,  // 73: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
-	18,  // 74: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
-	20,  // 75: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
-	22,  // 76: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
-	24,  // 77: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
-	26,  // 78: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
-	28,  // 79: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
-	30,  // 80: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
-	32,  // 81: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
-	34,  // 82: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
-	36,  // 83: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
-	38,  // 84: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
-	40,  // 85: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
-	42,  // 86: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
-	47,  // 87: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
-	49,  // 88: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
-	51,  // 89: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
-	53,  // 90: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
-	55,  // 91: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
-	57,  // 92: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
-	59,  // 93: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
-	61,  // 94: securemsg.messaging.v1.MessagingService.ListClientApps:input_type -> securemsg.messaging.v1.ListClientAppsRequest
-	63,  // 95: securemsg.messaging.v1.MessagingService.RegisterClientApp:input_type -> securemsg.messaging.v1.RegisterClientAppRequest
-	65,  // 96: securemsg.messaging.v1.MessagingService.UpdateClientApp:input_type -> securemsg.messaging.v1.UpdateClientAppRequest
-	68,  // 97: securemsg.messaging.v1.MessagingService.ListProxyGrants:input_type -> securemsg.messaging.v1.ListProxyGrantsRequest
-	70,  // 98: securemsg.messaging.v1.MessagingService.GrantProxyAccess:input_type -> securemsg.messaging.v1.GrantProxyAccessRequest
-	72,  // 99: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:input_type -> securemsg.messaging.v1.RevokeProxyAccessRequest
-	3,   // 100: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
-	5,   // 101: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
-	7,   // 102: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
-	13,  // 103: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
-	9,   // 104: securemsg.messaging.v1.MessagingService.GetMessage:output_type -> securemsg.messaging.v1.GetMessageResponse
-	11,  // 105: securemsg.messaging.v1.MessagingService.GetUnreadCount:output_type -> securemsg.messaging.v1.GetUnreadCountResponse
-	15,  // 106: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
-	17,  // 107: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
-	19,  // 108: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
-	21,  // 109: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
-	23,  // 110: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
-	25,  // 111: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
-	27,  // 112: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
-	29,  // 113: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
-	31,  // 114: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
-	33,  // 115: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
-	35,  // 116: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
-	37,  // 117: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
-	39,  // 118: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
-	41,  // 119: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
-	43,  // 120: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
-	48,  // 121: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
-	50,  // 122: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
-	52,  // 123: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
-	54,  // 124: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
-	56,  // 125: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
-	58,  // 126: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
-	60,  // 127: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
-	62,  // 128: securemsg.messaging.v1.MessagingService.ListClientApps:output_type -> securemsg.messaging.v1.ListClientAppsResponse
-	64,  // 129: securemsg.messaging.v1.MessagingService.RegisterClientApp:output_type -> securemsg.messaging.v1.RegisterClientAppResponse
-	66,  // 130: securemsg.messaging.v1.MessagingService.UpdateClientApp:output_type -> securemsg.messaging.v1.UpdateClientAppResponse
-	69,  // 131: securemsg.messaging.v1.MessagingService.ListProxyGrants:output_type -> securemsg.messaging.v1.ListProxyGrantsResponse
-	71,  // 132: securemsg.messaging.v1.MessagingService.GrantProxyAccess:output_type -> securemsg.messaging.v1.GrantProxyAccessResponse
-	73,  // 133: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:output_type -> securemsg.messaging.v1.RevokeProxyAccessResponse
-	100, // [100:134] is the sub-list for method output_type
-	66,  // [66:100] is the sub-list for method input_type
-	66,  // [66:66] is the sub-list for extension type_name
-	66,  // [66:66] is the sub-list for extension extendee
-	0,   // [0:66] is the sub-list for field type_name
+	101, // 66: securemsg.messaging.v1.ListPeopleRequest.sources:type_name -> securemsg.messaging.v1.PersonSource
+	102, // 67: securemsg.messaging.v1.ListPeopleResponse.people:type_name -> securemsg.messaging.v1.Person
+	102, // 68: securemsg.messaging.v1.GetPersonResponse.person:type_name -> securemsg.messaging.v1.Person
+	102, // 69: securemsg.messaging.v1.ProvisionPersonRequest.person:type_name -> securemsg.messaging.v1.Person
+	102, // 70: securemsg.messaging.v1.ProvisionPersonResponse.person:type_name -> securemsg.messaging.v1.Person
+	103, // 71: securemsg.messaging.v1.SetPersonStatusRequest.status:type_name -> securemsg.directory.v1.PersonStatus
+	102, // 72: securemsg.messaging.v1.SetPersonStatusResponse.person:type_name -> securemsg.messaging.v1.Person
+	2,   // 73: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
+	4,   // 74: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
+	6,   // 75: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
+	12,  // 76: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
+	8,   // 77: securemsg.messaging.v1.MessagingService.GetMessage:input_type -> securemsg.messaging.v1.GetMessageRequest
+	10,  // 78: securemsg.messaging.v1.MessagingService.GetUnreadCount:input_type -> securemsg.messaging.v1.GetUnreadCountRequest
+	14,  // 79: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
+	16,  // 80: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
+	18,  // 81: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
+	20,  // 82: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
+	22,  // 83: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
+	24,  // 84: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
+	26,  // 85: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
+	28,  // 86: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
+	30,  // 87: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
+	32,  // 88: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
+	34,  // 89: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
+	36,  // 90: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
+	38,  // 91: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
+	40,  // 92: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
+	42,  // 93: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
+	47,  // 94: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
+	49,  // 95: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
+	51,  // 96: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
+	53,  // 97: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
+	55,  // 98: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
+	57,  // 99: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
+	59,  // 100: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
+	61,  // 101: securemsg.messaging.v1.MessagingService.ListClientApps:input_type -> securemsg.messaging.v1.ListClientAppsRequest
+	63,  // 102: securemsg.messaging.v1.MessagingService.RegisterClientApp:input_type -> securemsg.messaging.v1.RegisterClientAppRequest
+	65,  // 103: securemsg.messaging.v1.MessagingService.UpdateClientApp:input_type -> securemsg.messaging.v1.UpdateClientAppRequest
+	74,  // 104: securemsg.messaging.v1.MessagingService.ListPeople:input_type -> securemsg.messaging.v1.ListPeopleRequest
+	76,  // 105: securemsg.messaging.v1.MessagingService.GetPerson:input_type -> securemsg.messaging.v1.GetPersonRequest
+	78,  // 106: securemsg.messaging.v1.MessagingService.ProvisionPerson:input_type -> securemsg.messaging.v1.ProvisionPersonRequest
+	80,  // 107: securemsg.messaging.v1.MessagingService.SetPersonStatus:input_type -> securemsg.messaging.v1.SetPersonStatusRequest
+	68,  // 108: securemsg.messaging.v1.MessagingService.ListProxyGrants:input_type -> securemsg.messaging.v1.ListProxyGrantsRequest
+	70,  // 109: securemsg.messaging.v1.MessagingService.GrantProxyAccess:input_type -> securemsg.messaging.v1.GrantProxyAccessRequest
+	72,  // 110: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:input_type -> securemsg.messaging.v1.RevokeProxyAccessRequest
+	3,   // 111: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
+	5,   // 112: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
+	7,   // 113: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
+	13,  // 114: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
+	9,   // 115: securemsg.messaging.v1.MessagingService.GetMessage:output_type -> securemsg.messaging.v1.GetMessageResponse
+	11,  // 116: securemsg.messaging.v1.MessagingService.GetUnreadCount:output_type -> securemsg.messaging.v1.GetUnreadCountResponse
+	15,  // 117: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
+	17,  // 118: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
+	19,  // 119: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
+	21,  // 120: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
+	23,  // 121: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
+	25,  // 122: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
+	27,  // 123: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
+	29,  // 124: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
+	31,  // 125: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
+	33,  // 126: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
+	35,  // 127: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
+	37,  // 128: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
+	39,  // 129: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
+	41,  // 130: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
+	43,  // 131: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
+	48,  // 132: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
+	50,  // 133: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
+	52,  // 134: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
+	54,  // 135: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
+	56,  // 136: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
+	58,  // 137: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
+	60,  // 138: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
+	62,  // 139: securemsg.messaging.v1.MessagingService.ListClientApps:output_type -> securemsg.messaging.v1.ListClientAppsResponse
+	64,  // 140: securemsg.messaging.v1.MessagingService.RegisterClientApp:output_type -> securemsg.messaging.v1.RegisterClientAppResponse
+	66,  // 141: securemsg.messaging.v1.MessagingService.UpdateClientApp:output_type -> securemsg.messaging.v1.UpdateClientAppResponse
+	75,  // 142: securemsg.messaging.v1.MessagingService.ListPeople:output_type -> securemsg.messaging.v1.ListPeopleResponse
+	77,  // 143: securemsg.messaging.v1.MessagingService.GetPerson:output_type -> securemsg.messaging.v1.GetPersonResponse
+	79,  // 144: securemsg.messaging.v1.MessagingService.ProvisionPerson:output_type -> securemsg.messaging.v1.ProvisionPersonResponse
+	81,  // 145: securemsg.messaging.v1.MessagingService.SetPersonStatus:output_type -> securemsg.messaging.v1.SetPersonStatusResponse
+	69,  // 146: securemsg.messaging.v1.MessagingService.ListProxyGrants:output_type -> securemsg.messaging.v1.ListProxyGrantsResponse
+	71,  // 147: securemsg.messaging.v1.MessagingService.GrantProxyAccess:output_type -> securemsg.messaging.v1.GrantProxyAccessResponse
+	73,  // 148: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:output_type -> securemsg.messaging.v1.RevokeProxyAccessResponse
+	111, // [111:149] is the sub-list for method output_type
+	73,  // [73:111] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_service_proto_init() }
@@ -5089,7 +5579,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_service_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   72,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -50,6 +50,10 @@ const (
 	MessagingService_ListClientApps_FullMethodName     = "/securemsg.messaging.v1.MessagingService/ListClientApps"
 	MessagingService_RegisterClientApp_FullMethodName  = "/securemsg.messaging.v1.MessagingService/RegisterClientApp"
 	MessagingService_UpdateClientApp_FullMethodName    = "/securemsg.messaging.v1.MessagingService/UpdateClientApp"
+	MessagingService_ListPeople_FullMethodName         = "/securemsg.messaging.v1.MessagingService/ListPeople"
+	MessagingService_GetPerson_FullMethodName          = "/securemsg.messaging.v1.MessagingService/GetPerson"
+	MessagingService_ProvisionPerson_FullMethodName    = "/securemsg.messaging.v1.MessagingService/ProvisionPerson"
+	MessagingService_SetPersonStatus_FullMethodName    = "/securemsg.messaging.v1.MessagingService/SetPersonStatus"
 	MessagingService_ListProxyGrants_FullMethodName    = "/securemsg.messaging.v1.MessagingService/ListProxyGrants"
 	MessagingService_GrantProxyAccess_FullMethodName   = "/securemsg.messaging.v1.MessagingService/GrantProxyAccess"
 	MessagingService_RevokeProxyAccess_FullMethodName  = "/securemsg.messaging.v1.MessagingService/RevokeProxyAccess"
@@ -342,6 +346,34 @@ type MessagingServiceClient interface {
 	// an unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA
 	// and a fresh login; NOT_FOUND when the app or a pool does not exist.
 	UpdateClientApp(ctx context.Context, in *UpdateClientAppRequest, opts ...grpc.CallOption) (*UpdateClientAppResponse, error)
+	// ListPeople lists the people of the directory by subject, optionally those with one
+	// user_name or external_id (what a provisioning client looks a person up by). Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
+	// PERMISSION_DENIED when the caller is not an admin with MFA.
+	ListPeople(ctx context.Context, in *ListPeopleRequest, opts ...grpc.CallOption) (*ListPeopleResponse, error)
+	// GetPerson returns one person. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when subject is missing; PERMISSION_DENIED when the caller is not
+	// an admin with MFA; NOT_FOUND when the directory holds nobody with the subject.
+	GetPerson(ctx context.Context, in *GetPersonRequest, opts ...grpc.CallOption) (*GetPersonResponse, error)
+	// ProvisionPerson creates a care-team member (roles among clinician, staff, admin, auditor)
+	// or replaces every provisioned field of one: what the organisation's identity provider
+	// does through SCIM (/scim/v2/Users on messaging's HTTP listener). The change reaches every
+	// service's directory in its commit. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when a field is out of bounds, roles is empty or names a patient or
+	// proxy role; PERMISSION_DENIED when the caller is not an admin with MFA and a fresh login;
+	// ALREADY_EXISTS when another person holds the user_name or external_id; FAILED_PRECONDITION
+	// when the subject is a patient or proxy recorded at first contact.
+	ProvisionPerson(ctx context.Context, in *ProvisionPersonRequest, opts ...grpc.CallOption) (*ProvisionPersonResponse, error)
+	// SetPersonStatus activates or deactivates a person: a deactivated person is refused on
+	// every service from their next call on, with the token they hold. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when subject or status is missing; PERMISSION_DENIED when the
+	// caller is not an admin with MFA and a fresh login, or names themself; NOT_FOUND when the
+	// directory holds nobody with the subject.
+	SetPersonStatus(ctx context.Context, in *SetPersonStatusRequest, opts ...grpc.CallOption) (*SetPersonStatusResponse, error)
 	// ListProxyGrants lists proxy grants, newest first: a patient's the grants they gave (active,
 	// expired and revoked); a proxy's the grants they hold (patient_id narrows them to one
 	// patient).
@@ -695,6 +727,46 @@ func (c *messagingServiceClient) UpdateClientApp(ctx context.Context, in *Update
 	return out, nil
 }
 
+func (c *messagingServiceClient) ListPeople(ctx context.Context, in *ListPeopleRequest, opts ...grpc.CallOption) (*ListPeopleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPeopleResponse)
+	err := c.cc.Invoke(ctx, MessagingService_ListPeople_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GetPerson(ctx context.Context, in *GetPersonRequest, opts ...grpc.CallOption) (*GetPersonResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPersonResponse)
+	err := c.cc.Invoke(ctx, MessagingService_GetPerson_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) ProvisionPerson(ctx context.Context, in *ProvisionPersonRequest, opts ...grpc.CallOption) (*ProvisionPersonResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProvisionPersonResponse)
+	err := c.cc.Invoke(ctx, MessagingService_ProvisionPerson_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) SetPersonStatus(ctx context.Context, in *SetPersonStatusRequest, opts ...grpc.CallOption) (*SetPersonStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPersonStatusResponse)
+	err := c.cc.Invoke(ctx, MessagingService_SetPersonStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *messagingServiceClient) ListProxyGrants(ctx context.Context, in *ListProxyGrantsRequest, opts ...grpc.CallOption) (*ListProxyGrantsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListProxyGrantsResponse)
@@ -1012,6 +1084,34 @@ type MessagingServiceServer interface {
 	// an unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA
 	// and a fresh login; NOT_FOUND when the app or a pool does not exist.
 	UpdateClientApp(context.Context, *UpdateClientAppRequest) (*UpdateClientAppResponse, error)
+	// ListPeople lists the people of the directory by subject, optionally those with one
+	// user_name or external_id (what a provisioning client looks a person up by). Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
+	// PERMISSION_DENIED when the caller is not an admin with MFA.
+	ListPeople(context.Context, *ListPeopleRequest) (*ListPeopleResponse, error)
+	// GetPerson returns one person. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when subject is missing; PERMISSION_DENIED when the caller is not
+	// an admin with MFA; NOT_FOUND when the directory holds nobody with the subject.
+	GetPerson(context.Context, *GetPersonRequest) (*GetPersonResponse, error)
+	// ProvisionPerson creates a care-team member (roles among clinician, staff, admin, auditor)
+	// or replaces every provisioned field of one: what the organisation's identity provider
+	// does through SCIM (/scim/v2/Users on messaging's HTTP listener). The change reaches every
+	// service's directory in its commit. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when a field is out of bounds, roles is empty or names a patient or
+	// proxy role; PERMISSION_DENIED when the caller is not an admin with MFA and a fresh login;
+	// ALREADY_EXISTS when another person holds the user_name or external_id; FAILED_PRECONDITION
+	// when the subject is a patient or proxy recorded at first contact.
+	ProvisionPerson(context.Context, *ProvisionPersonRequest) (*ProvisionPersonResponse, error)
+	// SetPersonStatus activates or deactivates a person: a deactivated person is refused on
+	// every service from their next call on, with the token they hold. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when subject or status is missing; PERMISSION_DENIED when the
+	// caller is not an admin with MFA and a fresh login, or names themself; NOT_FOUND when the
+	// directory holds nobody with the subject.
+	SetPersonStatus(context.Context, *SetPersonStatusRequest) (*SetPersonStatusResponse, error)
 	// ListProxyGrants lists proxy grants, newest first: a patient's the grants they gave (active,
 	// expired and revoked); a proxy's the grants they hold (patient_id narrows them to one
 	// patient).
@@ -1138,6 +1238,18 @@ func (UnimplementedMessagingServiceServer) RegisterClientApp(context.Context, *R
 }
 func (UnimplementedMessagingServiceServer) UpdateClientApp(context.Context, *UpdateClientAppRequest) (*UpdateClientAppResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateClientApp not implemented")
+}
+func (UnimplementedMessagingServiceServer) ListPeople(context.Context, *ListPeopleRequest) (*ListPeopleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPeople not implemented")
+}
+func (UnimplementedMessagingServiceServer) GetPerson(context.Context, *GetPersonRequest) (*GetPersonResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPerson not implemented")
+}
+func (UnimplementedMessagingServiceServer) ProvisionPerson(context.Context, *ProvisionPersonRequest) (*ProvisionPersonResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProvisionPerson not implemented")
+}
+func (UnimplementedMessagingServiceServer) SetPersonStatus(context.Context, *SetPersonStatusRequest) (*SetPersonStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetPersonStatus not implemented")
 }
 func (UnimplementedMessagingServiceServer) ListProxyGrants(context.Context, *ListProxyGrantsRequest) (*ListProxyGrantsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListProxyGrants not implemented")
@@ -1720,6 +1832,78 @@ func _MessagingService_UpdateClientApp_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_ListPeople_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPeopleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).ListPeople(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_ListPeople_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).ListPeople(ctx, req.(*ListPeopleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_GetPerson_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPersonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GetPerson(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GetPerson_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GetPerson(ctx, req.(*GetPersonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_ProvisionPerson_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProvisionPersonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).ProvisionPerson(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_ProvisionPerson_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).ProvisionPerson(ctx, req.(*ProvisionPersonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_SetPersonStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPersonStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).SetPersonStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_SetPersonStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).SetPersonStatus(ctx, req.(*SetPersonStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _MessagingService_ListProxyGrants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListProxyGrantsRequest)
 	if err := dec(in); err != nil {
@@ -1900,6 +2084,22 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateClientApp",
 			Handler:    _MessagingService_UpdateClientApp_Handler,
+		},
+		{
+			MethodName: "ListPeople",
+			Handler:    _MessagingService_ListPeople_Handler,
+		},
+		{
+			MethodName: "GetPerson",
+			Handler:    _MessagingService_GetPerson_Handler,
+		},
+		{
+			MethodName: "ProvisionPerson",
+			Handler:    _MessagingService_ProvisionPerson_Handler,
+		},
+		{
+			MethodName: "SetPersonStatus",
+			Handler:    _MessagingService_SetPersonStatus_Handler,
 		},
 		{
 			MethodName: "ListProxyGrants",

@@ -2,21 +2,19 @@ package ports
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 	"github.com/securemsg/securemsg/services/attachment/internal/domain"
+	"github.com/securemsg/securemsg/services/internal/platform/inprocess"
 )
 
 // ContentPattern is the route of the HTTP download, as net/http's ServeMux spells it.
@@ -54,24 +52,13 @@ type ContentHandler struct {
 // NewContentHandler returns the HTTP download over grpcServer, the service's *grpc.Server (as
 // an http.Handler).
 func NewContentHandler(grpcServer http.Handler) *ContentHandler {
-	client := &http.Client{Transport: inProcess{h: grpcServer}}
+	client := &http.Client{Transport: inprocess.Transport(grpcServer)}
 	return &ContentHandler{
 		rpc: connect.NewClient[attachmentv1.DownloadAttachmentContentRequest, attachmentv1.DownloadAttachmentContentResponse](
 			client, "http://in-process"+attachmentv1.AttachmentService_DownloadAttachmentContent_FullMethodName, connect.WithGRPC()),
 		errors: connect.NewErrorWriter(),
 	}
 }
-
-// forwardedHeaders are left out of the metadata: HTTP's own framing and the range, which the
-// request message carries.
-var forwardedHeaders = func() map[string]bool {
-	m := map[string]bool{}
-	for _, h := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding",
-		"Upgrade", "Host", "Content-Length", "Content-Type", "Content-Encoding", "Accept-Encoding", "Range", "If-Range"} {
-		m[h] = true
-	}
-	return m
-}()
 
 func (h *ContentHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
@@ -81,12 +68,9 @@ func (h *ContentHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := connect.NewRequest(&attachmentv1.DownloadAttachmentContentRequest{
 		AttachmentId: r.PathValue("attachment_id"), Offset: rng.offset, Length: rng.length, SuffixLength: rng.suffix,
 	})
-	for k, vs := range r.Header {
-		if !forwardedHeaders[k] && !strings.HasPrefix(k, "Grpc-") && !strings.HasPrefix(k, "Connect-") {
-			req.Header()[k] = vs
-		}
-	}
-	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), originKey{}, origin{remoteAddr: r.RemoteAddr, tls: r.TLS}))
+	// The range travels in the request message; as metadata it would only be noise.
+	inprocess.ForwardMetadata(req.Header(), r.Header, "Range", "If-Range")
+	ctx, cancel := context.WithCancel(inprocess.WithOrigin(r.Context(), r))
 	defer cancel()
 	stream, err := h.rpc.CallServerStream(ctx, req)
 	if err != nil {
@@ -223,96 +207,4 @@ func contentDisposition(name string) string {
 		return v
 	}
 	return "attachment"
-}
-
-// origin is the incoming HTTP request's peer, which the in-process rpc presents as its own.
-type origin struct {
-	remoteAddr string
-	tls        *tls.ConnectionState
-}
-
-type originKey struct{}
-
-// inProcess is an http.RoundTripper that serves each request with an http.Handler in this
-// process (the *grpc.Server), streaming the response: the body flows through a pipe as the
-// handler writes it, and trailers are filled in when the handler returns. The request keeps
-// the peer of the HTTP request it serves (origin in its context), so the rpc's interceptors see
-// the real client.
-type inProcess struct{ h http.Handler }
-
-func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
-	in := req.Clone(req.Context())
-	in.Proto, in.ProtoMajor, in.ProtoMinor = "HTTP/2", 2, 0 // grpc.Server.ServeHTTP serves HTTP/2 only
-	in.RequestURI = req.URL.RequestURI()
-	if o, ok := req.Context().Value(originKey{}).(origin); ok {
-		in.RemoteAddr, in.TLS = o.remoteAddr, o.tls
-	}
-	if in.Body == nil {
-		in.Body = http.NoBody
-	}
-	pr, pw := io.Pipe()
-	rw := &pipeResponse{header: http.Header{}, body: pw, started: make(chan struct{}),
-		resp: &http.Response{Proto: "HTTP/2", ProtoMajor: 2, Request: req, Body: pr, ContentLength: -1, Trailer: http.Header{}}}
-	go func() {
-		defer rw.finish()
-		t.h.ServeHTTP(rw, in)
-	}()
-	select {
-	case <-rw.started:
-		return rw.resp, nil
-	case <-req.Context().Done():
-		pr.CloseWithError(req.Context().Err())
-		return nil, req.Context().Err()
-	}
-}
-
-// pipeResponse is the http.ResponseWriter of an in-process request.
-type pipeResponse struct {
-	header  http.Header
-	body    *io.PipeWriter
-	resp    *http.Response
-	started chan struct{}
-	once    sync.Once
-	// declared are the trailer keys the handler announced in its "Trailer" header.
-	declared []string
-}
-
-func (w *pipeResponse) Header() http.Header { return w.header }
-
-func (w *pipeResponse) WriteHeader(code int) {
-	w.once.Do(func() {
-		w.resp.StatusCode, w.resp.Status = code, strconv.Itoa(code)+" "+http.StatusText(code)
-		w.resp.Header = w.header.Clone()
-		for _, v := range w.header.Values("Trailer") {
-			for _, k := range strings.Split(v, ",") {
-				w.declared = append(w.declared, http.CanonicalHeaderKey(strings.TrimSpace(k)))
-			}
-		}
-		close(w.started)
-	})
-}
-
-func (w *pipeResponse) Write(p []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	return w.body.Write(p)
-}
-
-// Flush sends the headers; written bytes are never held (the pipe hands them over).
-func (w *pipeResponse) Flush() { w.WriteHeader(http.StatusOK) }
-
-// finish sets the trailers — the declared keys, and those set with http.TrailerPrefix — and
-// ends the body, after which the reader sees them.
-func (w *pipeResponse) finish() {
-	w.WriteHeader(http.StatusOK)
-	for _, k := range w.declared {
-		if vs := w.header.Values(k); len(vs) > 0 {
-			w.resp.Trailer[k] = vs
-		}
-	}
-	for k, vs := range w.header {
-		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
-			w.resp.Trailer[http.CanonicalHeaderKey(name)] = vs
-		}
-	}
-	_ = w.body.Close() // a pipe's Close always succeeds
 }

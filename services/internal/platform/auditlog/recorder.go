@@ -141,6 +141,8 @@ func RecordTypeOf(t string) eventsv1.RecordType {
 		return eventsv1.RecordType_RECORD_TYPE_PROXY_GRANT
 	case "clientapp", "client_app":
 		return eventsv1.RecordType_RECORD_TYPE_CLIENT_APP
+	case "person":
+		return eventsv1.RecordType_RECORD_TYPE_PERSON
 	case "poolsettings", "pool_settings":
 		return eventsv1.RecordType_RECORD_TYPE_POOL_SETTINGS
 	case "preferences", "notificationpreferences":

@@ -53,6 +53,9 @@ type Principal struct {
 	Kind Kind
 	// Subject is the token's `sub` for people, or "service:<name>" for services.
 	Subject string
+	// Name is the token's name claim (OIDC standard claims): the person's display name, which
+	// messaging records sealed at first contact. Personal data: never logged.
+	Name string
 	// Service is the service name from the certificate's SPIFFE ID (KindService only).
 	Service     string
 	Roles       []Role

@@ -238,6 +238,7 @@ func discoverJWKS(ctx context.Context, client *http.Client, issuer string) (stri
 // claims are the non-registered claims the suite reads (names fixed with the dev issuer).
 type claims struct {
 	Roles       []string `json:"roles"`
+	Name        string   `json:"name"`
 	PatientID   string   `json:"patient_id"`
 	CarePools   []string `json:"care_pools"`
 	ProxyGrants []struct {
@@ -355,7 +356,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Principal, error) {
 	if err := json.Unmarshal(msg.Payload(), &c); err != nil {
 		return nil, refuse(ReasonClaims)
 	}
-	p := &Principal{Kind: KindUser, IssuedAt: iat, PatientID: c.PatientID, ClientID: c.ClientID}
+	p := &Principal{Kind: KindUser, IssuedAt: iat, PatientID: c.PatientID, ClientID: c.ClientID, Name: c.Name}
 	p.expires, _ = tok.Expiration()
 	p.notBefore, _ = tok.NotBefore()
 	p.Subject, _ = tok.Subject()

@@ -39,6 +39,12 @@ func MessageFieldAAD(threadID, messageID, field string) []byte {
 	return BindAAD("securemsg.message.field.v1", threadID, messageID, field)
 }
 
+// PersonFieldAAD binds a record to one field of one person of the directory (their display
+// name), so that a sealed name cannot be moved to another person.
+func PersonFieldAAD(subject, field string) []byte {
+	return BindAAD("securemsg.person.field.v1", subject, field)
+}
+
 // AttachmentAAD binds an attachment object's stream to its attachment id and thread.
 func AttachmentAAD(threadID, attachmentID string) []byte {
 	return BindAAD("securemsg.attachment.v1", threadID, attachmentID)

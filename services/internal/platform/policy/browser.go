@@ -18,7 +18,8 @@ import (
 // (CheckMessageAccess, BindAttachment, PurgeAttachments: their callers present an mTLS service
 // identity, which no browser has) and the admin and auditor rpcs (SetLegalHold,
 // UpdatePoolSettings, RunRetentionPurge, CreatePool, UpdatePool, SetPoolMember, RemovePoolMember,
-// ListClientApps, RegisterClientApp, UpdateClientApp, ListTemplates, UpdateTemplate and the audit log rpcs
+// ListClientApps, RegisterClientApp, UpdateClientApp, ListPeople, GetPerson, ProvisionPerson,
+// SetPersonStatus, ListTemplates, UpdateTemplate and the audit log rpcs
 // other than GetAccessReport), which securemsgctl and operator tools call; keeping them off the
 // public edge keeps them off the internet-facing ingress too. TestBrowserSurfaceMatchesPolicies
 // checks the list against the policies' rpc matrix in both directions, so a new rpc a portal

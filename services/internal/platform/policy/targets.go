@@ -77,6 +77,16 @@ var rpcTargets = map[string]TargetFunc{
 		return Target{Type: "ProxyGrant", ID: r.GetGrantId()}
 	}),
 	"messaging.ListClientApps": fixed("ClientApp"),
+	"messaging.ListPeople":     fixed("Person"),
+	"messaging.GetPerson": read(func(r *messagingv1.GetPersonRequest) Target {
+		return Target{Type: "Person", ID: r.GetSubject()}
+	}),
+	"messaging.ProvisionPerson": read(func(r *messagingv1.ProvisionPersonRequest) Target {
+		return Target{Type: "Person", ID: r.GetPerson().GetSubject()}
+	}),
+	"messaging.SetPersonStatus": read(func(r *messagingv1.SetPersonStatusRequest) Target {
+		return Target{Type: "Person", ID: r.GetSubject()}
+	}),
 	"messaging.RegisterClientApp": read(func(r *messagingv1.RegisterClientAppRequest) Target {
 		return Target{Type: "ClientApp", ID: r.GetApp().GetClientId()}
 	}),

@@ -28,6 +28,9 @@ type Persona struct {
 	ClientID string
 	// Scopes are the token's OAuth scopes, space-separated ("": every scope the suite has).
 	Scopes string
+	// Name is the token's name claim ("": none), which messaging records, sealed, as the
+	// person's display name.
+	Name string
 }
 
 // The personas. Patient p-1001 has a proxy; p-2001 is an adolescent whose confidential threads
@@ -74,6 +77,9 @@ func (p Persona) Claims(issuer *authtest.Issuer) map[string]any {
 	}
 	if p.Scopes != "" {
 		claims["scope"] = p.Scopes
+	}
+	if p.Name != "" {
+		claims["name"] = p.Name
 	}
 	return claims
 }

@@ -75,7 +75,7 @@ func newHarness(t *testing.T, tune ...func(*app.Config, *app.Deps)) *harness {
 	}
 	cfg := app.Config{KeyName: "securemsg-messaging-test", Retention: retention, RetractWindow: 15 * time.Minute, EventsSubject: eventsSubject}
 	h.seedPools(t)
-	deps := app.Deps{Threads: h.store, Messages: h.store, Inbox: h.store, Settings: h.store, Pools: h.store, Apps: h.store, Grants: h.store, Members: h.store,
+	deps := app.Deps{Threads: h.store, Messages: h.store, Inbox: h.store, Settings: h.store, Pools: h.store, Apps: h.store, Grants: h.store, People: h.store, Members: h.store,
 		Retention: h.store, AuditTrail: h.store,
 		Keys: h.keys, Policy: pe, Emitter: em, Attachments: h.att, Now: h.clock.Now}
 	for _, f := range tune {

@@ -42,6 +42,10 @@ type GetThreadResult struct {
 	NextPageToken       string
 	BreakGlass          bool
 	EmergencyDisclaimer string
+	// Names are the display names of the thread's creator and of the senders, readers and
+	// retracters on the page, by subject, when the caller may read the thread's content;
+	// people without a name are left out.
+	Names map[string]string
 }
 
 // GetThread returns a thread and a page of its messages. The access is audited in the same
@@ -134,6 +138,15 @@ func (s *Service) GetThread(ctx context.Context, p *auth.Principal, c GetThreadC
 		}
 		out.Messages = append(out.Messages, v)
 	}
+	if content {
+		subjects := []string{t.CreatedBySubject}
+		for _, v := range out.Messages {
+			subjects = append(subjects, v.participants()...)
+		}
+		if out.Names, err = s.displayNames(ctx, subjects); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
@@ -177,7 +190,10 @@ func (s *Service) GetMessage(ctx context.Context, p *auth.Principal, threadID, m
 	m = page.Messages[0]
 	v := &MessageView{Message: m, Read: m.Seq <= page.Viewer.ReadSeq || m.SenderSubject == p.Subject,
 		Receipts: s.receiptViewer(p, t, page.Receipts).of(m)}
-	if !m.Retracted() && s.Policy.Evaluate(p, actReadContent, res, policy.Context{}).Allowed {
+	if !s.Policy.Evaluate(p, actReadContent, res, policy.Context{}).Allowed {
+		return v, nil
+	}
+	if !m.Retracted() {
 		sl, err := s.sealer(ctx, t)
 		if err != nil {
 			return nil, err
@@ -185,6 +201,9 @@ func (s *Service) GetMessage(ctx context.Context, p *auth.Principal, threadID, m
 		if v.Body, err = open(sl, m.BodySealed, crypto.MessageFieldAAD(t.ID, m.ID, fieldBody)); err != nil {
 			return nil, err
 		}
+	}
+	if v.Names, err = s.displayNames(ctx, v.participants()); err != nil {
+		return nil, err
 	}
 	return v, nil
 }

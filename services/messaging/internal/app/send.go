@@ -34,6 +34,22 @@ type MessageView struct {
 	Read    bool
 	// Receipts are the other readers' receipts the viewer may see, earliest first.
 	Receipts []domain.ReadReceipt
+	// Names are the display names of participants(), when GetMessage returns the view to a
+	// caller who may read the content (GetThread puts a page's names in its result instead).
+	Names map[string]string
+}
+
+// participants are the subjects the view names: the sender, the readers of its receipts and
+// who retracted it.
+func (v *MessageView) participants() []string {
+	out := []string{v.Message.SenderSubject}
+	for _, r := range v.Receipts {
+		out = append(out, r.Subject)
+	}
+	if v.Message.RetractedBySubject != "" {
+		out = append(out, v.Message.RetractedBySubject)
+	}
+	return out
 }
 
 // CreateThreadCmd starts a thread.

@@ -56,6 +56,9 @@ type Deps struct {
 	Pools    domain.PoolRepository
 	Apps     domain.AppRepository
 	Grants   domain.GrantRepository
+	People   domain.PersonRepository
+	// Known is who the directory every service watches holds now (nil: ask People).
+	Known domain.KnownPeople
 	// Members is who works in which pool now, from the directory every service watches.
 	Members    domain.Members
 	Retention  domain.RetentionRepository
@@ -89,7 +92,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.EventsSubject == "" {
 		problems = append(problems, "events subject")
 	}
-	if deps.Threads == nil || deps.Messages == nil || deps.Inbox == nil || deps.Settings == nil || deps.Pools == nil || deps.Apps == nil || deps.Grants == nil || deps.Members == nil || deps.Retention == nil ||
+	if deps.Threads == nil || deps.Messages == nil || deps.Inbox == nil || deps.Settings == nil || deps.Pools == nil || deps.Apps == nil || deps.Grants == nil || deps.People == nil || deps.Members == nil || deps.Retention == nil ||
 		deps.AuditTrail == nil || deps.Keys == nil || deps.Policy == nil || deps.Emitter == nil || deps.Attachments == nil {
 		problems = append(problems, "dependencies")
 	}
@@ -134,6 +137,10 @@ const (
 	actListPools     = "messaging.ListPools"
 	actListMembers   = "messaging.ListPoolMembers"
 	actCreatePool    = "messaging.CreatePool"
+	actListPeople    = "messaging.ListPeople"
+	actGetPerson     = "messaging.GetPerson"
+	actProvision     = "messaging.ProvisionPerson"
+	actSetStatus     = "messaging.SetPersonStatus"
 	actUpdatePool    = "messaging.UpdatePool"
 	actSetMember     = "messaging.SetPoolMember"
 	actRemoveMember  = "messaging.RemovePoolMember"

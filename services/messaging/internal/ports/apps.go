@@ -21,7 +21,7 @@ func appFromProto(in *messagingv1.ClientApp) domain.ClientApp {
 
 // ListClientApps implements messagingv1.MessagingServiceServer.
 func (h *Handler) ListClientApps(ctx context.Context, req *messagingv1.ListClientAppsRequest) (*messagingv1.ListClientAppsResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func (h *Handler) ListClientApps(ctx context.Context, req *messagingv1.ListClien
 
 // RegisterClientApp implements messagingv1.MessagingServiceServer.
 func (h *Handler) RegisterClientApp(ctx context.Context, req *messagingv1.RegisterClientAppRequest) (*messagingv1.RegisterClientAppResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +51,7 @@ func (h *Handler) RegisterClientApp(ctx context.Context, req *messagingv1.Regist
 
 // UpdateClientApp implements messagingv1.MessagingServiceServer.
 func (h *Handler) UpdateClientApp(ctx context.Context, req *messagingv1.UpdateClientAppRequest) (*messagingv1.UpdateClientAppResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}

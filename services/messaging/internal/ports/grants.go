@@ -21,7 +21,7 @@ func grantProto(g domain.ProxyGrant) *messagingv1.ProxyGrant {
 
 // ListProxyGrants implements messagingv1.MessagingServiceServer.
 func (h *Handler) ListProxyGrants(ctx context.Context, req *messagingv1.ListProxyGrantsRequest) (*messagingv1.ListProxyGrantsResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func (h *Handler) ListProxyGrants(ctx context.Context, req *messagingv1.ListProx
 
 // GrantProxyAccess implements messagingv1.MessagingServiceServer.
 func (h *Handler) GrantProxyAccess(ctx context.Context, req *messagingv1.GrantProxyAccessRequest) (*messagingv1.GrantProxyAccessResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (h *Handler) GrantProxyAccess(ctx context.Context, req *messagingv1.GrantPr
 
 // RevokeProxyAccess implements messagingv1.MessagingServiceServer.
 func (h *Handler) RevokeProxyAccess(ctx context.Context, req *messagingv1.RevokeProxyAccessRequest) (*messagingv1.RevokeProxyAccessResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -40,12 +40,26 @@ func principal(ctx context.Context) (*auth.Principal, error) {
 	return p, nil
 }
 
-func threadProto(v app.ThreadView) *messagingv1.Thread {
+// principal is the caller, recorded in the directory if this is their first contact.
+func (h *Handler) principal(ctx context.Context) (*auth.Principal, error) {
+	p, err := principal(ctx)
+	if err == nil {
+		h.svc.FirstContact(ctx, p)
+	}
+	return p, err
+}
+
+// participant is who acted, with their display name from names when it holds one.
+func participant(names map[string]string, subject string, role commonv1.Role, onBehalfOf string) *messagingv1.Participant {
+	return &messagingv1.Participant{Subject: subject, Role: role, OnBehalfOfPatientId: onBehalfOf, DisplayName: names[subject]}
+}
+
+func threadProto(v app.ThreadView, names map[string]string) *messagingv1.Thread {
 	t := v.Thread
 	out := &messagingv1.Thread{
 		ThreadId: t.ID, PoolId: t.PoolID, PatientId: t.PatientID, Category: t.Category, Sensitivity: t.Sensitivity,
 		Status: messagingv1.ThreadStatus(t.Status), Subject: v.Subject,
-		CreatedBy:       &messagingv1.Participant{Subject: t.CreatedBySubject, Role: t.CreatedByRole, OnBehalfOfPatientId: t.CreatedOnBehalfOf},
+		CreatedBy:       participant(names, t.CreatedBySubject, t.CreatedByRole, t.CreatedOnBehalfOf),
 		AssigneeSubject: t.AssigneeSubject,
 		CreateTime:      timestamppb.New(t.CreatedAt), UpdateTime: timestamppb.New(t.UpdatedAt),
 		LastMessageTime: timestamppb.New(t.LastMessageAt),
@@ -69,21 +83,21 @@ func summaryProto(v app.ThreadView) *messagingv1.ThreadSummary {
 	}
 }
 
-func messageProto(v *app.MessageView) *messagingv1.Message {
+func messageProto(v *app.MessageView, names map[string]string) *messagingv1.Message {
 	if v == nil {
 		return nil
 	}
 	m := v.Message
 	out := &messagingv1.Message{
 		MessageId: m.ID, ThreadId: m.ThreadID,
-		Sender:        &messagingv1.Participant{Subject: m.SenderSubject, Role: m.SenderRole, OnBehalfOfPatientId: m.OnBehalfOf},
+		Sender:        participant(names, m.SenderSubject, m.SenderRole, m.OnBehalfOf),
 		Body:          v.Body,
 		AttachmentIds: m.AttachmentIDs, CreateTime: timestamppb.New(m.CreatedAt),
 		CorrectsMessageId: m.CorrectsMessageID, AutoReply: m.AutoReply, Read: v.Read,
 	}
 	for _, r := range v.Receipts {
 		out.Receipts = append(out.Receipts, &messagingv1.ReadReceipt{
-			Reader:   &messagingv1.Participant{Subject: r.Subject, Role: r.Role, OnBehalfOfPatientId: r.OnBehalfOf},
+			Reader:   participant(names, r.Subject, r.Role, r.OnBehalfOf),
 			ReadTime: timestamppb.New(r.At),
 		})
 	}
@@ -91,7 +105,7 @@ func messageProto(v *app.MessageView) *messagingv1.Message {
 		out.Body = ""
 		out.Retraction = &messagingv1.Retraction{
 			RetractTime:         timestamppb.New(m.RetractedAt),
-			RetractedBy:         &messagingv1.Participant{Subject: m.RetractedBySubject, Role: m.RetractedByRole},
+			RetractedBy:         participant(names, m.RetractedBySubject, m.RetractedByRole, ""),
 			ReasonCode:          m.RetractReasonCode,
 			CorrectionMessageId: m.CorrectionMessageID,
 		}
@@ -101,7 +115,7 @@ func messageProto(v *app.MessageView) *messagingv1.Message {
 
 // CreateThread implements messagingv1.MessagingServiceServer.
 func (h *Handler) CreateThread(ctx context.Context, req *messagingv1.CreateThreadRequest) (*messagingv1.CreateThreadResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +128,7 @@ func (h *Handler) CreateThread(ctx context.Context, req *messagingv1.CreateThrea
 		return nil, err
 	}
 	out := &messagingv1.CreateThreadResponse{
-		Thread: threadProto(res.Thread), Message: messageProto(&res.Message), AutoReply: messageProto(res.AutoReply),
+		Thread: threadProto(res.Thread, nil), Message: messageProto(&res.Message, nil), AutoReply: messageProto(res.AutoReply, nil),
 		EmergencyDisclaimer: res.Settings.EmergencyDisclaimer,
 	}
 	if res.Settings.Turnaround > 0 {
@@ -125,7 +139,7 @@ func (h *Handler) CreateThread(ctx context.Context, req *messagingv1.CreateThrea
 
 // SendMessage implements messagingv1.MessagingServiceServer.
 func (h *Handler) SendMessage(ctx context.Context, req *messagingv1.SendMessageRequest) (*messagingv1.SendMessageResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -134,12 +148,12 @@ func (h *Handler) SendMessage(ctx context.Context, req *messagingv1.SendMessageR
 	if err != nil {
 		return nil, err
 	}
-	return &messagingv1.SendMessageResponse{Message: messageProto(m)}, nil
+	return &messagingv1.SendMessageResponse{Message: messageProto(m, nil)}, nil
 }
 
 // ListThreads implements messagingv1.MessagingServiceServer.
 func (h *Handler) ListThreads(ctx context.Context, req *messagingv1.ListThreadsRequest) (*messagingv1.ListThreadsResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +177,7 @@ func (h *Handler) ListThreads(ctx context.Context, req *messagingv1.ListThreadsR
 
 // GetMessage implements messagingv1.MessagingServiceServer.
 func (h *Handler) GetMessage(ctx context.Context, req *messagingv1.GetMessageRequest) (*messagingv1.GetMessageResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -171,12 +185,12 @@ func (h *Handler) GetMessage(ctx context.Context, req *messagingv1.GetMessageReq
 	if err != nil {
 		return nil, err
 	}
-	return &messagingv1.GetMessageResponse{Message: messageProto(v)}, nil
+	return &messagingv1.GetMessageResponse{Message: messageProto(v, v.Names)}, nil
 }
 
 // GetUnreadCount implements messagingv1.MessagingServiceServer.
 func (h *Handler) GetUnreadCount(ctx context.Context, _ *messagingv1.GetUnreadCountRequest) (*messagingv1.GetUnreadCountResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +203,7 @@ func (h *Handler) GetUnreadCount(ctx context.Context, _ *messagingv1.GetUnreadCo
 
 // GetThread implements messagingv1.MessagingServiceServer.
 func (h *Handler) GetThread(ctx context.Context, req *messagingv1.GetThreadRequest) (*messagingv1.GetThreadResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -198,17 +212,17 @@ func (h *Handler) GetThread(ctx context.Context, req *messagingv1.GetThreadReque
 	if err != nil {
 		return nil, err
 	}
-	out := &messagingv1.GetThreadResponse{Thread: threadProto(res.Thread), NextPageToken: res.NextPageToken,
+	out := &messagingv1.GetThreadResponse{Thread: threadProto(res.Thread, res.Names), NextPageToken: res.NextPageToken,
 		BreakGlass: res.BreakGlass, EmergencyDisclaimer: res.EmergencyDisclaimer}
 	for i := range res.Messages {
-		out.Messages = append(out.Messages, messageProto(&res.Messages[i]))
+		out.Messages = append(out.Messages, messageProto(&res.Messages[i], res.Names))
 	}
 	return out, nil
 }
 
 // MarkRead implements messagingv1.MessagingServiceServer.
 func (h *Handler) MarkRead(ctx context.Context, req *messagingv1.MarkReadRequest) (*messagingv1.MarkReadResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +235,7 @@ func (h *Handler) MarkRead(ctx context.Context, req *messagingv1.MarkReadRequest
 
 // ArchiveThread implements messagingv1.MessagingServiceServer.
 func (h *Handler) ArchiveThread(ctx context.Context, req *messagingv1.ArchiveThreadRequest) (*messagingv1.ArchiveThreadResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +248,7 @@ func (h *Handler) ArchiveThread(ctx context.Context, req *messagingv1.ArchiveThr
 
 // UnarchiveThread implements messagingv1.MessagingServiceServer.
 func (h *Handler) UnarchiveThread(ctx context.Context, req *messagingv1.UnarchiveThreadRequest) (*messagingv1.UnarchiveThreadResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +259,7 @@ func (h *Handler) UnarchiveThread(ctx context.Context, req *messagingv1.Unarchiv
 }
 
 func (h *Handler) triage(ctx context.Context, c app.TriageCmd) (*messagingv1.Thread, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +267,7 @@ func (h *Handler) triage(ctx context.Context, c app.TriageCmd) (*messagingv1.Thr
 	if err != nil {
 		return nil, err
 	}
-	return threadProto(app.ThreadView{Thread: t}), nil
+	return threadProto(app.ThreadView{Thread: t}, nil), nil
 }
 
 // ClaimThread implements messagingv1.MessagingServiceServer.
@@ -304,7 +318,7 @@ func (h *Handler) ReopenThread(ctx context.Context, req *messagingv1.ReopenThrea
 
 // RetractMessage implements messagingv1.MessagingServiceServer.
 func (h *Handler) RetractMessage(ctx context.Context, req *messagingv1.RetractMessageRequest) (*messagingv1.RetractMessageResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -313,12 +327,12 @@ func (h *Handler) RetractMessage(ctx context.Context, req *messagingv1.RetractMe
 	if err != nil {
 		return nil, err
 	}
-	return &messagingv1.RetractMessageResponse{Retracted: messageProto(&res.Retracted), Correction: messageProto(res.Correction)}, nil
+	return &messagingv1.RetractMessageResponse{Retracted: messageProto(&res.Retracted, nil), Correction: messageProto(res.Correction, nil)}, nil
 }
 
 // SetLegalHold implements messagingv1.MessagingServiceServer.
 func (h *Handler) SetLegalHold(ctx context.Context, req *messagingv1.SetLegalHoldRequest) (*messagingv1.SetLegalHoldResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +363,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // GetPoolSettings implements messagingv1.MessagingServiceServer.
 func (h *Handler) GetPoolSettings(ctx context.Context, req *messagingv1.GetPoolSettingsRequest) (*messagingv1.GetPoolSettingsResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +376,7 @@ func (h *Handler) GetPoolSettings(ctx context.Context, req *messagingv1.GetPoolS
 
 // UpdatePoolSettings implements messagingv1.MessagingServiceServer.
 func (h *Handler) UpdatePoolSettings(ctx context.Context, req *messagingv1.UpdatePoolSettingsRequest) (*messagingv1.UpdatePoolSettingsResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +398,7 @@ func (h *Handler) UpdatePoolSettings(ctx context.Context, req *messagingv1.Updat
 
 // CheckMessageAccess implements messagingv1.MessagingServiceServer.
 func (h *Handler) CheckMessageAccess(ctx context.Context, req *messagingv1.CheckMessageAccessRequest) (*messagingv1.CheckMessageAccessResponse, error) {
-	caller, err := principal(ctx)
+	caller, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -404,7 +418,7 @@ func (h *Handler) CheckMessageAccess(ctx context.Context, req *messagingv1.Check
 
 // RunRetentionPurge implements messagingv1.MessagingServiceServer.
 func (h *Handler) RunRetentionPurge(ctx context.Context, req *messagingv1.RunRetentionPurgeRequest) (*messagingv1.RunRetentionPurgeResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,7 @@ func memberProto(m domain.PoolMember) *messagingv1.PoolMember {
 
 // ListPools implements messagingv1.MessagingServiceServer.
 func (h *Handler) ListPools(ctx context.Context, req *messagingv1.ListPoolsRequest) (*messagingv1.ListPoolsResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +75,7 @@ func (h *Handler) ListPools(ctx context.Context, req *messagingv1.ListPoolsReque
 
 // GetPool implements messagingv1.MessagingServiceServer.
 func (h *Handler) GetPool(ctx context.Context, req *messagingv1.GetPoolRequest) (*messagingv1.GetPoolResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func (h *Handler) GetPool(ctx context.Context, req *messagingv1.GetPoolRequest) 
 
 // ListPoolMembers implements messagingv1.MessagingServiceServer.
 func (h *Handler) ListPoolMembers(ctx context.Context, req *messagingv1.ListPoolMembersRequest) (*messagingv1.ListPoolMembersResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func (h *Handler) ListPoolMembers(ctx context.Context, req *messagingv1.ListPool
 
 // CreatePool implements messagingv1.MessagingServiceServer.
 func (h *Handler) CreatePool(ctx context.Context, req *messagingv1.CreatePoolRequest) (*messagingv1.CreatePoolResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func (h *Handler) CreatePool(ctx context.Context, req *messagingv1.CreatePoolReq
 
 // UpdatePool implements messagingv1.MessagingServiceServer.
 func (h *Handler) UpdatePool(ctx context.Context, req *messagingv1.UpdatePoolRequest) (*messagingv1.UpdatePoolResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (h *Handler) UpdatePool(ctx context.Context, req *messagingv1.UpdatePoolReq
 
 // SetPoolMember implements messagingv1.MessagingServiceServer.
 func (h *Handler) SetPoolMember(ctx context.Context, req *messagingv1.SetPoolMemberRequest) (*messagingv1.SetPoolMemberResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func (h *Handler) SetPoolMember(ctx context.Context, req *messagingv1.SetPoolMem
 
 // RemovePoolMember implements messagingv1.MessagingServiceServer.
 func (h *Handler) RemovePoolMember(ctx context.Context, req *messagingv1.RemovePoolMemberRequest) (*messagingv1.RemovePoolMemberResponse, error) {
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ import (
 // blocks Send, its watch overflows and it gets a resync once it reads again.
 func (h *Handler) WatchInbox(_ *messagingv1.WatchInboxRequest, stream grpc.ServerStreamingServer[messagingv1.WatchInboxResponse]) error {
 	ctx := stream.Context()
-	p, err := principal(ctx)
+	p, err := h.principal(ctx)
 	if err != nil {
 		return err
 	}

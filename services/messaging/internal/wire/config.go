@@ -48,6 +48,10 @@ type Settings struct {
 	DirectoryBootstrap string `env:"DIRECTORY_BOOTSTRAP"`
 	// WatchMaxPerSubject bounds the WatchInbox streams one person holds open on one replica.
 	WatchMaxPerSubject int `env:"MESSAGING_WATCH_MAX_PER_SUBJECT" envDefault:"8"`
+	// SCIMBaseURL is the SCIM root as the identity provider reaches it
+	// ("https://msg-internal.example.org/scim/v2"), for the locations SCIM answers carry;
+	// empty gives paths.
+	SCIMBaseURL string `env:"MESSAGING_SCIM_BASE_URL"`
 }
 
 // Validate reports every problem with the messaging settings.

@@ -218,7 +218,7 @@ func (e *env) eventSubjects(t testing.TB) []string {
 func (e *env) rawRowsContain(t testing.TB, s string) []string {
 	t.Helper()
 	var hits []string
-	for _, table := range []string{"threads", "messages", "viewer_state", "break_glass_access", "pool_settings", "patient_holds", "outbox"} {
+	for _, table := range []string{"threads", "messages", "viewer_state", "break_glass_access", "pool_settings", "patient_holds", "people", "outbox"} {
 		var n int
 		err := e.h.Proc.Pool.QueryRow(t.Context(), `SELECT count(*) FROM `+table+` x WHERE strpos(x::text, $1) > 0`, s).Scan(&n)
 		if err != nil {
@@ -234,6 +234,7 @@ func (e *env) rawRowsContain(t testing.TB, s string) []string {
 		`SELECT count(*) FROM messages WHERE position($1::bytea in body_sealed) > 0 OR position($1::bytea in coalesce(request_fp_sealed, ''::bytea)) > 0`,
 		`SELECT count(*) FROM break_glass_access WHERE position($1::bytea in reason_sealed) > 0`,
 		`SELECT count(*) FROM outbox WHERE position($1::bytea in payload) > 0`,
+		`SELECT count(*) FROM people WHERE position($1::bytea in coalesce(display_name_sealed, ''::bytea)) > 0`,
 	} {
 		var n int
 		if err := e.h.Proc.Pool.QueryRow(t.Context(), q, []byte(s)).Scan(&n); err != nil {

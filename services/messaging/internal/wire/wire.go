@@ -23,6 +23,7 @@ import (
 	"github.com/securemsg/securemsg/services/messaging/internal/app"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 	"github.com/securemsg/securemsg/services/messaging/internal/ports"
+	"github.com/securemsg/securemsg/services/messaging/internal/ports/scim"
 	"github.com/securemsg/securemsg/services/messaging/migrations"
 )
 
@@ -79,7 +80,7 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 			MaxTokenAge: deps.Access.MaxTokenAge, MaxSessionAge: deps.Access.MaxSessionAge,
 		},
 	}, app.Deps{
-		Threads: store, Messages: store, Inbox: store, Settings: store, Pools: store, Apps: store, Grants: store, Members: proc.Directory,
+		Threads: store, Messages: store, Inbox: store, Settings: store, Pools: store, Apps: store, Grants: store, People: store, Known: proc.Directory, Members: proc.Directory,
 		Retention: store, AuditTrail: store,
 		Keys: keyring, Policy: proc.Policy, Emitter: proc.Audit, Attachments: deps.Attachments, Logger: proc.Logger,
 	})
@@ -87,6 +88,12 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 		return nil, err
 	}
 	messagingv1.RegisterMessagingServiceServer(proc.Server.GRPC(), ports.NewHandler(svc))
+	// SCIM provisioning calls the admin rpcs through the gRPC server, so it passes their guards.
+	scimHandler, err := scim.NewHandler(ports.SCIMBackend{RPC: proc.Server.GRPC()}, scim.Options{Logger: proc.Logger, BaseURL: s.SCIMBaseURL})
+	if err != nil {
+		return nil, err
+	}
+	proc.HandleHTTP(scim.Prefix+"/", scimHandler)
 	feed := &ports.InboxFeed{JS: proc.JS, Stream: proc.Topology().EventsStream, Subject: proc.Topology().EventsSubject, Service: svc, Logger: proc.Logger}
 	if err := registerWatchMetrics(proc.Server.MetricsRegistry(), svc); err != nil {
 		return nil, err

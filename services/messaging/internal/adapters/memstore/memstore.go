@@ -40,6 +40,7 @@ type Store struct {
 	members      map[string]map[string]domain.PoolMember // pool id → subject → member
 	apps         map[string]domain.ClientApp
 	grants       map[string]domain.ProxyGrant
+	people       map[string]domain.Person
 }
 
 type viewerKey struct{ thread, subject string }
@@ -62,6 +63,7 @@ func New() *Store {
 		patientHolds: map[string]string{}, purgeLocks: map[string]bool{},
 		pools: map[string]domain.Pool{}, members: map[string]map[string]domain.PoolMember{}, apps: map[string]domain.ClientApp{},
 		grants: map[string]domain.ProxyGrant{}, receipts: map[string][]domain.ReadReceipt{},
+		people: map[string]domain.Person{},
 	}
 }
 

@@ -67,7 +67,7 @@ func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, no
 			for i, r := range roles {
 				codes[i] = smallint(r)
 			}
-			added, err := insertIfAbsent(ctx, tx, `INSERT INTO people (subject, status, roles, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+			added, err := insertIfAbsent(ctx, tx, `INSERT INTO people (subject, status, roles, updated_at, created_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING`,
 				p.Subject, smallint(directoryv1.PersonStatus_PERSON_STATUS_ACTIVE), codes, now)
 			if err != nil {
 				return err
@@ -166,7 +166,8 @@ func personEntry(ctx context.Context, tx pgx.Tx, subject string) (*directoryv1.P
 	e := &directoryv1.PersonEntry{Subject: subject}
 	var status int16
 	var roles []int16
-	if err := tx.QueryRow(ctx, `SELECT status, roles FROM people WHERE subject = $1`, subject).Scan(&status, &roles); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT status, roles, staff_display_name, display_name_sealed IS NOT NULL FROM people WHERE subject = $1`,
+		subject).Scan(&status, &roles, &e.StaffDisplayName, &e.Named); err != nil {
 		return nil, fmt.Errorf("read person: %w", err)
 	}
 	e.Status = directoryv1.PersonStatus(status)
