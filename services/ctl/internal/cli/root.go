@@ -8,6 +8,7 @@ import (
 	"github.com/securemsg/securemsg/services/ctl/internal/auditcmd"
 	"github.com/securemsg/securemsg/services/ctl/internal/config"
 	"github.com/securemsg/securemsg/services/ctl/internal/keyscmd"
+	"github.com/securemsg/securemsg/services/ctl/internal/peoplecmd"
 	"github.com/securemsg/securemsg/services/ctl/internal/poolscmd"
 	"github.com/securemsg/securemsg/services/ctl/internal/tokencmd"
 )
@@ -25,5 +26,6 @@ func NewRootCommand(env config.Env) *cobra.Command {
 	root.AddCommand(auditcmd.NewCommand())
 	root.AddCommand(poolscmd.NewCommand())
 	root.AddCommand(appscmd.NewCommand())
+	root.AddCommand(peoplecmd.NewCommand())
 	return root
 }

@@ -109,7 +109,7 @@ type PersonQuery struct {
 var (
 	ErrPersonNotFound   = usererr.New(usererr.NotFound, "PERSON_NOT_FOUND", "person not found")
 	ErrPersonIDTaken    = usererr.New(usererr.AlreadyExists, "PERSON_ID_TAKEN", "another person holds the user_name or external_id")
-	ErrPersonNotStaff   = usererr.New(usererr.FailedPrecondition, "PERSON_NOT_PROVISIONED", "the person is a patient or proxy recorded at first contact; provisioning does not manage them")
+	ErrPersonNotStaff   = usererr.New(usererr.FailedPrecondition, "PERSON_NOT_PROVISIONED", "the person is a patient or proxy; provisioning manages only the organisation's staff")
 	ErrPersonIsYourself = usererr.New(usererr.PermissionDenied, "PERSON_IS_CALLER", "permission denied: you may not change your own status")
 )
 
