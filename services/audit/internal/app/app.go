@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
@@ -44,14 +45,44 @@ type Config struct {
 	Rules *domain.AnomalyRules
 	// ShowStaffNames lets access reports name staff; names come from StaffNames.
 	ShowStaffNames bool
-	// StaffNames maps actor subjects to display names (used only when ShowStaffNames).
-	StaffNames map[string]string
+	// StaffNames names the care team (used only when ShowStaffNames; nil names nobody).
+	StaffNames StaffNames
 	// OrganisationNames maps organisation ids to display names.
 	OrganisationNames map[string]string
 	// TrustedKeys are checkpoint public keys trusted besides the signer's own: the keys of
 	// earlier signing keys, so checkpoints signed before a key rotation still verify.
 	// Checkpoints are checked with the key their key id names; any other key id fails.
 	TrustedKeys []ed25519.PublicKey
+}
+
+// StaffNames names care-team members for access reports: a clinician's or staff member's name
+// is not PHI, and patients have a right to know who of the care team read their records.
+type StaffNames interface {
+	// StaffName is the subject's display name, or "" when they are not care team or have none.
+	StaffName(subject string) string
+}
+
+// StaticNames are staff names from configuration, by subject.
+type StaticNames map[string]string
+
+// StaffName implements StaffNames.
+func (n StaticNames) StaffName(subject string) string { return n[subject] }
+
+// DirectoryNames names staff as the directory every service watches does
+// (PersonEntry.staff_display_name, which messaging fills for clinicians and staff only).
+type DirectoryNames struct {
+	People interface {
+		Person(subject string) (*directoryv1.PersonEntry, bool)
+	}
+}
+
+// StaffName implements StaffNames.
+func (n DirectoryNames) StaffName(subject string) string {
+	e, ok := n.People.Person(subject)
+	if !ok {
+		return ""
+	}
+	return e.GetStaffDisplayName()
 }
 
 // Deps are the use cases' collaborators: the repositories, and two platform values without I/O

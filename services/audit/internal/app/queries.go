@@ -249,8 +249,8 @@ func (s *Service) AccessReport(ctx context.Context, req domain.AccessReportReque
 			RecordID:         pr.RecordID,
 			PurposeOfUse:     commonv1.PurposeOfUse(pr.Purpose),
 		}
-		if s.cfg.ShowStaffNames {
-			re.ActorDisplayName = s.cfg.StaffNames[pr.ActorSubject]
+		if s.cfg.ShowStaffNames && s.cfg.StaffNames != nil {
+			re.ActorDisplayName = s.cfg.StaffNames.StaffName(pr.ActorSubject)
 		}
 		page.Entries = append(page.Entries, re)
 	}

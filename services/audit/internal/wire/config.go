@@ -36,7 +36,8 @@ type Settings struct {
 	// AnomalyRulesFile is a JSON rules file (see services/audit/anomaly-rules.json); empty
 	// means the built-in defaults.
 	AnomalyRulesFile string `env:"AUDIT_ANOMALY_RULES_FILE"`
-	// ShowStaffNames lets access reports name staff (no name directory is wired yet).
+	// ShowStaffNames lets access reports name the care team who read a patient's records, by
+	// the names messaging publishes in the directory (PersonEntry.staff_display_name).
 	ShowStaffNames bool `env:"AUDIT_SHOW_STAFF_NAMES"`
 	// IngestBatch is how many records one append transaction takes at most.
 	IngestBatch int `env:"AUDIT_INGEST_BATCH" envDefault:"1024"`

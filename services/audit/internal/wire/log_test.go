@@ -454,7 +454,7 @@ func TestAccessReportRules(t *testing.T) {
 		})
 	}
 	// Names appear only when configuration allows.
-	g := newFixture(t, app.Config{ShowStaffNames: true, StaffNames: map[string]string{"clin-1": "Dr. Example"}})
+	g := newFixture(t, app.Config{ShowStaffNames: true, StaffNames: app.StaticNames{"clin-1": "Dr. Example"}})
 	if _, err := g.svc.Ingest(ctx, g.incoming(t, clin)); err != nil {
 		t.Fatal(err)
 	}
