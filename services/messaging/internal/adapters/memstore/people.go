@@ -88,7 +88,8 @@ func (s *Store) RecordFirstContact(_ context.Context, p domain.Person, rows []ou
 	if err := s.stage().commit(rows); err != nil {
 		return false, err
 	}
-	p.UpdatedAt = p.CreatedAt
+	// As in Postgres: first contact records no user name or external id (provisioning's).
+	p.UpdatedAt, p.ExternalID, p.UserName = p.CreatedAt, "", ""
 	s.people[p.Subject] = clonePerson(p)
 	return true, nil
 }

@@ -108,6 +108,10 @@ func (s *Store) PutPerson(ctx context.Context, subject string, change func(domai
 		if err != nil {
 			return err
 		}
+		if exists {
+			// The upsert keeps the row's creation time and patient record; return them as stored.
+			next.CreatedAt, next.PatientID = cur.CreatedAt, cur.PatientID
+		}
 		if err := upsertPerson(ctx, tx, next); err != nil {
 			return err
 		}

@@ -32,6 +32,7 @@ type Store interface {
 	domain.PoolRepository
 	domain.AppRepository
 	domain.GrantRepository
+	domain.PersonRepository
 	domain.RetentionRepository
 	domain.AuditWriter
 }
@@ -55,6 +56,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("PoolRepository", func(t *testing.T) { PoolRepository(t, newStore) })
 	t.Run("AppRepository", func(t *testing.T) { AppRepository(t, newStore) })
 	t.Run("GrantRepository", func(t *testing.T) { GrantRepository(t, newStore) })
+	t.Run("PersonRepository", func(t *testing.T) { PersonRepository(t, newStore) })
 	t.Run("RetentionRepository", func(t *testing.T) { RetentionRepository(t, newStore) })
 	t.Run("AuditWriter", func(t *testing.T) { AuditWriter(t, newStore) })
 }
