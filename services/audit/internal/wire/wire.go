@@ -96,7 +96,7 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	svc, err := app.New(app.Config{
 		CheckpointEvery: s.CheckpointEvery, CheckpointInterval: s.CheckpointInterval, Retention: s.Retention,
 		AnomalySubject: top.EventsSubject + ".anomaly.raised", Rules: &rules, ShowStaffNames: s.ShowStaffNames,
-		StaffNames: app.DirectoryNames{People: proc.Directory},
+		StaffNames:  app.DirectoryNames{People: proc.Directory},
 		TrustedKeys: deps.TrustedKeys,
 	}, app.Deps{
 		Log: store, Checkpoints: store, Marks: store, Outbox: store, Signer: deps.Signer, Audit: proc.Audit, Logger: proc.Logger,
