@@ -541,7 +541,7 @@ func (d *demo) proxyReads(ctx context.Context) error {
 }
 
 func (d *demo) proxyRefusedOnConfidential(ctx context.Context) error {
-	d.say("an adolescent writes a confidential thread; the same proxy (who holds a grant for them) is refused")
+	d.say("an adolescent writes a confidential thread; the same proxy (who holds a grant for them) is refused, and may not be given write")
 	resp, err := d.messaging.CreateThread(d.as(ctx, "teen"), &messagingv1.CreateThreadRequest{
 		PoolId: d.o.pool, Category: commonv1.ThreadCategory_THREAD_CATEGORY_CLINICAL_QUESTION,
 		Sensitivity: commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL,
@@ -554,12 +554,19 @@ func (d *demo) proxyRefusedOnConfidential(ctx context.Context) error {
 	switch status.Code(err) {
 	case codes.PermissionDenied, codes.NotFound:
 		ok("refused with %v (the thread's existence is not revealed)", status.Code(err))
-		return nil
 	case codes.OK:
 		return errors.New("the proxy read an adolescent-confidential thread")
 	default:
 		return fmt.Errorf("GetThread as proxy on the confidential thread: %w", err)
 	}
+	// The teen's token says they are 15: a proxy may read for them, never write as them.
+	_, err = d.messaging.GrantProxyAccess(d.as(ctx, "teen"), &messagingv1.GrantProxyAccessRequest{ProxySubject: "proxy",
+		Scopes: []string{"read", "write"}, ExpireTime: timestamppb.New(time.Now().Add(30 * 24 * time.Hour))})
+	if status.Code(err) != codes.FailedPrecondition {
+		return fmt.Errorf("the adolescent gave a proxy write access: %v", err)
+	}
+	ok("the adolescent may not give a proxy write access: %v", status.Convert(err).Message())
+	return nil
 }
 
 func (d *demo) auditorSeesWhoAccessed(ctx context.Context) error {

@@ -24,6 +24,7 @@ const (
 	ClaimIssuer      = "iss"
 	ClaimSubject     = "sub"
 	ClaimName        = "name"
+	ClaimBirthdate   = "birthdate"
 	ClaimAudience    = "aud"
 	ClaimExpiration  = "exp"
 	ClaimIssuedAt    = "iat"

@@ -174,6 +174,10 @@ func (i *Issuer) Mint(name string, opts MintOptions) (string, time.Time, error) 
 	if user.DisplayName != "" {
 		b = b.Claim(ClaimName, user.DisplayName)
 	}
+	if user.Age > 0 {
+		// Half a year past the birthday, so the age holds for the token's life.
+		b = b.Claim(ClaimBirthdate, now.AddDate(-user.Age, -6, 0).Format(time.DateOnly))
+	}
 	if user.PatientID != "" {
 		b = b.Claim(ClaimPatientID, user.PatientID)
 	}
@@ -222,7 +226,7 @@ func (i *Issuer) Handler(log *slog.Logger) http.Handler {
 			"id_token_signing_alg_values_supported": []string{"ES256"},
 			"scopes_supported": []string{"openid", ScopeMessagesRead, ScopeMessagesWrite, ScopeAttachmentsRead,
 				ScopeAttachmentsWrite, ScopeNotificationsManage, ScopeAuditRead, ScopeAdmin},
-			"claims_supported": []string{ClaimIssuer, ClaimSubject, ClaimName, ClaimAudience, ClaimExpiration, ClaimIssuedAt,
+			"claims_supported": []string{ClaimIssuer, ClaimSubject, ClaimName, ClaimBirthdate, ClaimAudience, ClaimExpiration, ClaimIssuedAt,
 				ClaimNotBefore, ClaimAuthTime, ClaimAMR, ClaimRoles, ClaimPatientID, ClaimCarePools,
 				ClaimProxyGrants, ClaimClientID, ClaimScope},
 		})

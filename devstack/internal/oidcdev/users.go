@@ -14,11 +14,14 @@ type User struct {
 	// DisplayName is the token's name claim: what the directory records, sealed, at first
 	// contact, and what the people a user writes to see beside their messages.
 	DisplayName string
-	Roles       []string
-	PatientID   string
-	CarePools   []string
-	AMR         []string
-	Scopes      []string
+	// Age, when set, gives the token a birthdate claim that keeps the user this old (in years)
+	// whenever a token is minted: the teen stays an adolescent for the proxy age rules.
+	Age       int
+	Roles     []string
+	PatientID string
+	CarePools []string
+	AMR       []string
+	Scopes    []string
 	// ProxyFor lists the grants of a proxy; their expires_at is set at mint time (GrantTTL
 	// from now) so a demo token never carries an already expired grant.
 	ProxyFor []ProxyGrant
@@ -36,7 +39,7 @@ var portalScopes = []string{
 // confidential and never visible to a proxy.
 var Users = map[string]User{
 	"patient": {
-		Name: "patient", DisplayName: "Alex Example",
+		Name: "patient", DisplayName: "Alex Example", Age: 42,
 		Roles: []string{RolePatient}, PatientID: "p-1001",
 		AMR: []string{AMRPassword}, Scopes: portalScopes,
 	},
@@ -51,7 +54,7 @@ var Users = map[string]User{
 		},
 	},
 	"teen": {
-		Name: "teen", DisplayName: "Jordan Example",
+		Name: "teen", DisplayName: "Jordan Example", Age: 15,
 		Roles: []string{RolePatient}, PatientID: "p-2001",
 		AMR: []string{AMRPassword}, Scopes: portalScopes,
 	},

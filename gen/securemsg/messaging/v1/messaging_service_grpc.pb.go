@@ -385,9 +385,16 @@ type MessagingServiceClient interface {
 	// access to their own messages, with scopes and an end. The proxy may use it from their next
 	// call on, whatever their identity provider's token says. Audited on the patient's record.
 	//
+	// Age rules, by the patient's age from their token's birthdate claim (adult rules without
+	// one): a grant for a patient under 12 ends at the latest on their 12th birthday; for a
+	// patient aged 12 to 17 it may not carry "write" and ends at the latest on their 18th
+	// birthday (the returned grant's expire_time says when). Adolescent-confidential threads
+	// stay hidden from every proxy whatever the grant.
+	//
 	// Errors: INVALID_ARGUMENT when proxy_subject or scopes is missing, a scope is not "read",
 	// "write" or "notifications", "write" is given without "read", expire_time is not in the
 	// future or lies beyond the organisation's maximum (365 days), or the proxy is the patient;
+	// FAILED_PRECONDITION PROXY_SCOPE_ADOLESCENT for "write" from a patient aged 12 to 17;
 	// PERMISSION_DENIED when the caller is not a patient acting for their own record.
 	GrantProxyAccess(ctx context.Context, in *GrantProxyAccessRequest, opts ...grpc.CallOption) (*GrantProxyAccessResponse, error)
 	// RevokeProxyAccess ends a proxy grant at once: from the proxy's next call on, on every
@@ -1123,9 +1130,16 @@ type MessagingServiceServer interface {
 	// access to their own messages, with scopes and an end. The proxy may use it from their next
 	// call on, whatever their identity provider's token says. Audited on the patient's record.
 	//
+	// Age rules, by the patient's age from their token's birthdate claim (adult rules without
+	// one): a grant for a patient under 12 ends at the latest on their 12th birthday; for a
+	// patient aged 12 to 17 it may not carry "write" and ends at the latest on their 18th
+	// birthday (the returned grant's expire_time says when). Adolescent-confidential threads
+	// stay hidden from every proxy whatever the grant.
+	//
 	// Errors: INVALID_ARGUMENT when proxy_subject or scopes is missing, a scope is not "read",
 	// "write" or "notifications", "write" is given without "read", expire_time is not in the
 	// future or lies beyond the organisation's maximum (365 days), or the proxy is the patient;
+	// FAILED_PRECONDITION PROXY_SCOPE_ADOLESCENT for "write" from a patient aged 12 to 17;
 	// PERMISSION_DENIED when the caller is not a patient acting for their own record.
 	GrantProxyAccess(context.Context, *GrantProxyAccessRequest) (*GrantProxyAccessResponse, error)
 	// RevokeProxyAccess ends a proxy grant at once: from the proxy's next call on, on every

@@ -56,6 +56,10 @@ type Principal struct {
 	// Name is the token's name claim (OIDC standard claims): the person's display name, which
 	// messaging records sealed at first contact. Personal data: never logged.
 	Name string
+	// BirthDate is the token's birthdate claim (OIDC standard claims, "YYYY-MM-DD") at
+	// midnight UTC; zero when the token has none or gives no year. Proxy-grant age rules use a
+	// patient's. Personal data: never logged.
+	BirthDate time.Time
 	// Service is the service name from the certificate's SPIFFE ID (KindService only).
 	Service     string
 	Roles       []Role

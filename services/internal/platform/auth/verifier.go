@@ -239,6 +239,7 @@ func discoverJWKS(ctx context.Context, client *http.Client, issuer string) (stri
 type claims struct {
 	Roles       []string `json:"roles"`
 	Name        string   `json:"name"`
+	BirthDate   string   `json:"birthdate"`
 	PatientID   string   `json:"patient_id"`
 	CarePools   []string `json:"care_pools"`
 	ProxyGrants []struct {
@@ -356,7 +357,8 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Principal, error) {
 	if err := json.Unmarshal(msg.Payload(), &c); err != nil {
 		return nil, refuse(ReasonClaims)
 	}
-	p := &Principal{Kind: KindUser, IssuedAt: iat, PatientID: c.PatientID, ClientID: c.ClientID, Name: c.Name}
+	p := &Principal{Kind: KindUser, IssuedAt: iat, PatientID: c.PatientID, ClientID: c.ClientID, Name: c.Name,
+		BirthDate: parseBirthDate(c.BirthDate)}
 	p.expires, _ = tok.Expiration()
 	p.notBefore, _ = tok.NotBefore()
 	p.Subject, _ = tok.Subject()
@@ -452,3 +454,14 @@ func classify(err error) Reason {
 
 // Close stops the background key refresh.
 func (v *Verifier) Close(ctx context.Context) error { return v.cache.Shutdown(ctx) }
+
+// parseBirthDate reads an OIDC birthdate claim. A malformed one, or one without a year
+// ("0000-MM-DD", which the standard allows), is unknown: it does not decide access, it only
+// narrows proxy grants, so it is not a reason to refuse the token.
+func parseBirthDate(s string) time.Time {
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil || d.Year() < 1900 {
+		return time.Time{}
+	}
+	return d
+}

@@ -56,6 +56,7 @@ func TestVerifyAcceptsValidTokens(t *testing.T) {
 			t.Parallel()
 			c := iss.Claims("user-1", "proxy", "bogus-role", "patient")
 			c["patient_id"] = "pat-1"
+			c["name"], c["birthdate"] = "Alex Example", "2010-02-28"
 			c["care_pools"] = []string{"pool-a"}
 			c["proxy_grants"] = []map[string]any{
 				{"patient_id": "pat-2", "scope": []string{"read"}, "expires_at": time.Now().Add(time.Hour).Unix()},
@@ -67,6 +68,9 @@ func TestVerifyAcceptsValidTokens(t *testing.T) {
 			}
 			if p.Subject != "user-1" || p.Kind != auth.KindUser || p.PatientID != "pat-1" || p.ClientID != "portal-web" {
 				t.Errorf("Verify(%s) = %+v, want subject user-1, patient pat-1, client portal-web", kid, p)
+			}
+			if p.Name != "Alex Example" || !p.BirthDate.Equal(time.Date(2010, 2, 28, 0, 0, 0, 0, time.UTC)) {
+				t.Errorf("Verify(%s) name, birth date = %q, %v; want the claims", kid, p.Name, p.BirthDate)
 			}
 			if got := p.RoleNames(); strings.Join(got, ",") != "proxy,patient" {
 				t.Errorf("Verify(%s) roles = %v, want [proxy patient] (unknown roles dropped)", kid, got)
@@ -300,5 +304,27 @@ func TestVerifyCacheRechecksTimes(t *testing.T) {
 	now = now.Add(time.Minute) // past exp + skew, within no cache TTL
 	if _, err := v.Verify(t.Context(), raw); err == nil {
 		t.Errorf("Verify(expired cached token) = nil error, want a refusal")
+	}
+}
+
+// TestBirthDateClaim: a malformed or year-less birthdate is unknown, never a refusal.
+func TestBirthDateClaim(t *testing.T) {
+	t.Parallel()
+	iss := authtest.NewIssuer(t)
+	v := newVerifier(t, iss)
+	for _, bd := range []any{"0000-03-04", "2010-13-01", "04/03/2010", 20100304, ""} {
+		c := iss.Claims("user-bd", "patient")
+		c["birthdate"] = bd
+		p, err := v.Verify(t.Context(), iss.Mint(t, c, "k1"))
+		if bd == 20100304 {
+			// A number where the standard says string: the claim set is malformed as a whole.
+			if err == nil && !p.BirthDate.IsZero() {
+				t.Errorf("birthdate %v read as %v", bd, p.BirthDate)
+			}
+			continue
+		}
+		if err != nil || !p.BirthDate.IsZero() {
+			t.Errorf("birthdate %q: %v, %v; want admitted with no birth date", bd, p, err)
+		}
 	}
 }

@@ -31,6 +31,9 @@ type Persona struct {
 	// Name is the token's name claim ("": none), which messaging records, sealed, as the
 	// person's display name.
 	Name string
+	// BirthDate is the token's birthdate claim ("YYYY-MM-DD"; "": none), which proxy-grant
+	// age rules read.
+	BirthDate string
 }
 
 // The personas. Patient p-1001 has a proxy; p-2001 is an adolescent whose confidential threads
@@ -80,6 +83,9 @@ func (p Persona) Claims(issuer *authtest.Issuer) map[string]any {
 	}
 	if p.Name != "" {
 		claims["name"] = p.Name
+	}
+	if p.BirthDate != "" {
+		claims["birthdate"] = p.BirthDate
 	}
 	return claims
 }

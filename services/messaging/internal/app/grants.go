@@ -65,6 +65,10 @@ func (s *Service) GrantProxyAccess(ctx context.Context, p *auth.Principal, proxy
 	if proxySubject == p.Subject {
 		return domain.ProxyGrant{}, usererr.New(usererr.InvalidArgument, "PROXY_IS_PATIENT", "a patient cannot be their own proxy")
 	}
+	// The patient's age is their token's birthdate claim; without one, adult rules apply.
+	if _, err := g.ApplyAgeRules(p.BirthDate, now); err != nil {
+		return domain.ProxyGrant{}, err
+	}
 	if g.PatientID == "" {
 		return domain.ProxyGrant{}, errPolicyDenied
 	}

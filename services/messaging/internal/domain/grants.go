@@ -55,6 +55,47 @@ func (g ProxyGrant) CheckGrant(now time.Time) error {
 	return nil
 }
 
+// The ages at which what a proxy may be given changes, as patient portals have it: a child's
+// guardian may act for them fully until AdolescentAge; a grant for a patient from
+// AdolescentAge to AdultAge is limited (reading and notifications, never writing as the
+// patient; their confidential threads stay hidden whatever the grant) and ends at AdultAge,
+// when the patient decides alone.
+const (
+	AdolescentAge = 12
+	AdultAge      = 18
+)
+
+// ErrAdolescentWrite refuses a write scope for an adolescent patient's proxy.
+var ErrAdolescentWrite = usererr.New(usererr.FailedPrecondition, "PROXY_SCOPE_ADOLESCENT",
+	"a proxy for a patient aged 12 to 17 may be given read and notifications, not write")
+
+// ApplyAgeRules limits g by the age of its patient, born on birth (zero: unknown, no limit),
+// at now: a write scope for an adolescent is refused, and the grant ends at the latest when the
+// patient reaches the next age that changes it (AdolescentAge for a child, AdultAge for an
+// adolescent). It reports whether the end was brought forward.
+func (g *ProxyGrant) ApplyAgeRules(birth, now time.Time) (capped bool, err error) {
+	if birth.IsZero() {
+		return false, nil
+	}
+	var until time.Time
+	switch {
+	case now.Before(birth.AddDate(AdolescentAge, 0, 0)):
+		until = birth.AddDate(AdolescentAge, 0, 0)
+	case now.Before(birth.AddDate(AdultAge, 0, 0)):
+		if slices.Contains(g.Scopes, "write") {
+			return false, ErrAdolescentWrite
+		}
+		until = birth.AddDate(AdultAge, 0, 0)
+	default:
+		return false, nil
+	}
+	if g.ExpiresAt.After(until) {
+		g.ExpiresAt = until
+		return true, nil
+	}
+	return false, nil
+}
+
 // GrantQuery selects grants: those a patient gave, or those a proxy holds (optionally for one
 // patient).
 type GrantQuery struct {

@@ -4,10 +4,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/testkit/servicetest"
@@ -89,5 +91,52 @@ func TestProxyGrantsManagedByThePatient(t *testing.T) {
 	}
 	if !given2 || !revoked2 {
 		t.Errorf("audit on the patient's record: given %t, revoked %t; want both", given2, revoked2)
+	}
+}
+
+// TestProxyGrantAgeRules: an adolescent may give a proxy reading, never writing, and only
+// until they turn 18; their confidential threads stay hidden from that proxy.
+func TestProxyGrantAgeRules(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now().UTC()
+	// Seventeen and a half: the 18th birthday falls within a year's grant.
+	birth := time.Date(now.Year()-18, now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 6, 0)
+	teen := servicetest.Persona{Subject: "user-teen-age", Roles: []string{"patient"}, PatientID: "p-2101", BirthDate: birth.Format(time.DateOnly)}
+	guardian := servicetest.Persona{Subject: "user-guardian", Roles: []string{"proxy"}}
+	tctx := e.as(t, teen)
+	in := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(time.Now().Add(d)) }
+
+	_, err := e.api.GrantProxyAccess(tctx, &messagingv1.GrantProxyAccessRequest{ProxySubject: guardian.Subject, Scopes: []string{"read", "write"}, ExpireTime: in(300 * 24 * time.Hour)})
+	wantReason(t, "GrantProxyAccess(adolescent, write)", err, codes.FailedPrecondition, "PROXY_SCOPE_ADOLESCENT")
+	g, err := e.api.GrantProxyAccess(tctx, &messagingv1.GrantProxyAccessRequest{ProxySubject: guardian.Subject, Scopes: []string{"read", "notifications"}, ExpireTime: in(300 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatalf("GrantProxyAccess(adolescent, read) = %v", err)
+	}
+	if end := g.GetGrant().GetExpireTime().AsTime(); !end.Equal(birth.AddDate(18, 0, 0)) {
+		t.Errorf("the grant ends %v, want the 18th birthday %v", end, birth.AddDate(18, 0, 0))
+	}
+
+	// Within the grant: the ordinary thread, not the confidential one; reading, not writing.
+	open := e.createThread(t, teen, threadTo("pool-cardiology", marker(t, "subject"), marker(t, "body"))).GetThread().GetThreadId()
+	conf := threadTo("pool-cardiology", marker(t, "subject"), marker(t, "body"))
+	conf.Sensitivity = commonv1.Sensitivity_SENSITIVITY_ADOLESCENT_CONFIDENTIAL
+	hidden := e.createThread(t, teen, conf).GetThread().GetThreadId()
+	gctx := e.as(t, guardian)
+	if _, err := e.api.GetThread(gctx, &messagingv1.GetThreadRequest{ThreadId: open}); err != nil {
+		t.Fatalf("GetThread(guardian, ordinary thread) = %v", err)
+	}
+	_, err = e.api.GetThread(gctx, &messagingv1.GetThreadRequest{ThreadId: hidden})
+	wantCode(t, "GetThread(guardian, confidential thread)", err, codes.NotFound)
+	_, err = e.api.SendMessage(gctx, &messagingv1.SendMessageRequest{ThreadId: open, Body: "from the guardian", ClientRequestId: uuid.NewString()})
+	if c := status.Code(err); c != codes.PermissionDenied && c != codes.NotFound {
+		t.Errorf("SendMessage(guardian without write) = %v, want refused", err)
+	}
+
+	// An adult's grant is not touched by the rules.
+	adult := servicetest.Persona{Subject: "user-adult-age", Roles: []string{"patient"}, PatientID: "p-2102", BirthDate: "1980-01-01"}
+	end := in(300 * 24 * time.Hour)
+	a, err := e.api.GrantProxyAccess(e.as(t, adult), &messagingv1.GrantProxyAccessRequest{ProxySubject: guardian.Subject, Scopes: []string{"read", "write"}, ExpireTime: end})
+	if err != nil || !a.GetGrant().GetExpireTime().AsTime().Equal(end.AsTime()) {
+		t.Errorf("GrantProxyAccess(adult) = %v, %v; want the asked end", a, err)
 	}
 }
