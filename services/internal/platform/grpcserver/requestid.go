@@ -3,7 +3,6 @@ package grpcserver
 import (
 	"context"
 	"log/slog"
-	"regexp"
 
 	"github.com/google/uuid"
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
@@ -16,14 +15,10 @@ import (
 // RequestIDHeader is the metadata key carrying the request id, in requests and responses.
 const RequestIDHeader = "x-request-id"
 
-// wellFormedRequestID accepts ids a caller may choose: printable, no spaces or separators that
-// could forge log structure, bounded length. Anything else is replaced by a fresh id.
-var wellFormedRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{8,64}$`)
-
 // requestID returns the caller's id when well formed, else a new random one.
 func requestID(ctx context.Context) string {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(RequestIDHeader); len(v) == 1 && wellFormedRequestID.MatchString(v[0]) {
+		if v := md.Get(RequestIDHeader); len(v) == 1 && logging.WellFormedRequestID(v[0]) {
 			return v[0]
 		}
 	}

@@ -76,7 +76,8 @@ type Options struct {
 	// server's interceptor chain itself (grpc.Server.ServeHTTP), so no route bypasses the guards.
 	Routes map[string]http.Handler
 	// Logger receives the HTTP server's own errors (TLS handshakes, malformed requests) at debug
-	// level: scanners cause them all day. Default slog.Default().
+	// level, as scanners cause them all day, and at info a line for each request the edge
+	// refused itself (logRefusals). Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -115,12 +116,12 @@ func New(srv *grpc.Server, opts Options) (*Edge, error) {
 		mux.Handle("GET /openapi.json", serveDocument(doc))
 	}
 	for pattern, h := range opts.Routes {
-		mux.Handle(pattern, h)
+		mux.Handle(pattern, plainRoute(h))
 	}
 	mux.Handle("/", onlySurfacePaths(opts.OnSurface, transcoder))
 
 	phi := phiFieldNames(services)
-	e := &Edge{handler: browserSafety(newCORS(opts.AllowedOrigins), refusePHIInQuery(phi, mux)), log: opts.Logger}
+	e := &Edge{handler: logRefusals(opts.Logger, browserSafety(newCORS(opts.AllowedOrigins), refusePHIInQuery(phi, mux))), log: opts.Logger}
 	e.server = &http.Server{
 		Handler:           e.handler,
 		TLSConfig:         opts.TLS,

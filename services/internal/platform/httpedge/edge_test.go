@@ -521,3 +521,72 @@ func TestRoutesAreServedInsideTheSafety(t *testing.T) {
 	}
 	e.shutdown(t)
 }
+
+// TestEdgeRefusalsAreLogged: what the edge refuses itself never reaches the gRPC server's
+// access log, so the edge logs it — with its reason, status and the caller's request id, and
+// never the path or query the refusal was about. A call that reaches the server and fails is
+// the server's to log, not the edge's.
+func TestEdgeRefusalsAreLogged(t *testing.T) {
+	t.Parallel()
+	e := startEdge(t)
+	const marker = "refused-path-marker-3c9d"
+	cases := []struct {
+		name, method, path string
+		headers            map[string]string
+		status             int
+		reason             string
+	}{
+		{"unlisted origin", http.MethodGet, "/v1/threads/" + openThread + "?x=" + marker, map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden, "origin_not_allowed"},
+		{"token in the URL", http.MethodGet, "/v1/threads?access_token=" + marker, nil, http.StatusBadRequest, "token_in_query"},
+		{"PHI in the URL", http.MethodGet, "/v1/threads?body=" + marker, nil, http.StatusBadRequest, "phi_in_query"},
+		{"off the surface", http.MethodPost, "/securemsg.messaging.v1.MessagingService/CheckMessageAccess?" + marker, map[string]string{"Content-Type": "application/json"}, http.StatusNotFound, "not_on_surface"},
+		{"no such route", http.MethodGet, "/v1/" + marker, nil, http.StatusNotFound, "not_routed"},
+	}
+	ids := map[string]string{}
+	for _, c := range cases {
+		id := "edge-" + strings.ReplaceAll(c.reason, "_", "-") + "-1"
+		ids[c.reason] = id
+		headers := map[string]string{"X-Request-Id": id}
+		for k, v := range c.headers {
+			headers[k] = v
+		}
+		if resp := do(t, e.h2, c.method, e.base+c.path, headers, "{}"); resp.StatusCode != c.status {
+			t.Errorf("%s: HTTP %d, want %d", c.name, resp.StatusCode, c.status)
+		}
+	}
+	// Reaches the server, which refuses it (a closed thread): the server's access log has it.
+	if resp := do(t, e.h2, http.MethodGet, e.base+"/v1/threads/"+closedThread, map[string]string{"X-Request-Id": "edge-reached-0001"}, ""); resp.StatusCode < 400 {
+		t.Errorf("GET of a closed thread = HTTP %d, want a refusal", resp.StatusCode)
+	}
+	e.shutdown(t)
+
+	var lines []map[string]any
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "http request refused" {
+			lines = append(lines, m)
+		}
+	}
+	for _, c := range cases {
+		found := false
+		for _, m := range lines {
+			if m["request_id"] == ids[c.reason] {
+				found = true
+				if m["refusal"] != c.reason || m["status"] != float64(c.status) || m["method"] != c.method || m["peer"] == nil {
+					t.Errorf("%s: logged %v, want refusal %s, status %d, method and peer", c.name, m, c.reason, c.status)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no refusal logged (request id %s)", c.name, ids[c.reason])
+		}
+	}
+	for _, m := range lines {
+		if m["request_id"] == "edge-reached-0001" {
+			t.Errorf("the edge logged a refusal the server gave: %v", m)
+		}
+	}
+	if strings.Contains(e.logs.String(), marker) {
+		t.Error("a refused path or query reached the logs")
+	}
+}

@@ -58,8 +58,7 @@ func refusePHIInQuery(phi map[string]bool, next http.Handler) http.Handler {
 			for key := range r.URL.Query() {
 				for _, segment := range strings.Split(key, ".") {
 					if phi[segment] {
-						http.Error(w, "field "+segment+" carries protected data and is accepted only in the request body",
-							http.StatusBadRequest)
+						refuse(w, r, http.StatusBadRequest, "phi_in_query", "field "+segment+" carries protected data and is accepted only in the request body")
 						return
 					}
 				}

@@ -41,13 +41,13 @@ func browserSafety(c *corsPolicy, next http.Handler) http.Handler {
 			// rs/cors only withholds its headers, leaving the request to run; a browser would then
 			// hide the answer from the page, but the rpc would still have happened. Nothing but
 			// a listed portal has a reason to send an Origin here.
-			http.Error(w, "origin not allowed", http.StatusForbidden)
+			refuse(w, r, http.StatusForbidden, "origin_not_allowed", "origin not allowed")
 			return
 		}
 		if r.URL.Query().Has(tokenQueryParameter) {
 			// The token is in the URL already, and so maybe in a proxy's log; the least the edge
 			// can do is never use it, never log it, and say where it belongs.
-			http.Error(w, "bearer tokens are accepted only in the Authorization header", http.StatusBadRequest)
+			refuse(w, r, http.StatusBadRequest, "token_in_query", "bearer tokens are accepted only in the Authorization header")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -98,7 +98,7 @@ func (p *corsPolicy) allowed(origin string) bool { return p.origins[origin] }
 func onlySurfacePaths(onSurface func(string) bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isRPCPath(r.URL.Path) && !onSurface(r.URL.Path) {
-			http.NotFound(w, r)
+			refuse(w, r, http.StatusNotFound, "not_on_surface", "404 page not found")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -117,6 +117,9 @@ func isRPCPath(path string) bool {
 func surfaceOnly(onSurface func(string) bool, grpcServer http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !onSurface(r.URL.Path) {
+			if a := answerOf(r); a != nil {
+				a.reason = "not_on_surface"
+			}
 			// A trailers-only gRPC answer: the status travels in the headers.
 			h := w.Header()
 			h.Set("Content-Type", "application/grpc")
@@ -125,6 +128,7 @@ func surfaceOnly(onSurface func(string) bool, grpcServer http.Handler) http.Hand
 			w.WriteHeader(http.StatusOK)
 			return
 		}
+		markReached(r)
 		grpcServer.ServeHTTP(w, r)
 	})
 }

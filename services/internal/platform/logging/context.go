@@ -3,6 +3,7 @@ package logging
 import (
 	"context"
 	"log/slog"
+	"regexp"
 	"sync"
 )
 
@@ -43,6 +44,14 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 	}
 	return ctx
 }
+
+// wellFormedRequestID accepts ids a caller may choose: printable, no spaces or separators that
+// could forge log structure, bounded length.
+var wellFormedRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{8,64}$`)
+
+// WellFormedRequestID reports whether a caller's request id may be used and logged as it is;
+// anything else is replaced by a fresh id.
+func WellFormedRequestID(id string) bool { return wellFormedRequestID.MatchString(id) }
 
 // RequestID returns the request id in ctx, or "".
 func RequestID(ctx context.Context) string {
