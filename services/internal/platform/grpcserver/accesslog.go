@@ -16,7 +16,8 @@ import (
 )
 
 // logRPC writes the one access-log line for an rpc. It logs the method, outcome, timing, peer
-// (and the calling service when it presented a verified client certificate), the request id
+// (the client a trusted proxy forwarded, with the proxy beside it; the calling service when it
+// presented a verified client certificate), the request id
 // (via the request logger) and the Fields guards added — never a payload or metadata value.
 func logRPC(ctx context.Context, fields *logging.Fields, method string, start time.Time, err error) {
 	code := status.Code(err)
@@ -27,6 +28,9 @@ func logRPC(ctx context.Context, fields *logging.Fields, method string, start ti
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String(logging.KeyPeer, p.Addr.String()))
+		if hop := proxyHop(ctx); hop != "" {
+			attrs = append(attrs, slog.String(logging.KeyProxy, hop))
+		}
 		// A service calling over mTLS is known by its verified certificate.
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
 			attrs = append(attrs, slog.String(logging.KeyPeerService, ti.State.VerifiedChains[0][0].Subject.CommonName))

@@ -91,7 +91,17 @@ func (c *clientAddress) resolve(ctx context.Context) context.Context {
 	p, _ := peer.FromContext(ctx) // present: PeerAddr found it
 	forwarded := *p
 	forwarded.Addr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(client.WithZone("").Unmap(), 0))
-	return peer.NewContext(ctx, &forwarded)
+	return peer.NewContext(context.WithValue(ctx, proxyHopKey{}, p.Addr.String()), &forwarded)
+}
+
+// proxyHopKey carries the address of the trusted proxy a forwarded call came through, for the
+// access log: the peer it logs is then the client, and the hop says which proxy vouched.
+type proxyHopKey struct{}
+
+// proxyHop is the trusted proxy of a forwarded call, or "".
+func proxyHop(ctx context.Context) string {
+	hop, _ := ctx.Value(proxyHopKey{}).(string)
+	return hop
 }
 
 func unaryClientAddress(c *clientAddress) grpc.UnaryServerInterceptor {

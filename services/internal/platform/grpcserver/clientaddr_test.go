@@ -2,6 +2,8 @@ package grpcserver_test
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 
@@ -76,6 +78,7 @@ func (d *decisions) sources(reason string) []string {
 type proxied struct {
 	conn      *grpc.ClientConn
 	decisions *decisions
+	logs      *grpctest.LogBuffer
 }
 
 // denied is the client network the IP list refuses.
@@ -101,7 +104,7 @@ func startProxied(t *testing.T, trusted []string, header string) proxied {
 	}
 	h := startServerWith(t, pki, cfg, func(s *grpc.Server) { s.RegisterService(sourceDesc(emitter), struct{}{}) },
 		grpcserver.WithGuards(ips, limiter))
-	return proxied{conn: h.dial(t), decisions: d}
+	return proxied{conn: h.dial(t), decisions: d, logs: h.logs}
 }
 
 // auditSource calls the rpc with the forwarding header values and returns the audit source_ip.
@@ -152,8 +155,30 @@ func TestTrustedProxyClientAddress(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("audit source_ip = %q, want %q", got, tt.want)
 			}
+			// The access log names the client as peer and, when a proxy forwarded it, the proxy.
+			line := accessLine(t, p.logs.String(), sourceMethod)
+			if peer, _ := line["peer"].(string); !strings.HasPrefix(peer, tt.want+":") && !strings.HasPrefix(peer, "["+tt.want+"]:") {
+				t.Errorf("access log peer = %q, want %s", peer, tt.want)
+			}
+			proxy, hasProxy := line["proxy"].(string)
+			if forwarded := tt.want != "127.0.0.1"; forwarded != hasProxy || (forwarded && !strings.HasPrefix(proxy, "127.0.0.1:")) {
+				t.Errorf("access log proxy = %q (present %t), want the proxy exactly when the client was forwarded", proxy, hasProxy)
+			}
 		})
 	}
+}
+
+// accessLine is the access-log line of method in logs (JSON lines).
+func accessLine(t *testing.T, logs, method string) map[string]any {
+	t.Helper()
+	for _, l := range strings.Split(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "rpc finished" && m["method"] == method {
+			return m
+		}
+	}
+	t.Fatalf("no access-log line for %s in %q", method, logs)
+	return nil
 }
 
 // TestTrustedProxyFeedsIPListAndRateLimit: the IP list and the rate limit judge the forwarded

@@ -25,6 +25,7 @@ const (
 	KeyCode         = "code"          // the gRPC status code name
 	KeyDurationMS   = "duration_ms"   // how long the rpc took, in milliseconds (float)
 	KeyPeer         = "peer"          // the caller's network address
+	KeyProxy        = "proxy"         // the trusted proxy the caller came through (peer is then the client it forwarded)
 	KeyPeerService  = "peer_service"  // the calling service, from its verified mTLS certificate (CN)
 	KeyPrincipal    = "principal"     // the authenticated caller's OIDC subject (an opaque id)
 	KeyRole         = "role"          // the role the caller acted in
