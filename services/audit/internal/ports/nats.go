@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,7 +42,39 @@ type Consumer struct {
 	Ingester Ingester
 	Log      *slog.Logger
 
+	// mu guards cons: Run's loop and the reconciliation responder (Idle) share it.
+	mu   sync.Mutex
 	cons jetstream.Consumer
+}
+
+// batch is the fetch size (default 1,024).
+func (c *Consumer) batch() int {
+	if c.Batch == 0 {
+		return 1024
+	}
+	return c.Batch
+}
+
+// maxWait is how long a fetch waits for a full batch (default 1 s).
+func (c *Consumer) maxWait() time.Duration {
+	if c.MaxWait == 0 {
+		return time.Second
+	}
+	return c.MaxWait
+}
+
+func (c *Consumer) log() *slog.Logger {
+	if c.Log == nil {
+		return slog.Default()
+	}
+	return c.Log
+}
+
+// forget drops the consumer handle, so the next use declares it again (after NATS came back).
+func (c *Consumer) forget() {
+	c.mu.Lock()
+	c.cons = nil
+	c.mu.Unlock()
 }
 
 // retryDelay spaces the retries of a failing ingest: 100 ms doubling to 3.2 s, with jitter so
@@ -52,6 +85,8 @@ var retryDelay = backoff.Exponential{Floor: 100 * time.Millisecond, Ceiling: 320
 const DefaultDurable = "audit-log"
 
 func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.cons != nil {
 		return c.cons, nil
 	}
@@ -63,7 +98,7 @@ func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		// record is dropped by the idempotent append.
 		AckWait:        15 * time.Second,
 		MaxDeliver:     -1, // an audit record is never given up on
-		MaxAckPending:  max(4*c.Batch, 1024),
+		MaxAckPending:  max(4*c.batch(), 1024),
 		FilterSubjects: c.Subjects,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
@@ -86,15 +121,6 @@ func (c *Consumer) Idle(ctx context.Context) bool {
 
 // Run consumes until ctx ends. NATS and Postgres outages are retried with backoff.
 func (c *Consumer) Run(ctx context.Context) error {
-	if c.Batch == 0 {
-		c.Batch = 1024
-	}
-	if c.MaxWait == 0 {
-		c.MaxWait = time.Second
-	}
-	if c.Log == nil {
-		c.Log = slog.Default()
-	}
 	failures := 0
 	for ctx.Err() == nil {
 		err := c.runBatch(ctx)
@@ -108,7 +134,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		failures++
 		delay := retryDelay.Delay(failures)
 		if failures == 1 || failures%20 == 0 {
-			c.Log.Warn("audit ingest failed; retrying", "error", err, "failures", failures)
+			c.log().Warn("audit ingest failed; retrying", "error", err, "failures", failures)
 		}
 		select {
 		case <-ctx.Done():
@@ -123,9 +149,9 @@ func (c *Consumer) runBatch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	batch, err := cons.Fetch(c.Batch, jetstream.FetchMaxWait(c.MaxWait))
+	batch, err := cons.Fetch(c.batch(), jetstream.FetchMaxWait(c.maxWait()))
 	if err != nil {
-		c.cons = nil
+		c.forget()
 		return fmt.Errorf("fetch: %w", err)
 	}
 	var msgs []jetstream.Msg
@@ -139,7 +165,7 @@ func (c *Consumer) runBatch(ctx context.Context) error {
 				seq = md.Sequence.Stream
 			}
 			// Never retried: the bytes will not change. The message stays in the stream.
-			c.Log.Error("audit message is not a valid audit record; terminating it", "subject", msg.Subject(), "stream_seq", seq, "error", err)
+			c.log().Error("audit message is not a valid audit record; terminating it", "subject", msg.Subject(), "stream_seq", seq, "error", err)
 			_ = msg.Term()
 			continue
 		}
@@ -147,7 +173,7 @@ func (c *Consumer) runBatch(ctx context.Context) error {
 		recs = append(recs, in)
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 {
-		c.cons = nil
+		c.forget()
 		return fmt.Errorf("fetch: %w", err)
 	}
 	if len(recs) == 0 {
@@ -162,7 +188,7 @@ func (c *Consumer) runBatch(ctx context.Context) error {
 	for _, m := range msgs {
 		if err := m.Ack(); err != nil {
 			// Redelivered later; the append is idempotent.
-			c.Log.Debug("ack failed; message will be redelivered", "error", err)
+			c.log().Debug("ack failed; message will be redelivered", "error", err)
 		}
 	}
 	return nil
