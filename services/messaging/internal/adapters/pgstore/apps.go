@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
@@ -58,8 +57,7 @@ func poolsExist(ctx context.Context, tx pgx.Tx, ids []string) error {
 // RegisterClientApp implements domain.AppRepository.
 func (s *Store) RegisterClientApp(ctx context.Context, a domain.ClientApp, rows []outbox.Event) (domain.ClientApp, error) {
 	a.Active = true
-	var entries []proto.Message
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		if err := poolsExist(ctx, tx, a.PoolIDs); err != nil {
 			return err
 		}
@@ -71,23 +69,20 @@ func (s *Store) RegisterClientApp(ctx context.Context, a domain.ClientApp, rows 
 		if !added {
 			return domain.ErrAppExists
 		}
-		if entries, err = s.publishDirectory(ctx, tx, changes{apps: []string{a.ClientID}}, a.UpdatedAt); err != nil {
-			return err
-		}
-		return addOutbox(ctx, tx, rows)
+		d.publish(changes{apps: []string{a.ClientID}}, a.UpdatedAt)
+		d.outbox(rows)
+		return nil
 	})
 	if err != nil {
 		return domain.ClientApp{}, err
 	}
-	s.applyDirectory(entries)
 	return a, nil
 }
 
 // UpdateClientApp implements domain.AppRepository.
 func (s *Store) UpdateClientApp(ctx context.Context, clientID string, change func(domain.ClientApp) (domain.ClientApp, []outbox.Event, error)) (domain.ClientApp, error) {
 	var out domain.ClientApp
-	var entries []proto.Message
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		cur, err := scanApp(tx.QueryRow(ctx, `SELECT `+appCols+` FROM client_apps WHERE client_id = $1 FOR UPDATE`, clientID))
 		if err != nil {
 			return err
@@ -103,15 +98,13 @@ func (s *Store) UpdateClientApp(ctx context.Context, clientID string, change fun
 			WHERE client_id = $1`, clientID, next.DisplayName, nonNil(next.AllowedScopes), nonNil(next.PoolIDs), next.Active, next.UpdatedAt); err != nil {
 			return err
 		}
-		if entries, err = s.publishDirectory(ctx, tx, changes{apps: []string{clientID}}, next.UpdatedAt); err != nil {
-			return err
-		}
+		d.publish(changes{apps: []string{clientID}}, next.UpdatedAt)
 		out = next
-		return addOutbox(ctx, tx, rows)
+		d.outbox(rows)
+		return nil
 	})
 	if err != nil {
 		return domain.ClientApp{}, err
 	}
-	s.applyDirectory(entries)
 	return out, nil
 }

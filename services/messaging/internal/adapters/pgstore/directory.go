@@ -101,6 +101,51 @@ func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, no
 // changes names the directory entries a write touched.
 type changes struct{ people, members, grants, apps []string }
 
+func (c changes) empty() bool {
+	return len(c.people) == 0 && len(c.members) == 0 && len(c.grants) == 0 && len(c.apps) == 0
+}
+
+// directoryChange is what one directory transaction asks to commit besides its own writes:
+// the entries to rebuild and publish, and the outbox rows (audit records, events).
+type directoryChange struct {
+	changes changes
+	at      time.Time
+	rows    []outbox.Event
+}
+
+// publish asks for the entries named in c to be rebuilt from the rows as the transaction leaves
+// them, versioned at at.
+func (d *directoryChange) publish(c changes, at time.Time) { d.changes, d.at = c, at }
+
+// outbox adds rows to the commit.
+func (d *directoryChange) outbox(rows []outbox.Event) { d.rows = append(d.rows, rows...) }
+
+// inDirectoryTx runs fn in one transaction that also publishes the directory entries and adds
+// the outbox rows fn asked for, and once it commits applies the entries to this process's
+// snapshot (WithDirectory): a change admits or refuses callers here from the next call on, and
+// everywhere else once the relay has published it.
+func (s *Store) inDirectoryTx(ctx context.Context, fn func(tx pgx.Tx, d *directoryChange) error) error {
+	var entries []proto.Message
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		d := &directoryChange{}
+		if err := fn(tx, d); err != nil {
+			return err
+		}
+		if !d.changes.empty() {
+			var err error
+			if entries, err = s.publishDirectory(ctx, tx, d.changes, d.at); err != nil {
+				return err
+			}
+		}
+		return addOutbox(ctx, tx, d.rows)
+	})
+	if err != nil {
+		return err
+	}
+	s.applyDirectory(entries)
+	return nil
+}
+
 // publishDirectory rebuilds every entry named in c from the rows as tx sees them, each with a
 // fresh version, and adds their puts to tx's outbox.
 func (s *Store) publishDirectory(ctx context.Context, tx pgx.Tx, c changes, now time.Time) ([]proto.Message, error) {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
@@ -49,30 +48,21 @@ func (s *Store) ProxyGrants(ctx context.Context, q domain.GrantQuery) ([]domain.
 
 // CreateProxyGrant implements domain.GrantRepository.
 func (s *Store) CreateProxyGrant(ctx context.Context, g domain.ProxyGrant, rows []outbox.Event) error {
-	var entries []proto.Message
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	return s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO proxy_grants (id, proxy_subject, patient_id, scopes, expires_at, created_at, granted_by)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`, g.ID, g.ProxySubject, g.PatientID, g.Scopes, g.ExpiresAt, g.CreatedAt, g.GrantedBy); err != nil {
 			return err
 		}
-		var err error
-		if entries, err = s.publishDirectory(ctx, tx, changes{grants: []string{g.ProxySubject}}, g.CreatedAt); err != nil {
-			return err
-		}
-		return addOutbox(ctx, tx, rows)
+		d.publish(changes{grants: []string{g.ProxySubject}}, g.CreatedAt)
+		d.outbox(rows)
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	s.applyDirectory(entries)
-	return nil
 }
 
 // RevokeProxyGrant implements domain.GrantRepository.
 func (s *Store) RevokeProxyGrant(ctx context.Context, id string, at time.Time, decide func(domain.ProxyGrant) ([]outbox.Event, error)) (domain.ProxyGrant, error) {
 	var out domain.ProxyGrant
-	var entries []proto.Message
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		g, err := scanGrant(tx.QueryRow(ctx, `SELECT `+grantCols+` FROM proxy_grants WHERE id = $1 FOR UPDATE`, id))
 		if err != nil {
 			return err
@@ -89,14 +79,12 @@ func (s *Store) RevokeProxyGrant(ctx context.Context, id string, at time.Time, d
 			return err
 		}
 		out.RevokedAt = at
-		if entries, err = s.publishDirectory(ctx, tx, changes{grants: []string{g.ProxySubject}}, at); err != nil {
-			return err
-		}
-		return addOutbox(ctx, tx, rows)
+		d.publish(changes{grants: []string{g.ProxySubject}}, at)
+		d.outbox(rows)
+		return nil
 	})
 	if err != nil {
 		return domain.ProxyGrant{}, err
 	}
-	s.applyDirectory(entries)
 	return out, nil
 }

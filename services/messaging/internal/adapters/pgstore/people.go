@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
@@ -97,8 +96,7 @@ func (s *Store) PeopleBySubject(ctx context.Context, subjects []string) (map[str
 // PutPerson implements domain.PersonRepository.
 func (s *Store) PutPerson(ctx context.Context, subject string, change func(domain.Person, bool) (domain.Person, []outbox.Event, error)) (domain.Person, error) {
 	var out domain.Person
-	var entries []proto.Message
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		cur, err := scanPerson(tx.QueryRow(ctx, `SELECT `+personCols+` FROM people WHERE subject = $1 FOR UPDATE`, subject))
 		exists := err == nil
 		if err != nil && !errors.Is(err, domain.ErrPersonNotFound) {
@@ -115,24 +113,21 @@ func (s *Store) PutPerson(ctx context.Context, subject string, change func(domai
 		if err := upsertPerson(ctx, tx, next); err != nil {
 			return err
 		}
-		if entries, err = s.publishDirectory(ctx, tx, changes{people: []string{next.Subject}}, next.UpdatedAt); err != nil {
-			return err
-		}
+		d.publish(changes{people: []string{next.Subject}}, next.UpdatedAt)
 		out = next
-		return addOutbox(ctx, tx, rows)
+		d.outbox(rows)
+		return nil
 	})
 	if err != nil {
 		return domain.Person{}, err
 	}
-	s.applyDirectory(entries)
 	return out, nil
 }
 
 // RecordFirstContact implements domain.PersonRepository.
 func (s *Store) RecordFirstContact(ctx context.Context, p domain.Person, rows []outbox.Event) (bool, error) {
-	var entries []proto.Message
 	var added bool
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		var err error
 		added, err = insertIfAbsent(ctx, tx, `INSERT INTO people (`+personInsertCols+`)
 			VALUES ($1, NULL, NULL, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT DO NOTHING`,
@@ -140,38 +135,33 @@ func (s *Store) RecordFirstContact(ctx context.Context, p domain.Person, rows []
 		if err != nil || !added {
 			return err
 		}
-		if entries, err = s.publishDirectory(ctx, tx, changes{people: []string{p.Subject}}, p.CreatedAt); err != nil {
-			return err
-		}
-		return addOutbox(ctx, tx, rows)
+		d.publish(changes{people: []string{p.Subject}}, p.CreatedAt)
+		d.outbox(rows)
+		return nil
 	})
 	if err != nil {
 		return false, err
 	}
-	s.applyDirectory(entries)
 	return added, nil
 }
 
 // NamePerson implements domain.PersonRepository.
 func (s *Store) NamePerson(ctx context.Context, subject string, sealed []byte, wrappedDEK, staffName string, at time.Time, rows []outbox.Event) (bool, error) {
-	var entries []proto.Message
 	var named bool
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		tag, err := tx.Exec(ctx, `UPDATE people SET display_name_sealed = $2, wrapped_dek = $3, staff_display_name = $4, updated_at = $5
 			WHERE subject = $1 AND display_name_sealed IS NULL`, subject, sealed, nullText(wrappedDEK), staffName, at)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
 		named = true
-		if entries, err = s.publishDirectory(ctx, tx, changes{people: []string{subject}}, at); err != nil {
-			return err
-		}
-		return addOutbox(ctx, tx, rows)
+		d.publish(changes{people: []string{subject}}, at)
+		d.outbox(rows)
+		return nil
 	})
 	if err != nil {
 		return false, err
 	}
-	s.applyDirectory(entries)
 	return named, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
@@ -162,8 +161,7 @@ func setPoolPatients(ctx context.Context, tx pgx.Tx, poolID string, patients []s
 // the membership entries of its members, which list active pools only.
 func (s *Store) UpdatePool(ctx context.Context, id string, change func(domain.Pool) (domain.Pool, []outbox.Event, error)) (domain.Pool, error) {
 	var out domain.Pool
-	var entries []proto.Message
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		cur, err := scanPool(tx.QueryRow(ctx, `SELECT `+poolCols+poolFrom+` WHERE p.id = $1 FOR UPDATE OF p`, id), nil)
 		if err != nil {
 			return err
@@ -193,17 +191,15 @@ func (s *Store) UpdatePool(ctx context.Context, id string, change func(domain.Po
 			if err != nil {
 				return err
 			}
-			if entries, err = s.publishDirectory(ctx, tx, changes{members: members}, next.UpdatedAt); err != nil {
-				return err
-			}
+			d.publish(changes{members: members}, next.UpdatedAt)
 		}
 		out = next
-		return addOutbox(ctx, tx, rows)
+		d.outbox(rows)
+		return nil
 	})
 	if err != nil {
 		return domain.Pool{}, err
 	}
-	s.applyDirectory(entries)
 	return out, nil
 }
 
@@ -229,8 +225,7 @@ func lockPool(ctx context.Context, tx pgx.Tx, poolID string) error {
 // SetPoolMember implements domain.PoolRepository.
 func (s *Store) SetPoolMember(ctx context.Context, m domain.PoolMember, rowsFor func(added bool) ([]outbox.Event, error)) (domain.PoolMember, bool, error) {
 	var added bool
-	var entries []proto.Message
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		if err := lockPool(ctx, tx, m.PoolID); err != nil {
 			return err
 		}
@@ -244,23 +239,20 @@ func (s *Store) SetPoolMember(ctx context.Context, m domain.PoolMember, rowsFor 
 		if err != nil {
 			return err
 		}
-		if entries, err = s.publishDirectory(ctx, tx, changes{members: []string{m.Subject}}, m.AddedAt); err != nil {
-			return err
-		}
-		return addOutbox(ctx, tx, rows)
+		d.publish(changes{members: []string{m.Subject}}, m.AddedAt)
+		d.outbox(rows)
+		return nil
 	})
 	if err != nil {
 		return domain.PoolMember{}, false, err
 	}
-	s.applyDirectory(entries)
 	return m, added, nil
 }
 
 // RemovePoolMember implements domain.PoolRepository.
 func (s *Store) RemovePoolMember(ctx context.Context, poolID, subject string, rows []outbox.Event) (int32, error) {
 	var assigned int32
-	var entries []proto.Message
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inDirectoryTx(ctx, func(tx pgx.Tx, d *directoryChange) error {
 		if err := lockPool(ctx, tx, poolID); err != nil {
 			return err
 		}
@@ -275,15 +267,13 @@ func (s *Store) RemovePoolMember(ctx context.Context, poolID, subject string, ro
 			poolID, subject, int16(domain.StatusAssigned)).Scan(&assigned); err != nil {
 			return err
 		}
-		if entries, err = s.publishDirectory(ctx, tx, changes{members: []string{subject}}, time.Now()); err != nil {
-			return err
-		}
-		return addOutbox(ctx, tx, rows)
+		d.publish(changes{members: []string{subject}}, time.Now())
+		d.outbox(rows)
+		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	s.applyDirectory(entries)
 	return assigned, nil
 }
 
