@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"time"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
@@ -19,6 +20,9 @@ import (
 
 // fieldDisplayName names a person's sealed display name in its AAD.
 const fieldDisplayName = "display_name"
+
+// firstContactTimeout bounds recording a person at their call: one Transit call and one commit.
+const firstContactTimeout = 2 * time.Second
 
 // PersonView is a person with their display name opened, for admins.
 type PersonView struct {
@@ -123,7 +127,11 @@ func (s *Service) FirstContact(ctx context.Context, p *auth.Principal) {
 			return
 		}
 	}
-	err := s.recordFirstContact(ctx, p, name, known)
+	// The record runs on the caller's request path: a slow Vault or Postgres may not hold the
+	// call up for longer than this.
+	rctx, cancel := context.WithTimeout(ctx, firstContactTimeout)
+	defer cancel()
+	err := s.recordFirstContact(rctx, p, name, known)
 	if err != nil {
 		s.Logger.WarnContext(ctx, "first contact not recorded", slog.String("error", err.Error()))
 	}
@@ -273,11 +281,9 @@ func (s *Service) ProvisionPerson(ctx context.Context, p *auth.Principal, in Per
 			return cur, nil, domain.ErrPersonNotStaff
 		}
 		created = !exists
+		// The repository keeps an existing person's creation time and patient record.
 		next := person
-		next.Source, next.UpdatedAt, next.CreatedAt, next.PatientID = domain.SourceProvisioned, s.Now(), s.Now(), ""
-		if exists {
-			next.CreatedAt, next.PatientID = cur.CreatedAt, cur.PatientID
-		}
+		next.Source, next.UpdatedAt, next.CreatedAt = domain.SourceProvisioned, s.Now(), s.Now()
 		action, reason := eventsv1.Action_ACTION_UPDATE, "person_provisioned"
 		if created {
 			action = eventsv1.Action_ACTION_CREATE

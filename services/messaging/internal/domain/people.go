@@ -124,7 +124,9 @@ type PersonRepository interface {
 	PeopleBySubject(ctx context.Context, subjects []string) (map[string]Person, error)
 	// PutPerson loads the person with subject under its row lock (exists false when there is
 	// none), lets change return the person to store and its rows, and stores both in one
-	// commit. ErrPersonIDTaken when another person holds the user name or external id.
+	// commit, keeping an existing person's CreatedAt and PatientID whatever change returns (and
+	// returning the person as stored). ErrPersonIDTaken when another person holds the user name
+	// or external id.
 	PutPerson(ctx context.Context, subject string, change func(cur Person, exists bool) (Person, []outbox.Event, error)) (Person, error)
 	// RecordFirstContact stores p unless the directory holds its subject already, with rows,
 	// in one commit; recorded is false when it did hold it (nothing is written then).
