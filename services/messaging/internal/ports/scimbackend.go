@@ -227,17 +227,13 @@ func (b SCIMBackend) updatePool(r *http.Request, p *messagingv1.Pool, paths ...s
 
 // AddMember implements scim.Backend: the user works the pool as a clinician when they are one,
 // as staff otherwise.
-func (b SCIMBackend) AddMember(r *http.Request, groupID, userID string) error {
-	u, err := b.GetUser(r, userID)
-	if err != nil {
-		return err
-	}
+func (b SCIMBackend) AddMember(r *http.Request, groupID string, u scim.User) error {
 	role := directoryv1.PoolRole_POOL_ROLE_STAFF
 	if scim.PoolRole(u.Roles) == "clinician" {
 		role = directoryv1.PoolRole_POOL_ROLE_CLINICIAN
 	}
-	_, err = scimCall[messagingv1.SetPoolMemberRequest, messagingv1.SetPoolMemberResponse](b, r, messagingv1.MessagingService_SetPoolMember_FullMethodName,
-		&messagingv1.SetPoolMemberRequest{PoolId: groupID, Subject: userID, Role: role})
+	_, err := scimCall[messagingv1.SetPoolMemberRequest, messagingv1.SetPoolMemberResponse](b, r, messagingv1.MessagingService_SetPoolMember_FullMethodName,
+		&messagingv1.SetPoolMemberRequest{PoolId: groupID, Subject: u.ID, Role: role})
 	return err
 }
 

@@ -62,13 +62,14 @@ func (h *groups) Create(r *http.Request, attrs elimity.ResourceAttributes) (elim
 	if err != nil {
 		return elimity.Resource{}, err
 	}
-	if err := h.checkMembers(r, members); err != nil {
+	checked, err := h.checkMembers(r, members, nil)
+	if err != nil {
 		return elimity.Resource{}, err
 	}
 	if _, err := h.b.CreateGroup(r, id, name); err != nil {
 		return elimity.Resource{}, h.backendError(r, "Group", err)
 	}
-	return h.change(r, Group{ID: id, DisplayName: name}, name, members)
+	return h.change(r, Group{ID: id, DisplayName: name}, name, members, checked)
 }
 
 // Get returns a pool with its members.
@@ -138,7 +139,7 @@ func (h *groups) Replace(r *http.Request, id string, attrs elimity.ResourceAttri
 	if err != nil {
 		return elimity.Resource{}, err
 	}
-	return h.change(r, cur, name, members)
+	return h.change(r, cur, name, members, nil)
 }
 
 // Delete deactivates the pool: threads and audit records name it, so it is never erased.
@@ -180,7 +181,7 @@ func (h *groups) Patch(r *http.Request, id string, ops []elimity.PatchOperation)
 			}
 		}
 	}
-	return h.change(r, cur, name, members)
+	return h.change(r, cur, name, members, nil)
 }
 
 // patchGroup applies one operation on one path to a pool's name and members.
@@ -222,8 +223,9 @@ func patchGroup(r *http.Request, op string, path filter.Path, v any, name string
 }
 
 // change brings the pool cur to the name and member set given — rename, then add, then remove —
-// after checking the members it adds, and returns the pool as it then is.
-func (h *groups) change(r *http.Request, cur Group, name string, members []string) (elimity.Resource, error) {
+// after checking the members it adds (those not in checked already), and returns the pool as it
+// then is.
+func (h *groups) change(r *http.Request, cur Group, name string, members []string, checked map[string]User) (elimity.Resource, error) {
 	members = union(nil, members)
 	target, had := set(members), set(cur.Members)
 	var add, remove []string
@@ -237,7 +239,8 @@ func (h *groups) change(r *http.Request, cur Group, name string, members []strin
 			remove = append(remove, m)
 		}
 	}
-	if err := h.checkMembers(r, add); err != nil {
+	users, err := h.checkMembers(r, add, checked)
+	if err != nil {
 		return elimity.Resource{}, err
 	}
 	if name != cur.DisplayName {
@@ -246,7 +249,7 @@ func (h *groups) change(r *http.Request, cur Group, name string, members []strin
 		}
 	}
 	for _, m := range add {
-		if err := h.b.AddMember(r, cur.ID, m); err != nil {
+		if err := h.b.AddMember(r, cur.ID, users[m]); err != nil {
 			return elimity.Resource{}, h.backendError(r, "Group", err)
 		}
 	}
@@ -262,19 +265,27 @@ func (h *groups) change(r *http.Request, cur Group, name string, members []strin
 	return groupResource(g), nil
 }
 
-// checkMembers refuses (400) a member who is not an existing active user: a pool's members work
-// its threads, so only provisioned, active staff may be one.
-func (h *groups) checkMembers(r *http.Request, members []string) error {
+// checkMembers reads the users members name into known (a new map when nil; those it holds
+// already are not read again), refusing (400) a member who is not an existing active user: a
+// pool's members work its threads, so only provisioned, active staff may be one.
+func (h *groups) checkMembers(r *http.Request, members []string, known map[string]User) (map[string]User, error) {
+	if known == nil {
+		known = make(map[string]User, len(members))
+	}
 	for _, m := range members {
+		if _, ok := known[m]; ok {
+			continue
+		}
 		u, err := h.b.GetUser(r, m)
 		switch {
 		case code(err) == codes.NotFound || (err == nil && !u.Active):
-			return invalid(r, "members: each value must be the id of an existing active User.")
+			return nil, invalid(r, "members: each value must be the id of an existing active User.")
 		case err != nil:
-			return h.backendError(r, "Group", err)
+			return nil, h.backendError(r, "Group", err)
 		}
+		known[m] = u
 	}
-	return nil
+	return known, nil
 }
 
 // groupName is a validated displayName.
@@ -288,25 +299,9 @@ func groupName(r *http.Request, v any) (string, error) {
 
 // memberValues are the "value"s of a members attribute as the library hands it over.
 func memberValues(r *http.Request, v any) ([]string, error) {
-	var items []any
-	switch v := v.(type) {
-	case nil:
-		return nil, nil
-	case []any:
-		items = v
-	case map[string]any:
-		items = []any{v}
-	default:
+	out, ok := complexValues(v)
+	if !ok || slices.Contains(out, "") {
 		return nil, invalid(r, "members must be a list of {\"value\": user id}.")
-	}
-	out := make([]string, 0, len(items))
-	for _, item := range items {
-		m, _ := item.(map[string]any)
-		s, _ := m["value"].(string)
-		if s == "" {
-			return nil, invalid(r, "members must be a list of {\"value\": user id}.")
-		}
-		out = append(out, s)
 	}
 	return out, nil
 }

@@ -64,9 +64,9 @@ type Backend interface {
 	CreateGroup(r *http.Request, id, displayName string) (Group, error)
 	RenameGroup(r *http.Request, id, displayName string) (Group, error)
 	DeactivateGroup(r *http.Request, id string) error
-	// AddMember puts an existing active user in a pool; the role they have there is
-	// PoolRole(user.Roles), which the implementation derives (the adapter has checked the user).
-	AddMember(r *http.Request, groupID, userID string) error
+	// AddMember puts u, an existing active user the adapter has just read, in a pool; the role
+	// they have there is PoolRole(u.Roles).
+	AddMember(r *http.Request, groupID string, u User) error
 	RemoveMember(r *http.Request, groupID, userID string) error
 }
 

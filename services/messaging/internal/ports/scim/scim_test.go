@@ -1,7 +1,6 @@
 package scim_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/securemsg/securemsg/services/internal/platform/grpcserver/grpctest"
 	"github.com/securemsg/securemsg/services/messaging/internal/ports/scim"
 )
 
@@ -173,12 +173,13 @@ func (f *fake) DeactivateGroup(r *http.Request, id string) error {
 	return nil
 }
 
-func (f *fake) AddMember(r *http.Request, groupID, userID string) error {
+func (f *fake) AddMember(r *http.Request, groupID string, member scim.User) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter(r, "AddMember"); err != nil {
 		return err
 	}
+	userID := member.ID
 	p, ok := f.groups[groupID]
 	u, known := f.users[userID]
 	if !ok || !known {
@@ -237,13 +238,13 @@ type env struct {
 	t    *testing.T
 	srv  *httptest.Server
 	fake *fake
-	logs *bytes.Buffer
+	logs *grpctest.LogBuffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	f := newFake()
-	logs := &syncBuffer{}
+	logs := &grpctest.LogBuffer{}
 	h, err := scim.NewHandler(f, scim.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("NewHandler() = %v", err)
@@ -253,19 +254,7 @@ func newEnv(t *testing.T) *env {
 	mux.Handle("/scim/v2", h)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, fake: f, logs: &logs.buf}
-}
-
-// syncBuffer is a log sink the handler may write to from the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	return &env{t: t, srv: srv, fake: f, logs: logs}
 }
 
 // response is an answer: its status, headers, raw body and the body decoded (nil if empty).

@@ -41,14 +41,7 @@ func (h *users) Create(r *http.Request, attrs elimity.ResourceAttributes) (elimi
 	case code(err) != codes.NotFound:
 		return elimity.Resource{}, h.backendError(r, "User", err)
 	}
-	if err := h.userNameFree(r, u.UserName, u.ID); err != nil {
-		return elimity.Resource{}, err
-	}
-	out, err := h.b.PutUser(r, u)
-	if err != nil {
-		return elimity.Resource{}, h.backendError(r, "User", err)
-	}
-	return userResource(out), nil
+	return h.save(r, User{}, u)
 }
 
 // Get returns a person, active or not.
@@ -104,16 +97,7 @@ func (h *users) Replace(r *http.Request, id string, attrs elimity.ResourceAttrib
 	if _, ok := attrs["active"]; !ok {
 		u.Active = cur.Active
 	}
-	if !strings.EqualFold(u.UserName, cur.UserName) {
-		if err := h.userNameFree(r, u.UserName, u.ID); err != nil {
-			return elimity.Resource{}, err
-		}
-	}
-	out, err := h.b.PutUser(r, u)
-	if err != nil {
-		return elimity.Resource{}, h.backendError(r, "User", err)
-	}
-	return userResource(out), nil
+	return h.save(r, cur, u)
 }
 
 // Delete deactivates: people are never erased by provisioning, because audit records name them.
@@ -149,6 +133,12 @@ func (h *users) Patch(r *http.Request, id string, ops []elimity.PatchOperation) 
 	if userEqual(cur, next) {
 		return userResource(cur), nil
 	}
+	return h.save(r, cur, next)
+}
+
+// save stores next in place of cur (the zero User when creating), refusing with 409 a user name
+// another person holds, and returns the user as stored.
+func (h *users) save(r *http.Request, cur, next User) (elimity.Resource, error) {
 	if !strings.EqualFold(next.UserName, cur.UserName) {
 		if err := h.userNameFree(r, next.UserName, next.ID); err != nil {
 			return elimity.Resource{}, err
@@ -205,30 +195,43 @@ func (h *users) fromAttributes(r *http.Request, attrs elimity.ResourceAttributes
 	return u, nil
 }
 
-// roleValues are the "value"s of a roles attribute as the library hands it over: a list of
-// complex values (or one complex value, for a PATCH of one role).
+// roleValues are the "value"s of a roles attribute as the library hands it over, lower-cased.
 func roleValues(r *http.Request, v any) ([]string, error) {
+	out, ok := complexValues(v)
+	if !ok {
+		return nil, invalid(r, "roles must be a list of {\"value\": role}.")
+	}
+	for i, s := range out {
+		out[i] = strings.ToLower(strings.TrimSpace(s))
+	}
+	return out, nil
+}
+
+// complexValues are the "value"s of a multi-valued complex attribute as the library hands it
+// over: a list of objects, or one object (a PATCH of one value); a value that is not a string is
+// "". ok is false for any other shape; nil gives no values.
+func complexValues(v any) (values []string, ok bool) {
 	var items []any
 	switch v := v.(type) {
 	case nil:
-		return nil, nil
+		return nil, true
 	case []any:
 		items = v
 	case map[string]any:
 		items = []any{v}
 	default:
-		return nil, invalid(r, "roles must be a list of {\"value\": role}.")
+		return nil, false
 	}
-	var out []string
+	values = make([]string, 0, len(items))
 	for _, item := range items {
-		m, ok := item.(map[string]any)
-		if !ok {
-			return nil, invalid(r, "roles must be a list of {\"value\": role}.")
+		m, isObject := item.(map[string]any)
+		if !isObject {
+			return nil, false
 		}
 		s, _ := m["value"].(string)
-		out = append(out, strings.ToLower(strings.TrimSpace(s)))
+		values = append(values, s)
 	}
-	return out, nil
+	return values, true
 }
 
 // checkRoles returns list without duplicates, refusing an empty list or a role provisioning does
