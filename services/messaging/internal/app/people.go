@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
@@ -88,25 +90,84 @@ func (s *Service) openName(ctx context.Context, p domain.Person) (string, error)
 
 // displayNames opens the display names of subjects: what Participant.display_name shows to a
 // caller allowed to read the thread they appear in. Subjects the directory does not hold, or
-// who have no name, are left out.
+// who have no name, are left out. With the directory at hand (Known), only people it says are
+// named are looked up, and a name opened once is served from memory until the person's entry
+// changes: reading a thread costs no query for its names in the steady state.
 func (s *Service) displayNames(ctx context.Context, subjects []string) (map[string]string, error) {
 	slices.Sort(subjects)
 	subjects = slices.Compact(subjects)
-	people, err := s.People.PeopleBySubject(ctx, subjects)
+	out := make(map[string]string, len(subjects))
+	// The versions are read before the rows, so a name is never cached under a newer version
+	// than the row it came from.
+	versions := make(map[string]int64, len(subjects))
+	var missing []string
+	for _, subject := range subjects {
+		if s.Known != nil {
+			e, ok := s.Known.Person(subject)
+			if !ok || !e.GetNamed() {
+				continue
+			}
+			if name, ok := s.names.get(subject, e.GetVersion()); ok {
+				out[subject] = name
+				continue
+			}
+			versions[subject] = e.GetVersion()
+		}
+		missing = append(missing, subject)
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	people, err := s.People.PeopleBySubject(ctx, missing)
 	if err != nil {
 		return nil, storeError("read people", err)
 	}
-	out := make(map[string]string, len(people))
 	for subject, p := range people {
 		name, err := s.openName(ctx, p)
 		if err != nil {
 			return nil, err
+		}
+		if v, ok := versions[subject]; ok {
+			s.names.put(subject, v, name)
 		}
 		if name != "" {
 			out[subject] = name
 		}
 	}
 	return out, nil
+}
+
+// nameCache holds opened display names by subject, each with the version of the person's
+// directory entry it was read at; a bounded LRU, so the plaintext names it keeps in memory are
+// as few as the DEK cache's keys.
+type nameCache struct {
+	lru *lru.Cache[string, cachedName]
+}
+
+type cachedName struct {
+	version int64
+	name    string
+}
+
+// nameCacheSize bounds the names held in memory.
+const nameCacheSize = 10_000
+
+func newNameCache() *nameCache {
+	c, _ := lru.New[string, cachedName](nameCacheSize) // fails only for a size below 1
+	return &nameCache{lru: c}
+}
+
+// get returns the name of subject if it was cached at version.
+func (c *nameCache) get(subject string, version int64) (string, bool) {
+	n, ok := c.lru.Get(subject)
+	if !ok || n.version != version {
+		return "", false
+	}
+	return n.name, true
+}
+
+func (c *nameCache) put(subject string, version int64, name string) {
+	c.lru.Add(subject, cachedName{version: version, name: name})
 }
 
 // FirstContact records a person the directory does not hold yet, from their verified token:

@@ -8,6 +8,7 @@ import (
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auth"
+	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 	"github.com/securemsg/securemsg/services/messaging/internal/app"
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
@@ -178,4 +179,50 @@ func TestProvisionPerson(t *testing.T) {
 func isKind(err error, kind usererr.Kind) bool {
 	k, _ := usererr.KindOf(err)
 	return err != nil && k == kind
+}
+
+// TestDisplayNamesFollowTheDirectory: names are looked up only for people the directory says
+// are named, served from memory while their entry stays at the same version, and read again
+// once it changes.
+func TestDisplayNamesFollowTheDirectory(t *testing.T) {
+	known := knownPeople{}
+	h := newHarness(t, func(_ *app.Config, d *app.Deps) { d.Known = known })
+	ctx := t.Context()
+	named := patientOf("user-patient", "p-1001")
+	named.Name = "Casey Before"
+	h.svc.FirstContact(ctx, named)
+	th := h.createThread(t, patient, "a subject", "a body").Thread.Thread
+	creator := func() string {
+		t.Helper()
+		got, err := h.svc.GetThread(ctxAs(t, clinician), clinician, app.GetThreadCmd{ThreadID: th.ID})
+		if err != nil {
+			t.Fatalf("GetThread = %v", err)
+		}
+		return got.Names[patient.Subject]
+	}
+
+	// The directory does not say the patient is named yet: no lookup, no name.
+	known[patient.Subject] = &directoryv1.PersonEntry{Subject: patient.Subject, Version: 1}
+	if got := creator(); got != "" {
+		t.Errorf("name while the directory says unnamed = %q, want none", got)
+	}
+	known[patient.Subject] = &directoryv1.PersonEntry{Subject: patient.Subject, Version: 2, Named: true}
+	if got := creator(); got != "Casey Before" {
+		t.Fatalf("name = %q, want the recorded one", got)
+	}
+	// The row changes but the entry does not (a replica the relay has not reached yet): the
+	// cached name stands; once the entry moves on, the new row is read.
+	if _, err := h.store.PutPerson(ctx, patient.Subject, func(cur domain.Person, _ bool) (domain.Person, []outbox.Event, error) {
+		cur.DisplayNameSealed, cur.WrappedDEK = nil, ""
+		return cur, nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := creator(); got != "Casey Before" {
+		t.Errorf("name at the same entry version = %q, want the cached one", got)
+	}
+	known[patient.Subject] = &directoryv1.PersonEntry{Subject: patient.Subject, Version: 3, Named: true}
+	if got := creator(); got != "" {
+		t.Errorf("name after the entry changed = %q, want the row's (none)", got)
+	}
 }

@@ -78,6 +78,7 @@ type Service struct {
 	cfg Config
 	Deps
 	watches *watchHub
+	names   *nameCache
 }
 
 // New returns a Service.
@@ -109,7 +110,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg.RetractWindow = 15 * time.Minute
 	}
 	cfg.Watch = cfg.Watch.withDefaults()
-	return &Service{cfg: cfg, Deps: deps, watches: newWatchHub(cfg.Watch)}, nil
+	return &Service{cfg: cfg, Deps: deps, watches: newWatchHub(cfg.Watch), names: newNameCache()}, nil
 }
 
 // Policy actions the use cases check at record level.
