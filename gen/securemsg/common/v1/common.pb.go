@@ -182,6 +182,10 @@ const (
 	Role_ROLE_AUDITOR Role = 6
 	// Another securemsg service calling over mTLS (for example attachment asking messaging).
 	Role_ROLE_SERVICE Role = 7
+	// An organisation's identity provider provisioning people and pool memberships (SCIM): a
+	// machine identity from a client application registered as CLIENT_APP_KIND_PROVISIONING, that
+	// manages the directory and never reaches content.
+	Role_ROLE_PROVISIONER Role = 8
 )
 
 // Enum value maps for Role.
@@ -195,6 +199,7 @@ var (
 		5: "ROLE_ADMIN",
 		6: "ROLE_AUDITOR",
 		7: "ROLE_SERVICE",
+		8: "ROLE_PROVISIONER",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED": 0,
@@ -205,6 +210,7 @@ var (
 		"ROLE_ADMIN":       5,
 		"ROLE_AUDITOR":     6,
 		"ROLE_SERVICE":     7,
+		"ROLE_PROVISIONER": 8,
 	}
 )
 
@@ -617,7 +623,7 @@ const file_securemsg_common_v1_common_proto_rawDesc = "" +
 	"\x1cTHREAD_CATEGORY_TEST_RESULTS\x10\x04\x12\x1f\n" +
 	"\x1bTHREAD_CATEGORY_APPOINTMENT\x10\x05\x12\x1b\n" +
 	"\x17THREAD_CATEGORY_BILLING\x10\x06\x12\"\n" +
-	"\x1eTHREAD_CATEGORY_ADMINISTRATIVE\x10\a*\x96\x01\n" +
+	"\x1eTHREAD_CATEGORY_ADMINISTRATIVE\x10\a*\xac\x01\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x0e\n" +
@@ -629,7 +635,8 @@ const file_securemsg_common_v1_common_proto_rawDesc = "" +
 	"\n" +
 	"ROLE_ADMIN\x10\x05\x12\x10\n" +
 	"\fROLE_AUDITOR\x10\x06\x12\x10\n" +
-	"\fROLE_SERVICE\x10\a*\x9d\x01\n" +
+	"\fROLE_SERVICE\x10\a\x12\x14\n" +
+	"\x10ROLE_PROVISIONER\x10\b*\x9d\x01\n" +
 	"\tComponent\x12\x19\n" +
 	"\x15COMPONENT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13COMPONENT_MESSAGING\x10\x01\x12\x18\n" +

@@ -161,6 +161,10 @@ const (
 	ClientAppKind_CLIENT_APP_KIND_THIRD_PARTY ClientAppKind = 3
 	// An operator tool (securemsgctl).
 	ClientAppKind_CLIENT_APP_KIND_OPERATOR ClientAppKind = 4
+	// An organisation's identity provider calling the SCIM endpoint with client-credentials
+	// tokens: its tokens carry the provisioner role and nothing else, and no other kind of
+	// application may confer that role.
+	ClientAppKind_CLIENT_APP_KIND_PROVISIONING ClientAppKind = 5
 )
 
 // Enum value maps for ClientAppKind.
@@ -171,6 +175,7 @@ var (
 		2: "CLIENT_APP_KIND_CARE_TEAM",
 		3: "CLIENT_APP_KIND_THIRD_PARTY",
 		4: "CLIENT_APP_KIND_OPERATOR",
+		5: "CLIENT_APP_KIND_PROVISIONING",
 	}
 	ClientAppKind_value = map[string]int32{
 		"CLIENT_APP_KIND_UNSPECIFIED":    0,
@@ -178,6 +183,7 @@ var (
 		"CLIENT_APP_KIND_CARE_TEAM":      2,
 		"CLIENT_APP_KIND_THIRD_PARTY":    3,
 		"CLIENT_APP_KIND_OPERATOR":       4,
+		"CLIENT_APP_KIND_PROVISIONING":   5,
 	}
 )
 
@@ -711,13 +717,14 @@ const file_securemsg_directory_v1_entries_proto_rawDesc = "" +
 	"\x15POOL_ROLE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13POOL_ROLE_CLINICIAN\x10\x01\x12\x13\n" +
 	"\x0fPOOL_ROLE_STAFF\x10\x02\x12\x12\n" +
-	"\x0ePOOL_ROLE_LEAD\x10\x03*\xb2\x01\n" +
+	"\x0ePOOL_ROLE_LEAD\x10\x03*\xd4\x01\n" +
 	"\rClientAppKind\x12\x1f\n" +
 	"\x1bCLIENT_APP_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eCLIENT_APP_KIND_PATIENT_PORTAL\x10\x01\x12\x1d\n" +
 	"\x19CLIENT_APP_KIND_CARE_TEAM\x10\x02\x12\x1f\n" +
 	"\x1bCLIENT_APP_KIND_THIRD_PARTY\x10\x03\x12\x1c\n" +
-	"\x18CLIENT_APP_KIND_OPERATOR\x10\x04B\xed\x01\n" +
+	"\x18CLIENT_APP_KIND_OPERATOR\x10\x04\x12 \n" +
+	"\x1cCLIENT_APP_KIND_PROVISIONING\x10\x05B\xed\x01\n" +
 	"\x1acom.securemsg.directory.v1B\fEntriesProtoP\x01ZEgithub.com/securemsg/securemsg/gen/securemsg/directory/v1;directoryv1\xa2\x02\x03SDX\xaa\x02\x16Securemsg.Directory.V1\xca\x02\x17Securemsg\\Directory_\\V1\xe2\x02#Securemsg\\Directory_\\V1\\GPBMetadata\xea\x02\x18Securemsg::Directory::V1b\x06proto3"
 
 var (

@@ -1658,8 +1658,10 @@ type ClientApp struct {
 	// A name for operators (for example "Cardiology care-team app"); not shown to patients.
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// The OAuth scopes its tokens may carry ("messages.read", "messages.write",
-	// "attachments.read", "attachments.write", "notifications.manage", "audit.read", "admin");
-	// OpenID Connect's own scopes are always allowed.
+	// "attachments.read", "attachments.write", "notifications.manage", "audit.read", "admin",
+	// "directory.provision"); OpenID Connect's own scopes are always allowed. A PROVISIONING app
+	// is approved for "directory.provision" alone, and no other kind may be (INVALID_ARGUMENT
+	// SCOPE_NOT_FOR_KIND).
 	AllowedScopes []string `protobuf:"bytes,4,rep,name=allowed_scopes,json=allowedScopes,proto3" json:"allowed_scopes,omitempty"`
 	// For care-team and third-party apps: the pools it may work in (its users' pools are
 	// intersected with these). Empty for other kinds.

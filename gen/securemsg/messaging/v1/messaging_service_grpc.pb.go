@@ -273,8 +273,9 @@ type MessagingServiceClient interface {
 	WatchInbox(ctx context.Context, in *WatchInboxRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchInboxResponse], error)
 	// ListPools lists care pools, by name. A patient sees the active pools they may write to; a
 	// proxy, with patient_id, the pools it may write to for that patient; a clinician or staff
-	// member the pools they work in; an administrator every pool (inactive ones too with
-	// include_inactive). Patients' and proxies' views leave out patient_ids and member_count.
+	// member the pools they work in; an administrator and the provisioning client every pool
+	// (inactive ones too with include_inactive). Only an administrator's view holds patient_ids;
+	// patients' and proxies' views also leave out member_count.
 	//
 	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
 	// PERMISSION_DENIED when patient_id names a patient the caller may not write for.
@@ -292,23 +293,27 @@ type MessagingServiceClient interface {
 	// malformed; NOT_FOUND when the pool does not exist; PERMISSION_DENIED when the caller is
 	// neither an administrator nor a member of the pool.
 	ListPoolMembers(ctx context.Context, in *ListPoolMembersRequest, opts ...grpc.CallOption) (*ListPoolMembersResponse, error)
-	// CreatePool creates an active care pool with no members. Admin only.
+	// CreatePool creates an active care pool with no members. Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when pool.pool_id or pool.name is missing or malformed, active
 	// hours are inconsistent (an unknown time zone, a window that closes before it opens), or
 	// patient_ids is given with audience ALL_PATIENTS; PERMISSION_DENIED when the caller is not an
-	// admin with MFA and a fresh login; ALREADY_EXISTS when a pool with that id exists.
+	// admin with MFA and a fresh login, or is the provisioning client setting more than id and name
+	// (POOL_SETTINGS_NOT_FOR_PROVISIONER); ALREADY_EXISTS when a pool with that id exists.
 	CreatePool(ctx context.Context, in *CreatePoolRequest, opts ...grpc.CallOption) (*CreatePoolResponse, error)
 	// UpdatePool changes the fields of a pool named in update_mask. Deactivating a pool takes
-	// its threads away from its members on their next call, on every service. Admin only.
+	// its threads away from its members on their next call, on every service.
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT as for CreatePool, and when update_mask is empty or names an
 	// unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA and a
-	// fresh login; NOT_FOUND when the pool does not exist; ABORTED when pool.etag is set and does
+	// fresh login, or is the provisioning client naming a field other than name and active
+	// (POOL_SETTINGS_NOT_FOR_PROVISIONER); NOT_FOUND when the pool does not exist; ABORTED when pool.etag is set and does
 	// not match the stored pool (re-read and retry).
 	UpdatePool(ctx context.Context, in *UpdatePoolRequest, opts ...grpc.CallOption) (*UpdatePoolResponse, error)
 	// SetPoolMember adds a person to a pool, or changes their role in it. The person may work the
-	// pool's threads from their next call on. Admin only.
+	// pool's threads from their next call on.
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when pool_id, subject or role is missing; PERMISSION_DENIED when the
 	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist.
@@ -316,7 +321,8 @@ type MessagingServiceClient interface {
 	// RemovePoolMember takes a person out of a pool. From their next call on, on every service,
 	// they no longer see or work its threads, whatever their token's care_pools claim says.
 	// Threads assigned to them stay assigned (the pool's queue shows whose they are) until a
-	// member reassigns them; the response counts them. Admin only.
+	// member reassigns them; the response counts them.
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when pool_id or subject is missing; PERMISSION_DENIED when the
 	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist or
@@ -347,12 +353,13 @@ type MessagingServiceClient interface {
 	// and a fresh login; NOT_FOUND when the app or a pool does not exist.
 	UpdateClientApp(ctx context.Context, in *UpdateClientAppRequest, opts ...grpc.CallOption) (*UpdateClientAppResponse, error)
 	// ListPeople lists the people of the directory by subject, optionally those with one
-	// user_name or external_id (what a provisioning client looks a person up by). Admin only.
+	// user_name or external_id (what a provisioning client looks a person up by).
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
 	// PERMISSION_DENIED when the caller is not an admin with MFA.
 	ListPeople(ctx context.Context, in *ListPeopleRequest, opts ...grpc.CallOption) (*ListPeopleResponse, error)
-	// GetPerson returns one person. Admin only.
+	// GetPerson returns one person. Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when subject is missing; PERMISSION_DENIED when the caller is not
 	// an admin with MFA; NOT_FOUND when the directory holds nobody with the subject.
@@ -360,7 +367,11 @@ type MessagingServiceClient interface {
 	// ProvisionPerson creates a care-team member (roles among clinician, staff, admin, auditor)
 	// or replaces every provisioned field of one: what the organisation's identity provider
 	// does through SCIM (/scim/v2/Users on messaging's HTTP listener). The change reaches every
-	// service's directory in its commit. Admin only.
+	// service's directory in its commit. Admins (with MFA and a fresh login) and the
+	// provisioning client: a machine token (client credentials: no login, so neither MFA nor
+	// freshness applies) carrying the provisioner role and the directory.provision scope, issued to
+	// a client app registered as CLIENT_APP_KIND_PROVISIONING. That client reaches people, pool
+	// names and memberships, and nothing else (no content, no pool settings, no apps).
 	//
 	// Errors: INVALID_ARGUMENT when a field is out of bounds, roles is empty or names a patient or
 	// proxy role; PERMISSION_DENIED when the caller is not an admin with MFA and a fresh login;
@@ -368,7 +379,8 @@ type MessagingServiceClient interface {
 	// when the subject is a patient or proxy recorded at first contact.
 	ProvisionPerson(ctx context.Context, in *ProvisionPersonRequest, opts ...grpc.CallOption) (*ProvisionPersonResponse, error)
 	// SetPersonStatus activates or deactivates a person: a deactivated person is refused on
-	// every service from their next call on, with the token they hold. Admin only.
+	// every service from their next call on, with the token they hold.
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when subject or status is missing; PERMISSION_DENIED when the
 	// caller is not an admin with MFA and a fresh login, or names themself; NOT_FOUND when the
@@ -1018,8 +1030,9 @@ type MessagingServiceServer interface {
 	WatchInbox(*WatchInboxRequest, grpc.ServerStreamingServer[WatchInboxResponse]) error
 	// ListPools lists care pools, by name. A patient sees the active pools they may write to; a
 	// proxy, with patient_id, the pools it may write to for that patient; a clinician or staff
-	// member the pools they work in; an administrator every pool (inactive ones too with
-	// include_inactive). Patients' and proxies' views leave out patient_ids and member_count.
+	// member the pools they work in; an administrator and the provisioning client every pool
+	// (inactive ones too with include_inactive). Only an administrator's view holds patient_ids;
+	// patients' and proxies' views also leave out member_count.
 	//
 	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
 	// PERMISSION_DENIED when patient_id names a patient the caller may not write for.
@@ -1037,23 +1050,27 @@ type MessagingServiceServer interface {
 	// malformed; NOT_FOUND when the pool does not exist; PERMISSION_DENIED when the caller is
 	// neither an administrator nor a member of the pool.
 	ListPoolMembers(context.Context, *ListPoolMembersRequest) (*ListPoolMembersResponse, error)
-	// CreatePool creates an active care pool with no members. Admin only.
+	// CreatePool creates an active care pool with no members. Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when pool.pool_id or pool.name is missing or malformed, active
 	// hours are inconsistent (an unknown time zone, a window that closes before it opens), or
 	// patient_ids is given with audience ALL_PATIENTS; PERMISSION_DENIED when the caller is not an
-	// admin with MFA and a fresh login; ALREADY_EXISTS when a pool with that id exists.
+	// admin with MFA and a fresh login, or is the provisioning client setting more than id and name
+	// (POOL_SETTINGS_NOT_FOR_PROVISIONER); ALREADY_EXISTS when a pool with that id exists.
 	CreatePool(context.Context, *CreatePoolRequest) (*CreatePoolResponse, error)
 	// UpdatePool changes the fields of a pool named in update_mask. Deactivating a pool takes
-	// its threads away from its members on their next call, on every service. Admin only.
+	// its threads away from its members on their next call, on every service.
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT as for CreatePool, and when update_mask is empty or names an
 	// unknown or read-only field; PERMISSION_DENIED when the caller is not an admin with MFA and a
-	// fresh login; NOT_FOUND when the pool does not exist; ABORTED when pool.etag is set and does
+	// fresh login, or is the provisioning client naming a field other than name and active
+	// (POOL_SETTINGS_NOT_FOR_PROVISIONER); NOT_FOUND when the pool does not exist; ABORTED when pool.etag is set and does
 	// not match the stored pool (re-read and retry).
 	UpdatePool(context.Context, *UpdatePoolRequest) (*UpdatePoolResponse, error)
 	// SetPoolMember adds a person to a pool, or changes their role in it. The person may work the
-	// pool's threads from their next call on. Admin only.
+	// pool's threads from their next call on.
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when pool_id, subject or role is missing; PERMISSION_DENIED when the
 	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist.
@@ -1061,7 +1078,8 @@ type MessagingServiceServer interface {
 	// RemovePoolMember takes a person out of a pool. From their next call on, on every service,
 	// they no longer see or work its threads, whatever their token's care_pools claim says.
 	// Threads assigned to them stay assigned (the pool's queue shows whose they are) until a
-	// member reassigns them; the response counts them. Admin only.
+	// member reassigns them; the response counts them.
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when pool_id or subject is missing; PERMISSION_DENIED when the
 	// caller is not an admin with MFA and a fresh login; NOT_FOUND when the pool does not exist or
@@ -1092,12 +1110,13 @@ type MessagingServiceServer interface {
 	// and a fresh login; NOT_FOUND when the app or a pool does not exist.
 	UpdateClientApp(context.Context, *UpdateClientAppRequest) (*UpdateClientAppResponse, error)
 	// ListPeople lists the people of the directory by subject, optionally those with one
-	// user_name or external_id (what a provisioning client looks a person up by). Admin only.
+	// user_name or external_id (what a provisioning client looks a person up by).
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
 	// PERMISSION_DENIED when the caller is not an admin with MFA.
 	ListPeople(context.Context, *ListPeopleRequest) (*ListPeopleResponse, error)
-	// GetPerson returns one person. Admin only.
+	// GetPerson returns one person. Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when subject is missing; PERMISSION_DENIED when the caller is not
 	// an admin with MFA; NOT_FOUND when the directory holds nobody with the subject.
@@ -1105,7 +1124,11 @@ type MessagingServiceServer interface {
 	// ProvisionPerson creates a care-team member (roles among clinician, staff, admin, auditor)
 	// or replaces every provisioned field of one: what the organisation's identity provider
 	// does through SCIM (/scim/v2/Users on messaging's HTTP listener). The change reaches every
-	// service's directory in its commit. Admin only.
+	// service's directory in its commit. Admins (with MFA and a fresh login) and the
+	// provisioning client: a machine token (client credentials: no login, so neither MFA nor
+	// freshness applies) carrying the provisioner role and the directory.provision scope, issued to
+	// a client app registered as CLIENT_APP_KIND_PROVISIONING. That client reaches people, pool
+	// names and memberships, and nothing else (no content, no pool settings, no apps).
 	//
 	// Errors: INVALID_ARGUMENT when a field is out of bounds, roles is empty or names a patient or
 	// proxy role; PERMISSION_DENIED when the caller is not an admin with MFA and a fresh login;
@@ -1113,7 +1136,8 @@ type MessagingServiceServer interface {
 	// when the subject is a patient or proxy recorded at first contact.
 	ProvisionPerson(context.Context, *ProvisionPersonRequest) (*ProvisionPersonResponse, error)
 	// SetPersonStatus activates or deactivates a person: a deactivated person is refused on
-	// every service from their next call on, with the token they hold. Admin only.
+	// every service from their next call on, with the token they hold.
+	// Admins and the provisioning client.
 	//
 	// Errors: INVALID_ARGUMENT when subject or status is missing; PERMISSION_DENIED when the
 	// caller is not an admin with MFA and a fresh login, or names themself; NOT_FOUND when the

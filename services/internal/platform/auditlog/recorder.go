@@ -93,6 +93,8 @@ func RoleOf(roles []string) commonv1.Role {
 			v = commonv1.Role_ROLE_ADMIN
 		case auth.RoleAuditor:
 			v = commonv1.Role_ROLE_AUDITOR
+		case auth.RoleProvisioner:
+			v = commonv1.Role_ROLE_PROVISIONER
 		case "service":
 			v = commonv1.Role_ROLE_SERVICE
 		}
@@ -118,6 +120,8 @@ func RoleName(r commonv1.Role) string {
 		return string(auth.RoleAdmin)
 	case commonv1.Role_ROLE_AUDITOR:
 		return string(auth.RoleAuditor)
+	case commonv1.Role_ROLE_PROVISIONER:
+		return string(auth.RoleProvisioner)
 	case commonv1.Role_ROLE_SERVICE:
 		return "service"
 	}

@@ -22,10 +22,14 @@ const (
 	RoleStaff     Role = "staff"
 	RoleAdmin     Role = "admin"
 	RoleAuditor   Role = "auditor"
+	// RoleProvisioner is a machine identity: an organisation's identity provider provisioning
+	// people and pool memberships over SCIM with client-credentials tokens. The directory admits
+	// it only from a provisioning client application (directory.Snapshot.Admit).
+	RoleProvisioner Role = "provisioner"
 )
 
 // KnownRoles lists every Role, in a stable order.
-var KnownRoles = []Role{RolePatient, RoleProxy, RoleClinician, RoleStaff, RoleAdmin, RoleAuditor}
+var KnownRoles = []Role{RolePatient, RoleProxy, RoleClinician, RoleStaff, RoleAdmin, RoleAuditor, RoleProvisioner}
 
 // Kind tells a person (OIDC token) from a service (mTLS certificate).
 type Kind int

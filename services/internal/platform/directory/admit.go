@@ -16,6 +16,7 @@ var (
 	ErrAccountDeactivated   = usererr.New(usererr.PermissionDenied, "ACCOUNT_DEACTIVATED", "this account is deactivated")
 	ErrClientNotRegistered  = usererr.New(usererr.PermissionDenied, "CLIENT_NOT_REGISTERED", "the client application is not registered, or is disabled")
 	ErrScopeNotAllowed      = usererr.New(usererr.PermissionDenied, "SCOPE_NOT_ALLOWED", "the token asks for a scope its client application is not approved for")
+	ErrRoleNotForClient     = usererr.New(usererr.PermissionDenied, "ROLE_NOT_ALLOWED_FOR_CLIENT", "the token carries a role its client application may not confer")
 )
 
 // oidcScopes are the identity provider's own scopes: they ask for no securemsg access, so an
@@ -28,8 +29,11 @@ var oidcScopes = []string{"openid", "profile", "email", "phone", "address", "off
 // replaces the token's care pools and proxy grants with the stored ones: a claim can narrow
 // them (pools and grants the token names, scopes it names, the earlier expiry), never widen
 // them, so a removal or revocation takes effect on the next call whatever the token says. A
-// care-team or third-party application is further held to its own pools. Service identities
-// are not in the directory and pass unchanged.
+// care-team or third-party application is further held to its own pools. The provisioner role
+// and provisioning applications go together: the role from any other application, or any other
+// role from a provisioning one, is refused, so neither a person's token nor the identity
+// provider's machine token can become the other. Service identities are not in the directory
+// and pass unchanged.
 func (s *Snapshot) Admit(p *auth.Principal, now time.Time) (*auth.Principal, error) {
 	if p.Kind != auth.KindUser {
 		return p, nil
@@ -48,6 +52,9 @@ func (s *Snapshot) Admit(p *auth.Principal, now time.Time) (*auth.Principal, err
 			return nil, ErrScopeNotAllowed
 		}
 	}
+	if err := provisioningRoles(p, app); err != nil {
+		return nil, err
+	}
 	if person, ok := s.people[p.Subject]; ok && person.GetStatus() == directoryv1.PersonStatus_PERSON_STATUS_DEACTIVATED {
 		return nil, ErrAccountDeactivated
 	}
@@ -55,6 +62,22 @@ func (s *Snapshot) Admit(p *auth.Principal, now time.Time) (*auth.Principal, err
 	admitted.CarePools = s.carePools(p, app)
 	admitted.ProxyGrants = s.proxyGrants(p, now)
 	return &admitted, nil
+}
+
+// provisioningRoles holds the provisioner role to provisioning applications and those
+// applications to that one role.
+func provisioningRoles(p *auth.Principal, app *directoryv1.ClientAppEntry) error {
+	provisioning := app.GetKind() == directoryv1.ClientAppKind_CLIENT_APP_KIND_PROVISIONING
+	if !provisioning {
+		if p.HasRole(auth.RoleProvisioner) {
+			return ErrRoleNotForClient
+		}
+		return nil
+	}
+	if len(p.Roles) != 1 || p.Roles[0] != auth.RoleProvisioner || p.PatientID != "" || len(p.ProxyGrants) > 0 {
+		return ErrRoleNotForClient
+	}
+	return nil
 }
 
 func (s *Snapshot) carePools(p *auth.Principal, app *directoryv1.ClientAppEntry) []string {

@@ -15,7 +15,7 @@ import (
 
 var now = time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 
-// loadedSnapshot holds a registered portal, a care-team app held to pool-a, a clinician in
+// loadedSnapshot holds a registered portal, a care-team app held to pool-a, a provisioning app, a clinician in
 // pool-a and pool-b, a deactivated clinician and a proxy with two grants.
 func loadedSnapshot() *directory.Snapshot {
 	s := directory.NewSnapshot()
@@ -23,6 +23,8 @@ func loadedSnapshot() *directory.Snapshot {
 		AllowedScopes: []string{"messages.read", "messages.write"}, Version: 1})
 	s.Apply(&directoryv1.ClientAppEntry{ClientId: "inbox-app", Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_CARE_TEAM, Active: true,
 		AllowedScopes: []string{"messages.read"}, PoolIds: []string{"pool-a"}, Version: 1})
+	s.Apply(&directoryv1.ClientAppEntry{ClientId: "idp-scim", Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_PROVISIONING, Active: true,
+		AllowedScopes: []string{"directory.provision"}, Version: 1})
 	s.Apply(&directoryv1.ClientAppEntry{ClientId: "retired", Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_PATIENT_PORTAL, Active: false,
 		AllowedScopes: []string{"messages.read"}, Version: 1})
 	s.Apply(&directoryv1.MembershipEntry{Subject: "clin", Version: 3, Pools: []*directoryv1.PoolMembership{{PoolId: "pool-a"}, {PoolId: "pool-b"}}})
@@ -50,6 +52,14 @@ func TestAdmitRefuses(t *testing.T) {
 		{"disabled app", person("clin", "retired", "messages.read"), directory.ErrClientNotRegistered},
 		{"scope beyond the app's", person("clin", "portal", "messages.read", "admin"), directory.ErrScopeNotAllowed},
 		{"deactivated person", person("gone", "portal", "messages.read"), directory.ErrAccountDeactivated},
+		{"provisioner role from a portal", withRoles(person("idp", "portal", "messages.read"), auth.RoleProvisioner), directory.ErrRoleNotForClient},
+		{"provisioner role beside another", withRoles(person("idp", "inbox-app", "messages.read"), auth.RoleClinician, auth.RoleProvisioner), directory.ErrRoleNotForClient},
+		{"admin role from the provisioning app", withRoles(person("idp", "idp-scim", "directory.provision"), auth.RoleAdmin), directory.ErrRoleNotForClient},
+		{"no role from the provisioning app", person("idp", "idp-scim", "directory.provision"), directory.ErrRoleNotForClient},
+		{"two roles from the provisioning app", withRoles(person("idp", "idp-scim", "directory.provision"), auth.RoleProvisioner, auth.RoleAdmin), directory.ErrRoleNotForClient},
+		{"a patient from the provisioning app", withPatient(withRoles(person("idp", "idp-scim", "directory.provision"), auth.RoleProvisioner), "p-1"), directory.ErrRoleNotForClient},
+		{"a proxy grant from the provisioning app", withGrant(withRoles(person("idp", "idp-scim", "directory.provision"), auth.RoleProvisioner), "p-1"), directory.ErrRoleNotForClient},
+		{"a scope beyond the provisioning app's", withRoles(person("idp", "idp-scim", "directory.provision", "admin"), auth.RoleProvisioner), directory.ErrScopeNotAllowed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := s.Admit(tc.p, now); !errors.Is(err, tc.want) {
@@ -59,6 +69,31 @@ func TestAdmitRefuses(t *testing.T) {
 	}
 	if _, err := directory.NewSnapshot().Admit(person("clin", "portal"), now); !errors.Is(err, directory.ErrDirectoryUnavailable) {
 		t.Fatalf("Admit before load = %v, want %v", err, directory.ErrDirectoryUnavailable)
+	}
+}
+
+func withRoles(p *auth.Principal, roles ...auth.Role) *auth.Principal {
+	p.Roles = roles
+	return p
+}
+
+func withPatient(p *auth.Principal, patientID string) *auth.Principal {
+	p.PatientID = patientID
+	return p
+}
+
+func withGrant(p *auth.Principal, patientID string) *auth.Principal {
+	p.ProxyGrants = []auth.ProxyGrant{{PatientID: patientID, Scopes: []string{"read"}, ExpiresAt: now.Add(time.Hour)}}
+	return p
+}
+
+// TestAdmitProvisioner: the provisioning app's machine token, with the provisioner role alone,
+// is admitted as it is.
+func TestAdmitProvisioner(t *testing.T) {
+	p := withRoles(person("idp", "idp-scim", "openid", "directory.provision"), auth.RoleProvisioner)
+	got, err := loadedSnapshot().Admit(p, now)
+	if err != nil || !slices.Equal(got.Roles, []auth.Role{auth.RoleProvisioner}) || len(got.CarePools) > 0 {
+		t.Fatalf("Admit(provisioner) = %+v, %v; want it admitted, provisioner only, no pools", got, err)
 	}
 }
 
