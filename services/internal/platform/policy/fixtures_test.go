@@ -106,6 +106,10 @@ var (
 	auditor   = user("u-aud-1", auth.RoleAuditor)
 	audNoMFA  = with(auditor, func(p *auth.Principal) { p.AMR = []string{"pwd"} })
 	noRoles   = user("u-nobody")
+	// The identity provider's provisioning client: a client-credentials token, so no login (no
+	// auth_time, no amr), and only its own scope.
+	provisioner = &auth.Principal{Kind: auth.KindUser, Subject: "idp-scim", Roles: []auth.Role{auth.RoleProvisioner},
+		IssuedAt: now.Add(-time.Minute), ClientID: "idp-scim", Scopes: []string{"directory.provision"}}
 	svcAttach = service("attachment")
 	svcMsg    = service("messaging")
 	svcNotif  = service("notification")

@@ -129,6 +129,20 @@ func TestRecordLevelPolicies(t *testing.T) {
 		{name: "admin who is also clinician reads no PHI", p: adminClin, action: "messaging.GetThread", res: threadA, reason: "admin-auditor-read-no-phi"},
 		{name: "admin who is also clinician may still claim", p: adminClin, action: "messaging.ClaimThread", res: threadA, allow: true},
 
+		// The identity provider's provisioning client manages people and pools with no login,
+		// and reads nothing else.
+		{name: "provisioner adds a pool member without a login", p: provisioner, action: "messaging.SetPoolMember", res: poolB, allow: true, reason: "provisioner-directory"},
+		{name: "provisioner lists pool members", p: provisioner, action: "messaging.ListPoolMembers", res: poolA, allow: true},
+		{name: "provisioner cannot change pool settings", p: provisioner, action: "messaging.UpdatePoolSettings", res: poolB},
+		{name: "provisioner cannot read thread", p: provisioner, action: "messaging.GetThread", res: threadA},
+		{name: "provisioner cannot read content", p: provisioner, action: "messaging.ReadContent", res: threadA},
+		{name: "provisioner cannot download attachment", p: provisioner, action: "attachment.DownloadAttachment", res: attA},
+		{name: "provisioner cannot read audit log", p: provisioner, action: "audit.QueryAuditEvents", res: auditLog},
+		{name: "provisioner who is also clinician reads no PHI", p: with(provisioner, func(p *auth.Principal) {
+			p.Roles = []auth.Role{auth.RoleProvisioner, auth.RoleClinician}
+			p.CarePools, p.AMR, p.AuthTime, p.Scopes = []string{"pool-a"}, []string{"pwd", "otp"}, now, allScopes
+		}), action: "messaging.GetThread", res: threadA, reason: "admin-auditor-read-no-phi"},
+
 		// Auditors read the audit log and never message content.
 		{name: "auditor queries audit log", p: auditor, action: "audit.QueryAuditEvents", res: auditLog, allow: true, reason: "auditor-audit-log"},
 		{name: "auditor exports audit log", p: auditor, action: "audit.ExportAuditEvents", res: auditLog, allow: true},
