@@ -175,9 +175,10 @@ func (c *nameCache) put(subject string, version int64, name string) {
 // directory holds without a name (a seeded one, or one whose earlier tokens had no name claim)
 // gets the name of their token. It runs before each call of a person; once the directory holds
 // them with a name it costs a map lookup. A failure is logged and the call goes on: the record
-// is a convenience, the token already decided access.
+// is a convenience, the token already decided access. The identity provider's provisioning
+// client is a machine, not a person: it is never recorded.
 func (s *Service) FirstContact(ctx context.Context, p *auth.Principal) {
-	if p == nil || p.Kind != auth.KindUser || p.Via != "" {
+	if p == nil || p.Kind != auth.KindUser || p.Via != "" || p.HasRole(auth.RoleProvisioner) {
 		return
 	}
 	name := domain.CleanDisplayName(p.Name)

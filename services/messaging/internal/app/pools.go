@@ -26,12 +26,15 @@ const (
 	audiencePatientSide poolAudience = iota // patients and proxies: pools they may write to
 	audienceCareTeam                        // clinicians and staff: the pools they work in
 	audienceAdmin                           // administrators: every pool
+	audienceDirectory                       // the identity provider's provisioning client: every pool, no patients
 )
 
 func audienceOf(p *auth.Principal) poolAudience {
 	switch {
 	case p.HasRole(auth.RoleAdmin):
 		return audienceAdmin
+	case p.HasRole(auth.RoleProvisioner):
+		return audienceDirectory
 	case p.HasRole(auth.RoleClinician) || p.HasRole(auth.RoleStaff):
 		return audienceCareTeam
 	}
@@ -76,7 +79,7 @@ func (s *Service) ListPools(ctx context.Context, p *auth.Principal, c ListPoolsC
 	}
 	a := audienceOf(p)
 	switch a {
-	case audienceAdmin:
+	case audienceAdmin, audienceDirectory:
 		q.IncludeInactive = c.IncludeInactive
 	case audienceCareTeam:
 		q.Only = slices.Clone(p.CarePools)
@@ -196,6 +199,9 @@ func (s *Service) CreatePool(ctx context.Context, p *auth.Principal, in domain.P
 	if err := in.Check(); err != nil {
 		return PoolView{}, err
 	}
+	if p.HasRole(auth.RoleProvisioner) && (in.Organisation != "" || in.ListedOnly || len(in.PatientIDs) > 0 || in.Hours.TimeZone != "" || len(in.Hours.Windows) > 0) {
+		return PoolView{}, errPoolSettingsNotForProvisioner
+	}
 	if _, err := s.authorize(ctx, p, actCreatePool, poolResource(in.ID), policy.Context{}, nil); err != nil {
 		return PoolView{}, err
 	}
@@ -210,11 +216,16 @@ func (s *Service) CreatePool(ctx context.Context, p *auth.Principal, in domain.P
 		return PoolView{}, storeError("create pool", err)
 	}
 	s.Logger.InfoContext(ctx, "pool created", slog.String("pool_id", in.ID))
-	return s.poolViewFor(audienceAdmin, domain.PoolView{Pool: in}), nil
+	return s.poolViewFor(audienceOf(p), domain.PoolView{Pool: in}), nil
 }
 
-// Pool fields UpdatePool may change.
-var poolFields = map[string]bool{"name": true, "organisation": true, "audience": true, "patient_ids": true, "active": true, "active_hours": true}
+// Pool fields UpdatePool may change, and whether the identity provider's provisioning client
+// may change them: a group's name and existence are the identity provider's, who may write to
+// a pool and when it is open are the organisation's administrators'.
+var poolFields = map[string]bool{"name": true, "organisation": false, "audience": false, "patient_ids": false, "active": true, "active_hours": false}
+
+var errPoolSettingsNotForProvisioner = usererr.New(usererr.PermissionDenied, "POOL_SETTINGS_NOT_FOR_PROVISIONER",
+	"the provisioning client may set a pool's name and whether it is active; its other settings are an administrator's")
 
 // UpdatePool changes the named fields of a pool; etag, when set, must match.
 func (s *Service) UpdatePool(ctx context.Context, p *auth.Principal, in domain.Pool, etag string, mask []string) (PoolView, error) {
@@ -225,8 +236,12 @@ func (s *Service) UpdatePool(ctx context.Context, p *auth.Principal, in domain.P
 		return PoolView{}, usererr.New(usererr.InvalidArgument, "FIELD_REQUIRED", "update_mask is required")
 	}
 	for _, f := range mask {
-		if !poolFields[f] {
+		provisionable, known := poolFields[f]
+		if !known {
 			return PoolView{}, usererr.New(usererr.InvalidArgument, "UPDATE_MASK_FIELD_UNKNOWN", "update_mask names an unknown or read-only field")
+		}
+		if !provisionable && p.HasRole(auth.RoleProvisioner) {
+			return PoolView{}, errPoolSettingsNotForProvisioner
 		}
 	}
 	want, err := parseEtag(etag)
@@ -284,7 +299,7 @@ func (s *Service) UpdatePool(ctx context.Context, p *auth.Principal, in domain.P
 	if err != nil {
 		return PoolView{}, storeError("load pool", err)
 	}
-	return s.poolViewFor(audienceAdmin, v), nil
+	return s.poolViewFor(audienceOf(p), v), nil
 }
 
 // SetPoolMember adds a person to a pool or changes their role; added reports a new member.

@@ -79,3 +79,52 @@ func TestListPoolsViews(t *testing.T) {
 		t.Error("ListPools(bad token) = nil error")
 	}
 }
+
+// TestProvisionerPools: the identity provider's provisioning client sees every pool without
+// who may write to it, and sets a pool's name and whether it is active, never its other settings.
+func TestProvisionerPools(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	provisioner := &auth.Principal{Kind: auth.KindUser, Subject: "idp-scim", ClientID: "idp-scim", Roles: []auth.Role{auth.RoleProvisioner},
+		Scopes: []string{"directory.provision"}, IssuedAt: time.Now()}
+	if _, err := h.svc.CreatePool(ctx, admin, domain.Pool{ID: "pool-referrals", Name: "Referrals", ListedOnly: true, PatientIDs: []string{"p-2001"}}); err != nil {
+		t.Fatalf("CreatePool(admin) = %v", err)
+	}
+	pools, err := listIDs(t, h, provisioner, app.ListPoolsCmd{IncludeInactive: true})
+	if err != nil || len(pools) != 3 {
+		t.Fatalf("ListPools(provisioner) = %d pools, %v; want all 3", len(pools), err)
+	}
+	for _, v := range pools {
+		if len(v.Pool.PatientIDs) != 0 {
+			t.Errorf("the provisioner's view of %s shows its patients", v.Pool.ID)
+		}
+	}
+	if v, err := h.svc.GetPool(ctx, provisioner, "pool-referrals"); err != nil || len(v.Pool.PatientIDs) != 0 {
+		t.Errorf("GetPool(provisioner) = %+v, %v; want the pool without its patients", v.Pool, err)
+	}
+
+	denied := func(what string, err error) {
+		t.Helper()
+		if k, _ := usererr.KindOf(err); k != usererr.PermissionDenied {
+			t.Errorf("%s = %v, want PermissionDenied", what, err)
+		}
+	}
+	_, err = h.svc.CreatePool(ctx, provisioner, domain.Pool{ID: "pool-closed", Name: "Closed", ListedOnly: true, PatientIDs: []string{"p-1001"}})
+	denied("CreatePool(provisioner, listed patients)", err)
+	_, err = h.svc.CreatePool(ctx, provisioner, domain.Pool{ID: "pool-hours", Name: "Hours", Hours: domain.ActiveHours{TimeZone: "Europe/London"}})
+	denied("CreatePool(provisioner, active hours)", err)
+	if _, err := h.svc.CreatePool(ctx, provisioner, domain.Pool{ID: "pool-scim", Name: "From the IdP"}); err != nil {
+		t.Fatalf("CreatePool(provisioner, id and name) = %v", err)
+	}
+	for _, mask := range [][]string{{"patient_ids"}, {"audience"}, {"active_hours"}, {"organisation"}, {"name", "patient_ids"}} {
+		_, err := h.svc.UpdatePool(ctx, provisioner, domain.Pool{ID: "pool-referrals", PatientIDs: []string{"p-1001"}}, "", mask)
+		denied("UpdatePool(provisioner, "+mask[len(mask)-1]+")", err)
+	}
+	if v, err := h.svc.UpdatePool(ctx, provisioner, domain.Pool{ID: "pool-referrals", Name: "Referrals (IdP)", Active: false}, "", []string{"name", "active"}); err != nil ||
+		v.Pool.Name != "Referrals (IdP)" || v.Pool.Active || len(v.Pool.PatientIDs) != 0 {
+		t.Fatalf("UpdatePool(provisioner, name and active) = %+v, %v", v.Pool, err)
+	}
+	if v, err := h.svc.GetPool(ctx, admin, "pool-referrals"); err != nil || len(v.Pool.PatientIDs) != 1 {
+		t.Errorf("after the provisioner's update the admin sees %+v, %v; want its patients kept", v.Pool, err)
+	}
+}

@@ -25,7 +25,13 @@ type ClientApp struct {
 
 // KnownScopes are the OAuth scopes the policies give meaning to (deploy/policies: the
 // "scope:<s>" action groups); an app may be approved for these only.
-var KnownScopes = []string{"messages.read", "messages.write", "attachments.read", "attachments.write", "notifications.manage", "audit.read", "admin"}
+var KnownScopes = []string{"messages.read", "messages.write", "attachments.read", "attachments.write", "notifications.manage", "audit.read", "admin", ScopeDirectoryProvision}
+
+// ScopeDirectoryProvision is the scope of an identity provider's provisioning client: people
+// and pool memberships, nothing else. Only a provisioning app may be approved for it, and a
+// provisioning app for nothing else, so that the one credential without an interactive login
+// never reaches past the directory.
+const ScopeDirectoryProvision = "directory.provision"
 
 var clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
 
@@ -54,6 +60,12 @@ func (a ClientApp) Check() error {
 	for _, s := range a.AllowedScopes {
 		if !slices.Contains(KnownScopes, s) {
 			return invalid("SCOPE_UNKNOWN", "app.allowed_scopes names a scope the suite does not know")
+		}
+	}
+	provisioning := a.Kind == directoryv1.ClientAppKind_CLIENT_APP_KIND_PROVISIONING
+	for _, s := range a.AllowedScopes {
+		if (s == ScopeDirectoryProvision) != provisioning {
+			return invalid("SCOPE_NOT_FOR_KIND", "app.allowed_scopes: directory.provision is the only scope of a provisioning app, and only a provisioning app's")
 		}
 	}
 	if len(a.PoolIDs) > 0 && !PoolScoped(a.Kind) {

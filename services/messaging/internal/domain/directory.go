@@ -28,7 +28,8 @@ type DirectorySeed struct {
 	Grants  []SeedGrant  `json:"grants"`
 }
 
-// SeedApp is a client application: Kind is PATIENT_PORTAL, CARE_TEAM, THIRD_PARTY or OPERATOR.
+// SeedApp is a client application: Kind is PATIENT_PORTAL, CARE_TEAM, THIRD_PARTY, OPERATOR or
+// PROVISIONING.
 type SeedApp struct {
 	ClientID      string   `json:"client_id"`
 	Kind          string   `json:"kind"`

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
+	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/usererr"
 )
 
@@ -61,6 +62,10 @@ func TestChecks(t *testing.T) {
 		{"case reference with a name", CheckCaseReference("Jane Doe v Clinic"), usererr.ErrInvalidArgument},
 		{"pool with a wildcard", CheckPoolID("pool_id", "pool.>"), usererr.ErrInvalidArgument},
 		{"eleven attachments", CheckAttachments(make([]string, 11)), usererr.ErrInvalidArgument},
+		{"provisioning app", provisioningApp(ScopeDirectoryProvision).Check(), nil},
+		{"provisioning app with another scope", provisioningApp(ScopeDirectoryProvision, "admin").Check(), usererr.ErrInvalidArgument},
+		{"provisioning scope for a portal", ClientApp{ClientID: "portal", Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_PATIENT_PORTAL,
+			DisplayName: "Portal", AllowedScopes: []string{"messages.read", ScopeDirectoryProvision}}.Check(), usererr.ErrInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if (tc.want == nil) != (tc.err == nil) || (tc.want != nil && !errors.Is(tc.err, tc.want)) {
@@ -71,6 +76,10 @@ func TestChecks(t *testing.T) {
 			}
 		})
 	}
+}
+
+func provisioningApp(scopes ...string) ClientApp {
+	return ClientApp{ClientID: "idp-scim", Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_PROVISIONING, DisplayName: "IdP", AllowedScopes: scopes}
 }
 
 func TestAutoReplyBody(t *testing.T) {

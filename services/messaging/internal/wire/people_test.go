@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
@@ -232,12 +233,13 @@ func (c scimClient) must(want int, method, path, body string) map[string]any {
 }
 
 // TestSCIMProvisioning: an identity provider provisions a clinician and a care pool over
-// /scim/v2 on the HTTP edge with an admin token; the clinician works the pool at once and is
-// refused on their next call once the provider deactivates them. Without a token, or with a
-// token that is not an admin's, SCIM is refused as the admin rpcs are.
+// /scim/v2 on the HTTP edge with its provisioning client's client-credentials token (no
+// interactive login); the clinician works the pool at once and is refused on their next call
+// once the provider deactivates them. Without a token, or with a token that is neither an
+// admin's nor the provisioning client's, SCIM is refused as the admin rpcs are.
 func TestSCIMProvisioning(t *testing.T) {
 	e := newEnv(t, withEdge)
-	idp := scimClient{t: t, http: edgeClient(e, false), base: e.edgeURL + "/scim/v2", token: e.h.Token(t, servicetest.Admin)}
+	idp := scimClient{t: t, http: edgeClient(e, false), base: e.edgeURL + "/scim/v2", token: e.h.Token(t, servicetest.Provisioner)}
 
 	anon := idp
 	anon.token = ""
@@ -320,8 +322,86 @@ func TestSCIMProvisioning(t *testing.T) {
 		t.Errorf("the pool after DELETE = %v, %v; want kept, inactive", pool, err)
 	}
 
+	// An administrator with a fresh login may use SCIM too.
+	admin := idp
+	admin.token = e.h.Token(t, servicetest.Admin)
+	admin.must(http.StatusOK, http.MethodGet, "/Users/user-clin-scim", "")
+
 	recs := e.auditRecords(t)
-	if r := personAudit(recs, "user-clin-scim", "person_deactivated"); r == nil || r.GetActor().GetSubject() != servicetest.Admin.Subject {
-		t.Errorf("no audit record of the deactivation by the provider's admin identity")
+	r := personAudit(recs, "user-clin-scim", "person_deactivated")
+	if r == nil || r.GetActor().GetSubject() != servicetest.Provisioner.Subject || r.GetActor().GetRole() != commonv1.Role_ROLE_PROVISIONER {
+		t.Errorf("audit record of the deactivation = %v, want the provisioning client as actor, in its role", r.GetActor())
 	}
+	// The provisioning client is a machine: it is not recorded as a person.
+	_, err = e.api.GetPerson(e.as(t, servicetest.Admin), &messagingv1.GetPersonRequest{Subject: servicetest.Provisioner.Subject})
+	wantReason(t, "GetPerson(the provisioning client)", err, codes.NotFound, "PERSON_NOT_FOUND")
+}
+
+// TestProvisionerIsHeldToTheDirectory: the provisioning client's token has no login, so the
+// role it carries reaches people and pool memberships and nothing else. It never reads content,
+// never changes who may write to a pool, registers no apps; the role comes only from a
+// provisioning app, and a provisioning app confers no other role; without its scope it is refused.
+func TestProvisionerIsHeldToTheDirectory(t *testing.T) {
+	e := newEnv(t)
+	thread := e.createThread(t, servicetest.Patient, threadTo("pool-cardiology", "Cardiology", "a question"))
+	prov := e.as(t, servicetest.Provisioner)
+
+	if _, err := e.api.ListPoolMembers(prov, &messagingv1.ListPoolMembersRequest{PoolId: "pool-cardiology"}); err != nil {
+		t.Fatalf("ListPoolMembers as the provisioner: %v", err)
+	}
+	pools, err := e.api.ListPools(prov, &messagingv1.ListPoolsRequest{})
+	if err != nil || len(pools.GetPools()) == 0 {
+		t.Fatalf("ListPools as the provisioner = %v, %v; want every pool", pools, err)
+	}
+	for _, p := range pools.GetPools() {
+		if len(p.GetPatientIds()) > 0 {
+			t.Errorf("pool %s shows the provisioner its patients", p.GetPoolId())
+		}
+	}
+
+	_, err = e.api.GetThread(prov, &messagingv1.GetThreadRequest{ThreadId: thread.GetThread().GetThreadId()})
+	wantReason(t, "GetThread as the provisioner", err, codes.PermissionDenied, "POLICY_DENIED")
+	_, err = e.api.ListThreads(prov, &messagingv1.ListThreadsRequest{PoolIds: []string{"pool-cardiology"}})
+	wantReason(t, "ListThreads as the provisioner", err, codes.PermissionDenied, "POLICY_DENIED")
+	_, err = e.api.RegisterClientApp(prov, &messagingv1.RegisterClientAppRequest{App: &messagingv1.ClientApp{
+		ClientId: "rogue-app", Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_THIRD_PARTY, DisplayName: "Rogue", AllowedScopes: []string{"messages.read"}}})
+	wantReason(t, "RegisterClientApp as the provisioner", err, codes.PermissionDenied, "POLICY_DENIED")
+	_, err = e.api.UpdatePool(prov, &messagingv1.UpdatePoolRequest{
+		Pool:       &messagingv1.Pool{PoolId: "pool-cardiology", PatientIds: []string{"p-1001"}, Audience: messagingv1.PoolAudience_POOL_AUDIENCE_LISTED_PATIENTS},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"audience", "patient_ids"}},
+	})
+	wantReason(t, "UpdatePool(patient_ids) as the provisioner", err, codes.PermissionDenied, "POOL_SETTINGS_NOT_FOR_PROVISIONER")
+	if _, err := e.api.UpdatePool(prov, &messagingv1.UpdatePoolRequest{
+		Pool: &messagingv1.Pool{PoolId: "pool-cardiology", Name: "Cardiology (renamed by the provider)"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name"}},
+	}); err != nil {
+		t.Errorf("UpdatePool(name) as the provisioner: %v", err)
+	}
+
+	// The role and the app go together.
+	asPortal := servicetest.Provisioner
+	asPortal.Subject, asPortal.ClientID, asPortal.Scopes = "portal-pretending", servicetest.ClientID, ""
+	_, err = e.api.ListPeople(e.as(t, asPortal), &messagingv1.ListPeopleRequest{})
+	wantReason(t, "ListPeople as a provisioner from the portal", err, codes.PermissionDenied, "ROLE_NOT_ALLOWED_FOR_CLIENT")
+	adminFromSCIM := servicetest.Provisioner
+	adminFromSCIM.Roles = []string{"admin"}
+	_, err = e.api.ListPeople(e.as(t, adminFromSCIM), &messagingv1.ListPeopleRequest{})
+	wantReason(t, "ListPeople as an admin from the provisioning app", err, codes.PermissionDenied, "ROLE_NOT_ALLOWED_FOR_CLIENT")
+	withPatient := servicetest.Provisioner
+	withPatient.PatientID = "p-1001"
+	_, err = e.api.ListPeople(e.as(t, withPatient), &messagingv1.ListPeopleRequest{})
+	wantReason(t, "ListPeople as a provisioner naming a patient", err, codes.PermissionDenied, "ROLE_NOT_ALLOWED_FOR_CLIENT")
+
+	noScope := servicetest.Provisioner
+	noScope.Scopes = "openid"
+	_, err = e.api.ListPeople(e.as(t, noScope), &messagingv1.ListPeopleRequest{})
+	wantReason(t, "ListPeople as the provisioner without directory.provision", err, codes.PermissionDenied, "POLICY_DENIED")
+
+	// A provisioning app is approved for directory.provision only, and only it may be.
+	admin := e.as(t, servicetest.Admin)
+	_, err = e.api.RegisterClientApp(admin, &messagingv1.RegisterClientAppRequest{App: &messagingv1.ClientApp{
+		ClientId: "idp-wide", Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_PROVISIONING, DisplayName: "IdP", AllowedScopes: []string{"directory.provision", "admin"}}})
+	wantReason(t, "RegisterClientApp(provisioning, admin scope)", err, codes.InvalidArgument, "SCOPE_NOT_FOR_KIND")
+	_, err = e.api.RegisterClientApp(admin, &messagingv1.RegisterClientAppRequest{App: &messagingv1.ClientApp{
+		ClientId: "portal-provisioning", Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_PATIENT_PORTAL, DisplayName: "Portal", AllowedScopes: []string{"directory.provision"}}})
+	wantReason(t, "RegisterClientApp(portal, directory.provision)", err, codes.InvalidArgument, "SCOPE_NOT_FOR_KIND")
 }
