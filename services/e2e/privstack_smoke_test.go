@@ -7,8 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/testkit/privstack"
 )
 
@@ -43,6 +47,17 @@ func TestPrivateStackSmoke(t *testing.T) {
 		}
 		if tok := s.Token(t, "patient"); strings.Count(tok, ".") != 2 {
 			t.Errorf("Token(patient) has %d dots, want a compact JWT with 2", strings.Count(tok, "."))
+		}
+		// The identity provider's provisioning client, as the dev stack wires it: the issuer's
+		// client-credentials token, for the app devstack/directory-bootstrap.json registers, is
+		// admitted to the directory's rpcs and to nothing else.
+		scim := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.MachineToken(t, "securemsg-scim"))
+		api := messagingv1.NewMessagingServiceClient(s.Conn(t, "messaging"))
+		if _, err := api.ListPeople(scim, &messagingv1.ListPeopleRequest{}); err != nil {
+			t.Errorf("ListPeople with the SCIM client's token: %v", err)
+		}
+		if _, err := api.ListThreads(scim, &messagingv1.ListThreadsRequest{}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("ListThreads with the SCIM client's token = %v, want PermissionDenied", err)
 		}
 
 		faults := []struct {

@@ -21,6 +21,7 @@ func run() error {
 	addr := flag.String("addr", "127.0.0.1:8400", "listen address (loopback only)")
 	issuer := flag.String("issuer", "", "issuer URL (default http://<addr>)")
 	keyFile := flag.String("key-file", ".tmp/stack/oidc/signing-key.pem", "ECDSA P-256 signing key, created on first run")
+	secretsDir := flag.String("client-secrets-dir", ".tmp/stack/oidc/clients", "machine clients' secrets (<client_id>.secret), created on first run")
 	flag.Parse()
 
 	if loopback, err := devserver.IsLoopback(*addr); err != nil {
@@ -41,6 +42,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	secrets, err := oidcdev.LoadOrCreateClientSecrets(*secretsDir)
+	if err != nil {
+		return err
+	}
+	iss.SetClientSecrets(secrets)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

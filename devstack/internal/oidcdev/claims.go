@@ -9,11 +9,13 @@ package oidcdev
 //	aud        string            "securemsg" (Audience)
 //	exp        unix seconds      expiry; 15 minutes after issue unless ?ttl= asks otherwise
 //	iat, nbf   unix seconds      issue time; not valid before it
-//	auth_time  unix seconds      when the user last authenticated interactively; staff actions
+//	auth_time  unix seconds      when the user last authenticated interactively (absent from a
+//	                             client-credentials token: no one logged in); staff actions
 //	                             need it fresh (?auth_age= backdates it for tests)
 //	amr        array of strings  authentication methods, e.g. ["pwd","otp"]; MFA means a second
 //	                             factor besides "pwd"
-//	roles      array of strings  patient, proxy, clinician, staff, auditor, admin
+//	roles      array of strings  patient, proxy, clinician, staff, auditor, admin; provisioner
+//	                             for the machine client securemsg-scim (clients.go)
 //	patient_id string            the patient record a patient user is (absent for others)
 //	care_pools array of strings  care pools a clinician works in (absent for others)
 //	proxy_grants array of objects  {"patient_id": string, "scope": [string], "expires_at": unix

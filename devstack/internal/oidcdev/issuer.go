@@ -45,6 +45,8 @@ type Issuer struct {
 	signer jwk.Key
 	public jwk.Set
 	now    func() time.Time
+	// secrets are the machine clients' secrets, by client id (SetClientSecrets).
+	secrets map[string]string
 }
 
 // MintOptions adjusts one token. Zero values mean the defaults.
@@ -210,6 +212,9 @@ func (i *Issuer) Mint(name string, opts MintOptions) (string, time.Time, error) 
 //	GET  /jwks.json
 //	POST /dev/token?user=NAME[&ttl=DURATION][&auth_age=DURATION][&scope=S][&client_id=C][&format=raw]
 //	GET  /dev/token?...   (the same, for a browser or a quick curl)
+//	POST /token           the OAuth token endpoint: grant_type=client_credentials for the
+//	                      machine clients (MachineClients), as an identity provider's SCIM
+//	                      client gets its token
 //	GET  /healthz
 //
 // The token response is the OAuth one ({"access_token", "token_type", "expires_in", "scope"});
@@ -220,12 +225,14 @@ func (i *Issuer) Handler(log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"issuer":                                i.url,
 			"jwks_uri":                              i.url + "/jwks.json",
-			"token_endpoint":                        i.url + "/dev/token",
+			"token_endpoint":                        i.url + "/token",
+			"grant_types_supported":                 []string{"client_credentials"},
+			"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 			"response_types_supported":              []string{"token"},
 			"subject_types_supported":               []string{"public"},
 			"id_token_signing_alg_values_supported": []string{"ES256"},
 			"scopes_supported": []string{"openid", ScopeMessagesRead, ScopeMessagesWrite, ScopeAttachmentsRead,
-				ScopeAttachmentsWrite, ScopeNotificationsManage, ScopeAuditRead, ScopeAdmin},
+				ScopeAttachmentsWrite, ScopeNotificationsManage, ScopeAuditRead, ScopeAdmin, ScopeDirectoryProvision},
 			"claims_supported": []string{ClaimIssuer, ClaimSubject, ClaimName, ClaimBirthdate, ClaimAudience, ClaimExpiration, ClaimIssuedAt,
 				ClaimNotBefore, ClaimAuthTime, ClaimAMR, ClaimRoles, ClaimPatientID, ClaimCarePools,
 				ClaimProxyGrants, ClaimClientID, ClaimScope},
@@ -273,6 +280,7 @@ func (i *Issuer) Handler(log *slog.Logger) http.Handler {
 			"scope":        scopeOf(user, opts.Scope),
 		})
 	}
+	mux.HandleFunc("POST /token", i.token)
 	mux.HandleFunc("POST /dev/token", mint)
 	mux.HandleFunc("GET /dev/token", mint)
 	return mux

@@ -20,7 +20,7 @@ import (
 )
 
 // newTestServer serves a fresh issuer; its URL is the issuer URL, as in the dev stack.
-func newTestServer(t *testing.T) *httptest.Server {
+func newTestServer(t *testing.T, setup ...func(*Issuer)) *httptest.Server {
 	t.Helper()
 	key, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "oidc", "signing-key.pem"))
 	if err != nil {
@@ -34,6 +34,9 @@ func newTestServer(t *testing.T) *httptest.Server {
 	iss, err := New("http://"+ln.Addr().String(), key)
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
+	}
+	for _, f := range setup {
+		f(iss)
 	}
 	srv := httptest.NewUnstartedServer(iss.Handler(slog.New(slog.DiscardHandler)))
 	_ = srv.Listener.Close()

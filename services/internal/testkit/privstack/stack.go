@@ -204,6 +204,19 @@ func (s *Stack) TokenWith(t testing.TB, user string, params url.Values) string {
 	return tok
 }
 
+// MachineToken gets a client-credentials token for one of the issuer's machine clients
+// ("securemsg-scim"), with the secret the private issuer created.
+func (s *Stack) MachineToken(t testing.TB, clientID string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	tok, err := s.Stack.MachineToken(ctx, clientID)
+	if err != nil {
+		t.Fatalf("privstack: %v", err)
+	}
+	return tok
+}
+
 // Conn is a TLS client connection to svc as a portal frontend has it: the dev CA as trust root,
 // no client certificate. It reconnects quickly after a service restart and closes when the
 // test ends.

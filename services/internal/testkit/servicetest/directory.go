@@ -29,6 +29,10 @@ import (
 // registers it, as a patient portal allowed every scope the tokens carry.
 const ClientID = "portal-web"
 
+// ProvisionerClientID is the provisioning client application the harness registers: the
+// identity provider's SCIM client, whose tokens carry the provisioner role (Provisioner).
+const ProvisionerClientID = "securemsg-scim"
+
 // Predefined are the package's personas, enrolled in the directory before the service starts.
 var Predefined = []Persona{Patient, OtherPatient, Teen, Proxy, Clinician, OtherClinician, StaffNoMFA, Auditor, Admin}
 
@@ -65,6 +69,10 @@ func openDirectory(t testing.TB, nc *nats.Conn, topology natsx.Topology) *enrolm
 	e.put(t, directory.AppKey(ClientID), &directoryv1.ClientAppEntry{
 		ClientId: ClientID, Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_PATIENT_PORTAL,
 		AllowedScopes: strings.Fields(scopes), Active: true, DisplayName: "Patient portal (test)",
+	})
+	e.put(t, directory.AppKey(ProvisionerClientID), &directoryv1.ClientAppEntry{
+		ClientId: ProvisionerClientID, Kind: directoryv1.ClientAppKind_CLIENT_APP_KIND_PROVISIONING,
+		AllowedScopes: []string{"directory.provision"}, Active: true, DisplayName: "Identity provider provisioning (test)",
 	})
 	for _, p := range Predefined {
 		e.enroll(t, p)
@@ -112,7 +120,7 @@ func (e *enrolment) enroll(t testing.TB, p Persona) bool {
 	t.Helper()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.done[p.Subject] {
+	if e.done[p.Subject] || p.Machine {
 		return false
 	}
 	// The person's entry goes last: the service applies puts in order, so once it has the

@@ -34,6 +34,9 @@ type Persona struct {
 	// BirthDate is the token's birthdate claim ("YYYY-MM-DD"; "": none), which proxy-grant
 	// age rules read.
 	BirthDate string
+	// Machine makes a client-credentials token: no person logged in, so it has neither
+	// auth_time nor amr, and the directory holds no person for it.
+	Machine bool
 }
 
 // The personas. Patient p-1001 has a proxy; p-2001 is an adolescent whose confidential threads
@@ -48,6 +51,10 @@ var (
 	StaffNoMFA     = Persona{Subject: "user-staff", Roles: []string{"staff"}, Pools: []string{"pool-cardiology"}, NoMFA: true}
 	Auditor        = Persona{Subject: "user-auditor", Roles: []string{"auditor"}}
 	Admin          = Persona{Subject: "user-admin", Roles: []string{"admin"}}
+	// Provisioner is the identity provider's SCIM client, with a client-credentials token of
+	// the provisioning app the harness registers (ProvisionerClientID).
+	Provisioner = Persona{Subject: ProvisionerClientID, Roles: []string{"provisioner"}, ClientID: ProvisionerClientID,
+		Scopes: "directory.provision", Machine: true}
 )
 
 // scopes are the OAuth scopes every persona's token carries (authtest.Issuer.Claims).
@@ -86,6 +93,10 @@ func (p Persona) Claims(issuer *authtest.Issuer) map[string]any {
 	}
 	if p.BirthDate != "" {
 		claims["birthdate"] = p.BirthDate
+	}
+	if p.Machine {
+		delete(claims, "auth_time")
+		delete(claims, "amr")
 	}
 	return claims
 }

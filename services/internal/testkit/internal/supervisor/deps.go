@@ -455,7 +455,8 @@ const (
 func (s *Stack) oidc() *Component {
 	discovery := s.cfg.IssuerURL() + "/.well-known/openid-configuration"
 	c := s.component("oidc", s.cfg.Ports.OIDC, func(ctx context.Context) error { return httpOK(ctx, http.MethodGet, discovery) })
-	c.proc.args = []string{"-addr", c.addr, "-issuer", s.cfg.IssuerURL(), "-key-file", s.statePath("oidc", "signing-key.pem")}
+	c.proc.args = []string{"-addr", c.addr, "-issuer", s.cfg.IssuerURL(), "-key-file", s.statePath("oidc", "signing-key.pem"),
+		"-client-secrets-dir", s.statePath("oidc", "clients")}
 	c.prepare = func(context.Context) error {
 		if err := os.MkdirAll(s.statePath("oidc"), 0o700); err != nil {
 			return err

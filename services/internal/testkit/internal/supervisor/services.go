@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -344,6 +345,35 @@ func (s *Stack) TLSConfig(svc, identity string) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{pair}
 	}
 	return cfg, nil
+}
+
+// MachineToken gets a client-credentials token for one of the issuer's machine clients
+// ("securemsg-scim": the identity provider's provisioning client), authenticating with the
+// secret the issuer keeps in the stack's state, as the identity provider would.
+func (s *Stack) MachineToken(ctx context.Context, clientID string) (string, error) {
+	secret, err := os.ReadFile(s.statePath("oidc", "clients", clientID+".secret"))
+	if err != nil {
+		return "", fmt.Errorf("secret of %s: %w", clientID, err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.IssuerURL()+"/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(strings.TrimSpace(string(secret))))
+	body, code, err := httpDo(req)
+	if err != nil || code != http.StatusOK {
+		// The body of a refusal is an OAuth error code and description, never a secret.
+		return "", fmt.Errorf("client credentials for %s: status %d %v: %s", clientID, code, err, body)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.AccessToken == "" {
+		return "", fmt.Errorf("client credentials for %s: no access token in the answer", clientID)
+	}
+	return tok.AccessToken, nil
 }
 
 // Token mints an access token for a seeded dev user (patient, proxy, teen, clinician,
