@@ -61,11 +61,11 @@ func KindName(k directoryv1.ClientAppKind) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k.String(), "CLIENT_APP_KIND_")), "_", "-")
 }
 
-// ParseKind reads a kind: patient-portal, care-team, third-party or operator.
+// ParseKind reads a kind: patient-portal, care-team, third-party, operator or provisioning.
 func ParseKind(s string) (directoryv1.ClientAppKind, error) {
 	v, ok := directoryv1.ClientAppKind_value["CLIENT_APP_KIND_"+strings.ToUpper(strings.ReplaceAll(s, "-", "_"))]
 	if !ok || v == 0 {
-		return 0, fmt.Errorf("--kind must be patient-portal, care-team, third-party or operator, not %q", s)
+		return 0, fmt.Errorf("--kind must be patient-portal, care-team, third-party, operator or provisioning, not %q", s)
 	}
 	return directoryv1.ClientAppKind(v), nil
 }
@@ -116,7 +116,7 @@ func registerCommand(c *client) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&kind, "kind", "", "patient-portal, care-team, third-party or operator")
+	cmd.Flags().StringVar(&kind, "kind", "", "patient-portal, care-team, third-party, operator or provisioning")
 	cmd.Flags().StringVar(&name, "name", "", "a name for operators")
 	cmd.Flags().StringSliceVar(&scopes, "scope", nil, "an OAuth scope the app may ask for; repeatable")
 	cmd.Flags().StringSliceVar(&pools, "pool", nil, "care-team and third-party apps: a pool the app may work in; repeatable")
