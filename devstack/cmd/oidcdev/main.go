@@ -22,6 +22,7 @@ func run() error {
 	issuer := flag.String("issuer", "", "issuer URL (default http://<addr>)")
 	keyFile := flag.String("key-file", ".tmp/stack/oidc/signing-key.pem", "ECDSA P-256 signing key, created on first run")
 	secretsDir := flag.String("client-secrets-dir", ".tmp/stack/oidc/clients", "machine clients' secrets (<client_id>.secret), created on first run")
+	redirects := flag.String("portal-redirect-uris", oidcdev.DefaultPortalRedirectURI, "comma-separated redirect URIs of the portal's browser client "+oidcdev.ClientID+" (loopback only)")
 	flag.Parse()
 
 	if loopback, err := devserver.IsLoopback(*addr); err != nil {
@@ -47,6 +48,11 @@ func run() error {
 		return err
 	}
 	iss.SetClientSecrets(secrets)
+	portal, err := oidcdev.ParseRedirectURIs(*redirects)
+	if err != nil {
+		return fmt.Errorf("-portal-redirect-uris: %w", err)
+	}
+	iss.SetBrowserClient(oidcdev.BrowserClient{ClientID: oidcdev.ClientID, RedirectURIs: portal})
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -98,7 +98,7 @@ func (e *tokenError) Error() string { return e.code + ": " + e.description }
 // clientCredentials answers a client-credentials token request: the client authenticates with
 // HTTP Basic (client_secret_basic) or in the form (client_secret_post), and may ask for fewer
 // scopes than it has, never more.
-func (i *Issuer) clientCredentials(r *http.Request) (string, string, time.Time, error) {
+func (i *Issuer) clientCredentials(r *http.Request) (tokenResponse, error) {
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		// RFC 6749 §2.3.1: the Basic credentials are form-encoded before being joined.
@@ -106,10 +106,10 @@ func (i *Issuer) clientCredentials(r *http.Request) (string, string, time.Time, 
 		id, err1 = url.QueryUnescape(id)
 		secret, err2 = url.QueryUnescape(secret)
 		if err1 != nil || err2 != nil {
-			return "", "", time.Time{}, &tokenError{http.StatusUnauthorized, "invalid_client", "client authentication failed"}
+			return tokenResponse{}, &tokenError{http.StatusUnauthorized, "invalid_client", "client authentication failed"}
 		}
 		if r.PostForm.Has("client_secret") {
-			return "", "", time.Time{}, &tokenError{http.StatusBadRequest, "invalid_request", "use one client authentication method"}
+			return tokenResponse{}, &tokenError{http.StatusBadRequest, "invalid_request", "use one client authentication method"}
 		}
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
@@ -117,13 +117,13 @@ func (i *Issuer) clientCredentials(r *http.Request) (string, string, time.Time, 
 	client, known := MachineClients[id]
 	want, hasSecret := i.secrets[id]
 	if !known || !hasSecret || secret == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 {
-		return "", "", time.Time{}, &tokenError{http.StatusUnauthorized, "invalid_client", "client authentication failed"}
+		return tokenResponse{}, &tokenError{http.StatusUnauthorized, "invalid_client", "client authentication failed"}
 	}
 	scopes := client.Scopes
 	if asked := strings.Fields(r.PostForm.Get("scope")); len(asked) > 0 {
 		for _, s := range asked {
 			if !slices.Contains(client.Scopes, s) {
-				return "", "", time.Time{}, &tokenError{http.StatusBadRequest, "invalid_scope", "the client may not ask for that scope"}
+				return tokenResponse{}, &tokenError{http.StatusBadRequest, "invalid_scope", "the client may not ask for that scope"}
 			}
 		}
 		scopes = asked
@@ -143,18 +143,19 @@ func (i *Issuer) clientCredentials(r *http.Request) (string, string, time.Time, 
 		Claim(ClaimScope, scope).
 		Build()
 	if err != nil {
-		return "", "", time.Time{}, fmt.Errorf("build token: %w", err)
+		return tokenResponse{}, fmt.Errorf("build token: %w", err)
 	}
 	tok.Options().Enable(jwt.FlattenAudience)
 	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), i.signer))
 	if err != nil {
-		return "", "", time.Time{}, fmt.Errorf("sign token: %w", err)
+		return tokenResponse{}, fmt.Errorf("sign token: %w", err)
 	}
-	return string(signed), scope, exp, nil
+	return tokenResponse{accessToken: string(signed), scope: scope, expires: exp}, nil
 }
 
 // token serves POST /token, the OAuth token endpoint. It grants client_credentials to the
-// machine clients; a person's token comes from /dev/token.
+// machine clients and exchanges a browser client's authorization code (authorize.go); a quick
+// token for a test or a shell comes from /dev/token.
 func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	w.Header().Set("Cache-Control", "no-store")
@@ -174,17 +175,18 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var (
-		token, scope string
-		exp          time.Time
-		err          error
+		resp tokenResponse
+		err  error
 	)
 	switch r.PostForm.Get("grant_type") {
 	case "client_credentials":
-		token, scope, exp, err = i.clientCredentials(r)
+		resp, err = i.clientCredentials(r)
+	case "authorization_code":
+		resp, err = i.authorizationCodeGrant(r)
 	case "":
 		err = &tokenError{http.StatusBadRequest, "invalid_request", "grant_type is required"}
 	default:
-		err = &tokenError{http.StatusBadRequest, "unsupported_grant_type", "this issuer grants client_credentials"}
+		err = &tokenError{http.StatusBadRequest, "unsupported_grant_type", "this issuer grants authorization_code and client_credentials"}
 	}
 	var te *tokenError
 	if errors.As(err, &te) {
@@ -195,10 +197,14 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": token,
+	body := map[string]any{
+		"access_token": resp.accessToken,
 		"token_type":   "Bearer",
-		"expires_in":   int64(exp.Sub(i.now()).Round(time.Second) / time.Second),
-		"scope":        scope,
-	})
+		"expires_in":   int64(resp.expires.Sub(i.now()).Round(time.Second) / time.Second),
+		"scope":        resp.scope,
+	}
+	if resp.idToken != "" {
+		body["id_token"] = resp.idToken
+	}
+	writeJSON(w, http.StatusOK, body)
 }

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -47,6 +48,11 @@ type Issuer struct {
 	now    func() time.Time
 	// secrets are the machine clients' secrets, by client id (SetClientSecrets).
 	secrets map[string]string
+	// browser are the public clients that sign people in (SetBrowserClient), and codes the
+	// authorization codes they have not yet exchanged.
+	browserMu sync.RWMutex
+	browser   map[string]BrowserClient
+	codes     codeStore
 }
 
 // MintOptions adjusts one token. Zero values mean the defaults.
@@ -123,7 +129,9 @@ func New(issuerURL string, key *ecdsa.PrivateKey) (*Issuer, error) {
 	if err := set.AddKey(pub); err != nil {
 		return nil, fmt.Errorf("build jwks: %w", err)
 	}
-	return &Issuer{url: strings.TrimRight(issuerURL, "/"), signer: signer, public: set, now: time.Now}, nil
+	iss := &Issuer{url: strings.TrimRight(issuerURL, "/"), signer: signer, public: set, now: time.Now}
+	iss.SetBrowserClient(BrowserClient{ClientID: ClientID, RedirectURIs: []string{DefaultPortalRedirectURI}})
+	return iss, nil
 }
 
 // URL is the issuer identifier (the iss claim).
@@ -212,25 +220,32 @@ func (i *Issuer) Mint(name string, opts MintOptions) (string, time.Time, error) 
 //	GET  /jwks.json
 //	POST /dev/token?user=NAME[&ttl=DURATION][&auth_age=DURATION][&scope=S][&client_id=C][&format=raw]
 //	GET  /dev/token?...   (the same, for a browser or a quick curl)
-//	POST /token           the OAuth token endpoint: grant_type=client_credentials for the
-//	                      machine clients (MachineClients), as an identity provider's SCIM
-//	                      client gets its token
+//	GET  /authorize       the authorization endpoint: a persona picker for a browser client's
+//	                      sign-in (code flow with PKCE S256 only)
+//	POST /authorize       the pick; redirects back with a one-time code
+//	POST /token           the OAuth token endpoint: grant_type=authorization_code for the
+//	                      browser clients, client_credentials for the machine clients
+//	                      (MachineClients), as an identity provider's SCIM client gets its token
 //	GET  /healthz
 //
 // The token response is the OAuth one ({"access_token", "token_type", "expires_in", "scope"});
 // format=raw returns the bare JWT followed by a newline, for shell use.
 func (i *Issuer) Handler(log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+	discovery := i.withCORS(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{
-			"issuer":                                i.url,
-			"jwks_uri":                              i.url + "/jwks.json",
-			"token_endpoint":                        i.url + "/token",
-			"grant_types_supported":                 []string{"client_credentials"},
-			"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-			"response_types_supported":              []string{"token"},
-			"subject_types_supported":               []string{"public"},
-			"id_token_signing_alg_values_supported": []string{"ES256"},
+			"issuer":                                         i.url,
+			"jwks_uri":                                       i.url + "/jwks.json",
+			"authorization_endpoint":                         i.url + "/authorize",
+			"token_endpoint":                                 i.url + "/token",
+			"grant_types_supported":                          []string{"authorization_code", "client_credentials"},
+			"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
+			"response_types_supported":                       []string{"code"},
+			"response_modes_supported":                       []string{"query"},
+			"code_challenge_methods_supported":               []string{"S256"},
+			"authorization_response_iss_parameter_supported": true,
+			"subject_types_supported":                        []string{"public"},
+			"id_token_signing_alg_values_supported":          []string{"ES256"},
 			"scopes_supported": []string{"openid", ScopeMessagesRead, ScopeMessagesWrite, ScopeAttachmentsRead,
 				ScopeAttachmentsWrite, ScopeNotificationsManage, ScopeAuditRead, ScopeAdmin, ScopeDirectoryProvision},
 			"claims_supported": []string{ClaimIssuer, ClaimSubject, ClaimName, ClaimBirthdate, ClaimAudience, ClaimExpiration, ClaimIssuedAt,
@@ -238,10 +253,16 @@ func (i *Issuer) Handler(log *slog.Logger) http.Handler {
 				ClaimProxyGrants, ClaimClientID, ClaimScope},
 		})
 	})
-	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /.well-known/openid-configuration", discovery)
+	mux.HandleFunc("OPTIONS /.well-known/openid-configuration", discovery)
+	jwks := i.withCORS(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=60")
 		writeJSON(w, http.StatusOK, i.public)
 	})
+	mux.HandleFunc("GET /jwks.json", jwks)
+	mux.HandleFunc("OPTIONS /jwks.json", jwks)
+	mux.HandleFunc("GET /authorize", i.authorize)
+	mux.HandleFunc("POST /authorize", i.authorize)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ok\n"))
@@ -280,7 +301,9 @@ func (i *Issuer) Handler(log *slog.Logger) http.Handler {
 			"scope":        scopeOf(user, opts.Scope),
 		})
 	}
-	mux.HandleFunc("POST /token", i.token)
+	token := i.withCORS(i.token)
+	mux.HandleFunc("POST /token", token)
+	mux.HandleFunc("OPTIONS /token", token)
 	mux.HandleFunc("POST /dev/token", mint)
 	mux.HandleFunc("GET /dev/token", mint)
 	return mux
