@@ -60,6 +60,13 @@ func TestPrivateStackSmoke(t *testing.T) {
 			t.Errorf("ListThreads with the SCIM client's token = %v, want PermissionDenied", err)
 		}
 
+		// A patient signed in the way the portal does it (code flow with PKCE) is admitted
+		// with the token the exchange gave, as the portal-web client.
+		portal := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.SignIn(t, "patient", "messages.read messages.write"))
+		if _, err := api.GetUnreadCount(portal, &messagingv1.GetUnreadCountRequest{}); err != nil {
+			t.Errorf("GetUnreadCount with a token from the code flow: %v", err)
+		}
+
 		faults := []struct {
 			name        string
 			stop, start func() error

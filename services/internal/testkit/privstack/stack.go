@@ -217,6 +217,19 @@ func (s *Stack) MachineToken(t testing.TB, clientID string) string {
 	return tok
 }
 
+// SignIn signs a seeded dev user in as the portal in a browser does (authorization code with
+// PKCE at the private issuer) and returns their access token for scope.
+func (s *Stack) SignIn(t testing.TB, user, scope string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	tok, err := s.Stack.SignIn(ctx, user, scope)
+	if err != nil {
+		t.Fatalf("privstack: %v", err)
+	}
+	return tok
+}
+
 // Conn is a TLS client connection to svc as a portal frontend has it: the dev CA as trust root,
 // no client certificate. It reconnects quickly after a service restart and closes when the
 // test ends.

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -372,6 +375,72 @@ func (s *Stack) MachineToken(ctx context.Context, clientID string) (string, erro
 	}
 	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.AccessToken == "" {
 		return "", fmt.Errorf("client credentials for %s: no access token in the answer", clientID)
+	}
+	return tok.AccessToken, nil
+}
+
+// PortalClientID and PortalRedirectURI are the browser client the dev issuer registers for the
+// reference portal, and where it takes its codes.
+const (
+	PortalClientID    = "portal-web"
+	PortalRedirectURI = "http://127.0.0.1:8080/callback"
+)
+
+// SignIn signs a seeded dev user in the way a portal in the browser does: the authorization code
+// flow with a fresh PKCE verifier, the persona picked at the issuer's /authorize, the code
+// exchanged at its /token. It returns the access token.
+func (s *Stack) SignIn(ctx context.Context, user, scope string) (string, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	verifier := base64.RawURLEncoding.EncodeToString(raw)
+	sum := sha256.Sum256([]byte(verifier))
+	state := base64.RawURLEncoding.EncodeToString(sum[:8])
+	form := url.Values{
+		"response_type": {"code"}, "client_id": {PortalClientID}, "redirect_uri": {PortalRedirectURI},
+		"scope": {"openid " + scope}, "state": {state}, "user": {user},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.IssuerURL()+"/authorize", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	// The redirect goes to the portal, which is not running here: read it instead of following.
+	noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("sign in %s: %w", user, err)
+	}
+	_ = resp.Body.Close() // the redirect's body is not needed
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		return "", fmt.Errorf("sign in %s: /authorize answered %d", user, resp.StatusCode)
+	}
+	back := loc.Query()
+	if back.Get("state") != state || back.Get("code") == "" {
+		return "", fmt.Errorf("sign in %s: /authorize redirected with error %q", user, back.Get("error"))
+	}
+	exchange := url.Values{
+		"grant_type": {"authorization_code"}, "client_id": {PortalClientID}, "redirect_uri": {PortalRedirectURI},
+		"code": {back.Get("code")}, "code_verifier": {verifier},
+	}
+	req, err = http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.IssuerURL()+"/token", strings.NewReader(exchange.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	body, code, err := httpDo(req)
+	if err != nil || code != http.StatusOK {
+		return "", fmt.Errorf("sign in %s: code exchange status %d %v: %s", user, code, err, body)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		IDToken     string `json:"id_token"`
+	}
+	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.AccessToken == "" || tok.IDToken == "" {
+		return "", fmt.Errorf("sign in %s: no access and ID token in the answer", user)
 	}
 	return tok.AccessToken, nil
 }
