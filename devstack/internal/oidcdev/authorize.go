@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
@@ -394,14 +393,5 @@ func (i *Issuer) idToken(c authorizationCode, exp time.Time) (string, error) {
 	if c.nonce != "" {
 		b = b.Claim("nonce", c.nonce)
 	}
-	tok, err := b.Build()
-	if err != nil {
-		return "", fmt.Errorf("build id token: %w", err)
-	}
-	tok.Options().Enable(jwt.FlattenAudience)
-	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), i.signer))
-	if err != nil {
-		return "", fmt.Errorf("sign id token: %w", err)
-	}
-	return string(signed), nil
+	return i.sign(b)
 }

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
@@ -131,7 +130,7 @@ func (i *Issuer) clientCredentials(r *http.Request) (tokenResponse, error) {
 	now := i.now().Truncate(time.Second)
 	exp := now.Add(MachineTTL)
 	scope := scopeString(scopes)
-	tok, err := jwt.NewBuilder().
+	tok := jwt.NewBuilder().
 		Issuer(i.url).
 		Subject(client.ClientID).
 		Audience([]string{Audience}).
@@ -140,17 +139,12 @@ func (i *Issuer) clientCredentials(r *http.Request) (tokenResponse, error) {
 		Expiration(exp).
 		Claim(ClaimRoles, client.Roles).
 		Claim(ClaimClientID, client.ClientID).
-		Claim(ClaimScope, scope).
-		Build()
+		Claim(ClaimScope, scope)
+	signed, err := i.sign(tok)
 	if err != nil {
-		return tokenResponse{}, fmt.Errorf("build token: %w", err)
+		return tokenResponse{}, err
 	}
-	tok.Options().Enable(jwt.FlattenAudience)
-	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), i.signer))
-	if err != nil {
-		return tokenResponse{}, fmt.Errorf("sign token: %w", err)
-	}
-	return tokenResponse{accessToken: string(signed), scope: scope, expires: exp}, nil
+	return tokenResponse{accessToken: signed, scope: scope, expires: exp}, nil
 }
 
 // token serves POST /token, the OAuth token endpoint. It grants client_credentials to the

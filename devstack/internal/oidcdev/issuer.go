@@ -201,17 +201,26 @@ func (i *Issuer) Mint(name string, opts MintOptions) (string, time.Time, error) 
 		}
 		b = b.Claim(ClaimProxyGrants, grants)
 	}
+	signed, err := i.sign(b)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return signed, exp, nil
+}
+
+// sign builds and signs a token with the issuer's key. Its aud is a plain string, as most
+// identity providers send a single audience.
+func (i *Issuer) sign(b *jwt.Builder) (string, error) {
 	tok, err := b.Build()
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("build token: %w", err)
+		return "", fmt.Errorf("build token: %w", err)
 	}
-	// aud as the plain string "securemsg", as most identity providers send a single audience.
 	tok.Options().Enable(jwt.FlattenAudience)
 	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), i.signer))
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+		return "", fmt.Errorf("sign token: %w", err)
 	}
-	return string(signed), exp, nil
+	return string(signed), nil
 }
 
 // Handler serves discovery, the JWKS and the dev-only mint endpoint:
