@@ -358,25 +358,42 @@ func (s *Stack) MachineToken(ctx context.Context, clientID string) (string, erro
 	if err != nil {
 		return "", fmt.Errorf("secret of %s: %w", clientID, err)
 	}
-	form := url.Values{"grant_type": {"client_credentials"}}
+	tok, err := s.postToken(ctx, url.Values{"grant_type": {"client_credentials"}}, func(req *http.Request) {
+		req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(strings.TrimSpace(string(secret))))
+	})
+	if err != nil {
+		return "", fmt.Errorf("client credentials for %s: %w", clientID, err)
+	}
+	return tok.AccessToken, nil
+}
+
+// issuedTokens is the issuer's answer at its token endpoint.
+type issuedTokens struct {
+	AccessToken string `json:"access_token"`
+	IDToken     string `json:"id_token"`
+}
+
+// postToken posts form to the issuer's token endpoint (authenticate adds the client's
+// credentials, if it has any) and reads the tokens of the answer.
+func (s *Stack) postToken(ctx context.Context, form url.Values, authenticate func(*http.Request)) (issuedTokens, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.IssuerURL()+"/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", err
+		return issuedTokens{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(strings.TrimSpace(string(secret))))
+	if authenticate != nil {
+		authenticate(req)
+	}
 	body, code, err := httpDo(req)
 	if err != nil || code != http.StatusOK {
 		// The body of a refusal is an OAuth error code and description, never a secret.
-		return "", fmt.Errorf("client credentials for %s: status %d %v: %s", clientID, code, err, body)
+		return issuedTokens{}, fmt.Errorf("token endpoint status %d %v: %s", code, err, body)
 	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
+	var tok issuedTokens
 	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.AccessToken == "" {
-		return "", fmt.Errorf("client credentials for %s: no access token in the answer", clientID)
+		return issuedTokens{}, fmt.Errorf("no access token in the token endpoint's answer")
 	}
-	return tok.AccessToken, nil
+	return tok, nil
 }
 
 // PortalClientID and PortalRedirectURI are the browser client the dev issuer registers for the
@@ -426,21 +443,12 @@ func (s *Stack) SignIn(ctx context.Context, user, scope string) (string, error) 
 		"grant_type": {"authorization_code"}, "client_id": {PortalClientID}, "redirect_uri": {PortalRedirectURI},
 		"code": {back.Get("code")}, "code_verifier": {verifier},
 	}
-	req, err = http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.IssuerURL()+"/token", strings.NewReader(exchange.Encode()))
+	tok, err := s.postToken(ctx, exchange, nil)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("sign in %s: code exchange: %w", user, err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	body, code, err := httpDo(req)
-	if err != nil || code != http.StatusOK {
-		return "", fmt.Errorf("sign in %s: code exchange status %d %v: %s", user, code, err, body)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-		IDToken     string `json:"id_token"`
-	}
-	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.AccessToken == "" || tok.IDToken == "" {
-		return "", fmt.Errorf("sign in %s: no access and ID token in the answer", user)
+	if tok.IDToken == "" {
+		return "", fmt.Errorf("sign in %s: no ID token in the answer", user)
 	}
 	return tok.AccessToken, nil
 }
