@@ -12,15 +12,19 @@ import (
 // browserMethods is the browser surface: the rpcs the HTTP edge (package httpedge: Connect,
 // gRPC-Web, REST) routes; every other method is not found there. It is every rpc a patient,
 // proxy, clinician or staff member may call at all — the people a portal frontend signs in —
-// and so includes audit's GetAccessReport (a patient's own access report).
+// and so includes audit's GetAccessReport (a patient's own access report) — and the auditor's
+// console: the three read-only audit rpcs an auditor needs to search the log and see whether it
+// verifies (QueryAuditEvents, VerifyRange, GetLatestCheckpoint). The log holds ids and codes
+// only, never content, and every query is itself audited; the auditor signs in through the same
+// identity provider as everyone else, with MFA, which these rpcs require.
 //
 // Left off on purpose, reached over native gRPC only: the service-to-service rpcs
 // (CheckMessageAccess, BindAttachment, PurgeAttachments: their callers present an mTLS service
 // identity, which no browser has) and the admin and auditor rpcs (SetLegalHold,
 // UpdatePoolSettings, RunRetentionPurge, CreatePool, UpdatePool, SetPoolMember, RemovePoolMember,
 // ListClientApps, RegisterClientApp, UpdateClientApp, ListPeople, GetPerson, ProvisionPerson,
-// SetPersonStatus, ListTemplates, UpdateTemplate and the audit log rpcs
-// other than GetAccessReport), which securemsgctl and operator tools call; keeping them off the
+// SetPersonStatus, ListTemplates, UpdateTemplate, and the bulk and proof audit rpcs:
+// ExportAuditEvents, GetInclusionProof, GetConsistencyProof), which securemsgctl and operator tools call; keeping them off the
 // public edge keeps them off the internet-facing ingress too. TestBrowserSurfaceMatchesPolicies
 // checks the list against the policies' rpc matrix in both directions, so a new rpc a portal
 // user may call must be listed here, and a method listed here must be callable by one.
@@ -67,6 +71,9 @@ var browserMethods = []string{
 	notificationv1.NotificationService_ListDeliveries_FullMethodName,
 
 	auditv1.AuditService_GetAccessReport_FullMethodName,
+	auditv1.AuditService_QueryAuditEvents_FullMethodName,
+	auditv1.AuditService_VerifyRange_FullMethodName,
+	auditv1.AuditService_GetLatestCheckpoint_FullMethodName,
 }
 
 // browserSurface indexes browserMethods for the per-request check.
