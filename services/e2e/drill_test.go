@@ -64,14 +64,22 @@ func TestDrill(t *testing.T) {
 	ctx := t.Context()
 	ok("stack in %s", e.s.Dir())
 
-	step("write %d threads, each with a scanned attachment and two replies", *drillThreads)
+	// The pool's settings say whether each new thread gets its automatic reply (a system
+	// message right after the patient's first); the drill reads it back like any other.
+	var autoReplyOn bool
+	if err := e.db.QueryRow(ctx, `SELECT coalesce((SELECT auto_reply_enabled FROM messaging.pool_settings WHERE pool_id = $1), false)`,
+		pool).Scan(&autoReplyOn); err != nil {
+		fail("read %s's settings: %v", pool, err)
+	}
+	step("write %d threads, each with a scanned attachment and two replies (auto-reply enabled in %s: %t)", *drillThreads, pool, autoReplyOn)
 	type sample struct {
 		subject    string
-		bodies     []string
+		messages   []drillMessage
 		attachment string
 		file       []byte
 	}
 	samples := map[string]*sample{}
+	autoReplies := 0
 	for i := range *drillThreads {
 		file := samplePDF(fmt.Sprintf("%s-%d", e.markers[3], i), (i+1)*24<<10)
 		a, err := e.upload(ctx, file, 16<<10, nil)
@@ -85,12 +93,25 @@ func TestDrill(t *testing.T) {
 		if err != nil {
 			fail("CreateThread: %v", err)
 		}
-		sm := &sample{subject: "question " + e.markers[0], bodies: []string{"body " + e.markers[1]}, attachment: a.GetAttachmentId(), file: file}
+		sm := &sample{subject: "question " + e.markers[0], messages: []drillMessage{{body: "body " + e.markers[1]}}, attachment: a.GetAttachmentId(), file: file}
+		switch auto := e.ackedThreads()[thread]; {
+		case autoReplyOn && auto == nil:
+			fail("CreateThread(%s) answered no auto-reply; want one, as %s's settings enable it", thread, pool)
+		case !autoReplyOn && auto != nil:
+			fail("CreateThread(%s) answered auto-reply %s; want none, as %s's settings disable it", thread, auto.GetMessageId(), pool)
+		case auto != nil:
+			if !auto.GetAutoReply() || auto.GetBody() == "" {
+				fail("CreateThread(%s) answered auto-reply %s with auto_reply %t and %d bytes of body; want a flagged, non-empty one",
+					thread, auto.GetMessageId(), auto.GetAutoReply(), len(auto.GetBody()))
+			}
+			sm.messages = append(sm.messages, drillMessage{body: auto.GetBody(), autoReply: true})
+			autoReplies++
+		}
 		for _, user := range []string{"clinician", "patient"} {
 			if _, err := e.send(ctx, user, thread, uuid.NewString()); err != nil {
 				fail("SendMessage as %s: %v", user, err)
 			}
-			sm.bodies = append(sm.bodies, "reply "+e.markers[1])
+			sm.messages = append(sm.messages, drillMessage{body: "reply " + e.markers[1]})
 		}
 		samples[thread] = sm
 	}
@@ -102,7 +123,7 @@ func TestDrill(t *testing.T) {
 		fail("VerifyRange before the backup = %v, %v; want ok", oldVerify, err)
 	}
 	oldSize := oldVerify.GetVerifiedCount()
-	ok("%d threads, %d attachments; audit log of %d records verifies", len(samples), len(samples), oldSize)
+	ok("%d threads, %d attachments, %d auto-replies; audit log of %d records verifies", len(samples), len(samples), autoReplies, oldSize)
 
 	step("back up: pg_dump of schemas %v, then mirror the bucket", drillSchemas)
 	bin, err := privstack.PostgresBinDir()
@@ -182,19 +203,19 @@ func TestDrill(t *testing.T) {
 		if err != nil {
 			fail("GetThread(%s) after restore: %v", thread, err)
 		}
-		var bodies []string
+		var messages []drillMessage
 		for _, m := range got.GetMessages() {
-			bodies = append(bodies, m.GetBody())
+			messages = append(messages, drillMessage{body: m.GetBody(), autoReply: m.GetAutoReply()})
 		}
-		if got.GetThread().GetSubject() != want.subject || !slices.Equal(bodies, want.bodies) {
-			fail("GetThread(%s) after restore: subject %q, bodies %q; want %q, %q", thread, got.GetThread().GetSubject(), bodies, want.subject, want.bodies)
+		if got.GetThread().GetSubject() != want.subject || !slices.Equal(messages, want.messages) {
+			fail("GetThread(%s) after restore: subject %q, messages %+v; want %q, %+v", thread, got.GetThread().GetSubject(), messages, want.subject, want.messages)
 		}
 		file, err := e.download(ctx, "patient", want.attachment)
 		if err != nil || !bytes.Equal(file, want.file) {
 			fail("DownloadAttachment(%s) after restore = %d bytes, %v; want the %d bytes uploaded", want.attachment, len(file), err, len(want.file))
 		}
 	}
-	ok("%d threads (subject and every body) and %d attachments read back identical", len(samples), len(samples))
+	ok("%d threads (subject and every body, %d auto-replies among them) and %d attachments read back identical", len(samples), autoReplies, len(samples))
 
 	step("the audit log continues across the restore")
 	old, err := e.audit.VerifyRange(e.as(ctx, "auditor"), &auditv1.VerifyRangeRequest{FromSequence: 1, ToSequence: oldSize})
@@ -231,6 +252,13 @@ func TestDrill(t *testing.T) {
 	}
 	ok("no PHI marker in any column of %s", restoredDB)
 	fmt.Printf("\ndrill passed in %s.\n", time.Since(began).Round(time.Millisecond))
+}
+
+// drillMessage is what the drill compares of a message across the restore: its body, byte for
+// byte, and whether it is the pool's automatic reply (whose body the CreateThread answer gave).
+type drillMessage struct {
+	body      string
+	autoReply bool
 }
 
 // mirrorBucket copies every object of src into dst (created if missing) through the client,

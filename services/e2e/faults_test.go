@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
@@ -72,8 +75,8 @@ func (e *env) sendRetrying(ctx context.Context, user, thread string, within time
 }
 
 // TestFaultNATSRestart stops NATS in the middle of a burst of sends and starts it again: every
-// acknowledged send's message.created event reaches the events stream exactly once, and every
-// audit record reaches the audit log.
+// acknowledged send's message.created event, and every auto-reply's, reaches the events stream
+// exactly once, and every audit record reaches the audit log.
 func TestFaultNATSRestart(t *testing.T) {
 	e := newEnv(t, messagingOnly)
 	ctx := t.Context()
@@ -143,55 +146,66 @@ func TestFaultNATSRestart(t *testing.T) {
 		t.Fatalf("sends failed for good: %v", errors.Join(sendErr...))
 	}
 
-	// Count message.created events per message id on the events stream.
+	// Count message.created events per message id on the events stream: one for each
+	// acknowledged send and one for each of the pool's automatic replies (the warm-up thread's),
+	// which are told apart by the column the messages table stores them with.
 	acked := e.acked()
-	counts, err := eventCounts(ctx, e.s.NATSURL(), len(acked))
+	autoReplies, err := e.storedAutoReplies(ctx)
+	if err != nil {
+		t.Fatalf("read the stored auto-replies: %v", err)
+	}
+	want := slices.Concat(slices.Collect(maps.Keys(acked)), slices.Collect(maps.Keys(autoReplies)))
+	counts, autoCounts, err := eventCounts(ctx, e.s.NATSURL(), want)
 	if err != nil {
 		t.Fatalf("read the events stream: %v", err)
 	}
 	lost, dup := 0, 0
-	for id := range acked {
+	for _, id := range want {
+		_, auto := autoReplies[id]
 		switch n := counts[id]; {
 		case n == 0:
 			lost++
-			t.Errorf("message %s: no message.created event on the stream", id)
+			t.Errorf("message %s (auto-reply %t): no message.created event on the stream", id, auto)
 		case n > 1:
 			dup++
-			t.Errorf("message %s: %d message.created events on the stream, want 1", id, n)
+			t.Errorf("message %s (auto-reply %t): %d message.created events on the stream, want 1", id, auto, n)
+		case (autoCounts[id] == 1) != auto:
+			t.Errorf("message %s: message.created event on the stream has auto_reply %t, want %t (messages.auto_reply)", id, autoCounts[id] == 1, auto)
 		}
 	}
 	for id, n := range counts {
-		if _, ok := acked[id]; !ok {
-			t.Errorf("message.created event (x%d) for %s, which was never acknowledged", n, id)
+		_, ok := acked[id]
+		if _, auto := autoReplies[id]; !ok && !auto {
+			t.Errorf("message.created event (x%d) for %s, which was never acknowledged and is no stored auto-reply", n, id)
 		}
 	}
-	t.Logf("%d acknowledged sends: %d lost, %d duplicated events", len(acked), lost, dup)
+	t.Logf("%d acknowledged sends and %d auto-replies: %d lost, %d duplicated events", len(acked), len(autoReplies), lost, dup)
 	// Audit records the audit consumer had been sent when NATS stopped come back after its
 	// AckWait (15 s, services/audit/internal/ports/nats.go): allow for it.
 	e.drainWithin = 45 * time.Second
 	e.reconcile(t, 0)
 }
 
-// eventCounts reads the events stream's message.created events until want distinct message
-// ids were seen (or 60s passed: the outbox relay backs off up to 30s while NATS is away) and
-// counts them per message id.
-func eventCounts(ctx context.Context, url string, want int) (map[string]int, error) {
+// eventCounts reads the events stream's message.created events until each message id of want
+// was seen (or 60s passed: the outbox relay backs off up to 30s while NATS is away) and counts
+// them per message id: all of them, and those flagged auto_reply.
+func eventCounts(ctx context.Context, url string, want []string) (counts, autoCounts map[string]int, err error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	counts := map[string]int{}
+	counts, autoCounts = map[string]int{}, map[string]int{}
 	var seq uint64
 	cons, err := js.OrderedConsumer(ctx, "SECUREMSG_EVENTS", jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"securemsg.events.message.created.>"},
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	err = eventually(ctx, 60*time.Second, 250*time.Millisecond, func(ctx context.Context) error {
 		for {
@@ -217,17 +231,33 @@ func eventCounts(ctx context.Context, url string, want int) (map[string]int, err
 					return fmt.Errorf("decode event %d: %w", seq, err)
 				}
 				counts[ev.GetMessageId()]++
+				if ev.GetAutoReply() {
+					autoCounts[ev.GetMessageId()]++
+				}
 			}
 			if err := batch.Error(); err != nil {
 				return err
 			}
 		}
-		if len(counts) < want {
-			return fmt.Errorf("%d of %d messages' events on the stream", len(counts), want)
+		if missing := slices.DeleteFunc(slices.Clone(want), func(id string) bool { return counts[id] > 0 }); len(missing) > 0 {
+			return fmt.Errorf("%d of %d messages' events on the stream", len(want)-len(missing), len(want))
 		}
 		return nil
 	})
-	return counts, err
+	return counts, autoCounts, err
+}
+
+// storedAutoReplies returns the pool's automatic replies stored (messages.auto_reply): message
+// id → thread id.
+func (e *env) storedAutoReplies(ctx context.Context) (map[string]string, error) {
+	rows, err := e.db.Query(ctx, `SELECT id::text, thread_id::text FROM messaging.messages WHERE auto_reply`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	var id, thread string
+	_, err = pgx.ForEachRow(rows, []any{&id, &thread}, func() error { out[id] = thread; return nil })
+	return out, err
 }
 
 // TestFaultVaultDown stops the Transit server: a thread whose DEK is cached can still be read

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -44,7 +45,11 @@ type env struct {
 
 	mu       sync.Mutex
 	messages map[string]string // acknowledged message id → thread id
-	uploads  map[string]upload // acknowledged attachment id → who uploaded what
+	// threads maps each acknowledged thread id to the pool's automatic reply its CreateThread
+	// answer carried (nil when it carried none). Auto-replies are system messages, not in
+	// messages: nobody wrote them.
+	threads map[string]*messagingv1.Message
+	uploads map[string]upload // acknowledged attachment id → who uploaded what
 
 	db       *pgxpool.Pool
 	baseline map[string]usage
@@ -73,7 +78,7 @@ func newEnv(t *testing.T, opts privstack.Options) *env {
 	e := &env{
 		t: t, s: s, tokens: map[string]string{},
 		markers:  []string{"PHI-SUBJ-" + id, "PHI-BODY-" + id, "PHI-FILE-" + id, "PHI-BYTES-" + id},
-		messages: map[string]string{}, uploads: map[string]upload{},
+		messages: map[string]string{}, threads: map[string]*messagingv1.Message{}, uploads: map[string]upload{},
 	}
 	e.messaging = messagingv1.NewMessagingServiceClient(s.Conn(t, "messaging"))
 	if s.Service("attachment") != nil {
@@ -97,8 +102,8 @@ func (e *env) as(ctx context.Context, user string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+e.tokens[user])
 }
 
-// createThread writes a thread as the patient, with the subject and body markers. The ids are
-// recorded only when the service acknowledged the write.
+// createThread writes a thread as the patient, with the subject and body markers. The ids (and
+// the auto-reply the answer carried) are recorded only when the service acknowledged the write.
 func (e *env) createThread(ctx context.Context, attachmentIDs ...string) (threadID, messageID string, err error) {
 	return e.createThreadWith(ctx, uuid.NewString(), attachmentIDs...)
 }
@@ -113,9 +118,8 @@ func (e *env) createThreadWith(ctx context.Context, crid string, attachmentIDs .
 	if err != nil {
 		return "", "", err
 	}
-	threadID, messageID = resp.GetThread().GetThreadId(), resp.GetMessage().GetMessageId()
-	e.ack(messageID, threadID)
-	return threadID, messageID, nil
+	e.ackThread(resp)
+	return resp.GetThread().GetThreadId(), resp.GetMessage().GetMessageId(), nil
 }
 
 // send posts a reply to threadID as user with the given client request id (a retry with the
@@ -138,15 +142,29 @@ func (e *env) ack(messageID, threadID string) {
 	e.messages[messageID] = threadID
 }
 
+// ackThread records an acknowledged CreateThread: its first message and the auto-reply the
+// answer carried, if any.
+func (e *env) ackThread(resp *messagingv1.CreateThreadResponse) {
+	threadID := resp.GetThread().GetThreadId()
+	e.ack(resp.GetMessage().GetMessageId(), threadID)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.threads[threadID] = resp.GetAutoReply()
+}
+
 // acked returns a copy of the acknowledged messages.
 func (e *env) acked() map[string]string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make(map[string]string, len(e.messages))
-	for k, v := range e.messages {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(e.messages)
+}
+
+// ackedThreads returns a copy of the acknowledged threads with the auto-reply each
+// CreateThread answer carried.
+func (e *env) ackedThreads() map[string]*messagingv1.Message {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.threads)
 }
 
 // samplePDF is a small real PDF (type sniffing sees application/pdf) holding marker; pad

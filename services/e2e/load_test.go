@@ -176,7 +176,7 @@ func (e *env) patientClient(ctx context.Context, rec *recorder, user string, rng
 				})
 				if err == nil {
 					threads = append(threads, resp.GetThread().GetThreadId())
-					e.ack(resp.GetMessage().GetMessageId(), resp.GetThread().GetThreadId())
+					e.ackThread(resp)
 				}
 				return err
 			})

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
+	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
+	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 )
 
 // Tolerances of the growth check: a service may hold a few more goroutines (a reconnected
@@ -39,10 +42,12 @@ const (
 
 // reconcile checks, after a fault, the invariants issue 10 lists:
 //   - every acknowledged send and upload is stored (and no acknowledged upload is FAILED);
-//   - message, outbox and audit records match one to one: each message has exactly one
-//     message.created event in the messaging outbox and exactly one CREATE entry in the audit
-//     log; every audit record any outbox holds is in the audit log once; every outbox row
-//     was published;
+//   - message, outbox and audit records match one to one: each message someone wrote has
+//     exactly one message.created event in the messaging outbox and exactly one CREATE entry in
+//     the audit log; each of the pool's automatic replies (exactly one per thread whose pool
+//     enables them, after its first patient-side message) has exactly one message.created
+//     event and no CREATE entry (checkMessages); every audit record any outbox holds is in the
+//     audit log once; every outbox row was published;
 //   - no plaintext marker anywhere at rest: no text, bytea, array or json column of any schema,
 //     no raw MinIO object, and no file under the stack's folder (Postgres data and WAL, the
 //     JetStream store, MinIO's disks, mailpit's database, every log) holds one;
@@ -67,7 +72,8 @@ func (e *env) reconcile(t *testing.T, objectWindow time.Duration) {
 	} else {
 		t.Logf("reconcile: outboxes drained into the streams and the audit log after %s", time.Since(began).Round(time.Millisecond))
 	}
-	if err := e.checkMessages(ctx, acked); err != nil {
+	autoReplies, err := e.checkMessages(ctx, acked, e.ackedThreads())
+	if err != nil {
 		t.Errorf("reconcile: messages: %v", err)
 	}
 	if e.s.Service("attachment") != nil {
@@ -102,8 +108,8 @@ func (e *env) reconcile(t *testing.T, objectWindow time.Duration) {
 			t.Errorf("reconcile: growth: %v", err)
 		}
 	}
-	t.Logf("reconcile: %d acknowledged messages, %d uploads checked in %s",
-		len(acked), len(e.uploads), time.Since(began).Round(time.Millisecond))
+	t.Logf("reconcile: %d acknowledged messages, %d auto-replies, %d uploads checked in %s",
+		len(acked), autoReplies, len(e.uploads), time.Since(began).Round(time.Millisecond))
 }
 
 // outboxSchemas lists the schemas holding an outbox table.
@@ -143,70 +149,185 @@ func (e *env) outboxDrained(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// checkMessages matches messages, message.created events and CREATE audit entries one to one,
-// and finds every acknowledged message stored.
-func (e *env) checkMessages(ctx context.Context, acked map[string]string) error {
-	stored := map[string]bool{}
-	rows, err := e.db.Query(ctx, `SELECT id::text FROM messaging.messages`)
+// checkMessages matches messages, message.created events and CREATE audit entries, and finds
+// every acknowledged message stored:
+//   - a message someone wrote has exactly one message.created event in the messaging outbox,
+//     with auto_reply unset, and exactly one CREATE entry in the audit log;
+//   - the pool's automatic reply (messages.auto_reply) is a system message, with no sender and
+//     never acknowledged as anyone's write; it has exactly one message.created event, with
+//     auto_reply set, and no CREATE entry (services/messaging/internal/app/send.go,
+//     messageCreated: it is not audited as a person's write);
+//   - a thread has exactly one auto-reply, right after its first message from the patient's
+//     side, when its pool's settings enable auto-replies (messaging.pool_settings; no test
+//     changes them) and it has such a message, and none otherwise;
+//   - the auto-reply a CreateThread answer carried (or its absence) is what is stored;
+//   - every message.created event is of a stored message.
+//
+// It returns how many auto-replies are stored.
+func (e *env) checkMessages(ctx context.Context, acked map[string]string, threads map[string]*messagingv1.Message) (autoReplies int, err error) {
+	msgs, err := e.storedMessages(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	stored := map[string]storedMessage{}
+	ids := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		stored[m.id] = m
+		ids = append(ids, m.id)
+	}
+	autoReplyOn := map[string]bool{} // thread id → its pool's settings enable auto-replies
+	rows, err := e.db.Query(ctx, `SELECT t.id::text, coalesce(s.auto_reply_enabled, false)
+		FROM messaging.threads t LEFT JOIN messaging.pool_settings s USING (pool_id)`)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	for _, id := range ids {
-		stored[id] = true
+	var (
+		tid string
+		on  bool
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&tid, &on}, func() error { autoReplyOn[tid] = on; return nil }); err != nil {
+		return 0, err
 	}
 	events := map[string]int{}
+	autoEvents := map[string]int{} // of events, those flagged auto_reply
 	rows, err = e.db.Query(ctx, `SELECT payload FROM messaging.outbox WHERE subject LIKE 'securemsg.events.message.created.%'`)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	payloads, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, p := range payloads {
 		ev := &eventsv1.MessageCreated{}
 		if err := proto.Unmarshal(p, ev); err != nil {
-			return fmt.Errorf("decode a message.created event: %w", err)
+			return 0, fmt.Errorf("decode a message.created event: %w", err)
 		}
 		events[ev.GetMessageId()]++
+		if ev.GetAutoReply() {
+			autoEvents[ev.GetMessageId()]++
+		}
 	}
 	audits := map[string]int{}
 	rows, err = e.db.Query(ctx, `SELECT record_id, count(*) FROM audit.entries WHERE action = $1 AND record_id = ANY($2) GROUP BY 1`,
 		int16(eventsv1.Action_ACTION_CREATE), ids)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var (
 		rid string
 		n   int
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&rid, &n}, func() error { audits[rid] = n; return nil }); err != nil {
-		return err
+		return 0, err
 	}
 	var errs []error
 	for id := range acked {
-		if !stored[id] {
+		m, ok := stored[id]
+		switch {
+		case !ok:
 			errs = append(errs, fmt.Errorf("acknowledged message %s is not stored", id))
+		case m.autoReply:
+			errs = append(errs, fmt.Errorf("acknowledged message %s is stored as an auto-reply", id))
 		}
 	}
-	for _, id := range ids {
-		if events[id] != 1 {
-			errs = append(errs, fmt.Errorf("message %s has %d message.created outbox events, want 1", id, events[id]))
+	for _, m := range msgs {
+		wantAudits := 1
+		if m.autoReply {
+			wantAudits = 0
+			if m.sender != "" || m.role != commonv1.Role_ROLE_UNSPECIFIED {
+				errs = append(errs, fmt.Errorf("auto-reply %s has sender %q (role %v), want none", m.id, m.sender, m.role))
+			}
 		}
-		if audits[id] != 1 {
-			errs = append(errs, fmt.Errorf("message %s has %d CREATE audit entries, want 1", id, audits[id]))
+		if events[m.id] != 1 {
+			errs = append(errs, fmt.Errorf("message %s (auto-reply %t) has %d message.created outbox events, want 1", m.id, m.autoReply, events[m.id]))
+		} else if got := autoEvents[m.id] == 1; got != m.autoReply {
+			errs = append(errs, fmt.Errorf("message %s: message.created event has auto_reply %t, want %t (messages.auto_reply)", m.id, got, m.autoReply))
+		}
+		if audits[m.id] != wantAudits {
+			errs = append(errs, fmt.Errorf("message %s (auto-reply %t) has %d CREATE audit entries, want %d", m.id, m.autoReply, audits[m.id], wantAudits))
+		}
+	}
+	// Each thread's auto-replies and its first patient-side message (msgs are in seq order).
+	byThread, firstPatient := map[string][]storedMessage{}, map[string]int{}
+	for _, m := range msgs {
+		switch {
+		case m.autoReply:
+			byThread[m.thread] = append(byThread[m.thread], m)
+			autoReplies++
+		case patientSide(m.role) && firstPatient[m.thread] == 0:
+			firstPatient[m.thread] = m.seq
+		}
+	}
+	for thread, on := range autoReplyOn {
+		got, first := byThread[thread], firstPatient[thread]
+		want := 0
+		if on && first > 0 {
+			want = 1
+		}
+		switch {
+		case len(got) != want:
+			errs = append(errs, fmt.Errorf("thread %s has %d auto-replies, want %d (pool auto-reply enabled %t, first patient-side message at seq %d)",
+				thread, len(got), want, on, first))
+		case want == 1 && got[0].seq != first+1:
+			errs = append(errs, fmt.Errorf("thread %s: auto-reply %s at seq %d, want %d (right after the first patient-side message)",
+				thread, got[0].id, got[0].seq, first+1))
+		}
+	}
+	for thread, answered := range threads {
+		var got, want []string
+		for _, m := range byThread[thread] {
+			got = append(got, m.id)
+		}
+		if answered != nil {
+			want = []string{answered.GetMessageId()}
+			if !answered.GetAutoReply() {
+				errs = append(errs, fmt.Errorf("thread %s: CreateThread answered auto-reply %s without auto_reply set", thread, answered.GetMessageId()))
+			}
+		}
+		if !slices.Equal(got, want) {
+			errs = append(errs, fmt.Errorf("thread %s: stored auto-replies %v, want %v as CreateThread answered", thread, got, want))
 		}
 	}
 	for id := range events {
-		if !stored[id] {
+		if _, ok := stored[id]; !ok {
 			errs = append(errs, fmt.Errorf("message.created event for %s, which is not stored", id))
 		}
 	}
-	return errors.Join(errs...)
+	return autoReplies, errors.Join(errs...)
+}
+
+// storedMessage is a row of messaging.messages as reconcile sees it.
+type storedMessage struct {
+	id, thread string
+	seq        int
+	sender     string
+	role       commonv1.Role
+	autoReply  bool
+}
+
+// storedMessages reads every message, each thread's in seq order.
+func (e *env) storedMessages(ctx context.Context) ([]storedMessage, error) {
+	rows, err := e.db.Query(ctx, `SELECT id::text, thread_id::text, seq, sender_subject, sender_role, auto_reply
+		FROM messaging.messages ORDER BY thread_id, seq`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (storedMessage, error) {
+		var (
+			m    storedMessage
+			role int16
+		)
+		err := r.Scan(&m.id, &m.thread, &m.seq, &m.sender, &role, &m.autoReply)
+		m.role = commonv1.Role(role)
+		return m, err
+	})
+}
+
+// patientSide reports whether role writes for the patient (the patient or a proxy): a
+// thread's first such message is the one its pool's auto-reply answers.
+func patientSide(role commonv1.Role) bool {
+	return role == commonv1.Role_ROLE_PATIENT || role == commonv1.Role_ROLE_PROXY
 }
 
 // checkUploads finds every acknowledged upload stored in a visible state and byte-exact

@@ -48,14 +48,8 @@ func (s *Service) UpdatePoolSettings(ctx context.Context, p *auth.Principal, in 
 			return domain.PoolSettings{}, usererr.New(usererr.InvalidArgument, "UPDATE_MASK_FIELD_UNKNOWN", "update_mask names an unknown or read-only field")
 		}
 	}
-	if err := domain.CheckText("auto_reply_text", in.AutoReplyText, domain.MaxAutoReplyChars, false); err != nil {
+	if err := domain.CheckPoolSettings(in); err != nil {
 		return domain.PoolSettings{}, err
-	}
-	if err := domain.CheckText("emergency_disclaimer", in.EmergencyDisclaimer, domain.MaxDisclaimerChars, false); err != nil {
-		return domain.PoolSettings{}, err
-	}
-	if in.Turnaround < 0 {
-		return domain.PoolSettings{}, usererr.New(usererr.InvalidArgument, "FIELD_OUT_OF_RANGE", "turnaround_time must not be negative")
 	}
 	var want int64 = -1
 	if etag != "" {

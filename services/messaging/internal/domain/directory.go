@@ -16,10 +16,10 @@ import (
 )
 
 // DirectorySeed is what a deployment's directory starts from (SECUREMSG_DIRECTORY_BOOTSTRAP):
-// the client applications allowed to call, the care pools with their members, the people and
-// the proxy grants that exist before anyone uses the admin rpcs. Importing it adds what is
-// missing and never changes or removes what is stored, so it is safe on every start and an
-// administrator's later changes win.
+// the client applications allowed to call, the care pools with their members and settings, the
+// people and the proxy grants that exist before anyone uses the admin rpcs. Importing it adds
+// what is missing and never changes or removes what is stored, so it is safe on every start and
+// an administrator's later changes win.
 type DirectorySeed struct {
 	Apps    []SeedApp    `json:"apps"`
 	Pools   []SeedPool   `json:"pools"`
@@ -44,7 +44,24 @@ type SeedPool struct {
 	Name         string   `json:"name"`
 	Organisation string   `json:"organisation"`
 	PatientIDs   []string `json:"patient_ids"`
+	// Settings, when given, are the pool's patient-facing settings for as long as it has none
+	// stored: once the seed or UpdatePoolSettings has stored some, the stored ones win, so an
+	// administrator's change survives every restart with the same seed.
+	Settings *SeedPoolSettings `json:"settings,omitempty"`
 }
+
+// SeedPoolSettings are what UpdatePoolSettings sets, with the same limits. Turnaround is a Go
+// duration ("48h"); empty or zero means none.
+type SeedPoolSettings struct {
+	AutoReplyEnabled    bool   `json:"auto_reply_enabled"`
+	AutoReplyText       string `json:"auto_reply_text"`
+	Turnaround          string `json:"turnaround"`
+	EmergencyDisclaimer string `json:"emergency_disclaimer"`
+}
+
+// SeedSubject is whom pool settings the seed stored are updated by (UpdatedBySubject): the
+// "service:" prefix is refused in people's tokens, so no person can be taken for it.
+const SeedSubject = "service:messaging/directory-seed"
 
 // SeedMember puts a person in a pool: Role is CLINICIAN, STAFF or LEAD.
 type SeedMember struct {
@@ -75,13 +92,18 @@ func ParseDirectorySeed(b []byte) (DirectorySeed, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return DirectorySeed{}, fmt.Errorf("directory seed: %w", err)
+		return DirectorySeed{}, fmt.Errorf("directory seed: %s%w", poolOfDecodeError(b), err)
 	}
 	var errs []error
 	pools := map[string]bool{}
 	for _, p := range s.Pools {
 		if p.ID == "" || p.Name == "" {
 			errs = append(errs, errors.New("directory seed: a pool needs an id and a name"))
+		}
+		if p.Settings != nil {
+			if _, err := p.Settings.Values(p.ID); err != nil {
+				errs = append(errs, fmt.Errorf("directory seed: settings of pool %q: %w", p.ID, err))
+			}
 		}
 		pools[p.ID] = true
 	}
@@ -106,6 +128,46 @@ func ParseDirectorySeed(b []byte) (DirectorySeed, error) {
 		}
 	}
 	return s, errors.Join(errs...)
+}
+
+// poolOfDecodeError names the first pool that does not decode on its own ("pool %q: "), or is
+// "" when the fault is elsewhere: encoding/json names the field of an unknown or mistyped
+// value but not which of the pools holds it.
+func poolOfDecodeError(b []byte) string {
+	var loose struct{ Pools []json.RawMessage }
+	if json.Unmarshal(b, &loose) != nil {
+		return ""
+	}
+	for _, raw := range loose.Pools {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if dec.Decode(&SeedPool{}) != nil {
+			var id struct{ ID string }
+			_ = json.Unmarshal(raw, &id)
+			return fmt.Sprintf("pool %q: ", id.ID)
+		}
+	}
+	return ""
+}
+
+// Values are the settings to store for poolID, without their update time, author and version.
+func (s SeedPoolSettings) Values(poolID string) (PoolSettings, error) {
+	st := PoolSettings{PoolID: poolID, AutoReplyEnabled: s.AutoReplyEnabled, AutoReplyText: s.AutoReplyText,
+		EmergencyDisclaimer: s.EmergencyDisclaimer}
+	if s.Turnaround != "" {
+		d, err := time.ParseDuration(s.Turnaround)
+		switch {
+		case err != nil:
+			return PoolSettings{}, fmt.Errorf("turnaround %q is not a duration such as \"48h\"", s.Turnaround)
+		case d < 0:
+			return PoolSettings{}, fmt.Errorf("turnaround %q is negative", s.Turnaround)
+		case d%time.Second != 0:
+			// pool_settings keeps whole seconds: refuse rather than store less than was written.
+			return PoolSettings{}, fmt.Errorf("turnaround %q is not a whole number of seconds", s.Turnaround)
+		}
+		st.Turnaround = d
+	}
+	return st, CheckPoolSettings(st)
 }
 
 // KindValue is the app's kind as the directory's enum.

@@ -126,6 +126,21 @@ type PoolSettings struct {
 	Version             int64 // 0: never stored
 }
 
+// CheckPoolSettings checks the values of s that people write, so that UpdatePoolSettings and
+// the directory seed hold them to the same limits.
+func CheckPoolSettings(s PoolSettings) error {
+	if err := CheckText("auto_reply_text", s.AutoReplyText, MaxAutoReplyChars, false); err != nil {
+		return err
+	}
+	if err := CheckText("emergency_disclaimer", s.EmergencyDisclaimer, MaxDisclaimerChars, false); err != nil {
+		return err
+	}
+	if s.Turnaround < 0 {
+		return invalid("FIELD_OUT_OF_RANGE", "turnaround_time must not be negative")
+	}
+	return nil
+}
+
 // AutoReplyBody is the system message a pool's auto-reply posts: its text, the turnaround and
 // the emergency disclaimer, each when set.
 func (s PoolSettings) AutoReplyBody() string {

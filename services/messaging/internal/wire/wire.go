@@ -122,11 +122,13 @@ func seedDirectory(proc *daemon.Process, store *pgstore.Store, file string) erro
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	entries, err := store.SeedDirectory(ctx, seed, time.Now())
+	added, err := store.SeedDirectory(ctx, seed, time.Now())
 	if err != nil {
 		return fmt.Errorf("seed the directory from %s: %w", file, err)
 	}
-	proc.Logger.Info("directory seeded", "file", file, "entries_added", len(entries))
+	// Naming the pools whose settings came from the file tells an operator who edited the seed
+	// why the others did not change: stored settings are never overwritten.
+	proc.Logger.Info("directory seeded", "file", file, "entries_added", len(added.Entries), "pool_settings_added", added.PoolSettings)
 	return nil
 }
 

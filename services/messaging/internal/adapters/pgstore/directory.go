@@ -17,11 +17,21 @@ import (
 	"github.com/securemsg/securemsg/services/messaging/internal/domain"
 )
 
+// Seeded is what SeedDirectory added.
+type Seeded struct {
+	// Entries are the directory entries it put into the bucket.
+	Entries []proto.Message
+	// PoolSettings are the pools whose settings it stored.
+	PoolSettings []string
+}
+
 // SeedDirectory inserts what of seed is missing and puts the entries of every person and
 // application it touched into the directory bucket, in one commit; once committed it applies
-// those entries locally (WithDirectory) and returns them.
-func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, now time.Time) ([]proto.Message, error) {
+// those entries locally (WithDirectory). A pool's settings are stored when it has none, even
+// when the pool itself was there already, as updated by domain.SeedSubject.
+func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, now time.Time) (Seeded, error) {
 	var entries []proto.Message
+	var settings []string
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		touched := changes{}
 		for _, a := range seed.Apps {
@@ -47,6 +57,18 @@ func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, no
 					if _, err := tx.Exec(ctx, `INSERT INTO care_pool_patients (pool_id, patient_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.ID, patient); err != nil {
 						return err
 					}
+				}
+			}
+			if p.Settings != nil {
+				st, _ := p.Settings.Values(p.ID)
+				st.UpdatedAt, st.UpdatedBySubject = now, domain.SeedSubject
+				// Version 0 inserts only when no row exists, so stored settings are never changed.
+				_, added, err := savePoolSettings(ctx, tx, st, 0)
+				if err != nil {
+					return err
+				}
+				if added {
+					settings = append(settings, p.ID)
 				}
 			}
 		}
@@ -92,10 +114,10 @@ func (s *Store) SeedDirectory(ctx context.Context, seed domain.DirectorySeed, no
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return Seeded{}, err
 	}
 	s.applyDirectory(entries)
-	return entries, nil
+	return Seeded{Entries: entries, PoolSettings: settings}, nil
 }
 
 // changes names the directory entries a write touched.
