@@ -245,12 +245,20 @@ var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 <body><main><h1>Sign-in request refused</h1><p>{{.}}</p></main></body></html>
 `))
 
-func pageHeaders(w http.ResponseWriter) {
+// pageHeaders sets the issuer's page headers. redirectURI is the registered (already checked)
+// redirect URI a picker's form leads to, or "" for an error page.
+func pageHeaders(w http.ResponseWriter, redirectURI string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	// The picker runs no script and loads nothing; its form posts only back here.
-	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	// The picker runs no script and loads nothing; its form posts only back here. Browsers hold
+	// the redirect that answers the post to form-action as well, so the client's own origin is
+	// listed too: without it the pick could never reach the portal.
+	formAction := "'self'"
+	if u, err := url.Parse(redirectURI); err == nil && redirectURI != "" {
+		formAction += " " + u.Scheme + "://" + u.Host
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 }
@@ -260,7 +268,7 @@ func pageHeaders(w http.ResponseWriter) {
 func (i *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
-		pageHeaders(w)
+		pageHeaders(w, "")
 		w.WriteHeader(http.StatusBadRequest)
 		_ = errorPage.Execute(w, "the request is not a form")
 		return
@@ -271,7 +279,7 @@ func (i *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	req, pageErr, redirectErr := i.parseAuthorize(form)
 	if pageErr != "" {
-		pageHeaders(w)
+		pageHeaders(w, "")
 		w.WriteHeader(http.StatusBadRequest)
 		_ = errorPage.Execute(w, string(pageErr))
 		return
@@ -291,7 +299,7 @@ func (i *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
 		for _, n := range UserNames() {
 			users = append(users, Users[n])
 		}
-		pageHeaders(w)
+		pageHeaders(w, req.RedirectURI)
 		_ = pickerPage.Execute(w, map[string]any{"Params": params, "Users": users})
 		return
 	}

@@ -104,8 +104,11 @@ func TestAuthorizationCodeWithPKCE(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") {
-		t.Fatalf("picker = %d, CSP %q", resp.StatusCode, resp.Header.Get("Content-Security-Policy"))
+	// The pick's answer redirects to the portal, which browsers check against form-action too:
+	// the portal's origin must be listed, and nothing else besides the issuer.
+	const wantCSP = "default-src 'none'; form-action 'self' http://127.0.0.1:8080; frame-ancestors 'none'; base-uri 'none'"
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Security-Policy") != wantCSP {
+		t.Fatalf("picker = %d, CSP %q, want %q", resp.StatusCode, resp.Header.Get("Content-Security-Policy"), wantCSP)
 	}
 	for _, name := range UserNames() {
 		if !strings.Contains(string(page), `data-user="`+name+`"`) {
