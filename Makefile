@@ -14,7 +14,7 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: up
-up: ## Install (first run) and start the dev stack and the four services; print the endpoints.
+up: ## Install (first run) and start the dev stack, the four services and the reference portal (127.0.0.1:8080); print the endpoints.
 	scripts/stack.sh up
 
 .PHONY: down
@@ -30,11 +30,11 @@ test: ## Bring the stack up if needed and run every check and every module's tes
 	scripts/test.sh
 
 .PHONY: generate
-generate: ## Regenerate gen/ from proto/ from scratch with the pinned buf and plugins.
+generate: ## Regenerate gen/ and web/portal/src/gen (TypeScript) from proto/ from scratch with the pinned buf and plugins.
 	scripts/generate.sh
 
 .PHONY: check-generate
-check-generate: ## Fail when gen/ is stale against proto/.
+check-generate: ## Fail when gen/ or web/portal/src/gen is stale against proto/.
 	scripts/generate.sh --check
 
 .PHONY: lint

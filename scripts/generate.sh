@@ -9,7 +9,8 @@
 #                                 HTTP mapping: every google.api.http route REF has must still be
 #                                 there, unchanged; passes trivially while REF has no proto/ yet
 #
-# Besides the Go code, generation writes the OpenAPI v3 document of every service with HTTP
+# Besides the Go code, generation writes the reference portal's TypeScript (protoc-gen-es, the npm
+# package pinned in web/portal/package.json; proto/buf.gen.es.yaml) to web/portal/src/gen, and the OpenAPI v3 document of every service with HTTP
 # routes (protoc-gen-openapi, converted to JSON) to gen/openapi/<full service name>.json and the
 # Go package gen/openapi that embeds them, so each service's HTTP edge can serve its own.
 #
@@ -28,6 +29,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export SECUREMSG_ROOT=$ROOT
 # shellcheck source=lib/tools.sh
 source "$ROOT/scripts/lib/tools.sh"
+# shellcheck source=lib/portal.sh
+source "$ROOT/scripts/lib/portal.sh"
 
 die() { echo "generate.sh: $*" >&2; exit 1; }
 
@@ -80,6 +83,9 @@ install_tools() {
     p=$(tool_path "$t") || die "cannot install pinned $t"
     PATH="$(dirname "$p"):$PATH"
   done
+  # protoc-gen-es is an npm package: the portal's own pinned dependencies provide it.
+  portal_deps || die "cannot install the portal's npm dependencies (web/portal)"
+  PATH="$ROOT/web/portal/node_modules/.bin:$PATH"
   export PATH
   BUF=$(tool_path buf)
   GOJQ=$(tool_path gojq)
@@ -90,8 +96,10 @@ install_tools() {
 generate_in() {
   local dir=$1
   fetch_proto_deps "$dir"
-  rm -rf "$dir/gen/securemsg" "$dir/gen/openapi" "$dir/proto/.tmp/openapi"
+  rm -rf "$dir/gen/securemsg" "$dir/gen/openapi" "$dir/proto/.tmp/openapi" "$dir/web/portal/src/gen"
   (cd "$dir/proto" && "$BUF" generate)
+  (cd "$dir/proto" && "$BUF" generate --template buf.gen.es.yaml)
+  [[ -d $dir/web/portal/src/gen/securemsg ]] || die "buf generate produced nothing in $dir/web/portal/src/gen"
   [[ -d $dir/gen/securemsg ]] || die "buf generate produced nothing in $dir/gen/securemsg"
   write_package_docs "$dir/gen/securemsg"
   write_openapi "$dir/proto/.tmp/openapi" "$dir/gen/openapi"
@@ -160,7 +168,7 @@ GO
 cmd_generate() {
   install_tools
   generate_in "$ROOT"
-  echo "generated $(find "$ROOT/gen/securemsg" -name '*.go' | wc -l) files under gen/securemsg"
+  echo "generated $(find "$ROOT/gen/securemsg" -name '*.go' | wc -l) files under gen/securemsg, $(find "$ROOT/web/portal/src/gen" -name '*.ts' | wc -l) under web/portal/src/gen"
 }
 
 cmd_check() {
@@ -183,7 +191,13 @@ cmd_check() {
       exit 1
     fi
   done
-  echo "gen/ is up to date with proto/"
+  if ! diff -r "$tmp/web/portal/src/gen" "$ROOT/web/portal/src/gen" >"$tmp/diff.txt"; then
+    echo "generate.sh: web/portal/src/gen is stale against proto/; run 'make generate' and commit the result." >&2
+    echo "differences (expected <, committed >):" >&2
+    head -n 40 "$tmp/diff.txt" >&2
+    exit 1
+  fi
+  echo "gen/ and web/portal/src/gen are up to date with proto/"
 }
 
 cmd_lint() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local dev stack: real dependencies as plain processes on 127.0.0.1, no Docker.
 #
-#   scripts/stack.sh up       install (first run) and start everything, then the four services
+#   scripts/stack.sh up       install (first run) and start everything, then the four services and
+#                             the reference portal on http://127.0.0.1:8080 (built with npm first)
 #   scripts/stack.sh status   print every endpoint with its health; non-zero if anything is down
 #   scripts/stack.sh down     stop what `up` started; never the machine's Postgres
 #   scripts/stack.sh env      print `export SECUREMSG_TEST_...` lines for the tests (testkit)

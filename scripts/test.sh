@@ -30,6 +30,9 @@ go test -race -count=1 -timeout 25m "${modules[@]}" 2>&1 | tee .tmp/go-test.log
 passed=$(grep -c '^ok ' .tmp/go-test.log || true)
 failed=$(grep -c '^FAIL' .tmp/go-test.log || true)
 
+step "the reference portal's stories in a real browser (web/portal, scripts/portal-test.sh)"
+scripts/portal-test.sh 2>&1 | tee .tmp/portal-test.log
+
 if [ "${CI:-}" = "true" ]; then
   step "fuzz targets, briefly"
   scripts/fuzz.sh "${SECUREMSG_CI_FUZZTIME:-5s}"

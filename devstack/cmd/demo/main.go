@@ -48,7 +48,7 @@ import (
 type options struct {
 	issuer, certs, natsURL, mailAPI      string
 	messaging, attachment, notify, audit string
-	pool                                 string
+	pool, portal                         string
 	timeout                              time.Duration
 }
 
@@ -63,6 +63,7 @@ func main() {
 	flag.StringVar(&o.notify, "notification", "127.0.0.1:7003", "notification service")
 	flag.StringVar(&o.audit, "audit", "127.0.0.1:7004", "audit service")
 	flag.StringVar(&o.pool, "pool", "pool-cardiology", "the care pool the patient writes to")
+	flag.StringVar(&o.portal, "portal", "http://127.0.0.1:8080", "the reference portal (printed at the end)")
 	flag.DurationVar(&o.timeout, "timeout", 90*time.Second, "the whole demo's deadline")
 	flag.Parse()
 
@@ -80,6 +81,13 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println("\nevery step held.")
+	fmt.Printf(`
+the same, in a browser: open %s (the reference portal, web/portal) and sign in at the dev
+issuer's picker as patient, proxy, teen, clinician or auditor; use a second browser profile or
+a private window for a second person. The services' edges use the dev CA: trust
+%s in that browser first, or open https://127.0.0.1:8441/openapi.json once and accept
+its certificate (repeat for :8442-:8444). Alerts arrive in mailpit, %s.
+`, o.portal, filepath.Join(o.certs, "ca.pem"), o.mailAPI)
 }
 
 // demo holds the connections and what the steps learn from each other.

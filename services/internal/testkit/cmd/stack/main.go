@@ -1,6 +1,7 @@
 // Command stack runs the local dev stack (package supervisor, in its detached, fixed-port mode):
 //
-//	stack up       install (first run) and start everything, then the four services
+//	stack up       install (first run) and start everything, then the four services and the
+//	               reference portal (built with npm first)
 //	stack status   print every endpoint with its health; exit 1 if anything is down
 //	stack down     stop what `up` started; never the machine's Postgres
 //	stack env      print `export SECUREMSG_TEST_...` lines for the tests (testkit.LoadStack)

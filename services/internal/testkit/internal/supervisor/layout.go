@@ -19,9 +19,12 @@ var Services = []string{"messaging", "attachment", "notification", "audit"}
 var Dependencies = []string{"postgres", "nats", "vault", "minio", "clamd", "mailpit"}
 
 // Ports is where every component of a stack listens, on 127.0.0.1. A zero port is not opened
-// (NATSMonitor in private stacks).
+// (NATSMonitor and Portal in private stacks).
 type Ports struct {
 	Postgres, NATS, NATSMonitor, Vault, MinIO, MinIOConsole, Clamd, SMTP, MailHTTP, OIDC int
+	// Portal is the reference portal's server (devstack/cmd/portal), which only the dev stack
+	// runs; its origin is the one the dev issuer registers the portal's redirect URI under.
+	Portal int
 	// GRPC, HTTP and Metrics are each service's gRPC listener, browser edge (Connect,
 	// gRPC-Web, REST) and Prometheus endpoint.
 	GRPC, HTTP, Metrics map[string]int
@@ -31,18 +34,21 @@ type Ports struct {
 // defaults (testkit.LoadStack) name. NATS is on 4223: the machine's Debian nats-server on 4222
 // (2.9) lacks what the suite relies on (consumers with several filter subjects, per-server
 // sync_interval always). Prometheus /metrics and the browser edge sit beside each gRPC port:
-// 7001 -> 9101 and 8441, ...
+// 7001 -> 9101 and 8441, ... The portal is on 8080, where the dev issuer's default redirect URI
+// for it points (oidcdev.DefaultPortalRedirectURI).
 func DevPorts() Ports {
 	p := Ports{Postgres: 5432, NATS: 4223, NATSMonitor: 8223, Vault: 8200, MinIO: 9000, MinIOConsole: 9001,
-		Clamd: 3310, SMTP: 1025, MailHTTP: 8025, OIDC: 8400, GRPC: map[string]int{}, HTTP: map[string]int{}, Metrics: map[string]int{}}
+		Clamd: 3310, SMTP: 1025, MailHTTP: 8025, OIDC: 8400, Portal: 8080,
+		GRPC: map[string]int{}, HTTP: map[string]int{}, Metrics: map[string]int{}}
 	for i, svc := range Services {
 		p.GRPC[svc], p.HTTP[svc], p.Metrics[svc] = 7001+i, 8441+i, 9101+i
 	}
 	return p
 }
 
-// RandomPorts picks a free port for every component (no NATS monitor). A port is only picked,
-// not held: a component that loses it to another process fails to start with a clear error.
+// RandomPorts picks a free port for every component (no NATS monitor, no portal: private stacks
+// run neither). A port is only picked, not held: a component that loses it to another process
+// fails to start with a clear error.
 func RandomPorts() (Ports, error) {
 	p := Ports{GRPC: map[string]int{}, HTTP: map[string]int{}, Metrics: map[string]int{}}
 	seen := map[int]bool{}
@@ -74,7 +80,8 @@ func RandomPorts() (Ports, error) {
 type Config struct {
 	// Detached is the dev stack (`make up`): fixed ports, processes that outlive the supervisor
 	// and are found again through their records, the machine's own Postgres, real Vault where a
-	// vault binary exists, clamd installed with apt-get when missing. Otherwise the stack is a
+	// vault binary exists, clamd installed with apt-get when missing, and the reference portal
+	// (built with npm, on Ports.Portal) after the services. Otherwise the stack is a
 	// test's private one: children of the test binary, their own Postgres cluster, the Transit
 	// dev server, everything gone when the test ends.
 	Detached bool
@@ -87,7 +94,7 @@ type Config struct {
 	VaultToken                         string
 	NATSMaxStore                       int64    // JetStream file storage cap in bytes (0: 4 GiB)
 	Services                           []string // services to run, in Services order
-	Without                            []string // dependencies not to run (private stacks)
+	Without                            []string // dependencies not to run (private stacks); "portal" in the dev stack
 	Env                                map[string]string
 	ServiceEnv                         map[string]map[string]string
 	StartTimeout                       time.Duration
@@ -143,6 +150,14 @@ func (c Config) VaultAddr() string { return "http://" + HostPort(c.Ports.Vault) 
 
 // IssuerURL is the dev OIDC issuer.
 func (c Config) IssuerURL() string { return "http://" + HostPort(c.Ports.OIDC) }
+
+// PortalURL is the reference portal's origin ("" when the stack runs no portal).
+func (c Config) PortalURL() string {
+	if c.Ports.Portal == 0 {
+		return ""
+	}
+	return "http://" + HostPort(c.Ports.Portal)
+}
 
 // MailAPIURL is mailpit's HTTP API base URL.
 func (c Config) MailAPIURL() string { return "http://" + HostPort(c.Ports.MailHTTP) }

@@ -88,9 +88,14 @@ func (s *Stack) ServiceEnv(svc string) []string {
 	set("DEV", "true")
 	set("POLICY_DIR", filepath.Join(s.cfg.Root, "deploy", "policies"))
 	set("METRICS_ADDR", HostPort(s.cfg.Ports.Metrics[svc]))
-	// The browser edge, for a portal's dev server on this machine (Vite's default port).
+	// The browser edge, for the reference portal on this machine: Vite's dev server (its
+	// default port) and, where the stack runs it, the built portal's own server.
 	set("HTTP_ADDR", HostPort(s.cfg.Ports.HTTP[svc]))
-	set("HTTP_ALLOWED_ORIGINS", "http://localhost:5173,http://127.0.0.1:5173")
+	origins := "http://localhost:5173,http://127.0.0.1:5173"
+	if portal := s.cfg.PortalURL(); portal != "" {
+		origins += "," + portal
+	}
+	set("HTTP_ALLOWED_ORIGINS", origins)
 	if !s.cfg.Detached {
 		// Tests stop services often; the 2s default drain only makes them slower.
 		set("SHUTDOWN_DRAIN", "100ms")

@@ -19,6 +19,9 @@ type Stack struct {
 	// Postgres, NATS, Vault (Transit), MinIO, Clamd, Mail (mailpit) and OIDC are the
 	// dependencies; those left out through Config.Without are nil.
 	Postgres, NATS, Vault, MinIO, Clamd, Mail, OIDC *Component
+	// Portal is the reference portal's server, after the services; only the dev stack runs it
+	// (nil otherwise, or with a zero Ports.Portal, or "portal" in Config.Without).
+	Portal *Component
 
 	cfg       Config
 	services  map[string]*Service
@@ -47,6 +50,9 @@ func New(cfg Config) *Stack {
 	s.OIDC = s.oidc() // always there, like the certificates
 	for _, svc := range cfg.Services {
 		s.services[svc] = s.newService(svc)
+	}
+	if cfg.Detached && cfg.Ports.Portal != 0 && !s.without("portal") {
+		s.Portal = s.portal()
 	}
 	return s
 }
@@ -122,12 +128,22 @@ func (s *Stack) Up(ctx context.Context) error {
 		for _, svc := range s.Services() {
 			s.step(svc, s.ServiceAddr(svc), "not started: a dependency failed", began)
 		}
+		if s.Portal != nil {
+			s.step(s.Portal.name, s.cfg.PortalURL(), "not started: a dependency failed", began)
+		}
 		return errors.Join(errs...)
 	}
 	for _, svc := range s.Services() {
 		bring(s.services[svc].Component, "grpcs://"+s.ServiceAddr(svc))
 	}
 	wg.Wait()
+	// The portal last: the app it serves calls the services, and its npm build would only
+	// fight their start for the CPU. It needs nothing of theirs to start, so a service that
+	// failed does not keep it from serving.
+	if s.Portal != nil {
+		bring(s.Portal, s.cfg.PortalURL())
+		wg.Wait()
+	}
 	return errors.Join(errs...)
 }
 
@@ -140,6 +156,9 @@ func (s *Stack) buildAll() {
 	}
 	for _, svc := range s.Services() {
 		pkgs = append(pkgs, servicePkg(svc))
+	}
+	if s.Portal != nil {
+		pkgs = append(pkgs, portalPkg)
 	}
 	t0 := time.Now()
 	if !s.cfg.Detached {
@@ -181,9 +200,9 @@ func (s *Stack) binary(pkg string) (string, error) {
 	return bins[pkg], err
 }
 
-// Down stops every process of the stack, services first, then the dependencies, each group
-// concurrently; it returns the names of those that were running. The machine's Postgres is
-// never stopped.
+// Down stops every process of the stack, the services and the portal first, then the
+// dependencies, each group concurrently; it returns the names of those that were running. The
+// machine's Postgres is never stopped.
 func (s *Stack) Down() ([]string, error) {
 	var (
 		wg      sync.WaitGroup
@@ -215,6 +234,9 @@ func (s *Stack) Down() ([]string, error) {
 	for _, svc := range s.Services() {
 		services = append(services, s.services[svc].Component)
 	}
+	if s.Portal != nil {
+		services = append(services, s.Portal)
+	}
 	stop(services)
 	stop(s.Components())
 	return stopped, errors.Join(errs...)
@@ -243,6 +265,9 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) bool {
 	}
 	for _, svc := range s.Services() {
 		rows = append(rows, row{name: svc, endpoint: "grpcs://" + s.ServiceAddr(svc) + " (mTLS), https://" + HostPort(c.Ports.HTTP[svc]), c: s.services[svc].Component})
+	}
+	if s.Portal != nil {
+		rows = append(rows, row{name: "portal", endpoint: c.PortalURL() + " (reference portal, web/portal)", c: s.Portal})
 	}
 	var wg sync.WaitGroup
 	for i := range rows {
@@ -401,6 +426,9 @@ func (s *Stack) processes() []*process {
 	}
 	for _, svc := range s.Services() {
 		out = append(out, s.services[svc].proc)
+	}
+	if s.Portal != nil {
+		out = append(out, s.Portal.proc)
 	}
 	return out
 }
