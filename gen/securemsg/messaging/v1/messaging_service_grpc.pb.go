@@ -257,7 +257,8 @@ type MessagingServiceClient interface {
 	// or ListThreads. Each notice is checked against the policies at the moment it is sent, with
 	// the same record-level rule as GetThread, so the caller never hears of a thread it could not
 	// open (a proxy never of an adolescent-confidential thread, a clinician only of their pools'
-	// threads). The first message is a heartbeat, sent once the watch is live: every change
+	// threads); a transfer is also told to those who could open the thread in the pool it left,
+	// so their queue drops it, and nothing after. The first message is a heartbeat, sent once the watch is live: every change
 	// committed after it is delivered. A heartbeat follows whenever the stream has been idle for
 	// the service's heartbeat interval. A caller that falls behind gets a resync notice instead of
 	// the changes it missed and should list its threads again. Works over gRPC, Connect and
@@ -1014,7 +1015,8 @@ type MessagingServiceServer interface {
 	// or ListThreads. Each notice is checked against the policies at the moment it is sent, with
 	// the same record-level rule as GetThread, so the caller never hears of a thread it could not
 	// open (a proxy never of an adolescent-confidential thread, a clinician only of their pools'
-	// threads). The first message is a heartbeat, sent once the watch is live: every change
+	// threads); a transfer is also told to those who could open the thread in the pool it left,
+	// so their queue drops it, and nothing after. The first message is a heartbeat, sent once the watch is live: every change
 	// committed after it is delivered. A heartbeat follows whenever the stream has been idle for
 	// the service's heartbeat interval. A caller that falls behind gets a resync notice instead of
 	// the changes it missed and should list its threads again. Works over gRPC, Connect and

@@ -430,12 +430,26 @@ func (s *Service) DeliverChanges(ctx context.Context, cs []domain.InboxChange) {
 			continue // purged since: nobody may open it
 		}
 		res := threadResource(t)
+		told := map[*Watch]bool{}
 		for _, w := range s.watches.candidates(t.PatientID, t.PoolID) {
 			if c.OnlyFor != "" && c.OnlyFor != w.p.Subject {
 				continue
 			}
 			if s.Policy.Evaluate(w.p, actGetThread, res, policy.Context{}).Allowed {
 				w.offer(c)
+				told[w] = true
+			}
+		}
+		if c.FromPoolID != "" && c.FromPoolID != t.PoolID {
+			// The pool the thread left: whoever could open it there until the transfer hears
+			// that it went (ids only), and can no longer open it.
+			before := *t
+			before.PoolID = c.FromPoolID
+			resBefore := threadResource(&before)
+			for _, w := range s.watches.candidates(t.PatientID, c.FromPoolID) {
+				if !told[w] && s.Policy.Evaluate(w.p, actGetThread, resBefore, policy.Context{}).Allowed {
+					w.offer(c)
+				}
 			}
 		}
 	}

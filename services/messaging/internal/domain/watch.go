@@ -30,6 +30,9 @@ type InboxChange struct {
 	MessageID string
 	// OnlyFor, when set, is the one subject the change concerns: a read mark moves only the
 	// reader's own unread count, so nobody else hears of it.
-	OnlyFor    string
+	OnlyFor string
+	// FromPoolID, for a transfer, is the pool the thread left: its members are told too, so a
+	// queue they show drops the thread at once instead of keeping it until its next re-read.
+	FromPoolID string
 	OccurredAt time.Time
 }

@@ -152,12 +152,14 @@ type inboxEvent interface {
 }
 
 // inboxEvents maps an event's kind (its subject after the prefix, without the pool) to the
-// change it reports and how to read its message id and, for a read mark, its one reader.
+// change it reports and how to read its message id, for a read mark its one reader, and for a
+// transfer the pool the thread left.
 var inboxEvents = map[string]struct {
-	kind    domain.ChangeKind
-	decode  func([]byte) (inboxEvent, error)
-	message func(inboxEvent) string
-	onlyFor func(inboxEvent) string
+	kind     domain.ChangeKind
+	decode   func([]byte) (inboxEvent, error)
+	message  func(inboxEvent) string
+	onlyFor  func(inboxEvent) string
+	fromPool func(inboxEvent) string
 }{
 	"thread.created": {kind: domain.ChangeThreadCreated, decode: decodeAs[*eventsv1.ThreadCreated],
 		message: func(e inboxEvent) string { return e.(*eventsv1.ThreadCreated).GetFirstMessageId() }},
@@ -169,7 +171,8 @@ var inboxEvents = map[string]struct {
 	"message.retracted": {kind: domain.ChangeMessageRetracted, decode: decodeAs[*eventsv1.MessageRetracted],
 		message: func(e inboxEvent) string { return e.(*eventsv1.MessageRetracted).GetMessageId() }},
 	"thread.assigned":    {kind: domain.ChangeThreadAssigned, decode: decodeAs[*eventsv1.ThreadAssigned]},
-	"thread.transferred": {kind: domain.ChangeThreadTransferred, decode: decodeAs[*eventsv1.ThreadTransferred]},
+	"thread.transferred": {kind: domain.ChangeThreadTransferred, decode: decodeAs[*eventsv1.ThreadTransferred],
+		fromPool: func(e inboxEvent) string { return e.(*eventsv1.ThreadTransferred).GetFromPoolId() }},
 	"thread.closed":      {kind: domain.ChangeThreadClosed, decode: decodeAs[*eventsv1.ThreadClosed]},
 	"thread.reopened":    {kind: domain.ChangeThreadReopened, decode: decodeAs[*eventsv1.ThreadReopened]},
 }
@@ -214,6 +217,9 @@ func decodeInboxChange(prefix, subject string, data []byte) (c domain.InboxChang
 	}
 	if spec.message != nil {
 		c.MessageID = spec.message(e)
+	}
+	if spec.fromPool != nil {
+		c.FromPoolID = spec.fromPool(e)
 	}
 	if spec.onlyFor != nil {
 		if c.OnlyFor = spec.onlyFor(e); c.OnlyFor == "" {
