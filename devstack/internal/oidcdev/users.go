@@ -63,6 +63,13 @@ var Users = map[string]User{
 		Roles: []string{RoleClinician}, CarePools: []string{"pool-cardiology"},
 		AMR: []string{AMRPassword, AMROTP}, Scopes: portalScopes,
 	},
+	// triage works in both pools, so the threads they handle can move between them: a transfer
+	// needs the caller to work in the destination pool too.
+	"triage": {
+		Name: "triage", DisplayName: "Taylor Triage, RN",
+		Roles: []string{RoleClinician}, CarePools: []string{"pool-cardiology", "pool-dermatology"},
+		AMR: []string{AMRPassword, AMROTP}, Scopes: portalScopes,
+	},
 	// staff-nomfa exists to prove that staff actions without a second factor are refused.
 	"staff-nomfa": {
 		Name: "staff-nomfa", DisplayName: "Robin Reyes",

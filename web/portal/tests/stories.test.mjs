@@ -227,6 +227,88 @@ story("a patient writes with an attachment; a clinician sees it arrive, claims a
   await clinician.context.close();
 });
 
+story("a care-team member transfers one conversation to another care team, and a clinician closes another", 120000, async () => {
+  const patient = await person();
+  await signIn(patient, "patient");
+  const write = async (subjectLine) => {
+    await tab(patient.page, "New message").click();
+    await patient.page.getByLabel("Send to").selectOption("pool-cardiology");
+    await patient.page.getByLabel("Subject").fill(subjectLine);
+    await patient.page.getByLabel("Message", { exact: true }).fill("A question for the care team.");
+    await patient.page.getByRole("button", { name: "Send message" }).click();
+    await patient.page.getByRole("region", { name: "Your message was sent" }).waitFor({ timeout: 60000 });
+  };
+  const moving = `Skin question ${run}`;
+  const done = `Thank you ${run}`;
+  await write(moving);
+  await write(done);
+
+  // The cardiology clinician watches the queue; triage, who works in both pools, moves one
+  // thread to dermatology (a transfer needs the caller to work in the destination pool).
+  const clinician = await person();
+  await signIn(clinician, "clinician");
+  await clinician.page.getByRole("button", { name: new RegExp(moving) }).waitFor({ timeout: 30000 });
+  const triage = await person();
+  await signIn(triage, "triage");
+  await triage.page.getByRole("button", { name: new RegExp(moving) }).click();
+  await triage.page.getByLabel("Transfer to").selectOption("pool-dermatology");
+  await triage.page.getByRole("button", { name: "Transfer" }).click();
+  await status(triage.page).getByText("Conversation transferred.").waitFor();
+  await triage.page.getByText(/care team: pool-dermatology/).waitFor();
+  await look(triage.page, "triage-transferred");
+  // Live: the thread leaves the cardiology clinician's queue without a reload.
+  await waitFor("the transferred thread to leave cardiology's queue", async () =>
+    (await clinician.page.getByRole("button", { name: new RegExp(moving) }).count()) === 0);
+  await clinician.page.getByRole("button", { name: new RegExp(done) }).click();
+  await clinician.page.getByRole("button", { name: "Close" }).click();
+  await status(clinician.page).getByText("Conversation closed.").waitFor();
+  await clinician.page.getByText(/^Status: closed/).waitFor();
+  await clinician.page.getByText("This conversation is closed.", { exact: false }).waitFor();
+  assert.equal(await clinician.page.getByRole("button", { name: "Send reply" }).isVisible(), false, "a closed thread offers a reply");
+  await look(clinician.page, "clinician-closed");
+
+  await tab(patient.page, "Inbox").click();
+  await patient.page.getByRole("button", { name: new RegExp(done) }).click();
+  await patient.page.getByText(/^Status: closed/).waitFor();
+  await noPHI(patient, Object.values(markers));
+  await noPHI(clinician, Object.values(markers));
+  await noPHI(triage, Object.values(markers));
+});
+
+story("an upload resumes after a dropped chunk and arrives whole", 180000, async () => {
+  const patient = await person();
+  await signIn(patient, "patient");
+  // Chunks of this upload: the second one is dropped on the wire once, as a flaky network would.
+  let appends = 0;
+  let dropped = false;
+  await patient.page.route("**/securemsg.attachment.v1.AttachmentService/AppendUploadChunk", async (route) => {
+    appends++;
+    if (appends === 2 && !dropped) {
+      dropped = true;
+      await route.abort("connectionreset");
+      return;
+    }
+    await route.continue();
+  });
+  const big = Buffer.from(`${"measurement 12.5 mmol/L\n".repeat(100000)}`); // about 2.4 MiB: several chunks
+  await tab(patient.page, "New message").click();
+  await patient.page.getByLabel("Send to").selectOption("pool-cardiology");
+  await patient.page.getByLabel("Subject").fill(`Large file ${run}`);
+  await patient.page.getByLabel("Message", { exact: true }).fill("The full log is attached.");
+  await patient.page.getByLabel("Attach files (optional)").setInputFiles({ name: "log.txt", mimeType: "text/plain", buffer: big });
+  await patient.page.getByRole("button", { name: "Send message" }).click();
+  await patient.page.getByRole("region", { name: "Your message was sent" }).waitFor({ timeout: 90000 });
+  assert.ok(dropped, "no chunk was dropped: the file fit in one chunk");
+  assert.ok(appends >= 3, `only ${appends} chunk requests: the dropped chunk was not sent again`);
+  assert.equal(await patient.page.getByRole("progressbar", { name: "Upload of log.txt" }).getAttribute("value"), String(big.length));
+  await patient.page.getByRole("button", { name: "Open the conversation" }).click();
+  const [download] = await Promise.all([patient.page.waitForEvent("download"), patient.page.getByRole("button", { name: "Download log.txt" }).click()]);
+  const chunks = [];
+  for await (const c of await download.createReadStream()) chunks.push(c);
+  assert.ok(Buffer.concat(chunks).equals(big), "the resumed upload is not the file");
+  await noPHI(patient, Object.values(markers));
+});
+
 story("an EICAR attachment is refused with a readable message, and nothing is sent", 120000, async () => {
   const patient = await person();
   await signIn(patient, "patient");

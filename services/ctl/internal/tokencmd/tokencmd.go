@@ -37,7 +37,7 @@ func NewCommand() *cobra.Command {
 		Use:   "token <user>",
 		Short: "Mint a dev access token for a seeded demo user (dev stack only)",
 		Long: `Mint an access token from the dev stack's OIDC issuer for a seeded demo user
-(patient, proxy, teen, clinician, staff-nomfa, auditor, admin) and print it on stdout.
+(patient, proxy, teen, clinician, triage, staff-nomfa, auditor, admin) and print it on stdout.
 
   grpcurl -H "authorization: Bearer $(securemsgctl token patient)" ...`,
 		Args: cobra.ExactArgs(1),

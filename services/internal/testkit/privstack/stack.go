@@ -185,7 +185,7 @@ func (s *Stack) IssuerURL() string { return s.cfg.IssuerURL() }
 func (s *Stack) CertsDir() string { return s.cfg.CertsDir() }
 
 // Token mints an access token for a seeded dev user (patient, proxy, teen, clinician,
-// staff-nomfa, auditor, admin) from the private issuer.
+// triage, staff-nomfa, auditor, admin) from the private issuer.
 func (s *Stack) Token(t testing.TB, user string) string {
 	t.Helper()
 	return s.TokenWith(t, user, nil)

@@ -40,7 +40,12 @@ func (s *Stack) newService(name string) *Service {
 	v.Component = s.component(name, s.cfg.Ports.GRPC[name], v.serving)
 	v.proc.stopWait = 30 * time.Second // SECUREMSG_SHUTDOWN_TIMEOUT (20s) plus margin
 	env := s.ServiceEnv(name)
-	v.proc.settings = env
+	v.proc.settings = slices.Clone(env)
+	if name == "messaging" {
+		// The directory seed is read at start only: a changed file (a new dev user, a pool's
+		// settings) restarts messaging on the next `up`, as a changed variable would.
+		v.proc.settings = append(v.proc.settings, "directory-bootstrap:"+fileDigest(filepath.Join(s.cfg.Root, "devstack", "directory-bootstrap.json")))
+	}
 	// Inherited SECUREMSG_* variables are dropped: a stray SECUREMSG_PG_URL in the caller's
 	// environment must never point a stack's service at another stack.
 	v.proc.env = slices.DeleteFunc(slices.Clone(v.proc.env), func(kv string) bool { return strings.HasPrefix(kv, "SECUREMSG_") })
@@ -60,6 +65,17 @@ func (s *Stack) newService(name string) *Service {
 		return err
 	}
 	return v
+}
+
+// fileDigest is the sha256 of a file's bytes, or "missing" when it cannot be read (the service
+// itself then reports why).
+func fileDigest(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "missing"
+	}
+	sum := sha256.Sum256(b)
+	return base64.RawStdEncoding.EncodeToString(sum[:])
 }
 
 // ServiceEnv is the whole configuration of svc in this stack (services read SECUREMSG_* only):
@@ -459,7 +475,7 @@ func (s *Stack) SignIn(ctx context.Context, user, scope string) (string, error) 
 }
 
 // Token mints an access token for a seeded dev user (patient, proxy, teen, clinician,
-// staff-nomfa, auditor, admin) from the stack's issuer, with the issuer's extra parameters
+// triage, staff-nomfa, auditor, admin) from the stack's issuer, with the issuer's extra parameters
 // (ttl, auth_age, scope; see devstack/internal/oidcdev).
 func (s *Stack) Token(ctx context.Context, user string, params url.Values) (string, error) {
 	q := url.Values{}

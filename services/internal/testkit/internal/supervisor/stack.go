@@ -304,7 +304,7 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) bool {
 	out = fmt.Appendf(out, `
 logs: %s/<component>/<component>.log   certs: %s
 mint a token:  curl -s -X POST '%s/dev/token?user=patient'
-               (users: patient proxy teen clinician staff-nomfa auditor admin; &format=raw for the bare JWT;
+               (users: patient proxy teen clinician triage staff-nomfa auditor admin; &format=raw for the bare JWT;
                 &ttl=5m, &auth_age=2h, &scope=... adjust it)   or: go run ./services/ctl/cmd/securemsgctl token patient
 test env:      source <(scripts/stack.sh env)
 `, c.Dir, c.CertsDir(), c.IssuerURL())
