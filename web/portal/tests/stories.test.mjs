@@ -130,6 +130,32 @@ async function waitFor(what, fn, timeoutMs = 30000) {
   }
 }
 
+/**
+ * compose fills the new-message form; send: true also sends it and waits for the answer.
+ * Returns the "sent" region (or nothing when not sent).
+ */
+async function compose(page, { subject, body, file, privacy, send = true, pool = "pool-cardiology" }) {
+  await tab(page, "New message").click();
+  await page.getByLabel("Send to").selectOption(pool);
+  if (privacy) await page.getByLabel("Privacy").selectOption({ label: privacy });
+  await page.getByLabel("Subject").fill(subject);
+  await page.getByLabel("Message", { exact: true }).fill(body);
+  if (file) await page.getByLabel("Attach files (optional)").setInputFiles(file);
+  if (!send) return undefined;
+  await page.getByRole("button", { name: "Send message" }).click();
+  const sent = page.getByRole("region", { name: "Your message was sent" });
+  await sent.waitFor({ timeout: 90000 });
+  return sent;
+}
+
+/** downloaded clicks an attachment's download button and returns the bytes the browser saved. */
+async function downloaded(page, name) {
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: `Download ${name}` }).click()]);
+  const chunks = [];
+  for await (const c of await download.createReadStream()) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
 const tab = (page, name) => page.getByRole("navigation").getByRole("button", { name, exact: true });
 const status = (page) => page.getByRole("status");
 const attachment = (name, text) => ({ name, mimeType: "text/plain", buffer: Buffer.from(text) });
@@ -158,12 +184,8 @@ story("a patient writes with an attachment; a clinician sees it arrive, claims a
   await status(patient.page).getByText("Alert settings saved.").waitFor();
   await look(patient.page, "patient-alerts");
 
-  await tab(patient.page, "New message").click();
-  await patient.page.getByLabel("Send to").selectOption("pool-cardiology");
-  await patient.page.getByLabel("Subject").fill(markers.subject);
-  await patient.page.getByLabel("Message", { exact: true }).fill(`My results came back. ${markers.body}`);
   const fileText = `Lab results\n${markers.file}\n${"value 42\n".repeat(800)}`;
-  await patient.page.getByLabel("Attach files (optional)").setInputFiles(attachment("results.txt", fileText));
+  await compose(patient.page, { subject: markers.subject, body: `My results came back. ${markers.body}`, file: attachment("results.txt", fileText), send: false });
   await look(patient.page, "patient-compose");
   await patient.page.getByRole("button", { name: "Send message" }).click();
   const sent = patient.page.getByRole("region", { name: "Your message was sent" });
@@ -196,10 +218,7 @@ story("a patient writes with an attachment; a clinician sees it arrive, claims a
   await patient.page.getByRole("list", { name: "Read receipts" }).first().getByText(/Read by Dr\. Casey Carter \(clinician\)/).waitFor();
   await patient.page.getByText("Automatic reply").first().waitFor();
   await look(patient.page, "patient-thread");
-  const [download] = await Promise.all([patient.page.waitForEvent("download"), patient.page.getByRole("button", { name: "Download results.txt" }).click()]);
-  const chunks = [];
-  for await (const c of await download.createReadStream()) chunks.push(c);
-  assert.equal(Buffer.concat(chunks).toString(), fileText, "the downloaded attachment is the uploaded file");
+  assert.equal((await downloaded(patient.page, "results.txt")).toString(), fileText, "the downloaded attachment is the uploaded file");
 
   // The alert reached the patient's address and says only to log in.
   const mail = await waitFor("the email alert in mailpit", async () => {
@@ -230,18 +249,10 @@ story("a patient writes with an attachment; a clinician sees it arrive, claims a
 story("a care-team member transfers one conversation to another care team, and a clinician closes another", 120000, async () => {
   const patient = await person();
   await signIn(patient, "patient");
-  const write = async (subjectLine) => {
-    await tab(patient.page, "New message").click();
-    await patient.page.getByLabel("Send to").selectOption("pool-cardiology");
-    await patient.page.getByLabel("Subject").fill(subjectLine);
-    await patient.page.getByLabel("Message", { exact: true }).fill("A question for the care team.");
-    await patient.page.getByRole("button", { name: "Send message" }).click();
-    await patient.page.getByRole("region", { name: "Your message was sent" }).waitFor({ timeout: 60000 });
-  };
   const moving = `Skin question ${run}`;
   const done = `Thank you ${run}`;
-  await write(moving);
-  await write(done);
+  await compose(patient.page, { subject: moving, body: "A question for the care team." });
+  await compose(patient.page, { subject: done, body: "A question for the care team." });
 
   // The cardiology clinician watches the queue; triage, who works in both pools, moves one
   // thread to dermatology (a transfer needs the caller to work in the destination pool).
@@ -291,32 +302,19 @@ story("an upload resumes after a dropped chunk and arrives whole", 180000, async
     await route.continue();
   });
   const big = Buffer.from(`${"measurement 12.5 mmol/L\n".repeat(100000)}`); // about 2.4 MiB: several chunks
-  await tab(patient.page, "New message").click();
-  await patient.page.getByLabel("Send to").selectOption("pool-cardiology");
-  await patient.page.getByLabel("Subject").fill(`Large file ${run}`);
-  await patient.page.getByLabel("Message", { exact: true }).fill("The full log is attached.");
-  await patient.page.getByLabel("Attach files (optional)").setInputFiles({ name: "log.txt", mimeType: "text/plain", buffer: big });
-  await patient.page.getByRole("button", { name: "Send message" }).click();
-  await patient.page.getByRole("region", { name: "Your message was sent" }).waitFor({ timeout: 90000 });
+  await compose(patient.page, { subject: `Large file ${run}`, body: "The full log is attached.", file: { name: "log.txt", mimeType: "text/plain", buffer: big } });
   assert.ok(dropped, "no chunk was dropped: the file fit in one chunk");
   assert.ok(appends >= 3, `only ${appends} chunk requests: the dropped chunk was not sent again`);
   assert.equal(await patient.page.getByRole("progressbar", { name: "Upload of log.txt" }).getAttribute("value"), String(big.length));
   await patient.page.getByRole("button", { name: "Open the conversation" }).click();
-  const [download] = await Promise.all([patient.page.waitForEvent("download"), patient.page.getByRole("button", { name: "Download log.txt" }).click()]);
-  const chunks = [];
-  for await (const c of await download.createReadStream()) chunks.push(c);
-  assert.ok(Buffer.concat(chunks).equals(big), "the resumed upload is not the file");
+  assert.ok((await downloaded(patient.page, "log.txt")).equals(big), "the resumed upload is not the file");
   await noPHI(patient, Object.values(markers));
 });
 
 story("an EICAR attachment is refused with a readable message, and nothing is sent", 120000, async () => {
   const patient = await person();
   await signIn(patient, "patient");
-  await tab(patient.page, "New message").click();
-  await patient.page.getByLabel("Send to").selectOption("pool-cardiology");
-  await patient.page.getByLabel("Subject").fill(`Scan ${run}`);
-  await patient.page.getByLabel("Message", { exact: true }).fill("Please see the attached file.");
-  await patient.page.getByLabel("Attach files (optional)").setInputFiles(attachment("eicar.txt", eicar));
+  await compose(patient.page, { subject: `Scan ${run}`, body: "Please see the attached file.", file: attachment("eicar.txt", eicar), send: false });
   await patient.page.getByRole("button", { name: "Send message" }).click();
   await status(patient.page).getByText(/eicar\.txt: .*malware/i).waitFor({ timeout: 60000 });
   await patient.page.locator(".uploads .refused").getByText("refused").waitFor();
@@ -332,15 +330,7 @@ story("an EICAR attachment is refused with a readable message, and nothing is se
 story("a proxy sees the patients they act for, never the adolescent's confidential thread", 180000, async () => {
   const teen = await person();
   await signIn(teen, "teen");
-  const write = async (subjectLine, privacy) => {
-    await tab(teen.page, "New message").click();
-    await teen.page.getByLabel("Send to").selectOption("pool-cardiology");
-    await teen.page.getByLabel("Privacy").selectOption({ label: privacy });
-    await teen.page.getByLabel("Subject").fill(subjectLine);
-    await teen.page.getByLabel("Message", { exact: true }).fill(`Between me and my doctor. ${markers.teen}`);
-    await teen.page.getByRole("button", { name: "Send message" }).click();
-    await teen.page.getByRole("region", { name: "Your message was sent" }).waitFor({ timeout: 60000 });
-  };
+  const write = (subject, privacy) => compose(teen.page, { subject, body: `Between me and my doctor. ${markers.teen}`, privacy });
   const confidential = `Private ${run} ${markers.teen}`;
   const ordinary = `Appointment ${run}`;
   await write(confidential, "Confidential (not shown to parents or guardians)");

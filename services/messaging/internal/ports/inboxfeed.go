@@ -170,11 +170,11 @@ var inboxEvents = map[string]struct {
 		onlyFor: func(e inboxEvent) string { return e.(*eventsv1.MessageRead).GetReaderSubject() }},
 	"message.retracted": {kind: domain.ChangeMessageRetracted, decode: decodeAs[*eventsv1.MessageRetracted],
 		message: func(e inboxEvent) string { return e.(*eventsv1.MessageRetracted).GetMessageId() }},
-	"thread.assigned":    {kind: domain.ChangeThreadAssigned, decode: decodeAs[*eventsv1.ThreadAssigned]},
+	"thread.assigned": {kind: domain.ChangeThreadAssigned, decode: decodeAs[*eventsv1.ThreadAssigned]},
 	"thread.transferred": {kind: domain.ChangeThreadTransferred, decode: decodeAs[*eventsv1.ThreadTransferred],
 		fromPool: func(e inboxEvent) string { return e.(*eventsv1.ThreadTransferred).GetFromPoolId() }},
-	"thread.closed":      {kind: domain.ChangeThreadClosed, decode: decodeAs[*eventsv1.ThreadClosed]},
-	"thread.reopened":    {kind: domain.ChangeThreadReopened, decode: decodeAs[*eventsv1.ThreadReopened]},
+	"thread.closed":   {kind: domain.ChangeThreadClosed, decode: decodeAs[*eventsv1.ThreadClosed]},
+	"thread.reopened": {kind: domain.ChangeThreadReopened, decode: decodeAs[*eventsv1.ThreadReopened]},
 }
 
 // decodeAs decodes data as the event type E.
