@@ -124,7 +124,6 @@ export function endSession(reason: "expired" | "signed-out"): void {
 
 // The portal reads the access token's claims only to choose what to show; the services verify
 // the token on every call.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function tokenClaims(jwt: string): Record<string, any> {
   const part = jwt.split(".")[1] ?? "";
   const json = atob(part.replaceAll("-", "+").replaceAll("_", "/").padEnd(Math.ceil(part.length / 4) * 4, "="));

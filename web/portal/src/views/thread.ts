@@ -123,7 +123,7 @@ async function attachmentItem(app: App, attachmentId: string): Promise<HTMLEleme
       }
     });
     return h("li", {}, button);
-  } catch (err) {
+  } catch {
     return h("li", { class: "error" }, "An attachment cannot be shown.");
   }
 }
