@@ -1,4 +1,5 @@
-// Command securemsgctl is the securemsg operator CLI. Run `securemsgctl --help`.
+// Command securemsgctl is the securemsg operator CLI. Run `securemsgctl --help`; its exit
+// statuses are listed there (internal/exitcode).
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 
 	"github.com/securemsg/securemsg/services/ctl/internal/cli"
 	"github.com/securemsg/securemsg/services/ctl/internal/config"
+	"github.com/securemsg/securemsg/services/ctl/internal/exitcode"
 )
 
 func main() {
@@ -18,6 +20,6 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "securemsgctl:", err)
-		os.Exit(1)
+		os.Exit(exitcode.Of(err))
 	}
 }

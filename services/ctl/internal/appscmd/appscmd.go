@@ -17,6 +17,7 @@ import (
 
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
+	"github.com/securemsg/securemsg/services/ctl/internal/exitcode"
 	"github.com/securemsg/securemsg/services/ctl/internal/svcconn"
 )
 
@@ -65,7 +66,7 @@ func KindName(k directoryv1.ClientAppKind) string {
 func ParseKind(s string) (directoryv1.ClientAppKind, error) {
 	v, ok := directoryv1.ClientAppKind_value["CLIENT_APP_KIND_"+strings.ToUpper(strings.ReplaceAll(s, "-", "_"))]
 	if !ok || v == 0 {
-		return 0, fmt.Errorf("--kind must be patient-portal, care-team, third-party, operator or provisioning, not %q", s)
+		return 0, exitcode.Usage(fmt.Errorf("--kind must be patient-portal, care-team, third-party, operator or provisioning, not %q", s))
 	}
 	return directoryv1.ClientAppKind(v), nil
 }
@@ -141,7 +142,7 @@ func updateCommand(c *client) *cobra.Command {
 				}
 			}
 			if len(mask.Paths) == 0 {
-				return errors.New("nothing to change: give at least one of --name, --scope, --pool")
+				return exitcode.Usage(errors.New("nothing to change: give at least one of --name, --scope, --pool"))
 			}
 			app := &messagingv1.ClientApp{ClientId: args[0], DisplayName: name, AllowedScopes: scopes, PoolIds: pools}
 			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
+	"github.com/securemsg/securemsg/services/ctl/internal/exitcode"
 	"github.com/securemsg/securemsg/services/ctl/internal/svcconn"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 )
@@ -135,7 +136,7 @@ func exportCommand() *cobra.Command {
 			case "fhir":
 				f = auditv1.ExportFormat_EXPORT_FORMAT_FHIR_AUDIT_EVENT
 			default:
-				return fmt.Errorf("--format must be jsonl or fhir")
+				return exitcode.Usage(fmt.Errorf("--format must be jsonl or fhir"))
 			}
 			client, ctx, done, err := c.dial(cmd.Context())
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
+	"github.com/securemsg/securemsg/services/ctl/internal/exitcode"
 	"github.com/securemsg/securemsg/services/ctl/internal/svcconn"
 )
 
@@ -89,7 +90,7 @@ func ParseRoles(names []string) ([]commonv1.Role, error) {
 		v, ok := commonv1.Role_value["ROLE_"+strings.ToUpper(strings.TrimSpace(n))]
 		r := commonv1.Role(v)
 		if !ok || (r != commonv1.Role_ROLE_CLINICIAN && r != commonv1.Role_ROLE_STAFF && r != commonv1.Role_ROLE_ADMIN && r != commonv1.Role_ROLE_AUDITOR) {
-			return nil, fmt.Errorf("--role must be clinician, staff, admin or auditor, not %q", n)
+			return nil, exitcode.Usage(fmt.Errorf("--role must be clinician, staff, admin or auditor, not %q", n))
 		}
 		out = append(out, r)
 	}
@@ -102,7 +103,7 @@ func ParseSources(names []string) ([]messagingv1.PersonSource, error) {
 	for _, n := range names {
 		v, ok := messagingv1.PersonSource_value["PERSON_SOURCE_"+strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(n), "-", "_"))]
 		if !ok || v == 0 {
-			return nil, fmt.Errorf("--source must be first-contact, provisioned or seed, not %q", n)
+			return nil, exitcode.Usage(fmt.Errorf("--source must be first-contact, provisioned or seed, not %q", n))
 		}
 		out = append(out, messagingv1.PersonSource(v))
 	}

@@ -19,6 +19,7 @@ import (
 
 	directoryv1 "github.com/securemsg/securemsg/gen/securemsg/directory/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
+	"github.com/securemsg/securemsg/services/ctl/internal/exitcode"
 	"github.com/securemsg/securemsg/services/ctl/internal/svcconn"
 )
 
@@ -127,7 +128,7 @@ func (f *poolFlags) pool(id string) (*messagingv1.Pool, error) {
 	case "listed":
 		p.Audience = messagingv1.PoolAudience_POOL_AUDIENCE_LISTED_PATIENTS
 	default:
-		return nil, errors.New("--audience must be all or listed")
+		return nil, exitcode.Usage(errors.New("--audience must be all or listed"))
 	}
 	if len(f.hours) > 0 {
 		h, err := ParseHours(f.timeZone, f.hours)
@@ -195,7 +196,7 @@ func updateCommand(c *client) *cobra.Command {
 				mask.Paths = append(mask.Paths, "active_hours")
 			}
 			if len(mask.Paths) == 0 {
-				return errors.New("nothing to change: give at least one of --name, --organisation, --audience, --patient, --hours, --always-open")
+				return exitcode.Usage(errors.New("nothing to change: give at least one of --name, --organisation, --audience, --patient, --hours, --always-open"))
 			}
 			return c.Call(cmd.Context(), func(ctx context.Context, api messagingv1.MessagingServiceClient) error {
 				resp, err := api.UpdatePool(ctx, &messagingv1.UpdatePoolRequest{Pool: p, UpdateMask: mask})
@@ -285,7 +286,7 @@ func roleName(r directoryv1.PoolRole) string {
 func ParseRole(s string) (directoryv1.PoolRole, error) {
 	v, ok := directoryv1.PoolRole_value["POOL_ROLE_"+strings.ToUpper(s)]
 	if !ok || v == 0 {
-		return 0, fmt.Errorf("--role must be clinician, staff or lead, not %q", s)
+		return 0, exitcode.Usage(fmt.Errorf("--role must be clinician, staff or lead, not %q", s))
 	}
 	return directoryv1.PoolRole(v), nil
 }
@@ -344,13 +345,13 @@ var weekdays = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 // zone tz.
 func ParseHours(tz string, specs []string) (*messagingv1.ActiveHours, error) {
 	if tz == "" {
-		return nil, errors.New("--time-zone is required with --hours")
+		return nil, exitcode.Usage(errors.New("--time-zone is required with --hours"))
 	}
 	h := &messagingv1.ActiveHours{TimeZone: tz}
 	for _, spec := range specs {
 		days, span, ok := strings.Cut(strings.TrimSpace(spec), " ")
 		if !ok {
-			return nil, fmt.Errorf("--hours %q: want DAYS HH:MM-HH:MM", spec)
+			return nil, exitcode.Usage(fmt.Errorf("--hours %q: want DAYS HH:MM-HH:MM", spec))
 		}
 		first, last, isRange := strings.Cut(strings.ToLower(days), "-")
 		if !isRange {
@@ -358,13 +359,13 @@ func ParseHours(tz string, specs []string) (*messagingv1.ActiveHours, error) {
 		}
 		from, to := dayIndex(first), dayIndex(last)
 		if from == 0 || to == 0 || to < from {
-			return nil, fmt.Errorf("--hours %q: days are Mon..Sun, or a range like Mon-Fri", spec)
+			return nil, exitcode.Usage(fmt.Errorf("--hours %q: days are Mon..Sun, or a range like Mon-Fri", spec))
 		}
 		open, closing, ok := strings.Cut(strings.TrimSpace(span), "-")
 		openMin, err1 := minuteOf(open)
 		closeMin, err2 := minuteOf(closing)
 		if !ok || err1 != nil || err2 != nil || closeMin <= openMin {
-			return nil, fmt.Errorf("--hours %q: want a time span like 08:00-17:00 that closes after it opens", spec)
+			return nil, exitcode.Usage(fmt.Errorf("--hours %q: want a time span like 08:00-17:00 that closes after it opens", spec))
 		}
 		for d := from; d <= to; d++ {
 			h.Windows = append(h.Windows, &messagingv1.HoursWindow{DayOfWeek: int32(d), OpenMinute: int32(openMin), CloseMinute: int32(closeMin)}) //nolint:gosec // G115: within a week's minutes

@@ -77,9 +77,14 @@ type Admin struct {
 	JSON bool
 }
 
-// Register adds the connection flags and --json to cmd and its subcommands.
-func (a *Admin) Register(cmd *cobra.Command) {
-	a.Flags.Register(cmd, "messaging", "127.0.0.1:7001", "an administrator", time.Minute)
+// Register adds the connection flags and --json to cmd and its subcommands, with a --timeout
+// of a minute.
+func (a *Admin) Register(cmd *cobra.Command) { a.RegisterTimeout(cmd, time.Minute) }
+
+// RegisterTimeout is Register with another default --timeout, for commands whose calls run
+// long (a retention purge).
+func (a *Admin) RegisterTimeout(cmd *cobra.Command, timeout time.Duration) {
+	a.Flags.Register(cmd, "messaging", "127.0.0.1:7001", "an administrator", timeout)
 	cmd.PersistentFlags().AddFlagSet(cmd.Flags())
 	cmd.PersistentFlags().BoolVar(&a.JSON, "json", false, "print protojson instead of a table")
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/securemsg/securemsg/services/ctl/internal/exitcode"
 )
 
 // DefaultIssuer is where `make up` serves the dev issuer.
@@ -61,13 +63,13 @@ func NewCommand() *cobra.Command {
 func (o *options) mint(cmd *cobra.Command, user string) (string, error) {
 	base, err := url.Parse(o.issuer)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return "", fmt.Errorf("--issuer %q: want an http(s) URL", o.issuer)
+		return "", exitcode.Usage(fmt.Errorf("--issuer %q: want an http(s) URL", o.issuer))
 	}
 	if !isLoopback(base.Hostname()) {
-		return "", fmt.Errorf("--issuer %q: the dev issuer only runs on loopback", o.issuer)
+		return "", exitcode.Usage(fmt.Errorf("--issuer %q: the dev issuer only runs on loopback", o.issuer))
 	}
 	if o.ttl < 0 || o.authAge < 0 {
-		return "", errors.New("--ttl and --auth-age must not be negative")
+		return "", exitcode.Usage(errors.New("--ttl and --auth-age must not be negative"))
 	}
 	q := url.Values{"user": {user}}
 	if o.ttl > 0 {

@@ -109,10 +109,19 @@ func (s *Service) Purge(ctx context.Context, p *auth.Principal, c PurgeCmd) (*Pu
 				return storeError("count held threads", err)
 			}
 			var cands []domain.PurgeCandidate
-			if remaining > 0 {
+			switch {
+			case remaining > 0:
 				if cands, err = expired.ExpiredThreads(ctx, cat, cutoff, remaining+1); err != nil {
 					return storeError("list expired threads", err)
 				}
+			case !res.Truncated:
+				// The limit ran out exactly at the end of an earlier category: look for one
+				// more thread only to say truthfully whether the run stopped short.
+				more, err := expired.ExpiredThreads(ctx, cat, cutoff, 1)
+				if err != nil {
+					return storeError("list expired threads", err)
+				}
+				res.Truncated = len(more) > 0
 			}
 			if len(cands) > remaining {
 				cands, res.Truncated = cands[:remaining], true

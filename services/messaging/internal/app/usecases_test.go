@@ -597,6 +597,31 @@ func TestRetentionPurgeAndLegalHold(t *testing.T) {
 	wantRefusal(t, "RunRetentionPurge(as of the future)", err, usererr.InvalidArgument, "AS_OF_IN_FUTURE")
 }
 
+// TestRetentionPurgeLimitAcrossCategories: a run whose limit runs out exactly at the end of one
+// category says it stopped short when a later category still has expired threads, so a caller
+// that repeats while truncated purges everything.
+func TestRetentionPurgeLimitAcrossCategories(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	for _, cat := range []commonv1.ThreadCategory{commonv1.ThreadCategory_THREAD_CATEGORY_GENERAL, commonv1.ThreadCategory_THREAD_CATEGORY_BILLING} {
+		if _, err := h.svc.CreateThread(ctxAs(t, patient), patient, app.CreateThreadCmd{PoolID: "pool-cardiology", Category: cat,
+			Sensitivity: commonv1.Sensitivity_SENSITIVITY_NORMAL, Subject: "s", Body: "b", ClientRequestID: uuid.NewString()}); err != nil {
+			t.Fatalf("CreateThread(%v) = %v", cat, err)
+		}
+	}
+	h.clock.Advance(31 * 24 * time.Hour)
+	for _, dry := range []bool{true, false} {
+		res, err := h.svc.RunRetentionPurge(ctxAs(t, admin), admin, app.PurgeCmd{DryRun: dry, Limit: 1})
+		if err != nil || res.Total.Eligible != 1 || !res.Truncated {
+			t.Fatalf("RunRetentionPurge(limit 1, dry run %v) = %+v, %v; want 1 eligible and truncated", dry, res, err)
+		}
+	}
+	res, err := h.svc.RunRetentionPurge(ctxAs(t, admin), admin, app.PurgeCmd{Limit: 1})
+	if err != nil || res.Total.Purged != 1 || res.Truncated {
+		t.Fatalf("RunRetentionPurge(the last one) = %+v, %v; want 1 purged, not truncated", res, err)
+	}
+}
+
 func TestCheckMessageAccess(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
