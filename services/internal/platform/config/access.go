@@ -2,6 +2,9 @@ package config
 
 import (
 	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -25,6 +28,20 @@ type Access struct {
 	BurstPerPrincipal int     `env:"BURST_PER_PRINCIPAL" envDefault:"40"`
 	RatePerClient     float64 `env:"RATE_PER_CLIENT" envDefault:"500"`
 	BurstPerClient    int     `env:"BURST_PER_CLIENT" envDefault:"1000"`
+	// RateRedisURL, when set, keeps those buckets in Redis (redis://host:6379/N, rediss:// for
+	// TLS, which a non-loopback host must use) so that the limits hold across all replicas of a
+	// service; unset, each process keeps its own and N replicas admit N times the limits. It may
+	// carry a password, hence Secret.
+	RateRedisURL Secret `env:"RATE_REDIS_URL"`
+	// RateRedisFailure is what the limiter does while Redis does not answer: "open" decides with
+	// per-process buckets of the same limits (so up to N times them across N replicas), "closed"
+	// refuses every call with Unavailable. Open is the default: patients and care teams losing
+	// messaging because a rate-limit cache is down is the worse harm, and every call is still
+	// authenticated, admitted and authorised; choose closed where abuse costs more than outage.
+	RateRedisFailure string `env:"RATE_REDIS_FAILURE" envDefault:"open"`
+	// RateRedisTimeout bounds the Redis calls of one rpc's decision, so a slow Redis delays an
+	// rpc by at most this much (and then, for a second, not at all: decisions skip it).
+	RateRedisTimeout time.Duration `env:"RATE_REDIS_TIMEOUT" envDefault:"100ms"`
 	// MaxTokenAge bounds how long after issue a token is accepted, whatever its exp says;
 	// MaxSessionAge bounds the time since the person last logged in (auth_time).
 	MaxTokenAge   time.Duration `env:"MAX_TOKEN_AGE" envDefault:"1h"`
@@ -52,6 +69,13 @@ func (c Access) Validate() error {
 	if c.RatePerPrincipal < 0 || c.RatePerClient < 0 || c.BurstPerPrincipal < 0 || c.BurstPerClient < 0 {
 		p.addf("SECUREMSG_RATE_* and SECUREMSG_BURST_* must not be negative")
 	}
+	checkRedisURL(&p, "SECUREMSG_RATE_REDIS_URL", c.RateRedisURL)
+	if c.RateRedisFailure != "open" && c.RateRedisFailure != "closed" {
+		p.addf("SECUREMSG_RATE_REDIS_FAILURE must be open or closed, got %q", c.RateRedisFailure)
+	}
+	if c.RateRedisTimeout <= 0 || c.RateRedisTimeout > time.Second {
+		p.addf("SECUREMSG_RATE_REDIS_TIMEOUT must be positive and at most 1s (every rpc may wait it out)")
+	}
 	if c.MaxTokenAge <= 0 || c.MaxSessionAge <= 0 {
 		p.addf("SECUREMSG_MAX_TOKEN_AGE and SECUREMSG_MAX_SESSION_AGE must be positive")
 	}
@@ -59,4 +83,27 @@ func (c Access) Validate() error {
 		p.addf("SECUREMSG_CLOCK_SKEW must be between 0 and 5m")
 	}
 	return p.err()
+}
+
+// checkRedisURL wants an empty value or redis://host[:port][/db]; a non-loopback host must use
+// rediss:// (TLS on every hop). The URL may carry a password, so messages never echo it.
+func checkRedisURL(p *problems, name string, value Secret) {
+	if value == "" {
+		return
+	}
+	u, err := url.Parse(value.Reveal())
+	switch {
+	case err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Hostname() == "":
+		p.addf("%s must be a redis:// or rediss:// URL with a host", name)
+	case u.Scheme == "redis" && !isLoopback(u.Hostname()):
+		p.addf("%s must use rediss:// (TLS) for a non-loopback host", name)
+	}
+	if err != nil {
+		return
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 {
+			p.addf("%s: the path must be a database number, like /7", name)
+		}
+	}
 }

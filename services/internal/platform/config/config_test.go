@@ -292,3 +292,75 @@ func TestHTTPEdgeAndTrustedProxySettings(t *testing.T) {
 		})
 	}
 }
+
+func TestRateLimitStoreSettings(t *testing.T) {
+	t.Parallel()
+	type accessOnly struct{ Access config.Access }
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    func(config.Access) string // "" when the loaded value is right
+		wantErr []string                   // substrings of the error; none: Load succeeds
+	}{
+		{"per-process by default, failing open", nil, func(a config.Access) string {
+			if a.RateRedisURL != "" || a.RateRedisFailure != "open" || a.RateRedisTimeout != 100*time.Millisecond {
+				return fmt.Sprintf("url set %v, failure %q, timeout %s; want unset, open, 100ms", a.RateRedisURL != "", a.RateRedisFailure, a.RateRedisTimeout)
+			}
+			return ""
+		}, nil},
+		{"loopback redis with a database, failing closed", map[string]string{
+			"SECUREMSG_RATE_REDIS_URL": "redis://127.0.0.1:6379/7", "SECUREMSG_RATE_REDIS_FAILURE": "closed", "SECUREMSG_RATE_REDIS_TIMEOUT": "50ms",
+		}, func(a config.Access) string {
+			if a.RateRedisURL.Reveal() != "redis://127.0.0.1:6379/7" || a.RateRedisFailure != "closed" || a.RateRedisTimeout != 50*time.Millisecond {
+				return fmt.Sprintf("failure %q, timeout %s", a.RateRedisFailure, a.RateRedisTimeout)
+			}
+			return ""
+		}, nil},
+		{"remote redis over TLS", map[string]string{"SECUREMSG_RATE_REDIS_URL": "rediss://:redis-pw-xyz@redis.internal:6380/0"}, nil, nil},
+		{"remote redis in plaintext", map[string]string{"SECUREMSG_RATE_REDIS_URL": "redis://:redis-pw-xyz@redis.internal:6379/0"}, nil,
+			[]string{"SECUREMSG_RATE_REDIS_URL must use rediss://"}},
+		{"not a redis URL", map[string]string{"SECUREMSG_RATE_REDIS_URL": "http://127.0.0.1:6379"}, nil,
+			[]string{"SECUREMSG_RATE_REDIS_URL must be a redis:// or rediss:// URL"}},
+		{"database is not a number", map[string]string{"SECUREMSG_RATE_REDIS_URL": "redis://127.0.0.1:6379/rate"}, nil,
+			[]string{"SECUREMSG_RATE_REDIS_URL: the path must be a database number"}},
+		{"unknown failure mode", map[string]string{"SECUREMSG_RATE_REDIS_FAILURE": "ajar"}, nil,
+			[]string{`SECUREMSG_RATE_REDIS_FAILURE must be open or closed, got "ajar"`}},
+		{"timeout too long", map[string]string{"SECUREMSG_RATE_REDIS_TIMEOUT": "5s"}, nil,
+			[]string{"SECUREMSG_RATE_REDIS_TIMEOUT must be positive and at most 1s"}},
+		{"timeout zero", map[string]string{"SECUREMSG_RATE_REDIS_TIMEOUT": "0s"}, nil,
+			[]string{"SECUREMSG_RATE_REDIS_TIMEOUT must be positive"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{} // never the process's: a SECUREMSG_RATE_* there would change the answer
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			var cfg accessOnly
+			err := config.Load(&cfg, config.WithEnvironment(env))
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("Load() = %v, want nil", err)
+				}
+				if tt.want != nil {
+					if problem := tt.want(cfg.Access); problem != "" {
+						t.Errorf("Load() Access: %s", problem)
+					}
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load() = nil, want an error with %q", tt.wantErr)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Load() error lacks %q; got:\n%v", want, err)
+				}
+			}
+			if strings.Contains(err.Error(), "redis-pw-xyz") {
+				t.Errorf("Load() error shows the Redis password:\n%v", err)
+			}
+		})
+	}
+}

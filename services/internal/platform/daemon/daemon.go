@@ -100,6 +100,8 @@ type Process struct {
 	tasks      []func(context.Context) error
 	// stopWatch ends the directory watch, which runs from Start until the process closes.
 	stopWatch context.CancelFunc
+	// limiter is the rate-limit guard, closed with the process (its Redis connections).
+	limiter *ratelimit.Limiter
 }
 
 // Topology is the JetStream layout the process declared: the stream names and the subject
@@ -166,6 +168,9 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 	if err != nil {
 		return nil, fmt.Errorf("build grpc server: %w", err)
 	}
+	if err := p.Server.MetricsRegistry().Register(p.limiter); err != nil {
+		return nil, fmt.Errorf("register rate-limit metrics: %w", err)
+	}
 
 	relay := outbox.NewRelay(p.Pool, p.JS, outbox.Options{Logger: logger, Registerer: p.Server.MetricsRegistry(), Commits: commits})
 	p.Go(relay.Run)
@@ -210,10 +215,17 @@ func (p *Process) accessGuards(ctx context.Context, spec Spec, base Base, topolo
 	if err != nil {
 		return nil, fmt.Errorf("oidc verifier for %s: %w", base.OIDC.Issuer, err)
 	}
-	limiter, err := ratelimit.New(ratelimit.Config{
+	// With SECUREMSG_RATE_REDIS_URL the buckets are shared by every replica of this service
+	// (Scope); without it each process keeps its own.
+	p.limiter, err = ratelimit.New(ratelimit.Config{
 		PerPrincipal: ratelimit.Limit{Rate: base.Access.RatePerPrincipal, Burst: base.Access.BurstPerPrincipal},
 		PerClient:    ratelimit.Limit{Rate: base.Access.RatePerClient, Burst: base.Access.BurstPerClient},
 		Recorder:     recorder,
+		RedisURL:     base.Access.RateRedisURL.Reveal(),
+		Scope:        spec.Name,
+		StoreTimeout: base.Access.RateRedisTimeout,
+		Failure:      ratelimit.FailureMode(base.Access.RateRedisFailure),
+		Logger:       p.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rate limits: %w", err)
@@ -221,7 +233,7 @@ func (p *Process) accessGuards(ctx context.Context, spec Spec, base Base, topolo
 	return []grpcserver.Guard{
 		ips,
 		auth.NewGuard(verifier, auth.WithAdmission(p.Directory), auth.WithRecorder(recorder), auth.WithLogger(p.Logger)),
-		limiter,
+		p.limiter,
 		p.Policy.Guard(),
 	}, nil
 }
@@ -384,5 +396,8 @@ func (p *Process) close() {
 	}
 	if p.Pool != nil {
 		p.Pool.Close()
+	}
+	if p.limiter != nil {
+		_ = p.limiter.Close() // only Redis connections: nothing is lost if closing them fails
 	}
 }

@@ -30,6 +30,9 @@ func call(ctx context.Context, l *ratelimit.Limiter) error {
 	return err
 }
 
+// TestLimiter runs the same calls against each store: the limits and refusals must not depend
+// on where the buckets are. Rates are slow (one token per 100s) so that Redis's real clock
+// refills nothing while a case runs.
 func TestLimiter(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -40,38 +43,69 @@ func TestLimiter(t *testing.T) {
 	}{
 		{
 			name:  "per principal burst then refused",
-			cfg:   ratelimit.Config{PerPrincipal: ratelimit.Limit{Rate: 1, Burst: 2}},
+			cfg:   ratelimit.Config{PerPrincipal: ratelimit.Limit{Rate: 0.01, Burst: 2}},
 			calls: []struct{ sub, client string }{{"a", "web"}, {"a", "web"}, {"a", "web"}, {"b", "web"}},
 			want:  []codes.Code{codes.OK, codes.OK, codes.ResourceExhausted, codes.OK},
 		},
 		{
 			name:  "per client app across users",
-			cfg:   ratelimit.Config{PerPrincipal: ratelimit.Limit{Rate: 100, Burst: 100}, PerClient: ratelimit.Limit{Rate: 1, Burst: 2}},
+			cfg:   ratelimit.Config{PerPrincipal: ratelimit.Limit{Rate: 100, Burst: 100}, PerClient: ratelimit.Limit{Rate: 0.01, Burst: 2}},
 			calls: []struct{ sub, client string }{{"a", "web"}, {"b", "web"}, {"c", "web"}, {"c", "mobile"}},
 			want:  []codes.Code{codes.OK, codes.OK, codes.ResourceExhausted, codes.OK},
 		},
 		{
 			name: "a refused call spends no principal token",
-			cfg:  ratelimit.Config{PerPrincipal: ratelimit.Limit{Rate: 1, Burst: 2}, PerClient: ratelimit.Limit{Rate: 1, Burst: 1}},
+			cfg:  ratelimit.Config{PerPrincipal: ratelimit.Limit{Rate: 0.01, Burst: 2}, PerClient: ratelimit.Limit{Rate: 0.01, Burst: 1}},
 			// a's second call is refused by the client bucket; a's own bucket keeps its token, so
 			// a's call on another client succeeds.
 			calls: []struct{ sub, client string }{{"a", "web"}, {"a", "web"}, {"a", "mobile"}},
 			want:  []codes.Code{codes.OK, codes.ResourceExhausted, codes.OK},
 		},
+		{
+			name:  "a disabled dimension never refuses",
+			cfg:   ratelimit.Config{PerClient: ratelimit.Limit{Rate: 0.01, Burst: 1}},
+			calls: []struct{ sub, client string }{{"a", ""}, {"a", ""}, {"a", ""}},
+			want:  []codes.Code{codes.OK, codes.OK, codes.OK},
+		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, store := range stores(t) {
+		for _, tt := range tests {
+			t.Run(store.name+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				clk := &clock{t: time.Unix(1_700_000_000, 0)}
+				cfg := store.configure(t, tt.cfg)
+				cfg.Now = clk.now
+				l := newLimiter(t, cfg)
+				for i, c := range tt.calls {
+					if got := status.Code(call(ctxFor(t, c.sub, c.client), l)); got != tt.want[i] {
+						t.Errorf("call %d (%s/%s) = %v, want %v", i, c.sub, c.client, got, tt.want[i])
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestLimiterRetryHintIsTheLongestWait: a call both buckets refuse is told the longer wait, so
+// that retrying then is not refused again by the other bucket; the same with either store.
+func TestLimiterRetryHintIsTheLongestWait(t *testing.T) {
+	t.Parallel()
+	for _, store := range stores(t) {
+		t.Run(store.name, func(t *testing.T) {
 			t.Parallel()
 			clk := &clock{t: time.Unix(1_700_000_000, 0)}
-			tt.cfg.Now = clk.now
-			l, err := ratelimit.New(tt.cfg)
-			if err != nil {
-				t.Fatal(err)
+			cfg := store.configure(t, ratelimit.Config{
+				PerPrincipal: ratelimit.Limit{Rate: 1, Burst: 1}, PerClient: ratelimit.Limit{Rate: 0.25, Burst: 1}, Now: clk.now,
+			})
+			l := newLimiter(t, cfg)
+			if err := call(ctxFor(t, "a", "web"), l); err != nil {
+				t.Fatalf("first call = %v, want nil", err)
 			}
-			for i, c := range tt.calls {
-				if got := status.Code(call(ctxFor(t, c.sub, c.client), l)); got != tt.want[i] {
-					t.Errorf("call %d (%s/%s) = %v, want %v", i, c.sub, c.client, got, tt.want[i])
-				}
+			// a's bucket refuses for 1s, web's for 4s.
+			code, _, delay := refusal(call(ctxFor(t, "a", "web"), l))
+			// Redis's clock moves on between the calls: a little less than 4s there.
+			if code != codes.ResourceExhausted || delay <= 3500*time.Millisecond || delay > 4*time.Second {
+				t.Errorf("second call = %v with retry %s, want ResourceExhausted with the client bucket's 4s", code, delay)
 			}
 		})
 	}

@@ -78,6 +78,12 @@ func fileDigest(path string) string {
 	return base64.RawStdEncoding.EncodeToString(sum[:])
 }
 
+// DevRateRedisURL is where the dev stack's services keep their shared rate-limit buckets: the
+// machine's Redis (a system service, like its Postgres; the stack never starts one), on a
+// database of the dev stack's own so tests, which use others, never see its buckets. Private
+// stacks leave SECUREMSG_RATE_REDIS_URL unset: each process limits on its own.
+const DevRateRedisURL = "redis://127.0.0.1:6379/7"
+
 // ServiceEnv is the whole configuration of svc in this stack (services read SECUREMSG_* only):
 // where its dependencies and peers are and what only it needs (least privilege, even in dev).
 // Later entries win (os/exec keeps the last value of a duplicated key), so Config.Env and
@@ -115,6 +121,8 @@ func (s *Stack) ServiceEnv(svc string) []string {
 	if !s.cfg.Detached {
 		// Tests stop services often; the 2s default drain only makes them slower.
 		set("SHUTDOWN_DRAIN", "100ms")
+	} else {
+		set("RATE_REDIS_URL", DevRateRedisURL)
 	}
 	switch svc {
 	case "messaging":

@@ -1,10 +1,13 @@
 package supervisor
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -249,6 +252,7 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) bool {
 		name, endpoint string
 		c              *Component
 		check          func(context.Context) error
+		owner          string // who runs it, for what the stack never runs (the machine's Redis)
 		ok             bool
 	}
 	c := s.cfg
@@ -263,6 +267,12 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) bool {
 		{name: "mailpit", endpoint: "smtp " + HostPort(c.Ports.SMTP) + " ui " + c.MailAPIURL(), c: s.Mail},
 		{name: "oidc", endpoint: c.IssuerURL(), c: s.OIDC},
 	}
+	if c.Detached {
+		// The machine's Redis, which the services share their rate limits through; without it
+		// they fall back to per-process limits (SECUREMSG_RATE_REDIS_FAILURE=open).
+		rows = append(rows, row{name: "redis", endpoint: DevRateRedisURL + " (rate limits)", owner: "machine",
+			check: func(ctx context.Context) error { return redisPing(ctx, DevRateRedisURL) }})
+	}
 	for _, svc := range s.Services() {
 		rows = append(rows, row{name: svc, endpoint: "grpcs://" + s.ServiceAddr(svc) + " (mTLS), https://" + HostPort(c.Ports.HTTP[svc]), c: s.services[svc].Component})
 	}
@@ -272,10 +282,10 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) bool {
 	var wg sync.WaitGroup
 	for i := range rows {
 		r := &rows[i]
-		if r.c == nil {
+		if r.c == nil && r.check == nil {
 			continue
 		}
-		if r.c.proc != nil {
+		if r.c != nil && r.c.proc != nil {
 			r.c.proc.adopt()
 		}
 		if r.check == nil {
@@ -296,7 +306,10 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) bool {
 			state, all = "DOWN", false
 		}
 		owner := "left out"
-		if r.c != nil {
+		switch {
+		case r.owner != "":
+			owner = r.owner
+		case r.c != nil:
 			owner = r.c.owner(r.ok)
 		}
 		out = fmt.Appendf(out, "%-13s %-56s %-5s %s\n", r.name, r.endpoint, state, owner)
@@ -310,6 +323,36 @@ test env:      source <(scripts/stack.sh env)
 `, c.Dir, c.CertsDir(), c.IssuerURL())
 	_, _ = w.Write(out) // the terminal; the exit status carries the answer
 	return all
+}
+
+// redisPing sends PING to the Redis of rawURL (redis://host:port/db) and wants +PONG: an open
+// port alone could be anything. Plain RESP, so the supervisor needs no Redis client.
+func redisPing(ctx context.Context, rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }() // a probe connection; its close error says nothing
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline) // a deadline on a fresh TCP connection cannot fail
+	}
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return fmt.Errorf("redis at %s answered PING with %q", u.Host, strings.TrimSpace(line))
+	}
+	return nil
 }
 
 // Lock takes the dev stack's lock file in dir, waiting up to wait for another `up` or `down`
