@@ -83,6 +83,25 @@ type ServiceMonitor struct {
 	} `json:"spec"`
 }
 
+// PrometheusRule is monitoring.coreos.com/v1 PrometheusRule (Prometheus Operator), reduced to
+// the fields the rules file uses: alerting rules only.
+type PrometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for,omitempty"`
+				Labels      map[string]string `json:"labels,omitempty"`
+				Annotations map[string]string `json:"annotations,omitempty"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
+}
+
 // newObject returns an empty typed object for apiVersion and kind, or nil for a type this
 // repository does not ship (which is itself an error: every kind must be reviewed here).
 func newObject(apiVersion, kind string) any {
@@ -117,6 +136,8 @@ func newObject(apiVersion, kind string) any {
 		return &Issuer{}
 	case "monitoring.coreos.com/v1/ServiceMonitor":
 		return &ServiceMonitor{}
+	case "monitoring.coreos.com/v1/PrometheusRule":
+		return &PrometheusRule{}
 	}
 	return nil
 }
@@ -160,6 +181,7 @@ type Objects struct {
 	Ingresses       []*networkingv1.Ingress
 	Certificates    []*Certificate
 	ServiceMonitors []*ServiceMonitor
+	PrometheusRules []*PrometheusRule
 	Namespaced      map[string]string // "Kind/name" -> namespace, for namespaced kinds
 }
 
@@ -205,6 +227,8 @@ func DecodeAll(rs []Rendered) (*Objects, []error) {
 			o.Certificates = append(o.Certificates, v)
 		case *ServiceMonitor:
 			o.ServiceMonitors = append(o.ServiceMonitors, v)
+		case *PrometheusRule:
+			o.PrometheusRules = append(o.PrometheusRules, v)
 		}
 	}
 	return o, errs

@@ -62,7 +62,7 @@ func Build(ctx context.Context, cfg Config, proc *daemon.Process) (*app.Service,
 	if err != nil {
 		return nil, err
 	}
-	ring, err := keys.NewKeyring(transit, keys.KeyringOptions{})
+	ring, err := keys.NewKeyring(transit, keys.KeyringOptions{Registerer: proc.Server.MetricsRegistry()})
 	if err != nil {
 		return nil, err
 	}
@@ -108,12 +108,16 @@ func NewStore(ctx context.Context, cfg S3) (*s3store.Store, error) {
 // registers the gRPC handler on proc and adds the re-scan and clean-up jobs.
 func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error) {
 	repo := pgstore.New(proc.Pool)
+	scanner, err := instrumentScanner(proc.Server.MetricsRegistry(), proc.Pool, deps.Scanner, proc.Logger)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := app.New(app.Config{
 		KeyName: s.TransitKey, Limits: s.Limits(), AllowedMediaTypes: s.AllowedTypes,
 		EventsSubject: proc.Topology().EventsSubject, DraftTTL: s.DraftTTL, UploadTTL: s.UploadTTL,
 		SessionTTL: s.SessionTTL, FinishLease: s.FinishLease,
 	}, app.Deps{
-		Attachments: repo, Sessions: repo, AuditTrail: repo, Objects: deps.Objects, Scanner: deps.Scanner,
+		Attachments: repo, Sessions: repo, AuditTrail: repo, Objects: deps.Objects, Scanner: scanner,
 		Access: deps.Access, Keys: deps.Keys, Emitter: proc.Audit, Logger: proc.Logger,
 	})
 	if err != nil {

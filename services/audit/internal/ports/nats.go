@@ -41,6 +41,9 @@ type Consumer struct {
 	MaxWait  time.Duration
 	Ingester Ingester
 	Log      *slog.Logger
+	// AppendLag, when set, is told for each appended record how long it took from the action
+	// (meta.occurred_at) to its place in the log: outbox, relay, stream and ingest together.
+	AppendLag func(time.Duration)
 
 	// mu guards cons: Run's loop and the reconciliation responder (Idle) share it.
 	mu   sync.Mutex
@@ -179,11 +182,18 @@ func (c *Consumer) runBatch(ctx context.Context) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if _, err := c.Ingester.Ingest(ctx, recs); err != nil {
+	appended, err := c.Ingester.Ingest(ctx, recs)
+	if err != nil {
 		for _, m := range msgs {
 			_ = m.NakWithDelay(time.Second)
 		}
 		return fmt.Errorf("append %d records: %w", len(recs), err)
+	}
+	if c.AppendLag != nil {
+		// Only the records appended now: a redelivered copy would count an old record twice.
+		for _, e := range appended {
+			c.AppendLag(max(e.AppendedAt.Sub(e.Projection.OccurredAt), 0)) // producers' clocks may run ahead
+		}
 	}
 	for _, m := range msgs {
 		if err := m.Ack(); err != nil {

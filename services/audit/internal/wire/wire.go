@@ -19,6 +19,7 @@ import (
 	"github.com/securemsg/securemsg/services/audit/migrations"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog/tlog"
 	"github.com/securemsg/securemsg/services/internal/platform/daemon"
+	"github.com/securemsg/securemsg/services/internal/platform/natsx"
 )
 
 // Spec is the daemon spec of the audit service.
@@ -112,8 +113,14 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	}
 	proc.Logger.Info("checkpoint keys trusted", "key_ids", svc.TrustedKeyIDs(), "signing_key_id", deps.Signer.KeyID())
 	auditv1.RegisterAuditServiceServer(proc.Server.GRPC(), ports.NewGRPC(svc))
-	consumer := &ports.Consumer{JS: proc.JS, Stream: top.AuditStream, Durable: ports.DefaultDurable,
-		Batch: s.IngestBatch, Ingester: svc, Log: proc.Logger}
+	ingest := natsx.ConsumerRef{Stream: top.AuditStream, Durable: ports.DefaultDurable}
+	appendLag, err := registerMetrics(proc.Server.MetricsRegistry(), store.LatestCheckpoint,
+		natsx.NewConsumerLagCollector(proc.JS, 0, ingest), proc.Logger)
+	if err != nil {
+		return nil, err
+	}
+	consumer := &ports.Consumer{JS: proc.JS, Stream: ingest.Stream, Durable: ingest.Durable,
+		Batch: s.IngestBatch, Ingester: svc, Log: proc.Logger, AppendLag: appendLag}
 	proc.Go(consumer.Run)
 	proc.Go(func(ctx context.Context) error { svc.RunCheckpointer(ctx); return nil })
 	proc.Go(func(ctx context.Context) error { svc.RunMaintenance(ctx); return nil })

@@ -54,6 +54,9 @@ type Keyring struct {
 	cache       *dekCache
 	flights     singleflight.Group
 	callTimeout time.Duration
+	// transitSeconds times the Vault Transit calls the keyring makes, by operation and outcome;
+	// nil without a Registerer.
+	transitSeconds *prometheus.HistogramVec
 
 	hits, misses, vaultCalls, errs atomic.Uint64
 }
@@ -82,8 +85,36 @@ func NewKeyring(svc KeyService, opts KeyringOptions) (*Keyring, error) {
 		}); err != nil {
 			return nil, err
 		}
+		k.transitSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "securemsg_transit_request_duration_seconds",
+			Help: "Vault Transit calls made by the keyring, by operation (datakey, decrypt) and outcome (ok, error).",
+			// Transit answers in milliseconds on a healthy cluster; the top buckets catch a
+			// Vault that is failing over or a client timing out (CallTimeout, default 10s).
+			Buckets: []float64{.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"operation", "outcome"})
+		if err := opts.Registerer.Register(k.transitSeconds); err != nil {
+			return nil, fmt.Errorf("keys: register metric securemsg_transit_request_duration_seconds: %w", err)
+		}
+		// Every series exists from the start, so rates and alerts see zeros, not gaps.
+		for _, op := range []string{"datakey", "decrypt"} {
+			for _, outcome := range []string{"ok", "error"} {
+				k.transitSeconds.WithLabelValues(op, outcome)
+			}
+		}
 	}
 	return k, nil
+}
+
+// observeTransit records one Transit call's duration; operation is a constant, never a key name.
+func (k *Keyring) observeTransit(operation string, start time.Time, err error) {
+	if k.transitSeconds == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	k.transitSeconds.WithLabelValues(operation, outcome).Observe(time.Since(start).Seconds())
 }
 
 // NewDEK creates a DEK under the Transit key keyName. It always calls Vault (fail closed: no
@@ -91,7 +122,9 @@ func NewKeyring(svc KeyService, opts KeyringOptions) (*Keyring, error) {
 // DEK right away costs no further call.
 func (k *Keyring) NewDEK(ctx context.Context, keyName string) (DEK, error) {
 	k.vaultCalls.Add(1)
+	start := time.Now()
 	pt, wrapped, err := k.svc.GenerateDataKey(ctx, keyName)
+	k.observeTransit("datakey", start, err)
 	if err != nil {
 		k.errs.Add(1)
 		return DEK{}, fmt.Errorf("new dek: %w", err)
@@ -118,7 +151,9 @@ func (k *Keyring) OpenDEK(ctx context.Context, keyName, wrapped string) ([]byte,
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.callTimeout)
 		defer cancel()
 		k.vaultCalls.Add(1)
+		start := time.Now()
 		pt, err := k.svc.Decrypt(cctx, keyName, wrapped)
+		k.observeTransit("decrypt", start, err)
 		if err != nil {
 			return nil, err
 		}

@@ -68,13 +68,26 @@ func TestKeyringCachesAndCopies(t *testing.T) {
 		t.Fatalf("vault calls = %d, want 2 (the cache is keyed by key name too)", got)
 	}
 	mfs, err := reg.Gather()
-	if err != nil || len(mfs) != 4 {
-		t.Fatalf("Gather() = %d metric families, %v; want 4", len(mfs), err)
+	if err != nil || len(mfs) != 5 {
+		t.Fatalf("Gather() = %d metric families, %v; want 5", len(mfs), err)
+	}
+	// Only the Transit histogram has labels, and only bounded ones: never a key name or DEK.
+	allowed := map[string]map[string]bool{
+		"operation": {"datakey": true, "decrypt": true},
+		"outcome":   {"ok": true, "error": true},
 	}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != 0 {
-				t.Errorf("metric %s has labels %v, want none", mf.GetName(), m.GetLabel())
+			if mf.GetName() != "securemsg_transit_request_duration_seconds" {
+				if len(m.GetLabel()) != 0 {
+					t.Errorf("metric %s has labels %v, want none", mf.GetName(), m.GetLabel())
+				}
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if !allowed[l.GetName()][l.GetValue()] {
+					t.Errorf("metric %s has label %s=%q, want operation or outcome from a fixed set", mf.GetName(), l.GetName(), l.GetValue())
+				}
 			}
 		}
 	}

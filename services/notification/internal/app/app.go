@@ -32,6 +32,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
@@ -88,6 +89,8 @@ type Service struct {
 	log      *slog.Logger
 	wake     chan struct{}
 	defaults map[string]domain.Template
+	// outcomes counts recorded attempt outcomes by channel and status (DeliveryOutcomes).
+	outcomes [domain.ChannelWebhook + 1][domain.StatusSuppressed + 1]atomic.Uint64
 }
 
 // New returns the service, or an error naming what is missing.

@@ -523,6 +523,20 @@ func TestDispatchOutcomes(t *testing.T) {
 			if d.Status != tt.wantStatus || !slices.Equal(codes, tt.wantCodes) {
 				t.Errorf("delivery = status %d attempts %v, want %d %v", d.Status, codes, tt.wantStatus, tt.wantCodes)
 			}
+			// The metrics count each recorded attempt once, by channel and status.
+			wantOutcomes := map[domain.Status]uint64{}
+			for _, a := range d.Log {
+				wantOutcomes[a.Status]++
+			}
+			for _, o := range f.svc.DeliveryOutcomes() {
+				want := uint64(0)
+				if o.Channel == domain.ChannelSMS {
+					want = wantOutcomes[o.Status]
+				}
+				if o.Count != want {
+					t.Errorf("DeliveryOutcomes() %s status %d = %d, want %d", o.Channel, o.Status, o.Count, want)
+				}
+			}
 			if sent := f.sms.sent(); len(sent) != tt.attempts || sent[0].Address != "+15550001234" || sent[0].DeliveryID != d.ID ||
 				sent[0].MessageID != ev.MessageID || !strings.Contains(sent[0].Text.Body, portal) {
 				t.Errorf("alerts sent = %+v, want %d to the number, naming the delivery and the portal", sent, tt.attempts)

@@ -154,6 +154,35 @@ func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
 func (s *Service) suppress(ctx context.Context, d domain.Delivery, code string) {
 	if err := s.delivery.Suppress(ctx, d.ID, code); err != nil {
 		s.log.Warn("suppress delivery failed", "delivery_id", d.ID, "error", err)
+		return
+	}
+	s.countOutcome(d.Channel, domain.StatusSuppressed)
+}
+
+// DeliveryOutcome is how many attempts on Channel were recorded with Status (sent, retrying,
+// failed — dead-lettered — or suppressed) since the service started.
+type DeliveryOutcome struct {
+	Channel domain.Channel
+	Status  domain.Status
+	Count   uint64
+}
+
+// DeliveryOutcomes returns the recorded outcome counts of every channel and final or retrying
+// status, zeros included, for metrics.
+func (s *Service) DeliveryOutcomes() []DeliveryOutcome {
+	var out []DeliveryOutcome
+	for _, ch := range domain.Channels {
+		for _, st := range []domain.Status{domain.StatusSent, domain.StatusRetrying, domain.StatusFailed, domain.StatusSuppressed} {
+			out = append(out, DeliveryOutcome{Channel: ch, Status: st, Count: s.outcomes[ch][st].Load()})
+		}
+	}
+	return out
+}
+
+// countOutcome counts one recorded outcome; values outside the known sets are not counted.
+func (s *Service) countOutcome(ch domain.Channel, st domain.Status) {
+	if ch > domain.ChannelUnspecified && int(ch) < len(s.outcomes) && st > 0 && int(st) < len(s.outcomes[ch]) {
+		s.outcomes[ch][st].Add(1)
 	}
 }
 
@@ -178,7 +207,9 @@ func (s *Service) finish(ctx context.Context, d domain.Delivery, start time.Time
 	}
 	if err != nil {
 		s.log.Error("recording a delivery outcome failed; the claim will expire", "delivery_id", d.ID, "error", err)
+		return
 	}
+	s.countOutcome(d.Channel, a.Status)
 }
 
 func (s *Service) record(ctx context.Context, d domain.Delivery, a domain.Attempt) error {
@@ -220,6 +251,11 @@ func (s *Service) alertAudit(ctx context.Context, d domain.Delivery, a domain.At
 // are retried (the gateway de-duplicates on the delivery id). It returns how many it handled.
 func (s *Service) RecoverStaleClaims(ctx context.Context) (int, error) {
 	now := time.Now()
+	type outcome struct {
+		ch domain.Channel
+		st domain.Status
+	}
+	var recovered []outcome // counted once the recovery committed
 	n, err := s.delivery.RecoverStaleClaims(ctx, 100, func(d domain.Delivery) (domain.Attempt, []outbox.Event, error) {
 		a := domain.Attempt{Attempt: d.Attempts, StartTime: now, FinishTime: now, ErrorCode: errorOutcomeUnknown}
 		if d.Channel == domain.ChannelEmail || s.cfg.Retry.Exhausted(d.Attempts) {
@@ -228,10 +264,14 @@ func (s *Service) RecoverStaleClaims(ctx context.Context) (int, error) {
 			a.Status, a.NextAttempt = domain.StatusRetrying, now
 		}
 		audit, err := s.alertAudit(ctx, d, a)
+		recovered = append(recovered, outcome{d.Channel, a.Status})
 		return a, audit, err
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return n, err
+	}
+	for _, o := range recovered[:min(n, len(recovered))] {
+		s.countOutcome(o.ch, o.st)
 	}
 	if n > 0 {
 		s.Wake()

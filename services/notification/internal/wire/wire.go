@@ -71,7 +71,7 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	if err != nil {
 		return nil, err
 	}
-	keyring, err := keys.NewKeyring(deps.Transit, keys.KeyringOptions{})
+	keyring, err := keys.NewKeyring(deps.Transit, keys.KeyringOptions{Registerer: proc.Server.MetricsRegistry()})
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +95,10 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	}
 	notificationv1.RegisterNotificationServiceServer(proc.Server.GRPC(), ports.NewGRPC(svc))
 	events := ports.NewEvents(svc, proc.Topology().EventsSubject)
+	consumer := natsx.ConsumerRef{Stream: proc.Topology().EventsStream, Durable: Consumer}
+	if err := registerMetrics(proc.Server.MetricsRegistry(), svc, consumer, natsx.NewConsumerLagCollector(proc.JS, 0, consumer)); err != nil {
+		return nil, err
+	}
 	proc.Go(func(ctx context.Context) error {
 		return natsx.Consume(ctx, proc.JS, natsx.ConsumerConfig{
 			Stream:         proc.Topology().EventsStream,
