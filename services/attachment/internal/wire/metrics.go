@@ -76,6 +76,20 @@ func (c *scanCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *scanCollector) Collect(ch chan<- prometheus.Metric) {
+	c.collectBacklog(ch)
+	if c.clamd != nil {
+		// A budget of its own: a Postgres that hangs must not make clamd look down (and page).
+		ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+		defer cancel()
+		up := 1.0
+		if err := c.clamd.Ping(ctx); err != nil {
+			up = 0
+		}
+		ch <- prometheus.MustNewConstMetric(c.descs.clamdUp, prometheus.GaugeValue, up)
+	}
+}
+
+func (c *scanCollector) collectBacklog(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	var pending int64
@@ -87,13 +101,6 @@ func (c *scanCollector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		ch <- prometheus.MustNewConstMetric(c.descs.pending, prometheus.GaugeValue, float64(pending))
 		ch <- prometheus.MustNewConstMetric(c.descs.oldest, prometheus.GaugeValue, age)
-	}
-	if c.clamd != nil {
-		up := 1.0
-		if err := c.clamd.Ping(ctx); err != nil {
-			up = 0
-		}
-		ch <- prometheus.MustNewConstMetric(c.descs.clamdUp, prometheus.GaugeValue, up)
 	}
 }
 

@@ -42,6 +42,9 @@ type Access struct {
 	// RateRedisTimeout bounds the Redis calls of one rpc's decision, so a slow Redis delays an
 	// rpc by at most this much (and then, for a second, not at all: decisions skip it).
 	RateRedisTimeout time.Duration `env:"RATE_REDIS_TIMEOUT" envDefault:"100ms"`
+	// RateRedisCACert is the PEM file of the CA that signed a rediss:// server's certificate,
+	// when it is not a public one (an in-cluster Redis usually is not); empty: the system roots.
+	RateRedisCACert string `env:"RATE_REDIS_CACERT"`
 	// MaxTokenAge bounds how long after issue a token is accepted, whatever its exp says;
 	// MaxSessionAge bounds the time since the person last logged in (auth_time).
 	MaxTokenAge   time.Duration `env:"MAX_TOKEN_AGE" envDefault:"1h"`
@@ -70,6 +73,7 @@ func (c Access) Validate() error {
 		p.addf("SECUREMSG_RATE_* and SECUREMSG_BURST_* must not be negative")
 	}
 	checkRedisURL(&p, "SECUREMSG_RATE_REDIS_URL", c.RateRedisURL)
+	checkFile(&p, "SECUREMSG_RATE_REDIS_CACERT", c.RateRedisCACert, false)
 	if c.RateRedisFailure != "open" && c.RateRedisFailure != "closed" {
 		p.addf("SECUREMSG_RATE_REDIS_FAILURE must be open or closed, got %q", c.RateRedisFailure)
 	}

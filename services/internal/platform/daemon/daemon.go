@@ -222,6 +222,7 @@ func (p *Process) accessGuards(ctx context.Context, spec Spec, base Base, topolo
 		PerClient:    ratelimit.Limit{Rate: base.Access.RatePerClient, Burst: base.Access.BurstPerClient},
 		Recorder:     recorder,
 		RedisURL:     base.Access.RateRedisURL.Reveal(),
+		RedisCACert:  base.Access.RateRedisCACert,
 		Scope:        spec.Name,
 		StoreTimeout: base.Access.RateRedisTimeout,
 		Failure:      ratelimit.FailureMode(base.Access.RateRedisFailure),

@@ -73,6 +73,9 @@ type Config struct {
 	// RedisURL, when set, keeps the buckets in Redis (redis://host:6379/N, or rediss:// for TLS)
 	// so that every replica with the same Scope shares them. Unset: per-process buckets.
 	RedisURL string
+	// RedisCACert is the PEM file of the CA a rediss:// server's certificate chains to; empty:
+	// the system roots.
+	RedisCACert string
 	// Scope prefixes the Redis keys: replicas of one service share it (the service name), and
 	// different services keep apart limits, as they did per process.
 	Scope string
@@ -160,7 +163,7 @@ func New(cfg Config) (*Limiter, error) {
 		Help: "Redis calls of the rate limiter that failed or timed out; those decisions followed SECUREMSG_RATE_REDIS_FAILURE.",
 	})}
 	if cfg.RedisURL != "" {
-		if l.shared, err = newRedisStore(cfg.RedisURL, cfg.Scope, cfg.StoreTimeout); err != nil {
+		if l.shared, err = newRedisStore(cfg.RedisURL, cfg.RedisCACert, cfg.Scope, cfg.StoreTimeout); err != nil {
 			return nil, err
 		}
 	}
@@ -296,7 +299,10 @@ func (l *Limiter) check(ctx context.Context, fullMethod string) error {
 		// already retry with back-off.
 		code, msg, reason, auditReason = codes.Unavailable, "rate limit unavailable", "RATE_LIMIT_UNAVAILABLE", "rate_limit_unavailable"
 	}
-	if l.cfg.Recorder != nil {
+	// A refusal because the store is away is no decision about the caller: it is counted and
+	// logged (storeErrors), not audited, so a Redis outage in closed mode does not turn into an
+	// audit write for every rpc.
+	if l.cfg.Recorder != nil && !d.unavailable {
 		p, _ := auth.FromContext(ctx)
 		rec := auth.NewRecord(ctx, p, l.cfg.Now())
 		rec.Action, rec.RecordType, rec.Outcome, rec.ReasonCode = fullMethod, "rpc", auth.OutcomeDenied, auditReason

@@ -3,9 +3,11 @@ package ratelimit
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -31,7 +33,7 @@ type redisStore struct {
 	timeout time.Duration
 }
 
-func newRedisStore(url, scope string, timeout time.Duration) (*redisStore, error) {
+func newRedisStore(url, caFile, scope string, timeout time.Duration) (*redisStore, error) {
 	if scope == "" {
 		return nil, errors.New("ratelimit: a Redis store needs a Scope (the service name)")
 	}
@@ -47,6 +49,17 @@ func newRedisStore(url, scope string, timeout time.Duration) (*redisStore, error
 	opts.MaxRetries = -1
 	opts.DialerRetries = 1
 	opts.DisableIdentity = true // CLIENT SETINFO would cost a round trip on every new connection
+	if caFile != "" && opts.TLSConfig != nil {
+		pem, err := os.ReadFile(caFile) //nolint:gosec // G304: the path is the operator's SECUREMSG_RATE_REDIS_CACERT
+		if err != nil {
+			return nil, fmt.Errorf("ratelimit: read the Redis CA file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ratelimit: no PEM certificates in the Redis CA file %s", caFile)
+		}
+		opts.TLSConfig.RootCAs = roots
+	}
 	client := redis.NewClient(opts)
 	return &redisStore{client: client, gcra: redis_rate.NewLimiter(client), prefix: "securemsg:" + scope + ":", timeout: timeout}, nil
 }

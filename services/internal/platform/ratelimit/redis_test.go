@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -371,13 +373,11 @@ func TestRedisUnreachable(t *testing.T) {
 			if strings.Contains(out, "patient-7") {
 				t.Errorf("the warning names the caller:\n%s", out)
 			}
-			wantReason := "rate_limited"
-			if tt.failure == ratelimit.FailClosed {
-				wantReason = "rate_limit_unavailable"
-			}
+			// Refusals because the store is away are counted and logged, never audited: a
+			// closed-mode outage must not cost an audit write per rpc.
 			for _, r := range recs.reasons() {
-				if r != wantReason {
-					t.Errorf("recorded reason %q, want %q", r, wantReason)
+				if r != "rate_limited" {
+					t.Errorf("recorded reason %q, want only rate_limited refusals audited", r)
 				}
 			}
 		})
@@ -506,6 +506,10 @@ func TestRedisStoreRecovers(t *testing.T) {
 
 func TestNewRejectsBadStoreSettings(t *testing.T) {
 	t.Parallel()
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	lim := ratelimit.Limit{Rate: 1, Burst: 1}
 	tests := []struct {
 		name string
@@ -515,6 +519,8 @@ func TestNewRejectsBadStoreSettings(t *testing.T) {
 		{"URL that does not parse", ratelimit.Config{PerPrincipal: lim, RedisURL: "http://:secret@127.0.0.1", Scope: "s"}},
 		{"unknown failure mode", ratelimit.Config{PerPrincipal: lim, Failure: "ajar"}},
 		{"rate too slow for redis", ratelimit.Config{PerPrincipal: ratelimit.Limit{Rate: 1e-9, Burst: 1}, RedisURL: "redis://127.0.0.1:6379/15", Scope: "s"}},
+		{"CA file missing", ratelimit.Config{PerPrincipal: lim, RedisURL: "rediss://127.0.0.1:6379/15", RedisCACert: "/nonexistent/ca.pem", Scope: "s"}},
+		{"CA file without certificates", ratelimit.Config{PerPrincipal: lim, RedisURL: "rediss://127.0.0.1:6379/15", RedisCACert: notPEM, Scope: "s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
