@@ -207,19 +207,10 @@ func (p *purge) confirm(preview *messagingv1.RunRetentionPurgeResponse) error {
 	return nil
 }
 
-// serviceDefaultLimit is the service's limit when the request gives none.
-const serviceDefaultLimit = 1000
-
-// mayHaveMore tells whether threads past retention may be left after a call: when the service
-// says so (truncated), and also whenever the call reached its limit, because the service sets
-// truncated only when the limit cuts a category short, not when it runs out at a category's
-// end with later categories unread.
+// mayHaveMore tells whether threads past retention may be left after a call: the service says
+// so (truncated) whenever its limit stopped it short, in whatever category.
 func (p *purge) mayHaveMore(r *messagingv1.RunRetentionPurgeResponse) bool {
-	limit := int64(p.limit)
-	if limit == 0 {
-		limit = serviceDefaultLimit
-	}
-	return r.GetTruncated() || r.GetTotal().GetThreadsEligible() >= limit
+	return r.GetTruncated()
 }
 
 // print writes the result as a table with a summary line, or as protojson.
