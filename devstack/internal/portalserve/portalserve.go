@@ -120,22 +120,26 @@ func New(cfg Config) (http.Handler, error) {
 }
 
 // contentSecurityPolicy is the policy of every response. Nothing is allowed by default; scripts,
-// styles, fonts and images come from this origin only (images also as blob: and data: URLs,
-// which previews of attachments use), with no 'unsafe-inline' or 'unsafe-eval' anywhere; the app
-// may only talk to this origin, the issuer and the services. No form posts anywhere (sign-in is
-// a redirect to the issuer, not a form of ours), no framing, no <base>, no plugins.
+// styles, fonts and images come from this origin only (images also as data: URLs, for the empty
+// favicon), with no 'unsafe-inline' or 'unsafe-eval' anywhere; the app may only talk to this
+// origin, the issuer and the services. Trusted Types with no policy at all make the browser
+// refuse every HTML sink (innerHTML and the like), which enforces the app's text-only rendering.
+// No form posts anywhere (sign-in is a redirect to the issuer, not a form of ours), no framing,
+// no <base>, no plugins.
 func contentSecurityPolicy(connect []string) string {
 	return strings.Join([]string{
 		"default-src 'none'",
 		"script-src 'self'",
 		"style-src 'self'",
-		"img-src 'self' blob: data:",
+		"img-src 'self' data:",
 		"font-src 'self'",
 		"connect-src " + strings.Join(connect, " "),
 		"form-action 'none'",
 		"frame-ancestors 'none'",
 		"base-uri 'none'",
 		"object-src 'none'",
+		"require-trusted-types-for 'script'",
+		"trusted-types 'none'",
 	}, "; ")
 }
 

@@ -17,9 +17,10 @@ import (
 
 // wantCSP is the policy every response must carry, spelled out rather than built, so that a
 // change to the policy shows in the test's diff.
-const wantCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; font-src 'self'; " +
+const wantCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
 	"connect-src 'self' http://127.0.0.1:8400 https://127.0.0.1:8441 https://127.0.0.1:8442 https://127.0.0.1:8443 https://127.0.0.1:8444; " +
-	"form-action 'none'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+	"form-action 'none'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'; " +
+	"require-trusted-types-for 'script'; trusted-types 'none'"
 
 const (
 	indexHTML = `<!doctype html><html><head><script type="module" src="/assets/index-abc123.js"></script></head><body></body></html>`

@@ -3,6 +3,7 @@
 import type { App } from "./app.js";
 import { describe } from "./api.js";
 import { field, h } from "./dom.js";
+import { ScanState } from "./gen/securemsg/attachment/v1/attachment_pb.js";
 import { upload } from "./upload.js";
 
 export interface AttachmentPicker {
@@ -36,7 +37,9 @@ export function attachmentPicker(app: App): AttachmentPicker {
             bar.value = sent;
             label.textContent = total ? `${Math.floor((sent / total) * 100)}%` : "";
           });
-          label.textContent = "uploaded and scanned";
+          label.textContent = attachment.scanState === ScanState.CLEAN
+            ? "uploaded and scanned"
+            : "uploaded; the malware scan is still running (nobody can open it until it passes)";
           ids.push(attachment.attachmentId);
         } catch (err) {
           label.textContent = "refused";

@@ -14,7 +14,6 @@ export interface Session {
   name: string;
   roles: string[];
   patientId: string;
-  proxyFor: string[]; // patient ids of the person's proxy grants
 }
 
 const pendingKey = "securemsg.signin";
@@ -104,9 +103,6 @@ export async function completeSignIn(cfg: PortalConfig, callback: URL): Promise<
     name: String(claims.name ?? claims.sub ?? ""),
     roles: Array.isArray(claims.roles) ? claims.roles.map(String) : [],
     patientId: String(claims.patient_id ?? ""),
-    proxyFor: Array.isArray(claims.proxy_grants)
-      ? claims.proxy_grants.map((g: { patient_id?: unknown }) => String(g.patient_id ?? "")).filter(Boolean)
-      : [],
   };
   window.clearTimeout(expiryTimer);
   expiryTimer = window.setTimeout(() => endSession("expired"), Math.max(0, expiresAt - Date.now()));

@@ -23,38 +23,49 @@ export async function upload(
     threadId,
     clientRequestId: crypto.randomUUID(),
   });
-  const { session } = await api.attachment.createUploadSession({ metadata });
+  // A retried create is safe: the service answers the same session for the same request id.
+  const { session } = await retrying(() => api.attachment.createUploadSession({ metadata }));
   if (!session) throw new Error("the attachment service started no upload session");
   const uploadId = session.uploadId;
   const chunkSize = Number(session.maxChunkBytes) || 1 << 20;
   let offset = Number(session.nextOffset);
-  let attempts = 0;
+  let failures = 0;
   onProgress(offset, file.size);
   while (offset < file.size) {
     const data = new Uint8Array(await file.slice(offset, offset + chunkSize).arrayBuffer());
     try {
       const resp = await api.attachment.appendUploadChunk({ uploadId, offset: BigInt(offset), data });
       offset = Number(resp.session?.nextOffset ?? offset + data.length);
-      attempts = 0;
+      failures = 0;
     } catch (err) {
-      if (!retryable(err) || ++attempts >= maxAttempts) throw err;
-      await pause(attempts);
-      // Ask where the session stands rather than guess what the failed call did.
-      offset = Number((await api.attachment.getUploadSession({ uploadId })).session?.nextOffset ?? offset);
+      if (!retryable(err) || ++failures >= maxAttempts) throw err;
+      await pause(failures);
+      // Ask where the session stands rather than guess what the failed call did: the chunk
+      // may have been stored and only its answer lost.
+      const { session: now } = await retrying(() => api.attachment.getUploadSession({ uploadId }));
+      offset = Number(now?.nextOffset ?? offset);
     }
     onProgress(offset, file.size);
   }
-  for (;;) {
+  const { attachment } = await retrying(() => api.attachment.finishUploadSession({ uploadId }));
+  if (!attachment) throw new Error("the attachment service returned no attachment");
+  switch (attachment.scanState) {
+    case ScanState.INFECTED:
+      throw new ConnectError("The file was refused: the malware scanner found a threat in it.", Code.InvalidArgument);
+    case ScanState.FAILED:
+      throw new ConnectError("The file could not be checked for malware, so it cannot be sent.", Code.FailedPrecondition);
+  }
+  return attachment; // CLEAN, or PENDING: held back from everyone until the scan passes
+}
+
+/** retrying calls fn again, with backoff, while it fails for a reason worth retrying. */
+async function retrying<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
     try {
-      const { attachment } = await api.attachment.finishUploadSession({ uploadId });
-      if (!attachment) throw new Error("the attachment service returned no attachment");
-      if (attachment.scanState === ScanState.INFECTED) {
-        throw new ConnectError("The file was refused: the malware scanner found a threat in it.", Code.InvalidArgument);
-      }
-      return attachment;
+      return await fn();
     } catch (err) {
-      if (!retryable(err) || ++attempts >= maxAttempts) throw err;
-      await pause(attempts);
+      if (!retryable(err) || attempt >= maxAttempts) throw err;
+      await pause(attempt);
     }
   }
 }

@@ -19,8 +19,21 @@ export function watchInbox(app: App, signal: AbortSignal, onChange: (change: Inb
       }
       // The stream ended (a replica drained, a proxy timed out): catch up, then listen again.
       onChange("resync");
-      await new Promise((r) => setTimeout(r, Math.min(15000, 500 * 2 ** Math.min(failures, 5))));
+      await sleep(Math.min(15000, 500 * 2 ** Math.min(failures, 5)), signal);
     }
   };
   void run();
+}
+
+/** sleep waits ms, or less when signal aborts first (the screen went away). */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
 }

@@ -8,19 +8,13 @@ import { field, h, replace } from "../dom.js";
 export async function alertSettings(app: App, view: HTMLElement): Promise<void> {
   const enabled = h("input", { type: "checkbox", name: "email_enabled" });
   const address = h("input", { type: "email", name: "email", autocomplete: "email", maxlength: "254" });
-  const save = h("button", { type: "submit" }, "Save alert settings");
+  // Disabled until the stored settings are shown, so an early click saves nothing stale.
+  const save = h("button", { type: "submit", disabled: true }, "Save alert settings");
   const form = h("form", { class: "alerts" },
     h("div", { class: "field checkbox" }, h("label", {}, enabled, " Email me when there is a new message")),
     field("Email address", address, "Alerts say only that there is something to read; log in to read it."),
     save);
   replace(view, h("h2", {}, "Alerts"), form);
-  try {
-    const { preferences } = await app.api.notification.getPreferences({});
-    enabled.checked = preferences?.email?.enabled ?? false;
-    address.value = preferences?.email?.address ?? "";
-  } catch (err) {
-    app.fail(err);
-  }
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     save.disabled = true;
@@ -36,4 +30,13 @@ export async function alertSettings(app: App, view: HTMLElement): Promise<void> 
       save.disabled = false;
     }
   });
+  try {
+    const { preferences } = await app.api.notification.getPreferences({});
+    enabled.checked = preferences?.email?.enabled ?? false;
+    address.value = preferences?.email?.address ?? "";
+  } catch (err) {
+    app.fail(err);
+  } finally {
+    save.disabled = false; // the mask touches email only, so a save after a failed read is safe
+  }
 }

@@ -17,6 +17,7 @@ export async function auditorHome(app: App): Promise<void> {
   const form = h("form", { class: "search", role: "search", "aria-label": "Audit search" },
     field("Patient id", patient), field("Actor (subject)", actor), field("From", from), field("To", to),
     h("button", { type: "submit" }, "Search"));
+  const search = form.querySelector("button")!;
   const results = h("div", { "aria-live": "polite" });
   const verification = h("section", { "aria-labelledby": "verify-heading" }, h("h3", { id: "verify-heading" }, "Log verification"));
   replace(app.main, h("h2", {}, "Audit log"), verification, form, results);
@@ -24,6 +25,8 @@ export async function auditorHome(app: App): Promise<void> {
   void verify(app, verification);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    // One search at a time: a slow earlier answer must never stand under a newer filter.
+    search.disabled = true;
     try {
       const resp = await app.api.audit.queryAuditEvents({
         filter: {
@@ -54,6 +57,8 @@ export async function auditorHome(app: App): Promise<void> {
         rows));
     } catch (err) {
       app.fail(err);
+    } finally {
+      search.disabled = false;
     }
   });
 }

@@ -38,13 +38,13 @@ export async function careTeamHome(app: App, queue: Queue = "unassigned"): Promi
         includeCounts: true,
         pageSize: 50,
       });
-      if (mine !== latest) return;
+      if (mine !== latest || signal.aborted) return;
       labels.unassigned.textContent = `(${resp.counts?.unassigned ?? 0})`;
       labels.mine.textContent = `(${resp.counts?.assignedToMe ?? 0})`;
       list.replaceChildren(...resp.threads.map((t) => queueRow(app, t, queue)));
       if (resp.threads.length === 0) list.append(h("li", {}, "Nothing waiting."));
     } catch (err) {
-      app.fail(err);
+      if (!signal.aborted) app.fail(err);
     }
   };
   await load();

@@ -23,6 +23,8 @@ let actingFor = "";
 export async function patientHome(app: App, tab: "inbox" | "compose" | "access" | "alerts" = "inbox"): Promise<void> {
   const signal = newScreen();
   const subjects = await whoCanBeActedFor(app);
+  // Signed out, or moved on, while the grants were read: this screen is no longer wanted.
+  if (signal.aborted) return;
   if (!subjects.some((s) => s.patientId === actingFor)) actingFor = subjects[0]?.patientId ?? "";
   const nav = h("nav", { "aria-label": "Patient portal" });
   const tabs: [typeof tab, string][] = [
@@ -85,12 +87,12 @@ async function inbox(app: App, view: HTMLElement, signal: AbortSignal): Promise<
         app.api.messaging.listThreads({ box: Box.INBOX, patientId: actingFor, pageSize: 50 }),
         app.api.messaging.getUnreadCount({}),
       ]);
-      if (mine !== latest) return;
+      if (mine !== latest || signal.aborted) return;
       summary.textContent = `${unread.unreadThreads} unread conversation${unread.unreadThreads === 1 ? "" : "s"}`;
       list.replaceChildren(...threads.threads.map((t) => threadRow(app, t)));
       if (threads.threads.length === 0) list.append(h("li", {}, "No messages yet."));
     } catch (err) {
-      app.fail(err);
+      if (!signal.aborted) app.fail(err);
     }
   };
   await load();
@@ -122,17 +124,12 @@ async function compose(app: App, view: HTMLElement): Promise<void> {
   const subject = h("input", { type: "text", name: "subject", required: true, maxlength: "200", autocomplete: "off" });
   const body = h("textarea", { name: "body", rows: "6", required: true, maxlength: "20000" });
   const picker = attachmentPicker(app);
-  const send = h("button", { type: "submit" }, "Send message");
+  // Disabled until the pools are known, so no early submit goes anywhere.
+  const send = h("button", { type: "submit", disabled: true }, "Send message");
   const result = h("div", { "aria-live": "polite" });
   const form = h("form", { class: "compose" }, field("Send to", pool), field("Topic", category), field("Privacy", sensitivity), field("Subject", subject),
     field("Message", body, "Do not use messages for emergencies."), picker.element, send);
   replace(view, h("h2", {}, "New message"), form, result);
-  try {
-    const { pools } = await app.api.messaging.listPools({ patientId: actingFor, pageSize: 100 });
-    for (const p of pools.filter((p) => p.active)) pool.append(option(p.poolId, p.name || p.poolId));
-  } catch (err) {
-    app.fail(err);
-  }
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     send.disabled = true;
@@ -158,6 +155,13 @@ async function compose(app: App, view: HTMLElement): Promise<void> {
       send.disabled = false;
     }
   });
+  try {
+    const { pools } = await app.api.messaging.listPools({ patientId: actingFor, pageSize: 100 });
+    for (const p of pools.filter((p) => p.active)) pool.append(option(p.poolId, p.name || p.poolId));
+    send.disabled = false;
+  } catch (err) {
+    app.fail(err);
+  }
 }
 
 function sentNotice(app: App, resp: CreateThreadResponse): HTMLElement {

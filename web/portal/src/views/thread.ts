@@ -154,19 +154,22 @@ function replyForm(app: App, threadId: string, refresh: () => Promise<void>): HT
 }
 
 async function careTeamActions(app: App, threadId: string, poolId: string, status: ThreadStatus, assignee: string, refresh: () => Promise<void>): Promise<HTMLElement> {
-  const act = (label: string, fn: () => Promise<unknown>, done: string) =>
-    h("button", {
-      type: "button",
-      onclick: async () => {
-        try {
-          await fn();
-          app.say(done);
-          await refresh();
-        } catch (err) {
-          app.fail(err);
-        }
-      },
-    }, label);
+  const act = (label: string, fn: () => Promise<unknown>, done: string) => {
+    const button = h("button", { type: "button" }, label);
+    button.addEventListener("click", async () => {
+      button.disabled = true; // a double click must not claim or close twice
+      try {
+        await fn();
+        app.say(done);
+        await refresh();
+      } catch (err) {
+        app.fail(err);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return button;
+  };
   const box = h("section", { class: "actions", "aria-labelledby": "actions-heading" }, h("h3", { id: "actions-heading" }, "Care-team actions"));
   if (status === ThreadStatus.CLOSED) {
     box.append(act("Reopen", () => app.api.messaging.reopenThread({ threadId }), "Conversation reopened."));
