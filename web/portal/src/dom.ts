@@ -80,6 +80,17 @@ export function enumLabel(names: Record<number, string>, value: number): string 
   return (names[value] ?? "").toLowerCase().replaceAll("_", " ") || "unknown";
 }
 
+/**
+ * keepFocus runs a re-render of container and gives focus back to the control that had it, found
+ * again by its data-key, so a live update never drops a keyboard user's place.
+ */
+export function keepFocus(container: Element, rerender: () => void): void {
+  const active = document.activeElement;
+  const key = active instanceof HTMLElement && container.contains(active) ? active.dataset.key : undefined;
+  rerender();
+  if (key) container.querySelector<HTMLElement>(`[data-key="${CSS.escape(key)}"]`)?.focus();
+}
+
 /** focusHeading moves focus to a view's heading, so keyboard and screen-reader users land on it. */
 export function focusHeading(root: Element): void {
   const heading = root.querySelector("h1, h2");

@@ -271,6 +271,17 @@ story("a care-team member transfers one conversation to another care team, and a
   await waitFor("the transferred thread to leave cardiology's queue", async () =>
     (await clinician.page.getByRole("button", { name: new RegExp(moving) }).count()) === 0);
   await clinician.page.getByRole("button", { name: new RegExp(done) }).click();
+  // A keyboard user on "Close" keeps their place while a live update redraws the thread.
+  await clinician.page.getByRole("button", { name: "Close" }).focus();
+  await tab(patient.page, "Inbox").click();
+  await patient.page.getByRole("button", { name: new RegExp(done) }).click();
+  await patient.page.getByLabel("Your reply").fill("One more detail for you.");
+  await patient.page.getByRole("button", { name: "Send reply" }).click();
+  await status(patient.page).getByText("Reply sent.").waitFor();
+  await clinician.page.getByText("One more detail for you.").waitFor({ timeout: 30000 });
+  assert.equal(await clinician.page.evaluate(() => document.activeElement?.textContent), "Close",
+    "the live update took keyboard focus away from the Close button");
+  await patient.page.getByRole("button", { name: "← Back" }).click();
   await clinician.page.getByRole("button", { name: "Close" }).click();
   await status(clinician.page).getByText("Conversation closed.").waitFor();
   await clinician.page.getByText(/^Status: closed/).waitFor();

@@ -1,7 +1,7 @@
 // The care team's queue: the threads of the caller's pools, unassigned or theirs, with every
 // queue's size from one call, kept current by the inbox watch without a reload.
 import { newScreen, type App } from "../app.js";
-import { enumLabel, focusHeading, formatTime, h, replace } from "../dom.js";
+import { enumLabel, focusHeading, formatTime, h, keepFocus, replace } from "../dom.js";
 import { Role } from "../gen/securemsg/common/v1/common_pb.js";
 import { AssigneeFilter, ThreadStatus, type ThreadSummary } from "../gen/securemsg/messaging/v1/messaging_pb.js";
 import { watchInbox } from "../watch.js";
@@ -41,7 +41,7 @@ export async function careTeamHome(app: App, queue: Queue = "unassigned"): Promi
       if (mine !== latest || signal.aborted) return;
       labels.unassigned.textContent = `(${resp.counts?.unassigned ?? 0})`;
       labels.mine.textContent = `(${resp.counts?.assignedToMe ?? 0})`;
-      list.replaceChildren(...resp.threads.map((t) => queueRow(app, t, queue)));
+      keepFocus(list, () => list.replaceChildren(...resp.threads.map((t) => queueRow(app, t, queue))));
       if (resp.threads.length === 0) list.append(h("li", {}, "Nothing waiting."));
     } catch (err) {
       if (!signal.aborted) app.fail(err);
@@ -62,7 +62,7 @@ async function careTeamAlerts(app: App): Promise<void> {
 
 function queueRow(app: App, t: ThreadSummary, queue: Queue): HTMLElement {
   return h("li", { class: t.unreadCount > 0 ? "unread" : "" },
-    h("button", { type: "button", class: "thread-link", onclick: () => void showThread(app, t.threadId, () => void careTeamHome(app, queue)) },
+    h("button", { type: "button", class: "thread-link", "data-key": t.threadId, onclick: () => void showThread(app, t.threadId, () => void careTeamHome(app, queue)) },
       h("span", { class: "subject" }, t.subject || "(no subject)"),
       t.unreadCount > 0 ? h("span", { class: "badge" }, ` ${t.unreadCount} unread`) : null),
     h("span", { class: "meta" },

@@ -4,7 +4,7 @@
 // return, so it never reaches this page.
 import { newScreen, type App } from "../app.js";
 import { attachmentPicker } from "../compose.js";
-import { enumLabel, field, focusHeading, formatDuration, formatTime, h, option, replace } from "../dom.js";
+import { enumLabel, field, focusHeading, formatDuration, formatTime, h, keepFocus, option, replace } from "../dom.js";
 import { Action } from "../gen/securemsg/events/v1/audit_pb.js";
 import { PurposeOfUse, Role, Sensitivity, ThreadCategory } from "../gen/securemsg/common/v1/common_pb.js";
 import { Box, ThreadStatus, type ThreadSummary } from "../gen/securemsg/messaging/v1/messaging_pb.js";
@@ -89,7 +89,7 @@ async function inbox(app: App, view: HTMLElement, signal: AbortSignal): Promise<
       ]);
       if (mine !== latest || signal.aborted) return;
       summary.textContent = `${unread.unreadThreads} unread conversation${unread.unreadThreads === 1 ? "" : "s"}`;
-      list.replaceChildren(...threads.threads.map((t) => threadRow(app, t)));
+      keepFocus(list, () => list.replaceChildren(...threads.threads.map((t) => threadRow(app, t))));
       if (threads.threads.length === 0) list.append(h("li", {}, "No messages yet."));
     } catch (err) {
       if (!signal.aborted) app.fail(err);
@@ -102,7 +102,7 @@ async function inbox(app: App, view: HTMLElement, signal: AbortSignal): Promise<
 function threadRow(app: App, t: ThreadSummary): HTMLElement {
   const unread = t.unreadCount > 0 ? h("span", { class: "badge" }, `${t.unreadCount} unread`) : null;
   return h("li", { class: t.unreadCount > 0 ? "unread" : "" },
-    h("button", { type: "button", class: "thread-link", onclick: () => void showThread(app, t.threadId, () => void patientHome(app)) },
+    h("button", { type: "button", class: "thread-link", "data-key": t.threadId, onclick: () => void showThread(app, t.threadId, () => void patientHome(app)) },
       h("span", { class: "subject" }, t.subject || "(no subject)"), " ", unread),
     h("span", { class: "meta" }, ` ${enumLabel(ThreadStatus, t.status)} · ${formatTime(t.lastMessageTime)}`));
 }

@@ -3,7 +3,7 @@
 // thread changed.
 import { newScreen, type App } from "../app.js";
 import { attachmentPicker } from "../compose.js";
-import { field, formatTime, h, option, replace, enumLabel } from "../dom.js";
+import { enumLabel, field, formatTime, h, keepFocus, option, replace } from "../dom.js";
 import { Role } from "../gen/securemsg/common/v1/common_pb.js";
 import type { GetThreadResponse } from "../gen/securemsg/messaging/v1/messaging_service_pb.js";
 import { ThreadStatus, type Message, type Participant } from "../gen/securemsg/messaging/v1/messaging_pb.js";
@@ -40,7 +40,7 @@ export async function showThread(app: App, threadId: string, back: () => void): 
       return;
     }
     if (mine !== latest || signal.aborted) return;
-    replace(region, ...body);
+    keepFocus(region, () => replace(region, ...body));
     const closed = resp.thread?.status === ThreadStatus.CLOSED;
     reply.hidden = closed;
     closedNote.hidden = !closed;
@@ -155,7 +155,7 @@ function replyForm(app: App, threadId: string, refresh: () => Promise<void>): HT
 
 async function careTeamActions(app: App, threadId: string, poolId: string, status: ThreadStatus, assignee: string, refresh: () => Promise<void>): Promise<HTMLElement> {
   const act = (label: string, fn: () => Promise<unknown>, done: string) => {
-    const button = h("button", { type: "button" }, label);
+    const button = h("button", { type: "button", "data-key": `action-${label}` }, label);
     button.addEventListener("click", async () => {
       button.disabled = true; // a double click must not claim or close twice
       try {
@@ -180,14 +180,14 @@ async function careTeamActions(app: App, threadId: string, poolId: string, statu
   }
   box.append(act("Close", () => app.api.messaging.closeThread({ threadId, reasonCode: "resolved" }), "Conversation closed."));
   // Transfer to another care pool the caller can see.
-  const pools = h("select", { name: "to_pool" });
+  const pools = h("select", { name: "to_pool", "data-key": "transfer-pool" });
   try {
     const { pools: list } = await app.api.messaging.listPools({ pageSize: 100 });
     for (const p of list.filter((p) => p.poolId !== poolId && p.active)) pools.append(option(p.poolId, p.name || p.poolId));
   } catch (err) {
     app.fail(err);
   }
-  const reason = h("select", { name: "reason_code" }, option("wrong_pool", "Wrong care team"), option("needs_specialist", "Needs a specialist"));
+  const reason = h("select", { name: "reason_code", "data-key": "transfer-reason" }, option("wrong_pool", "Wrong care team"), option("needs_specialist", "Needs a specialist"));
   const form = h("form", { class: "transfer" }, field("Transfer to", pools), field("Reason", reason), h("button", { type: "submit" }, "Transfer"));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
