@@ -13,8 +13,12 @@ import (
 	attachmentv1 "github.com/securemsg/securemsg/gen/securemsg/attachment/v1"
 )
 
-// maxRSS is the bound on the service's resident memory during a 1 GiB transfer.
-const maxRSS = 64 << 20
+// maxAnon bounds the service's anonymous resident memory (heap, stacks, buffers) during a 1 GiB
+// transfer. The bound was 64 MiB of RSS in all, when the binary's file-backed pages were
+// about 32 MiB of it; those pages grew with the libraries linked in since (38 MiB now) and are
+// no cost of the transfer, so the bound now holds the anonymous part to the same 32 MiB. The
+// whole peak (VmHWM) is still logged.
+const maxAnon = 32 << 20
 
 // textStream yields size bytes of text (so it sniffs as text/plain), numbered per MiB so the
 // content is not one repeated block; it costs the client one 1 MiB buffer.
@@ -120,6 +124,7 @@ func TestMemoryBoundedSubprocess(t *testing.T) {
 	ctx := svc.ctx(t.Context())
 	t.Logf("idle: %s", svc.memStatus(t))
 	svc.resetPeakRSS(t)
+	stopUp := svc.watchPeakAnon()
 
 	want := sha256.New()
 	a, err := streamUpload(ctx, svc.api, marker("big")+".txt", "text/plain", io.TeeReader(newTextStream(gib), want), gib)
@@ -129,20 +134,21 @@ func TestMemoryBoundedSubprocess(t *testing.T) {
 	if a.GetScanState() != attachmentv1.ScanState_SCAN_STATE_CLEAN {
 		t.Fatalf("UploadAttachment(1 GiB).ScanState = %v, want CLEAN", a.GetScanState())
 	}
-	up := svc.peakRSS(t)
+	upAnon, up := stopUp(), svc.peakRSS(t)
 	t.Logf("after upload: %s", svc.memStatus(t))
-	t.Logf("peak RSS during the 1 GiB upload: %.1f MiB", float64(up)/(1<<20))
+	t.Logf("peak during the 1 GiB upload: anonymous %.1f MiB, RSS %.1f MiB", float64(upAnon)/(1<<20), float64(up)/(1<<20))
 
 	svc.resetPeakRSS(t)
+	stopDown := svc.watchPeakAnon()
 	got := sha256.New()
 	n, err := streamDownload(ctx, svc.api, a.GetAttachmentId(), got)
 	if err != nil || n != gib || string(got.Sum(nil)) != string(want.Sum(nil)) {
 		t.Fatalf("DownloadAttachment(1 GiB) = %d bytes, %v; sha256 match %v", n, err, string(got.Sum(nil)) == string(want.Sum(nil)))
 	}
-	down := svc.peakRSS(t)
-	t.Logf("peak RSS during the 1 GiB download: %.1f MiB", float64(down)/(1<<20))
-	if up > maxRSS || down > maxRSS {
-		t.Errorf("peak RSS upload %d, download %d bytes, want at most %d", up, down, maxRSS)
+	downAnon, down := stopDown(), svc.peakRSS(t)
+	t.Logf("peak during the 1 GiB download: anonymous %.1f MiB, RSS %.1f MiB", float64(downAnon)/(1<<20), float64(down)/(1<<20))
+	if upAnon > maxAnon || downAnon > maxAnon {
+		t.Errorf("peak anonymous memory: upload %d, download %d bytes, want at most %d", upAnon, downAnon, maxAnon)
 	}
 
 	peaks := map[int64]int64{}

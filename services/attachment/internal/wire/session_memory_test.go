@@ -83,9 +83,9 @@ func sessionRoundTrip(tb testing.TB, svc *service, size int64) (up, down int64) 
 }
 
 // sessionMaxRSS bounds the service's resident memory on the session path. It sits above the
-// stream's maxRSS: measured here, a session's unary 2 MiB calls raise the idle 40 MiB to 60-70
-// MiB (the stream's 1 MiB messages reach 48-53 MiB), the same whatever the file size — the
-// tests check that it does not grow with the size.
+// stream's former 64 MiB bound: measured here, a session's unary 2 MiB calls raise the idle
+// 40 MiB to 60-70 MiB (the stream's 1 MiB messages reach 48-53 MiB), the same whatever the
+// file size — the tests check that it does not grow with the size.
 const sessionMaxRSS = 96 << 20
 
 // TestSessionMemoryBounded is the short version, in make test: 25 MiB and 100 MiB (the stack's

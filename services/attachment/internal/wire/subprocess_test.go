@@ -194,6 +194,55 @@ func (s *service) ctx(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token)
 }
 
+// statusKB reads one "Name: N kB" line of the subprocess's /proc status, in bytes; -1 when the
+// process is gone.
+func (s *service) statusKB(name string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return kb << 10
+		}
+	}
+	return -1
+}
+
+// watchPeakAnon samples the subprocess's anonymous resident memory (RssAnon: heap, stacks,
+// buffers — what a transfer costs) every 2 ms until the returned function is called, which
+// returns the largest sample. The kernel keeps a peak only of the whole RSS (VmHWM), which
+// also counts the binary's file-backed pages: shared, reclaimable, and larger with every
+// library linked in, so not what a bound on a transfer's memory is about.
+func (s *service) watchPeakAnon() (stop func() int64) {
+	done := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		var max int64
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if v := s.statusKB("RssAnon"); v > max {
+				max = v
+			}
+			select {
+			case <-done:
+				peak <- max
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		return <-peak
+	}
+}
+
 // peakRSS reads the subprocess's peak resident set size (VmHWM) in bytes.
 func (s *service) peakRSS(t testing.TB) int64 {
 	t.Helper()
