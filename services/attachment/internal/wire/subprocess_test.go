@@ -222,16 +222,14 @@ func (s *service) watchPeakAnon() (stop func() int64) {
 	done := make(chan struct{})
 	peak := make(chan int64, 1)
 	go func() {
-		var max int64
+		var highest int64
 		tick := time.NewTicker(2 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if v := s.statusKB("RssAnon"); v > max {
-				max = v
-			}
+			highest = max(highest, s.statusKB("RssAnon"))
 			select {
 			case <-done:
-				peak <- max
+				peak <- highest
 				return
 			case <-tick.C:
 			}
