@@ -430,17 +430,24 @@ func (s *Service) DeliverChanges(ctx context.Context, cs []domain.InboxChange) {
 			continue // purged since: nobody may open it
 		}
 		res := threadResource(t)
-		told := map[*Watch]bool{}
+		// Only a transfer has a second audience to keep apart from the first; every other
+		// change (the hot path) allocates nothing for it.
+		var told map[*Watch]bool
+		if c.FromPoolID != "" && c.FromPoolID != t.PoolID {
+			told = map[*Watch]bool{}
+		}
 		for _, w := range s.watches.candidates(t.PatientID, t.PoolID) {
 			if c.OnlyFor != "" && c.OnlyFor != w.p.Subject {
 				continue
 			}
 			if s.Policy.Evaluate(w.p, actGetThread, res, policy.Context{}).Allowed {
 				w.offer(c)
-				told[w] = true
+				if told != nil {
+					told[w] = true
+				}
 			}
 		}
-		if c.FromPoolID != "" && c.FromPoolID != t.PoolID {
+		if told != nil {
 			// The pool the thread left: whoever could open it there until the transfer hears
 			// that it went (ids only), and can no longer open it.
 			before := *t
