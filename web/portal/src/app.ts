@@ -1,13 +1,11 @@
 // What every screen shares: the configuration, the service clients, the signed-in person, the
 // status line, and the one live inbox watch a screen may hold.
 import type { Api } from "./api.js";
-import type { PortalConfig } from "./config.js";
 import { describe } from "./api.js";
 import { h, replace } from "./dom.js";
 import type { Session } from "./session.js";
 
 export interface App {
-  cfg: PortalConfig;
   api: Api;
   session: Session;
   main: HTMLElement;
@@ -28,6 +26,15 @@ export function newScreen(): AbortSignal {
   screen.abort();
   screen = new AbortController();
   return screen.signal;
+}
+
+/**
+ * failSend reports a failed send: an attachment the upload refused arrives as a plain Error
+ * whose message names the file and the reason; a failed call is described as any other.
+ */
+export function failSend(app: App, err: unknown): void {
+  if (err instanceof Error && !("code" in err)) app.say(err.message, "error");
+  else app.fail(err);
 }
 
 export function statusLine(): { say: App["say"]; fail: App["fail"] } {

@@ -67,7 +67,7 @@ async function boot(): Promise<void> {
     try {
       const session = await completeSignIn(cfg, here);
       header(session);
-      home({ cfg, api, session, main, say, fail });
+      home({ api, session, main, say, fail });
     } catch (err) {
       signInScreen(cfg, `Signing in did not work: ${err instanceof Error ? err.message : describe(err)}`);
     }

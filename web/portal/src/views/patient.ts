@@ -2,7 +2,7 @@
 // pool, and "who accessed my messages". A proxy switches between the patients they hold grants
 // for; what a grant does not cover (an adolescent's confidential threads) the services never
 // return, so it never reaches this page.
-import { newScreen, type App } from "../app.js";
+import { failSend, newScreen, type App } from "../app.js";
 import { attachmentPicker } from "../compose.js";
 import { enumLabel, field, focusHeading, formatDuration, formatTime, h, keepFocus, option, replace } from "../dom.js";
 import { Action } from "../gen/securemsg/events/v1/audit_pb.js";
@@ -150,7 +150,7 @@ async function compose(app: App, view: HTMLElement): Promise<void> {
       replace(result, sentNotice(app, resp));
       app.say("Message sent.");
     } catch (err) {
-      err instanceof Error && !("code" in err) ? app.say(err.message, "error") : app.fail(err);
+      failSend(app, err);
     } finally {
       send.disabled = false;
     }

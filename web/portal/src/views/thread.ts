@@ -1,7 +1,7 @@
 // One thread: its messages, attachments and read receipts, a reply form, and for the care team
 // the queue actions (claim, transfer, close). Re-rendered whenever the inbox watch says the
 // thread changed.
-import { newScreen, type App } from "../app.js";
+import { failSend, newScreen, type App } from "../app.js";
 import { attachmentPicker } from "../compose.js";
 import { enumLabel, field, formatTime, h, keepFocus, option, replace } from "../dom.js";
 import { Role } from "../gen/securemsg/common/v1/common_pb.js";
@@ -145,7 +145,7 @@ function replyForm(app: App, threadId: string, refresh: () => Promise<void>): HT
       app.say("Reply sent.");
       await refresh();
     } catch (err) {
-      err instanceof Error && !("code" in err) ? app.say(err.message, "error") : app.fail(err);
+      failSend(app, err);
     } finally {
       send.disabled = false;
     }
