@@ -17,13 +17,16 @@ TOOL_PINS=(
   "minio|github.com/minio/minio|v0.0.0-20260212201848-7aac2a2c5b7c"
   "mailpit|github.com/axllent/mailpit|v1.27.11"
   "golangci-lint|github.com/golangci/golangci-lint/v2/cmd/golangci-lint|v2.15.0"
+  # Jaeger's module has replace directives, which `go install pkg@version` refuses: it is built
+  # from its own tools module (devstack/tools/jaeger, outside go.work), whose go.mod pins it.
+  "jaeger|github.com/jaegertracing/jaeger/cmd/jaeger|v1.75.0|devstack/tools/jaeger"
 )
 
-tool_pin() { # tool_pin NAME -> "package version"
-  local entry
+tool_pin() { # tool_pin NAME -> "package version [tools module]"
+  local entry n pkg ver mod
   for entry in "${TOOL_PINS[@]}"; do
-    IFS='|' read -r n pkg ver <<<"$entry"
-    if [[ $n == "$1" ]]; then echo "$pkg $ver"; return 0; fi
+    IFS='|' read -r n pkg ver mod <<<"$entry"
+    if [[ $n == "$1" ]]; then echo "$pkg $ver $mod"; return 0; fi
   done
   echo "unknown tool: $1" >&2
   return 1
@@ -31,14 +34,21 @@ tool_pin() { # tool_pin NAME -> "package version"
 
 # tool_path NAME prints the path of the pinned binary, installing it first when missing.
 tool_path() {
-  local name=$1 pkg ver dir
-  read -r pkg ver < <(tool_pin "$name") || return 1
+  local name=$1 pkg ver mod dir
+  read -r pkg ver mod < <(tool_pin "$name") || return 1
   dir="$TOOLS_DIR/$name@$ver"
   if [[ ! -x $dir/$name ]]; then
     echo "installing $name $ver (first run only)..." >&2
     mkdir -p "$dir"
-    # GOWORK=off and GOFLAGS cleared: tools build from their own module graph, not ours.
-    GOWORK=off GOFLAGS=-mod=mod GOBIN="$dir" go install "$pkg@$ver" >&2 || { rm -rf "$dir"; return 1; }
+    if [[ -n $mod ]]; then
+      # The tools module's go.mod must require the pinned version, or the pin lies.
+      grep -q "${pkg%/cmd/*} $ver" "$SECUREMSG_ROOT/$mod/go.mod" || {
+        echo "$mod/go.mod does not require ${pkg%/cmd/*} $ver" >&2; rm -rf "$dir"; return 1; }
+      (cd "$SECUREMSG_ROOT/$mod" && GOWORK=off GOFLAGS=-mod=mod go build -o "$dir/$name" "$pkg") >&2 || { rm -rf "$dir"; return 1; }
+    else
+      # GOWORK=off and GOFLAGS cleared: tools build from their own module graph, not ours.
+      GOWORK=off GOFLAGS=-mod=mod GOBIN="$dir" go install "$pkg@$ver" >&2 || { rm -rf "$dir"; return 1; }
+    fi
   fi
   echo "$dir/$name"
 }

@@ -13,10 +13,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/securemsg/securemsg/services/audit/internal/domain"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/backoff"
+	"github.com/securemsg/securemsg/services/internal/platform/natsx"
+	"github.com/securemsg/securemsg/services/internal/platform/tracing"
 )
 
 // Ingester appends a batch of records (app.Service).
@@ -147,7 +151,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-func (c *Consumer) runBatch(ctx context.Context) error {
+func (c *Consumer) runBatch(ctx context.Context) (err error) {
 	cons, err := c.consumer(ctx)
 	if err != nil {
 		return err
@@ -159,6 +163,8 @@ func (c *Consumer) runBatch(ctx context.Context) error {
 	}
 	var msgs []jetstream.Msg
 	var recs []domain.Incoming
+	var spans []trace.Span
+	defer func() { endSpans(spans, err) }()
 	for msg := range batch.Messages() {
 		in, err := domain.ParseIncoming(msg.Data())
 		if err != nil {
@@ -174,6 +180,9 @@ func (c *Consumer) runBatch(ctx context.Context) error {
 		}
 		msgs = append(msgs, msg)
 		recs = append(recs, in)
+		if _, span := natsx.StartProcessSpan(ctx, msg, c.Stream, c.Durable); span.SpanContext().IsValid() {
+			spans = append(spans, span)
+		}
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 {
 		c.forget()
@@ -182,7 +191,9 @@ func (c *Consumer) runBatch(ctx context.Context) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	appended, err := c.Ingester.Ingest(ctx, recs)
+	appendCtx, appendSpans := startAppendSpans(ctx, spans, len(recs))
+	appended, err := c.Ingester.Ingest(appendCtx, recs)
+	endSpans(appendSpans, err)
 	if err != nil {
 		for _, m := range msgs {
 			_ = m.NakWithDelay(time.Second)
@@ -232,4 +243,30 @@ func ServeReconcile(ctx context.Context, nc *nats.Conn, subjectPrefix string, r 
 	}
 	<-ctx.Done()
 	return sub.Unsubscribe()
+}
+
+// startAppendSpans starts, under each traced record's span, an "audit append" span that lasts
+// as long as the batch's append, so every record's trace shows when and how it entered the log.
+// The append's own statements are traced under the first record's span (one transaction
+// serves the whole batch). Without traced records ctx is returned as it is and there are no
+// spans.
+func startAppendSpans(ctx context.Context, spans []trace.Span, records int) (context.Context, []trace.Span) {
+	appendCtx := ctx
+	appends := make([]trace.Span, 0, len(spans))
+	for i, s := range spans {
+		sctx, span := tracing.Tracer().Start(trace.ContextWithSpan(ctx, s), "audit append",
+			trace.WithAttributes(attribute.Int("messaging.batch.message_count", records)))
+		if i == 0 {
+			appendCtx = sctx
+		}
+		appends = append(appends, span)
+	}
+	return appendCtx, appends
+}
+
+// endSpans ends the records' spans with the batch's outcome (acknowledged, or to be redelivered).
+func endSpans(spans []trace.Span, err error) {
+	for _, s := range spans {
+		natsx.EndProcessSpan(s, err)
+	}
 }

@@ -46,6 +46,7 @@ import (
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/policy"
 	"github.com/securemsg/securemsg/services/internal/platform/ratelimit"
+	"github.com/securemsg/securemsg/services/internal/platform/tracing"
 )
 
 // Base is the configuration every service shares; a service embeds it in its own config struct.
@@ -162,9 +163,11 @@ func Start(ctx context.Context, spec Spec, base Base, opts ...grpcserver.Option)
 	if err != nil {
 		return nil, err
 	}
-	p.Server, err = grpcserver.New(base.Server, append([]grpcserver.Option{
-		grpcserver.WithLogger(logger), grpcserver.WithGuards(guards...),
-	}, opts...)...)
+	serverOpts := []grpcserver.Option{grpcserver.WithLogger(logger), grpcserver.WithGuards(guards...)}
+	if tracing.Enabled(os.Getenv) {
+		serverOpts = append(serverOpts, grpcserver.WithTracing())
+	}
+	p.Server, err = grpcserver.New(base.Server, append(serverOpts, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("build grpc server: %w", err)
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/grpcserver"
+	"github.com/securemsg/securemsg/services/internal/platform/tracing"
 )
 
 // Program is what a service's main tells Main: how to read its configuration and how to build
@@ -43,7 +45,19 @@ func run[C, S any](p Program[C, S]) error {
 	}
 	ctx, stop := grpcserver.SignalContext(context.Background())
 	defer stop()
-	proc, err := Start(ctx, p.Spec(cfg), p.Base(cfg), p.ServerOptions...)
+	spec := p.Spec(cfg)
+	stopTracing, err := tracing.Setup(ctx, spec.Name)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Spans still buffered are sent before the process ends; a trace backend that is down
+		// costs the shutdown at most this long.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = stopTracing(flushCtx)
+	}()
+	proc, err := Start(ctx, spec, p.Base(cfg), p.ServerOptions...)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,8 @@ import (
 // buildChain is the one place the interceptor chain is assembled. The first interceptor is the
 // outermost: it sees the call first and the final status last.
 //
-//  0. tracing — a slot, empty by default: otelgrpc is a stats handler, installed with
-//     WithServerOptions(grpc.StatsHandler(...)), and stats handlers wrap this whole chain.
+//  0. tracing — when WithTracing is given (the daemon does so when OTEL_* asks for export):
+//     otelgrpc is a stats handler, and stats handlers wrap this whole chain.
 //  1. metrics — rpc count and latency by service, method and code (never PHI labels). Outside
 //     error mapping, so it counts the codes clients actually receive.
 //     client address — only when trusted proxies are configured: the client's address from the

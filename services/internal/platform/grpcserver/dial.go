@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/securemsg/securemsg/services/internal/platform/config"
 	"github.com/securemsg/securemsg/services/internal/platform/logging"
+	"github.com/securemsg/securemsg/services/internal/platform/tracing"
 )
 
 // clientKeepaliveTime is how often an idle client pings; it must stay above the server's
@@ -24,8 +26,8 @@ const clientKeepaliveTime = 30 * time.Second
 // client certificate from cfg (re-read when the files change), trusts only cfg.CAFile for the
 // server's certificate and checks cfg.ServerName (default: the host in cfg.Addr). The request
 // id in the caller's context is forwarded as x-request-id, so one id follows a request across
-// services. Like grpc.NewClient, it does not connect until the first rpc. Extra options (a
-// stats handler for tracing, say) are appended.
+// services, and so does the trace context when tracing is on (package tracing). Like
+// grpc.NewClient, it does not connect until the first rpc. Extra options are appended.
 func Dial(cfg config.Client, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if cfg.Addr == "" || cfg.CertFile == "" || cfg.KeyFile == "" || cfg.CAFile == "" {
 		return nil, errors.New("grpcserver: Dial needs Addr, CertFile, KeyFile and CAFile")
@@ -46,7 +48,7 @@ func Dial(cfg config.Client, opts ...grpc.DialOption) (*grpc.ClientConn, error) 
 			return kp.get()
 		},
 	}
-	conn, err := grpc.NewClient(cfg.Addr, append([]grpc.DialOption{
+	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time:                clientKeepaliveTime,
@@ -55,7 +57,11 @@ func Dial(cfg config.Client, opts ...grpc.DialOption) (*grpc.ClientConn, error) 
 		}),
 		grpc.WithChainUnaryInterceptor(unaryClientRequestID),
 		grpc.WithChainStreamInterceptor(streamClientRequestID),
-	}, opts...)...)
+	}
+	if tracing.Enabled(os.Getenv) {
+		base = append(base, clientTracing())
+	}
+	conn, err := grpc.NewClient(cfg.Addr, append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("grpcserver: dial %s: %w", cfg.Addr, err)
 	}

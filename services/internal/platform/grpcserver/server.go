@@ -86,9 +86,8 @@ func WithMetricsRegistry(r *prometheus.Registry) Option {
 	return func(o *options) { o.registry = r }
 }
 
-// WithServerOptions appends raw grpc.ServerOptions. This is the tracing slot: OpenTelemetry's
-// otelgrpc is a stats handler, so WithServerOptions(grpc.StatsHandler(otelgrpc.NewServerHandler()))
-// traces every rpc around the whole interceptor chain. No tracing is installed by default.
+// WithServerOptions appends raw grpc.ServerOptions (WithTracing installs its stats handler
+// through it).
 func WithServerOptions(so ...grpc.ServerOption) Option {
 	return func(o *options) { o.serverOptions = append(o.serverOptions, so...) }
 }

@@ -121,7 +121,8 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, h 
 		return fmt.Errorf("natsx: consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		handle(ctx, log, jcfg.BackOff, msg, h)
+		msgCtx, span := StartProcessSpan(ctx, msg, cfg.Stream, cfg.Durable)
+		EndProcessSpan(span, handle(msgCtx, log, jcfg.BackOff, msg, h))
 	},
 		jetstream.PullMaxMessages(orDefault(cfg.BatchSize, 64)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -140,7 +141,8 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, h 
 	return nil
 }
 
-func handle(ctx context.Context, log *slog.Logger, backoff []time.Duration, msg jetstream.Msg, h Handler) {
+// handle runs h on msg and acknowledges, terminates or redelivers it; it returns h's error.
+func handle(ctx context.Context, log *slog.Logger, backoff []time.Duration, msg jetstream.Msg, h Handler) error {
 	var delivered uint64
 	var seq uint64
 	if md, err := msg.Metadata(); err == nil {
@@ -169,6 +171,7 @@ func handle(ctx context.Context, log *slog.Logger, backoff []time.Duration, msg 
 			log.Warn("nak failed; the message will be redelivered after ack wait", "subject", msg.Subject(), "stream_seq", seq, "error", nerr)
 		}
 	}
+	return err
 }
 
 // safeCall turns a handler panic into an error so one bad message cannot kill the consumer.

@@ -62,6 +62,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/securemsg/securemsg/services/internal/platform/tracing"
 )
 
 // Event is one message for JetStream. Payload carries ids and metadata only, never PHI.
@@ -116,7 +118,7 @@ func Add(ctx context.Context, tx pgx.Tx, events ...Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	rows, err := NewRows(events...)
+	rows, err := NewRows(ctx, events...)
 	if err != nil {
 		return err
 	}
@@ -132,8 +134,10 @@ type Rows struct {
 }
 
 // NewRows validates events (filling in missing ids) for Insert, Queue and Statement; the error wraps
-// ErrInvalidEvent.
-func NewRows(events ...Event) (Rows, error) {
+// ErrInvalidEvent. When ctx carries a span, each row also records its trace context
+// (traceparent), which the relay continues when it publishes, so the consumers' work joins the
+// trace of the request that wrote the event.
+func NewRows(ctx context.Context, events ...Event) (Rows, error) {
 	r := Rows{ids: make([]string, len(events)), subjects: make([]string, len(events)),
 		headers: make([]string, len(events)), payloads: make([][]byte, len(events))}
 	for i, e := range events {
@@ -143,7 +147,7 @@ func NewRows(events ...Event) (Rows, error) {
 		if err := validate(e); err != nil {
 			return Rows{}, fmt.Errorf("%w: event %d (id %q): %v", ErrInvalidEvent, i, e.ID, err)
 		}
-		h := e.Headers
+		h := tracing.InjectHeaders(ctx, e.Headers)
 		if h == nil {
 			h = map[string]string{}
 		}

@@ -426,7 +426,7 @@ func TestCommitWatchSignalsOnlyCommittedWrites(t *testing.T) {
 			return false
 		}
 	}
-	rows, err := outbox.NewRows(f.event(1))
+	rows, err := outbox.NewRows(t.Context(), f.event(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +474,7 @@ func TestCommitWatchSignalsOnlyCommittedWrites(t *testing.T) {
 			return rows.Insert(ctx, f.pool)
 		}, true},
 		{"batch without BEGIN", func() error {
-			r2, err := outbox.NewRows(f.event(5))
+			r2, err := outbox.NewRows(t.Context(), f.event(5))
 			if err != nil {
 				return err
 			}
@@ -532,7 +532,7 @@ func TestStatementWritesOnlyWithTheChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	bump := func(id int, ev outbox.Event) int {
-		rows, err := outbox.NewRows(ev)
+		rows, err := outbox.NewRows(t.Context(), ev)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -572,7 +572,7 @@ func TestStatementWritesOnlyWithTheChange(t *testing.T) {
 	if ids := f.streamIDs(t); len(ids) != 1 || ids[0] != hit.ID {
 		t.Errorf("stream ids = %v, want only %s", ids, hit.ID)
 	}
-	if _, err := outbox.NewRows(outbox.Event{Subject: "bad subject"}); !errors.Is(err, outbox.ErrInvalidEvent) {
+	if _, err := outbox.NewRows(t.Context(), outbox.Event{Subject: "bad subject"}); !errors.Is(err, outbox.ErrInvalidEvent) {
 		t.Errorf("NewRows(invalid) error = %v, want ErrInvalidEvent", err)
 	}
 }
@@ -585,7 +585,7 @@ func TestStatementPlacesTheOutboxAfterTheCallersParameters(t *testing.T) {
 			t.Errorf("SQL() lacks %q:\n%s", want, st.SQL())
 		}
 	}
-	rows, err := outbox.NewRows(outbox.Event{Subject: "securemsg.test.x"})
+	rows, err := outbox.NewRows(t.Context(), outbox.Event{Subject: "securemsg.test.x"})
 	if err != nil {
 		t.Fatal(err)
 	}

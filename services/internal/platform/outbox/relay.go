@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // lockClass is the first key of the relay's advisory lock (the second is the schema's hash);
@@ -211,9 +212,10 @@ type row struct {
 }
 
 type pending struct {
-	row row
-	ack jetstream.PubAckFuture
-	err error
+	row  row
+	ack  jetstream.PubAckFuture
+	err  error
+	span trace.Span // the publish's span; nil for an event written outside any trace
 }
 
 // publishBatch publishes up to BatchSize unsent rows in one short transaction holding the
@@ -274,6 +276,7 @@ func (r *Relay) publishBatch(ctx context.Context, pub jetstream.JetStream, m *sc
 		msg.Header.Set(jetstream.MsgIDHeader, rw.id)
 		msg.Data = rw.payload
 		inflight[i].row = rw
+		inflight[i].span = publishSpan(ctx, rw.headers, msg.Header)
 		inflight[i].ack, inflight[i].err = pub.PublishMsgAsync(msg)
 	}
 	// The publisher's own ack timeout normally fires first; this bounds the wait regardless.
@@ -296,6 +299,7 @@ func (r *Relay) publishBatch(ctx context.Context, pub jetstream.JetStream, m *sc
 				p.err = jetstream.ErrAsyncPublishTimeout
 			}
 		}
+		endPublishSpan(p.span, p.err)
 		if p.err != nil {
 			failedSeqs = append(failedSeqs, p.row.seq)
 			failedErrs = append(failedErrs, truncate(p.err.Error(), 500))

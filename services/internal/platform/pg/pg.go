@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -92,7 +93,11 @@ func PoolConfig(cfg Config) (*pgxpool.Config, error) {
 	pc.MaxConnIdleTime = orDefault(cfg.MaxConnIdleTime, DefaultMaxConnIdleTime)
 	pc.HealthCheckPeriod = orDefault(cfg.HealthCheckPeriod, DefaultHealthCheckPeriod)
 	pc.ConnConfig.ConnectTimeout = orDefault(cfg.ConnectTimeout, DefaultConnectTimeout)
-	pc.ConnConfig.Tracer = cfg.Tracer
+	// Spans for traced work always; the caller's tracer (the outbox's CommitWatch) beside them.
+	pc.ConnConfig.Tracer = newSpanTracer(cfg.Schema)
+	if cfg.Tracer != nil {
+		pc.ConnConfig.Tracer = multitracer.New(pc.ConnConfig.Tracer, cfg.Tracer)
+	}
 	rp := pc.ConnConfig.RuntimeParams
 	rp["search_path"] = cfg.Schema
 	if cfg.ApplicationName != "" {

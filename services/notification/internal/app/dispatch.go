@@ -6,11 +6,17 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	eventsv1 "github.com/securemsg/securemsg/gen/securemsg/events/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/auditlog"
 	"github.com/securemsg/securemsg/services/internal/platform/backoff"
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
+	"github.com/securemsg/securemsg/services/internal/platform/tracing"
 	"github.com/securemsg/securemsg/services/notification/internal/domain"
 )
 
@@ -92,6 +98,8 @@ func (s *Service) DispatchOnce(ctx context.Context) (int, error) {
 
 // deliver sends one claimed delivery and records the outcome.
 func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
+	ctx, span := startDeliverySpan(ctx, d)
+	defer span.End()
 	start := time.Now()
 	prefs, err := s.prefs.Preferences(ctx, d.RecipientSubject)
 	if err != nil {
@@ -142,7 +150,9 @@ func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
 		PortalLink: s.cfg.PortalLink, OccurredAt: d.MessageTime,
 	}
 	sendCtx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+	sendCtx, sendSpan := startSendSpan(sendCtx, d.Channel)
 	err = sender.Send(sendCtx, alert)
+	endSendSpan(sendSpan, err)
 	cancel()
 	if err != nil {
 		s.finish(ctx, d, start, domain.AsSendError(err))
@@ -152,6 +162,7 @@ func (s *Service) deliver(ctx context.Context, d domain.Delivery) {
 }
 
 func (s *Service) suppress(ctx context.Context, d domain.Delivery, code string) {
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("securemsg.delivery.suppressed", code))
 	if err := s.delivery.Suppress(ctx, d.ID, code); err != nil {
 		s.log.Warn("suppress delivery failed", "delivery_id", d.ID, "error", err)
 		return
@@ -192,6 +203,9 @@ func (s *Service) countOutcome(ch domain.Channel, st domain.Status) {
 func (s *Service) finish(ctx context.Context, d domain.Delivery, start time.Time, sendErr *domain.SendError) {
 	a := domain.Attempt{Attempt: d.Attempts, StartTime: start, FinishTime: time.Now(), Status: domain.StatusSent}
 	if sendErr != nil {
+		span := trace.SpanFromContext(ctx)
+		span.SetAttributes(attribute.String("securemsg.delivery.error_code", sendErr.Code))
+		span.SetStatus(codes.Error, "")
 		a.ErrorCode = sendErr.Code
 		if sendErr.Permanent || s.cfg.Retry.Exhausted(d.Attempts) {
 			a.Status = domain.StatusFailed
@@ -277,4 +291,37 @@ func (s *Service) RecoverStaleClaims(ctx context.Context) (int, error) {
 		s.Wake()
 	}
 	return n, nil
+}
+
+// startDeliverySpan starts the span of one delivery attempt, continuing the trace of the event
+// that asked for it (Delivery.TraceParent). An untraced delivery (a reminder, or tracing off)
+// gets no span. Attributes are enums and counts only: never the recipient or the address.
+func startDeliverySpan(ctx context.Context, d domain.Delivery) (context.Context, trace.Span) {
+	if d.TraceParent == "" {
+		return ctx, noop.Span{}
+	}
+	return tracing.Tracer().Start(tracing.WithRemoteParent(ctx, d.TraceParent), "notification deliver",
+		trace.WithAttributes(
+			attribute.String("securemsg.delivery.channel", d.Channel.String()),
+			attribute.String("securemsg.delivery.kind", d.Kind.String()),
+			attribute.Int("securemsg.delivery.attempt", d.Attempts),
+		))
+}
+
+// startSendSpan starts the span of the hand-off to the channel's provider (the SMTP relay, the
+// SMS gateway, the webhook receiver), under the delivery's span when there is one.
+func startSendSpan(ctx context.Context, ch domain.Channel) (context.Context, trace.Span) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, noop.Span{}
+	}
+	return tracing.Tracer().Start(ctx, "send "+ch.String(), trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("securemsg.delivery.channel", ch.String())))
+}
+
+func endSendSpan(span trace.Span, err error) {
+	if err != nil {
+		span.SetAttributes(attribute.String("securemsg.delivery.error_code", domain.AsSendError(err).Code))
+		span.SetStatus(codes.Error, "")
+	}
+	span.End()
 }

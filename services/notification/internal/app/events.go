@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/securemsg/securemsg/services/internal/platform/tracing"
 	"github.com/securemsg/securemsg/services/notification/internal/domain"
 )
 
@@ -68,7 +69,7 @@ func (s *Service) planMessageCreated(ctx context.Context, ev domain.MessageCreat
 		base := domain.Delivery{
 			EventID: ev.EventID, RecipientSubject: r, Kind: domain.KindNewMessage, MessageID: ev.MessageID,
 			ThreadID: ev.ThreadID, PoolID: ev.PoolID, PatientID: ev.PatientID,
-			Sensitivity: ev.Sensitivity, MessageTime: msgTime, Count: 1,
+			Sensitivity: ev.Sensitivity, MessageTime: msgTime, Count: 1, TraceParent: tracing.TraceParent(ctx),
 		}
 		if p.Role == domain.RoleProxy {
 			// Adolescent privacy: a proxy never hears of a confidential thread, not even as a

@@ -25,6 +25,9 @@ type Delivery struct {
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 	Log              []Attempt
+	// TraceParent is the W3C trace context of the event that asked for the delivery ("" when
+	// untraced): its send continues that trace.
+	TraceParent string
 }
 
 // Attempt is one try at sending a delivery.

@@ -57,7 +57,7 @@ func clone(a *domain.Attachment) *domain.Attachment {
 
 // appendRows validates rows as the outbox insert does and adds them; the caller holds mu.
 func (s *Store) appendRows(rows []outbox.Event) error {
-	if _, err := outbox.NewRows(rows...); err != nil {
+	if _, err := outbox.NewRows(context.Background(), rows...); err != nil {
 		return domain.NotRecorded(err)
 	}
 	s.rows = append(s.rows, rows...)
@@ -139,7 +139,7 @@ func (e errDuplicate) Error() string { return "memstore: duplicate attachment " 
 func (s *Store) CompleteUpload(_ context.Context, a *domain.Attachment, rows []outbox.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := outbox.NewRows(rows...); err != nil {
+	if _, err := outbox.NewRows(context.Background(), rows...); err != nil {
 		return domain.NotRecorded(err)
 	}
 	cur, ok := s.attachments[a.ID]
@@ -189,7 +189,7 @@ func (s *Store) update(id string, change func(*domain.Attachment) (domain.Effect
 	if err != nil {
 		return err
 	}
-	if _, err := outbox.NewRows(eff.Rows...); err != nil {
+	if _, err := outbox.NewRows(context.Background(), eff.Rows...); err != nil {
 		return domain.NotRecorded(err)
 	}
 	if eff.Changed {

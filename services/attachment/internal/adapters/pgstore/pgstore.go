@@ -205,7 +205,7 @@ func insertErr(err error) error {
 // outcome) and, in the same statement, its rows (audit record, scan event): one round trip, in
 // one implicit transaction, so the rows exist exactly when the attachment was updated.
 func (s *Store) CompleteUpload(ctx context.Context, a *domain.Attachment, rows []outbox.Event) error {
-	ob, err := outbox.NewRows(rows...)
+	ob, err := outbox.NewRows(ctx, rows...)
 	if err != nil {
 		return domain.NotRecorded(err)
 	}
@@ -306,7 +306,7 @@ func (s *Store) DeleteAttachment(ctx context.Context, id string, rows []outbox.E
 // when it returns, as a transaction around it would be, without BEGIN's and COMMIT's round
 // trips.
 func (s *Store) WriteAudit(ctx context.Context, rows []outbox.Event) error {
-	ob, err := outbox.NewRows(rows...)
+	ob, err := outbox.NewRows(ctx, rows...)
 	if err != nil {
 		return domain.NotRecorded(err)
 	}

@@ -352,7 +352,7 @@ func (s *Store) WriteEvents(_ context.Context, events ...outbox.Event) error {
 // checkEvents refuses what the outbox table would: an event outbox.NewRows rejects, or an id
 // already written. Missing ids are filled in, as the outbox does.
 func (s *Store) checkEvents(events []outbox.Event) ([]outbox.Event, error) {
-	if _, err := outbox.NewRows(events...); err != nil {
+	if _, err := outbox.NewRows(context.Background(), events...); err != nil {
 		return nil, err
 	}
 	events = slices.Clone(events)

@@ -521,7 +521,7 @@ func (s *Store) ReconcileMark(ctx context.Context, producer string) (int64, erro
 
 // WriteEvents implements domain.Outbox: one insert, committed when it returns.
 func (s *Store) WriteEvents(ctx context.Context, events ...outbox.Event) error {
-	rows, err := outbox.NewRows(events...)
+	rows, err := outbox.NewRows(ctx, events...)
 	if err != nil {
 		return err
 	}

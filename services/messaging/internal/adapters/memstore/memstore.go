@@ -105,7 +105,7 @@ func (s *Store) lockRow(id string) func() {
 
 // checkOutbox validates rows as the outbox insert would and fills in missing ids.
 func checkOutbox(rows []outbox.Event) ([]outbox.Event, error) {
-	if _, err := outbox.NewRows(rows...); err != nil {
+	if _, err := outbox.NewRows(context.Background(), rows...); err != nil {
 		return nil, domain.NotRecorded(err)
 	}
 	out := slices.Clone(rows)

@@ -196,7 +196,7 @@ func scanViewer(row pgx.Row) (domain.Viewer, error) {
 // ReadThreadPage implements domain.InboxRepository in one round trip: a batch without BEGIN,
 // which Postgres runs as one implicit transaction.
 func (s *Store) ReadThreadPage(ctx context.Context, t *domain.Thread, viewer string, afterSeq int32, limit int, bg *domain.BreakGlass, audit []outbox.Event) (domain.ThreadPage, error) {
-	rows, err := outbox.NewRows(audit...)
+	rows, err := outbox.NewRows(ctx, audit...)
 	if err != nil {
 		return domain.ThreadPage{}, domain.NotRecorded(err)
 	}

@@ -282,7 +282,7 @@ func appendArgs(m *domain.Message, markAutoReplied bool) []any {
 // AppendMessageIfUnchanged implements domain.ThreadRepository in one statement, hence one
 // round trip and one implicit transaction.
 func (s *Store) AppendMessageIfUnchanged(ctx context.Context, t *domain.Thread, m *domain.Message, rows []outbox.Event) error {
-	events, err := outbox.NewRows(rows...)
+	events, err := outbox.NewRows(ctx, rows...)
 	if err != nil {
 		return domain.NotRecorded(err)
 	}
@@ -396,7 +396,7 @@ func (s *Store) SetPatientHold(ctx context.Context, patientID string, on bool, c
 
 // WriteAudit implements domain.AuditWriter: one statement, one implicit transaction.
 func (s *Store) WriteAudit(ctx context.Context, rows []outbox.Event) error {
-	r, err := outbox.NewRows(rows...)
+	r, err := outbox.NewRows(ctx, rows...)
 	if err != nil {
 		return domain.NotRecorded(err)
 	}

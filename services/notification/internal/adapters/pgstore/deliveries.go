@@ -63,11 +63,11 @@ func insertDelivery(ctx context.Context, tx pgx.Tx, d domain.Delivery) (bool, er
 		next = &d.NextAttemptAt
 	}
 	tag, err := tx.Exec(ctx, `INSERT INTO deliveries (id, idempotency_key, event_id, recipient_subject, channel, kind,
-		message_id, thread_id, pool_id, patient_id, sensitivity, message_time, item_count, status, suppression_code, next_attempt_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
+		message_id, thread_id, pool_id, patient_id, sensitivity, message_time, item_count, status, suppression_code, next_attempt_at, trace_parent)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,NULLIF($17, ''))
 		ON CONFLICT ON CONSTRAINT deliveries_idempotency_key DO NOTHING`,
 		d.ID, d.IdempotencyKey, d.EventID, d.RecipientSubject, int16(d.Channel), int16(d.Kind), d.MessageID, d.ThreadID,
-		d.PoolID, d.PatientID, d.Sensitivity, d.MessageTime, max(d.Count, 1), int16(d.Status), d.SuppressionCode, next)
+		d.PoolID, d.PatientID, d.Sensitivity, d.MessageTime, max(d.Count, 1), int16(d.Status), d.SuppressionCode, next, d.TraceParent)
 	if err != nil {
 		return false, fmt.Errorf("insert delivery: %w", err)
 	}
@@ -134,7 +134,8 @@ func (s *Store) CancelForRead(ctx context.Context, reader, thread string, cutoff
 }
 
 const deliveryColumns = `id, idempotency_key, event_id, recipient_subject, channel, kind, message_id, thread_id, pool_id,
-	patient_id, sensitivity, message_time, item_count, status, suppression_code, attempts, next_attempt_at, created_at, updated_at`
+	patient_id, sensitivity, message_time, item_count, status, suppression_code, attempts, next_attempt_at, created_at, updated_at,
+	coalesce(trace_parent, '')`
 
 func scanDelivery(row pgx.Row) (domain.Delivery, error) {
 	var d domain.Delivery
@@ -142,7 +143,8 @@ func scanDelivery(row pgx.Row) (domain.Delivery, error) {
 	var ch, kind, status int16
 	var next *time.Time
 	err := row.Scan(&id, &d.IdempotencyKey, &d.EventID, &d.RecipientSubject, &ch, &kind, &d.MessageID, &d.ThreadID, &d.PoolID,
-		&d.PatientID, &d.Sensitivity, &d.MessageTime, &d.Count, &status, &d.SuppressionCode, &d.Attempts, &next, &d.CreatedAt, &d.UpdatedAt)
+		&d.PatientID, &d.Sensitivity, &d.MessageTime, &d.Count, &status, &d.SuppressionCode, &d.Attempts, &next, &d.CreatedAt, &d.UpdatedAt,
+		&d.TraceParent)
 	d.ID, d.Channel, d.Kind, d.Status = id.String(), domain.Channel(ch), domain.Kind(kind), domain.Status(status)
 	if next != nil {
 		d.NextAttemptAt = *next
