@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -19,13 +20,13 @@ import (
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 
+	"github.com/securemsg/securemsg/services/internal/testkit"
 	"github.com/securemsg/securemsg/services/internal/testkit/privstack"
 )
 
-var (
-	drill        = flag.Bool("drill", false, "run TestDrill, the backup and restore drill (make drill)")
-	drillThreads = flag.Int("drill.threads", 5, "threads (each with an attachment and replies) written before the backup")
-)
+// drillThreads is small by default, so the drill runs in every `go test` (make test) in
+// bounded time; `make drill` writes more.
+var drillThreads = flag.Int("drill.threads", 2, "threads (each with an attachment and replies) written before the backup (make drill: more)")
 
 // The schemas the drill backs up: one per service (each holds its outbox and goose tables).
 var drillSchemas = []string{"messaging", "attachment", "notification", "audit"}
@@ -35,17 +36,22 @@ const (
 	restoredBucket = "securemsg-attachments-restored"
 )
 
-// TestDrill is the backup and restore drill (`make drill`, scripts/drill.sh). On a private
-// stack it writes threads with attachments, dumps the service schemas (pg_dump) and mirrors
-// the bucket (minio-go), restores both into a fresh database and bucket, restarts the services
-// against the restored data, reads a sample back through the services byte-exact, and checks
-// that the audit log continues across the restore: the old range verifies, and new records
-// append to it and chain on. Vault is not part of this drill (key custody is backed up apart);
-// the services keep the same Transit server, so the restored wrapped DEKs unwrap.
+// TestDrill is the backup and restore drill, whole: the databases, the bucket and the key
+// store. It runs in every `go test` of this package (so in `make test`) with -drill.threads 2,
+// and bigger through `make drill` (scripts/drill.sh). On a private stack it writes threads with
+// attachments, rotating every Transit key after the first thread so the data spans key
+// versions; backs up the service schemas (pg_dump), the bucket (mirrored through minio-go) and
+// the key store (a Transit snapshot through the vault api's Sys().RaftSnapshot, the call an
+// operator makes against Vault or OpenBao); then loses the key store: the original Transit
+// server is stopped and a fresh, empty one started on another port and data dir, on which a
+// stored wrapped DEK does not unwrap (the proof that the key store has to be restored). It
+// restores the dump into a fresh database and the snapshot into the fresh Transit
+// (RaftSnapshotRestore with force, as into a rebuilt Vault cluster), checks every key kept its
+// versions and bounds and the sampled DEKs unwrap to the same keys, restarts the four services
+// on the restored database, bucket and Transit, reads every thread and attachment back through
+// the services byte-exact, and checks that the audit log continues across the restore: the old
+// range verifies, and new records append to it and chain on.
 func TestDrill(t *testing.T) {
-	if !*drill {
-		t.Skip("the drill runs with -drill (make drill)")
-	}
 	began := time.Now()
 	n := 0
 	step := func(format string, args ...any) {
@@ -80,7 +86,19 @@ func TestDrill(t *testing.T) {
 	}
 	samples := map[string]*sample{}
 	autoReplies := 0
+	vc, err := newVaultClient(e.s.VaultAddr(), e.s.VaultToken())
+	if err != nil {
+		fail("%v", err)
+	}
+	var rotated []string
 	for i := range *drillThreads {
+		if i == 1 {
+			// Every key gets a second version: the threads from here on are wrapped under v2, the
+			// first under v1, and the restored key store must unwrap both.
+			if rotated, err = rotateTransitKeys(ctx, vc); err != nil {
+				fail("%v", err)
+			}
+		}
 		file := samplePDF(fmt.Sprintf("%s-%d", e.markers[3], i), (i+1)*24<<10)
 		a, err := e.upload(ctx, file, 16<<10, nil)
 		if err != nil {
@@ -124,8 +142,11 @@ func TestDrill(t *testing.T) {
 	}
 	oldSize := oldVerify.GetVerifiedCount()
 	ok("%d threads, %d attachments, %d auto-replies; audit log of %d records verifies", len(samples), len(samples), autoReplies, oldSize)
+	if len(rotated) > 0 {
+		ok("Transit keys rotated after the first thread: %v", rotated)
+	}
 
-	step("back up: pg_dump of schemas %v, then mirror the bucket", drillSchemas)
+	step("back up: pg_dump of schemas %v, mirror the bucket, snapshot the key store", drillSchemas)
 	bin, err := privstack.PostgresBinDir()
 	if err != nil {
 		fail("%v", err)
@@ -150,6 +171,57 @@ func TestDrill(t *testing.T) {
 		fail("mirror the bucket: %v", err)
 	}
 	ok("mirrored %d objects (%d bytes) into %s", copied, bytesCopied, restoredBucket)
+	// The key store last: every wrapped DEK in the dump was made under a key version the
+	// snapshot holds (a key rotated after the dump only adds versions).
+	snapFile := filepath.Join(t.TempDir(), "transit.snap")
+	snapSize, err := saveVaultSnapshot(ctx, vc, snapFile)
+	if err != nil {
+		fail("take the Transit snapshot: %v", err)
+	}
+	keysBefore, err := transitKeyStates(ctx, vc)
+	if err != nil || len(keysBefore) == 0 {
+		fail("read the Transit keys: %d keys, %v; want the services' keys", len(keysBefore), err)
+	}
+	// Stored wrapped DEKs to follow across the restore: the oldest thread's (v1) and the
+	// newest's (after the rotation), and an attachment's. What each unwraps to now is the
+	// reference (kept as a fingerprint only).
+	samplesDEK, err := drillWrappedDEKs(ctx, e.db)
+	if err != nil {
+		fail("%v", err)
+	}
+	dekBefore := map[int][32]byte{}
+	versions := map[string]bool{}
+	for i, w := range samplesDEK {
+		if dekBefore[i], err = unwrapFingerprint(ctx, vc, w); err != nil {
+			fail("unwrap the %s on the original Transit: %v", w.what, err)
+		}
+		versions[w.version()] = true
+	}
+	if *drillThreads > 1 && len(versions) < 2 {
+		fail("sampled wrapped DEKs are all under %v; want two key versions (the rotation after the first thread)", slices.Sorted(maps.Keys(versions)))
+	}
+	ok("Transit snapshot of %d bytes (%d keys) in %s; %d stored wrapped DEKs sampled, key versions %v",
+		snapSize, len(keysBefore), snapFile, len(samplesDEK), slices.Sorted(maps.Keys(versions)))
+
+	step("lose the key store: stop the original Transit, start a fresh, empty one")
+	if err := e.s.Vault.Stop(); err != nil {
+		fail("stop the original Transit: %v", err)
+	}
+	fresh := testkit.StartTransit(t)
+	fc, err := newVaultClient(fresh.Addr(), fresh.Token())
+	if err != nil {
+		fail("%v", err)
+	}
+	if keys, err := transitKeyStates(ctx, fc); err != nil || len(keys) != 0 {
+		fail("keys on the fresh Transit = %d, %v; want none", len(keys), err)
+	}
+	// Without the restore the data is lost: the fresh key store unwraps none of it.
+	for _, w := range samplesDEK {
+		if _, err := unwrapFingerprint(ctx, fc, w); err == nil {
+			fail("the %s unwrapped on the fresh, empty Transit; want an error (the drill would not need the key store)", w.what)
+		}
+	}
+	ok("fresh Transit at %s (original at %s stopped); none of the %d sampled wrapped DEKs unwraps on it", fresh.Addr(), e.s.VaultAddr(), len(samplesDEK))
 
 	step("restore into a fresh database %s", restoredDB)
 	if _, err := e.db.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{restoredDB}.Sanitize()); err != nil {
@@ -171,14 +243,41 @@ func TestDrill(t *testing.T) {
 	}
 	ok("pg_restore done; %d messages in the restored schema", restoredMessages)
 
-	step("restart the four services against the restored database and bucket")
+	step("restore the key store into the fresh Transit (Sys().RaftSnapshotRestore, force)")
+	if err := restoreVaultSnapshot(ctx, fc, snapFile); err != nil {
+		fail("%v", err)
+	}
+	keysAfter, err := transitKeyStates(ctx, fc)
+	if err != nil {
+		fail("read the restored Transit keys: %v", err)
+	}
+	if d := diffKeyStates(keysBefore, keysAfter); d != "" {
+		fail("restored Transit keys differ from the backed-up ones: %s", d)
+	}
+	// The DEKs are read from the restored database: the pair the services will use.
+	restoredDEK, err := drillWrappedDEKs(ctx, rdb)
+	if err != nil {
+		fail("%v", err)
+	}
+	if !slices.Equal(restoredDEK, samplesDEK) {
+		fail("wrapped DEKs in the restored database differ from the backed-up ones")
+	}
+	for i, w := range restoredDEK {
+		got, err := unwrapFingerprint(ctx, fc, w)
+		if err != nil || got != dekBefore[i] {
+			fail("unwrap the %s on the restored Transit: same key %t, %v; want the key it wrapped before", w.what, got == dekBefore[i], err)
+		}
+	}
+	ok("%d keys with every version and bound as backed up; the %d sampled wrapped DEKs unwrap to the same keys", len(keysAfter), len(restoredDEK))
+
+	step("restart the four services against the restored database, bucket and key store")
 	for _, svc := range e.s.Services() {
 		if err := e.s.Service(svc).Stop(); err != nil {
 			fail("stop %s: %v", svc, err)
 		}
 	}
 	for _, svc := range e.s.Services() {
-		env := map[string]string{"SECUREMSG_PG_URL": restoredURL}
+		env := map[string]string{"SECUREMSG_PG_URL": restoredURL, "SECUREMSG_VAULT_ADDR": fresh.Addr(), "SECUREMSG_VAULT_TOKEN": fresh.Token()}
 		if svc == "attachment" {
 			env["SECUREMSG_S3_BUCKET"] = restoredBucket
 		}
@@ -191,7 +290,7 @@ func TestDrill(t *testing.T) {
 	}
 	// From here on the checks read the restored database.
 	e.db = rdb
-	ok("all SERVING on %s and bucket %s", restoredDB, restoredBucket)
+	ok("all SERVING on %s, bucket %s and the restored Transit", restoredDB, restoredBucket)
 
 	step("read back every thread and attachment through the services (byte-exact)")
 	for thread, want := range samples {
@@ -252,6 +351,24 @@ func TestDrill(t *testing.T) {
 	}
 	ok("no PHI marker in any column of %s", restoredDB)
 	fmt.Printf("\ndrill passed in %s.\n", time.Since(began).Round(time.Millisecond))
+}
+
+// drillWrappedDEKs picks stored wrapped DEKs to follow across the restore: the first and the
+// last thread's (under v1 and, after the rotation, v2) and the first attachment's.
+func drillWrappedDEKs(ctx context.Context, db *pgxpool.Pool) ([]wrappedDEK, error) {
+	var out []wrappedDEK
+	for _, q := range []struct{ what, key, sql string }{
+		{"first thread's DEK", "securemsg-messaging", `SELECT wrapped_dek FROM messaging.threads WHERE wrapped_dek IS NOT NULL ORDER BY created_at, id LIMIT 1`},
+		{"last thread's DEK", "securemsg-messaging", `SELECT wrapped_dek FROM messaging.threads WHERE wrapped_dek IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1`},
+		{"first attachment's DEK", "securemsg-attachment", `SELECT wrapped_dek FROM attachment.attachments WHERE wrapped_dek IS NOT NULL ORDER BY create_time, id LIMIT 1`},
+	} {
+		w := wrappedDEK{what: q.what, key: q.key}
+		if err := db.QueryRow(ctx, q.sql).Scan(&w.wrapped); err != nil {
+			return nil, fmt.Errorf("read the %s: %w", q.what, err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }
 
 // drillMessage is what the drill compares of a message across the restore: its body, byte for

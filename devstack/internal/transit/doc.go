@@ -20,10 +20,18 @@
 //     Key types: aes128-gcm96, aes256-gcm96 (default), chacha20-poly1305.
 //   - persistence: with a data directory, mounts and key rings survive a restart (one JSON file,
 //     replaced atomically on every change).
+//   - key-store backup (snapshot.go, sys_snapshot.go): GET sys/storage/raft/snapshot returns
+//     the whole storage as a checksummed gzip'd tar shaped like Vault's; POST
+//     sys/storage/raft/snapshot restores one taken by this key store, snapshot-force any valid
+//     one (into a fresh server). A restore verifies everything first, refuses a damaged snapshot
+//     with a 400 and changes nothing, and replaces the whole state atomically on disk. So
+//     api.Sys().RaftSnapshot and RaftSnapshotRestore work unchanged, as against Vault with
+//     integrated storage.
 //
 // Not implemented: other engines and auth methods, ACL policies and other tokens, leases,
 // response wrapping, seal/unseal (the key file is not encrypted: it is a dev tool only), audit
 // devices, namespaces, asymmetric, HMAC and managed keys, sign/verify, hmac, hash, random,
-// export, backup/restore, trim, import/BYOK, cache config, keys config of the engine
-// (config/keys), automatic rotation (auto_rotate_period is stored but never acted on).
+// export, per-key backup/restore (transit/backup), trim, import/BYOK, cache config, keys
+// config of the engine (config/keys), automatic rotation (auto_rotate_period is stored but
+// never acted on), the rest of sys/storage/raft (peers, autopilot, automated snapshots).
 package transit

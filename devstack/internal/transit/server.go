@@ -48,8 +48,11 @@ type Server struct {
 	token     string
 	log       *slog.Logger
 	store     *fileStorage
+	sealKey   []byte // binds snapshots to this key store (see snapshot.go)
 	clusterID string
 
+	// mu guards mounts. Logical requests hold it for reading while they run, so a snapshot
+	// restore (which holds it for writing) waits for them and none runs on a replaced mount.
 	mu     sync.RWMutex
 	mounts map[string]*mount // by path with trailing slash, e.g. "transit/"
 }
@@ -84,25 +87,52 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{token: cfg.RootToken, log: log, store: store, clusterID: newUUID(), mounts: map[string]*mount{}}
+	sealKey, err := loadSealKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{token: cfg.RootToken, log: log, store: store, sealKey: sealKey, clusterID: newUUID()}
 	raw, err := store.Get(context.Background(), mountsKey)
 	if err != nil {
 		return nil, err
 	}
+	var table []byte
 	if raw != nil {
-		var entries []mountEntry
-		if err := json.Unmarshal(raw.Value, &entries); err != nil {
-			return nil, fmt.Errorf("decode mount table: %w", err)
-		}
-		for _, e := range entries {
-			m, err := s.newMount(e)
-			if err != nil {
-				return nil, err
-			}
-			s.mounts[e.Path] = m
-		}
+		table = raw.Value
+	}
+	if s.mounts, err = s.mountsFrom(table); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// mountsFrom builds the mounts of a stored mount table (nil: none), each with a fresh backend,
+// so no key ring cached by an earlier backend outlives a restore.
+func (s *Server) mountsFrom(table []byte) (map[string]*mount, error) {
+	mounts := map[string]*mount{}
+	if table == nil {
+		return mounts, nil
+	}
+	var entries []mountEntry
+	if err := json.Unmarshal(table, &entries); err != nil {
+		return nil, fmt.Errorf("decode mount table: %w", err)
+	}
+	for _, e := range entries {
+		switch {
+		case e.Type != "transit":
+			return nil, fmt.Errorf("mount table: mount of type %q (only transit is served)", truncateName(e.Type))
+		case e.UUID == "" || e.Path == "" || normalizeMountPath(e.Path) != e.Path || builtinMounts[e.Path] != "":
+			return nil, fmt.Errorf("mount table: malformed mount %q", truncateName(e.Path))
+		case mounts[e.Path] != nil:
+			return nil, fmt.Errorf("mount table: %q mounted twice", truncateName(e.Path))
+		}
+		m, err := s.newMount(e)
+		if err != nil {
+			return nil, err
+		}
+		mounts[e.Path] = m
+	}
+	return mounts, nil
 }
 
 func (s *Server) newMount(e mountEntry) (*mount, error) {
@@ -174,6 +204,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, reqID string) str
 	if !s.authorized(r) {
 		logical.RespondError(w, http.StatusForbidden, logical.ErrPermissionDenied)
 		return ""
+	}
+	if rest, ok := strings.CutPrefix(path, "sys/storage/raft/"); ok {
+		// Before the JSON body parsing: a snapshot is a binary body.
+		return s.handleRaftSnapshot(w, r, rest)
 	}
 	op, ok := operation(r)
 	if !ok {
@@ -265,13 +299,13 @@ func decodeJSONObject(raw []byte) (map[string]any, error) {
 // handleLogical routes a request to the transit mount whose path prefixes it.
 func (s *Server) handleLogical(w http.ResponseWriter, r *http.Request, op logical.Operation, path string, data map[string]any, reqID string) string {
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	var m *mount
 	for p, cand := range s.mounts {
 		if strings.HasPrefix(path, p) && (m == nil || len(p) > len(m.entry.Path)) {
 			m = cand
 		}
 	}
-	s.mu.RUnlock()
 	if m == nil {
 		logical.RespondError(w, http.StatusNotFound, fmt.Errorf("no handler for route %q. route entry not found.", path)) //nolint:revive,staticcheck // Vault's exact wording
 		return ""

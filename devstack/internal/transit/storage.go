@@ -165,12 +165,39 @@ func (s *fileStorage) deletePrefix(prefix string) error {
 	return nil
 }
 
+// copyEntries returns a deep copy of every entry, consistent at one instant (a snapshot).
+func (s *fileStorage) copyEntries() map[string][]byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string][]byte, len(s.entries))
+	for k, v := range s.entries {
+		out[k] = append([]byte(nil), v...)
+	}
+	return out
+}
+
+// replaceAll swaps the whole state for entries (a snapshot restore): written to disk first,
+// in one atomic rename, so a failed write leaves both the file and the memory as they were,
+// and a crash leaves either the old state or the new, never a mix.
+func (s *fileStorage) replaceAll(entries map[string][]byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writeState(entries); err != nil {
+		return err
+	}
+	s.entries = entries
+	return nil
+}
+
 // persistLocked writes the whole state atomically. The caller holds s.mu for writing.
-func (s *fileStorage) persistLocked() error {
+func (s *fileStorage) persistLocked() error { return s.writeState(s.entries) }
+
+// writeState replaces the state file with entries (write a temporary file, fsync, rename).
+func (s *fileStorage) writeState(entries map[string][]byte) error {
 	if s.path == "" {
 		return nil
 	}
-	raw, err := json.Marshal(stateFile{Version: 1, Entries: s.entries})
+	raw, err := json.Marshal(stateFile{Version: 1, Entries: entries})
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
