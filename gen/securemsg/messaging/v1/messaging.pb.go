@@ -1293,6 +1293,186 @@ func (x *RetentionCounts) GetThreadsSkippedLegalHold() int64 {
 	return 0
 }
 
+// RetentionPeriod is how long the threads of one category are kept.
+type RetentionPeriod struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The category.
+	Category v1.ThreadCategory `protobuf:"varint,1,opt,name=category,proto3,enum=securemsg.common.v1.ThreadCategory" json:"category,omitempty"`
+	// How long a thread is kept after its last message (SECUREMSG_MESSAGING_RETENTION).
+	Period *durationpb.Duration `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	// Threads whose last message is before this instant are past retention as of
+	// GetRetentionPolicyResponse.as_of: a purge run then would purge them unless a legal hold
+	// covers them.
+	CutoffTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=cutoff_time,json=cutoffTime,proto3" json:"cutoff_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionPeriod) Reset() {
+	*x = RetentionPeriod{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionPeriod) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionPeriod) ProtoMessage() {}
+
+func (x *RetentionPeriod) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionPeriod.ProtoReflect.Descriptor instead.
+func (*RetentionPeriod) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RetentionPeriod) GetCategory() v1.ThreadCategory {
+	if x != nil {
+		return x.Category
+	}
+	return v1.ThreadCategory(0)
+}
+
+func (x *RetentionPeriod) GetPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.Period
+	}
+	return nil
+}
+
+func (x *RetentionPeriod) GetCutoffTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CutoffTime
+	}
+	return nil
+}
+
+// LegalHold is one legal hold in force. Ids and a case reference only: no content, no names.
+type LegalHold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the hold covers.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*LegalHold_ThreadId
+	//	*LegalHold_PatientId
+	Target isLegalHold_Target `protobuf_oneof:"target"`
+	// The legal case or matter the hold serves.
+	CaseReference string `protobuf:"bytes,3,opt,name=case_reference,json=caseReference,proto3" json:"case_reference,omitempty"`
+	// Who placed the hold; empty for holds placed before the service recorded it.
+	CreatedBySubject string `protobuf:"bytes,4,opt,name=created_by_subject,json=createdBySubject,proto3" json:"created_by_subject,omitempty"`
+	// When the hold was placed; unset for holds placed before the service recorded it.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LegalHold) Reset() {
+	*x = LegalHold{}
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LegalHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LegalHold) ProtoMessage() {}
+
+func (x *LegalHold) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LegalHold.ProtoReflect.Descriptor instead.
+func (*LegalHold) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LegalHold) GetTarget() isLegalHold_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *LegalHold) GetThreadId() string {
+	if x != nil {
+		if x, ok := x.Target.(*LegalHold_ThreadId); ok {
+			return x.ThreadId
+		}
+	}
+	return ""
+}
+
+func (x *LegalHold) GetPatientId() string {
+	if x != nil {
+		if x, ok := x.Target.(*LegalHold_PatientId); ok {
+			return x.PatientId
+		}
+	}
+	return ""
+}
+
+func (x *LegalHold) GetCaseReference() string {
+	if x != nil {
+		return x.CaseReference
+	}
+	return ""
+}
+
+func (x *LegalHold) GetCreatedBySubject() string {
+	if x != nil {
+		return x.CreatedBySubject
+	}
+	return ""
+}
+
+func (x *LegalHold) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+type isLegalHold_Target interface {
+	isLegalHold_Target()
+}
+
+type LegalHold_ThreadId struct {
+	// One thread.
+	ThreadId string `protobuf:"bytes,1,opt,name=thread_id,json=threadId,proto3,oneof"`
+}
+
+type LegalHold_PatientId struct {
+	// Every thread about this patient, present and future.
+	PatientId string `protobuf:"bytes,2,opt,name=patient_id,json=patientId,proto3,oneof"`
+}
+
+func (*LegalHold_ThreadId) isLegalHold_Target() {}
+
+func (*LegalHold_PatientId) isLegalHold_Target() {}
+
 // Pool is a care pool: a team (a clinic, a specialty, a front desk) that patients write to and
 // whose members triage and answer its threads. Ids and names are not PHI.
 type Pool struct {
@@ -1338,7 +1518,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1530,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[9]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1543,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{9}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Pool) GetPoolId() string {
@@ -1478,7 +1658,7 @@ type ActiveHours struct {
 
 func (x *ActiveHours) Reset() {
 	*x = ActiveHours{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1670,7 @@ func (x *ActiveHours) String() string {
 func (*ActiveHours) ProtoMessage() {}
 
 func (x *ActiveHours) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[10]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1683,7 @@ func (x *ActiveHours) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActiveHours.ProtoReflect.Descriptor instead.
 func (*ActiveHours) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{10}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ActiveHours) GetTimeZone() string {
@@ -1535,7 +1715,7 @@ type HoursWindow struct {
 
 func (x *HoursWindow) Reset() {
 	*x = HoursWindow{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1727,7 @@ func (x *HoursWindow) String() string {
 func (*HoursWindow) ProtoMessage() {}
 
 func (x *HoursWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[11]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1740,7 @@ func (x *HoursWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoursWindow.ProtoReflect.Descriptor instead.
 func (*HoursWindow) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{11}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HoursWindow) GetDayOfWeek() int32 {
@@ -1599,7 +1779,7 @@ type PoolMember struct {
 
 func (x *PoolMember) Reset() {
 	*x = PoolMember{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[12]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1611,7 +1791,7 @@ func (x *PoolMember) String() string {
 func (*PoolMember) ProtoMessage() {}
 
 func (x *PoolMember) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[12]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1624,7 +1804,7 @@ func (x *PoolMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolMember.ProtoReflect.Descriptor instead.
 func (*PoolMember) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{12}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PoolMember) GetSubject() string {
@@ -1676,7 +1856,7 @@ type ClientApp struct {
 
 func (x *ClientApp) Reset() {
 	*x = ClientApp{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[13]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1868,7 @@ func (x *ClientApp) String() string {
 func (*ClientApp) ProtoMessage() {}
 
 func (x *ClientApp) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[13]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1881,7 @@ func (x *ClientApp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientApp.ProtoReflect.Descriptor instead.
 func (*ClientApp) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{13}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClientApp) GetClientId() string {
@@ -1787,7 +1967,7 @@ type Person struct {
 
 func (x *Person) Reset() {
 	*x = Person{}
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[14]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +1979,7 @@ func (x *Person) String() string {
 func (*Person) ProtoMessage() {}
 
 func (x *Person) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[14]
+	mi := &file_securemsg_messaging_v1_messaging_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +1992,7 @@ func (x *Person) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Person.ProtoReflect.Descriptor instead.
 func (*Person) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{14}
+	return file_securemsg_messaging_v1_messaging_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Person) GetSubject() string {
@@ -1988,7 +2168,21 @@ const file_securemsg_messaging_v1_messaging_proto_rawDesc = "" +
 	"\x0ethreads_purged\x18\x03 \x01(\x03R\rthreadsPurged\x12'\n" +
 	"\x0fmessages_purged\x18\x04 \x01(\x03R\x0emessagesPurged\x12-\n" +
 	"\x12attachments_purged\x18\x05 \x01(\x03R\x11attachmentsPurged\x12;\n" +
-	"\x1athreads_skipped_legal_hold\x18\x06 \x01(\x03R\x17threadsSkippedLegalHold\"\xc6\x05\n" +
+	"\x1athreads_skipped_legal_hold\x18\x06 \x01(\x03R\x17threadsSkippedLegalHold\"\xc2\x01\n" +
+	"\x0fRetentionPeriod\x12?\n" +
+	"\bcategory\x18\x01 \x01(\x0e2#.securemsg.common.v1.ThreadCategoryR\bcategory\x121\n" +
+	"\x06period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06period\x12;\n" +
+	"\vcutoff_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"cutoffTime\"\xe7\x01\n" +
+	"\tLegalHold\x12\x1d\n" +
+	"\tthread_id\x18\x01 \x01(\tH\x00R\bthreadId\x12\x1f\n" +
+	"\n" +
+	"patient_id\x18\x02 \x01(\tH\x00R\tpatientId\x12%\n" +
+	"\x0ecase_reference\x18\x03 \x01(\tR\rcaseReference\x12,\n" +
+	"\x12created_by_subject\x18\x04 \x01(\tR\x10createdBySubject\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTimeB\b\n" +
+	"\x06target\"\xc6\x05\n" +
 	"\x04Pool\x12:\n" +
 	"\apool_id\x18\x01 \x01(\tB!\xbaH\x1e\xc8\x01\x01r\x19(d2\x15^[a-z0-9][a-z0-9_-]*$R\x06poolId\x12\x1c\n" +
 	"\x04name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x04name\x12,\n" +
@@ -2087,7 +2281,7 @@ func file_securemsg_messaging_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_securemsg_messaging_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_securemsg_messaging_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_securemsg_messaging_v1_messaging_proto_goTypes = []any{
 	(ThreadStatus)(0),             // 0: securemsg.messaging.v1.ThreadStatus
 	(Box)(0),                      // 1: securemsg.messaging.v1.Box
@@ -2103,67 +2297,73 @@ var file_securemsg_messaging_v1_messaging_proto_goTypes = []any{
 	(*QueueCounts)(nil),           // 11: securemsg.messaging.v1.QueueCounts
 	(*PoolSettings)(nil),          // 12: securemsg.messaging.v1.PoolSettings
 	(*RetentionCounts)(nil),       // 13: securemsg.messaging.v1.RetentionCounts
-	(*Pool)(nil),                  // 14: securemsg.messaging.v1.Pool
-	(*ActiveHours)(nil),           // 15: securemsg.messaging.v1.ActiveHours
-	(*HoursWindow)(nil),           // 16: securemsg.messaging.v1.HoursWindow
-	(*PoolMember)(nil),            // 17: securemsg.messaging.v1.PoolMember
-	(*ClientApp)(nil),             // 18: securemsg.messaging.v1.ClientApp
-	(*Person)(nil),                // 19: securemsg.messaging.v1.Person
-	(v1.Role)(0),                  // 20: securemsg.common.v1.Role
-	(v1.ThreadCategory)(0),        // 21: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),           // 22: securemsg.common.v1.Sensitivity
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
-	(v11.PoolRole)(0),             // 25: securemsg.directory.v1.PoolRole
-	(v11.ClientAppKind)(0),        // 26: securemsg.directory.v1.ClientAppKind
-	(v11.PersonStatus)(0),         // 27: securemsg.directory.v1.PersonStatus
+	(*RetentionPeriod)(nil),       // 14: securemsg.messaging.v1.RetentionPeriod
+	(*LegalHold)(nil),             // 15: securemsg.messaging.v1.LegalHold
+	(*Pool)(nil),                  // 16: securemsg.messaging.v1.Pool
+	(*ActiveHours)(nil),           // 17: securemsg.messaging.v1.ActiveHours
+	(*HoursWindow)(nil),           // 18: securemsg.messaging.v1.HoursWindow
+	(*PoolMember)(nil),            // 19: securemsg.messaging.v1.PoolMember
+	(*ClientApp)(nil),             // 20: securemsg.messaging.v1.ClientApp
+	(*Person)(nil),                // 21: securemsg.messaging.v1.Person
+	(v1.Role)(0),                  // 22: securemsg.common.v1.Role
+	(v1.ThreadCategory)(0),        // 23: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),           // 24: securemsg.common.v1.Sensitivity
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
+	(v11.PoolRole)(0),             // 27: securemsg.directory.v1.PoolRole
+	(v11.ClientAppKind)(0),        // 28: securemsg.directory.v1.ClientAppKind
+	(v11.PersonStatus)(0),         // 29: securemsg.directory.v1.PersonStatus
 }
 var file_securemsg_messaging_v1_messaging_proto_depIdxs = []int32{
-	20, // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
-	21, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
-	22, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	22, // 0: securemsg.messaging.v1.Participant.role:type_name -> securemsg.common.v1.Role
+	23, // 1: securemsg.messaging.v1.Thread.category:type_name -> securemsg.common.v1.ThreadCategory
+	24, // 2: securemsg.messaging.v1.Thread.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 3: securemsg.messaging.v1.Thread.status:type_name -> securemsg.messaging.v1.ThreadStatus
 	5,  // 4: securemsg.messaging.v1.Thread.created_by:type_name -> securemsg.messaging.v1.Participant
-	23, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
-	23, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
-	23, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
-	23, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
-	21, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
-	22, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	25, // 5: securemsg.messaging.v1.Thread.create_time:type_name -> google.protobuf.Timestamp
+	25, // 6: securemsg.messaging.v1.Thread.update_time:type_name -> google.protobuf.Timestamp
+	25, // 7: securemsg.messaging.v1.Thread.last_message_time:type_name -> google.protobuf.Timestamp
+	25, // 8: securemsg.messaging.v1.Thread.close_time:type_name -> google.protobuf.Timestamp
+	23, // 9: securemsg.messaging.v1.ThreadSummary.category:type_name -> securemsg.common.v1.ThreadCategory
+	24, // 10: securemsg.messaging.v1.ThreadSummary.sensitivity:type_name -> securemsg.common.v1.Sensitivity
 	0,  // 11: securemsg.messaging.v1.ThreadSummary.status:type_name -> securemsg.messaging.v1.ThreadStatus
-	23, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
-	20, // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
-	23, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
+	25, // 12: securemsg.messaging.v1.ThreadSummary.last_message_time:type_name -> google.protobuf.Timestamp
+	22, // 13: securemsg.messaging.v1.ThreadSummary.last_sender_role:type_name -> securemsg.common.v1.Role
+	25, // 14: securemsg.messaging.v1.Retraction.retract_time:type_name -> google.protobuf.Timestamp
 	5,  // 15: securemsg.messaging.v1.Retraction.retracted_by:type_name -> securemsg.messaging.v1.Participant
 	5,  // 16: securemsg.messaging.v1.Message.sender:type_name -> securemsg.messaging.v1.Participant
-	23, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
+	25, // 17: securemsg.messaging.v1.Message.create_time:type_name -> google.protobuf.Timestamp
 	8,  // 18: securemsg.messaging.v1.Message.retraction:type_name -> securemsg.messaging.v1.Retraction
 	10, // 19: securemsg.messaging.v1.Message.receipts:type_name -> securemsg.messaging.v1.ReadReceipt
 	5,  // 20: securemsg.messaging.v1.ReadReceipt.reader:type_name -> securemsg.messaging.v1.Participant
-	23, // 21: securemsg.messaging.v1.ReadReceipt.read_time:type_name -> google.protobuf.Timestamp
-	24, // 22: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
-	23, // 23: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
-	21, // 24: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
-	3,  // 25: securemsg.messaging.v1.Pool.audience:type_name -> securemsg.messaging.v1.PoolAudience
-	15, // 26: securemsg.messaging.v1.Pool.active_hours:type_name -> securemsg.messaging.v1.ActiveHours
-	24, // 27: securemsg.messaging.v1.Pool.turnaround_time:type_name -> google.protobuf.Duration
-	23, // 28: securemsg.messaging.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
-	23, // 29: securemsg.messaging.v1.Pool.update_time:type_name -> google.protobuf.Timestamp
-	16, // 30: securemsg.messaging.v1.ActiveHours.windows:type_name -> securemsg.messaging.v1.HoursWindow
-	25, // 31: securemsg.messaging.v1.PoolMember.role:type_name -> securemsg.directory.v1.PoolRole
-	23, // 32: securemsg.messaging.v1.PoolMember.add_time:type_name -> google.protobuf.Timestamp
-	26, // 33: securemsg.messaging.v1.ClientApp.kind:type_name -> securemsg.directory.v1.ClientAppKind
-	23, // 34: securemsg.messaging.v1.ClientApp.update_time:type_name -> google.protobuf.Timestamp
-	20, // 35: securemsg.messaging.v1.Person.roles:type_name -> securemsg.common.v1.Role
-	27, // 36: securemsg.messaging.v1.Person.status:type_name -> securemsg.directory.v1.PersonStatus
-	4,  // 37: securemsg.messaging.v1.Person.source:type_name -> securemsg.messaging.v1.PersonSource
-	23, // 38: securemsg.messaging.v1.Person.create_time:type_name -> google.protobuf.Timestamp
-	23, // 39: securemsg.messaging.v1.Person.update_time:type_name -> google.protobuf.Timestamp
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	25, // 21: securemsg.messaging.v1.ReadReceipt.read_time:type_name -> google.protobuf.Timestamp
+	26, // 22: securemsg.messaging.v1.PoolSettings.turnaround_time:type_name -> google.protobuf.Duration
+	25, // 23: securemsg.messaging.v1.PoolSettings.update_time:type_name -> google.protobuf.Timestamp
+	23, // 24: securemsg.messaging.v1.RetentionCounts.category:type_name -> securemsg.common.v1.ThreadCategory
+	23, // 25: securemsg.messaging.v1.RetentionPeriod.category:type_name -> securemsg.common.v1.ThreadCategory
+	26, // 26: securemsg.messaging.v1.RetentionPeriod.period:type_name -> google.protobuf.Duration
+	25, // 27: securemsg.messaging.v1.RetentionPeriod.cutoff_time:type_name -> google.protobuf.Timestamp
+	25, // 28: securemsg.messaging.v1.LegalHold.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 29: securemsg.messaging.v1.Pool.audience:type_name -> securemsg.messaging.v1.PoolAudience
+	17, // 30: securemsg.messaging.v1.Pool.active_hours:type_name -> securemsg.messaging.v1.ActiveHours
+	26, // 31: securemsg.messaging.v1.Pool.turnaround_time:type_name -> google.protobuf.Duration
+	25, // 32: securemsg.messaging.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
+	25, // 33: securemsg.messaging.v1.Pool.update_time:type_name -> google.protobuf.Timestamp
+	18, // 34: securemsg.messaging.v1.ActiveHours.windows:type_name -> securemsg.messaging.v1.HoursWindow
+	27, // 35: securemsg.messaging.v1.PoolMember.role:type_name -> securemsg.directory.v1.PoolRole
+	25, // 36: securemsg.messaging.v1.PoolMember.add_time:type_name -> google.protobuf.Timestamp
+	28, // 37: securemsg.messaging.v1.ClientApp.kind:type_name -> securemsg.directory.v1.ClientAppKind
+	25, // 38: securemsg.messaging.v1.ClientApp.update_time:type_name -> google.protobuf.Timestamp
+	22, // 39: securemsg.messaging.v1.Person.roles:type_name -> securemsg.common.v1.Role
+	29, // 40: securemsg.messaging.v1.Person.status:type_name -> securemsg.directory.v1.PersonStatus
+	4,  // 41: securemsg.messaging.v1.Person.source:type_name -> securemsg.messaging.v1.PersonSource
+	25, // 42: securemsg.messaging.v1.Person.create_time:type_name -> google.protobuf.Timestamp
+	25, // 43: securemsg.messaging.v1.Person.update_time:type_name -> google.protobuf.Timestamp
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_proto_init() }
@@ -2171,13 +2371,17 @@ func file_securemsg_messaging_v1_messaging_proto_init() {
 	if File_securemsg_messaging_v1_messaging_proto != nil {
 		return
 	}
+	file_securemsg_messaging_v1_messaging_proto_msgTypes[10].OneofWrappers = []any{
+		(*LegalHold_ThreadId)(nil),
+		(*LegalHold_PatientId)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -2700,6 +2700,246 @@ func (x *RunRetentionPurgeResponse) GetFinishTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// GetRetentionPolicyRequest asks for the retention policy in force. It has no fields.
+type GetRetentionPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRetentionPolicyRequest) Reset() {
+	*x = GetRetentionPolicyRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRetentionPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRetentionPolicyRequest) ProtoMessage() {}
+
+func (x *GetRetentionPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRetentionPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetRetentionPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{40}
+}
+
+// GetRetentionPolicyResponse is the retention policy in force and the legal holds that keep
+// threads past it.
+type GetRetentionPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per thread category, in category order.
+	Periods []*RetentionPeriod `protobuf:"bytes,1,rep,name=periods,proto3" json:"periods,omitempty"`
+	// How often the service purges by itself (SECUREMSG_MESSAGING_PURGE_INTERVAL); unset when
+	// it never does (only RunRetentionPurge purges).
+	PurgeInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=purge_interval,json=purgeInterval,proto3" json:"purge_interval,omitempty"`
+	// The instant the cutoffs in periods are computed for (the service's clock).
+	AsOf *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// Threads a legal hold keeps, whether their own or their patient's.
+	ThreadsOnLegalHold int64 `protobuf:"varint,4,opt,name=threads_on_legal_hold,json=threadsOnLegalHold,proto3" json:"threads_on_legal_hold,omitempty"`
+	// Holds over all of a patient's threads (ListLegalHolds lists them).
+	PatientLegalHolds int64 `protobuf:"varint,5,opt,name=patient_legal_holds,json=patientLegalHolds,proto3" json:"patient_legal_holds,omitempty"`
+	// Holds on single threads (ListLegalHolds lists them).
+	ThreadLegalHolds int64 `protobuf:"varint,6,opt,name=thread_legal_holds,json=threadLegalHolds,proto3" json:"thread_legal_holds,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetRetentionPolicyResponse) Reset() {
+	*x = GetRetentionPolicyResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRetentionPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRetentionPolicyResponse) ProtoMessage() {}
+
+func (x *GetRetentionPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRetentionPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetRetentionPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetRetentionPolicyResponse) GetPeriods() []*RetentionPeriod {
+	if x != nil {
+		return x.Periods
+	}
+	return nil
+}
+
+func (x *GetRetentionPolicyResponse) GetPurgeInterval() *durationpb.Duration {
+	if x != nil {
+		return x.PurgeInterval
+	}
+	return nil
+}
+
+func (x *GetRetentionPolicyResponse) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+func (x *GetRetentionPolicyResponse) GetThreadsOnLegalHold() int64 {
+	if x != nil {
+		return x.ThreadsOnLegalHold
+	}
+	return 0
+}
+
+func (x *GetRetentionPolicyResponse) GetPatientLegalHolds() int64 {
+	if x != nil {
+		return x.PatientLegalHolds
+	}
+	return 0
+}
+
+func (x *GetRetentionPolicyResponse) GetThreadLegalHolds() int64 {
+	if x != nil {
+		return x.ThreadLegalHolds
+	}
+	return 0
+}
+
+// ListLegalHoldsRequest asks for a page of the legal holds in force.
+type ListLegalHoldsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many holds (0: 50; at most 200).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token from a previous response; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLegalHoldsRequest) Reset() {
+	*x = ListLegalHoldsRequest{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLegalHoldsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLegalHoldsRequest) ProtoMessage() {}
+
+func (x *ListLegalHoldsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLegalHoldsRequest.ProtoReflect.Descriptor instead.
+func (*ListLegalHoldsRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListLegalHoldsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListLegalHoldsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListLegalHoldsResponse is a page of legal holds.
+type ListLegalHoldsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Patient holds first (by patient id), then thread holds (by thread id).
+	LegalHolds []*LegalHold `protobuf:"bytes,1,rep,name=legal_holds,json=legalHolds,proto3" json:"legal_holds,omitempty"`
+	// Token for the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLegalHoldsResponse) Reset() {
+	*x = ListLegalHoldsResponse{}
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLegalHoldsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLegalHoldsResponse) ProtoMessage() {}
+
+func (x *ListLegalHoldsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLegalHoldsResponse.ProtoReflect.Descriptor instead.
+func (*ListLegalHoldsResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListLegalHoldsResponse) GetLegalHolds() []*LegalHold {
+	if x != nil {
+		return x.LegalHolds
+	}
+	return nil
+}
+
+func (x *ListLegalHoldsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // WatchInboxRequest opens a watch on the caller's threads. It has no fields yet: what the
 // caller hears of follows from its verified token and the policies.
 type WatchInboxRequest struct {
@@ -2710,7 +2950,7 @@ type WatchInboxRequest struct {
 
 func (x *WatchInboxRequest) Reset() {
 	*x = WatchInboxRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2722,7 +2962,7 @@ func (x *WatchInboxRequest) String() string {
 func (*WatchInboxRequest) ProtoMessage() {}
 
 func (x *WatchInboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[40]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2735,7 +2975,7 @@ func (x *WatchInboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInboxRequest.ProtoReflect.Descriptor instead.
 func (*WatchInboxRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{40}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{44}
 }
 
 // WatchInboxResponse is one message of a WatchInbox stream.
@@ -2755,7 +2995,7 @@ type WatchInboxResponse struct {
 
 func (x *WatchInboxResponse) Reset() {
 	*x = WatchInboxResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2767,7 +3007,7 @@ func (x *WatchInboxResponse) String() string {
 func (*WatchInboxResponse) ProtoMessage() {}
 
 func (x *WatchInboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2780,7 +3020,7 @@ func (x *WatchInboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInboxResponse.ProtoReflect.Descriptor instead.
 func (*WatchInboxResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{41}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WatchInboxResponse) GetNotice() isWatchInboxResponse_Notice {
@@ -2863,7 +3103,7 @@ type InboxChange struct {
 
 func (x *InboxChange) Reset() {
 	*x = InboxChange{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +3115,7 @@ func (x *InboxChange) String() string {
 func (*InboxChange) ProtoMessage() {}
 
 func (x *InboxChange) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[42]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +3128,7 @@ func (x *InboxChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxChange.ProtoReflect.Descriptor instead.
 func (*InboxChange) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{42}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *InboxChange) GetEventId() string {
@@ -2935,7 +3175,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3187,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[43]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3200,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{43}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{47}
 }
 
 // Resync tells a watcher that changes were dropped because it did not keep up. It has no
@@ -2973,7 +3213,7 @@ type Resync struct {
 
 func (x *Resync) Reset() {
 	*x = Resync{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2985,7 +3225,7 @@ func (x *Resync) String() string {
 func (*Resync) ProtoMessage() {}
 
 func (x *Resync) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[44]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2998,7 +3238,7 @@ func (x *Resync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resync.ProtoReflect.Descriptor instead.
 func (*Resync) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{44}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{48}
 }
 
 // ListPoolsRequest lists the pools the caller may see.
@@ -3018,7 +3258,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3270,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3283,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{45}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListPoolsRequest) GetPatientId() string {
@@ -3087,7 +3327,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3099,7 +3339,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[46]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3112,7 +3352,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{46}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -3140,7 +3380,7 @@ type GetPoolRequest struct {
 
 func (x *GetPoolRequest) Reset() {
 	*x = GetPoolRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3392,7 @@ func (x *GetPoolRequest) String() string {
 func (*GetPoolRequest) ProtoMessage() {}
 
 func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[47]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3405,7 @@ func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{47}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetPoolRequest) GetPoolId() string {
@@ -3186,7 +3426,7 @@ type GetPoolResponse struct {
 
 func (x *GetPoolResponse) Reset() {
 	*x = GetPoolResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3438,7 @@ func (x *GetPoolResponse) String() string {
 func (*GetPoolResponse) ProtoMessage() {}
 
 func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[48]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3451,7 @@ func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{48}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetPoolResponse) GetPool() *Pool {
@@ -3236,7 +3476,7 @@ type ListPoolMembersRequest struct {
 
 func (x *ListPoolMembersRequest) Reset() {
 	*x = ListPoolMembersRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3488,7 @@ func (x *ListPoolMembersRequest) String() string {
 func (*ListPoolMembersRequest) ProtoMessage() {}
 
 func (x *ListPoolMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[49]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3501,7 @@ func (x *ListPoolMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolMembersRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{49}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListPoolMembersRequest) GetPoolId() string {
@@ -3298,7 +3538,7 @@ type ListPoolMembersResponse struct {
 
 func (x *ListPoolMembersResponse) Reset() {
 	*x = ListPoolMembersResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3310,7 +3550,7 @@ func (x *ListPoolMembersResponse) String() string {
 func (*ListPoolMembersResponse) ProtoMessage() {}
 
 func (x *ListPoolMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[50]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3323,7 +3563,7 @@ func (x *ListPoolMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolMembersResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{50}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListPoolMembersResponse) GetMembers() []*PoolMember {
@@ -3351,7 +3591,7 @@ type CreatePoolRequest struct {
 
 func (x *CreatePoolRequest) Reset() {
 	*x = CreatePoolRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3363,7 +3603,7 @@ func (x *CreatePoolRequest) String() string {
 func (*CreatePoolRequest) ProtoMessage() {}
 
 func (x *CreatePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[51]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3376,7 +3616,7 @@ func (x *CreatePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePoolRequest.ProtoReflect.Descriptor instead.
 func (*CreatePoolRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{51}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CreatePoolRequest) GetPool() *Pool {
@@ -3397,7 +3637,7 @@ type CreatePoolResponse struct {
 
 func (x *CreatePoolResponse) Reset() {
 	*x = CreatePoolResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3409,7 +3649,7 @@ func (x *CreatePoolResponse) String() string {
 func (*CreatePoolResponse) ProtoMessage() {}
 
 func (x *CreatePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[52]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3422,7 +3662,7 @@ func (x *CreatePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePoolResponse.ProtoReflect.Descriptor instead.
 func (*CreatePoolResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{52}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CreatePoolResponse) GetPool() *Pool {
@@ -3446,7 +3686,7 @@ type UpdatePoolRequest struct {
 
 func (x *UpdatePoolRequest) Reset() {
 	*x = UpdatePoolRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3458,7 +3698,7 @@ func (x *UpdatePoolRequest) String() string {
 func (*UpdatePoolRequest) ProtoMessage() {}
 
 func (x *UpdatePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[53]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3471,7 +3711,7 @@ func (x *UpdatePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePoolRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePoolRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{53}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UpdatePoolRequest) GetPool() *Pool {
@@ -3499,7 +3739,7 @@ type UpdatePoolResponse struct {
 
 func (x *UpdatePoolResponse) Reset() {
 	*x = UpdatePoolResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3511,7 +3751,7 @@ func (x *UpdatePoolResponse) String() string {
 func (*UpdatePoolResponse) ProtoMessage() {}
 
 func (x *UpdatePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[54]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3524,7 +3764,7 @@ func (x *UpdatePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePoolResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePoolResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{54}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *UpdatePoolResponse) GetPool() *Pool {
@@ -3549,7 +3789,7 @@ type SetPoolMemberRequest struct {
 
 func (x *SetPoolMemberRequest) Reset() {
 	*x = SetPoolMemberRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3561,7 +3801,7 @@ func (x *SetPoolMemberRequest) String() string {
 func (*SetPoolMemberRequest) ProtoMessage() {}
 
 func (x *SetPoolMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[55]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3574,7 +3814,7 @@ func (x *SetPoolMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolMemberRequest.ProtoReflect.Descriptor instead.
 func (*SetPoolMemberRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{55}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SetPoolMemberRequest) GetPoolId() string {
@@ -3611,7 +3851,7 @@ type SetPoolMemberResponse struct {
 
 func (x *SetPoolMemberResponse) Reset() {
 	*x = SetPoolMemberResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3623,7 +3863,7 @@ func (x *SetPoolMemberResponse) String() string {
 func (*SetPoolMemberResponse) ProtoMessage() {}
 
 func (x *SetPoolMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[56]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3636,7 +3876,7 @@ func (x *SetPoolMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolMemberResponse.ProtoReflect.Descriptor instead.
 func (*SetPoolMemberResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{56}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SetPoolMemberResponse) GetMember() *PoolMember {
@@ -3666,7 +3906,7 @@ type RemovePoolMemberRequest struct {
 
 func (x *RemovePoolMemberRequest) Reset() {
 	*x = RemovePoolMemberRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3678,7 +3918,7 @@ func (x *RemovePoolMemberRequest) String() string {
 func (*RemovePoolMemberRequest) ProtoMessage() {}
 
 func (x *RemovePoolMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[57]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3691,7 +3931,7 @@ func (x *RemovePoolMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePoolMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemovePoolMemberRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{57}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RemovePoolMemberRequest) GetPoolId() string {
@@ -3719,7 +3959,7 @@ type RemovePoolMemberResponse struct {
 
 func (x *RemovePoolMemberResponse) Reset() {
 	*x = RemovePoolMemberResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3731,7 +3971,7 @@ func (x *RemovePoolMemberResponse) String() string {
 func (*RemovePoolMemberResponse) ProtoMessage() {}
 
 func (x *RemovePoolMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[58]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3744,7 +3984,7 @@ func (x *RemovePoolMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePoolMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemovePoolMemberResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{58}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RemovePoolMemberResponse) GetAssignedThreads() int32 {
@@ -3767,7 +4007,7 @@ type ListClientAppsRequest struct {
 
 func (x *ListClientAppsRequest) Reset() {
 	*x = ListClientAppsRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3779,7 +4019,7 @@ func (x *ListClientAppsRequest) String() string {
 func (*ListClientAppsRequest) ProtoMessage() {}
 
 func (x *ListClientAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[59]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3792,7 +4032,7 @@ func (x *ListClientAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientAppsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{59}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListClientAppsRequest) GetPageSize() int32 {
@@ -3822,7 +4062,7 @@ type ListClientAppsResponse struct {
 
 func (x *ListClientAppsResponse) Reset() {
 	*x = ListClientAppsResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +4074,7 @@ func (x *ListClientAppsResponse) String() string {
 func (*ListClientAppsResponse) ProtoMessage() {}
 
 func (x *ListClientAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[60]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +4087,7 @@ func (x *ListClientAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientAppsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{60}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListClientAppsResponse) GetApps() []*ClientApp {
@@ -3875,7 +4115,7 @@ type RegisterClientAppRequest struct {
 
 func (x *RegisterClientAppRequest) Reset() {
 	*x = RegisterClientAppRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3887,7 +4127,7 @@ func (x *RegisterClientAppRequest) String() string {
 func (*RegisterClientAppRequest) ProtoMessage() {}
 
 func (x *RegisterClientAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[61]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3900,7 +4140,7 @@ func (x *RegisterClientAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterClientAppRequest.ProtoReflect.Descriptor instead.
 func (*RegisterClientAppRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{61}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RegisterClientAppRequest) GetApp() *ClientApp {
@@ -3921,7 +4161,7 @@ type RegisterClientAppResponse struct {
 
 func (x *RegisterClientAppResponse) Reset() {
 	*x = RegisterClientAppResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4173,7 @@ func (x *RegisterClientAppResponse) String() string {
 func (*RegisterClientAppResponse) ProtoMessage() {}
 
 func (x *RegisterClientAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[62]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4186,7 @@ func (x *RegisterClientAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterClientAppResponse.ProtoReflect.Descriptor instead.
 func (*RegisterClientAppResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{62}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RegisterClientAppResponse) GetApp() *ClientApp {
@@ -3970,7 +4210,7 @@ type UpdateClientAppRequest struct {
 
 func (x *UpdateClientAppRequest) Reset() {
 	*x = UpdateClientAppRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3982,7 +4222,7 @@ func (x *UpdateClientAppRequest) String() string {
 func (*UpdateClientAppRequest) ProtoMessage() {}
 
 func (x *UpdateClientAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[63]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3995,7 +4235,7 @@ func (x *UpdateClientAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClientAppRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClientAppRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{63}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *UpdateClientAppRequest) GetApp() *ClientApp {
@@ -4023,7 +4263,7 @@ type UpdateClientAppResponse struct {
 
 func (x *UpdateClientAppResponse) Reset() {
 	*x = UpdateClientAppResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4035,7 +4275,7 @@ func (x *UpdateClientAppResponse) String() string {
 func (*UpdateClientAppResponse) ProtoMessage() {}
 
 func (x *UpdateClientAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[64]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4048,7 +4288,7 @@ func (x *UpdateClientAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClientAppResponse.ProtoReflect.Descriptor instead.
 func (*UpdateClientAppResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{64}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *UpdateClientAppResponse) GetApp() *ClientApp {
@@ -4084,7 +4324,7 @@ type ProxyGrant struct {
 
 func (x *ProxyGrant) Reset() {
 	*x = ProxyGrant{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4096,7 +4336,7 @@ func (x *ProxyGrant) String() string {
 func (*ProxyGrant) ProtoMessage() {}
 
 func (x *ProxyGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[65]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4109,7 +4349,7 @@ func (x *ProxyGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProxyGrant.ProtoReflect.Descriptor instead.
 func (*ProxyGrant) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{65}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ProxyGrant) GetGrantId() string {
@@ -4179,7 +4419,7 @@ type ListProxyGrantsRequest struct {
 
 func (x *ListProxyGrantsRequest) Reset() {
 	*x = ListProxyGrantsRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4191,7 +4431,7 @@ func (x *ListProxyGrantsRequest) String() string {
 func (*ListProxyGrantsRequest) ProtoMessage() {}
 
 func (x *ListProxyGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[66]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4204,7 +4444,7 @@ func (x *ListProxyGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProxyGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListProxyGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{66}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListProxyGrantsRequest) GetPatientId() string {
@@ -4225,7 +4465,7 @@ type ListProxyGrantsResponse struct {
 
 func (x *ListProxyGrantsResponse) Reset() {
 	*x = ListProxyGrantsResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4237,7 +4477,7 @@ func (x *ListProxyGrantsResponse) String() string {
 func (*ListProxyGrantsResponse) ProtoMessage() {}
 
 func (x *ListProxyGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[67]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4250,7 +4490,7 @@ func (x *ListProxyGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProxyGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListProxyGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{67}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListProxyGrantsResponse) GetGrants() []*ProxyGrant {
@@ -4275,7 +4515,7 @@ type GrantProxyAccessRequest struct {
 
 func (x *GrantProxyAccessRequest) Reset() {
 	*x = GrantProxyAccessRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[68]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4527,7 @@ func (x *GrantProxyAccessRequest) String() string {
 func (*GrantProxyAccessRequest) ProtoMessage() {}
 
 func (x *GrantProxyAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[68]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4540,7 @@ func (x *GrantProxyAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantProxyAccessRequest.ProtoReflect.Descriptor instead.
 func (*GrantProxyAccessRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{68}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GrantProxyAccessRequest) GetProxySubject() string {
@@ -4335,7 +4575,7 @@ type GrantProxyAccessResponse struct {
 
 func (x *GrantProxyAccessResponse) Reset() {
 	*x = GrantProxyAccessResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[69]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4347,7 +4587,7 @@ func (x *GrantProxyAccessResponse) String() string {
 func (*GrantProxyAccessResponse) ProtoMessage() {}
 
 func (x *GrantProxyAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[69]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4360,7 +4600,7 @@ func (x *GrantProxyAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantProxyAccessResponse.ProtoReflect.Descriptor instead.
 func (*GrantProxyAccessResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{69}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *GrantProxyAccessResponse) GetGrant() *ProxyGrant {
@@ -4381,7 +4621,7 @@ type RevokeProxyAccessRequest struct {
 
 func (x *RevokeProxyAccessRequest) Reset() {
 	*x = RevokeProxyAccessRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[70]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4393,7 +4633,7 @@ func (x *RevokeProxyAccessRequest) String() string {
 func (*RevokeProxyAccessRequest) ProtoMessage() {}
 
 func (x *RevokeProxyAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[70]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4406,7 +4646,7 @@ func (x *RevokeProxyAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeProxyAccessRequest.ProtoReflect.Descriptor instead.
 func (*RevokeProxyAccessRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{70}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RevokeProxyAccessRequest) GetGrantId() string {
@@ -4427,7 +4667,7 @@ type RevokeProxyAccessResponse struct {
 
 func (x *RevokeProxyAccessResponse) Reset() {
 	*x = RevokeProxyAccessResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[71]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4439,7 +4679,7 @@ func (x *RevokeProxyAccessResponse) String() string {
 func (*RevokeProxyAccessResponse) ProtoMessage() {}
 
 func (x *RevokeProxyAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[71]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4452,7 +4692,7 @@ func (x *RevokeProxyAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeProxyAccessResponse.ProtoReflect.Descriptor instead.
 func (*RevokeProxyAccessResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{71}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RevokeProxyAccessResponse) GetGrant() *ProxyGrant {
@@ -4482,7 +4722,7 @@ type ListPeopleRequest struct {
 
 func (x *ListPeopleRequest) Reset() {
 	*x = ListPeopleRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[72]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4494,7 +4734,7 @@ func (x *ListPeopleRequest) String() string {
 func (*ListPeopleRequest) ProtoMessage() {}
 
 func (x *ListPeopleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[72]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4507,7 +4747,7 @@ func (x *ListPeopleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeopleRequest.ProtoReflect.Descriptor instead.
 func (*ListPeopleRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{72}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListPeopleRequest) GetUserName() string {
@@ -4558,7 +4798,7 @@ type ListPeopleResponse struct {
 
 func (x *ListPeopleResponse) Reset() {
 	*x = ListPeopleResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[73]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4570,7 +4810,7 @@ func (x *ListPeopleResponse) String() string {
 func (*ListPeopleResponse) ProtoMessage() {}
 
 func (x *ListPeopleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[73]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4583,7 +4823,7 @@ func (x *ListPeopleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeopleResponse.ProtoReflect.Descriptor instead.
 func (*ListPeopleResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{73}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListPeopleResponse) GetPeople() []*Person {
@@ -4611,7 +4851,7 @@ type GetPersonRequest struct {
 
 func (x *GetPersonRequest) Reset() {
 	*x = GetPersonRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[74]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4623,7 +4863,7 @@ func (x *GetPersonRequest) String() string {
 func (*GetPersonRequest) ProtoMessage() {}
 
 func (x *GetPersonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[74]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4636,7 +4876,7 @@ func (x *GetPersonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPersonRequest.ProtoReflect.Descriptor instead.
 func (*GetPersonRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{74}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *GetPersonRequest) GetSubject() string {
@@ -4657,7 +4897,7 @@ type GetPersonResponse struct {
 
 func (x *GetPersonResponse) Reset() {
 	*x = GetPersonResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[75]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4669,7 +4909,7 @@ func (x *GetPersonResponse) String() string {
 func (*GetPersonResponse) ProtoMessage() {}
 
 func (x *GetPersonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[75]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4682,7 +4922,7 @@ func (x *GetPersonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPersonResponse.ProtoReflect.Descriptor instead.
 func (*GetPersonResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{75}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *GetPersonResponse) GetPerson() *Person {
@@ -4704,7 +4944,7 @@ type ProvisionPersonRequest struct {
 
 func (x *ProvisionPersonRequest) Reset() {
 	*x = ProvisionPersonRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[76]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4716,7 +4956,7 @@ func (x *ProvisionPersonRequest) String() string {
 func (*ProvisionPersonRequest) ProtoMessage() {}
 
 func (x *ProvisionPersonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[76]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4729,7 +4969,7 @@ func (x *ProvisionPersonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionPersonRequest.ProtoReflect.Descriptor instead.
 func (*ProvisionPersonRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{76}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ProvisionPersonRequest) GetPerson() *Person {
@@ -4752,7 +4992,7 @@ type ProvisionPersonResponse struct {
 
 func (x *ProvisionPersonResponse) Reset() {
 	*x = ProvisionPersonResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[77]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4764,7 +5004,7 @@ func (x *ProvisionPersonResponse) String() string {
 func (*ProvisionPersonResponse) ProtoMessage() {}
 
 func (x *ProvisionPersonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[77]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4777,7 +5017,7 @@ func (x *ProvisionPersonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionPersonResponse.ProtoReflect.Descriptor instead.
 func (*ProvisionPersonResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{77}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ProvisionPersonResponse) GetPerson() *Person {
@@ -4807,7 +5047,7 @@ type SetPersonStatusRequest struct {
 
 func (x *SetPersonStatusRequest) Reset() {
 	*x = SetPersonStatusRequest{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[78]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4819,7 +5059,7 @@ func (x *SetPersonStatusRequest) String() string {
 func (*SetPersonStatusRequest) ProtoMessage() {}
 
 func (x *SetPersonStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[78]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4832,7 +5072,7 @@ func (x *SetPersonStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPersonStatusRequest.ProtoReflect.Descriptor instead.
 func (*SetPersonStatusRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{78}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *SetPersonStatusRequest) GetSubject() string {
@@ -4860,7 +5100,7 @@ type SetPersonStatusResponse struct {
 
 func (x *SetPersonStatusResponse) Reset() {
 	*x = SetPersonStatusResponse{}
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[79]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4872,7 +5112,7 @@ func (x *SetPersonStatusResponse) String() string {
 func (*SetPersonStatusResponse) ProtoMessage() {}
 
 func (x *SetPersonStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[79]
+	mi := &file_securemsg_messaging_v1_messaging_service_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4885,7 +5125,7 @@ func (x *SetPersonStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPersonStatusResponse.ProtoReflect.Descriptor instead.
 func (*SetPersonStatusResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{79}
+	return file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *SetPersonStatusResponse) GetPerson() *Person {
@@ -5082,7 +5322,23 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12;\n" +
 	"\vfinish_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishTime\"\x13\n" +
+	"finishTime\"\x1b\n" +
+	"\x19GetRetentionPolicyRequest\"\xe3\x02\n" +
+	"\x1aGetRetentionPolicyResponse\x12A\n" +
+	"\aperiods\x18\x01 \x03(\v2'.securemsg.messaging.v1.RetentionPeriodR\aperiods\x12@\n" +
+	"\x0epurge_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rpurgeInterval\x12/\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x121\n" +
+	"\x15threads_on_legal_hold\x18\x04 \x01(\x03R\x12threadsOnLegalHold\x12.\n" +
+	"\x13patient_legal_holds\x18\x05 \x01(\x03R\x11patientLegalHolds\x12,\n" +
+	"\x12thread_legal_holds\x18\x06 \x01(\x03R\x10threadLegalHolds\"f\n" +
+	"\x15ListLegalHoldsRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80\x04R\tpageToken\"\x84\x01\n" +
+	"\x16ListLegalHoldsResponse\x12B\n" +
+	"\vlegal_holds\x18\x01 \x03(\v2!.securemsg.messaging.v1.LegalHoldR\n" +
+	"legalHolds\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x13\n" +
 	"\x11WatchInboxRequest\"\xda\x01\n" +
 	"\x12WatchInboxResponse\x12=\n" +
 	"\x06change\x18\x01 \x01(\v2#.securemsg.messaging.v1.InboxChangeH\x00R\x06change\x12A\n" +
@@ -5230,7 +5486,7 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"!INBOX_CHANGE_KIND_THREAD_ASSIGNED\x10\x05\x12(\n" +
 	"$INBOX_CHANGE_KIND_THREAD_TRANSFERRED\x10\x06\x12#\n" +
 	"\x1fINBOX_CHANGE_KIND_THREAD_CLOSED\x10\a\x12%\n" +
-	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xe1'\n" +
+	"!INBOX_CHANGE_KIND_THREAD_REOPENED\x10\b2\xcf)\n" +
 	"\x10MessagingService\x12\x81\x01\n" +
 	"\fCreateThread\x12+.securemsg.messaging.v1.CreateThreadRequest\x1a,.securemsg.messaging.v1.CreateThreadResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/threads\x12\x93\x01\n" +
 	"\vSendMessage\x12*.securemsg.messaging.v1.SendMessageRequest\x1a+.securemsg.messaging.v1.SendMessageResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/threads/{thread_id}/messages\x12{\n" +
@@ -5252,7 +5508,9 @@ const file_securemsg_messaging_v1_messaging_service_proto_rawDesc = "" +
 	"\x0fGetPoolSettings\x12..securemsg.messaging.v1.GetPoolSettingsRequest\x1a/.securemsg.messaging.v1.GetPoolSettingsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/pools/{pool_id}/settings\x12{\n" +
 	"\x12UpdatePoolSettings\x121.securemsg.messaging.v1.UpdatePoolSettingsRequest\x1a2.securemsg.messaging.v1.UpdatePoolSettingsResponse\x12{\n" +
 	"\x12CheckMessageAccess\x121.securemsg.messaging.v1.CheckMessageAccessRequest\x1a2.securemsg.messaging.v1.CheckMessageAccessResponse\x12x\n" +
-	"\x11RunRetentionPurge\x120.securemsg.messaging.v1.RunRetentionPurgeRequest\x1a1.securemsg.messaging.v1.RunRetentionPurgeResponse\x12e\n" +
+	"\x11RunRetentionPurge\x120.securemsg.messaging.v1.RunRetentionPurgeRequest\x1a1.securemsg.messaging.v1.RunRetentionPurgeResponse\x12{\n" +
+	"\x12GetRetentionPolicy\x121.securemsg.messaging.v1.GetRetentionPolicyRequest\x1a2.securemsg.messaging.v1.GetRetentionPolicyResponse\x12o\n" +
+	"\x0eListLegalHolds\x12-.securemsg.messaging.v1.ListLegalHoldsRequest\x1a..securemsg.messaging.v1.ListLegalHoldsResponse\x12e\n" +
 	"\n" +
 	"WatchInbox\x12).securemsg.messaging.v1.WatchInboxRequest\x1a*.securemsg.messaging.v1.WatchInboxResponse0\x01\x12s\n" +
 	"\tListPools\x12(.securemsg.messaging.v1.ListPoolsRequest\x1a).securemsg.messaging.v1.ListPoolsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/pools\x12w\n" +
@@ -5290,7 +5548,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_rawDescGZIP() []byte {
 }
 
 var file_securemsg_messaging_v1_messaging_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
+var file_securemsg_messaging_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
 var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(AccessAction)(0),                  // 0: securemsg.messaging.v1.AccessAction
 	(InboxChangeKind)(0),               // 1: securemsg.messaging.v1.InboxChangeKind
@@ -5334,224 +5592,238 @@ var file_securemsg_messaging_v1_messaging_service_proto_goTypes = []any{
 	(*CheckMessageAccessResponse)(nil), // 39: securemsg.messaging.v1.CheckMessageAccessResponse
 	(*RunRetentionPurgeRequest)(nil),   // 40: securemsg.messaging.v1.RunRetentionPurgeRequest
 	(*RunRetentionPurgeResponse)(nil),  // 41: securemsg.messaging.v1.RunRetentionPurgeResponse
-	(*WatchInboxRequest)(nil),          // 42: securemsg.messaging.v1.WatchInboxRequest
-	(*WatchInboxResponse)(nil),         // 43: securemsg.messaging.v1.WatchInboxResponse
-	(*InboxChange)(nil),                // 44: securemsg.messaging.v1.InboxChange
-	(*Heartbeat)(nil),                  // 45: securemsg.messaging.v1.Heartbeat
-	(*Resync)(nil),                     // 46: securemsg.messaging.v1.Resync
-	(*ListPoolsRequest)(nil),           // 47: securemsg.messaging.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),          // 48: securemsg.messaging.v1.ListPoolsResponse
-	(*GetPoolRequest)(nil),             // 49: securemsg.messaging.v1.GetPoolRequest
-	(*GetPoolResponse)(nil),            // 50: securemsg.messaging.v1.GetPoolResponse
-	(*ListPoolMembersRequest)(nil),     // 51: securemsg.messaging.v1.ListPoolMembersRequest
-	(*ListPoolMembersResponse)(nil),    // 52: securemsg.messaging.v1.ListPoolMembersResponse
-	(*CreatePoolRequest)(nil),          // 53: securemsg.messaging.v1.CreatePoolRequest
-	(*CreatePoolResponse)(nil),         // 54: securemsg.messaging.v1.CreatePoolResponse
-	(*UpdatePoolRequest)(nil),          // 55: securemsg.messaging.v1.UpdatePoolRequest
-	(*UpdatePoolResponse)(nil),         // 56: securemsg.messaging.v1.UpdatePoolResponse
-	(*SetPoolMemberRequest)(nil),       // 57: securemsg.messaging.v1.SetPoolMemberRequest
-	(*SetPoolMemberResponse)(nil),      // 58: securemsg.messaging.v1.SetPoolMemberResponse
-	(*RemovePoolMemberRequest)(nil),    // 59: securemsg.messaging.v1.RemovePoolMemberRequest
-	(*RemovePoolMemberResponse)(nil),   // 60: securemsg.messaging.v1.RemovePoolMemberResponse
-	(*ListClientAppsRequest)(nil),      // 61: securemsg.messaging.v1.ListClientAppsRequest
-	(*ListClientAppsResponse)(nil),     // 62: securemsg.messaging.v1.ListClientAppsResponse
-	(*RegisterClientAppRequest)(nil),   // 63: securemsg.messaging.v1.RegisterClientAppRequest
-	(*RegisterClientAppResponse)(nil),  // 64: securemsg.messaging.v1.RegisterClientAppResponse
-	(*UpdateClientAppRequest)(nil),     // 65: securemsg.messaging.v1.UpdateClientAppRequest
-	(*UpdateClientAppResponse)(nil),    // 66: securemsg.messaging.v1.UpdateClientAppResponse
-	(*ProxyGrant)(nil),                 // 67: securemsg.messaging.v1.ProxyGrant
-	(*ListProxyGrantsRequest)(nil),     // 68: securemsg.messaging.v1.ListProxyGrantsRequest
-	(*ListProxyGrantsResponse)(nil),    // 69: securemsg.messaging.v1.ListProxyGrantsResponse
-	(*GrantProxyAccessRequest)(nil),    // 70: securemsg.messaging.v1.GrantProxyAccessRequest
-	(*GrantProxyAccessResponse)(nil),   // 71: securemsg.messaging.v1.GrantProxyAccessResponse
-	(*RevokeProxyAccessRequest)(nil),   // 72: securemsg.messaging.v1.RevokeProxyAccessRequest
-	(*RevokeProxyAccessResponse)(nil),  // 73: securemsg.messaging.v1.RevokeProxyAccessResponse
-	(*ListPeopleRequest)(nil),          // 74: securemsg.messaging.v1.ListPeopleRequest
-	(*ListPeopleResponse)(nil),         // 75: securemsg.messaging.v1.ListPeopleResponse
-	(*GetPersonRequest)(nil),           // 76: securemsg.messaging.v1.GetPersonRequest
-	(*GetPersonResponse)(nil),          // 77: securemsg.messaging.v1.GetPersonResponse
-	(*ProvisionPersonRequest)(nil),     // 78: securemsg.messaging.v1.ProvisionPersonRequest
-	(*ProvisionPersonResponse)(nil),    // 79: securemsg.messaging.v1.ProvisionPersonResponse
-	(*SetPersonStatusRequest)(nil),     // 80: securemsg.messaging.v1.SetPersonStatusRequest
-	(*SetPersonStatusResponse)(nil),    // 81: securemsg.messaging.v1.SetPersonStatusResponse
-	(v1.ThreadCategory)(0),             // 82: securemsg.common.v1.ThreadCategory
-	(v1.Sensitivity)(0),                // 83: securemsg.common.v1.Sensitivity
-	(*Thread)(nil),                     // 84: securemsg.messaging.v1.Thread
-	(*Message)(nil),                    // 85: securemsg.messaging.v1.Message
-	(*durationpb.Duration)(nil),        // 86: google.protobuf.Duration
-	(Box)(0),                           // 87: securemsg.messaging.v1.Box
-	(ThreadStatus)(0),                  // 88: securemsg.messaging.v1.ThreadStatus
-	(AssigneeFilter)(0),                // 89: securemsg.messaging.v1.AssigneeFilter
-	(*ThreadSummary)(nil),              // 90: securemsg.messaging.v1.ThreadSummary
-	(*QueueCounts)(nil),                // 91: securemsg.messaging.v1.QueueCounts
-	(*timestamppb.Timestamp)(nil),      // 92: google.protobuf.Timestamp
-	(*PoolSettings)(nil),               // 93: securemsg.messaging.v1.PoolSettings
-	(*fieldmaskpb.FieldMask)(nil),      // 94: google.protobuf.FieldMask
-	(*v1.Principal)(nil),               // 95: securemsg.common.v1.Principal
-	(*RetentionCounts)(nil),            // 96: securemsg.messaging.v1.RetentionCounts
-	(*Pool)(nil),                       // 97: securemsg.messaging.v1.Pool
-	(*PoolMember)(nil),                 // 98: securemsg.messaging.v1.PoolMember
-	(v11.PoolRole)(0),                  // 99: securemsg.directory.v1.PoolRole
-	(*ClientApp)(nil),                  // 100: securemsg.messaging.v1.ClientApp
-	(PersonSource)(0),                  // 101: securemsg.messaging.v1.PersonSource
-	(*Person)(nil),                     // 102: securemsg.messaging.v1.Person
-	(v11.PersonStatus)(0),              // 103: securemsg.directory.v1.PersonStatus
+	(*GetRetentionPolicyRequest)(nil),  // 42: securemsg.messaging.v1.GetRetentionPolicyRequest
+	(*GetRetentionPolicyResponse)(nil), // 43: securemsg.messaging.v1.GetRetentionPolicyResponse
+	(*ListLegalHoldsRequest)(nil),      // 44: securemsg.messaging.v1.ListLegalHoldsRequest
+	(*ListLegalHoldsResponse)(nil),     // 45: securemsg.messaging.v1.ListLegalHoldsResponse
+	(*WatchInboxRequest)(nil),          // 46: securemsg.messaging.v1.WatchInboxRequest
+	(*WatchInboxResponse)(nil),         // 47: securemsg.messaging.v1.WatchInboxResponse
+	(*InboxChange)(nil),                // 48: securemsg.messaging.v1.InboxChange
+	(*Heartbeat)(nil),                  // 49: securemsg.messaging.v1.Heartbeat
+	(*Resync)(nil),                     // 50: securemsg.messaging.v1.Resync
+	(*ListPoolsRequest)(nil),           // 51: securemsg.messaging.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),          // 52: securemsg.messaging.v1.ListPoolsResponse
+	(*GetPoolRequest)(nil),             // 53: securemsg.messaging.v1.GetPoolRequest
+	(*GetPoolResponse)(nil),            // 54: securemsg.messaging.v1.GetPoolResponse
+	(*ListPoolMembersRequest)(nil),     // 55: securemsg.messaging.v1.ListPoolMembersRequest
+	(*ListPoolMembersResponse)(nil),    // 56: securemsg.messaging.v1.ListPoolMembersResponse
+	(*CreatePoolRequest)(nil),          // 57: securemsg.messaging.v1.CreatePoolRequest
+	(*CreatePoolResponse)(nil),         // 58: securemsg.messaging.v1.CreatePoolResponse
+	(*UpdatePoolRequest)(nil),          // 59: securemsg.messaging.v1.UpdatePoolRequest
+	(*UpdatePoolResponse)(nil),         // 60: securemsg.messaging.v1.UpdatePoolResponse
+	(*SetPoolMemberRequest)(nil),       // 61: securemsg.messaging.v1.SetPoolMemberRequest
+	(*SetPoolMemberResponse)(nil),      // 62: securemsg.messaging.v1.SetPoolMemberResponse
+	(*RemovePoolMemberRequest)(nil),    // 63: securemsg.messaging.v1.RemovePoolMemberRequest
+	(*RemovePoolMemberResponse)(nil),   // 64: securemsg.messaging.v1.RemovePoolMemberResponse
+	(*ListClientAppsRequest)(nil),      // 65: securemsg.messaging.v1.ListClientAppsRequest
+	(*ListClientAppsResponse)(nil),     // 66: securemsg.messaging.v1.ListClientAppsResponse
+	(*RegisterClientAppRequest)(nil),   // 67: securemsg.messaging.v1.RegisterClientAppRequest
+	(*RegisterClientAppResponse)(nil),  // 68: securemsg.messaging.v1.RegisterClientAppResponse
+	(*UpdateClientAppRequest)(nil),     // 69: securemsg.messaging.v1.UpdateClientAppRequest
+	(*UpdateClientAppResponse)(nil),    // 70: securemsg.messaging.v1.UpdateClientAppResponse
+	(*ProxyGrant)(nil),                 // 71: securemsg.messaging.v1.ProxyGrant
+	(*ListProxyGrantsRequest)(nil),     // 72: securemsg.messaging.v1.ListProxyGrantsRequest
+	(*ListProxyGrantsResponse)(nil),    // 73: securemsg.messaging.v1.ListProxyGrantsResponse
+	(*GrantProxyAccessRequest)(nil),    // 74: securemsg.messaging.v1.GrantProxyAccessRequest
+	(*GrantProxyAccessResponse)(nil),   // 75: securemsg.messaging.v1.GrantProxyAccessResponse
+	(*RevokeProxyAccessRequest)(nil),   // 76: securemsg.messaging.v1.RevokeProxyAccessRequest
+	(*RevokeProxyAccessResponse)(nil),  // 77: securemsg.messaging.v1.RevokeProxyAccessResponse
+	(*ListPeopleRequest)(nil),          // 78: securemsg.messaging.v1.ListPeopleRequest
+	(*ListPeopleResponse)(nil),         // 79: securemsg.messaging.v1.ListPeopleResponse
+	(*GetPersonRequest)(nil),           // 80: securemsg.messaging.v1.GetPersonRequest
+	(*GetPersonResponse)(nil),          // 81: securemsg.messaging.v1.GetPersonResponse
+	(*ProvisionPersonRequest)(nil),     // 82: securemsg.messaging.v1.ProvisionPersonRequest
+	(*ProvisionPersonResponse)(nil),    // 83: securemsg.messaging.v1.ProvisionPersonResponse
+	(*SetPersonStatusRequest)(nil),     // 84: securemsg.messaging.v1.SetPersonStatusRequest
+	(*SetPersonStatusResponse)(nil),    // 85: securemsg.messaging.v1.SetPersonStatusResponse
+	(v1.ThreadCategory)(0),             // 86: securemsg.common.v1.ThreadCategory
+	(v1.Sensitivity)(0),                // 87: securemsg.common.v1.Sensitivity
+	(*Thread)(nil),                     // 88: securemsg.messaging.v1.Thread
+	(*Message)(nil),                    // 89: securemsg.messaging.v1.Message
+	(*durationpb.Duration)(nil),        // 90: google.protobuf.Duration
+	(Box)(0),                           // 91: securemsg.messaging.v1.Box
+	(ThreadStatus)(0),                  // 92: securemsg.messaging.v1.ThreadStatus
+	(AssigneeFilter)(0),                // 93: securemsg.messaging.v1.AssigneeFilter
+	(*ThreadSummary)(nil),              // 94: securemsg.messaging.v1.ThreadSummary
+	(*QueueCounts)(nil),                // 95: securemsg.messaging.v1.QueueCounts
+	(*timestamppb.Timestamp)(nil),      // 96: google.protobuf.Timestamp
+	(*PoolSettings)(nil),               // 97: securemsg.messaging.v1.PoolSettings
+	(*fieldmaskpb.FieldMask)(nil),      // 98: google.protobuf.FieldMask
+	(*v1.Principal)(nil),               // 99: securemsg.common.v1.Principal
+	(*RetentionCounts)(nil),            // 100: securemsg.messaging.v1.RetentionCounts
+	(*RetentionPeriod)(nil),            // 101: securemsg.messaging.v1.RetentionPeriod
+	(*LegalHold)(nil),                  // 102: securemsg.messaging.v1.LegalHold
+	(*Pool)(nil),                       // 103: securemsg.messaging.v1.Pool
+	(*PoolMember)(nil),                 // 104: securemsg.messaging.v1.PoolMember
+	(v11.PoolRole)(0),                  // 105: securemsg.directory.v1.PoolRole
+	(*ClientApp)(nil),                  // 106: securemsg.messaging.v1.ClientApp
+	(PersonSource)(0),                  // 107: securemsg.messaging.v1.PersonSource
+	(*Person)(nil),                     // 108: securemsg.messaging.v1.Person
+	(v11.PersonStatus)(0),              // 109: securemsg.directory.v1.PersonStatus
 }
 var file_securemsg_messaging_v1_messaging_service_proto_depIdxs = []int32{
-	82,  // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
-	83,  // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	84,  // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	85,  // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
-	85,  // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
-	86,  // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
-	85,  // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
-	87,  // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
-	88,  // 8: securemsg.messaging.v1.ListThreadsRequest.statuses:type_name -> securemsg.messaging.v1.ThreadStatus
-	89,  // 9: securemsg.messaging.v1.ListThreadsRequest.assignee:type_name -> securemsg.messaging.v1.AssigneeFilter
-	82,  // 10: securemsg.messaging.v1.ListThreadsRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
-	90,  // 11: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
-	91,  // 12: securemsg.messaging.v1.ListThreadsResponse.counts:type_name -> securemsg.messaging.v1.QueueCounts
-	85,  // 13: securemsg.messaging.v1.GetMessageResponse.message:type_name -> securemsg.messaging.v1.Message
-	84,  // 14: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	85,  // 15: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
-	92,  // 16: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
-	84,  // 17: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	84,  // 18: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	84,  // 19: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	84,  // 20: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	84,  // 21: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
-	85,  // 22: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
-	85,  // 23: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
-	92,  // 24: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
-	93,  // 25: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	93,  // 26: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	94,  // 27: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	93,  // 28: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
-	95,  // 29: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
+	86,  // 0: securemsg.messaging.v1.CreateThreadRequest.category:type_name -> securemsg.common.v1.ThreadCategory
+	87,  // 1: securemsg.messaging.v1.CreateThreadRequest.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	88,  // 2: securemsg.messaging.v1.CreateThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	89,  // 3: securemsg.messaging.v1.CreateThreadResponse.message:type_name -> securemsg.messaging.v1.Message
+	89,  // 4: securemsg.messaging.v1.CreateThreadResponse.auto_reply:type_name -> securemsg.messaging.v1.Message
+	90,  // 5: securemsg.messaging.v1.CreateThreadResponse.turnaround_time:type_name -> google.protobuf.Duration
+	89,  // 6: securemsg.messaging.v1.SendMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	91,  // 7: securemsg.messaging.v1.ListThreadsRequest.box:type_name -> securemsg.messaging.v1.Box
+	92,  // 8: securemsg.messaging.v1.ListThreadsRequest.statuses:type_name -> securemsg.messaging.v1.ThreadStatus
+	93,  // 9: securemsg.messaging.v1.ListThreadsRequest.assignee:type_name -> securemsg.messaging.v1.AssigneeFilter
+	86,  // 10: securemsg.messaging.v1.ListThreadsRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	94,  // 11: securemsg.messaging.v1.ListThreadsResponse.threads:type_name -> securemsg.messaging.v1.ThreadSummary
+	95,  // 12: securemsg.messaging.v1.ListThreadsResponse.counts:type_name -> securemsg.messaging.v1.QueueCounts
+	89,  // 13: securemsg.messaging.v1.GetMessageResponse.message:type_name -> securemsg.messaging.v1.Message
+	88,  // 14: securemsg.messaging.v1.GetThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	89,  // 15: securemsg.messaging.v1.GetThreadResponse.messages:type_name -> securemsg.messaging.v1.Message
+	96,  // 16: securemsg.messaging.v1.ArchiveThreadResponse.archive_time:type_name -> google.protobuf.Timestamp
+	88,  // 17: securemsg.messaging.v1.ClaimThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	88,  // 18: securemsg.messaging.v1.AssignThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	88,  // 19: securemsg.messaging.v1.TransferThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	88,  // 20: securemsg.messaging.v1.CloseThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	88,  // 21: securemsg.messaging.v1.ReopenThreadResponse.thread:type_name -> securemsg.messaging.v1.Thread
+	89,  // 22: securemsg.messaging.v1.RetractMessageResponse.retracted:type_name -> securemsg.messaging.v1.Message
+	89,  // 23: securemsg.messaging.v1.RetractMessageResponse.correction:type_name -> securemsg.messaging.v1.Message
+	96,  // 24: securemsg.messaging.v1.SetLegalHoldResponse.update_time:type_name -> google.protobuf.Timestamp
+	97,  // 25: securemsg.messaging.v1.GetPoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	97,  // 26: securemsg.messaging.v1.UpdatePoolSettingsRequest.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	98,  // 27: securemsg.messaging.v1.UpdatePoolSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	97,  // 28: securemsg.messaging.v1.UpdatePoolSettingsResponse.settings:type_name -> securemsg.messaging.v1.PoolSettings
+	99,  // 29: securemsg.messaging.v1.CheckMessageAccessRequest.principal:type_name -> securemsg.common.v1.Principal
 	0,   // 30: securemsg.messaging.v1.CheckMessageAccessRequest.action:type_name -> securemsg.messaging.v1.AccessAction
-	83,  // 31: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
-	92,  // 32: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
-	82,  // 33: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
-	96,  // 34: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
-	96,  // 35: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
-	92,  // 36: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
-	92,  // 37: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
-	44,  // 38: securemsg.messaging.v1.WatchInboxResponse.change:type_name -> securemsg.messaging.v1.InboxChange
-	45,  // 39: securemsg.messaging.v1.WatchInboxResponse.heartbeat:type_name -> securemsg.messaging.v1.Heartbeat
-	46,  // 40: securemsg.messaging.v1.WatchInboxResponse.resync:type_name -> securemsg.messaging.v1.Resync
-	1,   // 41: securemsg.messaging.v1.InboxChange.kind:type_name -> securemsg.messaging.v1.InboxChangeKind
-	92,  // 42: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
-	97,  // 43: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
-	97,  // 44: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	98,  // 45: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
-	97,  // 46: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	97,  // 47: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	97,  // 48: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
-	94,  // 49: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
-	97,  // 50: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
-	99,  // 51: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
-	98,  // 52: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
-	100, // 53: securemsg.messaging.v1.ListClientAppsResponse.apps:type_name -> securemsg.messaging.v1.ClientApp
-	100, // 54: securemsg.messaging.v1.RegisterClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
-	100, // 55: securemsg.messaging.v1.RegisterClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
-	100, // 56: securemsg.messaging.v1.UpdateClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
-	94,  // 57: securemsg.messaging.v1.UpdateClientAppRequest.update_mask:type_name -> google.protobuf.FieldMask
-	100, // 58: securemsg.messaging.v1.UpdateClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
-	92,  // 59: securemsg.messaging.v1.ProxyGrant.expire_time:type_name -> google.protobuf.Timestamp
-	92,  // 60: securemsg.messaging.v1.ProxyGrant.create_time:type_name -> google.protobuf.Timestamp
-	92,  // 61: securemsg.messaging.v1.ProxyGrant.revoke_time:type_name -> google.protobuf.Timestamp
-	67,  // 62: securemsg.messaging.v1.ListProxyGrantsResponse.grants:type_name -> securemsg.messaging.v1.ProxyGrant
-	92,  // 63: securemsg.messaging.v1.GrantProxyAccessRequest.expire_time:type_name -> google.protobuf.Timestamp
-	67,  // 64: securemsg.messaging.v1.GrantProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
-	67,  // 65: securemsg.messaging.v1.RevokeProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
-	101, // 66: securemsg.messaging.v1.ListPeopleRequest.sources:type_name -> securemsg.messaging.v1.PersonSource
-	102, // 67: securemsg.messaging.v1.ListPeopleResponse.people:type_name -> securemsg.messaging.v1.Person
-	102, // 68: securemsg.messaging.v1.GetPersonResponse.person:type_name -> securemsg.messaging.v1.Person
-	102, // 69: securemsg.messaging.v1.ProvisionPersonRequest.person:type_name -> securemsg.messaging.v1.Person
-	102, // 70: securemsg.messaging.v1.ProvisionPersonResponse.person:type_name -> securemsg.messaging.v1.Person
-	103, // 71: securemsg.messaging.v1.SetPersonStatusRequest.status:type_name -> securemsg.directory.v1.PersonStatus
-	102, // 72: securemsg.messaging.v1.SetPersonStatusResponse.person:type_name -> securemsg.messaging.v1.Person
-	2,   // 73: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
-	4,   // 74: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
-	6,   // 75: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
-	12,  // 76: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
-	8,   // 77: securemsg.messaging.v1.MessagingService.GetMessage:input_type -> securemsg.messaging.v1.GetMessageRequest
-	10,  // 78: securemsg.messaging.v1.MessagingService.GetUnreadCount:input_type -> securemsg.messaging.v1.GetUnreadCountRequest
-	14,  // 79: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
-	16,  // 80: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
-	18,  // 81: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
-	20,  // 82: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
-	22,  // 83: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
-	24,  // 84: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
-	26,  // 85: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
-	28,  // 86: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
-	30,  // 87: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
-	32,  // 88: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
-	34,  // 89: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
-	36,  // 90: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
-	38,  // 91: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
-	40,  // 92: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
-	42,  // 93: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
-	47,  // 94: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
-	49,  // 95: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
-	51,  // 96: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
-	53,  // 97: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
-	55,  // 98: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
-	57,  // 99: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
-	59,  // 100: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
-	61,  // 101: securemsg.messaging.v1.MessagingService.ListClientApps:input_type -> securemsg.messaging.v1.ListClientAppsRequest
-	63,  // 102: securemsg.messaging.v1.MessagingService.RegisterClientApp:input_type -> securemsg.messaging.v1.RegisterClientAppRequest
-	65,  // 103: securemsg.messaging.v1.MessagingService.UpdateClientApp:input_type -> securemsg.messaging.v1.UpdateClientAppRequest
-	74,  // 104: securemsg.messaging.v1.MessagingService.ListPeople:input_type -> securemsg.messaging.v1.ListPeopleRequest
-	76,  // 105: securemsg.messaging.v1.MessagingService.GetPerson:input_type -> securemsg.messaging.v1.GetPersonRequest
-	78,  // 106: securemsg.messaging.v1.MessagingService.ProvisionPerson:input_type -> securemsg.messaging.v1.ProvisionPersonRequest
-	80,  // 107: securemsg.messaging.v1.MessagingService.SetPersonStatus:input_type -> securemsg.messaging.v1.SetPersonStatusRequest
-	68,  // 108: securemsg.messaging.v1.MessagingService.ListProxyGrants:input_type -> securemsg.messaging.v1.ListProxyGrantsRequest
-	70,  // 109: securemsg.messaging.v1.MessagingService.GrantProxyAccess:input_type -> securemsg.messaging.v1.GrantProxyAccessRequest
-	72,  // 110: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:input_type -> securemsg.messaging.v1.RevokeProxyAccessRequest
-	3,   // 111: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
-	5,   // 112: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
-	7,   // 113: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
-	13,  // 114: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
-	9,   // 115: securemsg.messaging.v1.MessagingService.GetMessage:output_type -> securemsg.messaging.v1.GetMessageResponse
-	11,  // 116: securemsg.messaging.v1.MessagingService.GetUnreadCount:output_type -> securemsg.messaging.v1.GetUnreadCountResponse
-	15,  // 117: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
-	17,  // 118: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
-	19,  // 119: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
-	21,  // 120: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
-	23,  // 121: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
-	25,  // 122: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
-	27,  // 123: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
-	29,  // 124: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
-	31,  // 125: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
-	33,  // 126: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
-	35,  // 127: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
-	37,  // 128: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
-	39,  // 129: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
-	41,  // 130: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
-	43,  // 131: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
-	48,  // 132: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
-	50,  // 133: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
-	52,  // 134: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
-	54,  // 135: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
-	56,  // 136: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
-	58,  // 137: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
-	60,  // 138: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
-	62,  // 139: securemsg.messaging.v1.MessagingService.ListClientApps:output_type -> securemsg.messaging.v1.ListClientAppsResponse
-	64,  // 140: securemsg.messaging.v1.MessagingService.RegisterClientApp:output_type -> securemsg.messaging.v1.RegisterClientAppResponse
-	66,  // 141: securemsg.messaging.v1.MessagingService.UpdateClientApp:output_type -> securemsg.messaging.v1.UpdateClientAppResponse
-	75,  // 142: securemsg.messaging.v1.MessagingService.ListPeople:output_type -> securemsg.messaging.v1.ListPeopleResponse
-	77,  // 143: securemsg.messaging.v1.MessagingService.GetPerson:output_type -> securemsg.messaging.v1.GetPersonResponse
-	79,  // 144: securemsg.messaging.v1.MessagingService.ProvisionPerson:output_type -> securemsg.messaging.v1.ProvisionPersonResponse
-	81,  // 145: securemsg.messaging.v1.MessagingService.SetPersonStatus:output_type -> securemsg.messaging.v1.SetPersonStatusResponse
-	69,  // 146: securemsg.messaging.v1.MessagingService.ListProxyGrants:output_type -> securemsg.messaging.v1.ListProxyGrantsResponse
-	71,  // 147: securemsg.messaging.v1.MessagingService.GrantProxyAccess:output_type -> securemsg.messaging.v1.GrantProxyAccessResponse
-	73,  // 148: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:output_type -> securemsg.messaging.v1.RevokeProxyAccessResponse
-	111, // [111:149] is the sub-list for method output_type
-	73,  // [73:111] is the sub-list for method input_type
-	73,  // [73:73] is the sub-list for extension type_name
-	73,  // [73:73] is the sub-list for extension extendee
-	0,   // [0:73] is the sub-list for field type_name
+	87,  // 31: securemsg.messaging.v1.CheckMessageAccessResponse.sensitivity:type_name -> securemsg.common.v1.Sensitivity
+	96,  // 32: securemsg.messaging.v1.RunRetentionPurgeRequest.as_of:type_name -> google.protobuf.Timestamp
+	86,  // 33: securemsg.messaging.v1.RunRetentionPurgeRequest.categories:type_name -> securemsg.common.v1.ThreadCategory
+	100, // 34: securemsg.messaging.v1.RunRetentionPurgeResponse.by_category:type_name -> securemsg.messaging.v1.RetentionCounts
+	100, // 35: securemsg.messaging.v1.RunRetentionPurgeResponse.total:type_name -> securemsg.messaging.v1.RetentionCounts
+	96,  // 36: securemsg.messaging.v1.RunRetentionPurgeResponse.start_time:type_name -> google.protobuf.Timestamp
+	96,  // 37: securemsg.messaging.v1.RunRetentionPurgeResponse.finish_time:type_name -> google.protobuf.Timestamp
+	101, // 38: securemsg.messaging.v1.GetRetentionPolicyResponse.periods:type_name -> securemsg.messaging.v1.RetentionPeriod
+	90,  // 39: securemsg.messaging.v1.GetRetentionPolicyResponse.purge_interval:type_name -> google.protobuf.Duration
+	96,  // 40: securemsg.messaging.v1.GetRetentionPolicyResponse.as_of:type_name -> google.protobuf.Timestamp
+	102, // 41: securemsg.messaging.v1.ListLegalHoldsResponse.legal_holds:type_name -> securemsg.messaging.v1.LegalHold
+	48,  // 42: securemsg.messaging.v1.WatchInboxResponse.change:type_name -> securemsg.messaging.v1.InboxChange
+	49,  // 43: securemsg.messaging.v1.WatchInboxResponse.heartbeat:type_name -> securemsg.messaging.v1.Heartbeat
+	50,  // 44: securemsg.messaging.v1.WatchInboxResponse.resync:type_name -> securemsg.messaging.v1.Resync
+	1,   // 45: securemsg.messaging.v1.InboxChange.kind:type_name -> securemsg.messaging.v1.InboxChangeKind
+	96,  // 46: securemsg.messaging.v1.InboxChange.occur_time:type_name -> google.protobuf.Timestamp
+	103, // 47: securemsg.messaging.v1.ListPoolsResponse.pools:type_name -> securemsg.messaging.v1.Pool
+	103, // 48: securemsg.messaging.v1.GetPoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	104, // 49: securemsg.messaging.v1.ListPoolMembersResponse.members:type_name -> securemsg.messaging.v1.PoolMember
+	103, // 50: securemsg.messaging.v1.CreatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	103, // 51: securemsg.messaging.v1.CreatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	103, // 52: securemsg.messaging.v1.UpdatePoolRequest.pool:type_name -> securemsg.messaging.v1.Pool
+	98,  // 53: securemsg.messaging.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
+	103, // 54: securemsg.messaging.v1.UpdatePoolResponse.pool:type_name -> securemsg.messaging.v1.Pool
+	105, // 55: securemsg.messaging.v1.SetPoolMemberRequest.role:type_name -> securemsg.directory.v1.PoolRole
+	104, // 56: securemsg.messaging.v1.SetPoolMemberResponse.member:type_name -> securemsg.messaging.v1.PoolMember
+	106, // 57: securemsg.messaging.v1.ListClientAppsResponse.apps:type_name -> securemsg.messaging.v1.ClientApp
+	106, // 58: securemsg.messaging.v1.RegisterClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	106, // 59: securemsg.messaging.v1.RegisterClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	106, // 60: securemsg.messaging.v1.UpdateClientAppRequest.app:type_name -> securemsg.messaging.v1.ClientApp
+	98,  // 61: securemsg.messaging.v1.UpdateClientAppRequest.update_mask:type_name -> google.protobuf.FieldMask
+	106, // 62: securemsg.messaging.v1.UpdateClientAppResponse.app:type_name -> securemsg.messaging.v1.ClientApp
+	96,  // 63: securemsg.messaging.v1.ProxyGrant.expire_time:type_name -> google.protobuf.Timestamp
+	96,  // 64: securemsg.messaging.v1.ProxyGrant.create_time:type_name -> google.protobuf.Timestamp
+	96,  // 65: securemsg.messaging.v1.ProxyGrant.revoke_time:type_name -> google.protobuf.Timestamp
+	71,  // 66: securemsg.messaging.v1.ListProxyGrantsResponse.grants:type_name -> securemsg.messaging.v1.ProxyGrant
+	96,  // 67: securemsg.messaging.v1.GrantProxyAccessRequest.expire_time:type_name -> google.protobuf.Timestamp
+	71,  // 68: securemsg.messaging.v1.GrantProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
+	71,  // 69: securemsg.messaging.v1.RevokeProxyAccessResponse.grant:type_name -> securemsg.messaging.v1.ProxyGrant
+	107, // 70: securemsg.messaging.v1.ListPeopleRequest.sources:type_name -> securemsg.messaging.v1.PersonSource
+	108, // 71: securemsg.messaging.v1.ListPeopleResponse.people:type_name -> securemsg.messaging.v1.Person
+	108, // 72: securemsg.messaging.v1.GetPersonResponse.person:type_name -> securemsg.messaging.v1.Person
+	108, // 73: securemsg.messaging.v1.ProvisionPersonRequest.person:type_name -> securemsg.messaging.v1.Person
+	108, // 74: securemsg.messaging.v1.ProvisionPersonResponse.person:type_name -> securemsg.messaging.v1.Person
+	109, // 75: securemsg.messaging.v1.SetPersonStatusRequest.status:type_name -> securemsg.directory.v1.PersonStatus
+	108, // 76: securemsg.messaging.v1.SetPersonStatusResponse.person:type_name -> securemsg.messaging.v1.Person
+	2,   // 77: securemsg.messaging.v1.MessagingService.CreateThread:input_type -> securemsg.messaging.v1.CreateThreadRequest
+	4,   // 78: securemsg.messaging.v1.MessagingService.SendMessage:input_type -> securemsg.messaging.v1.SendMessageRequest
+	6,   // 79: securemsg.messaging.v1.MessagingService.ListThreads:input_type -> securemsg.messaging.v1.ListThreadsRequest
+	12,  // 80: securemsg.messaging.v1.MessagingService.GetThread:input_type -> securemsg.messaging.v1.GetThreadRequest
+	8,   // 81: securemsg.messaging.v1.MessagingService.GetMessage:input_type -> securemsg.messaging.v1.GetMessageRequest
+	10,  // 82: securemsg.messaging.v1.MessagingService.GetUnreadCount:input_type -> securemsg.messaging.v1.GetUnreadCountRequest
+	14,  // 83: securemsg.messaging.v1.MessagingService.MarkRead:input_type -> securemsg.messaging.v1.MarkReadRequest
+	16,  // 84: securemsg.messaging.v1.MessagingService.ArchiveThread:input_type -> securemsg.messaging.v1.ArchiveThreadRequest
+	18,  // 85: securemsg.messaging.v1.MessagingService.UnarchiveThread:input_type -> securemsg.messaging.v1.UnarchiveThreadRequest
+	20,  // 86: securemsg.messaging.v1.MessagingService.ClaimThread:input_type -> securemsg.messaging.v1.ClaimThreadRequest
+	22,  // 87: securemsg.messaging.v1.MessagingService.AssignThread:input_type -> securemsg.messaging.v1.AssignThreadRequest
+	24,  // 88: securemsg.messaging.v1.MessagingService.TransferThread:input_type -> securemsg.messaging.v1.TransferThreadRequest
+	26,  // 89: securemsg.messaging.v1.MessagingService.CloseThread:input_type -> securemsg.messaging.v1.CloseThreadRequest
+	28,  // 90: securemsg.messaging.v1.MessagingService.ReopenThread:input_type -> securemsg.messaging.v1.ReopenThreadRequest
+	30,  // 91: securemsg.messaging.v1.MessagingService.RetractMessage:input_type -> securemsg.messaging.v1.RetractMessageRequest
+	32,  // 92: securemsg.messaging.v1.MessagingService.SetLegalHold:input_type -> securemsg.messaging.v1.SetLegalHoldRequest
+	34,  // 93: securemsg.messaging.v1.MessagingService.GetPoolSettings:input_type -> securemsg.messaging.v1.GetPoolSettingsRequest
+	36,  // 94: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:input_type -> securemsg.messaging.v1.UpdatePoolSettingsRequest
+	38,  // 95: securemsg.messaging.v1.MessagingService.CheckMessageAccess:input_type -> securemsg.messaging.v1.CheckMessageAccessRequest
+	40,  // 96: securemsg.messaging.v1.MessagingService.RunRetentionPurge:input_type -> securemsg.messaging.v1.RunRetentionPurgeRequest
+	42,  // 97: securemsg.messaging.v1.MessagingService.GetRetentionPolicy:input_type -> securemsg.messaging.v1.GetRetentionPolicyRequest
+	44,  // 98: securemsg.messaging.v1.MessagingService.ListLegalHolds:input_type -> securemsg.messaging.v1.ListLegalHoldsRequest
+	46,  // 99: securemsg.messaging.v1.MessagingService.WatchInbox:input_type -> securemsg.messaging.v1.WatchInboxRequest
+	51,  // 100: securemsg.messaging.v1.MessagingService.ListPools:input_type -> securemsg.messaging.v1.ListPoolsRequest
+	53,  // 101: securemsg.messaging.v1.MessagingService.GetPool:input_type -> securemsg.messaging.v1.GetPoolRequest
+	55,  // 102: securemsg.messaging.v1.MessagingService.ListPoolMembers:input_type -> securemsg.messaging.v1.ListPoolMembersRequest
+	57,  // 103: securemsg.messaging.v1.MessagingService.CreatePool:input_type -> securemsg.messaging.v1.CreatePoolRequest
+	59,  // 104: securemsg.messaging.v1.MessagingService.UpdatePool:input_type -> securemsg.messaging.v1.UpdatePoolRequest
+	61,  // 105: securemsg.messaging.v1.MessagingService.SetPoolMember:input_type -> securemsg.messaging.v1.SetPoolMemberRequest
+	63,  // 106: securemsg.messaging.v1.MessagingService.RemovePoolMember:input_type -> securemsg.messaging.v1.RemovePoolMemberRequest
+	65,  // 107: securemsg.messaging.v1.MessagingService.ListClientApps:input_type -> securemsg.messaging.v1.ListClientAppsRequest
+	67,  // 108: securemsg.messaging.v1.MessagingService.RegisterClientApp:input_type -> securemsg.messaging.v1.RegisterClientAppRequest
+	69,  // 109: securemsg.messaging.v1.MessagingService.UpdateClientApp:input_type -> securemsg.messaging.v1.UpdateClientAppRequest
+	78,  // 110: securemsg.messaging.v1.MessagingService.ListPeople:input_type -> securemsg.messaging.v1.ListPeopleRequest
+	80,  // 111: securemsg.messaging.v1.MessagingService.GetPerson:input_type -> securemsg.messaging.v1.GetPersonRequest
+	82,  // 112: securemsg.messaging.v1.MessagingService.ProvisionPerson:input_type -> securemsg.messaging.v1.ProvisionPersonRequest
+	84,  // 113: securemsg.messaging.v1.MessagingService.SetPersonStatus:input_type -> securemsg.messaging.v1.SetPersonStatusRequest
+	72,  // 114: securemsg.messaging.v1.MessagingService.ListProxyGrants:input_type -> securemsg.messaging.v1.ListProxyGrantsRequest
+	74,  // 115: securemsg.messaging.v1.MessagingService.GrantProxyAccess:input_type -> securemsg.messaging.v1.GrantProxyAccessRequest
+	76,  // 116: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:input_type -> securemsg.messaging.v1.RevokeProxyAccessRequest
+	3,   // 117: securemsg.messaging.v1.MessagingService.CreateThread:output_type -> securemsg.messaging.v1.CreateThreadResponse
+	5,   // 118: securemsg.messaging.v1.MessagingService.SendMessage:output_type -> securemsg.messaging.v1.SendMessageResponse
+	7,   // 119: securemsg.messaging.v1.MessagingService.ListThreads:output_type -> securemsg.messaging.v1.ListThreadsResponse
+	13,  // 120: securemsg.messaging.v1.MessagingService.GetThread:output_type -> securemsg.messaging.v1.GetThreadResponse
+	9,   // 121: securemsg.messaging.v1.MessagingService.GetMessage:output_type -> securemsg.messaging.v1.GetMessageResponse
+	11,  // 122: securemsg.messaging.v1.MessagingService.GetUnreadCount:output_type -> securemsg.messaging.v1.GetUnreadCountResponse
+	15,  // 123: securemsg.messaging.v1.MessagingService.MarkRead:output_type -> securemsg.messaging.v1.MarkReadResponse
+	17,  // 124: securemsg.messaging.v1.MessagingService.ArchiveThread:output_type -> securemsg.messaging.v1.ArchiveThreadResponse
+	19,  // 125: securemsg.messaging.v1.MessagingService.UnarchiveThread:output_type -> securemsg.messaging.v1.UnarchiveThreadResponse
+	21,  // 126: securemsg.messaging.v1.MessagingService.ClaimThread:output_type -> securemsg.messaging.v1.ClaimThreadResponse
+	23,  // 127: securemsg.messaging.v1.MessagingService.AssignThread:output_type -> securemsg.messaging.v1.AssignThreadResponse
+	25,  // 128: securemsg.messaging.v1.MessagingService.TransferThread:output_type -> securemsg.messaging.v1.TransferThreadResponse
+	27,  // 129: securemsg.messaging.v1.MessagingService.CloseThread:output_type -> securemsg.messaging.v1.CloseThreadResponse
+	29,  // 130: securemsg.messaging.v1.MessagingService.ReopenThread:output_type -> securemsg.messaging.v1.ReopenThreadResponse
+	31,  // 131: securemsg.messaging.v1.MessagingService.RetractMessage:output_type -> securemsg.messaging.v1.RetractMessageResponse
+	33,  // 132: securemsg.messaging.v1.MessagingService.SetLegalHold:output_type -> securemsg.messaging.v1.SetLegalHoldResponse
+	35,  // 133: securemsg.messaging.v1.MessagingService.GetPoolSettings:output_type -> securemsg.messaging.v1.GetPoolSettingsResponse
+	37,  // 134: securemsg.messaging.v1.MessagingService.UpdatePoolSettings:output_type -> securemsg.messaging.v1.UpdatePoolSettingsResponse
+	39,  // 135: securemsg.messaging.v1.MessagingService.CheckMessageAccess:output_type -> securemsg.messaging.v1.CheckMessageAccessResponse
+	41,  // 136: securemsg.messaging.v1.MessagingService.RunRetentionPurge:output_type -> securemsg.messaging.v1.RunRetentionPurgeResponse
+	43,  // 137: securemsg.messaging.v1.MessagingService.GetRetentionPolicy:output_type -> securemsg.messaging.v1.GetRetentionPolicyResponse
+	45,  // 138: securemsg.messaging.v1.MessagingService.ListLegalHolds:output_type -> securemsg.messaging.v1.ListLegalHoldsResponse
+	47,  // 139: securemsg.messaging.v1.MessagingService.WatchInbox:output_type -> securemsg.messaging.v1.WatchInboxResponse
+	52,  // 140: securemsg.messaging.v1.MessagingService.ListPools:output_type -> securemsg.messaging.v1.ListPoolsResponse
+	54,  // 141: securemsg.messaging.v1.MessagingService.GetPool:output_type -> securemsg.messaging.v1.GetPoolResponse
+	56,  // 142: securemsg.messaging.v1.MessagingService.ListPoolMembers:output_type -> securemsg.messaging.v1.ListPoolMembersResponse
+	58,  // 143: securemsg.messaging.v1.MessagingService.CreatePool:output_type -> securemsg.messaging.v1.CreatePoolResponse
+	60,  // 144: securemsg.messaging.v1.MessagingService.UpdatePool:output_type -> securemsg.messaging.v1.UpdatePoolResponse
+	62,  // 145: securemsg.messaging.v1.MessagingService.SetPoolMember:output_type -> securemsg.messaging.v1.SetPoolMemberResponse
+	64,  // 146: securemsg.messaging.v1.MessagingService.RemovePoolMember:output_type -> securemsg.messaging.v1.RemovePoolMemberResponse
+	66,  // 147: securemsg.messaging.v1.MessagingService.ListClientApps:output_type -> securemsg.messaging.v1.ListClientAppsResponse
+	68,  // 148: securemsg.messaging.v1.MessagingService.RegisterClientApp:output_type -> securemsg.messaging.v1.RegisterClientAppResponse
+	70,  // 149: securemsg.messaging.v1.MessagingService.UpdateClientApp:output_type -> securemsg.messaging.v1.UpdateClientAppResponse
+	79,  // 150: securemsg.messaging.v1.MessagingService.ListPeople:output_type -> securemsg.messaging.v1.ListPeopleResponse
+	81,  // 151: securemsg.messaging.v1.MessagingService.GetPerson:output_type -> securemsg.messaging.v1.GetPersonResponse
+	83,  // 152: securemsg.messaging.v1.MessagingService.ProvisionPerson:output_type -> securemsg.messaging.v1.ProvisionPersonResponse
+	85,  // 153: securemsg.messaging.v1.MessagingService.SetPersonStatus:output_type -> securemsg.messaging.v1.SetPersonStatusResponse
+	73,  // 154: securemsg.messaging.v1.MessagingService.ListProxyGrants:output_type -> securemsg.messaging.v1.ListProxyGrantsResponse
+	75,  // 155: securemsg.messaging.v1.MessagingService.GrantProxyAccess:output_type -> securemsg.messaging.v1.GrantProxyAccessResponse
+	77,  // 156: securemsg.messaging.v1.MessagingService.RevokeProxyAccess:output_type -> securemsg.messaging.v1.RevokeProxyAccessResponse
+	117, // [117:157] is the sub-list for method output_type
+	77,  // [77:117] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_messaging_v1_messaging_service_proto_init() }
@@ -5568,7 +5840,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_init() {
 		(*CheckMessageAccessRequest_MessageId)(nil),
 		(*CheckMessageAccessRequest_ThreadId)(nil),
 	}
-	file_securemsg_messaging_v1_messaging_service_proto_msgTypes[41].OneofWrappers = []any{
+	file_securemsg_messaging_v1_messaging_service_proto_msgTypes[45].OneofWrappers = []any{
 		(*WatchInboxResponse_Change)(nil),
 		(*WatchInboxResponse_Heartbeat)(nil),
 		(*WatchInboxResponse_Resync)(nil),
@@ -5579,7 +5851,7 @@ func file_securemsg_messaging_v1_messaging_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_messaging_v1_messaging_service_proto_rawDesc), len(file_securemsg_messaging_v1_messaging_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   80,
+			NumMessages:   84,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,8 @@ const (
 	MessagingService_UpdatePoolSettings_FullMethodName = "/securemsg.messaging.v1.MessagingService/UpdatePoolSettings"
 	MessagingService_CheckMessageAccess_FullMethodName = "/securemsg.messaging.v1.MessagingService/CheckMessageAccess"
 	MessagingService_RunRetentionPurge_FullMethodName  = "/securemsg.messaging.v1.MessagingService/RunRetentionPurge"
+	MessagingService_GetRetentionPolicy_FullMethodName = "/securemsg.messaging.v1.MessagingService/GetRetentionPolicy"
+	MessagingService_ListLegalHolds_FullMethodName     = "/securemsg.messaging.v1.MessagingService/ListLegalHolds"
 	MessagingService_WatchInbox_FullMethodName         = "/securemsg.messaging.v1.MessagingService/WatchInbox"
 	MessagingService_ListPools_FullMethodName          = "/securemsg.messaging.v1.MessagingService/ListPools"
 	MessagingService_GetPool_FullMethodName            = "/securemsg.messaging.v1.MessagingService/GetPool"
@@ -250,6 +252,22 @@ type MessagingServiceClient interface {
 	// UNAVAILABLE when the attachment service cannot be reached (threads whose attachments were
 	// not purged are left for the next run).
 	RunRetentionPurge(ctx context.Context, in *RunRetentionPurgeRequest, opts ...grpc.CallOption) (*RunRetentionPurgeResponse, error)
+	// GetRetentionPolicy returns the retention policy in force on this replica: for each thread
+	// category, how long its threads are kept after their last message and the instant before
+	// which a purge run now would consider them past retention; how often the service purges by
+	// itself; and how many threads and patients legal holds keep. Configuration and counts only:
+	// reads no PHI. Admin only.
+	//
+	// Errors: PERMISSION_DENIED when the caller is not an admin with MFA.
+	GetRetentionPolicy(ctx context.Context, in *GetRetentionPolicyRequest, opts ...grpc.CallOption) (*GetRetentionPolicyResponse, error)
+	// ListLegalHolds lists the legal holds in force: the holds over all of a patient's threads
+	// first (by patient id), then the holds on single threads (by thread id), each with its case
+	// reference and who placed it when. Ids and case references only, never a subject line or
+	// other content. Audited. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
+	// PERMISSION_DENIED when the caller is not an admin with MFA.
+	ListLegalHolds(ctx context.Context, in *ListLegalHoldsRequest, opts ...grpc.CallOption) (*ListLegalHoldsResponse, error)
 	// WatchInbox streams, while the caller stays signed in, a notice each time one of the
 	// threads the caller may read changes: a new thread or message, a read mark of the caller's
 	// own, a retraction, an assignment, a transfer, a close or a reopen. Notices carry ids only
@@ -622,6 +640,26 @@ func (c *messagingServiceClient) RunRetentionPurge(ctx context.Context, in *RunR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RunRetentionPurgeResponse)
 	err := c.cc.Invoke(ctx, MessagingService_RunRetentionPurge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GetRetentionPolicy(ctx context.Context, in *GetRetentionPolicyRequest, opts ...grpc.CallOption) (*GetRetentionPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRetentionPolicyResponse)
+	err := c.cc.Invoke(ctx, MessagingService_GetRetentionPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) ListLegalHolds(ctx context.Context, in *ListLegalHoldsRequest, opts ...grpc.CallOption) (*ListLegalHoldsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListLegalHoldsResponse)
+	err := c.cc.Invoke(ctx, MessagingService_ListLegalHolds_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1008,6 +1046,22 @@ type MessagingServiceServer interface {
 	// UNAVAILABLE when the attachment service cannot be reached (threads whose attachments were
 	// not purged are left for the next run).
 	RunRetentionPurge(context.Context, *RunRetentionPurgeRequest) (*RunRetentionPurgeResponse, error)
+	// GetRetentionPolicy returns the retention policy in force on this replica: for each thread
+	// category, how long its threads are kept after their last message and the instant before
+	// which a purge run now would consider them past retention; how often the service purges by
+	// itself; and how many threads and patients legal holds keep. Configuration and counts only:
+	// reads no PHI. Admin only.
+	//
+	// Errors: PERMISSION_DENIED when the caller is not an admin with MFA.
+	GetRetentionPolicy(context.Context, *GetRetentionPolicyRequest) (*GetRetentionPolicyResponse, error)
+	// ListLegalHolds lists the legal holds in force: the holds over all of a patient's threads
+	// first (by patient id), then the holds on single threads (by thread id), each with its case
+	// reference and who placed it when. Ids and case references only, never a subject line or
+	// other content. Audited. Admin only.
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed;
+	// PERMISSION_DENIED when the caller is not an admin with MFA.
+	ListLegalHolds(context.Context, *ListLegalHoldsRequest) (*ListLegalHoldsResponse, error)
 	// WatchInbox streams, while the caller stays signed in, a notice each time one of the
 	// threads the caller may read changes: a new thread or message, a read mark of the caller's
 	// own, a retraction, an assignment, a transfer, a close or a reopen. Notices carry ids only
@@ -1245,6 +1299,12 @@ func (UnimplementedMessagingServiceServer) CheckMessageAccess(context.Context, *
 }
 func (UnimplementedMessagingServiceServer) RunRetentionPurge(context.Context, *RunRetentionPurgeRequest) (*RunRetentionPurgeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RunRetentionPurge not implemented")
+}
+func (UnimplementedMessagingServiceServer) GetRetentionPolicy(context.Context, *GetRetentionPolicyRequest) (*GetRetentionPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRetentionPolicy not implemented")
+}
+func (UnimplementedMessagingServiceServer) ListLegalHolds(context.Context, *ListLegalHoldsRequest) (*ListLegalHoldsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListLegalHolds not implemented")
 }
 func (UnimplementedMessagingServiceServer) WatchInbox(*WatchInboxRequest, grpc.ServerStreamingServer[WatchInboxResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchInbox not implemented")
@@ -1681,6 +1741,42 @@ func _MessagingService_RunRetentionPurge_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_GetRetentionPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRetentionPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GetRetentionPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GetRetentionPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GetRetentionPolicy(ctx, req.(*GetRetentionPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_ListLegalHolds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListLegalHoldsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).ListLegalHolds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_ListLegalHolds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).ListLegalHolds(ctx, req.(*ListLegalHoldsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _MessagingService_WatchInbox_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchInboxRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -2084,6 +2180,14 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunRetentionPurge",
 			Handler:    _MessagingService_RunRetentionPurge_Handler,
+		},
+		{
+			MethodName: "GetRetentionPolicy",
+			Handler:    _MessagingService_GetRetentionPolicy_Handler,
+		},
+		{
+			MethodName: "ListLegalHolds",
+			Handler:    _MessagingService_ListLegalHolds_Handler,
 		},
 		{
 			MethodName: "ListPools",

@@ -149,8 +149,17 @@ func TestRetentionAndLegalHoldCommandsAgainstMessaging(t *testing.T) {
 		return left
 	}
 
+	// The policy in force: the default periods, no purge job, no hold yet; nothing to list.
+	r := must("", "retention", "show")
+	contains("retention show", r.out, "CATEGORY", "general", "2555d", "clinical-question", "3650d", "appointment", "730d",
+		"purge job is off", "legal holds keep 0 threads (0 patient holds, 0 thread holds)")
+	contains("legal-hold list with no hold", must("", "legal-hold", "list").out, "no legal hold in force")
+	if r := must("", "legal-hold", "list", "--json"); r.out != "" {
+		t.Errorf("legal-hold list --json with no hold = %q, want nothing", r.out)
+	}
+
 	// Legal hold: placed, refused without a case, for a bad or unknown thread, and to a clinician.
-	r := must("", "legal-hold", "set", held, "--case", "LIT-2026-0042")
+	r = must("", "legal-hold", "set", held, "--case", "LIT-2026-0042")
 	contains("legal-hold set", r.out, "legal hold in force on thread "+held, "case LIT-2026-0042", "1 thread changed")
 	r = must("", "legal-hold", "set", held, "--case", "LIT-2026-0042", "--json")
 	var hold messagingv1.SetLegalHoldResponse
@@ -162,6 +171,23 @@ func TestRetentionAndLegalHoldCommandsAgainstMessaging(t *testing.T) {
 	wantExit(exitcode.BadUsage, admin, "", "legal-hold", "set", "not-a-uuid", "--case", "LIT-1")
 	wantExit(exitcode.NotFound, admin, "", "legal-hold", "set", newUUID(t), "--case", "LIT-1")
 	wantExit(exitcode.Refused, clinician, "", "legal-hold", "clear", held)
+	wantExit(exitcode.Refused, clinician, "", "legal-hold", "list")
+	wantExit(exitcode.Refused, clinician, "", "retention", "show")
+	wantExit(exitcode.BadUsage, admin, "", "legal-hold", "list", "--page-size", "0")
+	wantExit(exitcode.BadUsage, admin, "", "retention", "show", "extra-argument")
+
+	// The hold is listed with its case and who placed it, and counted by show.
+	contains("legal-hold list", must("", "legal-hold", "list").out, "KIND", "thread", held, "LIT-2026-0042", "admin")
+	var listed messagingv1.LegalHold
+	if r := must("", "legal-hold", "list", "--json"); protojson.Unmarshal([]byte(r.out), &listed) != nil || listed.GetThreadId() != held ||
+		listed.GetCaseReference() != "LIT-2026-0042" || listed.GetCreatedBySubject() != "admin" || listed.GetCreateTime() == nil {
+		t.Errorf("legal-hold list --json = %q, want one line: the hold on %s, case LIT-2026-0042, placed by admin, with its time", r.out, held)
+	}
+	var pol messagingv1.GetRetentionPolicyResponse
+	if r := must("", "retention", "show", "--json"); protojson.Unmarshal([]byte(r.out), &pol) != nil || len(pol.GetPeriods()) != 7 ||
+		pol.GetThreadsOnLegalHold() != 1 || pol.GetThreadLegalHolds() != 1 || pol.GetPatientLegalHolds() != 0 || pol.GetPurgeInterval() != nil {
+		t.Errorf("retention show --json = %q, want 7 periods, 1 thread held by its own hold, no purge job", r.out)
+	}
 
 	// Dry run: two threads past retention, the held one kept, nothing changed.
 	r = must("", "retention", "purge", "--dry-run")
@@ -179,8 +205,6 @@ func TestRetentionAndLegalHoldCommandsAgainstMessaging(t *testing.T) {
 	wantExit(exitcode.BadUsage, admin, "", "retention", "purge", "--limit", "-1", "--dry-run")
 	wantExit(exitcode.BadUsage, admin, "", "retention", "purge", "--as-of", "yesterday", "--dry-run")
 	wantExit(exitcode.BadUsage, admin, "", "retention", "purge", "--no-such-flag")
-	wantExit(exitcode.BadUsage, admin, "", "retention", "show")
-	wantExit(exitcode.BadUsage, admin, "", "legal-hold", "list")
 	r = wantExit(exitcode.BadUsage, admin, "", "retention", "purge")
 	contains("retention purge without --yes or an answer", r.errOut, "About to purge for good 2 threads", "1 held thread kept", "Type yes")
 	r = wantExit(exitcode.Failed, admin, "no\n", "retention", "purge")
@@ -219,6 +243,8 @@ func TestRetentionAndLegalHoldCommandsAgainstMessaging(t *testing.T) {
 	}
 	contains("legal-hold set --patient", must("", "legal-hold", "set", "--patient", patientID, "--case", "LIT-2026-0043").out,
 		"legal hold in force on the threads of patient "+patientID, "case LIT-2026-0043")
+	contains("legal-hold list with a patient hold", must("", "legal-hold", "list").out, "patient", patientID, "LIT-2026-0043")
+	contains("retention show with a patient hold", must("", "retention", "show").out, "legal holds keep 1 thread (1 patient hold, 0 thread holds)")
 	counts("dry run under a patient hold", purgeJSON(must("", "retention", "purge", "--dry-run", "--json")).GetTotal(), 0, 0, 1)
 	contains("legal-hold clear --patient", must("", "legal-hold", "clear", "--patient", patientID).out, "legal hold lifted from the threads of patient "+patientID)
 

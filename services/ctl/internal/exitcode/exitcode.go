@@ -6,11 +6,12 @@
 //	2  Usage: a bad flag, argument or value, found by the CLI or refused by the service as
 //	   INVALID_ARGUMENT; also a destructive command run without --yes and without a terminal
 //	   to confirm on
-//	3  Refused: the service refused the caller (PERMISSION_DENIED, UNAUTHENTICATED)
-//	4  Not found: the service found no such object (NOT_FOUND)
+//	3  Refused: the service refused the caller (PERMISSION_DENIED, UNAUTHENTICATED), or Vault
+//	   refused the keys commands' token
+//	4  Not found: the service found no such object (NOT_FOUND), or Vault no such Transit key
 //
 // Errors from the commands' own checks are marked with Usage; service errors are read from their
-// gRPC status, wherever they are wrapped.
+// gRPC status, Vault's from the keys package's errors, wherever they are wrapped.
 package exitcode
 
 import (
@@ -19,6 +20,8 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/securemsg/securemsg/services/internal/platform/keys"
 )
 
 // The exit statuses of securemsgctl.
@@ -36,8 +39,9 @@ const Help = `Exit status:
   1  failed (the command or the service failed; retry or read the message)
   2  usage (bad flag, argument or value, or INVALID_ARGUMENT from the service; a destructive
      command with neither --yes nor a terminal to confirm on)
-  3  refused (PERMISSION_DENIED or UNAUTHENTICATED: the token's role, scope, MFA or age)
-  4  not found (NOT_FOUND from the service)`
+  3  refused (PERMISSION_DENIED or UNAUTHENTICATED: the token's role, scope, MFA or age;
+     for keys, Vault refusing its token)
+  4  not found (NOT_FOUND from the service; for keys, no such Transit key)`
 
 // usageError marks an error as the operator's mistake in calling the command.
 type usageError struct{ err error }
@@ -66,6 +70,12 @@ func Of(err error) int {
 	}
 	if errors.As(err, new(usageError)) {
 		return BadUsage
+	}
+	switch {
+	case errors.Is(err, keys.ErrKeyNotFound):
+		return NotFound
+	case errors.Is(err, keys.ErrPermissionDenied):
+		return Refused
 	}
 	var se interface{ GRPCStatus() *status.Status }
 	if !errors.As(err, &se) {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/securemsg/securemsg/services/ctl/internal/exitcode"
+	"github.com/securemsg/securemsg/services/internal/platform/keys"
 )
 
 func TestOf(t *testing.T) {
@@ -31,6 +32,9 @@ func TestOf(t *testing.T) {
 		{"not found", status.Error(codes.NotFound, "thread"), exitcode.NotFound},
 		{"aborted", status.Error(codes.Aborted, "another purge"), exitcode.Failed},
 		{"unavailable", status.Error(codes.Unavailable, "down"), exitcode.Failed},
+		{"no such transit key", fmt.Errorf("key x: %w", keys.ErrKeyNotFound), exitcode.NotFound},
+		{"vault refused the token", fmt.Errorf("key x: %w", keys.ErrPermissionDenied), exitcode.Refused},
+		{"vault down", fmt.Errorf("key x: %w", keys.ErrKeyServiceUnavailable), exitcode.Failed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 // Package keyscmd implements `securemsgctl keys`: rotate a Transit key, rewrap every stored
 // wrapped DEK onto the latest version (batched, resumable, with a progress bar and a dry run),
-// report coverage, show a key's versions and retire old versions once coverage is 100%.
+// report coverage, show a key's versions and retire old versions once coverage is 100%. It
+// knows every service's key and the tables holding its wrapped DEKs (Registry): --service
+// stands for --key and --store, and `keys status` alone reports every service key.
 package keyscmd
 
 import (
@@ -17,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/securemsg/securemsg/services/ctl/internal/config"
+	"github.com/securemsg/securemsg/services/ctl/internal/exitcode"
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
 )
 
@@ -25,7 +28,9 @@ type options struct {
 	env        config.Env
 	vault      keys.Config
 	key        string
+	service    string
 	stores     []string
+	json       bool
 	pgURL      string
 	batch      int
 	dryRun     bool
@@ -49,34 +54,61 @@ func NewCommand(env config.Env) *cobra.Command {
 	pf.StringVar(&o.vault.KubernetesRole, "vault-k8s-role", env.VaultK8sRole, "Vault role for Kubernetes auth instead of a token ($SECUREMSG_VAULT_K8S_ROLE)")
 	pf.StringVar(&o.vault.KubernetesMount, "vault-k8s-mount", env.VaultK8sMount, "Kubernetes auth mount ($SECUREMSG_VAULT_K8S_MOUNT)")
 	pf.StringVar(&o.vault.TransitMount, "transit-mount", env.TransitMount, "Transit mount ($SECUREMSG_VAULT_TRANSIT_MOUNT)")
-	pf.StringVar(&o.key, "key", "", "Transit key name (required)")
-	_ = cmd.MarkPersistentFlagRequired("key")
+	pf.StringVar(&o.key, "key", "", "Transit key name (default: the --service's key)")
+	pf.StringVar(&o.service, "service", "", "the service whose key and stores to use ("+ServiceNames()+"); --key and --store override them")
 
 	storeFlags := func(c *cobra.Command) {
 		c.Flags().StringArrayVar(&o.stores, "store", nil,
-			"a table holding wrapped DEKs: pg:<schema>.<table>.<id column>.<wrapped column> (repeat for each)")
+			"a table holding wrapped DEKs: pg:<schema>.<table>.<id column>.<wrapped column> (repeat for each; default: the --service's)")
 		c.Flags().StringVar(&o.pgURL, "pg-url", "", "Postgres URL for pg: stores (default $SECUREMSG_PG_URL)")
 		c.Flags().IntVar(&o.batch, "batch", 500, "wrapped DEKs per scan and per Vault rewrap request")
-		_ = c.MarkFlagRequired("store")
+	}
+	jsonFlag := func(c *cobra.Command) {
+		c.Flags().BoolVar(&o.json, "json", false, "print one JSON object per key instead of a table")
 	}
 
 	status := &cobra.Command{
-		Use: "status", Short: "Show the key's versions and min_decryption_version",
-		RunE: func(c *cobra.Command, _ []string) error { return o.run(c, o.status) },
+		Use:   "status",
+		Short: "Show keys' versions, latest, min_decryption_version and rewrap coverage (every service's key without --key/--service)",
+		Long: `status reads each key's versions from Vault and, where its stores are known, counts the wrapped
+DEKs per key version in each store. Without --key or --service it reports every service key
+(` + ServiceNames() + `); with --key alone it shows that key only, with the coverage of any --store.
+
+Output: one row per key and store (a key without stores has one row), or with --json one JSON
+object per key. Exit status: 0 ok, 1 failed (Vault or Postgres unreachable), 2 usage,
+3 refused by Vault, 4 no such key.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if o.key == "" && o.service == "" && len(o.stores) > 0 {
+				return exitcode.Usage(errors.New("--store needs --key or --service"))
+			}
+			if o.key != "" || o.service != "" {
+				if err := o.resolve(false); err != nil {
+					return err
+				}
+			}
+			return o.run(c, o.status)
+		},
 	}
+	storeFlags(status)
+	jsonFlag(status)
 	rotate := &cobra.Command{
 		Use: "rotate", Short: "Add a new key version; new DEKs are wrapped under it",
-		RunE: func(c *cobra.Command, _ []string) error { return o.run(c, o.rotate) },
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return o.resolveAndRun(c, false, o.rotate) },
 	}
 	coverage := &cobra.Command{
 		Use: "coverage", Short: "Count wrapped DEKs per key version in each store",
-		RunE: func(c *cobra.Command, _ []string) error { return o.run(c, o.coverage) },
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return o.resolveAndRun(c, true, o.coverage) },
 	}
 	storeFlags(coverage)
+	jsonFlag(coverage)
 	rewrap := &cobra.Command{
 		Use:   "rewrap",
 		Short: "Rewrap every wrapped DEK in the stores onto the latest key version (Vault rewrap: no plaintext leaves Vault)",
-		RunE:  func(c *cobra.Command, _ []string) error { return o.run(c, o.rewrap) },
+		Args:  cobra.NoArgs,
+		RunE:  func(c *cobra.Command, _ []string) error { return o.resolveAndRun(c, true, o.rewrap) },
 	}
 	storeFlags(rewrap)
 	rewrap.Flags().BoolVar(&o.dryRun, "dry-run", false, "count what would be rewrapped; change nothing")
@@ -84,7 +116,8 @@ func NewCommand(env config.Env) *cobra.Command {
 	retire := &cobra.Command{
 		Use:   "retire",
 		Short: "Raise min_decryption_version; refused unless every store is 100% on the latest version",
-		RunE:  func(c *cobra.Command, _ []string) error { return o.run(c, o.retire) },
+		Args:  cobra.NoArgs,
+		RunE:  func(c *cobra.Command, _ []string) error { return o.resolveAndRun(c, true, o.retire) },
 	}
 	storeFlags(retire)
 	retire.Flags().IntVar(&o.minVersion, "min-version", 0, "new min_decryption_version (required)")
@@ -92,6 +125,37 @@ func NewCommand(env config.Env) *cobra.Command {
 
 	cmd.AddCommand(status, rotate, coverage, rewrap, retire)
 	return cmd
+}
+
+// resolve fills --key and --store from --service where they were not given, and refuses a
+// command line that names no key, or no store when the command needs one.
+func (o *options) resolve(needStores bool) error {
+	if o.service != "" {
+		sk, ok := Lookup(o.service)
+		if !ok {
+			return exitcode.Usage(fmt.Errorf("--service %q: want one of %s", o.service, ServiceNames()))
+		}
+		if o.key == "" {
+			o.key = sk.Key
+		}
+		if len(o.stores) == 0 {
+			o.stores = sk.StoreFlags()
+		}
+	}
+	if o.key == "" {
+		return exitcode.Usage(errors.New("--key or --service is required"))
+	}
+	if needStores && len(o.stores) == 0 {
+		return exitcode.Usage(errors.New("--store or --service is required"))
+	}
+	return nil
+}
+
+func (o *options) resolveAndRun(c *cobra.Command, needStores bool, fn func(context.Context, io.Writer, *keys.Transit) error) error {
+	if err := o.resolve(needStores); err != nil {
+		return err
+	}
+	return o.run(c, fn)
 }
 
 // run builds the Transit client and calls fn.
@@ -107,12 +171,9 @@ func (o *options) run(c *cobra.Command, fn func(context.Context, io.Writer, *key
 	return fn(c.Context(), c.OutOrStdout(), tr)
 }
 
-func (o *options) status(ctx context.Context, out io.Writer, tr *keys.Transit) error {
-	info, err := tr.ReadKey(ctx, o.key)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(out, "key %s (%s)\n"+
+// printKey writes one key's versions as a block.
+func printKey(out io.Writer, info keys.KeyInfo) error {
+	_, err := fmt.Fprintf(out, "key %s (%s)\n"+
 		"  versions:               %s\n"+
 		"  latest_version:         %d\n"+
 		"  min_decryption_version: %d\n"+
@@ -135,9 +196,14 @@ func (o *options) rotate(ctx context.Context, out io.Writer, tr *keys.Transit) e
 
 // openStores connects to Postgres and opens every --store.
 func (o *options) openStores(ctx context.Context) ([]keys.WrappedKeyStore, func(), error) {
+	return o.openStoresOf(ctx, o.stores)
+}
+
+// openStoresOf connects to Postgres and opens every store of flags (pg: specs).
+func (o *options) openStoresOf(ctx context.Context, flags []string) ([]keys.WrappedKeyStore, func(), error) {
 	var specs []keys.PGStoreSpec
 	var errs []error
-	for _, s := range o.stores {
+	for _, s := range flags {
 		spec, err := keys.ParsePGStoreSpec(s)
 		if err != nil {
 			errs = append(errs, err)
@@ -145,7 +211,7 @@ func (o *options) openStores(ctx context.Context) ([]keys.WrappedKeyStore, func(
 		specs = append(specs, spec)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
+		return nil, nil, exitcode.Usage(err)
 	}
 	url := o.pgURL
 	if url == "" {
@@ -168,11 +234,20 @@ func (o *options) openStores(ctx context.Context) ([]keys.WrappedKeyStore, func(
 }
 
 func (o *options) measure(ctx context.Context, tr *keys.Transit) (keys.KeyInfo, []keys.StoreCoverage, func(), error) {
-	info, err := tr.ReadKey(ctx, o.key)
+	return o.measureKey(ctx, tr, o.key, o.stores)
+}
+
+// measureKey reads key from Vault and the coverage of its stores (none: no coverage, and no
+// Postgres connection).
+func (o *options) measureKey(ctx context.Context, tr *keys.Transit, key string, storeFlags []string) (keys.KeyInfo, []keys.StoreCoverage, func(), error) {
+	info, err := tr.ReadKey(ctx, key)
 	if err != nil {
-		return info, nil, nil, err
+		return info, nil, nil, fmt.Errorf("key %s: %w", key, err)
 	}
-	stores, closeFn, err := o.openStores(ctx)
+	if len(storeFlags) == 0 {
+		return info, nil, func() {}, nil
+	}
+	stores, closeFn, err := o.openStoresOf(ctx, storeFlags)
 	if err != nil {
 		return info, nil, nil, err
 	}
@@ -185,11 +260,14 @@ func (o *options) measure(ctx context.Context, tr *keys.Transit) (keys.KeyInfo, 
 }
 
 func (o *options) coverage(ctx context.Context, out io.Writer, tr *keys.Transit) error {
-	_, cov, closeFn, err := o.measure(ctx, tr)
+	info, cov, closeFn, err := o.measure(ctx, tr)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
+	if o.json {
+		return printStatusJSON(out, []keyStatus{newKeyStatus(o.service, info, cov)})
+	}
 	return printCoverage(out, cov)
 }
 

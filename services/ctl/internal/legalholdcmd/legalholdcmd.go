@@ -1,11 +1,8 @@
 // Package legalholdcmd implements `securemsgctl legal-hold`: an administrator places and lifts
 // legal holds on a thread, or on every thread about a patient, through the messaging service's
-// SetLegalHold rpc (authorised by policy, audited). Retention purges skip held threads and
-// count them as kept.
-//
-// There is no `list`: the messaging service has no rpc that lists held threads (ListThreads
-// neither returns nor filters on the hold, and is not an administrator's rpc: it returns
-// subject lines, which are PHI).
+// SetLegalHold rpc (authorised by policy, audited), and lists the holds in force through
+// ListLegalHolds (ids, case references, who and when: never a subject line). Retention purges
+// skip held threads and count them as kept.
 package legalholdcmd
 
 import (
@@ -26,20 +23,19 @@ import (
 func NewCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "legal-hold",
-		Short: "Place and lift legal holds on threads (admin)",
+		Short: "Place, lift and list legal holds on threads (admin)",
 		Long: `legal-hold calls the messaging service as an administrator (--token-file: an admin's token
-with the admin scope, MFA and a recent login). A held thread is kept by every retention purge
-(counted as "held" in securemsgctl retention purge) until the hold is lifted. A hold on a
-patient covers every thread about them, present and future.
-
-There is no list command: the service has no rpc that lists held threads.
+with the admin scope and MFA; set and clear also need a recent login). A held thread is kept by
+every retention purge (counted as "held" in securemsgctl retention purge) until the hold is
+lifted. A hold on a patient covers every thread about them, present and future. list shows the
+holds in force.
 
 Exit status: 0 ok, 1 failed, 2 usage (also a thread id that is not a UUID), 3 refused (not an
 admin with MFA), 4 no such thread.`,
 	}
 	var c client
 	c.Register(cmd)
-	cmd.AddCommand(holdCommand(&c, "set", true), holdCommand(&c, "clear", false))
+	cmd.AddCommand(holdCommand(&c, "set", true), holdCommand(&c, "clear", false), listCommand(&c))
 	return cmd
 }
 

@@ -1,11 +1,11 @@
-// Package retentioncmd implements `securemsgctl retention purge`: an administrator counts (dry
-// run) or purges the threads past their category's retention period, through the messaging
-// service's RunRetentionPurge rpc (authorised by policy, audited per thread, legal holds
-// skipped). A purge crypto-shreds each thread's key and deletes its rows and attachments: it
-// cannot be undone, so it asks for confirmation (or --yes) after showing what it will purge.
-//
-// There is no `show`: the retention period of each category is the messaging service's
-// configuration (SECUREMSG_MESSAGING_RETENTION) and no rpc reports it.
+// Package retentioncmd implements `securemsgctl retention show` and `retention purge`: an
+// administrator reads the retention policy the messaging service applies (GetRetentionPolicy:
+// each category's period from SECUREMSG_MESSAGING_RETENTION and its cutoff now, the purge job's
+// interval, the legal hold counts), and counts (dry run) or purges the threads past their
+// category's retention period through the RunRetentionPurge rpc (authorised by policy, audited
+// per thread, legal holds skipped). A purge crypto-shreds each thread's key and deletes its rows
+// and attachments: it cannot be undone, so it asks for confirmation (or --yes) after showing
+// what it will purge.
 package retentioncmd
 
 import (
@@ -35,18 +35,18 @@ import (
 func NewCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "retention",
-		Short: "Count or purge threads past their retention period (admin)",
+		Short: "Show the retention policy; count or purge threads past their retention period (admin)",
 		Long: `retention calls the messaging service as an administrator (--token-file: an admin's token
-with the admin scope, MFA and a recent login).
+with the admin scope and MFA; a purge also needs a recent login).
 
 The retention period of each thread category is the messaging service's configuration
-(SECUREMSG_MESSAGING_RETENTION, see docs/operations.md); no rpc reports it, so there is no
-"show" command. The service also purges on its own every SECUREMSG_MESSAGING_PURGE_INTERVAL.`,
+(SECUREMSG_MESSAGING_RETENTION, see docs/operations.md); "show" prints what the service
+applies. The service also purges on its own every SECUREMSG_MESSAGING_PURGE_INTERVAL.`,
 	}
 	var c client
 	// A purge runs call after call, and waits for the operator's "yes": a minute is too short.
 	c.RegisterTimeout(cmd, time.Hour)
-	cmd.AddCommand(purgeCommand(&c))
+	cmd.AddCommand(showCommand(&c), purgeCommand(&c))
 	return cmd
 }
 

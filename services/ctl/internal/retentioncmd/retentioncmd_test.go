@@ -1,10 +1,13 @@
 package retentioncmd_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
@@ -52,5 +55,38 @@ func TestSum(t *testing.T) {
 		Total: &messagingv1.RetentionCounts{ThreadsEligible: 4, ThreadsPurged: 4, MessagesPurged: 8, AttachmentsPurged: 1, ThreadsSkippedLegalHold: 4}}
 	if diff := cmp.Diff(want, retentioncmd.Sum(calls), protocmp.Transform()); diff != "" {
 		t.Errorf("Sum(calls) mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestPeriodText(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   time.Duration
+		want string
+	}{{2555 * 24 * time.Hour, "2555d"}, {24 * time.Hour, "1d"}, {36 * time.Hour, "36h0m0s"}, {90 * time.Minute, "1h30m0s"}} {
+		if got := retentioncmd.PeriodText(tc.in); got != tc.want {
+			t.Errorf("PeriodText(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestPrintPolicy: the table names each category's period and cutoff, and the summary says how
+// often the service purges by itself and how many threads the holds keep.
+func TestPrintPolicy(t *testing.T) {
+	t.Parallel()
+	asOf := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	r := &messagingv1.GetRetentionPolicyResponse{AsOf: timestamppb.New(asOf), PurgeInterval: durationpb.New(time.Hour),
+		ThreadsOnLegalHold: 3, PatientLegalHolds: 1, ThreadLegalHolds: 1,
+		Periods: []*messagingv1.RetentionPeriod{{Category: commonv1.ThreadCategory_THREAD_CATEGORY_APPOINTMENT, Period: durationpb.New(730 * 24 * time.Hour),
+			CutoffTime: timestamppb.New(asOf.Add(-730 * 24 * time.Hour))}}}
+	var out strings.Builder
+	if err := retentioncmd.PrintPolicy(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"appointment", "730d", "2024-12-06T12:00:00Z", "purge job runs every 1h0m0s",
+		"legal holds keep 3 threads (1 patient hold, 1 thread hold)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("PrintPolicy() = %q, want it to contain %q", out.String(), want)
+		}
 	}
 }

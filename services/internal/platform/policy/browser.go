@@ -21,7 +21,7 @@ import (
 // Left off on purpose, reached over native gRPC only: the service-to-service rpcs
 // (CheckMessageAccess, BindAttachment, PurgeAttachments: their callers present an mTLS service
 // identity, which no browser has) and the admin and auditor rpcs (SetLegalHold,
-// UpdatePoolSettings, RunRetentionPurge, CreatePool, UpdatePool, SetPoolMember, RemovePoolMember,
+// UpdatePoolSettings, RunRetentionPurge, GetRetentionPolicy, ListLegalHolds, CreatePool, UpdatePool, SetPoolMember, RemovePoolMember,
 // ListClientApps, RegisterClientApp, UpdateClientApp, ListPeople, GetPerson, ProvisionPerson,
 // SetPersonStatus, ListTemplates, UpdateTemplate, and the bulk and proof audit rpcs:
 // ExportAuditEvents, GetInclusionProof, GetConsistencyProof), which securemsgctl and operator tools call; keeping them off the

@@ -39,6 +39,8 @@ var offBrowserSurface = []string{
 	"/securemsg.messaging.v1.MessagingService/SetLegalHold",
 	"/securemsg.messaging.v1.MessagingService/UpdatePoolSettings",
 	"/securemsg.messaging.v1.MessagingService/RunRetentionPurge",
+	"/securemsg.messaging.v1.MessagingService/GetRetentionPolicy",
+	"/securemsg.messaging.v1.MessagingService/ListLegalHolds",
 	"/securemsg.notification.v1.NotificationService/ListTemplates",
 	"/securemsg.notification.v1.NotificationService/UpdateTemplate",
 	"/securemsg.audit.v1.AuditService/ExportAuditEvents",

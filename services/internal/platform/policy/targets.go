@@ -68,7 +68,9 @@ var rpcTargets = map[string]TargetFunc{
 		}
 		return Target{Type: "Thread", ID: r.GetThreadId()}
 	}),
-	"messaging.RunRetentionPurge": fixed("Thread"),
+	"messaging.RunRetentionPurge":  fixed("Thread"),
+	"messaging.GetRetentionPolicy": fixed("Pool"),
+	"messaging.ListLegalHolds":     fixed("LegalHold"),
 	"messaging.ListProxyGrants": read(func(r *messagingv1.ListProxyGrantsRequest) Target {
 		return Target{Type: "ProxyGrant", PatientID: r.GetPatientId()}
 	}),

@@ -143,11 +143,11 @@ func (s *Service) SetLegalHold(ctx context.Context, p *auth.Principal, threadID,
 	if err == nil {
 		if t != nil {
 			var changed bool
-			if changed, err = s.Threads.SetThreadHold(ctx, t.ID, on, caseRef, rows); changed {
+			if changed, err = s.Threads.SetThreadHold(ctx, t.ID, on, caseRef, p.Subject, out.UpdateTime, rows); changed {
 				out.ThreadsAffected = 1
 			}
 		} else {
-			out.ThreadsAffected, err = s.Threads.SetPatientHold(ctx, patientID, on, caseRef, out.UpdateTime, rows)
+			out.ThreadsAffected, err = s.Threads.SetPatientHold(ctx, patientID, on, caseRef, p.Subject, out.UpdateTime, rows)
 		}
 	}
 	if err != nil {

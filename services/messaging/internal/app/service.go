@@ -38,6 +38,9 @@ type Config struct {
 	KeyName string
 	// Retention is the retention period per thread category.
 	Retention domain.Retention
+	// PurgeInterval is how often the service purges by itself (0: never); GetRetentionPolicy
+	// reports it.
+	PurgeInterval time.Duration
 	// RetractWindow is how long after sending a sender may retract a message.
 	RetractWindow time.Duration
 	// EventsSubject is the events subject prefix (topology), e.g. "securemsg.events".
@@ -135,6 +138,8 @@ const (
 	actGetSettings   = "messaging.GetPoolSettings"
 	actUpdateSetting = "messaging.UpdatePoolSettings"
 	actPurge         = "messaging.RunRetentionPurge"
+	actGetRetention  = "messaging.GetRetentionPolicy"
+	actListHolds     = "messaging.ListLegalHolds"
 	actListPools     = "messaging.ListPools"
 	actListMembers   = "messaging.ListPoolMembers"
 	actCreatePool    = "messaging.CreatePool"

@@ -51,11 +51,13 @@ type ThreadRepository interface {
 	UpdateThread(ctx context.Context, id string, change func(t *Thread, settings PoolSettingsReader) (ThreadChange, error)) (*Thread, error)
 	// SetThreadHold places or lifts a thread's own legal hold and writes rows, in one commit;
 	// changed reports whether the hold flipped.
-	SetThreadHold(ctx context.Context, threadID string, on bool, caseRef string, rows []outbox.Event) (changed bool, err error)
+	// by and at record who placed the hold and when (cleared when it is lifted).
+	SetThreadHold(ctx context.Context, threadID string, on bool, caseRef, by string, at time.Time, rows []outbox.Event) (changed bool, err error)
 	// SetPatientHold places or lifts the hold over all of a patient's threads and writes rows,
 	// in one commit. It returns how many of the patient's threads changed effective state
-	// (those without a hold of their own): 0 when the patient hold already was as asked.
-	SetPatientHold(ctx context.Context, patientID string, on bool, caseRef string, at time.Time, rows []outbox.Event) (int64, error)
+	// (those without a hold of their own): 0 when the patient hold already was as asked. by and
+	// at record who placed the hold and when.
+	SetPatientHold(ctx context.Context, patientID string, on bool, caseRef, by string, at time.Time, rows []outbox.Event) (int64, error)
 }
 
 // MessageRepository reads messages and retracts them.
@@ -127,6 +129,11 @@ type RetentionRepository interface {
 	// in one commit; deleted reports whether it did. The wrapped DEK is cleared before the row is
 	// deleted, so that no copy of it survives in the row's last version either.
 	DeleteExpiredThread(ctx context.Context, id string, cutoff time.Time, rows []outbox.Event) (deleted bool, err error)
+	// LegalHolds lists up to limit holds in force that sort after the cursor: patient holds by
+	// patient id, then thread holds by thread id.
+	LegalHolds(ctx context.Context, after LegalHoldCursor, limit int) ([]LegalHold, error)
+	// CountLegalHolds counts the holds in force and the threads they keep.
+	CountLegalHolds(ctx context.Context) (LegalHoldCounts, error)
 }
 
 // ExpiredThreads reads the threads a retention purge considers.

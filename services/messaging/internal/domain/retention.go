@@ -64,3 +64,38 @@ func (r Retention) Cutoff(c commonv1.ThreadCategory, asOf time.Time) (time.Time,
 	}
 	return asOf.Add(-d), true
 }
+
+// LegalHold is one legal hold in force: over one thread (ThreadID) or over every thread of a
+// patient (PatientID). Ids and a case reference only.
+type LegalHold struct {
+	ThreadID, PatientID string
+	CaseReference       string
+	// CreatedBySubject and CreatedAt say who placed the hold and when; empty and zero for holds
+	// placed before the service recorded it.
+	CreatedBySubject string
+	CreatedAt        time.Time
+}
+
+// Cursor is the position of the hold in a listing: patient holds sort before thread holds.
+func (h LegalHold) Cursor() LegalHoldCursor {
+	if h.ThreadID != "" {
+		return LegalHoldCursor{Thread: true, Key: h.ThreadID}
+	}
+	return LegalHoldCursor{Key: h.PatientID}
+}
+
+// LegalHoldCursor is a position in the listing of legal holds: the zero value is its start.
+type LegalHoldCursor struct {
+	// Thread is false in the patient holds, true in the thread holds that follow them.
+	Thread bool
+	// Key is the last patient id or thread id listed; "" before the first.
+	Key string
+}
+
+// LegalHoldCounts count the legal holds in force.
+type LegalHoldCounts struct {
+	// ThreadsHeld are the threads a hold keeps, their own or their patient's.
+	ThreadsHeld int64
+	// PatientHolds and ThreadHolds count the holds of each kind.
+	PatientHolds, ThreadHolds int64
+}

@@ -73,7 +73,7 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 		return nil, err
 	}
 	svc, err := app.New(app.Config{
-		KeyName: s.TransitKey, Retention: retention, RetractWindow: s.RetractWindow,
+		KeyName: s.TransitKey, Retention: retention, PurgeInterval: s.PurgeInterval, RetractWindow: s.RetractWindow,
 		EventsSubject: proc.Topology().EventsSubject,
 		Watch: app.WatchSettings{
 			Heartbeat: s.WatchHeartbeat, Buffer: s.WatchBuffer, MaxPerSubject: s.WatchMaxPerSubject,

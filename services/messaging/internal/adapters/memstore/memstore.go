@@ -32,7 +32,7 @@ type Store struct {
 	receipts     map[string][]domain.ReadReceipt // by thread id, in write order
 	breakGlass   []breakGlassRow
 	settings     map[string]domain.PoolSettings
-	patientHolds map[string]string // patient id → case reference
+	patientHolds map[string]domain.LegalHold // patient id → the hold over their threads
 	outbox       []outbox.Event
 	purgeLocks   map[string]bool
 	failWrites   error
@@ -41,6 +41,10 @@ type Store struct {
 	apps         map[string]domain.ClientApp
 	grants       map[string]domain.ProxyGrant
 	people       map[string]domain.Person
+
+	// threadHolds says who placed each thread's own hold and when (the flag and case are the
+	// thread's), by thread id.
+	threadHolds map[string]domain.LegalHold
 }
 
 type viewerKey struct{ thread, subject string }
@@ -60,7 +64,7 @@ func New() *Store {
 	return &Store{
 		threads: map[string]*domain.Thread{}, messages: map[string][]*domain.Message{},
 		viewers: map[viewerKey]viewerState{}, settings: map[string]domain.PoolSettings{},
-		patientHolds: map[string]string{}, purgeLocks: map[string]bool{},
+		patientHolds: map[string]domain.LegalHold{}, threadHolds: map[string]domain.LegalHold{}, purgeLocks: map[string]bool{},
 		pools: map[string]domain.Pool{}, members: map[string]map[string]domain.PoolMember{}, apps: map[string]domain.ClientApp{},
 		grants: map[string]domain.ProxyGrant{}, receipts: map[string][]domain.ReadReceipt{},
 		people: map[string]domain.Person{},
@@ -430,7 +434,7 @@ func (s *Store) UpdateThread(_ context.Context, id string, change func(*domain.T
 }
 
 // SetThreadHold implements domain.ThreadRepository.
-func (s *Store) SetThreadHold(_ context.Context, threadID string, on bool, caseRef string, rows []outbox.Event) (bool, error) {
+func (s *Store) SetThreadHold(_ context.Context, threadID string, on bool, caseRef, by string, at time.Time, rows []outbox.Event) (bool, error) {
 	defer s.lockRow(threadID)()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -442,11 +446,16 @@ func (s *Store) SetThreadHold(_ context.Context, threadID string, on bool, caseR
 	if err := st.commit(rows); err != nil {
 		return false, err
 	}
+	if changed && on {
+		s.threadHolds[threadID] = domain.LegalHold{ThreadID: threadID, CaseReference: caseRef, CreatedBySubject: by, CreatedAt: at.UTC().Truncate(time.Microsecond)}
+	} else if changed {
+		delete(s.threadHolds, threadID)
+	}
 	return changed, nil
 }
 
 // SetPatientHold implements domain.ThreadRepository.
-func (s *Store) SetPatientHold(_ context.Context, patientID string, on bool, caseRef string, _ time.Time, rows []outbox.Event) (int64, error) {
+func (s *Store) SetPatientHold(_ context.Context, patientID string, on bool, caseRef, by string, at time.Time, rows []outbox.Event) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, held := s.patientHolds[patientID]
@@ -457,7 +466,7 @@ func (s *Store) SetPatientHold(_ context.Context, patientID string, on bool, cas
 		return 0, nil
 	}
 	if on {
-		s.patientHolds[patientID] = caseRef
+		s.patientHolds[patientID] = domain.LegalHold{PatientID: patientID, CaseReference: caseRef, CreatedBySubject: by, CreatedAt: at.UTC().Truncate(time.Microsecond)}
 	} else {
 		delete(s.patientHolds, patientID)
 	}

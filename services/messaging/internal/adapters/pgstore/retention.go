@@ -96,3 +96,65 @@ func (s *Store) DeleteExpiredThread(ctx context.Context, id string, cutoff time.
 	}
 	return deleted, nil
 }
+
+// nullTime is t as a nullable timestamptz: the zero time is NULL.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// LegalHolds implements domain.RetentionRepository: patient holds by patient id, then held
+// threads by id, in one keyset query. Keys compare bytewise (COLLATE "C"), whatever the
+// database's collation, so that the order is the same everywhere.
+func (s *Store) LegalHolds(ctx context.Context, after domain.LegalHoldCursor, limit int) ([]domain.LegalHold, error) {
+	rows, err := s.pool.Query(ctx, `SELECT kind, key, case_reference, created_by, created_at FROM (
+			SELECT 0 AS kind, patient_id COLLATE "C" AS key, case_reference, created_by_subject AS created_by, created_at FROM patient_holds
+			UNION ALL
+			SELECT 1, id::text COLLATE "C", legal_hold_case, legal_hold_by, legal_hold_at FROM threads WHERE legal_hold
+		) h WHERE (kind, key) > ($1, $2::text COLLATE "C") ORDER BY kind, key LIMIT $3`, holdKind(after.Thread), after.Key, limit)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	defer rows.Close()
+	var out []domain.LegalHold
+	for rows.Next() {
+		var (
+			kind int
+			key  string
+			at   *time.Time
+			h    domain.LegalHold
+		)
+		if err := rows.Scan(&kind, &key, &h.CaseReference, &h.CreatedBySubject, &at); err != nil {
+			return nil, dbError(err)
+		}
+		if kind == 1 {
+			h.ThreadID = key
+		} else {
+			h.PatientID = key
+		}
+		if at != nil {
+			h.CreatedAt = *at
+		}
+		out = append(out, h)
+	}
+	return out, dbError(rows.Err())
+}
+
+func holdKind(thread bool) int {
+	if thread {
+		return 1
+	}
+	return 0
+}
+
+// CountLegalHolds implements domain.RetentionRepository.
+func (s *Store) CountLegalHolds(ctx context.Context) (domain.LegalHoldCounts, error) {
+	var c domain.LegalHoldCounts
+	err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM threads t WHERE t.legal_hold OR EXISTS (SELECT 1 FROM patient_holds h WHERE h.patient_id = t.patient_id)),
+		(SELECT count(*) FROM patient_holds),
+		(SELECT count(*) FROM threads WHERE legal_hold)`).Scan(&c.ThreadsHeld, &c.PatientHolds, &c.ThreadHolds)
+	return c, dbError(err)
+}

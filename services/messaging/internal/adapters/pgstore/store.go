@@ -355,10 +355,13 @@ func updateTriage(ctx context.Context, tx pgx.Tx, id string, c domain.Triage) (*
 }
 
 // SetThreadHold implements domain.ThreadRepository.
-func (s *Store) SetThreadHold(ctx context.Context, threadID string, on bool, caseRef string, rows []outbox.Event) (changed bool, err error) {
+func (s *Store) SetThreadHold(ctx context.Context, threadID string, on bool, caseRef, by string, at time.Time, rows []outbox.Event) (changed bool, err error) {
+	if !on {
+		by, at = "", time.Time{}
+	}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE threads SET legal_hold = $2, legal_hold_case = $3 WHERE id = $1 AND legal_hold <> $2`,
-			threadID, on, caseRef)
+		tag, err := tx.Exec(ctx, `UPDATE threads SET legal_hold = $2, legal_hold_case = $3, legal_hold_by = $4, legal_hold_at = $5
+			WHERE id = $1 AND legal_hold <> $2`, threadID, on, caseRef, by, nullTime(at))
 		if err != nil {
 			return err
 		}
@@ -369,14 +372,14 @@ func (s *Store) SetThreadHold(ctx context.Context, threadID string, on bool, cas
 }
 
 // SetPatientHold implements domain.ThreadRepository.
-func (s *Store) SetPatientHold(ctx context.Context, patientID string, on bool, caseRef string, at time.Time, rows []outbox.Event) (n int64, err error) {
+func (s *Store) SetPatientHold(ctx context.Context, patientID string, on bool, caseRef, by string, at time.Time, rows []outbox.Event) (n int64, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		n = 0
 		var sql string
 		args := []any{patientID}
 		if on {
-			sql, args = `INSERT INTO patient_holds (patient_id, case_reference, created_at) VALUES ($1, $2, $3)
-				ON CONFLICT (patient_id) DO NOTHING`, append(args, caseRef, at)
+			sql, args = `INSERT INTO patient_holds (patient_id, case_reference, created_at, created_by_subject) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (patient_id) DO NOTHING`, append(args, caseRef, at, by)
 		} else {
 			sql = `DELETE FROM patient_holds WHERE patient_id = $1`
 		}

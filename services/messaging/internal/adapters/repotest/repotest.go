@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("GrantRepository", func(t *testing.T) { GrantRepository(t, newStore) })
 	t.Run("PersonRepository", func(t *testing.T) { PersonRepository(t, newStore) })
 	t.Run("RetentionRepository", func(t *testing.T) { RetentionRepository(t, newStore) })
+	t.Run("LegalHoldListing", func(t *testing.T) { LegalHoldListing(t, newStore) })
 	t.Run("AuditWriter", func(t *testing.T) { AuditWriter(t, newStore) })
 }
 

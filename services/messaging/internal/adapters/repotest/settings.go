@@ -146,10 +146,10 @@ func RetentionRepository(t *testing.T, newStore Factory) {
 		}
 		older, old, fresh := mk(patient, 3*time.Hour, 2), mk(patient, 2*time.Hour, 0), mk(patient, 0, 0)
 		ownHold, patientHold := mk(patient, 4*time.Hour, 0), mk(heldPatient, 4*time.Hour, 0)
-		if _, err := f.s.SetThreadHold(t.Context(), ownHold.ID, true, "LIT-1", nil); err != nil {
+		if _, err := f.s.SetThreadHold(t.Context(), ownHold.ID, true, "LIT-1", "user-admin", f.now, nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.s.SetPatientHold(t.Context(), heldPatient, true, "LIT-2", f.now, nil); err != nil {
+		if _, err := f.s.SetPatientHold(t.Context(), heldPatient, true, "LIT-2", "user-admin", f.now, nil); err != nil {
 			t.Fatal(err)
 		}
 		cutoff := base.Add(-time.Hour)

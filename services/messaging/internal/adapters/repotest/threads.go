@@ -291,10 +291,10 @@ func ThreadRepository(t *testing.T, newStore Factory) {
 		f.create(b, false, message(b, "user-"+patient, patientRole, f.now))
 
 		ev1, ev2 := event("hold.thread"), event("hold.thread.again")
-		if changed, err := f.s.SetThreadHold(t.Context(), a.ID, true, "LIT-1", []outbox.Event{ev1}); err != nil || !changed {
+		if changed, err := f.s.SetThreadHold(t.Context(), a.ID, true, "LIT-1", "user-admin", f.now, []outbox.Event{ev1}); err != nil || !changed {
 			t.Fatalf("SetThreadHold(on) = %v, %v; want changed", changed, err)
 		}
-		if changed, err := f.s.SetThreadHold(t.Context(), a.ID, true, "LIT-1", []outbox.Event{ev2}); err != nil || changed {
+		if changed, err := f.s.SetThreadHold(t.Context(), a.ID, true, "LIT-1", "user-admin", f.now, []outbox.Event{ev2}); err != nil || changed {
 			t.Fatalf("SetThreadHold(on again) = %v, %v; want unchanged", changed, err)
 		}
 		f.wantRows("thread holds", ev1, ev2)
@@ -304,16 +304,16 @@ func ThreadRepository(t *testing.T, newStore Factory) {
 
 		ev3, ev4, ev5 := event("hold.patient"), event("hold.patient.again"), event("hold.patient.lift")
 		// b has no hold of its own, a has: one thread changes effective state.
-		if n, err := f.s.SetPatientHold(t.Context(), patient, true, "LIT-2", f.now, []outbox.Event{ev3}); err != nil || n != 1 {
+		if n, err := f.s.SetPatientHold(t.Context(), patient, true, "LIT-2", "user-admin", f.now, []outbox.Event{ev3}); err != nil || n != 1 {
 			t.Fatalf("SetPatientHold(on) = %d, %v; want 1", n, err)
 		}
-		if n, err := f.s.SetPatientHold(t.Context(), patient, true, "LIT-2", f.now, []outbox.Event{ev4}); err != nil || n != 0 {
+		if n, err := f.s.SetPatientHold(t.Context(), patient, true, "LIT-2", "user-admin", f.now, []outbox.Event{ev4}); err != nil || n != 0 {
 			t.Fatalf("SetPatientHold(on again) = %d, %v; want 0", n, err)
 		}
 		if got := f.load(b.ID); !got.PatientLegalHold || got.LegalHold || !got.Held() {
 			t.Fatalf("thread under a patient hold = %+v", got)
 		}
-		if n, err := f.s.SetPatientHold(t.Context(), patient, false, "", f.now, []outbox.Event{ev5}); err != nil || n != 1 {
+		if n, err := f.s.SetPatientHold(t.Context(), patient, false, "", "user-admin", f.now, []outbox.Event{ev5}); err != nil || n != 1 {
 			t.Fatalf("SetPatientHold(off) = %d, %v; want 1", n, err)
 		}
 		f.wantRows("patient holds", ev3, ev4, ev5)
