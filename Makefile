@@ -14,8 +14,8 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: up
-up: ## Install (first run) and start the dev stack, the four services and the reference portal (127.0.0.1:8080); print the endpoints.
-	scripts/stack.sh up
+up: ## Install (first run) and start the dev stack, the four services and the reference portal (127.0.0.1:8080); print the endpoints. TRACES=1 adds Jaeger (127.0.0.1:16686) and traces the services.
+	$(if $(TRACES),SECUREMSG_TRACES=$(TRACES)) scripts/stack.sh up
 
 .PHONY: down
 down: ## Stop what `make up` started (never the machine's own Postgres or NATS).

@@ -50,6 +50,11 @@ var flowPlan = []string{
 	"ingress monitoring/prometheus -> attachment tcp/9090",
 	"ingress monitoring/prometheus -> notification tcp/9090",
 	"ingress monitoring/prometheus -> audit tcp/9090",
+	// Every service -> the OpenTelemetry collector's OTLP/HTTP port (components/tracing).
+	"egress messaging -> observability/opentelemetry-collector tcp/4318",
+	"egress attachment -> observability/opentelemetry-collector tcp/4318",
+	"egress notification -> observability/opentelemetry-collector tcp/4318",
+	"egress audit -> observability/opentelemetry-collector tcp/4318",
 	// The on-demand rewrap job (components/keys-rewrap) -> Postgres, Vault.
 	"egress keys-rewrap -> postgres/postgres tcp/5432",
 	"egress keys-rewrap -> vault/vault tcp/8200",

@@ -7,7 +7,9 @@
 //	stack env      print `export SECUREMSG_TEST_...` lines for the tests (testkit.LoadStack)
 //
 // scripts/stack.sh runs it (`make up`, `make down`, `make status`). SECUREMSG_STACK_READY_SECS
-// bounds each component's start (default 60).
+// bounds each component's start (default 60). SECUREMSG_TRACES=1 on `up` also runs Jaeger (UI
+// and query API on 127.0.0.1:16686) and has the services export their traces to it; an `up`
+// without it stops Jaeger again.
 package main
 
 import (
@@ -33,6 +35,7 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := supervisor.DevConfig(supervisor.RepoRoot())
+	cfg.Traces = os.Getenv("SECUREMSG_TRACES") == "1"
 	if secs, err := strconv.Atoi(os.Getenv("SECUREMSG_STACK_READY_SECS")); err == nil && secs > 0 {
 		cfg.StartTimeout = time.Duration(secs) * time.Second
 	}

@@ -100,6 +100,9 @@ type Config struct {
 	StartTimeout                       time.Duration
 	Logf                               func(format string, args ...any) // progress lines; nil: quiet
 	BuildDir                           string                           // where binaries go; "": one folder per process
+	// Traces runs the dev stack's Jaeger and has the services export their spans to it
+	// (SECUREMSG_TRACES=1 make up); dev stack only.
+	Traces bool
 }
 
 // The dev stack's well-known MinIO credentials, on loopback only (`make status` prints them).

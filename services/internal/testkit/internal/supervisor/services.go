@@ -165,6 +165,10 @@ func (s *Stack) ServiceEnv(svc string) []string {
 		set(prefix+"TLS_KEY_FILE", filepath.Join(certs, svc+"-key.pem"))
 		set(prefix+"TLS_CA_FILE", filepath.Join(certs, "ca.pem"))
 	}
+	if s.cfg.Traces {
+		// The standard variables, as in any deployment: the services' tracing package reads them.
+		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+DevJaegerAddrs.OTLPEndpoint(), "OTEL_BSP_SCHEDULE_DELAY=500")
+	}
 	for _, extra := range []map[string]string{s.cfg.Env, s.cfg.ServiceEnv[svc]} {
 		keys := make([]string, 0, len(extra))
 		for k := range extra {

@@ -25,6 +25,9 @@ type Stack struct {
 	// Portal is the reference portal's server, after the services; only the dev stack runs it
 	// (nil otherwise, or with a zero Ports.Portal, or "portal" in Config.Without).
 	Portal *Component
+	// Jaeger is the dev stack's trace backend (nil in private stacks, which start their own
+	// with StartJaeger); it runs only while Config.Traces asks for it.
+	Jaeger *Component
 
 	cfg       Config
 	services  map[string]*Service
@@ -57,6 +60,9 @@ func New(cfg Config) *Stack {
 	if cfg.Detached && cfg.Ports.Portal != 0 && !s.without("portal") {
 		s.Portal = s.portal()
 	}
+	if cfg.Detached {
+		s.Jaeger = s.jaeger()
+	}
 	return s
 }
 
@@ -75,7 +81,7 @@ func (s *Stack) step(name, what, how string, began time.Time) {
 // Components lists the dependencies that are part of the stack, in start order.
 func (s *Stack) Components() []*Component {
 	var out []*Component
-	for _, c := range []*Component{s.Postgres, s.NATS, s.MinIO, s.Vault, s.Clamd, s.Mail, s.OIDC} {
+	for _, c := range []*Component{s.Postgres, s.NATS, s.MinIO, s.Vault, s.Clamd, s.Mail, s.OIDC, s.Jaeger} {
 		if c != nil {
 			out = append(out, c)
 		}
@@ -111,6 +117,15 @@ func (s *Stack) Up(ctx context.Context) error {
 	for _, c := range []*Component{s.Postgres, s.NATS, s.MinIO, s.Clamd, s.Mail} {
 		if c != nil {
 			bring(c, c.addr)
+		}
+	}
+	if s.Jaeger != nil {
+		if s.cfg.Traces {
+			bring(s.Jaeger, DevJaegerAddrs.QueryURL()+" (traces: UI and query API)")
+		} else if err := s.stopUnasked(s.Jaeger); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
 		}
 	}
 	s.buildAll()
@@ -278,6 +293,9 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) bool {
 	}
 	if s.Portal != nil {
 		rows = append(rows, row{name: "portal", endpoint: c.PortalURL() + " (reference portal, web/portal)", c: s.Portal})
+	}
+	if s.Jaeger != nil && (c.Traces || s.Jaeger.Running()) {
+		rows = append(rows, row{name: "jaeger", endpoint: DevJaegerAddrs.QueryURL() + " (traces, OTLP :4318)", c: s.Jaeger})
 	}
 	var wg sync.WaitGroup
 	for i := range rows {
@@ -502,4 +520,16 @@ func (s *Stack) PIDs() map[string]int {
 		}
 	}
 	return out
+}
+
+// stopUnasked stops a component an earlier `up` started and this one did not ask for (the
+// dev stack's Jaeger after SECUREMSG_TRACES=1 make up, then make up without it).
+func (s *Stack) stopUnasked(c *Component) error {
+	c.proc.adopt()
+	if !c.Running() {
+		c.proc.forget()
+		return nil
+	}
+	s.logf("  %s: not asked for this time; stopping it", c.name)
+	return c.Stop()
 }
