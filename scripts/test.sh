@@ -24,6 +24,12 @@ scripts/stack.sh up
 # shellcheck disable=SC1090
 source <(scripts/stack.sh env)
 
+step "Jaeger for the tracing test (built once into .tmp/bin, from devstack/tools/jaeger)"
+# Built here rather than inside the test, so a first build does not compete with the tests.
+# shellcheck source=lib/tools.sh
+source scripts/lib/tools.sh
+tool_path jaeger >/dev/null
+
 step "go test -race, every module"
 mkdir -p .tmp
 go test -race -count=1 -timeout 25m "${modules[@]}" 2>&1 | tee .tmp/go-test.log
