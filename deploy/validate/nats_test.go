@@ -21,32 +21,62 @@ import (
 
 const natsDir = "../nats"
 
-// streamAPI is what every service may do to the suite's two streams: natsx.EnsureStreams
-// creates or updates them at start-up.
-var streamAPI = []string{
-	"$JS.API.STREAM.CREATE.SECUREMSG_AUDIT", "$JS.API.STREAM.CREATE.SECUREMSG_EVENTS",
-	"$JS.API.STREAM.INFO.SECUREMSG_AUDIT", "$JS.API.STREAM.INFO.SECUREMSG_EVENTS",
-	"$JS.API.STREAM.UPDATE.SECUREMSG_AUDIT", "$JS.API.STREAM.UPDATE.SECUREMSG_EVENTS",
+// sharedAPI is what every service's start-up does (daemon.Start): natsx.EnsureStreams updates
+// the two streams and the directory bucket, or creates them when missing (reading the account's
+// limits first); directory.Watch opens the bucket (stream info) and follows it through an ordered push consumer that it re-creates (and
+// deletes the old one) when it resets, answering flow control.
+var sharedAPI = []string{
+	"$JS.API.INFO",
+	"$JS.API.STREAM.CREATE.KV_SECUREMSG_DIRECTORY", "$JS.API.STREAM.CREATE.SECUREMSG_AUDIT", "$JS.API.STREAM.CREATE.SECUREMSG_EVENTS",
+	"$JS.API.STREAM.INFO.KV_SECUREMSG_DIRECTORY",
+	"$JS.API.STREAM.UPDATE.KV_SECUREMSG_DIRECTORY", "$JS.API.STREAM.UPDATE.SECUREMSG_AUDIT", "$JS.API.STREAM.UPDATE.SECUREMSG_EVENTS",
+	"$JS.API.CONSUMER.CREATE.KV_SECUREMSG_DIRECTORY.>", "$JS.API.CONSUMER.DELETE.KV_SECUREMSG_DIRECTORY.*",
+	"$JS.FC.KV_SECUREMSG_DIRECTORY.>",
 }
 
-// consumerAPI is what a service reading stream through its durable consumer may do.
-func consumerAPI(stream, durable string) []string {
-	return []string{
-		"$JS.ACK." + stream + "." + durable + ".>",
-		"$JS.API.CONSUMER.CREATE." + stream + "." + durable,
-		"$JS.API.CONSUMER.CREATE." + stream + "." + durable + ".>",
-		"$JS.API.CONSUMER.INFO." + stream + "." + durable,
-		"$JS.API.CONSUMER.MSG.NEXT." + stream + "." + durable,
-	}
+// producerSubjects are what every service's outbox relay and audit reconciler publish.
+func producerSubjects(svc string) []string {
+	return []string{"securemsg.audit." + svc, "securemsg.reconcile.audit." + svc}
 }
 
-// subjectPlan is each SECUREMSG user's publish allow-list: the subjects it produces, plus the
-// JetStream API for the suite's streams and its own consumer.
-var subjectPlan = map[string][]string{
-	"messaging":    {"securemsg.audit.messaging", "securemsg.events.message.>", "securemsg.events.thread.>"},
-	"attachment":   {"securemsg.audit.attachment", "securemsg.events.attachment.>"},
-	"notification": append([]string{"securemsg.audit.notification"}, consumerAPI("SECUREMSG_EVENTS", "notification")...),
-	"audit":        append([]string{"securemsg.events.anomaly.>"}, consumerAPI("SECUREMSG_AUDIT", "audit")...),
+// natsUserPlan is one SECUREMSG service user's permissions.
+type natsUserPlan struct {
+	publish, publishDeny, subscribe []string
+	responses                       bool
+}
+
+// natsPlan is each SECUREMSG service user's permissions, beyond sharedAPI and its
+// producerSubjects; nats_services_test.go performs the operations behind every grant.
+var natsPlan = map[string]natsUserPlan{
+	"messaging": {
+		publish: []string{
+			"securemsg.events.thread.>", "securemsg.events.message.>", "$KV.SECUREMSG_DIRECTORY.>",
+			"$JS.API.CONSUMER.CREATE.SECUREMSG_EVENTS.*", "$JS.API.CONSUMER.MSG.NEXT.SECUREMSG_EVENTS.*",
+			"$JS.API.CONSUMER.DELETE.SECUREMSG_EVENTS.*",
+		},
+		publishDeny: []string{
+			"$JS.API.CONSUMER.CREATE.SECUREMSG_EVENTS.notification", "$JS.API.CONSUMER.DELETE.SECUREMSG_EVENTS.notification",
+			"$JS.API.CONSUMER.MSG.NEXT.SECUREMSG_EVENTS.notification",
+		},
+		subscribe: []string{"_INBOX.>"},
+	},
+	"attachment": {publish: []string{"securemsg.events.attachment.>"}, subscribe: []string{"_INBOX.>"}},
+	"notification": {
+		publish: []string{
+			"$JS.ACK.SECUREMSG_EVENTS.notification.>", "$JS.API.CONSUMER.CREATE.SECUREMSG_EVENTS.notification.>",
+			"$JS.API.CONSUMER.INFO.SECUREMSG_EVENTS.notification", "$JS.API.CONSUMER.MSG.NEXT.SECUREMSG_EVENTS.notification",
+		},
+		subscribe: []string{"_INBOX.>"},
+	},
+	"audit": {
+		publish: []string{
+			"securemsg.events.anomaly.raised",
+			"$JS.ACK.SECUREMSG_AUDIT.audit-log.>", "$JS.API.CONSUMER.CREATE.SECUREMSG_AUDIT.audit-log",
+			"$JS.API.CONSUMER.INFO.SECUREMSG_AUDIT.audit-log", "$JS.API.CONSUMER.MSG.NEXT.SECUREMSG_AUDIT.audit-log",
+		},
+		subscribe: []string{"_INBOX.>", "securemsg.reconcile.audit.* audit"},
+		responses: true,
+	},
 }
 
 // setNATSPasswords puts a test password in every variable the configuration references.
@@ -91,20 +121,30 @@ func TestNATSPermissionsMatchSubjectPlan(t *testing.T) {
 			}
 			continue
 		}
-		plan, ok := subjectPlan[u.Name]
+		plan, ok := natsPlan[u.Name]
 		if !ok {
-			t.Errorf("user %s is not in the subject plan", u.Name)
+			t.Errorf("user %s is not in the plan", u.Name)
 			continue
 		}
-		want := slices.Sorted(slices.Values(append(slices.Clone(plan), streamAPI...)))
-		if !slices.Equal(u.PublishAllow, want) {
-			t.Errorf("user %s publish allow =\n%v\nwant\n%v", u.Name, u.PublishAllow, want)
+		sorted := func(parts ...[]string) []string { return slices.Sorted(slices.Values(slices.Concat(parts...))) }
+		for _, c := range []struct {
+			what      string
+			got, want []string
+		}{
+			{"publish allow", u.PublishAllow, sorted(plan.publish, sharedAPI, producerSubjects(u.Name))},
+			{"publish deny", u.PublishDeny, sorted(plan.publishDeny)},
+			{"subscribe allow", u.SubscribeAllow, sorted(plan.subscribe)},
+			{"subscribe deny", u.SubscribeDeny, nil},
+		} {
+			if !slices.Equal(c.got, c.want) {
+				t.Errorf("user %s %s =\n%v\nwant\n%v", u.Name, c.what, c.got, c.want)
+			}
 		}
-		if !slices.Equal(u.SubscribeAllow, []string{"_INBOX.>"}) {
-			t.Errorf("user %s subscribe allow = %v, want only reply inboxes (events arrive through its consumer)", u.Name, u.SubscribeAllow)
+		if u.AllowResponses != plan.responses {
+			t.Errorf("user %s allow_responses = %v, want %v", u.Name, u.AllowResponses, plan.responses)
 		}
 	}
-	for name := range subjectPlan {
+	for name := range natsPlan {
 		if !seen[name] {
 			t.Errorf("no NATS user %s", name)
 		}
@@ -243,45 +283,7 @@ func TestStreamDeclarations(t *testing.T) {
 // repository's accounts and care-team example and checks what each user can and cannot do.
 func TestNATSPermissionsLive(t *testing.T) {
 	pw := setNATSPasswords(t)
-	dir := t.TempDir()
-	for _, f := range []string{"accounts.conf", "careteam/example-cardiology.conf"} {
-		b, err := os.ReadFile(filepath.Join(natsDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:-1
-jetstream: { store_dir: %q, max_file_store: 100GB, max_memory_store: 2GB }
-system_account: SYS
-accounts: {
-  include ./accounts.conf
-  include ./careteam/example-cardiology.conf
-}
-`, filepath.Join(dir, "js"))
-	path := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatalf("nats-server rejects the configuration: %v", err)
-	}
-	opts.NoSigs, opts.NoLog = true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
+	srv := startSecuremsgNATS(t)
 
 	type client struct {
 		nc     *nats.Conn
@@ -378,12 +380,12 @@ accounts: {
 		wantDenied(notification, "notification subscribe outside its consumer")
 	}
 
-	// notification may create its own durable consumer, not another.
+	// notification may create its own durable consumer (with the filter the code gives it), not another.
 	njs, err := jetstream.New(notification.nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := njs.CreateOrUpdateConsumer(ctx, "SECUREMSG_EVENTS", jetstream.ConsumerConfig{Durable: "notification", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+	if _, err := njs.CreateOrUpdateConsumer(ctx, "SECUREMSG_EVENTS", jetstream.ConsumerConfig{Durable: "notification", FilterSubject: "securemsg.events.message.>", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Errorf("notification creates its durable consumer: %v", err)
 	}
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -391,4 +393,53 @@ accounts: {
 	if _, err := njs.CreateOrUpdateConsumer(short, "SECUREMSG_EVENTS", jetstream.ConsumerConfig{Durable: "someone-else", AckPolicy: jetstream.AckExplicitPolicy}); err == nil {
 		t.Error("notification created a consumer under another name")
 	}
+}
+
+// startSecuremsgNATS starts a real nats-server (in-process, the version scripts/lib/tools.sh
+// pins, random loopback port, JetStream in a temporary directory) with the repository's
+// accounts.conf and care-team example, as nats-server.conf includes them. The passwords must be
+// set (setNATSPasswords) before.
+func startSecuremsgNATS(t *testing.T) *server.Server {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"accounts.conf", "careteam/example-cardiology.conf"} {
+		b, err := os.ReadFile(filepath.Join(natsDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:-1
+jetstream: { store_dir: %q, max_file_store: 100GB, max_memory_store: 2GB }
+system_account: SYS
+accounts: {
+  include ./accounts.conf
+  include ./careteam/example-cardiology.conf
+}
+`, filepath.Join(dir, "js"))
+	path := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("nats-server rejects the configuration: %v", err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	return srv
+
 }

@@ -12,7 +12,10 @@ type NATSUser struct {
 	Name                          string
 	PublishAllow, PublishDeny     []string
 	SubscribeAllow, SubscribeDeny []string
-	HasPassword                   bool
+	// AllowResponses lets the user publish one reply to each request it received, whatever
+	// its publish allow-list says (permissions.allow_responses).
+	AllowResponses bool
+	HasPassword    bool
 }
 
 // NATSImport is a stream import from another account.
@@ -80,6 +83,14 @@ func LoadNATSAccounts(path string) (map[string]*NATSAccount, error) {
 			if perms, ok := um["permissions"].(map[string]any); ok {
 				user.PublishAllow, user.PublishDeny = allowDeny(perms["publish"])
 				user.SubscribeAllow, user.SubscribeDeny = allowDeny(perms["subscribe"])
+				switch r := perms["allow_responses"].(type) {
+				case bool:
+					user.AllowResponses = r
+				case nil:
+				default:
+					// A map sets max and expires; the plan wants the default (one reply).
+					return nil, fmt.Errorf("account %s user %s: allow_responses must be true or false", name, user.Name)
+				}
 			}
 			a.Users = append(a.Users, user)
 		}

@@ -32,5 +32,6 @@ role() {
 role securemsg-messaging messaging securemsg-messaging
 role securemsg-attachment attachment securemsg-attachment
 role securemsg-notification notification securemsg-notification
-role securemsg-audit audit securemsg-audit
+# No role for audit: it signs checkpoints with the Ed25519 key in Secret audit-signing-key and
+# never calls Vault, so it gets no Vault identity at all.
 role securemsg-keys-rewrap keys-rewrap securemsg-keys-rewrap

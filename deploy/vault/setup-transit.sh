@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Enables Transit and creates securemsg's keys, then loads the policies. Run once per Vault, as
-# an administrator (VAULT_ADDR and a token with sys/mounts, sys/policies and transit/keys rights).
+# an administrator (VAULT_ADDR and a token with sys/mounts, sys/policies and transit/keys rights),
+# before the services first start: their policies may read their key but not create it, so a
+# service whose key is missing refuses to start and names the key.
 # Idempotent: existing mounts and keys are left as they are (a key is never re-created).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,8 +27,9 @@ create_key() { # create_key NAME TYPE
 create_key securemsg-messaging aes256-gcm96
 create_key securemsg-attachment aes256-gcm96
 create_key securemsg-notification aes256-gcm96
-# Audit checkpoint signing (optional; the audit service can sign with a key file instead).
-create_key securemsg-audit-checkpoint ed25519
+# No key for the audit service: it signs checkpoints with a key file (Secret audit-signing-key).
+# Earlier versions of this script created securemsg-audit-checkpoint (ed25519); nothing uses it,
+# and since keys are never deletable it simply stays where it exists.
 
 for f in "$here"/policies/*.hcl; do
   vault policy write "$(basename "$f" .hcl)" "$f"

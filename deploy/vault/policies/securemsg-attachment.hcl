@@ -1,10 +1,18 @@
 # securemsg-attachment: the attachment service's pods (Kubernetes auth role securemsg-attachment). It creates
-# data-encryption keys under its own Transit key and unwraps them; it cannot rotate, configure,
-# read, rewrap, export or delete any key, nor touch another service's key.
+# data-encryption keys under its own Transit key and unwraps them, and at start reads that key to
+# check it exists (keys.EnsureKey). It cannot create, rotate, configure, rewrap, export or delete
+# any key, nor touch another service's key: an operator creates the key (setup-transit.sh), and
+# a pod whose key is missing refuses to start, naming the key.
 path "transit/datakey/plaintext/securemsg-attachment" {
   capabilities = ["update"]
 }
 
 path "transit/decrypt/securemsg-attachment" {
   capabilities = ["update"]
+}
+
+# Key metadata only (type, versions); Transit never returns key material on this path unless
+# the key is exportable, and setup-transit.sh creates it with exportable=false.
+path "transit/keys/securemsg-attachment" {
+  capabilities = ["read"]
 }

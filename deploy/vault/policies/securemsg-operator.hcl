@@ -1,7 +1,8 @@
 # securemsg-operator: people running securemsgctl keys rotate|rewrap|coverage|status|retire.
 # Attach it to the operators' own login (OIDC group, for example), never to a pod. It can rotate
-# keys, raise min_decryption_version (config), read key metadata and rewrap; it cannot decrypt,
-# create data keys, export or delete keys (segregation of duties: key custody is not data access).
+# keys, raise min_decryption_version (config), read key metadata and rewrap the three DEK-wrapping
+# keys; it cannot decrypt, create data keys, export or delete keys (segregation of duties: key
+# custody is not data access).
 path "transit/keys/securemsg-messaging" {
   capabilities = ["read"]
 }
@@ -47,17 +48,5 @@ path "transit/keys/securemsg-notification/config" {
 }
 
 path "transit/rewrap/securemsg-notification" {
-  capabilities = ["update"]
-}
-
-path "transit/keys/securemsg-audit-checkpoint" {
-  capabilities = ["read"]
-}
-
-path "transit/keys/securemsg-audit-checkpoint/rotate" {
-  capabilities = ["update"]
-}
-
-path "transit/keys/securemsg-audit-checkpoint/config" {
   capabilities = ["update"]
 }

@@ -3,6 +3,10 @@
 // (transit/decrypt), rewraps them in batches after a rotation (transit/rewrap; no plaintext
 // leaves Vault), rotates keys, reads key versions and raises min_decryption_version.
 //
+// At start a service checks its Transit key exists (OpenTransit, EnsureKey): it reads the key
+// and creates it only when it is missing and the token may create keys (dev, tests); in
+// production an operator creates the keys and the services' policies only read them.
+//
 // Services use a Keyring: NewDEK for a new thread or object, OpenDEK to unwrap a stored DEK
 // through a bounded cache (entries and age) that makes one Vault call per miss, however many
 // callers miss at once, and zeroes its plaintext copies on eviction. Only the wrapped form
