@@ -25,7 +25,7 @@ var flowPlan = []string{
 	"ingress messaging -> attachment tcp/7002",
 	"egress attachment -> messaging tcp/7001",
 	"ingress attachment -> messaging tcp/7001",
-	// Every service -> Postgres, NATS, Vault.
+	// Every service -> Postgres, NATS; every service but audit (which never calls Vault) -> Vault.
 	"egress messaging -> postgres/postgres tcp/5432",
 	"egress messaging -> nats/nats tcp/4222",
 	"egress messaging -> vault/vault tcp/8200",
@@ -37,7 +37,6 @@ var flowPlan = []string{
 	"egress notification -> vault/vault tcp/8200",
 	"egress audit -> postgres/postgres tcp/5432",
 	"egress audit -> nats/nats tcp/4222",
-	"egress audit -> vault/vault tcp/8200",
 	// attachment -> MinIO, clamd.
 	"egress attachment -> minio/minio tcp/9000",
 	"egress attachment -> clamav/clamd tcp/3310",

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -186,8 +187,19 @@ func TestVaultSetupScripts(t *testing.T) {
 		}
 		for _, d := range o.Deployments {
 			if _, ok := vaultFreeWorkloads[d.Name]; ok {
-				// Its binary reads no SECUREMSG_VAULT_* variable, so a role literal the
-				// vault-kubernetes-auth component may still give it is never used.
+				// Its binary reads no SECUREMSG_VAULT_* variable: it gets no Vault setting, no
+				// Vault token and no Vault CA at all.
+				env := containerEnv(d, o)
+				for k := range env {
+					if strings.HasPrefix(k, "SECUREMSG_VAULT_") {
+						t.Errorf("Deployment %s never calls Vault but is given %s", d.Name, k)
+					}
+				}
+				for _, v := range d.Spec.Template.Spec.Volumes {
+					if strings.HasPrefix(v.Name, "vault") {
+						t.Errorf("Deployment %s never calls Vault but mounts volume %s", d.Name, v.Name)
+					}
+				}
 				continue
 			}
 			check("Deployment "+d.Name, d.Spec.Template.Spec.ServiceAccountName, containerEnv(d, o)["SECUREMSG_VAULT_K8S_ROLE"])
