@@ -316,6 +316,14 @@ func (s *Store) RemoveIncompleteUploads(ctx context.Context, olderThan time.Dura
 // errObjectNotFound is Open's answer for an object that does not exist.
 var errObjectNotFound = usererr.New(usererr.NotFound, "OBJECT_NOT_FOUND", "object not found")
 
+// errRangeNotSatisfiable is rangeGet's answer when the object exists but holds no byte at the
+// range's start (HTTP 416): it is empty, or shorter than it was. The store answered, so this
+// is never Unavailable.
+var errRangeNotSatisfiable = errors.New("s3store: range not satisfiable")
+
+// errObjectChanged is a read of an object whose size is not the one it had when opened.
+var errObjectChanged = usererr.New(usererr.DataLoss, "STORED_OBJECT_CHANGED", "stored object changed while read")
+
 func isNotFound(err error) bool {
 	r := minio.ToErrorResponse(err)
 	return r.StatusCode == http.StatusNotFound || r.Code == "NoSuchKey" || r.Code == "NoSuchUpload"
@@ -458,6 +466,18 @@ func (o *object) get(off, n int64) (*cursor, error) {
 		end = min(end, o.size)
 	}
 	body, hdr, err := o.s.rangeGet(o.ctx, o.key, off, end)
+	if errors.Is(err, errRangeNotSatisfiable) {
+		if off == 0 && o.size < 0 {
+			// No range of an empty object exists, so S3 answers a GET of its start with 416:
+			// the object is there and holds nothing. It is an object of size 0, which the
+			// caller refuses as damaged (DataLoss) — never a store that is down, which a
+			// client would retry for ever.
+			o.size = 0
+			return &cursor{body: http.NoBody}, nil
+		}
+		// The object now ends before a byte it had when it was opened.
+		return nil, errObjectChanged
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -470,7 +490,7 @@ func (o *object) get(off, n int64) (*cursor, error) {
 		o.size = total
 	} else if total != o.size {
 		closeBody(body)
-		return nil, usererr.New(usererr.DataLoss, "STORED_OBJECT_CHANGED", "stored object changed while read")
+		return nil, errObjectChanged
 	}
 	return &cursor{body: body, pos: off, end: min(end, total)}, nil
 }
@@ -486,6 +506,9 @@ func (s *Store) rangeGet(ctx context.Context, key string, off, end int64) (io.Re
 	if err != nil {
 		if isNotFound(err) {
 			return nil, nil, errObjectNotFound
+		}
+		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusRequestedRangeNotSatisfiable || r.Code == "InvalidRange" {
+			return nil, nil, errRangeNotSatisfiable
 		}
 		return nil, nil, unavailable("get object", err)
 	}

@@ -222,3 +222,51 @@ func TestRemoveAbortsIncompleteUpload(t *testing.T) {
 		t.Errorf("incomplete uploads after Remove = %d, want 0", n)
 	}
 }
+
+// TestOpenEmptyAndShrunkObjects: an empty object is an object of size 0 (S3 answers a GET of
+// its first bytes with 416), and an object that shrinks under an open reader is DataLoss.
+// Neither is Unavailable: the store answered, and a retry will not mend the object.
+func TestOpenEmptyAndShrunkObjects(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, 64<<10)
+	if err := s.Put(t.Context(), "obj/empty", bytes.NewReader(nil), 0); err != nil {
+		t.Fatalf("Put(empty) = %v", err)
+	}
+	for _, hint := range []domain.ReadHint{{}, {Size: 1 << 20, Tail: 64<<10 + 16}} {
+		obj, err := s.Open(t.Context(), "obj/empty", hint)
+		if err != nil {
+			t.Fatalf("Open(empty, hint %+v) = %v, want an object of size 0", hint, err)
+		}
+		if obj.Size() != 0 {
+			t.Errorf("Open(empty).Size() = %d, want 0", obj.Size())
+		}
+		if n, err := obj.ReadAt(make([]byte, 10), 0); n != 0 || err != io.EOF {
+			t.Errorf("Open(empty).ReadAt = %d, %v, want 0, EOF", n, err)
+		}
+		_ = obj.Close() // read-only
+	}
+
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	if err := s.Put(t.Context(), "obj/shrinks", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{0, 1000} {
+		obj, err := s.Open(t.Context(), "obj/shrinks", domain.ReadHint{})
+		if err != nil {
+			t.Fatalf("Open = %v", err)
+		}
+		if err := s.Put(t.Context(), "obj/shrinks", bytes.NewReader(data[:size]), int64(size)); err != nil {
+			t.Fatal(err)
+		}
+		// Beyond the first window: a new range GET, of an object now shorter than the offset.
+		_, err = obj.ReadAt(make([]byte, 100), 512<<10)
+		if !errors.Is(err, usererr.ErrDataLoss) || errors.Is(err, usererr.ErrUnavailable) {
+			t.Errorf("ReadAt(object shrunk to %d bytes) = %v, want ErrDataLoss", size, err)
+		}
+		_ = obj.Close() // read-only
+		if err := s.Put(t.Context(), "obj/shrinks", bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -13,38 +14,64 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 )
 
 // clamd is Debian's clamd with a config of the stack's own: it never uses the system service,
-// its config or its signature database. The only signature is the EICAR test file (an .hdb
-// line), so clamd starts in a second and detects exactly the test file; no freshclam. The dev
-// stack installs clamav-daemon with apt-get on first use; a private stack without clamd ends
-// its test through Unavailable.
+// its config or its signature database. The only signatures are the EICAR test file's, so
+// clamd starts in a second and detects exactly the test file; no freshclam. There are two
+// (clamdSignatures): the file's MD5 (an .hdb line), and its 68 bytes as a body signature
+// anywhere in anything clamd scans (an .ndb line), which is what finds EICAR inside a zip or a
+// docx once clamd has unpacked it, and behind a PDF header or inside a PDF's compressed stream.
+// The databases are part of the settings, so an existing dev stack restarts clamd on the next
+// `up` when they change; the readiness check asks for the embedded detection too, so a clamd
+// with an older database is never taken as ready. The dev stack installs clamav-daemon with
+// apt-get on first use; a private stack without clamd ends its test through Unavailable.
 func (s *Stack) clamd() *Component {
 	addr := HostPort(s.cfg.Ports.Clamd)
 	c := s.component("clamd", s.cfg.Ports.Clamd, func(ctx context.Context) error { return ClamdDetectsEICAR(ctx, addr) })
 	c.reuse = true
 	conf := s.statePath("clamd", "clamd.conf")
 	body := clamdConfig(s.cfg.Ports.Clamd, s.statePath("clamd", "db"), s.statePath("clamd", "tmp"))
+	sigs := clamdSignatures()
 	c.proc.args, c.proc.settings = []string{"--config-file=" + conf}, []string{body}
+	for _, f := range sigs {
+		c.proc.settings = append(c.proc.settings, f.name+"\n"+f.body)
+	}
 	c.prepare = func(ctx context.Context) error {
 		bin, err := s.clamdBinary(ctx)
 		if err != nil {
 			return err
 		}
 		c.proc.path = bin
-		sum := md5.Sum(EICAR()) //nolint:gosec // G401: the .hdb format names a file by its MD5
-		hdb := fmt.Sprintf("%s:%d:Eicar-Test-Signature\n", hex.EncodeToString(sum[:]), len(EICAR()))
 		if err := os.MkdirAll(s.statePath("clamd", "tmp"), 0o755); err != nil {
 			return err
 		}
-		if err := writeFile(s.statePath("clamd", "db", "eicar.hdb"), hdb); err != nil {
-			return err
+		for _, f := range sigs {
+			if err := writeFile(s.statePath("clamd", "db", f.name), f.body); err != nil {
+				return err
+			}
 		}
 		return writeFile(conf, body)
 	}
 	return c
+}
+
+// signatureFile is one file of clamd's signature database directory.
+type signatureFile struct{ name, body string }
+
+// clamdSignatures is the stack's signature database: the EICAR file by its MD5 and size
+// (.hdb: "md5:size:name"), and by its bytes anywhere in a file of any type (.ndb:
+// "name:target type:offset:hex", target type 0 any file, offset * anywhere). A hash names only
+// the whole file, so without the body signature EICAR with one byte around it, or inside a
+// document, passes.
+func clamdSignatures() []signatureFile {
+	sum := md5.Sum(EICAR()) //nolint:gosec // G401: the .hdb format names a file by its MD5
+	return []signatureFile{
+		{name: "eicar.hdb", body: fmt.Sprintf("%s:%d:Eicar-Test-Signature\n", hex.EncodeToString(sum[:]), len(EICAR()))},
+		{name: "eicar.ndb", body: fmt.Sprintf("Eicar-Test-Signature-Embedded:0:*:%s\n", hex.EncodeToString(EICAR()))},
+	}
 }
 
 func clamdConfig(port int, dbDir, tmpDir string) string {
@@ -60,7 +87,12 @@ Foreground yes
 StreamMaxLength 100M
 MaxFileSize 100M
 MaxScanSize 400M
-# The test database never changes while clamd runs.
+# Unpack what it scans, so a signature finds what a container holds: zip archives (and docx,
+# which is one) and PDF streams. These are clamd's defaults, written out because the tests of
+# embedded malware depend on them.
+ScanArchive yes
+ScanPDF yes
+# The test database never changes while clamd runs (a change restarts it).
 SelfCheck 0
 ConcurrentDatabaseReload no
 MaxThreads 4
@@ -106,25 +138,54 @@ func EICAR() []byte {
 }
 
 // ClamdDetectsEICAR succeeds when clamd at addr answers PING and, with the stack's test
-// signature database, finds the EICAR test file and passes clean data.
+// signature database, finds the EICAR test file, finds it inside a compressed zip member with
+// text around it (the body signature, and archive scanning), and passes clean data.
 func ClamdDetectsEICAR(ctx context.Context, addr string) error {
 	if err := ClamdPing(ctx, addr); err != nil {
 		return err
 	}
-	verdict, err := ClamdScan(ctx, addr, bytes.NewReader(EICAR()))
+	zipped, err := eicarInZip()
 	if err != nil {
 		return err
 	}
-	if !strings.HasSuffix(verdict, " FOUND") {
-		return fmt.Errorf("clamd answers PONG but scanned EICAR as %q, want FOUND (is the test signature database loaded?)", verdict)
+	for _, probe := range []struct {
+		what, hint string
+		data       []byte
+	}{
+		{what: "EICAR", hint: "is the test signature database loaded?", data: EICAR()},
+		{what: "EICAR inside a zip", hint: "is the body signature eicar.ndb loaded, and ScanArchive on?", data: zipped},
+	} {
+		verdict, err := ClamdScan(ctx, addr, bytes.NewReader(probe.data))
+		if err != nil {
+			return err
+		}
+		if !strings.HasSuffix(verdict, " FOUND") {
+			return fmt.Errorf("clamd answers PONG but scanned %s as %q, want FOUND (%s)", probe.what, verdict, probe.hint)
+		}
 	}
-	if verdict, err = ClamdScan(ctx, addr, strings.NewReader("clean sample\n")); err != nil {
+	verdict, err := ClamdScan(ctx, addr, strings.NewReader("clean sample\n"))
+	if err != nil {
 		return err
 	}
 	if verdict != "OK" {
 		return fmt.Errorf("clamd scanned a clean sample as %q, want OK", verdict)
 	}
 	return nil
+}
+
+// eicarInZip is a zip whose one deflated member holds EICAR between lines of text: neither the
+// file's hash nor its raw bytes appear, so only unpacking and the body signature find it.
+func eicarInZip() ([]byte, error) {
+	var b bytes.Buffer
+	z := zip.NewWriter(&b)
+	w, err := z.Create("notes.txt")
+	if err == nil {
+		_, err = w.Write(slices.Concat([]byte("first line\n"), EICAR(), []byte("\nlast line\n")))
+	}
+	if err = errors.Join(err, z.Close()); err != nil {
+		return nil, fmt.Errorf("build the EICAR zip: %w", err)
+	}
+	return b.Bytes(), nil
 }
 
 // ClamdPing sends PING to clamd at addr and expects PONG.
