@@ -616,6 +616,399 @@ func (x *AccessReportEntry) GetActorDisplayName() string {
 	return ""
 }
 
+// Alert is one anomaly alert the detector raised over the audit log.
+type Alert struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alert's id (the AnomalyAlert event's id).
+	AlertId string `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	// The rule that fired ("bulk_read", "repeated_denials", "break_glass", ...).
+	RuleId string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// The actor whose records fired it.
+	Actor *v1.AuditActor `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// How urgent it is.
+	Severity v1.Severity `protobuf:"varint,4,opt,name=severity,proto3,enum=securemsg.events.v1.Severity" json:"severity,omitempty"`
+	// The window the rule counted over.
+	WindowStart *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	// End of the window.
+	WindowEnd *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	// How many matching records the window held, and the threshold that count reached.
+	Count int64 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
+	// The rule's threshold.
+	Threshold int64 `protobuf:"varint,8,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// Log sequences of the first and last matching records (QueryAuditEvents reads them).
+	FirstSequence uint64 `protobuf:"varint,9,opt,name=first_sequence,json=firstSequence,proto3" json:"first_sequence,omitempty"`
+	// Log sequence of the record that fired the rule.
+	LastSequence uint64 `protobuf:"varint,10,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	// When the alert was raised.
+	RaiseTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=raise_time,json=raiseTime,proto3" json:"raise_time,omitempty"`
+	// When it was acknowledged; unset while open.
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	// Who acknowledged it (opaque subject id); empty while open.
+	AcknowledgedBy string `protobuf:"bytes,13,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
+	// The acknowledger's note; empty while open.
+	Note          string `protobuf:"bytes,14,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alert) Reset() {
+	*x = Alert{}
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alert) ProtoMessage() {}
+
+func (x *Alert) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alert.ProtoReflect.Descriptor instead.
+func (*Alert) Descriptor() ([]byte, []int) {
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Alert) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+func (x *Alert) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *Alert) GetActor() *v1.AuditActor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *Alert) GetSeverity() v1.Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return v1.Severity(0)
+}
+
+func (x *Alert) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *Alert) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
+func (x *Alert) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Alert) GetThreshold() int64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *Alert) GetFirstSequence() uint64 {
+	if x != nil {
+		return x.FirstSequence
+	}
+	return 0
+}
+
+func (x *Alert) GetLastSequence() uint64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+func (x *Alert) GetRaiseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RaiseTime
+	}
+	return nil
+}
+
+func (x *Alert) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
+func (x *Alert) GetAcknowledgedBy() string {
+	if x != nil {
+		return x.AcknowledgedBy
+	}
+	return ""
+}
+
+func (x *Alert) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// ListAlertsRequest selects a page of alerts.
+type ListAlertsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only alerts nobody has acknowledged yet.
+	OpenOnly bool `protobuf:"varint,1,opt,name=open_only,json=openOnly,proto3" json:"open_only,omitempty"`
+	// Only alerts of this rule; empty for every rule.
+	RuleId string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// Maximum alerts to return; 0 means 50, larger than 200 is treated as 200.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token from a previous response with the same filter.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlertsRequest) Reset() {
+	*x = ListAlertsRequest{}
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlertsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlertsRequest) ProtoMessage() {}
+
+func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
+func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListAlertsRequest) GetOpenOnly() bool {
+	if x != nil {
+		return x.OpenOnly
+	}
+	return false
+}
+
+func (x *ListAlertsRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *ListAlertsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAlertsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListAlertsResponse is one page of alerts, newest first.
+type ListAlertsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alerts.
+	Alerts []*Alert `protobuf:"bytes,1,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlertsResponse) Reset() {
+	*x = ListAlertsResponse{}
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlertsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlertsResponse) ProtoMessage() {}
+
+func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
+func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListAlertsResponse) GetAlerts() []*Alert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+func (x *ListAlertsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// AcknowledgeAlertRequest acknowledges one alert.
+type AcknowledgeAlertRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alert's id.
+	AlertId string `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	// What was found or done: ids and codes, never patient details (the note is kept in the
+	// audit service, shown to auditors only).
+	Note          string `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeAlertRequest) Reset() {
+	*x = AcknowledgeAlertRequest{}
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeAlertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeAlertRequest) ProtoMessage() {}
+
+func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeAlertRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeAlertRequest) Descriptor() ([]byte, []int) {
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AcknowledgeAlertRequest) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+func (x *AcknowledgeAlertRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// AcknowledgeAlertResponse is the alert as acknowledged.
+type AcknowledgeAlertResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alert, with its acknowledgement.
+	Alert         *Alert `protobuf:"bytes,1,opt,name=alert,proto3" json:"alert,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeAlertResponse) Reset() {
+	*x = AcknowledgeAlertResponse{}
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeAlertResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeAlertResponse) ProtoMessage() {}
+
+func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeAlertResponse.ProtoReflect.Descriptor instead.
+func (*AcknowledgeAlertResponse) Descriptor() ([]byte, []int) {
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AcknowledgeAlertResponse) GetAlert() *Alert {
+	if x != nil {
+		return x.Alert
+	}
+	return nil
+}
+
 // QueryAuditEventsRequest selects a page of log entries.
 type QueryAuditEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -633,7 +1026,7 @@ type QueryAuditEventsRequest struct {
 
 func (x *QueryAuditEventsRequest) Reset() {
 	*x = QueryAuditEventsRequest{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[4]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +1038,7 @@ func (x *QueryAuditEventsRequest) String() string {
 func (*QueryAuditEventsRequest) ProtoMessage() {}
 
 func (x *QueryAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[4]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +1051,7 @@ func (x *QueryAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*QueryAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{4}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *QueryAuditEventsRequest) GetFilter() *AuditEventFilter {
@@ -702,7 +1095,7 @@ type QueryAuditEventsResponse struct {
 
 func (x *QueryAuditEventsResponse) Reset() {
 	*x = QueryAuditEventsResponse{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[5]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +1107,7 @@ func (x *QueryAuditEventsResponse) String() string {
 func (*QueryAuditEventsResponse) ProtoMessage() {}
 
 func (x *QueryAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[5]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +1120,7 @@ func (x *QueryAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*QueryAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{5}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *QueryAuditEventsResponse) GetEntries() []*AuditEntry {
@@ -757,7 +1150,7 @@ type ExportAuditEventsRequest struct {
 
 func (x *ExportAuditEventsRequest) Reset() {
 	*x = ExportAuditEventsRequest{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[6]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1162,7 @@ func (x *ExportAuditEventsRequest) String() string {
 func (*ExportAuditEventsRequest) ProtoMessage() {}
 
 func (x *ExportAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[6]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1175,7 @@ func (x *ExportAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ExportAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{6}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExportAuditEventsRequest) GetFilter() *AuditEventFilter {
@@ -818,7 +1211,7 @@ type ExportSummary struct {
 
 func (x *ExportSummary) Reset() {
 	*x = ExportSummary{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[7]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +1223,7 @@ func (x *ExportSummary) String() string {
 func (*ExportSummary) ProtoMessage() {}
 
 func (x *ExportSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[7]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1236,7 @@ func (x *ExportSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSummary.ProtoReflect.Descriptor instead.
 func (*ExportSummary) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{7}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExportSummary) GetRecordCount() uint64 {
@@ -894,7 +1287,7 @@ type ExportAuditEventsResponse struct {
 
 func (x *ExportAuditEventsResponse) Reset() {
 	*x = ExportAuditEventsResponse{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[8]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1299,7 @@ func (x *ExportAuditEventsResponse) String() string {
 func (*ExportAuditEventsResponse) ProtoMessage() {}
 
 func (x *ExportAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[8]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1312,7 @@ func (x *ExportAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ExportAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{8}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExportAuditEventsResponse) GetChunk() []byte {
@@ -949,7 +1342,7 @@ type VerifyRangeRequest struct {
 
 func (x *VerifyRangeRequest) Reset() {
 	*x = VerifyRangeRequest{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[9]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1354,7 @@ func (x *VerifyRangeRequest) String() string {
 func (*VerifyRangeRequest) ProtoMessage() {}
 
 func (x *VerifyRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[9]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1367,7 @@ func (x *VerifyRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRangeRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRangeRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{9}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VerifyRangeRequest) GetFromSequence() uint64 {
@@ -1014,7 +1407,7 @@ type VerifyRangeResponse struct {
 
 func (x *VerifyRangeResponse) Reset() {
 	*x = VerifyRangeResponse{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[10]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1419,7 @@ func (x *VerifyRangeResponse) String() string {
 func (*VerifyRangeResponse) ProtoMessage() {}
 
 func (x *VerifyRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[10]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1432,7 @@ func (x *VerifyRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRangeResponse.ProtoReflect.Descriptor instead.
 func (*VerifyRangeResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{10}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *VerifyRangeResponse) GetOk() bool {
@@ -1100,7 +1493,7 @@ type GetLatestCheckpointRequest struct {
 
 func (x *GetLatestCheckpointRequest) Reset() {
 	*x = GetLatestCheckpointRequest{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[11]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1505,7 @@ func (x *GetLatestCheckpointRequest) String() string {
 func (*GetLatestCheckpointRequest) ProtoMessage() {}
 
 func (x *GetLatestCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[11]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1518,7 @@ func (x *GetLatestCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLatestCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetLatestCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{11}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{16}
 }
 
 // GetLatestCheckpointResponse is the newest checkpoint.
@@ -1139,7 +1532,7 @@ type GetLatestCheckpointResponse struct {
 
 func (x *GetLatestCheckpointResponse) Reset() {
 	*x = GetLatestCheckpointResponse{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[12]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1544,7 @@ func (x *GetLatestCheckpointResponse) String() string {
 func (*GetLatestCheckpointResponse) ProtoMessage() {}
 
 func (x *GetLatestCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[12]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1557,7 @@ func (x *GetLatestCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLatestCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetLatestCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{12}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetLatestCheckpointResponse) GetCheckpoint() *Checkpoint {
@@ -1187,7 +1580,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[13]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1592,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[13]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1605,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{13}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetInclusionProofRequest) GetSequence() uint64 {
@@ -1248,7 +1641,7 @@ type GetInclusionProofResponse struct {
 
 func (x *GetInclusionProofResponse) Reset() {
 	*x = GetInclusionProofResponse{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[14]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1653,7 @@ func (x *GetInclusionProofResponse) String() string {
 func (*GetInclusionProofResponse) ProtoMessage() {}
 
 func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[14]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1666,7 @@ func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{14}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetInclusionProofResponse) GetLeafIndex() uint64 {
@@ -1324,7 +1717,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[15]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1729,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[15]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1742,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{15}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetConsistencyProofRequest) GetFirstSize() uint64 {
@@ -1381,7 +1774,7 @@ type GetConsistencyProofResponse struct {
 
 func (x *GetConsistencyProofResponse) Reset() {
 	*x = GetConsistencyProofResponse{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[16]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1786,7 @@ func (x *GetConsistencyProofResponse) String() string {
 func (*GetConsistencyProofResponse) ProtoMessage() {}
 
 func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[16]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1799,7 @@ func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{16}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetConsistencyProofResponse) GetFirstSize() uint64 {
@@ -1449,7 +1842,7 @@ type GetAccessReportRequest struct {
 
 func (x *GetAccessReportRequest) Reset() {
 	*x = GetAccessReportRequest{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[17]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1854,7 @@ func (x *GetAccessReportRequest) String() string {
 func (*GetAccessReportRequest) ProtoMessage() {}
 
 func (x *GetAccessReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[17]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1867,7 @@ func (x *GetAccessReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccessReportRequest.ProtoReflect.Descriptor instead.
 func (*GetAccessReportRequest) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{17}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetAccessReportRequest) GetPatientId() string {
@@ -1525,7 +1918,7 @@ type GetAccessReportResponse struct {
 
 func (x *GetAccessReportResponse) Reset() {
 	*x = GetAccessReportResponse{}
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[18]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1930,7 @@ func (x *GetAccessReportResponse) String() string {
 func (*GetAccessReportResponse) ProtoMessage() {}
 
 func (x *GetAccessReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[18]
+	mi := &file_securemsg_audit_v1_audit_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1943,7 @@ func (x *GetAccessReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccessReportResponse.ProtoReflect.Descriptor instead.
 func (*GetAccessReportResponse) Descriptor() ([]byte, []int) {
-	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{18}
+	return file_securemsg_audit_v1_audit_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetAccessReportResponse) GetEntries() []*AccessReportEntry {
@@ -1624,7 +2017,40 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"recordType\x12\x1b\n" +
 	"\trecord_id\x18\a \x01(\tR\brecordId\x12G\n" +
 	"\x0epurpose_of_use\x18\b \x01(\x0e2!.securemsg.common.v1.PurposeOfUseR\fpurposeOfUse\x121\n" +
-	"\x12actor_display_name\x18\t \x01(\tB\x03\x80\x01\x01R\x10actorDisplayName\"\xc9\x01\n" +
+	"\x12actor_display_name\x18\t \x01(\tB\x03\x80\x01\x01R\x10actorDisplayName\"\xeb\x04\n" +
+	"\x05Alert\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x17\n" +
+	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x125\n" +
+	"\x05actor\x18\x03 \x01(\v2\x1f.securemsg.events.v1.AuditActorR\x05actor\x129\n" +
+	"\bseverity\x18\x04 \x01(\x0e2\x1d.securemsg.events.v1.SeverityR\bseverity\x12=\n" +
+	"\fwindow_start\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x12\x14\n" +
+	"\x05count\x18\a \x01(\x03R\x05count\x12\x1c\n" +
+	"\tthreshold\x18\b \x01(\x03R\tthreshold\x12%\n" +
+	"\x0efirst_sequence\x18\t \x01(\x04R\rfirstSequence\x12#\n" +
+	"\rlast_sequence\x18\n" +
+	" \x01(\x04R\flastSequence\x129\n" +
+	"\n" +
+	"raise_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\traiseTime\x12E\n" +
+	"\x10acknowledge_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\x12'\n" +
+	"\x0facknowledged_by\x18\r \x01(\tR\x0eacknowledgedBy\x12\x17\n" +
+	"\x04note\x18\x0e \x01(\tB\x03\x80\x01\x01R\x04note\"\xaf\x01\n" +
+	"\x11ListAlertsRequest\x12\x1b\n" +
+	"\topen_only\x18\x01 \x01(\bR\bopenOnly\x12.\n" +
+	"\arule_id\x18\x02 \x01(\tB\x15\xbaH\x12r\x10(@2\f^[a-z0-9_]*$R\x06ruleId\x12$\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tpageToken\"o\n" +
+	"\x12ListAlertsResponse\x121\n" +
+	"\x06alerts\x18\x01 \x03(\v2\x19.securemsg.audit.v1.AlertR\x06alerts\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"c\n" +
+	"\x17AcknowledgeAlertRequest\x12%\n" +
+	"\balert_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01(\x80\x01R\aalertId\x12!\n" +
+	"\x04note\x18\x02 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\xf4\x03\x80\x01\x01R\x04note\"K\n" +
+	"\x18AcknowledgeAlertResponse\x12/\n" +
+	"\x05alert\x18\x01 \x01(\v2\x19.securemsg.audit.v1.AlertR\x05alert\"\xc9\x01\n" +
 	"\x17QueryAuditEventsRequest\x12<\n" +
 	"\x06filter\x18\x01 \x01(\v2$.securemsg.audit.v1.AuditEventFilterR\x06filter\x12$\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
@@ -1719,7 +2145,7 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"\x1bVERIFY_FAILURE_SEQUENCE_GAP\x10\x03\x12+\n" +
 	"'VERIFY_FAILURE_CHECKPOINT_ROOT_MISMATCH\x10\x04\x12/\n" +
 	"+VERIFY_FAILURE_CHECKPOINT_SIGNATURE_INVALID\x10\x05\x12%\n" +
-	"!VERIFY_FAILURE_RECORD_UNDECODABLE\x10\x062\xd0\x06\n" +
+	"!VERIFY_FAILURE_RECORD_UNDECODABLE\x10\x062\x9c\b\n" +
 	"\fAuditService\x12m\n" +
 	"\x10QueryAuditEvents\x12+.securemsg.audit.v1.QueryAuditEventsRequest\x1a,.securemsg.audit.v1.QueryAuditEventsResponse\x12r\n" +
 	"\x11ExportAuditEvents\x12,.securemsg.audit.v1.ExportAuditEventsRequest\x1a-.securemsg.audit.v1.ExportAuditEventsResponse0\x01\x12^\n" +
@@ -1727,7 +2153,10 @@ const file_securemsg_audit_v1_audit_proto_rawDesc = "" +
 	"\x13GetLatestCheckpoint\x12..securemsg.audit.v1.GetLatestCheckpointRequest\x1a/.securemsg.audit.v1.GetLatestCheckpointResponse\x12p\n" +
 	"\x11GetInclusionProof\x12,.securemsg.audit.v1.GetInclusionProofRequest\x1a-.securemsg.audit.v1.GetInclusionProofResponse\x12v\n" +
 	"\x13GetConsistencyProof\x12..securemsg.audit.v1.GetConsistencyProofRequest\x1a/.securemsg.audit.v1.GetConsistencyProofResponse\x12\x9a\x01\n" +
-	"\x0fGetAccessReport\x12*.securemsg.audit.v1.GetAccessReportRequest\x1a+.securemsg.audit.v1.GetAccessReportResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/patients/{patient_id}/accessReportB\xcd\x01\n" +
+	"\x0fGetAccessReport\x12*.securemsg.audit.v1.GetAccessReportRequest\x1a+.securemsg.audit.v1.GetAccessReportResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/patients/{patient_id}/accessReport\x12[\n" +
+	"\n" +
+	"ListAlerts\x12%.securemsg.audit.v1.ListAlertsRequest\x1a&.securemsg.audit.v1.ListAlertsResponse\x12m\n" +
+	"\x10AcknowledgeAlert\x12+.securemsg.audit.v1.AcknowledgeAlertRequest\x1a,.securemsg.audit.v1.AcknowledgeAlertResponseB\xcd\x01\n" +
 	"\x16com.securemsg.audit.v1B\n" +
 	"AuditProtoP\x01Z=github.com/securemsg/securemsg/gen/securemsg/audit/v1;auditv1\xa2\x02\x03SAX\xaa\x02\x12Securemsg.Audit.V1\xca\x02\x12Securemsg\\Audit\\V1\xe2\x02\x1eSecuremsg\\Audit\\V1\\GPBMetadata\xea\x02\x14Securemsg::Audit::V1b\x06proto3"
 
@@ -1744,7 +2173,7 @@ func file_securemsg_audit_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_securemsg_audit_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_securemsg_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_securemsg_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_securemsg_audit_v1_audit_proto_goTypes = []any{
 	(ExportFormat)(0),                   // 0: securemsg.audit.v1.ExportFormat
 	(VerifyFailure)(0),                  // 1: securemsg.audit.v1.VerifyFailure
@@ -1752,77 +2181,95 @@ var file_securemsg_audit_v1_audit_proto_goTypes = []any{
 	(*Checkpoint)(nil),                  // 3: securemsg.audit.v1.Checkpoint
 	(*AuditEventFilter)(nil),            // 4: securemsg.audit.v1.AuditEventFilter
 	(*AccessReportEntry)(nil),           // 5: securemsg.audit.v1.AccessReportEntry
-	(*QueryAuditEventsRequest)(nil),     // 6: securemsg.audit.v1.QueryAuditEventsRequest
-	(*QueryAuditEventsResponse)(nil),    // 7: securemsg.audit.v1.QueryAuditEventsResponse
-	(*ExportAuditEventsRequest)(nil),    // 8: securemsg.audit.v1.ExportAuditEventsRequest
-	(*ExportSummary)(nil),               // 9: securemsg.audit.v1.ExportSummary
-	(*ExportAuditEventsResponse)(nil),   // 10: securemsg.audit.v1.ExportAuditEventsResponse
-	(*VerifyRangeRequest)(nil),          // 11: securemsg.audit.v1.VerifyRangeRequest
-	(*VerifyRangeResponse)(nil),         // 12: securemsg.audit.v1.VerifyRangeResponse
-	(*GetLatestCheckpointRequest)(nil),  // 13: securemsg.audit.v1.GetLatestCheckpointRequest
-	(*GetLatestCheckpointResponse)(nil), // 14: securemsg.audit.v1.GetLatestCheckpointResponse
-	(*GetInclusionProofRequest)(nil),    // 15: securemsg.audit.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 16: securemsg.audit.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 17: securemsg.audit.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 18: securemsg.audit.v1.GetConsistencyProofResponse
-	(*GetAccessReportRequest)(nil),      // 19: securemsg.audit.v1.GetAccessReportRequest
-	(*GetAccessReportResponse)(nil),     // 20: securemsg.audit.v1.GetAccessReportResponse
-	(*v1.AuditRecord)(nil),              // 21: securemsg.events.v1.AuditRecord
-	(*timestamppb.Timestamp)(nil),       // 22: google.protobuf.Timestamp
-	(v1.RecordType)(0),                  // 23: securemsg.events.v1.RecordType
-	(v1.Action)(0),                      // 24: securemsg.events.v1.Action
-	(v1.Outcome)(0),                     // 25: securemsg.events.v1.Outcome
-	(v1.Severity)(0),                    // 26: securemsg.events.v1.Severity
-	(v11.Role)(0),                       // 27: securemsg.common.v1.Role
-	(v11.PurposeOfUse)(0),               // 28: securemsg.common.v1.PurposeOfUse
+	(*Alert)(nil),                       // 6: securemsg.audit.v1.Alert
+	(*ListAlertsRequest)(nil),           // 7: securemsg.audit.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),          // 8: securemsg.audit.v1.ListAlertsResponse
+	(*AcknowledgeAlertRequest)(nil),     // 9: securemsg.audit.v1.AcknowledgeAlertRequest
+	(*AcknowledgeAlertResponse)(nil),    // 10: securemsg.audit.v1.AcknowledgeAlertResponse
+	(*QueryAuditEventsRequest)(nil),     // 11: securemsg.audit.v1.QueryAuditEventsRequest
+	(*QueryAuditEventsResponse)(nil),    // 12: securemsg.audit.v1.QueryAuditEventsResponse
+	(*ExportAuditEventsRequest)(nil),    // 13: securemsg.audit.v1.ExportAuditEventsRequest
+	(*ExportSummary)(nil),               // 14: securemsg.audit.v1.ExportSummary
+	(*ExportAuditEventsResponse)(nil),   // 15: securemsg.audit.v1.ExportAuditEventsResponse
+	(*VerifyRangeRequest)(nil),          // 16: securemsg.audit.v1.VerifyRangeRequest
+	(*VerifyRangeResponse)(nil),         // 17: securemsg.audit.v1.VerifyRangeResponse
+	(*GetLatestCheckpointRequest)(nil),  // 18: securemsg.audit.v1.GetLatestCheckpointRequest
+	(*GetLatestCheckpointResponse)(nil), // 19: securemsg.audit.v1.GetLatestCheckpointResponse
+	(*GetInclusionProofRequest)(nil),    // 20: securemsg.audit.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 21: securemsg.audit.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 22: securemsg.audit.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 23: securemsg.audit.v1.GetConsistencyProofResponse
+	(*GetAccessReportRequest)(nil),      // 24: securemsg.audit.v1.GetAccessReportRequest
+	(*GetAccessReportResponse)(nil),     // 25: securemsg.audit.v1.GetAccessReportResponse
+	(*v1.AuditRecord)(nil),              // 26: securemsg.events.v1.AuditRecord
+	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
+	(v1.RecordType)(0),                  // 28: securemsg.events.v1.RecordType
+	(v1.Action)(0),                      // 29: securemsg.events.v1.Action
+	(v1.Outcome)(0),                     // 30: securemsg.events.v1.Outcome
+	(v1.Severity)(0),                    // 31: securemsg.events.v1.Severity
+	(v11.Role)(0),                       // 32: securemsg.common.v1.Role
+	(v11.PurposeOfUse)(0),               // 33: securemsg.common.v1.PurposeOfUse
+	(*v1.AuditActor)(nil),               // 34: securemsg.events.v1.AuditActor
 }
 var file_securemsg_audit_v1_audit_proto_depIdxs = []int32{
-	21, // 0: securemsg.audit.v1.AuditEntry.record:type_name -> securemsg.events.v1.AuditRecord
-	22, // 1: securemsg.audit.v1.AuditEntry.append_time:type_name -> google.protobuf.Timestamp
-	22, // 2: securemsg.audit.v1.Checkpoint.create_time:type_name -> google.protobuf.Timestamp
-	23, // 3: securemsg.audit.v1.AuditEventFilter.record_type:type_name -> securemsg.events.v1.RecordType
-	24, // 4: securemsg.audit.v1.AuditEventFilter.actions:type_name -> securemsg.events.v1.Action
-	25, // 5: securemsg.audit.v1.AuditEventFilter.outcomes:type_name -> securemsg.events.v1.Outcome
-	22, // 6: securemsg.audit.v1.AuditEventFilter.start_time:type_name -> google.protobuf.Timestamp
-	22, // 7: securemsg.audit.v1.AuditEventFilter.end_time:type_name -> google.protobuf.Timestamp
-	26, // 8: securemsg.audit.v1.AuditEventFilter.min_severity:type_name -> securemsg.events.v1.Severity
-	22, // 9: securemsg.audit.v1.AccessReportEntry.access_time:type_name -> google.protobuf.Timestamp
-	27, // 10: securemsg.audit.v1.AccessReportEntry.actor_role:type_name -> securemsg.common.v1.Role
-	24, // 11: securemsg.audit.v1.AccessReportEntry.action:type_name -> securemsg.events.v1.Action
-	23, // 12: securemsg.audit.v1.AccessReportEntry.record_type:type_name -> securemsg.events.v1.RecordType
-	28, // 13: securemsg.audit.v1.AccessReportEntry.purpose_of_use:type_name -> securemsg.common.v1.PurposeOfUse
-	4,  // 14: securemsg.audit.v1.QueryAuditEventsRequest.filter:type_name -> securemsg.audit.v1.AuditEventFilter
-	2,  // 15: securemsg.audit.v1.QueryAuditEventsResponse.entries:type_name -> securemsg.audit.v1.AuditEntry
-	4,  // 16: securemsg.audit.v1.ExportAuditEventsRequest.filter:type_name -> securemsg.audit.v1.AuditEventFilter
-	0,  // 17: securemsg.audit.v1.ExportAuditEventsRequest.format:type_name -> securemsg.audit.v1.ExportFormat
-	3,  // 18: securemsg.audit.v1.ExportSummary.checkpoint:type_name -> securemsg.audit.v1.Checkpoint
-	9,  // 19: securemsg.audit.v1.ExportAuditEventsResponse.summary:type_name -> securemsg.audit.v1.ExportSummary
-	1,  // 20: securemsg.audit.v1.VerifyRangeResponse.failure:type_name -> securemsg.audit.v1.VerifyFailure
-	3,  // 21: securemsg.audit.v1.VerifyRangeResponse.checkpoint:type_name -> securemsg.audit.v1.Checkpoint
-	3,  // 22: securemsg.audit.v1.GetLatestCheckpointResponse.checkpoint:type_name -> securemsg.audit.v1.Checkpoint
-	3,  // 23: securemsg.audit.v1.GetInclusionProofResponse.checkpoint:type_name -> securemsg.audit.v1.Checkpoint
-	22, // 24: securemsg.audit.v1.GetAccessReportRequest.start_time:type_name -> google.protobuf.Timestamp
-	22, // 25: securemsg.audit.v1.GetAccessReportRequest.end_time:type_name -> google.protobuf.Timestamp
-	5,  // 26: securemsg.audit.v1.GetAccessReportResponse.entries:type_name -> securemsg.audit.v1.AccessReportEntry
-	6,  // 27: securemsg.audit.v1.AuditService.QueryAuditEvents:input_type -> securemsg.audit.v1.QueryAuditEventsRequest
-	8,  // 28: securemsg.audit.v1.AuditService.ExportAuditEvents:input_type -> securemsg.audit.v1.ExportAuditEventsRequest
-	11, // 29: securemsg.audit.v1.AuditService.VerifyRange:input_type -> securemsg.audit.v1.VerifyRangeRequest
-	13, // 30: securemsg.audit.v1.AuditService.GetLatestCheckpoint:input_type -> securemsg.audit.v1.GetLatestCheckpointRequest
-	15, // 31: securemsg.audit.v1.AuditService.GetInclusionProof:input_type -> securemsg.audit.v1.GetInclusionProofRequest
-	17, // 32: securemsg.audit.v1.AuditService.GetConsistencyProof:input_type -> securemsg.audit.v1.GetConsistencyProofRequest
-	19, // 33: securemsg.audit.v1.AuditService.GetAccessReport:input_type -> securemsg.audit.v1.GetAccessReportRequest
-	7,  // 34: securemsg.audit.v1.AuditService.QueryAuditEvents:output_type -> securemsg.audit.v1.QueryAuditEventsResponse
-	10, // 35: securemsg.audit.v1.AuditService.ExportAuditEvents:output_type -> securemsg.audit.v1.ExportAuditEventsResponse
-	12, // 36: securemsg.audit.v1.AuditService.VerifyRange:output_type -> securemsg.audit.v1.VerifyRangeResponse
-	14, // 37: securemsg.audit.v1.AuditService.GetLatestCheckpoint:output_type -> securemsg.audit.v1.GetLatestCheckpointResponse
-	16, // 38: securemsg.audit.v1.AuditService.GetInclusionProof:output_type -> securemsg.audit.v1.GetInclusionProofResponse
-	18, // 39: securemsg.audit.v1.AuditService.GetConsistencyProof:output_type -> securemsg.audit.v1.GetConsistencyProofResponse
-	20, // 40: securemsg.audit.v1.AuditService.GetAccessReport:output_type -> securemsg.audit.v1.GetAccessReportResponse
-	34, // [34:41] is the sub-list for method output_type
-	27, // [27:34] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	26, // 0: securemsg.audit.v1.AuditEntry.record:type_name -> securemsg.events.v1.AuditRecord
+	27, // 1: securemsg.audit.v1.AuditEntry.append_time:type_name -> google.protobuf.Timestamp
+	27, // 2: securemsg.audit.v1.Checkpoint.create_time:type_name -> google.protobuf.Timestamp
+	28, // 3: securemsg.audit.v1.AuditEventFilter.record_type:type_name -> securemsg.events.v1.RecordType
+	29, // 4: securemsg.audit.v1.AuditEventFilter.actions:type_name -> securemsg.events.v1.Action
+	30, // 5: securemsg.audit.v1.AuditEventFilter.outcomes:type_name -> securemsg.events.v1.Outcome
+	27, // 6: securemsg.audit.v1.AuditEventFilter.start_time:type_name -> google.protobuf.Timestamp
+	27, // 7: securemsg.audit.v1.AuditEventFilter.end_time:type_name -> google.protobuf.Timestamp
+	31, // 8: securemsg.audit.v1.AuditEventFilter.min_severity:type_name -> securemsg.events.v1.Severity
+	27, // 9: securemsg.audit.v1.AccessReportEntry.access_time:type_name -> google.protobuf.Timestamp
+	32, // 10: securemsg.audit.v1.AccessReportEntry.actor_role:type_name -> securemsg.common.v1.Role
+	29, // 11: securemsg.audit.v1.AccessReportEntry.action:type_name -> securemsg.events.v1.Action
+	28, // 12: securemsg.audit.v1.AccessReportEntry.record_type:type_name -> securemsg.events.v1.RecordType
+	33, // 13: securemsg.audit.v1.AccessReportEntry.purpose_of_use:type_name -> securemsg.common.v1.PurposeOfUse
+	34, // 14: securemsg.audit.v1.Alert.actor:type_name -> securemsg.events.v1.AuditActor
+	31, // 15: securemsg.audit.v1.Alert.severity:type_name -> securemsg.events.v1.Severity
+	27, // 16: securemsg.audit.v1.Alert.window_start:type_name -> google.protobuf.Timestamp
+	27, // 17: securemsg.audit.v1.Alert.window_end:type_name -> google.protobuf.Timestamp
+	27, // 18: securemsg.audit.v1.Alert.raise_time:type_name -> google.protobuf.Timestamp
+	27, // 19: securemsg.audit.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
+	6,  // 20: securemsg.audit.v1.ListAlertsResponse.alerts:type_name -> securemsg.audit.v1.Alert
+	6,  // 21: securemsg.audit.v1.AcknowledgeAlertResponse.alert:type_name -> securemsg.audit.v1.Alert
+	4,  // 22: securemsg.audit.v1.QueryAuditEventsRequest.filter:type_name -> securemsg.audit.v1.AuditEventFilter
+	2,  // 23: securemsg.audit.v1.QueryAuditEventsResponse.entries:type_name -> securemsg.audit.v1.AuditEntry
+	4,  // 24: securemsg.audit.v1.ExportAuditEventsRequest.filter:type_name -> securemsg.audit.v1.AuditEventFilter
+	0,  // 25: securemsg.audit.v1.ExportAuditEventsRequest.format:type_name -> securemsg.audit.v1.ExportFormat
+	3,  // 26: securemsg.audit.v1.ExportSummary.checkpoint:type_name -> securemsg.audit.v1.Checkpoint
+	14, // 27: securemsg.audit.v1.ExportAuditEventsResponse.summary:type_name -> securemsg.audit.v1.ExportSummary
+	1,  // 28: securemsg.audit.v1.VerifyRangeResponse.failure:type_name -> securemsg.audit.v1.VerifyFailure
+	3,  // 29: securemsg.audit.v1.VerifyRangeResponse.checkpoint:type_name -> securemsg.audit.v1.Checkpoint
+	3,  // 30: securemsg.audit.v1.GetLatestCheckpointResponse.checkpoint:type_name -> securemsg.audit.v1.Checkpoint
+	3,  // 31: securemsg.audit.v1.GetInclusionProofResponse.checkpoint:type_name -> securemsg.audit.v1.Checkpoint
+	27, // 32: securemsg.audit.v1.GetAccessReportRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 33: securemsg.audit.v1.GetAccessReportRequest.end_time:type_name -> google.protobuf.Timestamp
+	5,  // 34: securemsg.audit.v1.GetAccessReportResponse.entries:type_name -> securemsg.audit.v1.AccessReportEntry
+	11, // 35: securemsg.audit.v1.AuditService.QueryAuditEvents:input_type -> securemsg.audit.v1.QueryAuditEventsRequest
+	13, // 36: securemsg.audit.v1.AuditService.ExportAuditEvents:input_type -> securemsg.audit.v1.ExportAuditEventsRequest
+	16, // 37: securemsg.audit.v1.AuditService.VerifyRange:input_type -> securemsg.audit.v1.VerifyRangeRequest
+	18, // 38: securemsg.audit.v1.AuditService.GetLatestCheckpoint:input_type -> securemsg.audit.v1.GetLatestCheckpointRequest
+	20, // 39: securemsg.audit.v1.AuditService.GetInclusionProof:input_type -> securemsg.audit.v1.GetInclusionProofRequest
+	22, // 40: securemsg.audit.v1.AuditService.GetConsistencyProof:input_type -> securemsg.audit.v1.GetConsistencyProofRequest
+	24, // 41: securemsg.audit.v1.AuditService.GetAccessReport:input_type -> securemsg.audit.v1.GetAccessReportRequest
+	7,  // 42: securemsg.audit.v1.AuditService.ListAlerts:input_type -> securemsg.audit.v1.ListAlertsRequest
+	9,  // 43: securemsg.audit.v1.AuditService.AcknowledgeAlert:input_type -> securemsg.audit.v1.AcknowledgeAlertRequest
+	12, // 44: securemsg.audit.v1.AuditService.QueryAuditEvents:output_type -> securemsg.audit.v1.QueryAuditEventsResponse
+	15, // 45: securemsg.audit.v1.AuditService.ExportAuditEvents:output_type -> securemsg.audit.v1.ExportAuditEventsResponse
+	17, // 46: securemsg.audit.v1.AuditService.VerifyRange:output_type -> securemsg.audit.v1.VerifyRangeResponse
+	19, // 47: securemsg.audit.v1.AuditService.GetLatestCheckpoint:output_type -> securemsg.audit.v1.GetLatestCheckpointResponse
+	21, // 48: securemsg.audit.v1.AuditService.GetInclusionProof:output_type -> securemsg.audit.v1.GetInclusionProofResponse
+	23, // 49: securemsg.audit.v1.AuditService.GetConsistencyProof:output_type -> securemsg.audit.v1.GetConsistencyProofResponse
+	25, // 50: securemsg.audit.v1.AuditService.GetAccessReport:output_type -> securemsg.audit.v1.GetAccessReportResponse
+	8,  // 51: securemsg.audit.v1.AuditService.ListAlerts:output_type -> securemsg.audit.v1.ListAlertsResponse
+	10, // 52: securemsg.audit.v1.AuditService.AcknowledgeAlert:output_type -> securemsg.audit.v1.AcknowledgeAlertResponse
+	44, // [44:53] is the sub-list for method output_type
+	35, // [35:44] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_securemsg_audit_v1_audit_proto_init() }
@@ -1836,7 +2283,7 @@ func file_securemsg_audit_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_securemsg_audit_v1_audit_proto_rawDesc), len(file_securemsg_audit_v1_audit_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,8 @@ const (
 	AuditService_GetInclusionProof_FullMethodName   = "/securemsg.audit.v1.AuditService/GetInclusionProof"
 	AuditService_GetConsistencyProof_FullMethodName = "/securemsg.audit.v1.AuditService/GetConsistencyProof"
 	AuditService_GetAccessReport_FullMethodName     = "/securemsg.audit.v1.AuditService/GetAccessReport"
+	AuditService_ListAlerts_FullMethodName          = "/securemsg.audit.v1.AuditService/ListAlerts"
+	AuditService_AcknowledgeAlert_FullMethodName    = "/securemsg.audit.v1.AuditService/AcknowledgeAlert"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -110,6 +112,21 @@ type AuditServiceClient interface {
 	// patient, a proxy with an active grant for the patient (who never sees entries about
 	// adolescent-confidential threads), or an auditor with MFA.
 	GetAccessReport(ctx context.Context, in *GetAccessReportRequest, opts ...grpc.CallOption) (*GetAccessReportResponse, error)
+	// ListAlerts returns the anomaly alerts the detector raised, newest first, with keyset
+	// paging. An alert names the rule, the actor whose records fired it and the log sequences
+	// they span; never a patient or content. The listing is audited (QUERY of the audit log).
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed or issued
+	// for a different filter; PERMISSION_DENIED when the caller is not an auditor with MFA.
+	ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error)
+	// AcknowledgeAlert records that a person looked into an alert, with a short note. Repeating
+	// it for an acknowledged alert changes nothing and returns the first acknowledgement. The
+	// acknowledgement is audited (UPDATE of the alert, reason alert_acknowledged) in the same
+	// commit.
+	//
+	// Errors: NOT_FOUND when no alert has the id; PERMISSION_DENIED when the caller is not an
+	// auditor with MFA.
+	AcknowledgeAlert(ctx context.Context, in *AcknowledgeAlertRequest, opts ...grpc.CallOption) (*AcknowledgeAlertResponse, error)
 }
 
 type auditServiceClient struct {
@@ -199,6 +216,26 @@ func (c *auditServiceClient) GetAccessReport(ctx context.Context, in *GetAccessR
 	return out, nil
 }
 
+func (c *auditServiceClient) ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAlertsResponse)
+	err := c.cc.Invoke(ctx, AuditService_ListAlerts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) AcknowledgeAlert(ctx context.Context, in *AcknowledgeAlertRequest, opts ...grpc.CallOption) (*AcknowledgeAlertResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcknowledgeAlertResponse)
+	err := c.cc.Invoke(ctx, AuditService_AcknowledgeAlert_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
@@ -267,6 +304,21 @@ type AuditServiceServer interface {
 	// patient, a proxy with an active grant for the patient (who never sees entries about
 	// adolescent-confidential threads), or an auditor with MFA.
 	GetAccessReport(context.Context, *GetAccessReportRequest) (*GetAccessReportResponse, error)
+	// ListAlerts returns the anomaly alerts the detector raised, newest first, with keyset
+	// paging. An alert names the rule, the actor whose records fired it and the log sequences
+	// they span; never a patient or content. The listing is audited (QUERY of the audit log).
+	//
+	// Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed or issued
+	// for a different filter; PERMISSION_DENIED when the caller is not an auditor with MFA.
+	ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error)
+	// AcknowledgeAlert records that a person looked into an alert, with a short note. Repeating
+	// it for an acknowledged alert changes nothing and returns the first acknowledgement. The
+	// acknowledgement is audited (UPDATE of the alert, reason alert_acknowledged) in the same
+	// commit.
+	//
+	// Errors: NOT_FOUND when no alert has the id; PERMISSION_DENIED when the caller is not an
+	// auditor with MFA.
+	AcknowledgeAlert(context.Context, *AcknowledgeAlertRequest) (*AcknowledgeAlertResponse, error)
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -297,6 +349,12 @@ func (UnimplementedAuditServiceServer) GetConsistencyProof(context.Context, *Get
 }
 func (UnimplementedAuditServiceServer) GetAccessReport(context.Context, *GetAccessReportRequest) (*GetAccessReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAccessReport not implemented")
+}
+func (UnimplementedAuditServiceServer) ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAlerts not implemented")
+}
+func (UnimplementedAuditServiceServer) AcknowledgeAlert(context.Context, *AcknowledgeAlertRequest) (*AcknowledgeAlertResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcknowledgeAlert not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -438,6 +496,42 @@ func _AuditService_GetAccessReport_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_ListAlerts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAlertsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).ListAlerts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_ListAlerts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).ListAlerts(ctx, req.(*ListAlertsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditService_AcknowledgeAlert_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeAlertRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).AcknowledgeAlert(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_AcknowledgeAlert_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).AcknowledgeAlert(ctx, req.(*AcknowledgeAlertRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -468,6 +562,14 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAccessReport",
 			Handler:    _AuditService_GetAccessReport_Handler,
+		},
+		{
+			MethodName: "ListAlerts",
+			Handler:    _AuditService_ListAlerts_Handler,
+		},
+		{
+			MethodName: "AcknowledgeAlert",
+			Handler:    _AuditService_AcknowledgeAlert_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

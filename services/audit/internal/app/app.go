@@ -91,6 +91,8 @@ type Deps struct {
 	Log         domain.Log
 	Checkpoints domain.Checkpoints
 	Marks       domain.ReconcileMarks
+	// Alerts stores the anomaly alerts for auditors (written by Log.Append's effects).
+	Alerts domain.Alerts
 	// Outbox takes the audit records of the service's own reads of the log.
 	Outbox domain.Outbox
 	// Signer signs checkpoints.
@@ -111,6 +113,7 @@ type Service struct {
 	log         domain.Log
 	checkpoints domain.Checkpoints
 	marks       domain.ReconcileMarks
+	alerts      domain.Alerts
 	outbox      domain.Outbox
 	signer      *tlog.Signer
 	trusted     *tlog.KeyRing // read-only after New
@@ -124,8 +127,8 @@ type Service struct {
 
 // New builds the use cases over deps, every one of which but Logger is required.
 func New(cfg Config, deps Deps) (*Service, error) {
-	if deps.Log == nil || deps.Checkpoints == nil || deps.Marks == nil || deps.Outbox == nil || deps.Signer == nil || deps.Audit == nil {
-		return nil, errors.New("audit: app.New needs Log, Checkpoints, Marks, Outbox, Signer and Audit")
+	if deps.Log == nil || deps.Checkpoints == nil || deps.Marks == nil || deps.Alerts == nil || deps.Outbox == nil || deps.Signer == nil || deps.Audit == nil {
+		return nil, errors.New("audit: app.New needs Log, Checkpoints, Marks, Alerts, Outbox, Signer and Audit")
 	}
 	if cfg.CheckpointEvery == 0 {
 		cfg.CheckpointEvery = 1000
@@ -158,7 +161,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	trusted := tlog.NewKeyRing(cfg.TrustedKeys...)
 	trusted.Add(deps.Signer.Public())
-	return &Service{log: deps.Log, checkpoints: deps.Checkpoints, marks: deps.Marks, outbox: deps.Outbox, signer: deps.Signer,
+	return &Service{log: deps.Log, checkpoints: deps.Checkpoints, marks: deps.Marks, alerts: deps.Alerts, outbox: deps.Outbox, signer: deps.Signer,
 		trusted: trusted, emitter: deps.Audit, cfg: cfg, logger: logger, now: time.Now, detector: domain.NewDetector(*cfg.Rules)}, nil
 }
 
@@ -221,18 +224,20 @@ func (s *Service) Ingest(ctx context.Context, recs []domain.Incoming) ([]domain.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.log.Append(ctx, recs, now, func(appended []domain.Entry) ([]outbox.Event, error) {
-		var events []outbox.Event
+	return s.log.Append(ctx, recs, now, func(appended []domain.Entry) (domain.AppendEffects, error) {
+		var eff domain.AppendEffects
 		for _, e := range appended {
 			for _, a := range s.detector.Observe(e.Sequence, byID[e.Projection.EventID]) {
 				evs, err := s.alertEvents(ctx, a)
 				if err != nil {
-					return nil, err
+					return domain.AppendEffects{}, err
 				}
-				events = append(events, evs...)
+				eff.Events = append(eff.Events, evs...)
+				// evs[0] is the AnomalyAlert event: its id is the alert's.
+				eff.Alerts = append(eff.Alerts, domain.RaisedAlert{ID: evs[0].ID, Alert: a, Severity: eventsv1.Severity_SEVERITY_HIGH, RaisedAt: now})
 			}
 		}
-		return events, nil
+		return eff, nil
 	})
 }
 

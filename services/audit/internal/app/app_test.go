@@ -59,7 +59,7 @@ func newService(t *testing.T, cfg app.Config, store *memstore.Store, out domain.
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := app.New(cfg, app.Deps{Log: store, Checkpoints: store, Marks: store, Outbox: out, Signer: signer, Audit: em})
+	svc, err := app.New(cfg, app.Deps{Log: store, Checkpoints: store, Marks: store, Alerts: store, Outbox: out, Signer: signer, Audit: em})
 	if err != nil {
 		t.Fatalf("app.New() error = %v", err)
 	}

@@ -28,3 +28,6 @@ func IsPruned(err error) bool {
 	var e *usererr.Error
 	return errors.As(err, &e) && e.Reason == ReasonRecordsPruned
 }
+
+// ErrAlertNotFound is returned when no alert has the id asked for.
+var ErrAlertNotFound = usererr.New(usererr.NotFound, "ALERT_NOT_FOUND", "alert not found")

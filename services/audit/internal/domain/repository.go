@@ -24,10 +24,10 @@ type Log interface {
 	// the next sequences and extend the chain and the tree (Head.Extend). Appends take turns
 	// (one writer at a time, across replicas), so sequences have no gaps and the chain no forks.
 	// When any entry was appended, effects (if not nil) is called with them before the commit;
-	// the events it returns are written to the outbox in the same commit, and an error from it
-	// rolls the append back. Append fails when the month of now has no partition
+	// the events it returns are written to the outbox and its alerts stored in the same commit,
+	// and an error from it rolls the append back. Append fails when the month of now has no partition
 	// (EnsurePartitions). It returns the entries appended.
-	Append(ctx context.Context, recs []Incoming, now time.Time, effects func(appended []Entry) ([]outbox.Event, error)) ([]Entry, error)
+	Append(ctx context.Context, recs []Incoming, now time.Time, effects func(appended []Entry) (AppendEffects, error)) ([]Entry, error)
 	// Range calls fn for the stored entries with from <= sequence <= to, in sequence order,
 	// with bounded memory; sequences retention dropped are not seen. An error from fn stops
 	// the walk and is returned.
@@ -53,6 +53,17 @@ type Log interface {
 	// returns the names of the partitions dropped ("entries_pYYYYMM"), also when it fails part
 	// way.
 	DropExpired(ctx context.Context, cutoff time.Time) ([]string, error)
+}
+
+// Alerts are the anomaly alerts Append stored, for auditors to list and acknowledge.
+type Alerts interface {
+	// ListAlerts returns the alerts matching f, newest first (RaisedAt, then ID, descending),
+	// after the cursor when it is set, at most limit.
+	ListAlerts(ctx context.Context, f AlertFilter, after *AlertCursor, limit int) ([]RaisedAlert, error)
+	// AcknowledgeAlert marks the alert acknowledged by by at at with note, and writes the events
+	// audit returns for it in the same commit. An alert already acknowledged is returned as it
+	// is (changed false; audit is not called). An unknown id is ErrAlertNotFound.
+	AcknowledgeAlert(ctx context.Context, id, by, note string, at time.Time, audit func(RaisedAlert) ([]outbox.Event, error)) (_ RaisedAlert, changed bool, _ error)
 }
 
 // Checkpoints stores the signed checkpoints.

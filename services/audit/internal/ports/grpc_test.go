@@ -71,7 +71,7 @@ func TestRefusalsReachClientsWithTheirCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	svc, err := app.New(app.Config{ExportLimit: 2}, app.Deps{Log: store, Checkpoints: store, Marks: store, Outbox: store, Signer: tlog.NewSigner(priv), Audit: em})
+	svc, err := app.New(app.Config{ExportLimit: 2}, app.Deps{Log: store, Checkpoints: store, Marks: store, Alerts: store, Outbox: store, Signer: tlog.NewSigner(priv), Audit: em})
 	if err != nil {
 		t.Fatal(err)
 	}

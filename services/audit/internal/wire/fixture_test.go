@@ -73,7 +73,7 @@ func newService(t testing.TB, store *pgstore.Store, signer *tlog.Signer, cfg app
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := app.New(cfg, app.Deps{Log: store, Checkpoints: store, Marks: store, Outbox: store, Signer: signer, Audit: em})
+	svc, err := app.New(cfg, app.Deps{Log: store, Checkpoints: store, Marks: store, Alerts: store, Outbox: store, Signer: signer, Audit: em})
 	if err != nil {
 		t.Fatalf("app.New() error = %v", err)
 	}

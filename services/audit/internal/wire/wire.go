@@ -100,7 +100,7 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 		StaffNames:  app.DirectoryNames{People: proc.Directory},
 		TrustedKeys: deps.TrustedKeys,
 	}, app.Deps{
-		Log: store, Checkpoints: store, Marks: store, Outbox: store, Signer: deps.Signer, Audit: proc.Audit, Logger: proc.Logger,
+		Log: store, Checkpoints: store, Marks: store, Alerts: store, Outbox: store, Signer: deps.Signer, Audit: proc.Audit, Logger: proc.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("audit use cases: %w", err)

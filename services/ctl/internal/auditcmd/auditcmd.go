@@ -28,9 +28,9 @@ import (
 func NewCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Verify, export and checkpoint the tamper-evident audit log",
+		Short: "Verify, export and checkpoint the tamper-evident audit log; list and acknowledge its anomaly alerts",
 	}
-	cmd.AddCommand(verifyCommand(), exportCommand(), checkpointCommand())
+	cmd.AddCommand(verifyCommand(), exportCommand(), checkpointCommand(), alertsCommand(), ackCommand())
 	return cmd
 }
 

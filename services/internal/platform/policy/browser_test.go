@@ -46,6 +46,8 @@ var offBrowserSurface = []string{
 	"/securemsg.audit.v1.AuditService/ExportAuditEvents",
 	"/securemsg.audit.v1.AuditService/GetInclusionProof",
 	"/securemsg.audit.v1.AuditService/GetConsistencyProof",
+	"/securemsg.audit.v1.AuditService/ListAlerts",
+	"/securemsg.audit.v1.AuditService/AcknowledgeAlert",
 }
 
 // TestBrowserSurfaceMatchesPolicies: an rpc is on the browser surface exactly when the shipped

@@ -166,6 +166,10 @@ var rpcTargets = map[string]TargetFunc{
 	"audit.GetAccessReport": read(func(r *auditv1.GetAccessReportRequest) Target {
 		return Target{Type: "AuditLog", PatientID: r.GetPatientId()}
 	}),
+	"audit.ListAlerts": fixed("AuditLog"),
+	"audit.AcknowledgeAlert": read(func(r *auditv1.AcknowledgeAlertRequest) Target {
+		return Target{Type: "AuditLog", ID: r.GetAlertId()}
+	}),
 }
 
 // TargetOf reads the target of action's request req (nil when the request is not known yet);

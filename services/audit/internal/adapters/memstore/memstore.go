@@ -36,6 +36,7 @@ type Store struct {
 	marks       map[string]int64
 	outbox      []outbox.Event
 	outboxIDs   map[string]bool
+	alerts      map[string]domain.RaisedAlert
 }
 
 var (
@@ -48,7 +49,8 @@ var (
 // New returns an empty log without partitions (call EnsurePartitions, as the service does).
 func New() *Store {
 	return &Store{head: domain.EmptyHead(), eventIDs: map[string]uint64{}, nodes: map[compact.NodeID][]byte{},
-		partitions: map[string]bool{}, checkpoints: map[uint64]domain.Checkpoint{}, marks: map[string]int64{}, outboxIDs: map[string]bool{}}
+		partitions: map[string]bool{}, checkpoints: map[uint64]domain.Checkpoint{}, marks: map[string]int64{}, outboxIDs: map[string]bool{},
+		alerts: map[string]domain.RaisedAlert{}}
 }
 
 // Events returns the events written to the outbox so far, in order: those of Append's effects
@@ -73,7 +75,7 @@ func (s *Store) Head(context.Context) (domain.Head, error) {
 }
 
 // Append implements domain.Log.
-func (s *Store) Append(_ context.Context, recs []domain.Incoming, now time.Time, effects func([]domain.Entry) ([]outbox.Event, error)) ([]domain.Entry, error) {
+func (s *Store) Append(_ context.Context, recs []domain.Incoming, now time.Time, effects func([]domain.Entry) (domain.AppendEffects, error)) ([]domain.Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.partitions[partitionName(now)] {
@@ -96,14 +98,25 @@ func (s *Store) Append(_ context.Context, recs []domain.Incoming, now time.Time,
 		return out, nil
 	}
 	var events []outbox.Event
+	var alerts []domain.RaisedAlert
 	if effects != nil {
-		var err error
-		if events, err = effects(out); err != nil {
+		eff, err := effects(out)
+		if err != nil {
 			return nil, err
 		}
-		if events, err = s.checkEvents(events); err != nil {
+		if events, err = s.checkEvents(eff.Events); err != nil {
 			return nil, err
 		}
+		for _, a := range eff.Alerts {
+			if _, dup := s.alerts[a.ID]; dup {
+				return nil, fmt.Errorf("memstore: alert %s stored twice", a.ID)
+			}
+			a.WindowStart, a.WindowEnd, a.RaisedAt = micro(a.WindowStart), micro(a.WindowEnd), micro(a.RaisedAt)
+			alerts = append(alerts, a)
+		}
+	}
+	for _, a := range alerts {
+		s.alerts[a.ID] = a
 	}
 	s.head = head
 	s.entries = append(s.entries, out...)

@@ -41,3 +41,11 @@ func TestOutboxContract(t *testing.T) {
 		return repotest.OutboxUnderTest{Outbox: s, Written: written(s)}
 	})
 }
+
+func TestAlertsContract(t *testing.T) {
+	t.Parallel()
+	repotest.RunAlerts(t, func(*testing.T) repotest.AlertsUnderTest {
+		s := memstore.New()
+		return repotest.AlertsUnderTest{Alerts: s, Log: s, Written: written(s)}
+	})
+}

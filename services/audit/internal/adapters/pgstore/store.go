@@ -107,7 +107,7 @@ var entryColumns = []string{"sequence", "appended_at", "event_id", "occurred_at"
 // replicas take turns; the entries, their event ids and the tree nodes they complete are
 // written with COPY, then the head moves and effects' events go to the outbox, all before the
 // one commit.
-func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Time, effects func([]domain.Entry) ([]outbox.Event, error)) ([]domain.Entry, error) {
+func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Time, effects func([]domain.Entry) (domain.AppendEffects, error)) ([]domain.Entry, error) {
 	var out []domain.Entry
 	err := pg.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		head, seen, err := lockHead(ctx, tx, recs)
@@ -150,11 +150,14 @@ func (s *Store) Append(ctx context.Context, recs []domain.Incoming, now time.Tim
 		if effects == nil {
 			return nil
 		}
-		events, err := effects(out)
+		eff, err := effects(out)
 		if err != nil {
 			return err
 		}
-		return outbox.Add(ctx, tx, events...)
+		if err := insertAlerts(ctx, tx, eff.Alerts); err != nil {
+			return err
+		}
+		return outbox.Add(ctx, tx, eff.Events...)
 	})
 	if err != nil {
 		return nil, err

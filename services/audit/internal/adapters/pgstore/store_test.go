@@ -79,3 +79,11 @@ func TestOutboxContract(t *testing.T) {
 		return repotest.OutboxUnderTest{Outbox: s, Written: written(pool)}
 	})
 }
+
+func TestAlertsContract(t *testing.T) {
+	t.Parallel()
+	repotest.RunAlerts(t, func(t *testing.T) repotest.AlertsUnderTest {
+		s, pool := newStore(t)
+		return repotest.AlertsUnderTest{Alerts: s, Log: s, Written: written(pool)}
+	})
+}

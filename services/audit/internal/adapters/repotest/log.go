@@ -140,11 +140,11 @@ func testAppendEffects(t *testing.T, u LogUnderTest) {
 	recs := Records(t, 0, 5)
 	alert := event("securemsg.events.anomaly.raised", "alert")
 	var saw []uint64
-	got, err := u.Log.Append(ctx, recs, now, func(appended []domain.Entry) ([]outbox.Event, error) {
+	got, err := u.Log.Append(ctx, recs, now, func(appended []domain.Entry) (domain.AppendEffects, error) {
 		for _, e := range appended {
 			saw = append(saw, e.Sequence)
 		}
-		return []outbox.Event{alert}, nil
+		return domain.AppendEffects{Events: []outbox.Event{alert}}, nil
 	})
 	if err != nil || len(got) != 5 {
 		t.Fatalf("Append() = %d entries, %v; want 5", len(got), err)
@@ -159,9 +159,11 @@ func testAppendEffects(t *testing.T, u LogUnderTest) {
 	// A failing effect, or an event the outbox refuses, rolls the whole append back.
 	failure := errors.New("effect failed")
 	more := Records(t, 5, 3)
-	for _, effects := range []func([]domain.Entry) ([]outbox.Event, error){
-		func([]domain.Entry) ([]outbox.Event, error) { return nil, failure },
-		func([]domain.Entry) ([]outbox.Event, error) { return []outbox.Event{event("bad subject", "x")}, nil },
+	for _, effects := range []func([]domain.Entry) (domain.AppendEffects, error){
+		func([]domain.Entry) (domain.AppendEffects, error) { return domain.AppendEffects{}, failure },
+		func([]domain.Entry) (domain.AppendEffects, error) {
+			return domain.AppendEffects{Events: []outbox.Event{event("bad subject", "x")}}, nil
+		},
 	} {
 		if _, err := u.Log.Append(ctx, more, now, effects); err == nil {
 			t.Error("Append() with a failing effect = nil error, want the failure")
@@ -173,7 +175,7 @@ func testAppendEffects(t *testing.T, u LogUnderTest) {
 			t.Errorf("outbox after a rolled-back append holds %d events, want 1", n)
 		}
 	}
-	if _, err := u.Log.Append(ctx, more, now, func([]domain.Entry) ([]outbox.Event, error) { return nil, failure }); !errors.Is(err, failure) {
+	if _, err := u.Log.Append(ctx, more, now, func([]domain.Entry) (domain.AppendEffects, error) { return domain.AppendEffects{}, failure }); !errors.Is(err, failure) {
 		t.Errorf("Append() error = %v, want the effect's error", err)
 	}
 	// The rolled-back records' ids were not taken; effects are not called when nothing is new.
@@ -181,7 +183,7 @@ func testAppendEffects(t *testing.T, u LogUnderTest) {
 		t.Fatalf("Append(after roll-backs) = %v, %v; want sequences 6..8", got, err)
 	}
 	called := false
-	if _, err := u.Log.Append(ctx, more, now, func([]domain.Entry) ([]outbox.Event, error) { called = true; return nil, nil }); err != nil || called {
+	if _, err := u.Log.Append(ctx, more, now, func([]domain.Entry) (domain.AppendEffects, error) { called = true; return domain.AppendEffects{}, nil }); err != nil || called {
 		t.Errorf("Append(only known ids) called effects %v (%v), want not called", called, err)
 	}
 }

@@ -24,7 +24,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { PurposeOfUse, Role } from "../../common/v1/common_pb.js";
 import { file_securemsg_common_v1_common } from "../../common/v1/common_pb.js";
-import type { Action, AuditRecord, Outcome, RecordType, Severity } from "../../events/v1/audit_pb.js";
+import type { Action, AuditActor, AuditRecord, Outcome, RecordType, Severity } from "../../events/v1/audit_pb.js";
 import { file_securemsg_events_v1_audit } from "../../events/v1/audit_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -32,7 +32,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file securemsg/audit/v1/audit.proto.
  */
 export const file_securemsg_audit_v1_audit: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zZWN1cmVtc2cvYXVkaXQvdjEvYXVkaXQucHJvdG8SEnNlY3VyZW1zZy5hdWRpdC52MSLXAQoKQXVkaXRFbnRyeRIQCghzZXF1ZW5jZRgBIAEoBBIwCgZyZWNvcmQYAiABKAsyIC5zZWN1cmVtc2cuZXZlbnRzLnYxLkF1ZGl0UmVjb3JkEhQKDHJlY29yZF9ieXRlcxgDIAEoDBIRCglsZWFmX2hhc2gYBCABKAwSFwoPcHJldl9jaGFpbl9oYXNoGAUgASgMEhIKCmNoYWluX2hhc2gYBiABKAwSLwoLYXBwZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpsBCgpDaGVja3BvaW50EhEKCXRyZWVfc2l6ZRgBIAEoBBIRCglyb290X2hhc2gYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMEg4KBmtleV9pZBgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLc2lnbmVkX2JvZHkYBiABKAwirwYKEEF1ZGl0RXZlbnRGaWx0ZXISHwoNYWN0b3Jfc3ViamVjdBgBIAEoCUIIukgFcgMogAISGwoKcGF0aWVudF9pZBgCIAEoCUIHukgEcgIoZBI+CgtyZWNvcmRfdHlwZRgDIAEoDjIfLnNlY3VyZW1zZy5ldmVudHMudjEuUmVjb3JkVHlwZUIIukgFggECEAESGwoJcmVjb3JkX2lkGAQgASgJQgi6SAVyAyiAAhI9CgdhY3Rpb25zGAUgAygOMhsuc2VjdXJlbXNnLmV2ZW50cy52MS5BY3Rpb25CD7pIDJIBCRBAIgWCAQIQARI/CghvdXRjb21lcxgGIAMoDjIcLnNlY3VyZW1zZy5ldmVudHMudjEuT3V0Y29tZUIPukgMkgEJEBAiBYIBAhABEi4KCnN0YXJ0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1mcm9tX3NlcXVlbmNlGAkgASgEEhMKC3RvX3NlcXVlbmNlGAogASgEEj0KDG1pbl9zZXZlcml0eRgLIAEoDjIdLnNlY3VyZW1zZy5ldmVudHMudjEuU2V2ZXJpdHlCCLpIBYIBAhABOrYCukiyAhqjAQoWSU5WQUxJRF9TRVFVRU5DRV9SQU5HRRIrZnJvbV9zZXF1ZW5jZSBtdXN0IG5vdCBiZSBhZnRlciB0b19zZXF1ZW5jZRpcdGhpcy5mcm9tX3NlcXVlbmNlID09IDB1IHx8IHRoaXMudG9fc2VxdWVuY2UgPT0gMHUgfHwgdGhpcy5mcm9tX3NlcXVlbmNlIDw9IHRoaXMudG9fc2VxdWVuY2UaiQEKEklOVkFMSURfVElNRV9SQU5HRRIic3RhcnRfdGltZSBtdXN0IGJlIGJlZm9yZSBlbmRfdGltZRpPIWhhcyh0aGlzLnN0YXJ0X3RpbWUpIHx8ICFoYXModGhpcy5lbmRfdGltZSkgfHwgdGhpcy5zdGFydF90aW1lIDwgdGhpcy5lbmRfdGltZSL5AgoRQWNjZXNzUmVwb3J0RW50cnkSLwoLYWNjZXNzX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCmFjdG9yX3JvbGUYAiABKA4yGS5zZWN1cmVtc2cuY29tbW9uLnYxLlJvbGUSFwoPb3JnYW5pc2F0aW9uX2lkGAMgASgJEhkKEW9yZ2FuaXNhdGlvbl9uYW1lGAQgASgJEisKBmFjdGlvbhgFIAEoDjIbLnNlY3VyZW1zZy5ldmVudHMudjEuQWN0aW9uEjQKC3JlY29yZF90eXBlGAYgASgOMh8uc2VjdXJlbXNnLmV2ZW50cy52MS5SZWNvcmRUeXBlEhEKCXJlY29yZF9pZBgHIAEoCRI5Cg5wdXJwb3NlX29mX3VzZRgIIAEoDjIhLnNlY3VyZW1zZy5jb21tb24udjEuUHVycG9zZU9mVXNlEh8KEmFjdG9yX2Rpc3BsYXlfbmFtZRgJIAEoCUIDgAEBIp8BChdRdWVyeUF1ZGl0RXZlbnRzUmVxdWVzdBI0CgZmaWx0ZXIYASABKAsyJC5zZWN1cmVtc2cuYXVkaXQudjEuQXVkaXRFdmVudEZpbHRlchIaCglwYWdlX3NpemUYAiABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMogAgSFAoMbmV3ZXN0X2ZpcnN0GAQgASgIImQKGFF1ZXJ5QXVkaXRFdmVudHNSZXNwb25zZRIvCgdlbnRyaWVzGAEgAygLMh4uc2VjdXJlbXNnLmF1ZGl0LnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo8BChhFeHBvcnRBdWRpdEV2ZW50c1JlcXVlc3QSNAoGZmlsdGVyGAEgASgLMiQuc2VjdXJlbXNnLmF1ZGl0LnYxLkF1ZGl0RXZlbnRGaWx0ZXISPQoGZm9ybWF0GAIgASgOMiAuc2VjdXJlbXNnLmF1ZGl0LnYxLkV4cG9ydEZvcm1hdEILukgIyAEBggECEAEimAEKDUV4cG9ydFN1bW1hcnkSFAoMcmVjb3JkX2NvdW50GAEgASgEEhYKDmZpcnN0X3NlcXVlbmNlGAIgASgEEhUKDWxhc3Rfc2VxdWVuY2UYAyABKAQSDgoGc2hhMjU2GAQgASgMEjIKCmNoZWNrcG9pbnQYBSABKAsyHi5zZWN1cmVtc2cuYXVkaXQudjEuQ2hlY2twb2ludCJeChlFeHBvcnRBdWRpdEV2ZW50c1Jlc3BvbnNlEg0KBWNodW5rGAEgASgMEjIKB3N1bW1hcnkYAiABKAsyIS5zZWN1cmVtc2cuYXVkaXQudjEuRXhwb3J0U3VtbWFyeSL+AQoSVmVyaWZ5UmFuZ2VSZXF1ZXN0EhUKDWZyb21fc2VxdWVuY2UYASABKAQSEwoLdG9fc2VxdWVuY2UYAiABKAQ6uwG6SLcBGrQBChZJTlZBTElEX1NFUVVFTkNFX1JBTkdFEjpmcm9tX3NlcXVlbmNlIG11c3QgYmUgYXQgbGVhc3QgMSBhbmQgbm90IGFmdGVyIHRvX3NlcXVlbmNlGl50aGlzLmZyb21fc2VxdWVuY2UgPj0gMXUgJiYgKHRoaXMudG9fc2VxdWVuY2UgPT0gMHUgfHwgdGhpcy5mcm9tX3NlcXVlbmNlIDw9IHRoaXMudG9fc2VxdWVuY2UpIuYBChNWZXJpZnlSYW5nZVJlc3BvbnNlEgoKAm9rGAEgASgIEhYKDnZlcmlmaWVkX2NvdW50GAIgASgEEh4KFmZpcnN0X2ZhaWxpbmdfc2VxdWVuY2UYAyABKAQSMgoHZmFpbHVyZRgEIAEoDjIhLnNlY3VyZW1zZy5hdWRpdC52MS5WZXJpZnlGYWlsdXJlEg4KBmRldGFpbBgFIAEoCRIyCgpjaGVja3BvaW50GAYgASgLMh4uc2VjdXJlbXNnLmF1ZGl0LnYxLkNoZWNrcG9pbnQSEwoLdG9fc2VxdWVuY2UYByABKAQiHAoaR2V0TGF0ZXN0Q2hlY2twb2ludFJlcXVlc3QiUQobR2V0TGF0ZXN0Q2hlY2twb2ludFJlc3BvbnNlEjIKCmNoZWNrcG9pbnQYASABKAsyHi5zZWN1cmVtc2cuYXVkaXQudjEuQ2hlY2twb2ludCLPAQoYR2V0SW5jbHVzaW9uUHJvb2ZSZXF1ZXN0EhAKCHNlcXVlbmNlGAEgASgEEhEKCXRyZWVfc2l6ZRgCIAEoBDqNAbpIiQEahgEKEElOVkFMSURfU0VRVUVOQ0USIHNlcXVlbmNlIG11c3QgYmUgaW4gMS4udHJlZV9zaXplGlB0aGlzLnNlcXVlbmNlID49IDF1ICYmICh0aGlzLnRyZWVfc2l6ZSA9PSAwdSB8fCB0aGlzLnNlcXVlbmNlIDw9IHRoaXMudHJlZV9zaXplKSKZAQoZR2V0SW5jbHVzaW9uUHJvb2ZSZXNwb25zZRISCgpsZWFmX2luZGV4GAEgASgEEhEKCXRyZWVfc2l6ZRgCIAEoBBIRCglsZWFmX2hhc2gYAyABKAwSDgoGaGFzaGVzGAQgAygMEjIKCmNoZWNrcG9pbnQYBSABKAsyHi5zZWN1cmVtc2cuYXVkaXQudjEuQ2hlY2twb2ludCLiAQoaR2V0Q29uc2lzdGVuY3lQcm9vZlJlcXVlc3QSEgoKZmlyc3Rfc2l6ZRgBIAEoBBITCgtzZWNvbmRfc2l6ZRgCIAEoBDqaAbpIlgEakwEKEUlOVkFMSURfVFJFRV9TSVpFEiRmaXJzdF9zaXplIG11c3QgYmUgaW4gMS4uc2Vjb25kX3NpemUaWHRoaXMuZmlyc3Rfc2l6ZSA+PSAxdSAmJiAodGhpcy5zZWNvbmRfc2l6ZSA9PSAwdSB8fCB0aGlzLmZpcnN0X3NpemUgPD0gdGhpcy5zZWNvbmRfc2l6ZSkiVgobR2V0Q29uc2lzdGVuY3lQcm9vZlJlc3BvbnNlEhIKCmZpcnN0X3NpemUYASABKAQSEwoLc2Vjb25kX3NpemUYAiABKAQSDgoGaGFzaGVzGAMgAygMIuMCChZHZXRBY2Nlc3NSZXBvcnRSZXF1ZXN0Eh4KCnBhdGllbnRfaWQYASABKAlCCrpIB8gBAXICKGQSLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXBhZ2Vfc2l6ZRgEIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAUgASgJQgi6SAVyAyiACDqQAbpIjAEaiQEKEklOVkFMSURfVElNRV9SQU5HRRIic3RhcnRfdGltZSBtdXN0IGJlIGJlZm9yZSBlbmRfdGltZRpPIWhhcyh0aGlzLnN0YXJ0X3RpbWUpIHx8ICFoYXModGhpcy5lbmRfdGltZSkgfHwgdGhpcy5zdGFydF90aW1lIDwgdGhpcy5lbmRfdGltZSJqChdHZXRBY2Nlc3NSZXBvcnRSZXNwb25zZRI2CgdlbnRyaWVzGAEgAygLMiUuc2VjdXJlbXNnLmF1ZGl0LnYxLkFjY2Vzc1JlcG9ydEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpqCgxFeHBvcnRGb3JtYXQSHQoZRVhQT1JUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhcKE0VYUE9SVF9GT1JNQVRfSlNPTkwQARIiCh5FWFBPUlRfRk9STUFUX0ZISVJfQVVESVRfRVZFTlQQAiqdAgoNVmVyaWZ5RmFpbHVyZRIeChpWRVJJRllfRkFJTFVSRV9VTlNQRUNJRklFRBAAEiUKIVZFUklGWV9GQUlMVVJFX0xFQUZfSEFTSF9NSVNNQVRDSBABEh8KG1ZFUklGWV9GQUlMVVJFX0NIQUlOX0JST0tFThACEh8KG1ZFUklGWV9GQUlMVVJFX1NFUVVFTkNFX0dBUBADEisKJ1ZFUklGWV9GQUlMVVJFX0NIRUNLUE9JTlRfUk9PVF9NSVNNQVRDSBAEEi8KK1ZFUklGWV9GQUlMVVJFX0NIRUNLUE9JTlRfU0lHTkFUVVJFX0lOVkFMSUQQBRIlCiFWRVJJRllfRkFJTFVSRV9SRUNPUkRfVU5ERUNPREFCTEUQBjLQBgoMQXVkaXRTZXJ2aWNlEm0KEFF1ZXJ5QXVkaXRFdmVudHMSKy5zZWN1cmVtc2cuYXVkaXQudjEuUXVlcnlBdWRpdEV2ZW50c1JlcXVlc3QaLC5zZWN1cmVtc2cuYXVkaXQudjEuUXVlcnlBdWRpdEV2ZW50c1Jlc3BvbnNlEnIKEUV4cG9ydEF1ZGl0RXZlbnRzEiwuc2VjdXJlbXNnLmF1ZGl0LnYxLkV4cG9ydEF1ZGl0RXZlbnRzUmVxdWVzdBotLnNlY3VyZW1zZy5hdWRpdC52MS5FeHBvcnRBdWRpdEV2ZW50c1Jlc3BvbnNlMAESXgoLVmVyaWZ5UmFuZ2USJi5zZWN1cmVtc2cuYXVkaXQudjEuVmVyaWZ5UmFuZ2VSZXF1ZXN0Gicuc2VjdXJlbXNnLmF1ZGl0LnYxLlZlcmlmeVJhbmdlUmVzcG9uc2USdgoTR2V0TGF0ZXN0Q2hlY2twb2ludBIuLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRMYXRlc3RDaGVja3BvaW50UmVxdWVzdBovLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRMYXRlc3RDaGVja3BvaW50UmVzcG9uc2UScAoRR2V0SW5jbHVzaW9uUHJvb2YSLC5zZWN1cmVtc2cuYXVkaXQudjEuR2V0SW5jbHVzaW9uUHJvb2ZSZXF1ZXN0Gi0uc2VjdXJlbXNnLmF1ZGl0LnYxLkdldEluY2x1c2lvblByb29mUmVzcG9uc2USdgoTR2V0Q29uc2lzdGVuY3lQcm9vZhIuLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRDb25zaXN0ZW5jeVByb29mUmVxdWVzdBovLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRDb25zaXN0ZW5jeVByb29mUmVzcG9uc2USmgEKD0dldEFjY2Vzc1JlcG9ydBIqLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRBY2Nlc3NSZXBvcnRSZXF1ZXN0Gisuc2VjdXJlbXNnLmF1ZGl0LnYxLkdldEFjY2Vzc1JlcG9ydFJlc3BvbnNlIi6C0+STAigSJi92MS9wYXRpZW50cy97cGF0aWVudF9pZH0vYWNjZXNzUmVwb3J0YgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_securemsg_common_v1_common, file_securemsg_events_v1_audit]);
+  fileDesc("Ch5zZWN1cmVtc2cvYXVkaXQvdjEvYXVkaXQucHJvdG8SEnNlY3VyZW1zZy5hdWRpdC52MSLXAQoKQXVkaXRFbnRyeRIQCghzZXF1ZW5jZRgBIAEoBBIwCgZyZWNvcmQYAiABKAsyIC5zZWN1cmVtc2cuZXZlbnRzLnYxLkF1ZGl0UmVjb3JkEhQKDHJlY29yZF9ieXRlcxgDIAEoDBIRCglsZWFmX2hhc2gYBCABKAwSFwoPcHJldl9jaGFpbl9oYXNoGAUgASgMEhIKCmNoYWluX2hhc2gYBiABKAwSLwoLYXBwZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpsBCgpDaGVja3BvaW50EhEKCXRyZWVfc2l6ZRgBIAEoBBIRCglyb290X2hhc2gYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMEg4KBmtleV9pZBgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLc2lnbmVkX2JvZHkYBiABKAwirwYKEEF1ZGl0RXZlbnRGaWx0ZXISHwoNYWN0b3Jfc3ViamVjdBgBIAEoCUIIukgFcgMogAISGwoKcGF0aWVudF9pZBgCIAEoCUIHukgEcgIoZBI+CgtyZWNvcmRfdHlwZRgDIAEoDjIfLnNlY3VyZW1zZy5ldmVudHMudjEuUmVjb3JkVHlwZUIIukgFggECEAESGwoJcmVjb3JkX2lkGAQgASgJQgi6SAVyAyiAAhI9CgdhY3Rpb25zGAUgAygOMhsuc2VjdXJlbXNnLmV2ZW50cy52MS5BY3Rpb25CD7pIDJIBCRBAIgWCAQIQARI/CghvdXRjb21lcxgGIAMoDjIcLnNlY3VyZW1zZy5ldmVudHMudjEuT3V0Y29tZUIPukgMkgEJEBAiBYIBAhABEi4KCnN0YXJ0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1mcm9tX3NlcXVlbmNlGAkgASgEEhMKC3RvX3NlcXVlbmNlGAogASgEEj0KDG1pbl9zZXZlcml0eRgLIAEoDjIdLnNlY3VyZW1zZy5ldmVudHMudjEuU2V2ZXJpdHlCCLpIBYIBAhABOrYCukiyAhqjAQoWSU5WQUxJRF9TRVFVRU5DRV9SQU5HRRIrZnJvbV9zZXF1ZW5jZSBtdXN0IG5vdCBiZSBhZnRlciB0b19zZXF1ZW5jZRpcdGhpcy5mcm9tX3NlcXVlbmNlID09IDB1IHx8IHRoaXMudG9fc2VxdWVuY2UgPT0gMHUgfHwgdGhpcy5mcm9tX3NlcXVlbmNlIDw9IHRoaXMudG9fc2VxdWVuY2UaiQEKEklOVkFMSURfVElNRV9SQU5HRRIic3RhcnRfdGltZSBtdXN0IGJlIGJlZm9yZSBlbmRfdGltZRpPIWhhcyh0aGlzLnN0YXJ0X3RpbWUpIHx8ICFoYXModGhpcy5lbmRfdGltZSkgfHwgdGhpcy5zdGFydF90aW1lIDwgdGhpcy5lbmRfdGltZSL5AgoRQWNjZXNzUmVwb3J0RW50cnkSLwoLYWNjZXNzX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCmFjdG9yX3JvbGUYAiABKA4yGS5zZWN1cmVtc2cuY29tbW9uLnYxLlJvbGUSFwoPb3JnYW5pc2F0aW9uX2lkGAMgASgJEhkKEW9yZ2FuaXNhdGlvbl9uYW1lGAQgASgJEisKBmFjdGlvbhgFIAEoDjIbLnNlY3VyZW1zZy5ldmVudHMudjEuQWN0aW9uEjQKC3JlY29yZF90eXBlGAYgASgOMh8uc2VjdXJlbXNnLmV2ZW50cy52MS5SZWNvcmRUeXBlEhEKCXJlY29yZF9pZBgHIAEoCRI5Cg5wdXJwb3NlX29mX3VzZRgIIAEoDjIhLnNlY3VyZW1zZy5jb21tb24udjEuUHVycG9zZU9mVXNlEh8KEmFjdG9yX2Rpc3BsYXlfbmFtZRgJIAEoCUIDgAEBItADCgVBbGVydBIQCghhbGVydF9pZBgBIAEoCRIPCgdydWxlX2lkGAIgASgJEi4KBWFjdG9yGAMgASgLMh8uc2VjdXJlbXNnLmV2ZW50cy52MS5BdWRpdEFjdG9yEi8KCHNldmVyaXR5GAQgASgOMh0uc2VjdXJlbXNnLmV2ZW50cy52MS5TZXZlcml0eRIwCgx3aW5kb3dfc3RhcnQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCndpbmRvd19lbmQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWNvdW50GAcgASgDEhEKCXRocmVzaG9sZBgIIAEoAxIWCg5maXJzdF9zZXF1ZW5jZRgJIAEoBBIVCg1sYXN0X3NlcXVlbmNlGAogASgEEi4KCnJhaXNlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGFja25vd2xlZGdlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2Fja25vd2xlZGdlZF9ieRgNIAEoCRIRCgRub3RlGA4gASgJQgOAAQEiiAEKEUxpc3RBbGVydHNSZXF1ZXN0EhEKCW9wZW5fb25seRgBIAEoCBImCgdydWxlX2lkGAIgASgJQhW6SBJyEChAMgxeW2EtejAtOV9dKiQSGgoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YBCABKAlCCLpIBXIDKIAIIlgKEkxpc3RBbGVydHNSZXNwb25zZRIpCgZhbGVydHMYASADKAsyGS5zZWN1cmVtc2cuYXVkaXQudjEuQWxlcnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlQKF0Fja25vd2xlZGdlQWxlcnRSZXF1ZXN0EhwKCGFsZXJ0X2lkGAEgASgJQgq6SAdyBRABKIABEhsKBG5vdGUYAiABKAlCDYABAbpIB3IFEAEY9AMiRAoYQWNrbm93bGVkZ2VBbGVydFJlc3BvbnNlEigKBWFsZXJ0GAEgASgLMhkuc2VjdXJlbXNnLmF1ZGl0LnYxLkFsZXJ0Ip8BChdRdWVyeUF1ZGl0RXZlbnRzUmVxdWVzdBI0CgZmaWx0ZXIYASABKAsyJC5zZWN1cmVtc2cuYXVkaXQudjEuQXVkaXRFdmVudEZpbHRlchIaCglwYWdlX3NpemUYAiABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMogAgSFAoMbmV3ZXN0X2ZpcnN0GAQgASgIImQKGFF1ZXJ5QXVkaXRFdmVudHNSZXNwb25zZRIvCgdlbnRyaWVzGAEgAygLMh4uc2VjdXJlbXNnLmF1ZGl0LnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo8BChhFeHBvcnRBdWRpdEV2ZW50c1JlcXVlc3QSNAoGZmlsdGVyGAEgASgLMiQuc2VjdXJlbXNnLmF1ZGl0LnYxLkF1ZGl0RXZlbnRGaWx0ZXISPQoGZm9ybWF0GAIgASgOMiAuc2VjdXJlbXNnLmF1ZGl0LnYxLkV4cG9ydEZvcm1hdEILukgIyAEBggECEAEimAEKDUV4cG9ydFN1bW1hcnkSFAoMcmVjb3JkX2NvdW50GAEgASgEEhYKDmZpcnN0X3NlcXVlbmNlGAIgASgEEhUKDWxhc3Rfc2VxdWVuY2UYAyABKAQSDgoGc2hhMjU2GAQgASgMEjIKCmNoZWNrcG9pbnQYBSABKAsyHi5zZWN1cmVtc2cuYXVkaXQudjEuQ2hlY2twb2ludCJeChlFeHBvcnRBdWRpdEV2ZW50c1Jlc3BvbnNlEg0KBWNodW5rGAEgASgMEjIKB3N1bW1hcnkYAiABKAsyIS5zZWN1cmVtc2cuYXVkaXQudjEuRXhwb3J0U3VtbWFyeSL+AQoSVmVyaWZ5UmFuZ2VSZXF1ZXN0EhUKDWZyb21fc2VxdWVuY2UYASABKAQSEwoLdG9fc2VxdWVuY2UYAiABKAQ6uwG6SLcBGrQBChZJTlZBTElEX1NFUVVFTkNFX1JBTkdFEjpmcm9tX3NlcXVlbmNlIG11c3QgYmUgYXQgbGVhc3QgMSBhbmQgbm90IGFmdGVyIHRvX3NlcXVlbmNlGl50aGlzLmZyb21fc2VxdWVuY2UgPj0gMXUgJiYgKHRoaXMudG9fc2VxdWVuY2UgPT0gMHUgfHwgdGhpcy5mcm9tX3NlcXVlbmNlIDw9IHRoaXMudG9fc2VxdWVuY2UpIuYBChNWZXJpZnlSYW5nZVJlc3BvbnNlEgoKAm9rGAEgASgIEhYKDnZlcmlmaWVkX2NvdW50GAIgASgEEh4KFmZpcnN0X2ZhaWxpbmdfc2VxdWVuY2UYAyABKAQSMgoHZmFpbHVyZRgEIAEoDjIhLnNlY3VyZW1zZy5hdWRpdC52MS5WZXJpZnlGYWlsdXJlEg4KBmRldGFpbBgFIAEoCRIyCgpjaGVja3BvaW50GAYgASgLMh4uc2VjdXJlbXNnLmF1ZGl0LnYxLkNoZWNrcG9pbnQSEwoLdG9fc2VxdWVuY2UYByABKAQiHAoaR2V0TGF0ZXN0Q2hlY2twb2ludFJlcXVlc3QiUQobR2V0TGF0ZXN0Q2hlY2twb2ludFJlc3BvbnNlEjIKCmNoZWNrcG9pbnQYASABKAsyHi5zZWN1cmVtc2cuYXVkaXQudjEuQ2hlY2twb2ludCLPAQoYR2V0SW5jbHVzaW9uUHJvb2ZSZXF1ZXN0EhAKCHNlcXVlbmNlGAEgASgEEhEKCXRyZWVfc2l6ZRgCIAEoBDqNAbpIiQEahgEKEElOVkFMSURfU0VRVUVOQ0USIHNlcXVlbmNlIG11c3QgYmUgaW4gMS4udHJlZV9zaXplGlB0aGlzLnNlcXVlbmNlID49IDF1ICYmICh0aGlzLnRyZWVfc2l6ZSA9PSAwdSB8fCB0aGlzLnNlcXVlbmNlIDw9IHRoaXMudHJlZV9zaXplKSKZAQoZR2V0SW5jbHVzaW9uUHJvb2ZSZXNwb25zZRISCgpsZWFmX2luZGV4GAEgASgEEhEKCXRyZWVfc2l6ZRgCIAEoBBIRCglsZWFmX2hhc2gYAyABKAwSDgoGaGFzaGVzGAQgAygMEjIKCmNoZWNrcG9pbnQYBSABKAsyHi5zZWN1cmVtc2cuYXVkaXQudjEuQ2hlY2twb2ludCLiAQoaR2V0Q29uc2lzdGVuY3lQcm9vZlJlcXVlc3QSEgoKZmlyc3Rfc2l6ZRgBIAEoBBITCgtzZWNvbmRfc2l6ZRgCIAEoBDqaAbpIlgEakwEKEUlOVkFMSURfVFJFRV9TSVpFEiRmaXJzdF9zaXplIG11c3QgYmUgaW4gMS4uc2Vjb25kX3NpemUaWHRoaXMuZmlyc3Rfc2l6ZSA+PSAxdSAmJiAodGhpcy5zZWNvbmRfc2l6ZSA9PSAwdSB8fCB0aGlzLmZpcnN0X3NpemUgPD0gdGhpcy5zZWNvbmRfc2l6ZSkiVgobR2V0Q29uc2lzdGVuY3lQcm9vZlJlc3BvbnNlEhIKCmZpcnN0X3NpemUYASABKAQSEwoLc2Vjb25kX3NpemUYAiABKAQSDgoGaGFzaGVzGAMgAygMIuMCChZHZXRBY2Nlc3NSZXBvcnRSZXF1ZXN0Eh4KCnBhdGllbnRfaWQYASABKAlCCrpIB8gBAXICKGQSLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXBhZ2Vfc2l6ZRgEIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAUgASgJQgi6SAVyAyiACDqQAbpIjAEaiQEKEklOVkFMSURfVElNRV9SQU5HRRIic3RhcnRfdGltZSBtdXN0IGJlIGJlZm9yZSBlbmRfdGltZRpPIWhhcyh0aGlzLnN0YXJ0X3RpbWUpIHx8ICFoYXModGhpcy5lbmRfdGltZSkgfHwgdGhpcy5zdGFydF90aW1lIDwgdGhpcy5lbmRfdGltZSJqChdHZXRBY2Nlc3NSZXBvcnRSZXNwb25zZRI2CgdlbnRyaWVzGAEgAygLMiUuc2VjdXJlbXNnLmF1ZGl0LnYxLkFjY2Vzc1JlcG9ydEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpqCgxFeHBvcnRGb3JtYXQSHQoZRVhQT1JUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhcKE0VYUE9SVF9GT1JNQVRfSlNPTkwQARIiCh5FWFBPUlRfRk9STUFUX0ZISVJfQVVESVRfRVZFTlQQAiqdAgoNVmVyaWZ5RmFpbHVyZRIeChpWRVJJRllfRkFJTFVSRV9VTlNQRUNJRklFRBAAEiUKIVZFUklGWV9GQUlMVVJFX0xFQUZfSEFTSF9NSVNNQVRDSBABEh8KG1ZFUklGWV9GQUlMVVJFX0NIQUlOX0JST0tFThACEh8KG1ZFUklGWV9GQUlMVVJFX1NFUVVFTkNFX0dBUBADEisKJ1ZFUklGWV9GQUlMVVJFX0NIRUNLUE9JTlRfUk9PVF9NSVNNQVRDSBAEEi8KK1ZFUklGWV9GQUlMVVJFX0NIRUNLUE9JTlRfU0lHTkFUVVJFX0lOVkFMSUQQBRIlCiFWRVJJRllfRkFJTFVSRV9SRUNPUkRfVU5ERUNPREFCTEUQBjKcCAoMQXVkaXRTZXJ2aWNlEm0KEFF1ZXJ5QXVkaXRFdmVudHMSKy5zZWN1cmVtc2cuYXVkaXQudjEuUXVlcnlBdWRpdEV2ZW50c1JlcXVlc3QaLC5zZWN1cmVtc2cuYXVkaXQudjEuUXVlcnlBdWRpdEV2ZW50c1Jlc3BvbnNlEnIKEUV4cG9ydEF1ZGl0RXZlbnRzEiwuc2VjdXJlbXNnLmF1ZGl0LnYxLkV4cG9ydEF1ZGl0RXZlbnRzUmVxdWVzdBotLnNlY3VyZW1zZy5hdWRpdC52MS5FeHBvcnRBdWRpdEV2ZW50c1Jlc3BvbnNlMAESXgoLVmVyaWZ5UmFuZ2USJi5zZWN1cmVtc2cuYXVkaXQudjEuVmVyaWZ5UmFuZ2VSZXF1ZXN0Gicuc2VjdXJlbXNnLmF1ZGl0LnYxLlZlcmlmeVJhbmdlUmVzcG9uc2USdgoTR2V0TGF0ZXN0Q2hlY2twb2ludBIuLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRMYXRlc3RDaGVja3BvaW50UmVxdWVzdBovLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRMYXRlc3RDaGVja3BvaW50UmVzcG9uc2UScAoRR2V0SW5jbHVzaW9uUHJvb2YSLC5zZWN1cmVtc2cuYXVkaXQudjEuR2V0SW5jbHVzaW9uUHJvb2ZSZXF1ZXN0Gi0uc2VjdXJlbXNnLmF1ZGl0LnYxLkdldEluY2x1c2lvblByb29mUmVzcG9uc2USdgoTR2V0Q29uc2lzdGVuY3lQcm9vZhIuLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRDb25zaXN0ZW5jeVByb29mUmVxdWVzdBovLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRDb25zaXN0ZW5jeVByb29mUmVzcG9uc2USmgEKD0dldEFjY2Vzc1JlcG9ydBIqLnNlY3VyZW1zZy5hdWRpdC52MS5HZXRBY2Nlc3NSZXBvcnRSZXF1ZXN0Gisuc2VjdXJlbXNnLmF1ZGl0LnYxLkdldEFjY2Vzc1JlcG9ydFJlc3BvbnNlIi6C0+STAigSJi92MS9wYXRpZW50cy97cGF0aWVudF9pZH0vYWNjZXNzUmVwb3J0ElsKCkxpc3RBbGVydHMSJS5zZWN1cmVtc2cuYXVkaXQudjEuTGlzdEFsZXJ0c1JlcXVlc3QaJi5zZWN1cmVtc2cuYXVkaXQudjEuTGlzdEFsZXJ0c1Jlc3BvbnNlEm0KEEFja25vd2xlZGdlQWxlcnQSKy5zZWN1cmVtc2cuYXVkaXQudjEuQWNrbm93bGVkZ2VBbGVydFJlcXVlc3QaLC5zZWN1cmVtc2cuYXVkaXQudjEuQWNrbm93bGVkZ2VBbGVydFJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_securemsg_common_v1_common, file_securemsg_events_v1_audit]);
 
 /**
  * AuditEntry is one record of the log as stored, with its position and hashes.
@@ -328,6 +328,238 @@ export const AccessReportEntrySchema: GenMessage<AccessReportEntry> = /*@__PURE_
   messageDesc(file_securemsg_audit_v1_audit, 3);
 
 /**
+ * Alert is one anomaly alert the detector raised over the audit log.
+ *
+ * @generated from message securemsg.audit.v1.Alert
+ */
+export type Alert = Message<"securemsg.audit.v1.Alert"> & {
+  /**
+   * The alert's id (the AnomalyAlert event's id).
+   *
+   * @generated from field: string alert_id = 1;
+   */
+  alertId: string;
+
+  /**
+   * The rule that fired ("bulk_read", "repeated_denials", "break_glass", ...).
+   *
+   * @generated from field: string rule_id = 2;
+   */
+  ruleId: string;
+
+  /**
+   * The actor whose records fired it.
+   *
+   * @generated from field: securemsg.events.v1.AuditActor actor = 3;
+   */
+  actor?: AuditActor | undefined;
+
+  /**
+   * How urgent it is.
+   *
+   * @generated from field: securemsg.events.v1.Severity severity = 4;
+   */
+  severity: Severity;
+
+  /**
+   * The window the rule counted over.
+   *
+   * @generated from field: google.protobuf.Timestamp window_start = 5;
+   */
+  windowStart?: Timestamp | undefined;
+
+  /**
+   * End of the window.
+   *
+   * @generated from field: google.protobuf.Timestamp window_end = 6;
+   */
+  windowEnd?: Timestamp | undefined;
+
+  /**
+   * How many matching records the window held, and the threshold that count reached.
+   *
+   * @generated from field: int64 count = 7;
+   */
+  count: bigint;
+
+  /**
+   * The rule's threshold.
+   *
+   * @generated from field: int64 threshold = 8;
+   */
+  threshold: bigint;
+
+  /**
+   * Log sequences of the first and last matching records (QueryAuditEvents reads them).
+   *
+   * @generated from field: uint64 first_sequence = 9;
+   */
+  firstSequence: bigint;
+
+  /**
+   * Log sequence of the record that fired the rule.
+   *
+   * @generated from field: uint64 last_sequence = 10;
+   */
+  lastSequence: bigint;
+
+  /**
+   * When the alert was raised.
+   *
+   * @generated from field: google.protobuf.Timestamp raise_time = 11;
+   */
+  raiseTime?: Timestamp | undefined;
+
+  /**
+   * When it was acknowledged; unset while open.
+   *
+   * @generated from field: google.protobuf.Timestamp acknowledge_time = 12;
+   */
+  acknowledgeTime?: Timestamp | undefined;
+
+  /**
+   * Who acknowledged it (opaque subject id); empty while open.
+   *
+   * @generated from field: string acknowledged_by = 13;
+   */
+  acknowledgedBy: string;
+
+  /**
+   * The acknowledger's note; empty while open.
+   *
+   * @generated from field: string note = 14;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message securemsg.audit.v1.Alert.
+ * Use `create(AlertSchema)` to create a new message.
+ */
+export const AlertSchema: GenMessage<Alert> = /*@__PURE__*/
+  messageDesc(file_securemsg_audit_v1_audit, 4);
+
+/**
+ * ListAlertsRequest selects a page of alerts.
+ *
+ * @generated from message securemsg.audit.v1.ListAlertsRequest
+ */
+export type ListAlertsRequest = Message<"securemsg.audit.v1.ListAlertsRequest"> & {
+  /**
+   * Only alerts nobody has acknowledged yet.
+   *
+   * @generated from field: bool open_only = 1;
+   */
+  openOnly: boolean;
+
+  /**
+   * Only alerts of this rule; empty for every rule.
+   *
+   * @generated from field: string rule_id = 2;
+   */
+  ruleId: string;
+
+  /**
+   * Maximum alerts to return; 0 means 50, larger than 200 is treated as 200.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token from a previous response with the same filter.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message securemsg.audit.v1.ListAlertsRequest.
+ * Use `create(ListAlertsRequestSchema)` to create a new message.
+ */
+export const ListAlertsRequestSchema: GenMessage<ListAlertsRequest> = /*@__PURE__*/
+  messageDesc(file_securemsg_audit_v1_audit, 5);
+
+/**
+ * ListAlertsResponse is one page of alerts, newest first.
+ *
+ * @generated from message securemsg.audit.v1.ListAlertsResponse
+ */
+export type ListAlertsResponse = Message<"securemsg.audit.v1.ListAlertsResponse"> & {
+  /**
+   * The alerts.
+   *
+   * @generated from field: repeated securemsg.audit.v1.Alert alerts = 1;
+   */
+  alerts: Alert[];
+
+  /**
+   * Token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message securemsg.audit.v1.ListAlertsResponse.
+ * Use `create(ListAlertsResponseSchema)` to create a new message.
+ */
+export const ListAlertsResponseSchema: GenMessage<ListAlertsResponse> = /*@__PURE__*/
+  messageDesc(file_securemsg_audit_v1_audit, 6);
+
+/**
+ * AcknowledgeAlertRequest acknowledges one alert.
+ *
+ * @generated from message securemsg.audit.v1.AcknowledgeAlertRequest
+ */
+export type AcknowledgeAlertRequest = Message<"securemsg.audit.v1.AcknowledgeAlertRequest"> & {
+  /**
+   * The alert's id.
+   *
+   * @generated from field: string alert_id = 1;
+   */
+  alertId: string;
+
+  /**
+   * What was found or done: ids and codes, never patient details (the note is kept in the
+   * audit service, shown to auditors only).
+   *
+   * @generated from field: string note = 2;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message securemsg.audit.v1.AcknowledgeAlertRequest.
+ * Use `create(AcknowledgeAlertRequestSchema)` to create a new message.
+ */
+export const AcknowledgeAlertRequestSchema: GenMessage<AcknowledgeAlertRequest> = /*@__PURE__*/
+  messageDesc(file_securemsg_audit_v1_audit, 7);
+
+/**
+ * AcknowledgeAlertResponse is the alert as acknowledged.
+ *
+ * @generated from message securemsg.audit.v1.AcknowledgeAlertResponse
+ */
+export type AcknowledgeAlertResponse = Message<"securemsg.audit.v1.AcknowledgeAlertResponse"> & {
+  /**
+   * The alert, with its acknowledgement.
+   *
+   * @generated from field: securemsg.audit.v1.Alert alert = 1;
+   */
+  alert?: Alert | undefined;
+};
+
+/**
+ * Describes the message securemsg.audit.v1.AcknowledgeAlertResponse.
+ * Use `create(AcknowledgeAlertResponseSchema)` to create a new message.
+ */
+export const AcknowledgeAlertResponseSchema: GenMessage<AcknowledgeAlertResponse> = /*@__PURE__*/
+  messageDesc(file_securemsg_audit_v1_audit, 8);
+
+/**
  * QueryAuditEventsRequest selects a page of log entries.
  *
  * @generated from message securemsg.audit.v1.QueryAuditEventsRequest
@@ -367,7 +599,7 @@ export type QueryAuditEventsRequest = Message<"securemsg.audit.v1.QueryAuditEven
  * Use `create(QueryAuditEventsRequestSchema)` to create a new message.
  */
 export const QueryAuditEventsRequestSchema: GenMessage<QueryAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 4);
+  messageDesc(file_securemsg_audit_v1_audit, 9);
 
 /**
  * QueryAuditEventsResponse is one page of log entries.
@@ -395,7 +627,7 @@ export type QueryAuditEventsResponse = Message<"securemsg.audit.v1.QueryAuditEve
  * Use `create(QueryAuditEventsResponseSchema)` to create a new message.
  */
 export const QueryAuditEventsResponseSchema: GenMessage<QueryAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 5);
+  messageDesc(file_securemsg_audit_v1_audit, 10);
 
 /**
  * ExportAuditEventsRequest selects records to export.
@@ -423,7 +655,7 @@ export type ExportAuditEventsRequest = Message<"securemsg.audit.v1.ExportAuditEv
  * Use `create(ExportAuditEventsRequestSchema)` to create a new message.
  */
 export const ExportAuditEventsRequestSchema: GenMessage<ExportAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 6);
+  messageDesc(file_securemsg_audit_v1_audit, 11);
 
 /**
  * ExportSummary closes an export.
@@ -472,7 +704,7 @@ export type ExportSummary = Message<"securemsg.audit.v1.ExportSummary"> & {
  * Use `create(ExportSummarySchema)` to create a new message.
  */
 export const ExportSummarySchema: GenMessage<ExportSummary> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 7);
+  messageDesc(file_securemsg_audit_v1_audit, 12);
 
 /**
  * ExportAuditEventsResponse is one piece of an export stream.
@@ -500,7 +732,7 @@ export type ExportAuditEventsResponse = Message<"securemsg.audit.v1.ExportAuditE
  * Use `create(ExportAuditEventsResponseSchema)` to create a new message.
  */
 export const ExportAuditEventsResponseSchema: GenMessage<ExportAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 8);
+  messageDesc(file_securemsg_audit_v1_audit, 13);
 
 /**
  * VerifyRangeRequest names a range of the log to verify.
@@ -528,7 +760,7 @@ export type VerifyRangeRequest = Message<"securemsg.audit.v1.VerifyRangeRequest"
  * Use `create(VerifyRangeRequestSchema)` to create a new message.
  */
 export const VerifyRangeRequestSchema: GenMessage<VerifyRangeRequest> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 9);
+  messageDesc(file_securemsg_audit_v1_audit, 14);
 
 /**
  * VerifyRangeResponse is the verification result.
@@ -591,7 +823,7 @@ export type VerifyRangeResponse = Message<"securemsg.audit.v1.VerifyRangeRespons
  * Use `create(VerifyRangeResponseSchema)` to create a new message.
  */
 export const VerifyRangeResponseSchema: GenMessage<VerifyRangeResponse> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 10);
+  messageDesc(file_securemsg_audit_v1_audit, 15);
 
 /**
  * GetLatestCheckpointRequest asks for the newest checkpoint. It has no fields.
@@ -606,7 +838,7 @@ export type GetLatestCheckpointRequest = Message<"securemsg.audit.v1.GetLatestCh
  * Use `create(GetLatestCheckpointRequestSchema)` to create a new message.
  */
 export const GetLatestCheckpointRequestSchema: GenMessage<GetLatestCheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 11);
+  messageDesc(file_securemsg_audit_v1_audit, 16);
 
 /**
  * GetLatestCheckpointResponse is the newest checkpoint.
@@ -627,7 +859,7 @@ export type GetLatestCheckpointResponse = Message<"securemsg.audit.v1.GetLatestC
  * Use `create(GetLatestCheckpointResponseSchema)` to create a new message.
  */
 export const GetLatestCheckpointResponseSchema: GenMessage<GetLatestCheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 12);
+  messageDesc(file_securemsg_audit_v1_audit, 17);
 
 /**
  * GetInclusionProofRequest asks for an inclusion proof.
@@ -655,7 +887,7 @@ export type GetInclusionProofRequest = Message<"securemsg.audit.v1.GetInclusionP
  * Use `create(GetInclusionProofRequestSchema)` to create a new message.
  */
 export const GetInclusionProofRequestSchema: GenMessage<GetInclusionProofRequest> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 13);
+  messageDesc(file_securemsg_audit_v1_audit, 18);
 
 /**
  * GetInclusionProofResponse is an RFC 6962 inclusion proof.
@@ -704,7 +936,7 @@ export type GetInclusionProofResponse = Message<"securemsg.audit.v1.GetInclusion
  * Use `create(GetInclusionProofResponseSchema)` to create a new message.
  */
 export const GetInclusionProofResponseSchema: GenMessage<GetInclusionProofResponse> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 14);
+  messageDesc(file_securemsg_audit_v1_audit, 19);
 
 /**
  * GetConsistencyProofRequest asks for a consistency proof between two tree sizes.
@@ -732,7 +964,7 @@ export type GetConsistencyProofRequest = Message<"securemsg.audit.v1.GetConsiste
  * Use `create(GetConsistencyProofRequestSchema)` to create a new message.
  */
 export const GetConsistencyProofRequestSchema: GenMessage<GetConsistencyProofRequest> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 15);
+  messageDesc(file_securemsg_audit_v1_audit, 20);
 
 /**
  * GetConsistencyProofResponse is an RFC 6962 consistency proof.
@@ -767,7 +999,7 @@ export type GetConsistencyProofResponse = Message<"securemsg.audit.v1.GetConsist
  * Use `create(GetConsistencyProofResponseSchema)` to create a new message.
  */
 export const GetConsistencyProofResponseSchema: GenMessage<GetConsistencyProofResponse> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 16);
+  messageDesc(file_securemsg_audit_v1_audit, 21);
 
 /**
  * GetAccessReportRequest asks who accessed a patient's records.
@@ -816,7 +1048,7 @@ export type GetAccessReportRequest = Message<"securemsg.audit.v1.GetAccessReport
  * Use `create(GetAccessReportRequestSchema)` to create a new message.
  */
 export const GetAccessReportRequestSchema: GenMessage<GetAccessReportRequest> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 17);
+  messageDesc(file_securemsg_audit_v1_audit, 22);
 
 /**
  * GetAccessReportResponse is one page of a patient's access report.
@@ -844,7 +1076,7 @@ export type GetAccessReportResponse = Message<"securemsg.audit.v1.GetAccessRepor
  * Use `create(GetAccessReportResponseSchema)` to create a new message.
  */
 export const GetAccessReportResponseSchema: GenMessage<GetAccessReportResponse> = /*@__PURE__*/
-  messageDesc(file_securemsg_audit_v1_audit, 18);
+  messageDesc(file_securemsg_audit_v1_audit, 23);
 
 /**
  * ExportFormat is the byte format of an audit export.
@@ -1068,6 +1300,37 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof GetAccessReportRequestSchema;
     output: typeof GetAccessReportResponseSchema;
+  },
+  /**
+   * ListAlerts returns the anomaly alerts the detector raised, newest first, with keyset
+   * paging. An alert names the rule, the actor whose records fired it and the log sequences
+   * they span; never a patient or content. The listing is audited (QUERY of the audit log).
+   *
+   * Errors: INVALID_ARGUMENT when page_size is negative or page_token is malformed or issued
+   * for a different filter; PERMISSION_DENIED when the caller is not an auditor with MFA.
+   *
+   * @generated from rpc securemsg.audit.v1.AuditService.ListAlerts
+   */
+  listAlerts: {
+    methodKind: "unary";
+    input: typeof ListAlertsRequestSchema;
+    output: typeof ListAlertsResponseSchema;
+  },
+  /**
+   * AcknowledgeAlert records that a person looked into an alert, with a short note. Repeating
+   * it for an acknowledged alert changes nothing and returns the first acknowledgement. The
+   * acknowledgement is audited (UPDATE of the alert, reason alert_acknowledged) in the same
+   * commit.
+   *
+   * Errors: NOT_FOUND when no alert has the id; PERMISSION_DENIED when the caller is not an
+   * auditor with MFA.
+   *
+   * @generated from rpc securemsg.audit.v1.AuditService.AcknowledgeAlert
+   */
+  acknowledgeAlert: {
+    methodKind: "unary";
+    input: typeof AcknowledgeAlertRequestSchema;
+    output: typeof AcknowledgeAlertResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_securemsg_audit_v1_audit, 0);
