@@ -23,7 +23,10 @@ type AlertPage struct {
 	NextPageToken string
 }
 
-var errBadAlertToken = usererr.New(usererr.InvalidArgument, "INVALID_PAGE_TOKEN", "malformed page_token")
+var (
+	errBadAlertToken = usererr.New(usererr.InvalidArgument, "INVALID_PAGE_TOKEN", "malformed page_token")
+	errOwnAlert      = usererr.New(usererr.PermissionDenied, "OWN_ALERT", "an alert about your own activity is acknowledged by another auditor")
+)
 
 // ListAlerts returns a page of the alerts the detector raised, for an auditor. The listing is
 // audited first (a QUERY of the audit log, reason alert_list), and refused if that fails.
@@ -58,7 +61,8 @@ func (s *Service) ListAlerts(ctx context.Context, f domain.AlertFilter, size int
 
 // AcknowledgeAlert records that the calling auditor looked into an alert, with a note, and
 // audits it (an UPDATE of the alert, reason alert_acknowledged) in the same commit. An alert
-// already acknowledged is returned as it was, and nothing is recorded again.
+// already acknowledged is returned as it was, and nothing is recorded again; an alert about the
+// caller's own activity is refused (OWN_ALERT).
 func (s *Service) AcknowledgeAlert(ctx context.Context, id, note string) (domain.RaisedAlert, error) {
 	if err := requireAny(ctx, false, auth.RoleAuditor); err != nil {
 		return domain.RaisedAlert{}, err
@@ -70,6 +74,11 @@ func (s *Service) AcknowledgeAlert(ctx context.Context, id, note string) (domain
 	}
 	p, _ := auth.FromContext(ctx) // requireAny found one
 	a, _, err := s.alerts.AcknowledgeAlert(ctx, id, p.Subject, note, s.now(), func(a domain.RaisedAlert) ([]outbox.Event, error) {
+		// Segregation of duties: an alert about an auditor's own activity is for another
+		// auditor to close.
+		if a.Actor.GetSubject() == p.Subject {
+			return nil, errOwnAlert
+		}
 		ev, err := s.emitter.Event(ctx, s.emitter.NewRecord(ctx, eventsv1.Action_ACTION_UPDATE,
 			auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_AUDIT_LOG, ID: a.ID}, auditlog.Reason("alert_acknowledged"), legalPurpose))
 		if err != nil {

@@ -504,3 +504,36 @@ func TestReconcile(t *testing.T) {
 		})
 	}
 }
+
+// TestAlertAboutYourselfIsForAnotherAuditor: an auditor's own break-the-glass read raises an
+// alert that they may list but not acknowledge; another auditor may.
+func TestAlertAboutYourselfIsForAnotherAuditor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, app.Config{})
+	in := repotest.Record(t, 1, auditor.Subject, "patient-1")
+	in.Record.Action, in.Record.Severity = eventsv1.Action_ACTION_BREAK_GLASS, eventsv1.Severity_SEVERITY_HIGH
+	b, _ := proto.Marshal(in.Record)
+	glass, err := domain.ParseIncoming(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ingest(t, glass)
+	own := auth.WithPrincipal(t.Context(), auditor)
+	page, err := e.svc.ListAlerts(own, domain.AlertFilter{OpenOnly: true}, 0, "")
+	if err != nil || len(page.Alerts) != 1 {
+		t.Fatalf("ListAlerts() = %v, %v; want the one break_glass alert", page.Alerts, err)
+	}
+	id := page.Alerts[0].ID
+	if _, err := e.svc.AcknowledgeAlert(own, id, "it was me"); !hasReason(err, "OWN_ALERT") {
+		t.Errorf("AcknowledgeAlert(own alert) = %v, want OWN_ALERT", err)
+	}
+	other := auth.WithPrincipal(t.Context(), &auth.Principal{Kind: auth.KindUser, Subject: "auditor-2", Roles: []auth.Role{auth.RoleAuditor}})
+	if a, err := e.svc.AcknowledgeAlert(other, id, "confirmed with auditor-1's manager"); err != nil || a.AcknowledgedBy != "auditor-2" {
+		t.Errorf("AcknowledgeAlert by another auditor = %+v, %v; want acknowledged by auditor-2", a, err)
+	}
+}
+
+func hasReason(err error, reason string) bool {
+	var e *usererr.Error
+	return errors.As(err, &e) && e.Reason == reason
+}

@@ -247,21 +247,23 @@ func ServeReconcile(ctx context.Context, nc *nats.Conn, subjectPrefix string, r 
 
 // startAppendSpans starts, under each traced record's span, an "audit append" span that lasts
 // as long as the batch's append, so every record's trace shows when and how it entered the log.
-// The append's own statements are traced under the first record's span (one transaction
-// serves the whole batch). Without traced records ctx is returned as it is and there are no
-// spans.
+// The append itself (its statements, and the alerts it may raise) runs under a span of its own:
+// a new root that links every traced record, so one person's trace never holds another's
+// records or an alert about someone else. Without traced records ctx is returned as it is.
 func startAppendSpans(ctx context.Context, spans []trace.Span, records int) (context.Context, []trace.Span) {
-	appendCtx := ctx
-	appends := make([]trace.Span, 0, len(spans))
-	for i, s := range spans {
-		sctx, span := tracing.Tracer().Start(trace.ContextWithSpan(ctx, s), "audit append",
-			trace.WithAttributes(attribute.Int("messaging.batch.message_count", records)))
-		if i == 0 {
-			appendCtx = sctx
-		}
-		appends = append(appends, span)
+	if len(spans) == 0 {
+		return ctx, nil
 	}
-	return appendCtx, appends
+	batch := attribute.Int("messaging.batch.message_count", records)
+	appends := make([]trace.Span, 0, len(spans)+1)
+	links := make([]trace.Link, 0, len(spans))
+	for _, s := range spans {
+		_, span := tracing.Tracer().Start(trace.ContextWithSpan(ctx, s), "audit append", trace.WithAttributes(batch))
+		appends = append(appends, span)
+		links = append(links, trace.Link{SpanContext: s.SpanContext()})
+	}
+	appendCtx, span := tracing.Tracer().Start(ctx, "audit append batch", trace.WithNewRoot(), trace.WithLinks(links...), trace.WithAttributes(batch))
+	return appendCtx, append(appends, span)
 }
 
 // endSpans ends the records' spans with the batch's outcome (acknowledged, or to be redelivered).

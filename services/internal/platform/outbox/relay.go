@@ -279,6 +279,13 @@ func (r *Relay) publishBatch(ctx context.Context, pub jetstream.JetStream, m *sc
 		inflight[i].span = publishSpan(ctx, rw.headers, msg.Header)
 		inflight[i].ack, inflight[i].err = pub.PublishMsgAsync(msg)
 	}
+	defer func() {
+		// Spans of publishes a shutdown left unanswered end here (endPublishSpan clears them).
+		for i := range inflight {
+			endPublishSpan(inflight[i].span, context.Canceled)
+			inflight[i].span = nil
+		}
+	}()
 	// The publisher's own ack timeout normally fires first; this bounds the wait regardless.
 	waitCtx, cancelWait := context.WithTimeout(ctx, r.opts.PublishTimeout+time.Second)
 	defer cancelWait()
@@ -300,6 +307,7 @@ func (r *Relay) publishBatch(ctx context.Context, pub jetstream.JetStream, m *sc
 			}
 		}
 		endPublishSpan(p.span, p.err)
+		p.span = nil
 		if p.err != nil {
 			failedSeqs = append(failedSeqs, p.row.seq)
 			failedErrs = append(failedErrs, truncate(p.err.Error(), 500))

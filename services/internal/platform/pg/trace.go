@@ -40,18 +40,22 @@ func newSpanTracer(schema string) spanTracer {
 	return spanTracer{namespace: attribute.String("db.namespace", schema)}
 }
 
+// statementSpan keys the span start made, so end ends that one and never a span of the
+// caller's that happens to be in the context.
+type statementSpan struct{}
+
 func (t spanTracer) start(ctx context.Context, name string, attrs ...attribute.KeyValue) context.Context {
 	if !trace.SpanContextFromContext(ctx).IsSampled() {
 		return ctx
 	}
-	ctx, _ = tracing.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient),
+	ctx, span := tracing.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(append(attrs, dbSystem, t.namespace)...))
-	return ctx
+	return context.WithValue(ctx, statementSpan{}, span)
 }
 
 func end(ctx context.Context, err error) {
-	span := trace.SpanFromContext(ctx)
-	if !span.IsRecording() {
+	span, ok := ctx.Value(statementSpan{}).(trace.Span)
+	if !ok {
 		return
 	}
 	if err != nil {

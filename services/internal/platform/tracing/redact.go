@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // allowedKeys are the span and event attribute keys that may leave the process: the rpc, db
@@ -39,7 +40,9 @@ func Allowed(k attribute.Key) bool { return allowedKeys[k] || strings.HasPrefix(
 
 // Redacting wraps an exporter so that every span it is given is cut down to what Allowed
 // admits before it goes on: attributes filtered, events other than gRPC message events dropped,
-// link attributes dropped, and the status description emptied (the code stays). A status
+// link attributes and link tracestate dropped, and the status description emptied (the code
+// stays). Span names are the code's own (rpc spans only for methods that exist: see
+// grpcserver.WithTracing). A status
 // description is error text, and error text is where a stray value is most likely to hide.
 func Redacting(next sdktrace.SpanExporter) sdktrace.SpanExporter { return redactingExporter{next} }
 
@@ -79,7 +82,8 @@ func redact(s sdktrace.ReadOnlySpan) sdktrace.ReadOnlySpan {
 		}
 	}
 	for _, l := range s.Links() {
-		r.links = append(r.links, sdktrace.Link{SpanContext: l.SpanContext})
+		// A link to a public caller's context carries its tracestate: free text of theirs.
+		r.links = append(r.links, sdktrace.Link{SpanContext: l.SpanContext.WithTraceState(trace.TraceState{})})
 	}
 	return r
 }

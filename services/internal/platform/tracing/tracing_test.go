@@ -75,7 +75,11 @@ func TestRedactingKeepsOnlyAllowedAttributes(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracing.Redacting(mem)))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 
-	link := trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled}
+	state, err := trace.ParseTraceState("portal=" + strings.ToLower(phi))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled, TraceState: state}
 	_, span := tp.Tracer("test").Start(t.Context(), "securemsg.messaging.v1.MessagingService/GetThread",
 		trace.WithLinks(trace.Link{SpanContext: trace.NewSpanContext(link), Attributes: []attribute.KeyValue{attribute.String("note", phi)}}))
 	span.SetAttributes(
@@ -121,8 +125,9 @@ func TestRedactingKeepsOnlyAllowedAttributes(t *testing.T) {
 	if got.Status.Code != codes.Error || got.Status.Description != "" {
 		t.Errorf("status = %+v; want code Error without a description", got.Status)
 	}
-	if len(got.Links) != 1 || len(got.Links[0].Attributes) != 0 || got.Links[0].SpanContext.TraceID() != link.TraceID {
-		t.Errorf("links = %+v; want the link without its attributes", got.Links)
+	if len(got.Links) != 1 || len(got.Links[0].Attributes) != 0 || got.Links[0].SpanContext.TraceID() != link.TraceID ||
+		got.Links[0].SpanContext.TraceState().Len() != 0 {
+		t.Errorf("links = %+v; want the link without its attributes and the caller's tracestate", got.Links)
 	}
 	if dump := strings.Join(strings.Fields(fmtSpan(got)), " "); strings.Contains(dump, phi) || strings.Contains(dump, "203.0.113.9") {
 		t.Errorf("the exported span still holds the marker or the caller's address: %s", dump)

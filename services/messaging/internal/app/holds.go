@@ -50,8 +50,9 @@ func (s *Service) GetRetentionPolicy(ctx context.Context, p *auth.Principal) (*R
 }
 
 // ListLegalHolds returns a page of the legal holds in force. The listing names the patients
-// and threads under hold for a legal matter, so it is audited (one QUERY record of the legal
-// hold registry, purpose LEGAL) before the page is returned, and refused if that fails.
+// and threads under hold for a legal matter, so it is audited before the page is returned, and
+// refused if that fails: one QUERY record of the legal hold registry, and one per patient hold
+// on the page naming that patient (purpose LEGAL), so it shows in their access report.
 func (s *Service) ListLegalHolds(ctx context.Context, p *auth.Principal, pageSize int, pageToken string) ([]domain.LegalHold, string, error) {
 	limit := pageLimit(pageSize, 50, 200)
 	var after domain.LegalHoldCursor
@@ -86,6 +87,14 @@ func (s *Service) ListLegalHolds(ctx context.Context, p *auth.Principal, pageSiz
 	b := s.newBatch(ctx)
 	b.audit(actorFor(p, "", ""), eventsv1.Action_ACTION_QUERY, auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_LEGAL_HOLD, ID: "legal-holds"},
 		auditlog.Reason("legal_holds_listed"), auditlog.WithPurpose(commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL))
+	// Each patient named on the page learns of it in their own accounting of disclosures.
+	for _, h := range holds {
+		if h.PatientID != "" {
+			b.audit(actorFor(p, h.PatientID, ""), eventsv1.Action_ACTION_QUERY,
+				auditlog.Target{Type: eventsv1.RecordType_RECORD_TYPE_LEGAL_HOLD, ID: "patient-hold", PatientID: h.PatientID},
+				auditlog.Reason("legal_hold_listed"), auditlog.WithPurpose(commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL))
+		}
+	}
 	rows, err := b.rows()
 	if err == nil {
 		err = s.AuditTrail.WriteAudit(ctx, rows)

@@ -85,6 +85,9 @@ func TestRetentionPolicyAndLegalHoldListing(t *testing.T) {
 		r.GetRecordType() != eventsv1.RecordType_RECORD_TYPE_LEGAL_HOLD || r.GetPurposeOfUse() != commonv1.PurposeOfUse_PURPOSE_OF_USE_LEGAL {
 		t.Errorf("audit record of the listing = %v, want a QUERY of the legal hold registry for a legal purpose", r)
 	}
+	if r := findAudit(e.auditRecords(t), eventsv1.Action_ACTION_QUERY, "patient-hold", servicetest.Admin.Subject); r == nil || r.GetPatientId() != "p-1002" {
+		t.Errorf("audit record naming the held patient = %v, want a QUERY of p-1002's hold", r)
+	}
 
 	_, err = e.api.ListLegalHolds(admin, &messagingv1.ListLegalHoldsRequest{PageToken: "bm90LWEtdG9rZW4"})
 	wantCode(t, "ListLegalHolds(bad page token)", err, codes.InvalidArgument)

@@ -34,7 +34,7 @@ func insertAlerts(ctx context.Context, tx pgx.Tx, alerts []domain.RaisedAlert) e
 		if err != nil {
 			return fmt.Errorf("encode alert actor: %w", err)
 		}
-		rows[i] = []any{a.ID, a.RuleID, actor, severity, a.WindowStart, a.WindowEnd, a.Count, a.Threshold,
+		rows[i] = []any{a.ID, a.RuleID, actor, severity, a.WindowStart.Round(time.Microsecond), a.WindowEnd.Round(time.Microsecond), a.Count, a.Threshold,
 			pgBigint(a.FirstSeq), pgBigint(a.LastSeq), a.RaisedAt.Round(time.Microsecond)}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, alertColumns, pgx.CopyFromRows(rows)); err != nil {

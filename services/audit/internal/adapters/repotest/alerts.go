@@ -97,6 +97,42 @@ func testAlertsListed(t *testing.T, u AlertsUnderTest) {
 	if err != nil || ids(rest) != "bulk_read " {
 		t.Errorf("ListAlerts(after %s) = %q, %v; want bulk_read", last.RuleID, ids(rest), err)
 	}
+	// Two alerts of one append share their raise time (to the nanosecond, which the store keeps
+	// to the microsecond): paging one at a time still yields every alert once, the id breaking
+	// the tie.
+	twinAt := at.Add(3*time.Second + 1234*time.Nanosecond)
+	twins := []domain.RaisedAlert{
+		{ID: outbox.NewID(), Alert: domain.Alert{RuleID: "twin", Actor: &eventsv1.AuditActor{Subject: "a"}, WindowStart: twinAt, WindowEnd: twinAt}, RaisedAt: twinAt},
+		{ID: outbox.NewID(), Alert: domain.Alert{RuleID: "twin", Actor: &eventsv1.AuditActor{Subject: "b"}, WindowStart: twinAt, WindowEnd: twinAt}, RaisedAt: twinAt},
+	}
+	if err := u.Log.EnsurePartitions(ctx, twinAt, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Log.Append(ctx, Records(t, 7, 1), twinAt, func([]domain.Entry) (domain.AppendEffects, error) {
+		return domain.AppendEffects{Alerts: twins}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	var cursor *domain.AlertCursor
+	for range 10 {
+		page, err := u.Alerts.ListAlerts(ctx, domain.AlertFilter{}, cursor, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		seen[page[0].ID]++
+		if !page[0].WindowStart.Equal(page[0].WindowStart.Round(time.Microsecond)) {
+			t.Errorf("alert %s window start %v is finer than microseconds; both stores keep microseconds", page[0].ID, page[0].WindowStart)
+		}
+		cursor = &domain.AlertCursor{RaisedAt: page[0].RaisedAt, ID: page[0].ID}
+	}
+	if len(seen) != 5 || seen[twins[0].ID] != 1 || seen[twins[1].ID] != 1 {
+		t.Errorf("paging one at a time saw %v; want each of the 5 alerts once", seen)
+	}
+
 	byRule, err := u.Alerts.ListAlerts(ctx, domain.AlertFilter{RuleID: "break_glass"}, nil, 10)
 	if err != nil || ids(byRule) != "break_glass " {
 		t.Errorf("ListAlerts(rule break_glass) = %q, %v", ids(byRule), err)
