@@ -168,9 +168,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // TrustedKeyIDs lists the key ids whose checkpoints verify (the signer's and TrustedKeys).
 func (s *Service) TrustedKeyIDs() []string { return s.trusted.IDs() }
 
-// RestoreDetector rebuilds the anomaly rules' sliding windows from the log's recent entries
-// (those appended within the longest rule window before now), so a burst that spans a restart
-// is still detected. Alerts the replay fires are not raised again: they were raised before
+// RestoreDetector rebuilds the anomaly rules' sliding windows, from empty, out of the log's
+// recent entries (those appended within the longest rule window before now), so a burst that
+// spans a restart or a change of ingesting replica is still detected. Alerts the replay fires are not raised again: they were raised before
 // the restart (the replay also restores the rules' cool-down times). Call it before ingest
 // starts.
 func (s *Service) RestoreDetector(ctx context.Context) (replayed int, err error) {
@@ -188,6 +188,9 @@ func (s *Service) RestoreDetector(ctx context.Context) (replayed int, err error)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// From empty windows: this replica may have led before, and the records another leader
+	// appended since are in the log, not in this detector.
+	s.detector = domain.NewDetector(*s.cfg.Rules)
 	err = s.log.Range(ctx, first, head.Size, func(e domain.Entry) error {
 		rec, err := e.Record()
 		if err != nil {

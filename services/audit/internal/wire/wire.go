@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
 	commonv1 "github.com/securemsg/securemsg/gen/securemsg/common/v1"
 	"github.com/securemsg/securemsg/services/audit/internal/adapters/pgstore"
@@ -108,9 +110,6 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	if err := svc.Maintain(ctx); err != nil {
 		return nil, fmt.Errorf("audit partitions: %w", err)
 	}
-	if _, err := svc.RestoreDetector(ctx); err != nil {
-		return nil, err
-	}
 	proc.Logger.Info("checkpoint keys trusted", "key_ids", svc.TrustedKeyIDs(), "signing_key_id", deps.Signer.KeyID())
 	auditv1.RegisterAuditServiceServer(proc.Server.GRPC(), ports.NewGRPC(svc))
 	ingest := natsx.ConsumerRef{Stream: top.AuditStream, Durable: ports.DefaultDurable}
@@ -121,7 +120,22 @@ func Register(proc *daemon.Process, s Settings, deps Deps) (*app.Service, error)
 	}
 	consumer := &ports.Consumer{JS: proc.JS, Stream: ingest.Stream, Durable: ingest.Durable,
 		Batch: s.IngestBatch, Ingester: svc, Log: proc.Logger, AppendLag: appendLag}
-	proc.Go(consumer.Run)
+	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "securemsg_audit_ingest_leader",
+		Help: "1 while this replica is the one that appends to the audit log (and runs the anomaly detector), else 0."})
+	if err := proc.Server.MetricsRegistry().Register(leading); err != nil {
+		return nil, fmt.Errorf("register ingest leader gauge: %w", err)
+	}
+	// One replica ingests at a time, so one detector sees every record (pgstore.Leader).
+	leader := &pgstore.Leader{Pool: proc.Pool, Log: proc.Logger,
+		OnAcquire: func(ctx context.Context) error { _, err := svc.RestoreDetector(ctx); return err },
+		Leading: func(on bool) {
+			if on {
+				leading.Set(1)
+			} else {
+				leading.Set(0)
+			}
+		}}
+	proc.Go(func(ctx context.Context) error { return leader.Run(ctx, consumer.Run) })
 	proc.Go(func(ctx context.Context) error { svc.RunCheckpointer(ctx); return nil })
 	proc.Go(func(ctx context.Context) error { svc.RunMaintenance(ctx); return nil })
 	proc.Go(func(ctx context.Context) error {
