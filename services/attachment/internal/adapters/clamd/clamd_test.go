@@ -1,11 +1,8 @@
 package clamd_test
 
 import (
-	"archive/zip"
 	"bytes"
-	"compress/zlib"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -22,47 +19,6 @@ import (
 // itself flagged by scanners.
 func EICAR() []byte {
 	return []byte(`X5O!P%@AP[4\PZX54(P^)7CC)7}$` + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
-}
-
-// member is one file of a zip.
-type member struct {
-	name string
-	body []byte
-}
-
-// zipped is a zip of deflated members.
-func zipped(t *testing.T, members ...member) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	z := zip.NewWriter(&b)
-	for _, m := range members {
-		w, err := z.Create(m.name)
-		if err == nil {
-			_, err = w.Write(m.body)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := z.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// pdfStream is a one-object PDF whose Flate-compressed content stream holds text.
-func pdfStream(t *testing.T, text []byte) []byte {
-	t.Helper()
-	var z bytes.Buffer
-	w := zlib.NewWriter(&z)
-	if _, err := w.Write(text); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return slices.Concat([]byte(fmt.Sprintf("%%PDF-1.7\n1 0 obj\n<< /Length %d /Filter /FlateDecode >>\nstream\n", z.Len())),
-		z.Bytes(), []byte("\nendstream\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"))
 }
 
 func client(t testing.TB) *clamd.Client {
@@ -91,12 +47,12 @@ func TestScanRealClamd(t *testing.T) {
 		{name: "eicar", data: EICAR(), infected: true},
 		// EICAR with text around it, so the file's hash is not the test file's: found only by
 		// a signature that looks inside a file, after clamd has unpacked the container.
-		{name: "eicar in a zip member", data: zipped(t, member{"notes.txt", embedded}), infected: true},
-		{name: "eicar in a docx", data: zipped(t, member{"[Content_Types].xml", []byte("<Types/>")}, member{"word/document.xml", embedded}), infected: true},
+		{name: "eicar in a zip member", data: testkit.Zip(t, testkit.ZipMember{Name: "notes.txt", Body: embedded}), infected: true},
+		{name: "eicar in a docx", data: testkit.Zip(t, testkit.ZipMember{Name: "[Content_Types].xml", Body: []byte("<Types/>")}, testkit.ZipMember{Name: "word/document.xml", Body: embedded}), infected: true},
 		{name: "eicar behind a PDF header", data: slices.Concat([]byte("%PDF-1.7\n"), embedded), infected: true},
-		{name: "eicar in a PDF stream", data: pdfStream(t, embedded), infected: true},
-		{name: "clean zip", data: zipped(t, member{"notes.txt", []byte("harmless\n")})},
-		{name: "clean PDF", data: pdfStream(t, []byte("harmless"))},
+		{name: "eicar in a PDF stream", data: testkit.PDFStream(t, embedded), infected: true},
+		{name: "clean zip", data: testkit.Zip(t, testkit.ZipMember{Name: "notes.txt", Body: []byte("harmless\n")})},
+		{name: "clean PDF", data: testkit.PDFStream(t, []byte("harmless"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,12 +1,9 @@
 package supervisor_test
 
 import (
-	"archive/zip"
 	"bytes"
-	"compress/zlib"
 	"crypto/md5" //nolint:gosec // G501: eicar.org publishes the test file's MD5
 	"encoding/hex"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -47,14 +44,14 @@ func TestClamdDetectsEICAR(t *testing.T) {
 		{name: "EICAR behind text", data: around(eicar), wantFound: true},
 		{name: "EICAR behind a PDF header", data: slices.Concat([]byte("%PDF-1.7\n"), eicar, []byte("\n%%EOF\n")), wantFound: true},
 		// And only unpacking finds these: the bytes are compressed (ScanArchive, ScanPDF).
-		{name: "EICAR in a deflated zip member", data: zipOf(t, member{"notes.txt", around(eicar)}), wantFound: true},
-		{name: "EICAR in a docx", data: docxOf(t, around(eicar)), wantFound: true},
-		{name: "EICAR in a PDF FlateDecode stream", data: pdfStream(t, around(eicar)), wantFound: true},
+		{name: "EICAR in a deflated zip member", data: testkit.Zip(t, testkit.ZipMember{Name: "notes.txt", Body: around(eicar)}), wantFound: true},
+		{name: "EICAR in a docx", data: testkit.Docx(t, around(eicar)), wantFound: true},
+		{name: "EICAR in a PDF FlateDecode stream", data: testkit.PDFStream(t, around(eicar)), wantFound: true},
 		{name: "clean text", data: []byte("hello, this is a harmless attachment\n"), wantFound: false},
 		{name: "clean 3 MiB", data: bytes.Repeat([]byte{0x5a}, 3<<20), wantFound: false},
-		{name: "clean zip", data: zipOf(t, member{"notes.txt", []byte("harmless\n")}), wantFound: false},
-		{name: "clean docx", data: docxOf(t, []byte("harmless")), wantFound: false},
-		{name: "clean PDF", data: pdfStream(t, []byte("harmless")), wantFound: false},
+		{name: "clean zip", data: testkit.Zip(t, testkit.ZipMember{Name: "notes.txt", Body: []byte("harmless\n")}), wantFound: false},
+		{name: "clean docx", data: testkit.Docx(t, []byte("harmless")), wantFound: false},
+		{name: "clean PDF", data: testkit.PDFStream(t, []byte("harmless")), wantFound: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,56 +68,6 @@ func TestClamdDetectsEICAR(t *testing.T) {
 	if err := supervisor.ClamdDetectsEICAR(t.Context(), clamd); err != nil {
 		t.Errorf("ClamdDetectsEICAR() = %v", err)
 	}
-}
-
-// member is one file of a zip.
-type member struct {
-	name string
-	body []byte
-}
-
-// zipOf is a zip of deflated members.
-func zipOf(t *testing.T, members ...member) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	z := zip.NewWriter(&b)
-	for _, m := range members {
-		w, err := z.Create(m.name)
-		if err == nil {
-			_, err = w.Write(m.body)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := z.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// docxOf is a minimal Word document whose text is text.
-func docxOf(t *testing.T, text []byte) []byte {
-	t.Helper()
-	return zipOf(t,
-		member{"[Content_Types].xml", []byte(`<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>`)},
-		member{"_rels/.rels", []byte(`<?xml version="1.0"?><Relationships/>`)},
-		member{"word/document.xml", slices.Concat([]byte(`<?xml version="1.0"?><w:document><w:body><w:p><w:r><w:t>`), text, []byte(`</w:t></w:r></w:p></w:body></w:document>`))})
-}
-
-// pdfStream is a one-object PDF whose content stream, Flate-compressed, shows text.
-func pdfStream(t *testing.T, text []byte) []byte {
-	t.Helper()
-	var z bytes.Buffer
-	w := zlib.NewWriter(&z)
-	if _, err := w.Write(slices.Concat([]byte("BT /F1 12 Tf ("), text, []byte(") Tj ET"))); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return slices.Concat([]byte(fmt.Sprintf("%%PDF-1.7\n1 0 obj\n<< /Length %d /Filter /FlateDecode >>\nstream\n", z.Len())),
-		z.Bytes(), []byte("\nendstream\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"))
 }
 
 func TestJetStreamEnabled(t *testing.T) {
