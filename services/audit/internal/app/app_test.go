@@ -241,6 +241,29 @@ func TestIngestAndAlerts(t *testing.T) {
 		}
 		return out
 	}()
+	// glasses is n break-the-glass reads by actor, a second apart.
+	glasses := func(actor string, n int) []domain.Incoming {
+		var out []domain.Incoming
+		for i := range n {
+			rec := repotest.RecordProto(200+i, actor, "patient-1")
+			rec.Action, rec.Severity = eventsv1.Action_ACTION_BREAK_GLASS, eventsv1.Severity_SEVERITY_HIGH
+			b, _ := proto.Marshal(rec)
+			in, err := domain.ParseIncoming(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, in)
+		}
+		return out
+	}
+	// nightReads is n reads of one patient from 23:53 London time (repotest.Base is 10:00).
+	nightReads := func(actor string, n int) []domain.Incoming {
+		var out []domain.Incoming
+		for i := range n {
+			out = append(out, repotest.Record(t, 50000+i, actor, "patient-1"))
+		}
+		return out
+	}
 	tests := []struct {
 		name         string
 		batches      [][]domain.Incoming
@@ -252,12 +275,21 @@ func TestIngestAndAlerts(t *testing.T) {
 		{"a bulk read fires once", [][]domain.Incoming{reads("snoop", 8)}, 8, []string{domain.RuleBulkRead}},
 		{"a bulk read across batches", [][]domain.Incoming{reads("snoop", 4), reads("snoop", 8)}, 8, []string{domain.RuleBulkRead}},
 		{"break-the-glass always fires", [][]domain.Incoming{{glass}}, 1, []string{domain.RuleBreakGlass}},
+		{"frequent break-the-glass fires once more", [][]domain.Incoming{glasses("er-doc", 5)}, 5, []string{domain.RuleBreakGlass,
+			domain.RuleBreakGlass, domain.RuleBreakGlass, domain.RuleBreakGlass, domain.RuleBreakGlassFrequency, domain.RuleBreakGlass}},
+		{"night reads fire off_hours once", [][]domain.Incoming{nightReads("night-owl", 15), nightReads("night-owl", 25)}, 25,
+			[]string{domain.RuleOffHours}},
+		{"a record of interest fires once per actor", [][]domain.Incoming{
+			{repotest.Record(t, 300, "nosy", "patient-vip"), repotest.Record(t, 301, "nosy", "patient-vip"), repotest.Record(t, 302, "other", "patient-vip")}},
+			3, []string{domain.RuleRecordOfInterest, domain.RuleRecordOfInterest}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			rules := domain.DefaultAnomalyRules()
 			rules.BulkRead.MaxPatients = 5
+			rules.OffHours.Enabled, rules.OffHours.TimeZone = true, "Europe/London"
+			rules.RecordOfInterest.PatientIDs = []string{"patient-vip"}
 			e := newEnv(t, app.Config{Rules: &rules})
 			appended := 0
 			for _, b := range tt.batches {
