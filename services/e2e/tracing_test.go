@@ -50,9 +50,14 @@ func TestTraceFromSendMessageToSMTPAndAudit(t *testing.T) {
 	// appear in no span.
 	address := fmt.Sprintf("clinician-%s@trace.test", randomHex(6))
 	notification := notificationv1.NewNotificationServiceClient(e.s.Conn(t, "notification"))
-	if _, err := notification.UpdatePreferences(e.as(ctx, "clinician"), &notificationv1.UpdatePreferencesRequest{
-		Preferences: &notificationv1.Preferences{Email: &notificationv1.ChannelPreference{Enabled: true, Address: address}},
-		UpdateMask:  &fieldmaskpb.FieldMask{Paths: []string{"email"}},
+	// messaging seeds the directory (the dev client applications) as it starts; notification
+	// admits callers once its watch of the directory has them, which may be a moment later.
+	if err := eventually(ctx, 20*time.Second, 200*time.Millisecond, func(ctx context.Context) error {
+		_, err := notification.UpdatePreferences(e.as(ctx, "clinician"), &notificationv1.UpdatePreferencesRequest{
+			Preferences: &notificationv1.Preferences{Email: &notificationv1.ChannelPreference{Enabled: true, Address: address}},
+			UpdateMask:  &fieldmaskpb.FieldMask{Paths: []string{"email"}},
+		})
+		return err
 	}); err != nil {
 		t.Fatalf("UpdatePreferences(email) as clinician = %v", err)
 	}
