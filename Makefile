@@ -46,7 +46,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each.
 	scripts/fuzz.sh $(FUZZTIME)
 
 .PHONY: bench
-bench: ## Run the benchmarks against the local stack; print value/baseline/ratio and write .tmp/bench/results.json.
+bench: ## Run the benchmarks against the local stack (growth curves at three sizes included; GROWTH=0 skips them); print value/baseline/ratio/target and write .tmp/bench/results.json.
 	BENCHTIME=$(BENCHTIME) scripts/bench.sh
 
 .PHONY: demo

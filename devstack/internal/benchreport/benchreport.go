@@ -1,7 +1,9 @@
 // Package benchreport turns `go test -bench` output into the suite's benchmark table and the
 // machine-readable results file: every benchmark that reported a value beside a baseline of the
-// same run (services/internal/testkit/benchkit) becomes one comparison; other custom metrics are
-// listed as plain measurements.
+// same run (services/internal/testkit/benchkit) becomes one comparison; so does a scale figure
+// (benchkit.Growth: the value at the largest size beside the smallest size's, baseline kind
+// "growth", its ratio the growth factor) and a measurement held to a target; other custom
+// metrics are listed as plain measurements.
 package benchreport
 
 import (
@@ -22,7 +24,25 @@ type Comparison struct {
 	Unit     string  `json:"unit"`
 	Baseline float64 `json:"baseline"`
 	Ratio    float64 `json:"ratio"`
+	// BaselineKind says what the baseline is: KindSameRun (another implementation measured in
+	// the same run), KindGrowth (the same operation at the smallest size; ratio is the growth
+	// factor) or KindNone (a measurement held to a target, with no baseline).
+	BaselineKind string `json:"baseline_kind"`
+	// Target is the bound the row is held to (nil where there is none): for a growth row a
+	// bound on the ratio, for a row without baseline a bound on the value; TargetMax says which
+	// side (at most when true, at least when false).
+	Target    *float64 `json:"target"`
+	TargetMax bool     `json:"-"`
+	// Holds is whether the row meets its target (true where there is none).
+	Holds bool `json:"holds"`
 }
+
+// The baseline kinds.
+const (
+	KindSameRun = "same-run"
+	KindGrowth  = "growth"
+	KindNone    = "none"
+)
 
 // Measurement is a custom metric reported without a baseline.
 type Measurement struct {
@@ -41,9 +61,22 @@ type Report struct {
 
 // The metric names services/internal/testkit/benchkit writes.
 const (
-	baselinePrefix = "baseline-"
-	ratioPrefix    = "ratio-"
+	baselinePrefix  = "baseline-"
+	ratioPrefix     = "ratio-"
+	growthPrefix    = "growth-"
+	targetMaxPrefix = "target-max-"
+	targetMinPrefix = "target-min-"
 )
+
+// isAnnotation says whether unit is another metric's baseline, ratio or target.
+func isAnnotation(unit string) bool {
+	for _, p := range []string{baselinePrefix, ratioPrefix, growthPrefix, targetMaxPrefix, targetMinPrefix} {
+		if strings.HasPrefix(unit, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // standardUnits are go test's own metrics; they are not listed as measurements.
 var standardUnits = map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true, "MB/s": false}
@@ -94,19 +127,33 @@ func parseBenchmark(rep *Report, pkg, line string) {
 	}
 	compared := map[string]bool{}
 	for _, unit := range order {
-		if strings.HasPrefix(unit, ratioPrefix) {
+		if isAnnotation(unit) {
 			compared[unit] = true
-		}
-		base, ok := metrics[baselinePrefix+unit]
-		if !ok || strings.HasPrefix(unit, baselinePrefix) {
 			continue
 		}
-		c := Comparison{Name: name, Value: metrics[unit], Unit: unit, Baseline: base}
-		if base != 0 {
-			c.Ratio = c.Value / base
+		c := Comparison{Name: name, Value: metrics[unit], Unit: unit, BaselineKind: KindSameRun, Holds: true}
+		if base, ok := metrics[baselinePrefix+unit]; ok {
+			c.Baseline = base
+		} else if base, ok := metrics[growthPrefix+unit]; ok {
+			c.Baseline, c.BaselineKind = base, KindGrowth
+		} else if _, ok := targetOf(metrics, unit); ok {
+			c.BaselineKind = KindNone
+		} else {
+			continue
+		}
+		if c.Baseline != 0 {
+			c.Ratio = c.Value / c.Baseline
+		}
+		if t, ok := targetOf(metrics, unit); ok {
+			c.Target, c.TargetMax = &t.value, t.max
+			held := c.Value
+			if c.BaselineKind != KindNone {
+				held = c.Ratio
+			}
+			c.Holds = (t.max && held <= t.value) || (!t.max && held >= t.value)
 		}
 		rep.Comparisons = append(rep.Comparisons, c)
-		compared[unit], compared[baselinePrefix+unit] = true, true
+		compared[unit] = true
 	}
 	for _, unit := range order {
 		if compared[unit] || standardUnits[unit] {
@@ -114,6 +161,21 @@ func parseBenchmark(rep *Report, pkg, line string) {
 		}
 		rep.Measurements = append(rep.Measurements, Measurement{Name: name, Value: metrics[unit], Unit: unit})
 	}
+}
+
+type target struct {
+	value float64
+	max   bool
+}
+
+func targetOf(metrics map[string]float64, unit string) (target, bool) {
+	if v, ok := metrics[targetMaxPrefix+unit]; ok {
+		return target{v, true}, true
+	}
+	if v, ok := metrics[targetMinPrefix+unit]; ok {
+		return target{v, false}, true
+	}
+	return target{}, false
 }
 
 // shortPkg drops the module prefix so names stay readable in the table.
@@ -131,23 +193,42 @@ func (r Report) WriteTable(w io.Writer) error {
 			_, err = fmt.Fprintf(tw, format, args...)
 		}
 	}
-	printf("BENCHMARK\tVALUE\tBASELINE\tUNIT\tRATIO\n")
+	printf("BENCHMARK\tVALUE\tBASELINE\tUNIT\tRATIO\tKIND\tTARGET\n")
 	cs := append([]Comparison(nil), r.Comparisons...)
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
 	for _, c := range cs {
-		printf("%s\t%s\t%s\t%s\t%.3f\n", c.Name, num(c.Value), num(c.Baseline), c.Unit, c.Ratio)
+		printf("%s\t%s\t%s\t%s\t%.3f\t%s\t%s\n", c.Name, num(c.Value), num(c.Baseline), c.Unit, c.Ratio, c.BaselineKind, c.targetText())
 	}
 	if len(r.Measurements) > 0 {
-		printf("\t\t\t\t\n")
-		printf("MEASUREMENT\tVALUE\t\tUNIT\t\n")
+		printf("\t\t\t\t\t\t\n")
+		printf("MEASUREMENT\tVALUE\t\tUNIT\t\t\t\n")
 		for _, m := range r.Measurements {
-			printf("%s\t%s\t\t%s\t\n", m.Name, num(m.Value), m.Unit)
+			printf("%s\t%s\t\t%s\t\t\t\n", m.Name, num(m.Value), m.Unit)
 		}
 	}
 	if err != nil {
 		return err
 	}
 	return tw.Flush()
+}
+
+// targetText is the target column: "≤ 1.5× holds", "≥ 50000 FAILS", or "-".
+func (c Comparison) targetText() string {
+	if c.Target == nil {
+		return "-"
+	}
+	op, unit := "≥", ""
+	if c.TargetMax {
+		op = "≤"
+	}
+	if c.BaselineKind != KindNone {
+		unit = "×"
+	}
+	verdict := "holds"
+	if !c.Holds {
+		verdict = "FAILS"
+	}
+	return op + " " + num(*c.Target) + unit + " " + verdict
 }
 
 func num(v float64) string {

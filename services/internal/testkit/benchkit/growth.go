@@ -1,0 +1,45 @@
+package benchkit
+
+import (
+	"strings"
+	"testing"
+)
+
+// GrowthPrefix marks a growth curve's baseline: the same operation measured at the smallest
+// size of the same run; TargetMaxPrefix marks an upper bound the ratio must stay within.
+const (
+	GrowthPrefix    = "growth-"
+	TargetMaxPrefix = "target-max-"
+)
+
+// Growth reports a scale figure: value at the largest size, smallest at the smallest size
+// (its baseline, kind "growth" in results.json), their ratio (the growth factor) and, when
+// maxRatio is positive, the bound the growth factor is held to.
+func Growth(b *testing.B, value, smallest float64, unit string, maxRatio float64) {
+	b.Helper()
+	unit = strings.ReplaceAll(unit, " ", "_")
+	b.ReportMetric(value, unit)
+	b.ReportMetric(smallest, GrowthPrefix+unit)
+	if smallest != 0 {
+		b.ReportMetric(value/smallest, RatioPrefix+unit)
+	}
+	if maxRatio > 0 {
+		b.ReportMetric(maxRatio, TargetMaxPrefix+unit)
+	}
+}
+
+// TargetMinPrefix marks a lower bound on a value reported without a baseline.
+const TargetMinPrefix = "target-min-"
+
+// Target reports a measurement held to a target of its own (no baseline): at most target when
+// atMost, else at least target.
+func Target(b *testing.B, value float64, unit string, target float64, atMost bool) {
+	b.Helper()
+	unit = strings.ReplaceAll(unit, " ", "_")
+	b.ReportMetric(value, unit)
+	if atMost {
+		b.ReportMetric(target, TargetMaxPrefix+unit)
+	} else {
+		b.ReportMetric(target, TargetMinPrefix+unit)
+	}
+}
