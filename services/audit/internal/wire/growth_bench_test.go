@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,36 +57,6 @@ const (
 	auditSeedBatch     = 4096
 	auditVerifyRecords = 1_000_000
 )
-
-func auditSizes(tb testing.TB) []int {
-	tb.Helper()
-	spec := os.Getenv("SECUREMSG_GROWTH_AUDIT")
-	if spec == "" {
-		spec = "100000,1000000,10000000"
-	}
-	var sizes []int
-	for f := range strings.SplitSeq(spec, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 50000 {
-			tb.Fatalf("SECUREMSG_GROWTH_AUDIT: %q is not a size of at least 50000 records", f)
-		}
-		sizes = append(sizes, n)
-	}
-	slices.Sort(sizes)
-	return sizes
-}
-
-func auditOps(tb testing.TB) int {
-	tb.Helper()
-	if s := os.Getenv("SECUREMSG_GROWTH_OPS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < growthRounds*5 {
-			tb.Fatalf("SECUREMSG_GROWTH_OPS=%q: want a count of at least %d", s, growthRounds*5)
-		}
-		return n
-	}
-	return 400
-}
 
 // The seeded log spans growthSpan of occurred_at, in sequence order; every 97th record is
 // servicetest.Patient's (1,031 at 100 k records: 20 pages), every 50th record's actor is
@@ -332,7 +301,7 @@ func (e *auditEnv) verify(b *testing.B) (perSec, perCPUSec float64) {
 }
 
 func BenchmarkGrowthAudit(b *testing.B) {
-	sizes, nOps := auditSizes(b), auditOps(b)
+	sizes, nOps := benchkit.GrowthSizes(b, "SECUREMSG_GROWTH_AUDIT", "100000,1000000,10000000", 50000), benchkit.GrowthOps(b, growthRounds*5)
 	envs := make([]*auditEnv, len(sizes))
 	ops := make([][]func(int) error, len(sizes))
 	verifyRate, verifyCPURate := make([]float64, len(sizes)), make([]float64, len(sizes))

@@ -1,6 +1,9 @@
 package benchkit
 
 import (
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -42,4 +45,38 @@ func Target(b *testing.B, value float64, unit string, target float64, atMost boo
 	} else {
 		b.ReportMetric(target, TargetMinPrefix+unit)
 	}
+}
+
+// GrowthSizes reads the sizes a growth benchmark runs at from the comma-separated variable env
+// (def when unset), smallest first; a size below least ends the benchmark.
+func GrowthSizes(tb testing.TB, env, def string, least int) []int {
+	tb.Helper()
+	spec := os.Getenv(env)
+	if spec == "" {
+		spec = def
+	}
+	var sizes []int
+	for f := range strings.SplitSeq(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < least {
+			tb.Fatalf("%s: %q is not a size of at least %d", env, f, least)
+		}
+		sizes = append(sizes, n)
+	}
+	slices.Sort(sizes)
+	return sizes
+}
+
+// GrowthOps is how many calls a growth benchmark times per size and operation:
+// SECUREMSG_GROWTH_OPS, at least least (default 400).
+func GrowthOps(tb testing.TB, least int) int {
+	tb.Helper()
+	if s := os.Getenv("SECUREMSG_GROWTH_OPS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < least {
+			tb.Fatalf("SECUREMSG_GROWTH_OPS=%q: want a count of at least %d", s, least)
+		}
+		return n
+	}
+	return 400
 }

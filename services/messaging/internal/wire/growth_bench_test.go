@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,36 +43,6 @@ import (
 // growthTarget is the bound on a per-page operation's growth from the smallest size to
 // the largest.
 const growthTarget = 1.5
-
-func growthSizes(tb testing.TB) []int {
-	tb.Helper()
-	spec := os.Getenv("SECUREMSG_GROWTH_MESSAGES")
-	if spec == "" {
-		spec = "10000,100000,1000000"
-	}
-	var sizes []int
-	for f := range strings.SplitSeq(spec, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 3000 {
-			tb.Fatalf("SECUREMSG_GROWTH_MESSAGES: %q is not a size of at least 3000 messages", f)
-		}
-		sizes = append(sizes, n)
-	}
-	slices.Sort(sizes)
-	return sizes
-}
-
-func growthOps(tb testing.TB) int {
-	tb.Helper()
-	if s := os.Getenv("SECUREMSG_GROWTH_OPS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 10 {
-			tb.Fatalf("SECUREMSG_GROWTH_OPS=%q: want a count of at least 10", s)
-		}
-		return n
-	}
-	return 400
-}
 
 // growthShape is the data set at n messages: servicetest's patient owns 1,000 threads (fewer
 // at sizes too small for them), the big thread has 1,000 messages.
@@ -207,7 +176,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // BenchmarkGrowthMessaging: see the comment at the top of this file. Every size is seeded
 // first, each on its own service and schema; then the sizes take turns.
 func BenchmarkGrowthMessaging(b *testing.B) {
-	sizes, nOps := growthSizes(b), growthOps(b)
+	sizes, nOps := benchkit.GrowthSizes(b, "SECUREMSG_GROWTH_MESSAGES", "10000,100000,1000000", 3000), benchkit.GrowthOps(b, 10)
 	ops := make([][]func(context.Context, int) error, len(sizes)) // [size][operation]
 	for si, size := range sizes {
 		e := newEnv(b, tuned(func(s *wire.Settings) { s.DEKCacheEntries = 4000 }))
