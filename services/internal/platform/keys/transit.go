@@ -17,6 +17,11 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/securemsg/securemsg/services/internal/platform/tracing"
 )
 
 // DefaultKubernetesJWTFile is where Kubernetes mounts a pod's service-account token.
@@ -170,8 +175,21 @@ func (t *Transit) login(ctx context.Context) error {
 	return nil
 }
 
-// call runs fn and, with Kubernetes auth, logs in again once if Vault refused the token.
-func (t *Transit) call(ctx context.Context, op string, fn func() (*vault.Secret, error)) (*vault.Secret, error) {
+// call runs fn and, with Kubernetes auth, logs in again once if Vault refused the token. Inside
+// a sampled trace the call is a client span "transit <op>" (op is a constant: the key name,
+// the data and the token never reach it).
+func (t *Transit) call(ctx context.Context, op string, fn func() (*vault.Secret, error)) (_ *vault.Secret, err error) {
+	if trace.SpanContextFromContext(ctx).IsSampled() {
+		var span trace.Span
+		_, span = tracing.Tracer().Start(ctx, "transit "+op, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("securemsg.transit.operation", op)))
+		defer func() {
+			if err != nil {
+				span.SetStatus(codes.Error, "")
+			}
+			span.End()
+		}()
+	}
 	secret, err := fn()
 	err = classify(op, err)
 	if errors.Is(err, ErrPermissionDenied) && t.cfg.KubernetesRole != "" {
