@@ -1,15 +1,11 @@
 package keys_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 
-	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-
 	"github.com/securemsg/securemsg/services/internal/platform/keys"
+	"github.com/securemsg/securemsg/services/internal/platform/tracing/tracingtest"
 	"github.com/securemsg/securemsg/services/internal/testkit"
 )
 
@@ -17,11 +13,7 @@ import (
 // its operation, under the caller's span, holding neither the key name nor any data; outside a
 // trace (start-up, the rewrap job) there are none.
 func TestTransitCallsAreSpans(t *testing.T) {
-	mem := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(mem))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+	tp, mem := tracingtest.Record(t)
 
 	srv := testkit.StartTransit(t)
 	key := "k-" + testkit.UniqueName(t, "", 40)

@@ -1,19 +1,17 @@
 package outbox_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/securemsg/securemsg/services/internal/platform/outbox"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
 	"github.com/securemsg/securemsg/services/internal/platform/tracing"
+	"github.com/securemsg/securemsg/services/internal/platform/tracing/tracingtest"
 )
 
 // TestTraceContinuesThroughTheOutbox writes one event inside a traced request and one outside
@@ -22,11 +20,7 @@ import (
 // request span's child, and the message carries the publish span's context for the consumer.
 // The untraced event is published with no trace header and no span.
 func TestTraceContinuesThroughTheOutbox(t *testing.T) {
-	mem := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(mem))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+	tp, mem := tracingtest.Record(t)
 
 	f := newFixture(t)
 	ctx, request := tp.Tracer("test").Start(t.Context(), "rpc")

@@ -1,15 +1,12 @@
 package pg_test
 
 import (
-	"context"
 	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"go.opentelemetry.io/otel"
+	"github.com/securemsg/securemsg/services/internal/platform/tracing/tracingtest"
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // TestStatementSpans runs statements on a real pool inside and outside a trace: inside, each
@@ -17,11 +14,7 @@ import (
 // — never the SQL text or its arguments; outside, there are no spans at all (the relay's polls
 // must not start traces).
 func TestStatementSpans(t *testing.T) {
-	mem := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(mem))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+	tp, mem := tracingtest.Record(t)
 
 	pool, schema := schemaPool(t)
 	const secret = "PHI-MARKER-0815"
