@@ -9,12 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditv1 "github.com/securemsg/securemsg/gen/securemsg/audit/v1"
@@ -368,33 +366,12 @@ func BenchmarkGrowthAudit(b *testing.B) {
 	})
 }
 
-// statements records the SQL a pool runs, for EXPLAIN.
-type statements struct {
-	mu   sync.Mutex
-	list []struct {
-		sql  string
-		args []any
-	}
-}
-
-func (s *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.list = append(s.list, struct {
-		sql  string
-		args []any
-	}{d.SQL, d.Args})
-	return ctx
-}
-
-func (s *statements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
 // explainAudit runs the store's Query for each filter the benchmark uses (as app.Query and
 // app.AccessReport call it, page of 50 and one more) on a pool that records the SQL, then
 // EXPLAIN (ANALYZE, BUFFERS) of each into .tmp/bench/explain/audit-<size>.txt.
 func explainAudit(b *testing.B, e *auditEnv) {
 	b.Helper()
-	log := &statements{}
+	log := &benchkit.StatementLog{}
 	pool, err := pg.NewPool(b.Context(), pg.Config{URL: testkit.LoadStack().PostgresURL, Schema: e.h.Schema, MaxConns: 2, Tracer: log})
 	if err != nil {
 		b.Fatalf("pool: %v", err)
@@ -414,20 +391,11 @@ func explainAudit(b *testing.B, e *auditEnv) {
 		if _, err := store.Query(b.Context(), q.f, domain.Page{Limit: 51}); err != nil {
 			b.Fatalf("%s: %v", q.name, err)
 		}
-		log.mu.Lock()
-		st := log.list[len(log.list)-1]
-		log.list = nil
-		log.mu.Unlock()
-		rows, err := e.h.Proc.Pool.Query(b.Context(), "EXPLAIN (ANALYZE, BUFFERS) "+st.sql, st.args...)
-		if err != nil {
-			b.Fatalf("EXPLAIN: %v", err)
-		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			b.Fatalf("EXPLAIN: %v", err)
-		}
+		ran := log.Take()
+		st := ran[len(ran)-1]
+		lines := benchkit.Explain(b, e.h.Proc.Pool, st)
 		plan := strings.Join(lines, "\n")
-		fmt.Fprintf(&out, "== %s at %d records\n%s\n%v\n%s\n\n", q.name, e.size, st.sql, st.args, plan)
+		fmt.Fprintf(&out, "== %s at %d records\n%s\n%v\n%s\n\n", q.name, e.size, st.SQL, st.Args, plan)
 		for _, l := range lines {
 			if strings.Contains(l, "Seq Scan") || strings.Contains(l, "Rows Removed by Filter") {
 				b.Logf("%s at %d: %s", q.name, e.size, strings.TrimSpace(l))

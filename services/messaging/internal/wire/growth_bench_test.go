@@ -7,12 +7,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	messagingv1 "github.com/securemsg/securemsg/gen/securemsg/messaging/v1"
 	"github.com/securemsg/securemsg/services/internal/platform/pg"
@@ -225,52 +223,13 @@ func BenchmarkGrowthMessaging(b *testing.B) {
 	}
 }
 
-// statementLog records the statements a pool's connections run, with their arguments, so that
-// the benchmark can EXPLAIN exactly the repository's SQL.
-type statementLog struct {
-	mu    sync.Mutex
-	stmts []loggedStatement
-}
-
-type loggedStatement struct {
-	sql  string
-	args []any
-}
-
-func (l *statementLog) add(sql string, args []any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.stmts = append(l.stmts, loggedStatement{sql, args})
-}
-
-func (l *statementLog) take() []loggedStatement {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.stmts
-	l.stmts = nil
-	return s
-}
-
-func (l *statementLog) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	l.add(d.SQL, d.Args)
-	return ctx
-}
-func (l *statementLog) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (l *statementLog) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
-}
-func (l *statementLog) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
-	l.add(d.SQL, d.Args)
-}
-func (l *statementLog) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-
 // explainGrowth runs the repository calls behind each operation on a pool that logs their SQL,
 // then EXPLAIN (ANALYZE, BUFFERS) of each SELECT, into .tmp/bench/explain/messaging-<size>.txt;
 // it logs the plans' sequential scans and sorts of threads or messages, which a per-page
 // operation must not have.
 func explainGrowth(b *testing.B, e *env, res seed.Result, size int) {
 	b.Helper()
-	log := &statementLog{}
+	log := &benchkit.StatementLog{}
 	pool, err := pg.NewPool(b.Context(), pg.Config{URL: testkit.LoadStack().PostgresURL, Schema: e.h.Schema, MaxConns: 2, Tracer: log})
 	if err != nil {
 		b.Fatalf("pool: %v", err)
@@ -282,7 +241,7 @@ func explainGrowth(b *testing.B, e *env, res seed.Result, size int) {
 	if err != nil {
 		b.Fatalf("Thread: %v", err)
 	}
-	log.take()
+	log.Take()
 	calls := []struct {
 		name string
 		call func() error
@@ -313,12 +272,12 @@ func explainGrowth(b *testing.B, e *env, res seed.Result, size int) {
 		if err := c.call(); err != nil {
 			b.Fatalf("%s: %v", c.name, err)
 		}
-		for _, st := range log.take() {
-			if !strings.HasPrefix(strings.TrimSpace(st.sql), "SELECT") {
+		for _, st := range log.Take() {
+			if !strings.HasPrefix(strings.TrimSpace(st.SQL), "SELECT") {
 				continue
 			}
-			plan := explainText(b, e, st)
-			fmt.Fprintf(&out, "== %s at %d messages\n%s\n%s\n", c.name, size, strings.TrimSpace(st.sql), plan)
+			plan := benchkit.ExplainText(b, e.h.Proc.Pool, st)
+			fmt.Fprintf(&out, "== %s at %d messages\n%s\n%s\n", c.name, size, strings.TrimSpace(st.SQL), plan)
 			for line := range strings.SplitSeq(plan, "\n") {
 				if strings.Contains(line, "Seq Scan on threads") || strings.Contains(line, "Seq Scan on messages") || strings.Contains(line, "Sort  (") {
 					b.Logf("%s at %d: %s", c.name, size, strings.TrimSpace(line))
@@ -333,19 +292,6 @@ func explainGrowth(b *testing.B, e *env, res seed.Result, size int) {
 	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("messaging-%d.txt", size)), []byte(out.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
-}
-
-func explainText(b *testing.B, e *env, st loggedStatement) string {
-	b.Helper()
-	rows, err := e.h.Proc.Pool.Query(b.Context(), "EXPLAIN (ANALYZE, BUFFERS) "+st.sql, st.args...)
-	if err != nil {
-		b.Fatalf("EXPLAIN: %v", err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		b.Fatalf("EXPLAIN: %v", err)
-	}
-	return strings.Join(lines, "\n")
 }
 
 // TestSeededThreadsOpen: what the seeder stores, the service opens. Threads seeded by COPY
